@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# Installs everything the osmcloud local stack needs, idempotently.
+#
+#   bash infra/bootstrap.sh
+#
+# Downloads and builds go to a cache outside the clone:
+#   CACHE=${OSMCLOUD_CACHE:-$HOME/.cache/osmcloud}
+#     kafka-4.1.1/lib/           Kafka broker jars (from Maven Central, via infra/kafka/pom.xml)
+#     bin/osmcloud-ferretdb-<h>  our FerretDB 1.24.2 wrapper (infra/ferretdb), <h> = hash of its sources
+#     versitygw-1.8.0/versitygw  S3 server (go install from the Go module proxy)
+# plus Maven's (~/.m2), Go's (~/go/pkg/mod, ~/.cache/go-build) and uv's own caches.
+# The Python virtualenv is REPO/.venv (uv sync --frozen).
+#
+# A second run installs nothing and takes seconds. Every step prints "[bootstrap] <step>";
+# a failing step names itself and says how to retry, and the script exits non-zero.
+set -uo pipefail
+
+KAFKA_VERSION=4.1.1
+VERSITYGW_VERSION=1.8.0
+MIN_PYTHON=3.11
+MIN_JAVA=17
+MIN_GO=1.21   # older Go cannot fetch the newer toolchain FerretDB/versitygw ask for (GOTOOLCHAIN=auto)
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${OSMCLOUD_CACHE:-$HOME/.cache/osmcloud}
+START=$(date +%s)
+STEP=""
+RETRY_HINT="re-run: bash infra/bootstrap.sh"
+
+step() {
+    STEP=$1
+    echo "[bootstrap] $1"
+}
+
+info() {
+    echo "[bootstrap]   $1"
+}
+
+fail() {
+    echo "[bootstrap] FAILED at step: $STEP" >&2
+    while [ $# -gt 0 ]; do
+        echo "[bootstrap]   $1" >&2
+        shift
+    done
+    echo "[bootstrap]   then retry with: bash infra/bootstrap.sh   (cache: $CACHE)" >&2
+    exit 1
+}
+
+# version_ge A B: true when dotted version A >= B
+version_ge() {
+    [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]
+}
+
+SUDO=""
+if [ "$(id -u)" != "0" ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO="sudo"
+    fi
+fi
+
+apt_updated=0
+apt_install() {
+    # apt_install PKG... : installs Debian packages without starting their services.
+    if ! command -v apt-get >/dev/null 2>&1; then
+        fail "apt-get is not available; install these packages by hand: $*"
+    fi
+    if [ "$(id -u)" != "0" ] && [ -z "$SUDO" ]; then
+        fail "need root (or sudo) to run: apt-get install -y $*" "install them yourself, e.g. as root: apt-get update && apt-get install -y $*"
+    fi
+    if [ $apt_updated = 0 ]; then
+        info "apt-get update"
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null \
+            || fail "apt-get update failed (network? apt sources?)" "run by hand: apt-get update"
+        apt_updated=1
+    fi
+    info "apt-get install -y $*"
+    # Debian's nginx package would start a system nginx on port 80: keep services from starting
+    # during the install unless a policy already exists (as in most containers).
+    local own_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ] && [ "$(id -u)" = "0" ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && own_policy=1
+    fi
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null
+    local rc=$?
+    if [ $own_policy = 1 ]; then
+        rm -f /usr/sbin/policy-rc.d
+    fi
+    [ $rc = 0 ] || fail "apt-get install $* failed" "run by hand: apt-get update && apt-get install -y $*"
+}
+
+cd "$REPO" || fail "cannot cd to $REPO"
+mkdir -p "$CACHE/bin" || { STEP="cache directory"; fail "cannot create $CACHE (set OSMCLOUD_CACHE to a writable directory)"; }
+
+# ---------------------------------------------------------------------------------------------
+step "python3 >= $MIN_PYTHON"
+command -v python3 >/dev/null 2>&1 || fail "python3 not found" "install Python $MIN_PYTHON or newer (e.g. apt-get install python3, or pyenv)"
+PYV=$(python3 -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])') || fail "python3 does not run"
+version_ge "$PYV" "$MIN_PYTHON" || fail "python3 is $PYV, need >= $MIN_PYTHON" "install a newer Python and put it first on PATH"
+info "python3 $PYV"
+
+# ---------------------------------------------------------------------------------------------
+step "uv"
+UV=""
+if command -v uv >/dev/null 2>&1; then
+    UV=uv
+else
+    info "uv missing: pip install uv"
+    python3 -m pip install -q uv || python3 -m pip install -q --user uv \
+        || fail "pip install uv failed" "install uv by hand: python3 -m pip install uv   (or see https://docs.astral.sh/uv/)"
+    hash -r
+    if command -v uv >/dev/null 2>&1; then
+        UV=uv
+    elif [ -x "$HOME/.local/bin/uv" ]; then
+        UV="$HOME/.local/bin/uv"
+    elif python3 -m uv --version >/dev/null 2>&1; then
+        UV="python3 -m uv"
+    else
+        fail "uv was installed but cannot be found" "add pip's script directory (e.g. ~/.local/bin) to PATH"
+    fi
+fi
+info "$($UV --version)"
+
+# ---------------------------------------------------------------------------------------------
+step "python environment (uv sync --frozen -> .venv)"
+$UV sync --frozen --quiet \
+    || fail "uv sync --frozen failed" "if uv.lock is out of date run 'uv lock' first; check network access to PyPI"
+[ -x "$REPO/.venv/bin/python" ] || fail ".venv/bin/python missing after uv sync"
+
+# ---------------------------------------------------------------------------------------------
+step "nginx (gateway)"
+find_nginx() {
+    if [ -x /usr/sbin/nginx ]; then echo /usr/sbin/nginx; return 0; fi
+    command -v nginx 2>/dev/null
+}
+NGINX=$(find_nginx)
+if [ -z "$NGINX" ]; then
+    apt_install nginx-light
+    NGINX=$(find_nginx)
+    [ -n "$NGINX" ] || fail "nginx still missing after apt-get install nginx-light"
+fi
+if ! "$NGINX" -V 2>&1 | grep -q -- "http_auth_request_module"; then
+    fail "$NGINX was built without the auth_request module" "install Debian's nginx-light (or nginx) package: apt-get install -y nginx-light"
+fi
+info "$("$NGINX" -v 2>&1)"
+
+# ---------------------------------------------------------------------------------------------
+step "java >= $MIN_JAVA and maven (Kafka)"
+java_major() {
+    java -version 2>&1 | awk -F'"' '/version/ {print $2; exit}' | awk -F. '{ if ($1 == "1") print $2; else print $1 }'
+}
+need_java=0
+if ! command -v java >/dev/null 2>&1; then
+    need_java=1
+else
+    JV=$(java_major)
+    if [ -z "$JV" ] || [ "$JV" -lt "$MIN_JAVA" ]; then need_java=1; fi
+fi
+pkgs=()
+[ $need_java = 1 ] && pkgs+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || pkgs+=(maven)
+if [ ${#pkgs[@]} -gt 0 ]; then
+    apt_install "${pkgs[@]}"
+    hash -r
+fi
+command -v java >/dev/null 2>&1 || fail "java not found" "install Java $MIN_JAVA+: apt-get install -y openjdk-17-jre-headless"
+JV=$(java_major)
+[ -n "$JV" ] && [ "$JV" -ge "$MIN_JAVA" ] || fail "java is version '$JV', need >= $MIN_JAVA (the first java on PATH is used)" \
+    "install openjdk-17-jre-headless and select it with update-alternatives --config java"
+command -v mvn >/dev/null 2>&1 || fail "mvn not found" "apt-get install -y maven"
+info "java $JV, $(mvn -v 2>/dev/null | head -n1)"
+
+# ---------------------------------------------------------------------------------------------
+step "kafka $KAFKA_VERSION jars (Maven Central)"
+KAFKA_DIR="$CACHE/kafka-$KAFKA_VERSION"
+POM_HASH=$(sha256sum "$REPO/infra/kafka/pom.xml" | cut -c1-16)
+MARKER="$KAFKA_DIR/.complete-$POM_HASH"
+if [ -f "$MARKER" ]; then
+    info "cached in $KAFKA_DIR/lib"
+else
+    rm -rf "$KAFKA_DIR/lib" "$KAFKA_DIR"/.complete-*
+    mkdir -p "$KAFKA_DIR" || fail "cannot create $KAFKA_DIR"
+    mvn -q -B -f "$REPO/infra/kafka/pom.xml" dependency:copy-dependencies -DoutputDirectory="$KAFKA_DIR/lib" \
+        || fail "mvn dependency:copy-dependencies failed (network access to Maven Central?)" \
+                "to see details: mvn -B -f infra/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=$KAFKA_DIR/lib"
+    ls "$KAFKA_DIR/lib"/kafka_2.13-"$KAFKA_VERSION".jar >/dev/null 2>&1 || fail "kafka_2.13-$KAFKA_VERSION.jar missing in $KAFKA_DIR/lib"
+    touch "$MARKER"
+    info "$(ls "$KAFKA_DIR/lib" | wc -l) jars in $KAFKA_DIR/lib"
+fi
+
+# ---------------------------------------------------------------------------------------------
+step "go >= $MIN_GO (FerretDB and versitygw are built from the Go module proxy)"
+GO=$(command -v go 2>/dev/null || true)
+[ -z "$GO" ] && [ -x /usr/local/go/bin/go ] && GO=/usr/local/go/bin/go
+[ -n "$GO" ] || fail "go not found" "install Go >= $MIN_GO from https://go.dev/dl/ (Debian's golang package may be too old) and put it on PATH"
+GOV=$("$GO" env GOVERSION 2>/dev/null | sed 's/^go//')
+version_ge "$GOV" "$MIN_GO" || fail "go is $GOV, need >= $MIN_GO" "install a newer Go from https://go.dev/dl/"
+info "go $GOV"
+
+# ---------------------------------------------------------------------------------------------
+step "ferretdb 1.24.2 (our embedding program in infra/ferretdb)"
+FERRET_HASH=$(cat "$REPO/infra/ferretdb/go.mod" "$REPO/infra/ferretdb/go.sum" "$REPO/infra/ferretdb/main.go" | sha256sum | cut -c1-12)
+FERRET_BIN="$CACHE/bin/osmcloud-ferretdb-$FERRET_HASH"
+if [ -x "$FERRET_BIN" ]; then
+    info "cached: $FERRET_BIN"
+else
+    info "go build -> $FERRET_BIN (about a minute when cold)"
+    (cd "$REPO/infra/ferretdb" && "$GO" build -trimpath -o "$FERRET_BIN.tmp.$$" .) \
+        || { rm -f "$FERRET_BIN.tmp.$$"; fail "go build of infra/ferretdb failed (network access to the Go module proxy?)" \
+                "to see details: cd infra/ferretdb && go build -o /tmp/ferretdb-test ."; }
+    mv -f "$FERRET_BIN.tmp.$$" "$FERRET_BIN" || fail "cannot move the binary to $FERRET_BIN"
+fi
+
+# ---------------------------------------------------------------------------------------------
+step "versitygw $VERSITYGW_VERSION (S3 server)"
+VGW_DIR="$CACHE/versitygw-$VERSITYGW_VERSION"
+if [ -x "$VGW_DIR/versitygw" ]; then
+    info "cached: $VGW_DIR/versitygw"
+else
+    info "go install github.com/versity/versitygw/cmd/versitygw@v$VERSITYGW_VERSION (about 45 s when cold)"
+    mkdir -p "$VGW_DIR" || fail "cannot create $VGW_DIR"
+    (cd "$CACHE" && GOBIN="$VGW_DIR" "$GO" install "github.com/versity/versitygw/cmd/versitygw@v$VERSITYGW_VERSION") \
+        || fail "go install versitygw failed (network access to the Go module proxy?)" \
+                "to see details: GOBIN=$VGW_DIR go install github.com/versity/versitygw/cmd/versitygw@v$VERSITYGW_VERSION"
+    [ -x "$VGW_DIR/versitygw" ] || fail "$VGW_DIR/versitygw missing after go install"
+fi
+
+echo "[bootstrap] done in $(( $(date +%s) - START )) s (cache: $CACHE)"
