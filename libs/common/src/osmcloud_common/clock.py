@@ -1,0 +1,69 @@
+"""The clock that time-driven rules read (trash retention, grace periods).
+
+Production uses the system clock. With TEST_CLOCK=true every service reads the system
+clock plus an offset stored in one shared document, so a test that moves time forward
+moves it for all services at once. It is test infrastructure: the only document that
+several services read."""
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+CLOCK_DB = "osmcloud_testclock"
+CLOCK_COLLECTION = "clock"
+CLOCK_ID = "offset"
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class FixedClock:
+    """For unit tests: time stands still until the test moves it."""
+
+    def __init__(self, at: datetime | None = None) -> None:
+        self._now = at or datetime(2026, 1, 1, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, delta: timedelta) -> None:
+        self._now += delta
+
+
+class SharedTestClock:
+    """System time plus an offset shared through MongoDB, refreshed in the background."""
+
+    def __init__(self, mongo_client, refresh_seconds: float = 0.1) -> None:
+        self._collection = mongo_client[CLOCK_DB][CLOCK_COLLECTION]
+        self._refresh_seconds = refresh_seconds
+        self._offset = timedelta(0)
+        self._task: asyncio.Task | None = None
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self._offset
+
+    async def refresh(self) -> None:
+        doc = await self._collection.find_one({"_id": CLOCK_ID})
+        self._offset = timedelta(seconds=float(doc["seconds"])) if doc else timedelta(0)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except Exception:  # Mongo away: keep the last known offset
+                pass
+            await asyncio.sleep(self._refresh_seconds)
+
+
+async def set_shared_offset(mongo_client, offset: timedelta) -> None:
+    """Moves the shared test clock (used by tests; services only read it)."""
+    await mongo_client[CLOCK_DB][CLOCK_COLLECTION].update_one(
+        {"_id": CLOCK_ID}, {"$set": {"seconds": offset.total_seconds(), "set_at": time.time()}}, upsert=True
+    )

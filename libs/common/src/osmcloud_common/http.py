@@ -1,0 +1,131 @@
+"""The aiohttp app factory every service uses: /healthz, /readyz, /metrics, JSON errors,
+request ids, and the identity the gateway passes on."""
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from pydantic import BaseModel, ValidationError
+
+from .errors import ApiError, BadRequest, Unauthorized
+from .logging import get_logger
+
+log = get_logger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+
+REGISTRY_KEY = web.AppKey("metrics_registry", CollectorRegistry)
+CHECKS_KEY = web.AppKey("readiness_checks", dict)
+SECRET_KEY = web.AppKey("gateway_secret", str)
+
+PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics")
+
+
+@dataclass(frozen=True)
+class Identity:
+    user_id: str
+    device_id: str
+
+
+def identity(request: web.Request) -> Identity:
+    """The user and device the gateway authenticated (auth's sub-request); services never
+    authenticate on their own and refuse requests that carry no identity."""
+    user_id = request.headers.get("X-User-Id", "")
+    if not user_id:
+        raise Unauthorized("authentication required: send 'Authorization: Bearer <device token>'")
+    return Identity(user_id=user_id, device_id=request.headers.get("X-Device-Id", ""))
+
+
+async def json_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
+    try:
+        raw = await request.json()
+    except Exception:
+        raise BadRequest("the request body must be JSON")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
+        raise BadRequest(f"invalid request: {problems}")
+
+
+def error_response(error: ApiError) -> web.Response:
+    return web.json_response(error.body(), status=error.status)
+
+
+def create_app(service: str, *, gateway_secret: str = "") -> web.Application:
+    registry = CollectorRegistry()
+    requests = Counter("http_requests_total", "HTTP requests", ["method", "route", "status"], registry=registry)
+    latency = Histogram("http_request_seconds", "HTTP request latency", ["method", "route"], registry=registry)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+        started = time.perf_counter()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        status = 500
+        try:
+            if gateway_secret and request.path not in PUBLIC_PATHS:
+                if request.headers.get("X-Gateway-Secret") != gateway_secret:
+                    raise Unauthorized("requests must come through the gateway")
+            response = await handler(request)
+            status = response.status
+        except ApiError as exc:
+            response = error_response(exc)
+            status = exc.status
+        except web.HTTPException as exc:
+            if exc.status >= 400:
+                message = exc.reason if exc.text is None or exc.text.startswith(str(exc.status)) else exc.text
+                response = web.json_response(
+                    {"error": {"code": exc.reason.lower().replace(" ", "_"), "message": message}},
+                    status=exc.status, headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"})
+                status = exc.status
+            else:
+                raise
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("unhandled error", path=request.path)
+            response = web.json_response(
+                {"error": {"code": "internal", "message": "internal error; see the service log",
+                           "request_id": request_id}}, status=500)
+        finally:
+            requests.labels(request.method, route, str(status)).inc()
+            latency.labels(request.method, route).observe(time.perf_counter() - started)
+            structlog.contextvars.unbind_contextvars("request_id")
+        if not response.prepared:
+            response.headers["X-Request-Id"] = request_id
+        return response
+
+    app = web.Application(middlewares=[middleware], client_max_size=1024 * 1024)
+    app[REGISTRY_KEY] = registry
+    app[CHECKS_KEY] = {}
+    app[SECRET_KEY] = gateway_secret
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "alive", "service": service})
+
+    async def readyz(request: web.Request) -> web.Response:
+        checks = request.app[CHECKS_KEY]
+        results = await asyncio.gather(*(check() for check in checks.values()), return_exceptions=True)
+        status = {name: (result is True) for name, result in zip(checks, results)}
+        ready = all(status.values())
+        return web.json_response({"ready": ready, "checks": status}, status=200 if ready else 503)
+
+    async def metrics(request: web.Request) -> web.Response:
+        body = generate_latest(request.app[REGISTRY_KEY])
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+def add_readiness_check(app: web.Application, name: str, check: ReadinessCheck) -> None:
+    app[CHECKS_KEY][name] = check

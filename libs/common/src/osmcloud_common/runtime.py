@@ -1,0 +1,170 @@
+"""Wires what every service shares — Mongo, Kafka producer + outbox relay, consumers,
+clock, blob store — into an aiohttp app's lifecycle (cleanup_ctx), and runs it.
+
+A service's composition root builds a `Runtime`, registers its collections, handlers
+and background jobs, and calls `serve`. Dependencies that are down at start are retried
+in the background while /readyz answers 503: a service never crashes for want of them."""
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import Gauge
+
+from .blobstore import BlobStore
+from .clock import Clock, SharedTestClock, SystemClock
+from .events import Event, Payload, make_event
+from .http import REGISTRY_KEY, add_readiness_check, create_app
+from .kafka import EventConsumer, Handler, KafkaProducer, ensure_topics, kafka_reachable
+from .logging import configure_logging, get_logger
+from .mongo import connect, mongo_reachable
+from .outbox import OutboxRelay, outbox_entry
+from .settings import ServiceSettings
+
+log = get_logger(__name__)
+
+
+class Runtime:
+    def __init__(self, settings: ServiceSettings, *, uses_blobs: bool = False) -> None:
+        self.settings = settings
+        self.mongo = connect(settings.mongo_url)
+        self.db = self.mongo[settings.database_name]
+        self.clock: Clock = SharedTestClock(self.mongo) if settings.test_clock else SystemClock()
+        self.producer = KafkaProducer(settings.kafka_bootstrap, client_id=settings.service_name)
+        self.relay = OutboxRelay(self.producer, [], poll_seconds=settings.outbox_poll_seconds)
+        self.blobs = (BlobStore(settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key,
+                                settings.s3_bucket, settings.s3_secure) if uses_blobs else None)
+        self._handlers: dict[str, Handler] = {}
+        self._jobs: list[Callable[[], Awaitable[None]]] = []
+        self._startup: list[Callable[[], Awaitable[None]]] = []
+        self._topics_ready = False
+        self._started = False
+        self.consumer: EventConsumer | None = None
+
+    # ------------------------------------------------------------ registration
+    def outbox_collection(self, name: str):
+        """A collection whose documents may carry pending events."""
+        collection = self.db[name]
+        self.relay.add_collection(collection)
+        return collection
+
+    def on_event(self, payload_type: type[Payload], handler: Callable[[Event], Awaitable[None]]) -> None:
+        self._handlers[payload_type.event_type] = handler
+
+    def background(self, job: Callable[[], Awaitable[None]]) -> None:
+        """A long-running job (periodic purge, deadline scan); restarted if it fails."""
+        self._jobs.append(job)
+
+    def on_startup(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Set-up that needs a dependency (indexes, bucket); retried until it succeeds."""
+        self._startup.append(step)
+
+    # ------------------------------------------------------------ events
+    def event(self, payload: Payload, user_id: str) -> dict:
+        """An outbox entry for `payload`, to be written with the change that causes it."""
+        evt = make_event(payload, user_id=user_id, producer=self.settings.service_name,
+                         occurred_at=self.clock.now())
+        return outbox_entry(evt, self.settings.kafka_topic_prefix)
+
+    def events_written(self) -> None:
+        """Call after a write that carried events: the relay publishes them at once."""
+        self.relay.wake()
+
+    # ------------------------------------------------------------ lifecycle
+    async def _retry_forever(self, name: str, step: Callable[[], Awaitable[None]]) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await step()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("waiting for a dependency", step=name, error=repr(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _keep_running(self, name: str, job: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            try:
+                await job()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("background job failed; restarting", job=name, error=repr(exc))
+                await asyncio.sleep(1)
+
+    async def _start(self) -> None:
+        for step in self._startup:
+            await self._retry_forever(getattr(step, "__name__", "startup"), step)
+
+        async def topics() -> None:
+            await ensure_topics(self.settings.kafka_bootstrap, self.settings.kafka_topic_prefix)
+            self._topics_ready = True
+        await self._retry_forever("kafka-topics", topics)
+        self._started = True
+
+    async def lifecycle(self, app: web.Application):
+        if isinstance(self.clock, SharedTestClock):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.clock.refresh(), 3)
+        tasks = [asyncio.create_task(self._start(), name="startup")]
+        if isinstance(self.clock, SharedTestClock):
+            tasks.append(asyncio.create_task(self.clock.run(), name="test-clock"))
+
+        async def after_start() -> None:
+            await tasks[0]
+            runners = [self._keep_running("outbox-relay", self.relay.run)]
+            if self._handlers:
+                self.consumer = EventConsumer(
+                    bootstrap=self.settings.kafka_bootstrap, topic_prefix=self.settings.kafka_topic_prefix,
+                    group_id=f"{self.settings.kafka_topic_prefix}{self.settings.service_name}",
+                    handlers=self._handlers, database=self.db)
+                runners.append(self._keep_running("consumer", self.consumer.run))
+            runners += [self._keep_running(getattr(j, "__name__", "job"), j) for j in self._jobs]
+            await asyncio.gather(*runners)
+
+        tasks.append(asyncio.create_task(after_start(), name="workers"))
+        yield
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.producer.close()
+        await self.mongo.close()
+
+    def readiness(self, app: web.Application) -> None:
+        async def mongo() -> bool:
+            return await mongo_reachable(self.mongo)
+
+        async def kafka() -> bool:
+            return self._topics_ready and await kafka_reachable(self.settings.kafka_bootstrap)
+
+        async def started() -> bool:
+            return self._started and (self.consumer is None or self.consumer.connected or not self._handlers)
+
+        add_readiness_check(app, "mongo", mongo)
+        add_readiness_check(app, "kafka", kafka)
+        add_readiness_check(app, "started", started)
+        if self.blobs is not None:
+            add_readiness_check(app, "s3", self.blobs.reachable)
+
+    def create_app(self) -> web.Application:
+        app = create_app(self.settings.service_name, gateway_secret=self.settings.gateway_secret)
+        self.readiness(app)
+        app.cleanup_ctx.append(self.lifecycle)
+        registry = app[REGISTRY_KEY]
+        relay = self.relay
+        Gauge("outbox_published_total", "events relayed to Kafka", registry=registry).set_function(
+            lambda: relay.published)
+        Gauge("events_handled_total", "events consumed and applied", registry=registry).set_function(
+            lambda: self.consumer.handled if self.consumer else 0)
+        return app
+
+
+def serve(app: web.Application, settings: ServiceSettings) -> None:
+    configure_logging(settings.service_name, settings.log_level)
+    log.info("listening", host=settings.http_host, port=settings.http_port)
+    web.run_app(app, host=settings.http_host, port=settings.http_port, print=None, access_log=None,
+                shutdown_timeout=5)

@@ -1,0 +1,37 @@
+"""Settings every service shares, read from environment variables (pydantic-settings).
+
+Defaults run the local stack; docker-compose and the test stack override them."""
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+
+    service_name: str = "service"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+
+    mongo_url: str = "mongodb://127.0.0.1:27017"
+    mongo_db: str = ""  # empty: osmcloud_<service_name>
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_topic_prefix: str = "osmcloud."
+
+    s3_endpoint: str = "127.0.0.1:9000"
+    s3_access_key: str = "osmcloud"
+    s3_secret_key: str = "osmcloud-secret"
+    s3_bucket: str = "osmcloud-blobs"
+    s3_secure: bool = False
+
+    gateway_secret: str = ""
+    test_clock: bool = Field(default=False, description="let tests move the shared clock; never in production")
+    log_level: str = "info"
+
+    # how often the outbox relay looks for events a crash or an outage left behind
+    outbox_poll_seconds: float = 1.0
+
+    @property
+    def database_name(self) -> str:
+        return self.mongo_db or f"osmcloud_{self.service_name}"

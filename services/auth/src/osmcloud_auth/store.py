@@ -1,0 +1,104 @@
+"""Auth's storage adapter: users, codes and devices in auth's own database."""
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from osmcloud_common.outbox import new_document_with_events
+
+from .domain import IssuedCode, Purpose
+
+
+class AuthStore:
+    def __init__(self, users, codes, devices) -> None:
+        self.users, self.codes, self.devices = users, codes, devices
+
+    async def create_indexes(self) -> None:
+        await self.users.create_index([("email", ASCENDING)], unique=True)
+        await self.devices.create_index([("token_digest", ASCENDING)], unique=True)
+        await self.devices.create_index([("user_id", ASCENDING)])
+
+    # ------------------------------------------------------------ codes
+    @staticmethod
+    def _code_id(email: str, purpose: Purpose) -> str:
+        return f"{purpose}:{email}"
+
+    async def replace_code(self, email: str, purpose: Purpose, code_digest: str, now: datetime,
+                           ttl: timedelta, resend_after: timedelta) -> datetime | None:
+        """Stores a new code unless the last one was sent too recently; returns None when
+        stored, or when the next one may be sent. Atomic: two racing requests send one."""
+        fields = {"email": email, "purpose": str(purpose), "code_digest": code_digest, "sent_at": now,
+                  "expires_at": now + ttl, "attempts": 0, "used": False}
+        code_id = self._code_id(email, purpose)
+        result = await self.codes.update_one({"_id": code_id, "sent_at": {"$lte": now - resend_after}},
+                                             {"$set": fields})
+        if result.matched_count:
+            return None
+        try:
+            await self.codes.insert_one({"_id": code_id, **fields})
+            return None
+        except DuplicateKeyError:
+            current = await self.codes.find_one({"_id": code_id})
+            return (current["sent_at"] + resend_after) if current else now + resend_after
+
+    async def take_attempt(self, email: str, purpose: Purpose, max_attempts: int) -> IssuedCode | None:
+        """Counts one try before judging it, so no more than `max_attempts` are ever judged."""
+        doc = await self.codes.find_one_and_update(
+            {"_id": self._code_id(email, purpose), "used": False, "attempts": {"$lt": max_attempts}},
+            {"$inc": {"attempts": 1}}, return_document=ReturnDocument.AFTER)
+        if doc is None:
+            return None
+        return IssuedCode(doc["code_digest"], doc["expires_at"], doc["attempts"] - 1, False)
+
+    async def code_state(self, email: str, purpose: Purpose) -> IssuedCode | None:
+        doc = await self.codes.find_one({"_id": self._code_id(email, purpose)})
+        if doc is None:
+            return None
+        return IssuedCode(doc["code_digest"], doc["expires_at"], doc["attempts"], doc["used"])
+
+    async def mark_used(self, email: str, purpose: Purpose, code_digest: str) -> bool:
+        result = await self.codes.update_one(
+            {"_id": self._code_id(email, purpose), "code_digest": code_digest, "used": False},
+            {"$set": {"used": True}})
+        return result.modified_count == 1
+
+    # ------------------------------------------------------------ users
+    async def user_by_email(self, email: str) -> dict[str, Any] | None:
+        return await self.users.find_one({"email": email}, {"_outbox": 0})
+
+    async def user(self, user_id: str) -> dict[str, Any] | None:
+        return await self.users.find_one({"_id": user_id}, {"_outbox": 0})
+
+    async def create_user(self, email: str, now: datetime, events_for) -> tuple[dict[str, Any], bool]:
+        """Creates the account unless it exists; returns (user, created). The
+        `account-registered` event is written in the same document."""
+        user_id = uuid.uuid4().hex
+        doc = {"_id": user_id, "email": email, "created_at": now}
+        try:
+            await self.users.insert_one(new_document_with_events(doc, events_for(user_id)))
+            return doc, True
+        except DuplicateKeyError:
+            existing = await self.user_by_email(email)
+            return existing, False
+
+    # ------------------------------------------------------------ devices
+    async def add_device(self, user_id: str, token_digest: str, description: dict[str, str], now: datetime
+                         ) -> dict[str, Any]:
+        doc = {"_id": uuid.uuid4().hex, "user_id": user_id, "token_digest": token_digest, **description,
+               "created_at": now, "last_seen_at": now, "revoked_at": None}
+        await self.devices.insert_one(doc)
+        return doc
+
+    async def device_by_token(self, token_digest: str) -> dict[str, Any] | None:
+        return await self.devices.find_one({"token_digest": token_digest, "revoked_at": None})
+
+    async def touch_device(self, device_id: str, now: datetime, every: timedelta) -> None:
+        await self.devices.update_one({"_id": device_id, "last_seen_at": {"$lt": now - every}},
+                                      {"$set": {"last_seen_at": now}})
+
+    async def devices_of(self, user_id: str) -> list[dict[str, Any]]:
+        cursor = self.devices.find({"user_id": user_id, "revoked_at": None}, {"token_digest": 0}).sort("created_at", 1)
+        return await cursor.to_list(None)
