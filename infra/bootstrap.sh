@@ -25,10 +25,10 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${OSMCLOUD_CACHE:-$HOME/.cache/osmcloud}
 START=$(date +%s)
 STEP=""
-RETRY_HINT="re-run: bash infra/bootstrap.sh"
 
 step() {
     STEP=$1
+    LOG=""
     echo "[bootstrap] $1"
 }
 
@@ -36,8 +36,22 @@ info() {
     echo "[bootstrap]   $1"
 }
 
+LOGDIR="$CACHE/logs"
+LOG=""
+
+# run_logged LOGNAME CMD...: runs CMD with its output in $LOGDIR/LOGNAME.log (shown on failure)
+run_logged() {
+    LOG="$LOGDIR/$1.log"
+    shift
+    "$@" >"$LOG" 2>&1
+}
+
 fail() {
     echo "[bootstrap] FAILED at step: $STEP" >&2
+    if [ -n "$LOG" ] && [ -s "$LOG" ]; then
+        echo "[bootstrap]   last lines of $LOG:" >&2
+        tail -n 15 "$LOG" | sed 's/^/[bootstrap]   | /' >&2
+    fi
     while [ $# -gt 0 ]; do
         echo "[bootstrap]   $1" >&2
         shift
@@ -69,7 +83,7 @@ apt_install() {
     fi
     if [ $apt_updated = 0 ]; then
         info "apt-get update"
-        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null \
+        run_logged apt-get-update $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q \
             || fail "apt-get update failed (network? apt sources?)" "run by hand: apt-get update"
         apt_updated=1
     fi
@@ -80,7 +94,7 @@ apt_install() {
     if [ ! -e /usr/sbin/policy-rc.d ] && [ "$(id -u)" = "0" ]; then
         printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && own_policy=1
     fi
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null
+    run_logged apt-get-install $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
     local rc=$?
     if [ $own_policy = 1 ]; then
         rm -f /usr/sbin/policy-rc.d
@@ -89,7 +103,7 @@ apt_install() {
 }
 
 cd "$REPO" || fail "cannot cd to $REPO"
-mkdir -p "$CACHE/bin" || { STEP="cache directory"; fail "cannot create $CACHE (set OSMCLOUD_CACHE to a writable directory)"; }
+mkdir -p "$CACHE/bin" "$LOGDIR" || { STEP="cache directory"; fail "cannot create $CACHE (set OSMCLOUD_CACHE to a writable directory)"; }
 
 # ---------------------------------------------------------------------------------------------
 step "python3 >= $MIN_PYTHON"
@@ -122,7 +136,7 @@ info "$($UV --version)"
 
 # ---------------------------------------------------------------------------------------------
 step "python environment (uv sync --frozen -> .venv)"
-$UV sync --frozen --quiet \
+run_logged uv-sync $UV sync --frozen \
     || fail "uv sync --frozen failed" "if uv.lock is out of date run 'uv lock' first; check network access to PyPI"
 [ -x "$REPO/.venv/bin/python" ] || fail ".venv/bin/python missing after uv sync"
 
@@ -167,7 +181,7 @@ JV=$(java_major)
 [ -n "$JV" ] && [ "$JV" -ge "$MIN_JAVA" ] || fail "java is version '$JV', need >= $MIN_JAVA (the first java on PATH is used)" \
     "install openjdk-17-jre-headless and select it with update-alternatives --config java"
 command -v mvn >/dev/null 2>&1 || fail "mvn not found" "apt-get install -y maven"
-info "java $JV, $(mvn -v 2>/dev/null | head -n1)"
+info "java $JV, $(mvn -v -Dstyle.color=never 2>/dev/null | head -n1 | sed 's/\x1b\[[0-9;]*m//g')"
 
 # ---------------------------------------------------------------------------------------------
 step "kafka $KAFKA_VERSION jars (Maven Central)"
@@ -179,7 +193,7 @@ if [ -f "$MARKER" ]; then
 else
     rm -rf "$KAFKA_DIR/lib" "$KAFKA_DIR"/.complete-*
     mkdir -p "$KAFKA_DIR" || fail "cannot create $KAFKA_DIR"
-    mvn -q -B -f "$REPO/infra/kafka/pom.xml" dependency:copy-dependencies -DoutputDirectory="$KAFKA_DIR/lib" \
+    run_logged maven mvn -q -B -Dstyle.color=never -f "$REPO/infra/kafka/pom.xml" dependency:copy-dependencies -DoutputDirectory="$KAFKA_DIR/lib" \
         || fail "mvn dependency:copy-dependencies failed (network access to Maven Central?)" \
                 "to see details: mvn -B -f infra/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=$KAFKA_DIR/lib"
     ls "$KAFKA_DIR/lib"/kafka_2.13-"$KAFKA_VERSION".jar >/dev/null 2>&1 || fail "kafka_2.13-$KAFKA_VERSION.jar missing in $KAFKA_DIR/lib"
@@ -204,7 +218,8 @@ if [ -x "$FERRET_BIN" ]; then
     info "cached: $FERRET_BIN"
 else
     info "go build -> $FERRET_BIN (about a minute when cold)"
-    (cd "$REPO/infra/ferretdb" && "$GO" build -trimpath -o "$FERRET_BIN.tmp.$$" .) \
+    LOG="$LOGDIR/go-build-ferretdb.log"
+    (cd "$REPO/infra/ferretdb" && "$GO" build -trimpath -o "$FERRET_BIN.tmp.$$" .) >"$LOG" 2>&1 \
         || { rm -f "$FERRET_BIN.tmp.$$"; fail "go build of infra/ferretdb failed (network access to the Go module proxy?)" \
                 "to see details: cd infra/ferretdb && go build -o /tmp/ferretdb-test ."; }
     mv -f "$FERRET_BIN.tmp.$$" "$FERRET_BIN" || fail "cannot move the binary to $FERRET_BIN"
@@ -218,7 +233,8 @@ if [ -x "$VGW_DIR/versitygw" ]; then
 else
     info "go install github.com/versity/versitygw/cmd/versitygw@v$VERSITYGW_VERSION (about 45 s when cold)"
     mkdir -p "$VGW_DIR" || fail "cannot create $VGW_DIR"
-    (cd "$CACHE" && GOBIN="$VGW_DIR" "$GO" install "github.com/versity/versitygw/cmd/versitygw@v$VERSITYGW_VERSION") \
+    LOG="$LOGDIR/go-install-versitygw.log"
+    (cd "$CACHE" && GOBIN="$VGW_DIR" "$GO" install "github.com/versity/versitygw/cmd/versitygw@v$VERSITYGW_VERSION") >"$LOG" 2>&1 \
         || fail "go install versitygw failed (network access to the Go module proxy?)" \
                 "to see details: GOBIN=$VGW_DIR go install github.com/versity/versitygw/cmd/versitygw@v$VERSITYGW_VERSION"
     [ -x "$VGW_DIR/versitygw" ] || fail "$VGW_DIR/versitygw missing after go install"
