@@ -118,6 +118,7 @@ class FileVersionsPruned(Payload):
 class StorageUsageChanged(Payload):
     event_type: ClassVar[str] = "storage-usage-changed"
     domain: ClassVar[str] = "files"
+    sequence: int  # grows with every change of this account's usage: keep the highest
     used_bytes: int
     file_count: int
     quota_bytes: int | None = None

@@ -1,0 +1,16 @@
+"""Plans as data: what each plan entitles an account to."""
+
+from osmcloud_common.datatypes import START_TYPES
+from osmcloud_common.events import Entitlement
+
+from .settings import BillingSettings
+
+
+def start_entitlement(settings: BillingSettings) -> Entitlement:
+    return Entitlement(plan="start", quota_bytes=settings.start_quota_bytes,
+                       max_file_bytes=settings.start_max_file_bytes, max_files=settings.start_max_files,
+                       allowed_types=sorted(START_TYPES))
+
+
+def pro_entitlement(settings: BillingSettings) -> Entitlement:
+    return Entitlement(plan="pro", quota_bytes=settings.pro_quota_bytes, allowed_types=None)

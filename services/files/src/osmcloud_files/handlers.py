@@ -1,0 +1,16 @@
+"""How files reacts to other services' events. Every handler is idempotent."""
+
+from osmcloud_common.events import (Event, GracePeriodEnded, SubscriptionActivated, SubscriptionExpired,
+                                    SubscriptionRenewed)
+from osmcloud_common.runtime import Runtime
+
+from .store import FilesStore
+
+
+def register_handlers(runtime: Runtime, store: FilesStore) -> None:
+    async def entitlement_changed(event: Event) -> None:
+        payload = event.payload()
+        await store.set_entitlement(event.user_id, payload.entitlement, event.occurred_at)
+
+    for payload_type in (SubscriptionActivated, SubscriptionRenewed, SubscriptionExpired, GracePeriodEnded):
+        runtime.on_event(payload_type, entitlement_changed)

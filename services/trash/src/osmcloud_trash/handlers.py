@@ -1,0 +1,24 @@
+"""How trash reacts to events. Every handler is idempotent."""
+
+from osmcloud_common.events import Event, FileDeleted, FileUploaded
+from osmcloud_common.runtime import Runtime
+
+from .domain import expires_at
+from .settings import TrashSettings
+from .store import TrashStore
+
+
+def register_handlers(runtime: Runtime, store: TrashStore, settings: TrashSettings) -> None:
+    async def file_deleted(event: Event) -> None:
+        p: FileDeleted = event.payload()
+        await store.add({"_id": p.tombstone_version_id, "user_id": event.user_id, "type": p.file_type,
+                         "name": p.name, "category": p.category, "size": p.size,
+                         "last_version_id": p.last_version_id, "deleted_at": p.deleted_at,
+                         "expires_at": expires_at(p.deleted_at, settings.retention_days)})
+
+    async def file_uploaded(event: Event) -> None:
+        p: FileUploaded = event.payload()
+        await store.remove_file(event.user_id, p.file_type, p.name, p.updated_at)
+
+    runtime.on_event(FileDeleted, file_deleted)
+    runtime.on_event(FileUploaded, file_uploaded)
