@@ -20,7 +20,8 @@ log = get_logger(__name__)
 
 
 def outbox_entry(event: Event, topic_prefix: str) -> dict[str, Any]:
-    """A pending event as stored: plain strings only, so it can be $pull-ed by equality."""
+    """A pending event as stored: plain strings only, so it can be removed by equality
+    ($pullAll; FerretDB does not match documents inside $pull conditions)."""
     domain = CATALOGUE[event.type].domain
     return {
         "id": event.id,
@@ -91,7 +92,7 @@ class OutboxRelay:
                     )
                     sent += 1
                 if entries:
-                    await collection.update_one({"_id": doc["_id"]}, {"$pull": {OUTBOX_FIELD: {"$in": entries}}})
+                    await collection.update_one({"_id": doc["_id"]}, {"$pullAll": {OUTBOX_FIELD: entries}})
                 # clear the flag only if no new event was pushed meanwhile
                 await collection.update_one(
                     {"_id": doc["_id"], OUTBOX_FIELD: {"$size": 0}}, {"$unset": {PENDING_FIELD: ""}}

@@ -1,0 +1,92 @@
+"""A small client of the gateway's API for integration tests and benchmarks: it speaks
+HTTP to the gateway only, like an app would, and reads login codes from the SMTP sink."""
+
+import asyncio
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+CODE_PATTERN = re.compile(r"\b(\d{4,8})\b")
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def error_code(self) -> str | None:
+        return self.body.get("error", {}).get("code") if isinstance(self.body, dict) else None
+
+
+class GatewayClient:
+    def __init__(self, session: aiohttp.ClientSession, gateway_url: str, token: str | None = None) -> None:
+        self.session, self.base, self.token = session, gateway_url.rstrip("/"), token
+
+    def with_token(self, token: str | None) -> "GatewayClient":
+        return GatewayClient(self.session, self.base, token)
+
+    async def call(self, method: str, path: str, *, json: Any = None, data: Any = None,
+                   headers: dict[str, str] | None = None, params: dict[str, str] | None = None) -> Reply:
+        all_headers = dict(headers or {})
+        if self.token:
+            all_headers["Authorization"] = f"Bearer {self.token}"
+        async with self.session.request(method, self.base + path, json=json, data=data, headers=all_headers,
+                                        params=params) as response:
+            raw = await response.read()
+            if response.content_type == "application/json":
+                body: Any = await response.json()
+            else:
+                body = raw
+            return Reply(response.status, body, dict(response.headers))
+
+
+async def read_code(session: aiohttp.ClientSession, sink_url: str, email: str, timeout: float = 15,
+                    after: int = 0) -> str:
+    """The newest code mailed to `email` (skipping the first `after` messages)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        async with session.get(f"{sink_url.rstrip('/')}/messages", params={"to": email}) as response:
+            messages = await response.json()
+        if len(messages) > after:
+            match = CODE_PATTERN.search(messages[-1]["body"])
+            if match:
+                return match.group(1)
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"no code mailed to {email} within {timeout} s")
+
+
+async def count_mails(session: aiohttp.ClientSession, sink_url: str, email: str) -> int:
+    async with session.get(f"{sink_url.rstrip('/')}/messages", params={"to": email}) as response:
+        return len(await response.json())
+
+
+async def login(client: GatewayClient, sink_url: str, email: str | None = None,
+                device: dict[str, str] | None = None) -> tuple[GatewayClient, dict[str, Any]]:
+    """Signs up or logs in by mailed code; returns a client carrying the device token."""
+    email = email or f"user-{uuid.uuid4().hex[:12]}@example.com"
+    before = await count_mails(client.session, sink_url, email)
+    reply = await client.with_token(None).call("POST", "/api/auth/login-codes", json={"email": email})
+    assert reply.status == 202, reply
+    code = await read_code(client.session, sink_url, email, after=before)
+    reply = await client.with_token(None).call("POST", "/api/auth/sessions", json={
+        "email": email, "code": code,
+        "device": device or {"name": "test phone", "brand": "Acme", "model": "A1", "platform": "android"}})
+    assert reply.status == 201, reply
+    return client.with_token(reply.body["token"]), {**reply.body, "email": email}
+
+
+async def eventually(probe, *, timeout: float = 30, interval: float = 0.1, what: str = "condition"):
+    """Polls `probe` (async, returns a truthy value when done) until it holds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"{what} did not happen within {timeout} s (last: {last!r})")

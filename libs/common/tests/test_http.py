@@ -1,0 +1,78 @@
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from osmcloud_common.errors import Conflict
+from osmcloud_common.http import add_readiness_check, create_app, identity
+
+
+async def _client(app):
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    return client
+
+
+def _app(secret=""):
+    app = create_app("demo", gateway_secret=secret)
+
+    async def whoami(request):
+        who = identity(request)
+        return web.json_response({"user": who.user_id, "device": who.device_id})
+
+    async def conflict(request):
+        raise Conflict("it moved", details={"head": "v2"})
+
+    async def boom(request):
+        raise RuntimeError("bug")
+
+    app.router.add_get("/api/whoami", whoami)
+    app.router.add_get("/api/conflict", conflict)
+    app.router.add_get("/api/boom", boom)
+    return app
+
+
+async def test_health_metrics_and_readiness():
+    app = _app()
+    state = {"ok": False}
+
+    async def check():
+        return state["ok"]
+    add_readiness_check(app, "mongo", check)
+    client = await _client(app)
+    try:
+        assert (await client.get("/healthz")).status == 200
+        not_ready = await client.get("/readyz")
+        assert not_ready.status == 503 and (await not_ready.json())["checks"] == {"mongo": False}
+        state["ok"] = True
+        assert (await client.get("/readyz")).status == 200
+        metrics = await (await client.get("/metrics")).text()
+        assert "http_requests_total" in metrics
+    finally:
+        await client.close()
+
+
+async def test_errors_are_json_with_a_code_and_never_leak_a_trace():
+    client = await _client(_app())
+    try:
+        reply = await client.get("/api/conflict")
+        assert reply.status == 409
+        assert await reply.json() == {"error": {"code": "conflict", "message": "it moved", "head": "v2"}}
+        missing = await client.get("/api/nothing-here")
+        assert missing.status == 404 and (await missing.json())["error"]["code"] == "not_found"
+        boom = await client.get("/api/boom")
+        body = await boom.json()
+        assert boom.status == 500 and "bug" not in body["error"]["message"]
+        assert (await client.get("/api/whoami")).status == 401
+    finally:
+        await client.close()
+
+
+async def test_gateway_secret_is_required_when_configured():
+    client = await _client(_app(secret="s3cret"))
+    try:
+        headers = {"X-User-Id": "u1", "X-Device-Id": "d1"}
+        assert (await client.get("/api/whoami", headers=headers)).status == 401
+        ok = await client.get("/api/whoami", headers={**headers, "X-Gateway-Secret": "s3cret"})
+        assert ok.status == 200 and await ok.json() == {"user": "u1", "device": "d1"}
+        assert (await client.get("/healthz")).status == 200
+    finally:
+        await client.close()

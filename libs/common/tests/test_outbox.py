@@ -1,0 +1,75 @@
+from datetime import UTC, datetime
+
+from osmcloud_common.events import AccountRegistered, make_event
+from osmcloud_common.outbox import (OUTBOX_FIELD, PENDING_FIELD, OutboxRelay, new_document_with_events,
+                                    outbox_entry, with_events)
+
+
+def _entry(user="u1"):
+    event = make_event(AccountRegistered(email="a@b.cd"), user_id=user, producer="auth",
+                       occurred_at=datetime(2026, 1, 1, tzinfo=UTC))
+    return outbox_entry(event, "pre.")
+
+
+def test_entry_goes_to_the_producing_domains_topic_keyed_by_user():
+    entry = _entry()
+    assert entry["topic"] == "pre.auth" and entry["key"] == "u1"
+    assert all(isinstance(v, str) for v in entry.values())
+
+
+def test_events_ride_in_the_same_write_as_the_change():
+    entry = _entry()
+    update = with_events({"$set": {"a": 1}, "$inc": {"n": 1}}, [entry])
+    assert update == {"$set": {"a": 1, PENDING_FIELD: True}, "$inc": {"n": 1},
+                      "$push": {OUTBOX_FIELD: {"$each": [entry]}}}
+    doc = new_document_with_events({"_id": "x"}, [entry])
+    assert doc[OUTBOX_FIELD] == [entry] and doc[PENDING_FIELD] is True
+
+
+class FakeCollection:
+    """Just enough of a collection for the relay: find by the pending flag, $pullAll, $unset."""
+
+    def __init__(self, docs):
+        self.docs = {d["_id"]: d for d in docs}
+
+    def find(self, query, projection=None):
+        async def gen():
+            for d in list(self.docs.values()):
+                if d.get(PENDING_FIELD) is True:
+                    yield d
+        return gen()
+
+    async def update_one(self, query, update):
+        doc = self.docs[query["_id"]]
+        if "$pullAll" in update:
+            doc[OUTBOX_FIELD] = [e for e in doc[OUTBOX_FIELD] if e not in update["$pullAll"][OUTBOX_FIELD]]
+        if "$unset" in update and not doc[OUTBOX_FIELD]:
+            doc.pop(PENDING_FIELD, None)
+
+
+class FlakyProducer:
+    def __init__(self, fail_first: int):
+        self.fail_first, self.sent = fail_first, []
+
+    async def publish(self, topic, key, value, headers=None):
+        if self.fail_first:
+            self.fail_first -= 1
+            raise ConnectionError("kafka away")
+        self.sent.append((topic, key, headers["event_id"]))
+
+
+async def test_relay_publishes_then_clears_and_keeps_events_while_kafka_is_away():
+    entries = [_entry("u1"), _entry("u1")]
+    collection = FakeCollection([new_document_with_events({"_id": 1}, entries), {"_id": 2}])
+    producer = FlakyProducer(fail_first=1)
+    relay = OutboxRelay(producer, [collection])
+    try:
+        await relay.flush()
+        raise AssertionError("flush should fail while Kafka is away")
+    except ConnectionError:
+        pass
+    assert collection.docs[1][OUTBOX_FIELD] == entries  # nothing lost
+    assert await relay.flush() == 2
+    assert [s[2] for s in producer.sent] == [e["id"] for e in entries]
+    assert collection.docs[1][OUTBOX_FIELD] == [] and PENDING_FIELD not in collection.docs[1]
+    assert await relay.flush() == 0
