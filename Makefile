@@ -1,0 +1,42 @@
+# osmcloud: the two commands (see README "Running locally" and "Tests").
+#   make up     install what is missing (infra/bootstrap.sh), start the whole system on port 8080
+#   make down   stop what `make up` started
+#   make test   install what is missing, run unit + integration tests on their own stack
+#               (base port 28080, state in .state/test), then stop that stack even on failure
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+STACK := .venv/bin/osmcloud-stack
+UP_STATE := .state/up
+UP_PORT ?= 8080
+TEST_STATE := .state/test
+PYTEST_ARGS ?=
+
+.PHONY: help bootstrap up down status test
+
+help:
+	@echo "make up | make down | make status | make test [PYTEST_ARGS='-k kafka'] | make bootstrap"
+
+bootstrap:
+	@bash infra/bootstrap.sh
+
+up: bootstrap
+	@$(STACK) up --base-port $(UP_PORT) --state-dir $(UP_STATE)
+
+down:
+	@if [ -x $(STACK) ]; then $(STACK) down --state-dir $(UP_STATE); \
+	else echo "nothing to stop: no .venv (run make up first)"; fi
+
+status:
+	@$(STACK) status --state-dir $(UP_STATE)
+
+# pytest's exit code is preserved; the test stack is stopped whatever happened (also on Ctrl-C).
+# Exit code 5 (no tests collected) fails the target with a message.
+test: bootstrap
+	@trap '$(STACK) down --state-dir $(TEST_STATE) >/dev/null 2>&1 || true' EXIT; \
+	rc=0; .venv/bin/python -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	echo "[make test] stopping anything the test stack left running"; \
+	$(STACK) down --state-dir $(TEST_STATE) || true; \
+	if [ $$rc -eq 5 ]; then echo "[make test] FAILED: pytest collected no tests (exit code 5)"; fi; \
+	if [ $$rc -ne 0 ]; then echo "[make test] pytest exit code $$rc"; fi; \
+	exit $$rc

@@ -1,0 +1,111 @@
+"""Where things are: the repository, the bootstrap cache, and the programs bootstrap installed.
+
+Nothing here installs anything; a missing program raises ``ToolMissing`` telling the user to run
+``bash infra/bootstrap.sh``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+from pathlib import Path
+
+KAFKA_VERSION = "4.1.1"
+FERRETDB_VERSION = "1.24.2"
+VERSITYGW_VERSION = "1.8.0"
+
+
+class ToolMissing(RuntimeError):
+    pass
+
+
+def repo_root() -> Path:
+    """The osmcloud checkout (OSMCLOUD_REPO, else found from this file: infra/localstack/src/...)."""
+    env = os.environ.get("OSMCLOUD_REPO")
+    if env:
+        return Path(env).resolve()
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "gateway" / "default.conf.template").exists() and (parent / "infra" / "bootstrap.sh").exists():
+            return parent
+    cwd = Path.cwd()
+    for parent in (cwd, *cwd.parents):
+        if (parent / "gateway" / "default.conf.template").exists() and (parent / "infra" / "bootstrap.sh").exists():
+            return parent
+    raise ToolMissing("cannot find the osmcloud repository; set OSMCLOUD_REPO")
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("OSMCLOUD_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "osmcloud"
+
+
+def _hint() -> str:
+    return "run `bash infra/bootstrap.sh` (or `make up` / `make test`, which run it) first"
+
+
+def kafka_lib_dir() -> Path:
+    lib = cache_dir() / f"kafka-{KAFKA_VERSION}" / "lib"
+    if not (lib / f"kafka_2.13-{KAFKA_VERSION}.jar").exists():
+        raise ToolMissing(f"Kafka {KAFKA_VERSION} jars not found in {lib}; {_hint()}")
+    return lib
+
+
+def kafka_log4j_config(repo: Path) -> Path:
+    return repo / "infra" / "kafka" / "log4j2.properties"
+
+
+def ferretdb_binary(repo: Path) -> Path:
+    """The binary bootstrap built from infra/ferretdb (named after a hash of its sources)."""
+    src = repo / "infra" / "ferretdb"
+    h = hashlib.sha256()
+    for name in ("go.mod", "go.sum", "main.go"):
+        h.update((src / name).read_bytes())
+    binary = cache_dir() / "bin" / f"osmcloud-ferretdb-{h.hexdigest()[:12]}"
+    if not os.access(binary, os.X_OK):
+        raise ToolMissing(f"FerretDB {FERRETDB_VERSION} binary {binary} not built (or infra/ferretdb changed); {_hint()}")
+    return binary
+
+
+def versitygw_binary() -> Path:
+    binary = cache_dir() / f"versitygw-{VERSITYGW_VERSION}" / "versitygw"
+    if not os.access(binary, os.X_OK):
+        raise ToolMissing(f"versitygw {VERSITYGW_VERSION} not found at {binary}; {_hint()}")
+    return binary
+
+
+def java_binary() -> str:
+    java = shutil.which("java")
+    if not java:
+        raise ToolMissing(f"java not found on PATH; {_hint()}")
+    return java
+
+
+def nginx_binary() -> str:
+    if os.access("/usr/sbin/nginx", os.X_OK):
+        return "/usr/sbin/nginx"
+    nginx = shutil.which("nginx")
+    if not nginx:
+        raise ToolMissing(f"nginx not found; {_hint()}")
+    return nginx
+
+
+def venv_python(repo: Path) -> str:
+    """The Python of the workspace venv: this one when we run inside it, else REPO/.venv/bin/python."""
+    venv = repo / ".venv"
+    try:
+        if Path(sys.prefix).resolve() == venv.resolve():
+            return sys.executable
+    except OSError:
+        pass
+    py = venv / "bin" / "python"
+    if not os.access(py, os.X_OK):
+        raise ToolMissing(f"{py} not found; {_hint()}")
+    return str(py)
+
+
+def service_available(repo: Path, name: str) -> bool:
+    """True when services/<name> has a runnable package (python -m osmcloud_<name>)."""
+    return (repo / "services" / name / "src" / f"osmcloud_{name}" / "__main__.py").exists()

@@ -1,0 +1,654 @@
+"""The whole osmcloud system as local processes, under one state directory.
+
+    from osmcloud_localstack import Stack, StackConfig
+    stack = Stack(StackConfig(state_dir=Path(".state/test"), base_port=28080, test_clock=True))
+    stack.up()                 # infra, then the four services, then the nginx gateway; waits for each
+    stack.endpoints()          # URLs, credentials and ports (Endpoints)
+    stack.stop_process("kafka"); stack.start_process("kafka")
+    stack.down()
+
+Layout of the state directory (everything the stack writes):
+    stack.json        how the stack was started (ports, secret, external endpoints)
+    run/<name>.pid    one PID file per process        logs/<name>.log   its output
+    kafka/            server.properties, cluster id, data    ferretdb/   SQLite files
+    s3data/  s3meta-sidecar/   versitygw data and metadata   mail/       the SMTP sink's mails
+    nginx/            nginx.conf, the rendered template, temp files
+
+Nothing is installed here: ``bash infra/bootstrap.sh`` must have run.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import paths, readiness
+from .gateway import write_gateway_config
+from .ports import HOST, PROCESS_PORTS, PortLayout, find_conflicts
+from .procs import PidRecord, ProcessManager, tail
+
+SERVICES = ("auth", "files", "trash", "billing")
+INFRA = ("kafka", "ferretdb", "versitygw")
+# start order; stop runs in reverse
+ALL_PROCESSES = ("kafka", "ferretdb", "versitygw", "smtp-sink", *SERVICES, "gateway")
+
+S3_ACCESS_KEY = "osmcloud"
+S3_SECRET_KEY = "osmcloud-secret"
+
+
+class StackError(RuntimeError):
+    """A stack operation failed; the message says what and how to go on."""
+
+
+@dataclass
+class ExternalInfra:
+    """Kafka, Mongo and S3 run elsewhere (testcontainers, a server); we start only the rest."""
+
+    kafka_bootstrap: str
+    mongo_url: str
+    s3_endpoint: str
+    s3_access_key: str = S3_ACCESS_KEY
+    s3_secret_key: str = S3_SECRET_KEY
+    s3_secure: bool = False
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> ExternalInfra | None:
+        """OSMCLOUD_EXTERNAL_KAFKA / OSMCLOUD_EXTERNAL_MONGO_URL / OSMCLOUD_EXTERNAL_S3_ENDPOINT (all three)."""
+        env = dict(os.environ if env is None else env)
+        k, m, s = (env.get(n, "") for n in ("OSMCLOUD_EXTERNAL_KAFKA", "OSMCLOUD_EXTERNAL_MONGO_URL", "OSMCLOUD_EXTERNAL_S3_ENDPOINT"))
+        if not (k or m or s):
+            return None
+        if not (k and m and s):
+            raise StackError("set all of OSMCLOUD_EXTERNAL_KAFKA, OSMCLOUD_EXTERNAL_MONGO_URL and OSMCLOUD_EXTERNAL_S3_ENDPOINT, or none")
+        return cls(
+            kafka_bootstrap=k,
+            mongo_url=m,
+            s3_endpoint=s,
+            s3_access_key=env.get("OSMCLOUD_EXTERNAL_S3_ACCESS_KEY", S3_ACCESS_KEY),
+            s3_secret_key=env.get("OSMCLOUD_EXTERNAL_S3_SECRET_KEY", S3_SECRET_KEY),
+            s3_secure=env.get("OSMCLOUD_EXTERNAL_S3_SECURE", "false").lower() in ("1", "true", "yes"),
+        )
+
+
+@dataclass
+class StackConfig:
+    state_dir: Path
+    base_port: int = 8080
+    test_clock: bool = False
+    services: bool = True  # False: infra + smtp sink + gateway only
+    external: ExternalInfra | dict[str, Any] | None = None
+    topic_prefix: str = "osmcloud."
+    db_prefix: str = "osmcloud_"  # MONGO_DB = <db_prefix><service>
+    s3_bucket: str = "osmcloud-blobs"
+    log_level: str = "info"
+    gateway_secret: str | None = None  # None: random per stack (kept in stack.json)
+    kafka_heap: str = "512m"
+    timeouts: dict[str, float] = field(default_factory=dict)  # per process readiness timeout override
+
+    def __post_init__(self) -> None:
+        self.state_dir = Path(self.state_dir).absolute()
+        if isinstance(self.external, dict):
+            self.external = ExternalInfra(**self.external)
+        PortLayout(self.base_port)  # validates
+
+
+@dataclass
+class Endpoints:
+    gateway_url: str
+    mongo_url: str
+    kafka_bootstrap: str
+    s3_endpoint: str
+    s3_access_key: str
+    s3_secret_key: str
+    s3_bucket: str
+    s3_secure: bool
+    smtp_host: str
+    smtp_port: int
+    smtp_sink_url: str
+    gateway_secret: str
+    topic_prefix: str
+    db_prefix: str
+    test_clock: bool
+    state_dir: str
+    service_urls: dict[str, str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def as_env(self) -> dict[str, str]:
+        """The OSMCLOUD_* variables that make tests use this running system (conftest mode "env")."""
+        return {
+            "OSMCLOUD_GATEWAY_URL": self.gateway_url,
+            "OSMCLOUD_MONGO_URL": self.mongo_url,
+            "OSMCLOUD_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "OSMCLOUD_S3_ENDPOINT": self.s3_endpoint,
+            "OSMCLOUD_S3_ACCESS_KEY": self.s3_access_key,
+            "OSMCLOUD_S3_SECRET_KEY": self.s3_secret_key,
+            "OSMCLOUD_S3_BUCKET": self.s3_bucket,
+            "OSMCLOUD_S3_SECURE": "true" if self.s3_secure else "false",
+            "OSMCLOUD_SMTP_HOST": self.smtp_host,
+            "OSMCLOUD_SMTP_PORT": str(self.smtp_port),
+            "OSMCLOUD_SMTP_SINK_URL": self.smtp_sink_url,
+            "OSMCLOUD_GATEWAY_SECRET": self.gateway_secret,
+            "OSMCLOUD_TOPIC_PREFIX": self.topic_prefix,
+            "OSMCLOUD_DB_PREFIX": self.db_prefix,
+            "OSMCLOUD_TEST_CLOCK": "true" if self.test_clock else "false",
+        }
+
+
+@dataclass
+class _Spec:
+    argv: list[str]
+    env: dict[str, str]
+    match: str
+    ready: Callable[[], str | None]
+    timeout: float
+    cwd: Path | None = None
+
+
+DEFAULT_TIMEOUTS = {
+    "kafka": 120.0,
+    "ferretdb": 60.0,
+    "versitygw": 60.0,
+    "smtp-sink": 30.0,
+    "auth": 90.0,
+    "files": 90.0,
+    "trash": 90.0,
+    "billing": 90.0,
+    "gateway": 30.0,
+}
+STOP_TIMEOUTS = {"kafka": 40.0}
+
+
+class Stack:
+    def __init__(self, config: StackConfig, log: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.repo = paths.repo_root()
+        self.state = config.state_dir
+        self.ports = PortLayout(config.base_port)
+        self.procs = ProcessManager(self.state / "run", self.state / "logs")
+        self._log = log or (lambda msg: None)
+        self._secret: str | None = config.gateway_secret
+
+    # ---- construction from a state directory ---------------------------------------------
+    @classmethod
+    def from_state_dir(cls, state_dir: Path, log: Callable[[str], None] | None = None) -> Stack:
+        """The stack recorded in state_dir/stack.json (for down/status from another process)."""
+        state_dir = Path(state_dir).absolute()
+        meta = cls._read_meta(state_dir)
+        if meta is None:
+            return cls(StackConfig(state_dir=state_dir), log)
+        cfg = StackConfig(
+            state_dir=state_dir,
+            base_port=meta["base_port"],
+            test_clock=meta["test_clock"],
+            services=meta["services"],
+            external=meta.get("external"),
+            topic_prefix=meta["topic_prefix"],
+            db_prefix=meta["db_prefix"],
+            s3_bucket=meta["s3_bucket"],
+            log_level=meta["log_level"],
+            gateway_secret=meta["gateway_secret"],
+        )
+        return cls(cfg, log)
+
+    @staticmethod
+    def _read_meta(state_dir: Path) -> dict[str, Any] | None:
+        try:
+            return json.loads((state_dir / "stack.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _write_meta(self) -> None:
+        c = self.config
+        meta = {
+            "base_port": c.base_port,
+            "test_clock": c.test_clock,
+            "services": c.services,
+            "external": asdict(c.external) if isinstance(c.external, ExternalInfra) else None,
+            "topic_prefix": c.topic_prefix,
+            "db_prefix": c.db_prefix,
+            "s3_bucket": c.s3_bucket,
+            "log_level": c.log_level,
+            "gateway_secret": self.gateway_secret,
+            "processes": list(self.process_names()),
+            "repo": str(self.repo),
+        }
+        self.state.mkdir(parents=True, exist_ok=True)
+        path = self.state / "stack.json"
+        path.write_text(json.dumps(meta, indent=1))
+        os.chmod(path, 0o600)
+
+    # ---- what runs ---------------------------------------------------------------------------
+    @property
+    def external(self) -> ExternalInfra | None:
+        ext = self.config.external
+        return ext if isinstance(ext, ExternalInfra) else None
+
+    @property
+    def gateway_secret(self) -> str:
+        if self._secret is None:
+            self._secret = secrets.token_urlsafe(24)
+        return self._secret
+
+    def process_names(self) -> tuple[str, ...]:
+        names: list[str] = []
+        if self.external is None:
+            names += INFRA
+        names.append("smtp-sink")
+        if self.config.services:
+            names += SERVICES
+        names.append("gateway")
+        return tuple(names)
+
+    def endpoints(self) -> Endpoints:
+        c, p, ext = self.config, self.ports, self.external
+        return Endpoints(
+            gateway_url=f"http://{HOST}:{p.gateway}",
+            mongo_url=ext.mongo_url if ext else f"mongodb://{HOST}:{p.ferretdb}/",
+            kafka_bootstrap=ext.kafka_bootstrap if ext else f"{HOST}:{p.kafka}",
+            s3_endpoint=ext.s3_endpoint if ext else f"{HOST}:{p.versitygw}",
+            s3_access_key=ext.s3_access_key if ext else S3_ACCESS_KEY,
+            s3_secret_key=ext.s3_secret_key if ext else S3_SECRET_KEY,
+            s3_bucket=c.s3_bucket,
+            s3_secure=ext.s3_secure if ext else False,
+            smtp_host=HOST,
+            smtp_port=p.smtp,
+            smtp_sink_url=f"http://{HOST}:{p.smtp_http}",
+            gateway_secret=self.gateway_secret,
+            topic_prefix=c.topic_prefix,
+            db_prefix=c.db_prefix,
+            test_clock=c.test_clock,
+            state_dir=str(self.state),
+            service_urls={name: f"http://{HOST}:{p.port(name)}" for name in SERVICES},
+        )
+
+    # ---- up / down -----------------------------------------------------------------------------
+    def up(self) -> Endpoints:
+        """Start everything and wait until it is ready; on failure stop what was started and raise StackError."""
+        t0 = time.monotonic()
+        self._check_state_dir()
+        running = [n for n in self.process_names() if self.procs.running(n)]
+        if running:
+            raise StackError(
+                f"processes of a stack in {self.state} are already running ({', '.join(running)}); "
+                f"stop them first: osmcloud-stack down --state-dir {self.state}"
+            )
+        self._check_tools()
+        self._check_ports(self.process_names())
+        self._write_meta()
+        try:
+            first = [n for n in ("ferretdb", "versitygw", "smtp-sink") if n in self.process_names()]
+            if self.external:
+                self._log(f"using external Kafka {self.external.kafka_bootstrap}, Mongo {self.external.mongo_url}, S3 {self.external.s3_endpoint}")
+                self._wait_external()
+            started = [self._spawn(n) for n in first]
+            if "kafka" in self.process_names():
+                self._format_kafka()
+                started.insert(0, self._spawn("kafka"))
+            for name, rec, spec in started:
+                self._wait_ready(name, rec, spec)
+            if self.config.services:
+                started = [self._spawn(n) for n in SERVICES]
+                for name, rec, spec in started:
+                    self._wait_ready(name, rec, spec)
+            name, rec, spec = self._spawn("gateway")
+            self._wait_ready(name, rec, spec)
+        except BaseException:
+            self._log("start failed; stopping what was started")
+            self.down()
+            raise
+        self._log(f"stack ready in {time.monotonic() - t0:.1f} s: gateway {self.endpoints().gateway_url}")
+        return self.endpoints()
+
+    def down(self) -> dict[str, str]:
+        """Stop every process recorded in the state directory (reverse start order)."""
+        names = self.procs.recorded_names()
+        order = [n for n in reversed(ALL_PROCESSES) if n in names] + [n for n in names if n not in ALL_PROCESSES]
+        results = {}
+        for name in order:
+            results[name] = self.procs.stop(name, timeout=STOP_TIMEOUTS.get(name, 15.0), on_kill=self._log)
+            self._log(f"{name}: {results[name]}")
+        return results
+
+    def stop_process(self, name: str) -> str:
+        self._known(name)
+        result = self.procs.stop(name, timeout=STOP_TIMEOUTS.get(name, 15.0), on_kill=self._log)
+        self._log(f"{name}: {result}")
+        return result
+
+    def start_process(self, name: str) -> None:
+        """(Re)start one process of this stack and wait until it is ready."""
+        self._known(name)
+        if self.procs.running(name):
+            raise StackError(f"{name} is already running")
+        self._check_ports((name,))
+        if name == "kafka":
+            self._format_kafka()
+        name, rec, spec = self._spawn(name)
+        self._wait_ready(name, rec, spec)
+
+    def status(self) -> list[dict[str, Any]]:
+        rows = []
+        for name in self.process_names():
+            rec = self.procs.read(name)
+            running = self.procs.running(name)
+            ports = [self.ports.port(r) for r in PROCESS_PORTS[name]]
+            if running:
+                reason = self._ready(name)()
+                state = "ready" if reason is None else f"running, not ready ({reason})"
+            elif rec:
+                state = "dead (stale PID file)"
+            else:
+                state = "stopped"
+            rows.append({"name": name, "pid": running.pid if running else None, "ports": ports, "state": state})
+        return rows
+
+    # ---- internals -------------------------------------------------------------------------
+    def _known(self, name: str) -> None:
+        if name not in self.process_names():
+            if self.external and name in INFRA:
+                raise StackError(f"{name} is external to this stack; it cannot be stopped or started from here")
+            raise StackError(f"unknown process {name!r}; this stack has {', '.join(self.process_names())}")
+
+    def _check_state_dir(self) -> None:
+        meta = self._read_meta(self.state)
+        if meta and meta.get("base_port") != self.config.base_port and (self.state / "kafka" / "data" / "meta.properties").exists():
+            raise StackError(
+                f"{self.state} was created for base port {meta.get('base_port')} (Kafka's metadata names its ports); "
+                f"use --base-port {meta.get('base_port')} or remove that directory"
+            )
+        if meta and meta.get("gateway_secret") and self.config.gateway_secret is None:
+            self._secret = meta["gateway_secret"]
+
+    def _check_tools(self) -> None:
+        names = self.process_names()
+        try:
+            paths.venv_python(self.repo)
+            if "kafka" in names:
+                paths.java_binary()
+                paths.kafka_lib_dir()
+            if "ferretdb" in names:
+                paths.ferretdb_binary(self.repo)
+            if "versitygw" in names:
+                paths.versitygw_binary()
+            paths.nginx_binary()
+        except paths.ToolMissing as exc:
+            raise StackError(str(exc)) from exc
+        if self.config.services:
+            missing = [s for s in SERVICES if not paths.service_available(self.repo, s)]
+            if missing:
+                raise StackError(
+                    f"service package(s) not found: {', '.join('services/' + m for m in missing)} "
+                    "(no src/osmcloud_<name>/__main__.py); start with --infra-only to run without services"
+                )
+
+    def _check_ports(self, names: tuple[str, ...] | list[str]) -> None:
+        conflicts = find_conflicts(self.ports.for_processes(tuple(names)))
+        if conflicts:
+            lines = "\n  ".join(str(c) for c in conflicts)
+            raise StackError(
+                f"cannot start: {len(conflicts)} port(s) in use (base port {self.config.base_port}):\n  {lines}\n"
+                "stop whatever holds them (osmcloud-stack down --state-dir <dir> for an old stack) or choose another --base-port"
+            )
+
+    def _spawn(self, name: str) -> tuple[str, PidRecord, _Spec]:
+        spec = self._spec(name)
+        self._log(f"starting {name} ({', '.join(f'{HOST}:{self.ports.port(r)}' for r in PROCESS_PORTS[name])})")
+        rec = self.procs.start(name, spec.argv, env=spec.env, cwd=spec.cwd, match=spec.match)
+        return name, rec, spec
+
+    def _wait_ready(self, name: str, rec: PidRecord, spec: _Spec) -> None:
+        t0 = time.monotonic()
+        deadline = t0 + spec.timeout
+        reason: str | None = "not checked yet"
+        while True:
+            code = self.procs.exit_code(rec)
+            if code is not None or not self.procs.running(name):
+                raise StackError(
+                    f"{name} exited during startup{'' if code is None else f' with code {code}'}; "
+                    f"last lines of {rec.log}:\n{tail(rec.log)}"
+                )
+            reason = spec.ready()
+            if reason is None:
+                self._log(f"{name} ready after {time.monotonic() - t0:.1f} s")
+                return
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"{name} not ready within {spec.timeout:.0f} s ({reason}); last lines of {rec.log}:\n{tail(rec.log)}"
+                )
+            time.sleep(0.25)
+
+    def _wait_external(self) -> None:
+        ext = self.external
+        assert ext is not None
+        checks = {
+            "kafka": lambda: readiness.kafka(ext.kafka_bootstrap),
+            "mongo": lambda: readiness.mongo(ext.mongo_url),
+            "s3": lambda: readiness.http_answers(f"{'https' if ext.s3_secure else 'http'}://{ext.s3_endpoint}/"),
+        }
+        for what, check in checks.items():
+            deadline = time.monotonic() + 120
+            while (reason := check()) is not None:
+                if time.monotonic() > deadline:
+                    raise StackError(f"external {what} not reachable within 120 s: {reason}")
+                time.sleep(0.5)
+
+    # ---- process definitions -----------------------------------------------------------------
+    def _ready(self, name: str) -> Callable[[], str | None]:
+        """The readiness probe of a process: returns None when ready, else why not."""
+        p = self.ports
+        probes: dict[str, Callable[[], str | None]] = {
+            "kafka": lambda: readiness.kafka(f"{HOST}:{p.kafka}"),
+            "ferretdb": lambda: readiness.mongo(f"mongodb://{HOST}:{p.ferretdb}/"),
+            "versitygw": lambda: readiness.http_ok(f"http://{HOST}:{p.versitygw}/healthz"),
+            "smtp-sink": lambda: readiness.http_ok(f"http://{HOST}:{p.smtp_http}/healthz") or readiness.tcp(HOST, p.smtp),
+            "gateway": lambda: readiness.http_ok(f"http://{HOST}:{p.gateway}/healthz"),
+        }
+        for s in SERVICES:
+            probes[s] = (lambda port: lambda: readiness.http_ok(f"http://{HOST}:{port}/readyz"))(p.port(s))
+        return probes[name]
+
+    def _spec(self, name: str) -> _Spec:
+        p = self.ports
+        timeout = self.config.timeouts.get(name, DEFAULT_TIMEOUTS.get(name, 60.0))
+        if name == "kafka":
+            props = self._kafka_properties()
+            return _Spec(
+                argv=self._kafka_java_argv("kafka.Kafka", str(props)),
+                env={},
+                match=str(props),
+                ready=self._ready(name),
+                timeout=timeout,
+                cwd=self.state / "kafka",
+            )
+        if name == "ferretdb":
+            data = self.state / "ferretdb"
+            data.mkdir(parents=True, exist_ok=True)
+            return _Spec(
+                argv=[str(paths.ferretdb_binary(self.repo)), "-listen-addr", f"{HOST}:{p.ferretdb}", "-sqlite-dir", str(data)],
+                env={},
+                match=str(data),
+                ready=self._ready(name),
+                timeout=timeout,
+                cwd=data,
+            )
+        if name == "versitygw":
+            # neither directory name may be a prefix of the other (versitygw refuses s3 + s3meta)
+            data, meta = self.state / "s3data", self.state / "s3meta-sidecar"
+            data.mkdir(parents=True, exist_ok=True)
+            meta.mkdir(parents=True, exist_ok=True)
+            return _Spec(
+                argv=[
+                    str(paths.versitygw_binary()),
+                    "--port", f"{HOST}:{p.versitygw}",
+                    "--health", "/healthz",
+                    "--keep-alive",
+                    "posix",
+                    "--sidecar", str(meta),
+                    str(data),
+                ],
+                env={"ROOT_ACCESS_KEY": S3_ACCESS_KEY, "ROOT_SECRET_KEY": S3_SECRET_KEY},
+                match=str(data),
+                ready=self._ready(name),
+                timeout=timeout,
+                cwd=self.state,
+            )
+        if name == "smtp-sink":
+            mail = self.state / "mail"
+            return _Spec(
+                argv=[
+                    paths.venv_python(self.repo), "-m", "osmcloud_localstack.smtp_sink",
+                    "--host", HOST, "--smtp-port", str(p.smtp), "--http-port", str(p.smtp_http), "--mail-dir", str(mail),
+                ],
+                env={"PYTHONUNBUFFERED": "1"},
+                match=str(mail),
+                ready=self._ready(name),
+                timeout=timeout,
+                cwd=self.state,
+            )
+        if name in SERVICES:
+            return _Spec(
+                argv=[paths.venv_python(self.repo), "-m", f"osmcloud_{name}"],
+                env=self.service_env(name),
+                match=f"-m osmcloud_{name}",
+                ready=self._ready(name),
+                timeout=timeout,
+                cwd=self.state,
+            )
+        if name == "gateway":
+            prefix = self.state / "nginx"
+            conf = write_gateway_config(
+                repo=self.repo,
+                prefix=prefix,
+                logs=self.state / "logs",
+                listen=f"{HOST}:{p.gateway}",
+                upstreams={s: f"{HOST}:{p.port(s)}" for s in SERVICES},
+                gateway_secret=self.gateway_secret,
+            )
+            nginx = paths.nginx_binary()
+            argv = [nginx, "-c", str(conf), "-p", f"{prefix}/", "-e", str(self.state / "logs" / "nginx-error.log")]
+            return _Spec(
+                argv=argv,
+                env={},
+                match=str(conf),
+                ready=self._ready(name),
+                timeout=timeout,
+                cwd=prefix,
+            )
+        raise StackError(f"unknown process {name!r}")
+
+    def service_env(self, name: str) -> dict[str, str]:
+        """The environment a service process runs with (see README, Configuration)."""
+        e = self.endpoints()
+        c = self.config
+        return {
+            "HTTP_HOST": HOST,
+            "HTTP_PORT": str(self.ports.port(name)),
+            "MONGO_URL": e.mongo_url,
+            "MONGO_DB": f"{c.db_prefix}{name}",
+            "KAFKA_BOOTSTRAP": e.kafka_bootstrap,
+            "KAFKA_TOPIC_PREFIX": c.topic_prefix,
+            "S3_ENDPOINT": e.s3_endpoint,
+            "S3_ACCESS_KEY": e.s3_access_key,
+            "S3_SECRET_KEY": e.s3_secret_key,
+            "S3_BUCKET": c.s3_bucket,
+            "S3_SECURE": "true" if e.s3_secure else "false",
+            "SMTP_HOST": e.smtp_host,
+            "SMTP_PORT": str(e.smtp_port),
+            "GATEWAY_SECRET": self.gateway_secret,
+            "TEST_CLOCK": "true" if c.test_clock else "false",
+            "LOG_LEVEL": c.log_level,
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    # ---- kafka -------------------------------------------------------------------------------
+    def _kafka_java_argv(self, main_class: str, *args: str) -> list[str]:
+        lib = paths.kafka_lib_dir()
+        return [
+            paths.java_binary(),
+            f"-Xmx{self.config.kafka_heap}",
+            "-Xms128m",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={paths.kafka_log4j_config(self.repo)}",
+            f"-Dkafka.logs.dir={self.state / 'logs'}",
+            "-cp",
+            f"{lib}/*",  # no shell: java expands the wildcard itself
+            main_class,
+            *args,
+        ]
+
+    def _kafka_properties(self) -> Path:
+        kdir = self.state / "kafka"
+        data = kdir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        p = self.ports
+        props = kdir / "server.properties"
+        props.write_text(
+            "# Generated by osmcloud_localstack: single-node KRaft (broker + controller) for local use.\n"
+            "process.roles=broker,controller\n"
+            "node.id=1\n"
+            f"controller.quorum.bootstrap.servers={HOST}:{p.kafka_controller}\n"
+            f"listeners=PLAINTEXT://{HOST}:{p.kafka},CONTROLLER://{HOST}:{p.kafka_controller}\n"
+            f"advertised.listeners=PLAINTEXT://{HOST}:{p.kafka}\n"
+            "controller.listener.names=CONTROLLER\n"
+            "inter.broker.listener.name=PLAINTEXT\n"
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n"
+            f"log.dirs={data}\n"
+            "num.partitions=4\n"
+            "default.replication.factor=1\n"
+            "min.insync.replicas=1\n"
+            "auto.create.topics.enable=true\n"
+            "group.initial.rebalance.delay.ms=0\n"
+            "offsets.topic.num.partitions=4\n"
+            "offsets.topic.replication.factor=1\n"
+            "transaction.state.log.num.partitions=4\n"
+            "transaction.state.log.replication.factor=1\n"
+            "transaction.state.log.min.isr=1\n"
+            "share.coordinator.state.topic.replication.factor=1\n"
+            "share.coordinator.state.topic.min.isr=1\n"
+            "num.network.threads=2\n"
+            "num.io.threads=4\n"
+            "log.retention.hours=168\n"
+            "log.segment.bytes=67108864\n"
+        )
+        return props
+
+    def _format_kafka(self) -> None:
+        kdir = self.state / "kafka"
+        props = self._kafka_properties()
+        if (kdir / "data" / "meta.properties").exists():
+            return
+        cid_file = kdir / "cluster-id"
+        if not cid_file.exists():
+            cid_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode())
+        cluster_id = cid_file.read_text().strip()
+        self._log("formatting Kafka storage")
+        log = self.state / "logs" / "kafka-format.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        argv = self._kafka_java_argv("kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(props))
+        with open(log, "ab") as out:
+            res = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=kdir, timeout=120)
+        if res.returncode != 0:
+            raise StackError(f"formatting Kafka storage failed (exit {res.returncode}); last lines of {log}:\n{tail(log)}")
+
+
+def wipe_state_dir(state_dir: Path) -> None:
+    """Remove a state directory after stopping whatever still runs from it."""
+    state_dir = Path(state_dir).absolute()
+    if state_dir.exists():
+        Stack.from_state_dir(state_dir).down()
+        shutil.rmtree(state_dir)

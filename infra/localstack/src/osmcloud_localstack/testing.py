@@ -1,0 +1,331 @@
+"""Test-side support for black-box tests against a real osmcloud system (used by
+tests/integration/conftest.py): where the system comes from, and small clients.
+
+Modes (chosen once per run, see ``select_mode``):
+  env             OSMCLOUD_GATEWAY_URL is set: a running system named by environment variables
+                  (``ENV_VARS``; ``osmcloud-stack env`` prints them for a stack from ``make up``).
+  testcontainers  a Docker daemon answers a ping: Kafka, MongoDB and versitygw as containers;
+                  the SMTP sink, the four services and nginx as local processes.
+  local           otherwise: everything as local processes on base port 28080, state in
+                  .state/test (wiped at start), TEST_CLOCK=true, torn down at the end.
+  OSMCLOUD_TEST_MODE=env|testcontainers|local forces a mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from . import readiness
+from .paths import repo_root, service_available
+from .ports import PortLayout
+from .stack import SERVICES, ExternalInfra, Stack, StackConfig, StackError, wipe_state_dir
+
+
+class StackUnavailable(RuntimeError):
+    """The test system could not be started or is not fully named; the message says why."""
+
+
+class CannotControl(RuntimeError):
+    """Raised by stop_kafka/start_kafka where the system is not ours to stop."""
+
+
+REPO = repo_root()
+LOCAL_BASE_PORT = int(os.environ.get("OSMCLOUD_TEST_BASE_PORT", "28080"))
+LOCAL_STATE_DIR = Path(os.environ.get("OSMCLOUD_TEST_STATE_DIR", str(REPO / ".state" / "test")))
+
+# env mode: variable -> StackHandle attribute (the first one is required and selects the mode)
+ENV_VARS = {
+    "OSMCLOUD_GATEWAY_URL": "gateway_url",
+    "OSMCLOUD_MONGO_URL": "mongo_url",
+    "OSMCLOUD_KAFKA_BOOTSTRAP": "kafka_bootstrap",
+    "OSMCLOUD_S3_ENDPOINT": "s3_endpoint",
+    "OSMCLOUD_S3_ACCESS_KEY": "s3_access_key",
+    "OSMCLOUD_S3_SECRET_KEY": "s3_secret_key",
+    "OSMCLOUD_S3_BUCKET": "s3_bucket",
+    "OSMCLOUD_SMTP_HOST": "smtp_host",
+    "OSMCLOUD_SMTP_PORT": "smtp_port",
+    "OSMCLOUD_SMTP_SINK_URL": "smtp_sink_url",
+    "OSMCLOUD_GATEWAY_SECRET": "gateway_secret",
+    "OSMCLOUD_TOPIC_PREFIX": "topic_prefix",
+    "OSMCLOUD_DB_PREFIX": "db_prefix",
+}
+
+
+@dataclass
+class StackHandle:
+    mode: str
+    gateway_url: str
+    mongo_url: str
+    kafka_bootstrap: str
+    s3_endpoint: str
+    s3_access_key: str = "osmcloud"
+    s3_secret_key: str = "osmcloud-secret"
+    s3_bucket: str = "osmcloud-blobs"
+    s3_secure: bool = False
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 2525
+    smtp_sink_url: str = "http://127.0.0.1:2526"
+    gateway_secret: str = ""
+    topic_prefix: str = "osmcloud."
+    db_prefix: str = "osmcloud_"
+    services: bool = True
+    _stop_kafka: Callable[[], None] | None = field(default=None, repr=False)
+    _start_kafka: Callable[[], None] | None = field(default=None, repr=False)
+
+    def url(self, path: str) -> str:
+        return self.gateway_url.rstrip("/") + path
+
+    def stop_kafka(self) -> None:
+        """Stop Kafka (blocking); CannotControl where the system is not ours to stop (conftest skips then)."""
+        if self._stop_kafka is None:
+            raise CannotControl(f"cannot stop Kafka in mode {self.mode!r}")
+        self._stop_kafka()
+
+    def start_kafka(self) -> None:
+        """Start Kafka again and wait until it serves metadata (blocking)."""
+        if self._start_kafka is None:
+            raise CannotControl(f"cannot start Kafka in mode {self.mode!r}")
+        self._start_kafka()
+
+
+# ---- mode selection -------------------------------------------------------------------------
+_MODE: tuple[str, str] | None = None
+
+
+def _docker_answers() -> tuple[bool, str]:
+    try:
+        import docker  # comes with testcontainers
+
+        client = docker.from_env(timeout=3)
+        try:
+            client.ping()
+        finally:
+            client.close()
+        return True, "Docker daemon answered"
+    except Exception as exc:  # noqa: BLE001 - any failure means "no usable daemon"
+        return False, f"no Docker daemon ({type(exc).__name__})"
+
+
+def select_mode() -> tuple[str, str]:
+    """(mode, why) - computed once per run."""
+    global _MODE
+    if _MODE is None:
+        forced = os.environ.get("OSMCLOUD_TEST_MODE", "").strip().lower()
+        if forced:
+            if forced not in ("env", "testcontainers", "local"):
+                raise StackUnavailable("OSMCLOUD_TEST_MODE must be env, testcontainers or local")
+            _MODE = (forced, "forced by OSMCLOUD_TEST_MODE")
+        elif os.environ.get("OSMCLOUD_GATEWAY_URL"):
+            _MODE = ("env", f"OSMCLOUD_GATEWAY_URL={os.environ['OSMCLOUD_GATEWAY_URL']}")
+        else:
+            ok, why = _docker_answers()
+            if ok:
+                _MODE = ("testcontainers", why)
+            else:
+                _MODE = ("local", f"{why}; local processes on base port {LOCAL_BASE_PORT}, state {LOCAL_STATE_DIR}")
+    return _MODE
+
+
+def services_present() -> bool:
+    return all(service_available(REPO, s) for s in SERVICES)
+
+
+def from_env() -> StackHandle:
+    values: dict[str, Any] = {}
+    missing = []
+    for var, attr in ENV_VARS.items():
+        if var in os.environ:
+            values[attr] = os.environ[var]
+        elif attr in ("gateway_url", "mongo_url", "kafka_bootstrap", "s3_endpoint", "smtp_sink_url"):
+            missing.append(var)
+    if missing:
+        raise StackUnavailable(f"mode env needs {', '.join(missing)} (osmcloud-stack env --state-dir D prints them)")
+    if "smtp_port" in values:
+        values["smtp_port"] = int(values["smtp_port"])
+    values["s3_secure"] = os.environ.get("OSMCLOUD_S3_SECURE", "false").lower() in ("1", "true", "yes")
+    return StackHandle(mode="env", **values)
+
+
+def env_stack() -> Iterator[StackHandle]:
+    """Mode env: the running system named by OSMCLOUD_* variables; nothing to start or stop."""
+    yield from_env()
+
+
+def _handle(mode: str, endpoints: Any, services: bool, **kw: Any) -> StackHandle:
+    e = endpoints
+    return StackHandle(
+        mode=mode,
+        gateway_url=e.gateway_url,
+        mongo_url=e.mongo_url,
+        kafka_bootstrap=e.kafka_bootstrap,
+        s3_endpoint=e.s3_endpoint,
+        s3_access_key=e.s3_access_key,
+        s3_secret_key=e.s3_secret_key,
+        s3_bucket=e.s3_bucket,
+        s3_secure=e.s3_secure,
+        smtp_host=e.smtp_host,
+        smtp_port=e.smtp_port,
+        smtp_sink_url=e.smtp_sink_url,
+        gateway_secret=e.gateway_secret,
+        topic_prefix=e.topic_prefix,
+        db_prefix=e.db_prefix,
+        services=services,
+        **kw,
+    )
+
+
+def local_stack(say: Callable[[str], None]) -> Iterator[StackHandle]:
+    services = services_present()
+    if not services:
+        say("service packages not found (services/*/src/osmcloud_*/__main__.py): starting infra + gateway only")
+    say(f"wiping {LOCAL_STATE_DIR}")
+    wipe_state_dir(LOCAL_STATE_DIR)
+    stack = Stack(
+        StackConfig(state_dir=LOCAL_STATE_DIR, base_port=LOCAL_BASE_PORT, test_clock=True, services=services),
+        log=say,
+    )
+    try:
+        try:
+            endpoints = stack.up()
+        except StackError as exc:
+            raise StackUnavailable(f"the local test stack did not start:\n{exc}") from exc
+        yield _handle(
+            "local",
+            endpoints,
+            services,
+            _stop_kafka=lambda: stack.stop_process("kafka"),
+            _start_kafka=lambda: stack.start_process("kafka"),
+        )
+    finally:
+        say("stopping the local test stack")
+        stack.down()
+
+
+def testcontainers_stack(say: Callable[[str], None]) -> Iterator[StackHandle]:
+    """Kafka, MongoDB and versitygw in containers (fixed host ports on 127.0.0.1, same layout as
+    the local stack); the SMTP sink, services and nginx as local processes against them."""
+    from testcontainers.core.container import DockerContainer
+
+    ports = PortLayout(LOCAL_BASE_PORT)
+
+    def bind(container: DockerContainer, inner: str, host_port: int) -> DockerContainer:
+        container.ports[inner] = ("127.0.0.1", host_port)  # type: ignore[assignment]  # docker-py accepts (ip, port)
+        return container
+
+    kafka = bind(
+        DockerContainer("apache/kafka:4.1.1").with_envs(
+            KAFKA_NODE_ID="1",
+            KAFKA_PROCESS_ROLES="broker,controller",
+            KAFKA_LISTENERS="PLAINTEXT://:9092,CONTROLLER://:9093",
+            KAFKA_ADVERTISED_LISTENERS=f"PLAINTEXT://127.0.0.1:{ports.kafka}",
+            KAFKA_CONTROLLER_LISTENER_NAMES="CONTROLLER",
+            KAFKA_LISTENER_SECURITY_PROTOCOL_MAP="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            KAFKA_CONTROLLER_QUORUM_VOTERS="1@localhost:9093",
+            KAFKA_NUM_PARTITIONS="4",
+            KAFKA_AUTO_CREATE_TOPICS_ENABLE="true",
+            KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS="0",
+            KAFKA_OFFSETS_TOPIC_NUM_PARTITIONS="4",
+            KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR="1",
+            KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR="1",
+            KAFKA_TRANSACTION_STATE_LOG_MIN_ISR="1",
+        ),
+        "9092/tcp",
+        ports.kafka,
+    )
+    mongo = bind(DockerContainer("mongo:7"), "27017/tcp", ports.ferretdb)
+    s3 = bind(
+        DockerContainer("versity/versitygw:v1.8.0")
+        .with_envs(ROOT_ACCESS_KEY="osmcloud", ROOT_SECRET_KEY="osmcloud-secret")
+        .with_kwargs(
+            entrypoint=[
+                "/bin/sh",
+                "-c",
+                "mkdir -p /data/objects /data/sidecar && exec /app/versitygw --port :7070 --health /healthz "
+                "posix --sidecar /data/sidecar /data/objects",
+            ]
+        ),
+        "7070/tcp",
+        ports.versitygw,
+    )
+    containers = [kafka, mongo, s3]
+    state_dir = LOCAL_STATE_DIR.with_name(LOCAL_STATE_DIR.name + "-tc")
+    stack = None
+    try:
+        for c in containers:
+            say(f"starting container {c.image}")
+            c.start()
+        external = ExternalInfra(
+            kafka_bootstrap=f"127.0.0.1:{ports.kafka}",
+            mongo_url=f"mongodb://127.0.0.1:{ports.ferretdb}/",
+            s3_endpoint=f"127.0.0.1:{ports.versitygw}",
+        )
+        wipe_state_dir(state_dir)
+        services = services_present()
+        stack = Stack(
+            StackConfig(state_dir=state_dir, base_port=LOCAL_BASE_PORT, test_clock=True, services=services, external=external),
+            log=say,
+        )
+        try:
+            endpoints = stack.up()  # waits for the containers' Kafka/Mongo/S3 first
+        except StackError as exc:
+            raise StackUnavailable(f"the test stack did not start:\n{exc}") from exc
+
+        def stop_kafka() -> None:
+            kafka.get_wrapped_container().stop(timeout=20)
+
+        def start_kafka() -> None:
+            kafka.get_wrapped_container().start()
+            deadline = time.monotonic() + 120
+            while (reason := readiness.kafka(external.kafka_bootstrap)) is not None:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"Kafka container not ready again: {reason}")
+                time.sleep(0.5)
+
+        yield _handle("testcontainers", endpoints, services, _stop_kafka=stop_kafka, _start_kafka=start_kafka)
+    finally:
+        if stack is not None:
+            stack.down()
+        for c in reversed(containers):
+            with contextlib.suppress(Exception):
+                c.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+class SmtpSinkClient:
+    """Reads mails from the SMTP sink's HTTP API."""
+
+    def __init__(self, base_url: str, session: aiohttp.ClientSession) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.session = session
+
+    async def messages(self, to: str | None = None) -> list[dict[str, Any]]:
+        params = {"to": to} if to else {}
+        async with self.session.get(f"{self.base_url}/messages", params=params) as resp:
+            resp.raise_for_status()
+            return await resp.json()
+
+    async def wait_for(self, to: str, timeout: float = 30.0, count: int = 1) -> dict[str, Any]:
+        """The newest mail to ``to`` once at least ``count`` arrived (AssertionError on timeout)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            found = await self.messages(to)
+            if len(found) >= count:
+                return found[-1]
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"no mail to {to} within {timeout:.0f} s (have {len(found)}, want {count})")
+            await asyncio.sleep(0.2)
+
+    async def clear(self, to: str | None = None) -> None:
+        params = {"to": to} if to else {}
+        async with self.session.delete(f"{self.base_url}/messages", params=params) as resp:
+            resp.raise_for_status()

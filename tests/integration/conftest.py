@@ -1,0 +1,106 @@
+"""Fixtures for black-box integration tests against a real osmcloud system.
+
+Where the system comes from is chosen once per run and printed in the pytest header
+(implementation: ``osmcloud_localstack.testing``):
+
+  env             OSMCLOUD_GATEWAY_URL (and the other OSMCLOUD_* variables, see
+                  ``osmcloud_localstack.testing.ENV_VARS``) name a running system; nothing is
+                  started or stopped. ``osmcloud-stack env`` prints them for a stack from ``make up``.
+  testcontainers  a Docker daemon answers a ping: Kafka (apache/kafka:4.1.1), MongoDB (mongo:7)
+                  and versitygw (versity/versitygw:v1.8.0) as containers; the SMTP sink, the four
+                  services and nginx as local processes.
+  local           otherwise: everything as local processes (infra/localstack) on base port 28080,
+                  state in .state/test (wiped at start), TEST_CLOCK=true, stopped at session end
+                  even when tests fail.
+  OSMCLOUD_TEST_MODE=env|testcontainers|local forces a mode.
+
+Fixtures:
+  stack         (session) StackHandle: gateway_url, mongo_url, kafka_bootstrap, s3_endpoint,
+                s3_access_key, s3_secret_key, s3_bucket, s3_secure, smtp_host, smtp_port,
+                smtp_sink_url, gateway_secret, topic_prefix, db_prefix, services, mode,
+                url(path) -> gateway URL of path, stop_kafka() / start_kafka() (blocking: call
+                them as ``await asyncio.to_thread(stack.stop_kafka)``; the test is skipped where
+                Kafka is not ours to stop)
+  http          (session) aiohttp.ClientSession without base URL: ``http.get(stack.url("/api/..."))``
+  smtp          (session) SmtpSinkClient: ``await smtp.wait_for(address)`` -> newest mail to it
+                ({"to", "from", "subject", "body", "received_at"}), polling until one arrives
+  unique_email  (function) a fresh address, so every test has its own user
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Generator, Iterator
+
+import aiohttp
+import pytest
+
+from osmcloud_localstack import testing
+from osmcloud_localstack.testing import CannotControl, SmtpSinkClient, StackHandle, StackUnavailable
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    mode, why = testing.select_mode()
+    return [f"osmcloud integration stack: mode={mode} ({why})"]
+
+
+class _SkippingHandle(StackHandle):
+    """StackHandle whose stop_kafka/start_kafka skip the test where Kafka cannot be controlled."""
+
+    def stop_kafka(self) -> None:
+        try:
+            super().stop_kafka()
+        except CannotControl as exc:
+            pytest.skip(str(exc))
+
+    def start_kafka(self) -> None:
+        try:
+            super().start_kafka()
+        except CannotControl as exc:
+            pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def stack(request: pytest.FixtureRequest) -> Iterator[StackHandle]:
+    mode, why = testing.select_mode()
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+
+    def say(msg: str) -> None:
+        line = f"[stack] {msg}"
+        if reporter is not None:
+            reporter.write_line(line)
+        else:
+            print(line)
+
+    say(f"mode {mode}: {why}")
+    if mode == "env":
+        source: Generator[StackHandle, None, None] = testing.env_stack()
+    elif mode == "testcontainers":
+        source = testing.testcontainers_stack(say)
+    else:
+        source = testing.local_stack(say)
+    try:
+        handle = next(source)
+    except StackUnavailable as exc:
+        pytest.exit(str(exc), returncode=3)
+    handle.__class__ = _SkippingHandle
+    try:
+        yield handle
+    finally:
+        source.close()  # runs the generator's teardown: stops what it started
+
+
+@pytest.fixture(scope="session")
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        yield session
+
+
+@pytest.fixture(scope="session")
+async def smtp(stack: StackHandle, http: aiohttp.ClientSession) -> SmtpSinkClient:
+    return SmtpSinkClient(stack.smtp_sink_url, http)
+
+
+@pytest.fixture
+def unique_email() -> str:
+    return f"user-{uuid.uuid4().hex[:12]}@example.test"
