@@ -82,11 +82,8 @@ def record_matches(rec: PidRecord) -> bool:
 
 
 def group_members(rec: PidRecord) -> list[int]:
-    """Live processes still in the session/process group the recorded process led.
-
-    Used after the leader died (e.g. nginx workers of a killed master). A member must have
-    started no earlier than the leader, so a new, unrelated group with a recycled id is ignored
-    unless it also began after ours - which is why the leader itself must not match then."""
+    """Live processes other than the leader still in the session and process group it led
+    (e.g. nginx workers of a killed master). Only meaningful once the leader's PID is free."""
     members = []
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
@@ -97,7 +94,7 @@ def group_members(rec: PidRecord) -> list[int]:
             continue
         if f[2] in ("Z", "X"):
             continue
-        if int(f[4]) == rec.pid and int(f[5]) == rec.pid and int(f[21]) >= rec.starttime:
+        if pid != rec.pid and int(f[4]) == rec.pid and int(f[5]) == rec.pid and int(f[21]) >= rec.starttime:
             members.append(pid)
     return members
 
@@ -189,7 +186,10 @@ class ProcessManager:
             return "not running"
         self._reap(rec.pid)
         leader = record_matches(rec)
-        targets = [] if leader else group_members(rec)
+        # Orphans are looked for only when the leader's PID is free: while a process group
+        # has members, Linux does not hand its id out as a new PID, so they are ours. A live
+        # PID that does not match (recycled, or running something else) is never touched.
+        targets = group_members(rec) if not leader and proc_state(rec.pid) in (None, "Z", "X") else []
         if not leader and not targets:
             self.pidfile(name).unlink(missing_ok=True)
             return "not running (stale PID file removed)"

@@ -1,0 +1,196 @@
+"""The real nginx with the shared template, in front of fake upstreams: authentication by
+sub-request, the headers upstreams receive, public routes, rate limits, streaming, hidden paths."""
+
+import asyncio
+import os
+import shutil
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from osmcloud_localstack.gateway import write_gateway_config
+from osmcloud_localstack.paths import repo_root
+from osmcloud_localstack.procs import ProcessManager
+from osmcloud_localstack.readiness import http_ok
+
+NGINX = "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else shutil.which("nginx")
+pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx not installed (run infra/bootstrap.sh)")
+
+SECRET = "gw-secret-for-tests"
+GOOD_TOKEN = "good-token"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Seen:
+    requests: list[dict] = field(default_factory=list)
+    verify_calls: list[dict] = field(default_factory=list)
+
+
+def _fake_service(name: str, seen: Seen) -> web.Application:
+    async def verify(request: web.Request) -> web.Response:
+        seen.verify_calls.append(request.headers.copy())
+        if request.headers.get("X-Gateway-Secret") != SECRET:
+            return web.Response(status=500)
+        if request.headers.get("Authorization") == f"Bearer {GOOD_TOKEN}":
+            return web.Response(status=200, headers={"X-User-Id": "user-1", "X-Device-Id": "device-1"})
+        return web.json_response({"error": {"code": "unauthorized"}}, status=401)
+
+    async def echo(request: web.Request) -> web.Response:
+        size = 0
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+        seen.requests.append({"service": name, "path": request.path_qs, "headers": request.headers.copy(), "size": size})
+        return web.json_response({"service": name, "size": size})
+
+    app = web.Application(client_max_size=1024**3)
+    if name == "auth":
+        app.router.add_get("/internal/verify", verify)
+    app.router.add_route("*", "/{tail:.*}", echo)
+    return app
+
+
+@dataclass
+class Gateway:
+    url: str
+    seen: Seen
+
+
+@pytest.fixture(scope="module")
+async def gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gateway]:
+    tmp = tmp_path_factory.mktemp("gw")
+    seen = Seen()
+    runners, upstreams = [], {}
+    for name in ("auth", "files", "trash", "billing"):
+        runner = web.AppRunner(_fake_service(name, seen), access_log=None)
+        await runner.setup()
+        port = _free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runners.append(runner)
+        upstreams[name] = f"127.0.0.1:{port}"
+    gw_port = _free_port()
+    conf = write_gateway_config(
+        repo=repo_root(), prefix=tmp / "nginx", logs=tmp / "logs", listen=f"127.0.0.1:{gw_port}",
+        upstreams=upstreams, gateway_secret=SECRET,
+    )
+    pm = ProcessManager(tmp / "run", tmp / "logs")
+    pm.start("gateway", [NGINX, "-c", str(conf), "-p", f"{tmp / 'nginx'}/", "-e", str(tmp / "logs" / "e.log")], match=str(conf))
+    url = f"http://127.0.0.1:{gw_port}"
+    try:
+        for _ in range(100):
+            if await asyncio.to_thread(http_ok, f"{url}/healthz") is None:
+                break
+            await asyncio.sleep(0.05)
+        yield Gateway(url, seen)
+    finally:
+        pm.stop("gateway")
+        for runner in runners:
+            await runner.cleanup()
+
+
+async def test_healthz(gateway: Gateway) -> None:
+    async with aiohttp.ClientSession() as http, http.get(f"{gateway.url}/healthz") as r:
+        assert r.status == 200
+
+
+@pytest.mark.parametrize("path", ["/api/files/FAVOURITES/x.gpx", "/api/files", "/api/trash", "/api/billing/account", "/api/auth/account"])
+async def test_without_a_valid_token_every_api_is_401_json(gateway: Gateway, path: str) -> None:
+    before = len(gateway.seen.requests)
+    async with aiohttp.ClientSession() as http:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"X-User-Id": "user-1"}):
+            async with http.get(gateway.url + path, headers=headers) as r:
+                assert r.status == 401
+                assert r.content_type == "application/json"
+                assert (await r.json())["error"]["code"] == "unauthorized"
+    assert len(gateway.seen.requests) == before  # nothing reached the upstream
+
+
+async def test_authenticated_request_carries_verified_identity(gateway: Gateway) -> None:
+    headers = {"Authorization": f"Bearer {GOOD_TOKEN}", "X-User-Id": "forged", "X-Device-Id": "forged", "X-Gateway-Secret": "forged"}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{gateway.url}/api/files?x=1", headers=headers) as r:
+            assert r.status == 200
+            assert (await r.json())["service"] == "files"
+            request_id = r.headers["X-Request-Id"]
+    got = gateway.seen.requests[-1]
+    assert got["path"] == "/api/files?x=1"
+    h = got["headers"]
+    assert h["X-User-Id"] == "user-1" and h["X-Device-Id"] == "device-1"
+    assert h["X-Gateway-Secret"] == SECRET
+    assert h["X-Request-Id"] == request_id
+    verify = gateway.seen.verify_calls[-1]
+    assert verify["X-Original-URI"] == "/api/files?x=1" and verify["X-Original-Method"] == "GET"
+    assert verify["X-Request-Id"] == request_id
+
+
+@pytest.mark.parametrize("service", ["auth", "trash", "billing"])
+async def test_each_service_is_routed(gateway: Gateway, service: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{gateway.url}/api/{service}/x", headers={"Authorization": f"Bearer {GOOD_TOKEN}"}) as r:
+            assert r.status == 200
+            assert (await r.json())["service"] == service
+
+
+async def test_public_auth_endpoints_need_no_token_and_get_no_identity(gateway: Gateway) -> None:
+    verify_before = len(gateway.seen.verify_calls)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{gateway.url}/api/auth/login-codes", json={"email": "a@b.c"}, headers={"X-User-Id": "forged"}) as r:
+            assert r.status == 200
+    got = gateway.seen.requests[-1]
+    assert got["service"] == "auth" and got["path"] == "/api/auth/login-codes"
+    assert "X-User-Id" not in got["headers"] and "X-Device-Id" not in got["headers"]
+    assert got["headers"]["X-Gateway-Secret"] == SECRET
+    assert len(gateway.seen.verify_calls) == verify_before
+
+
+async def test_public_endpoints_are_rate_limited(gateway: Gateway) -> None:
+    async with aiohttp.ClientSession() as http:
+        statuses = []
+        for _ in range(40):
+            async with http.post(f"{gateway.url}/api/auth/sessions", json={}) as r:
+                statuses.append(r.status)
+                if r.status == 429:
+                    assert (await r.json())["error"]["code"] == "rate_limited"
+    assert 429 in statuses and statuses[0] == 200
+
+
+async def test_large_upload_streams_to_files(gateway: Gateway) -> None:
+    size = 24 * 1024 * 1024  # far above the 1m default body limit
+
+    async def body() -> AsyncIterator[bytes]:
+        chunk = b"x" * (1024 * 1024)
+        for _ in range(size // len(chunk)):
+            yield chunk
+
+    async with aiohttp.ClientSession() as http:
+        async with http.put(
+            f"{gateway.url}/api/files/TRACKS/big.gpx", data=body(), headers={"Authorization": f"Bearer {GOOD_TOKEN}"}
+        ) as r:
+            assert r.status == 200
+            assert (await r.json())["size"] == size
+
+
+async def test_small_json_apis_refuse_large_bodies(gateway: Gateway) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{gateway.url}/api/billing/x", data=b"x" * (2 * 1024 * 1024), headers={"Authorization": f"Bearer {GOOD_TOKEN}"}
+        ) as r:
+            assert r.status == 413
+            assert (await r.json())["error"]["code"] == "payload_too_large"
+
+
+@pytest.mark.parametrize("path", ["/internal/verify", "/", "/api", "/api/filesystem", "/_auth"])
+async def test_other_paths_are_404(gateway: Gateway, path: str) -> None:
+    async with aiohttp.ClientSession() as http, http.get(gateway.url + path) as r:
+        assert r.status == 404
+        assert (await r.json())["error"]["code"] == "not_found"
