@@ -29,6 +29,7 @@ Fixtures:
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Generator, Iterator
 
@@ -64,13 +65,17 @@ class _SkippingHandle(StackHandle):
 def stack(request: pytest.FixtureRequest) -> Iterator[StackHandle]:
     mode, why = testing.select_mode()
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
 
     def say(msg: str) -> None:
+        """Progress lines on the terminal, even while pytest captures output."""
         line = f"[stack] {msg}"
-        if reporter is not None:
-            reporter.write_line(line)
-        else:
-            print(line)
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            if reporter is not None:
+                reporter.ensure_newline()
+                reporter.write_line(line)
+            else:
+                print(line, flush=True)
 
     say(f"mode {mode}: {why}")
     if mode == "env":

@@ -35,7 +35,7 @@ from typing import Any
 from . import paths, readiness
 from .gateway import write_gateway_config
 from .ports import HOST, PROCESS_PORTS, PortLayout, find_conflicts
-from .procs import PidRecord, ProcessManager, tail
+from .procs import PidRecord, ProcessManager, group_members, proc_state, tail
 
 SERVICES = ("auth", "files", "trash", "billing")
 INFRA = ("kafka", "ferretdb", "versitygw")
@@ -348,7 +348,8 @@ class Stack:
                 reason = self._ready(name)()
                 state = "ready" if reason is None else f"running, not ready ({reason})"
             elif rec:
-                state = "dead (stale PID file)"
+                left = group_members(rec) if proc_state(rec.pid) in (None, "Z", "X") else []
+                state = f"dead, {len(left)} child process(es) left (run down)" if left else "dead (stale PID file)"
             else:
                 state = "stopped"
             rows.append({"name": name, "pid": running.pid if running else None, "ports": ports, "state": state})
