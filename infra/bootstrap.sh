@@ -191,6 +191,7 @@ MARKER="$KAFKA_DIR/.complete-$POM_HASH"
 if [ -f "$MARKER" ]; then
     info "cached in $KAFKA_DIR/lib"
 else
+    T0=$(date +%s)
     rm -rf "$KAFKA_DIR/lib" "$KAFKA_DIR"/.complete-*
     mkdir -p "$KAFKA_DIR" || fail "cannot create $KAFKA_DIR"
     run_logged maven mvn -q -B -Dstyle.color=never -f "$REPO/infra/kafka/pom.xml" dependency:copy-dependencies -DoutputDirectory="$KAFKA_DIR/lib" \
@@ -198,7 +199,7 @@ else
                 "to see details: mvn -B -f infra/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=$KAFKA_DIR/lib"
     ls "$KAFKA_DIR/lib"/kafka_2.13-"$KAFKA_VERSION".jar >/dev/null 2>&1 || fail "kafka_2.13-$KAFKA_VERSION.jar missing in $KAFKA_DIR/lib"
     touch "$MARKER"
-    info "$(ls "$KAFKA_DIR/lib" | wc -l) jars in $KAFKA_DIR/lib"
+    info "$(ls "$KAFKA_DIR/lib" | wc -l) jars in $KAFKA_DIR/lib ($(( $(date +%s) - T0 )) s)"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -218,11 +219,13 @@ if [ -x "$FERRET_BIN" ]; then
     info "cached: $FERRET_BIN"
 else
     info "go build -> $FERRET_BIN (about a minute when cold)"
+    T0=$(date +%s)
     LOG="$LOGDIR/go-build-ferretdb.log"
     (cd "$REPO/infra/ferretdb" && "$GO" build -trimpath -o "$FERRET_BIN.tmp.$$" .) >"$LOG" 2>&1 \
         || { rm -f "$FERRET_BIN.tmp.$$"; fail "go build of infra/ferretdb failed (network access to the Go module proxy?)" \
                 "to see details: cd infra/ferretdb && go build -o /tmp/ferretdb-test ."; }
     mv -f "$FERRET_BIN.tmp.$$" "$FERRET_BIN" || fail "cannot move the binary to $FERRET_BIN"
+    info "built in $(( $(date +%s) - T0 )) s"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -232,12 +235,14 @@ if [ -x "$VGW_DIR/versitygw" ]; then
     info "cached: $VGW_DIR/versitygw"
 else
     info "go install github.com/versity/versitygw/cmd/versitygw@v$VERSITYGW_VERSION (about 45 s when cold)"
+    T0=$(date +%s)
     mkdir -p "$VGW_DIR" || fail "cannot create $VGW_DIR"
     LOG="$LOGDIR/go-install-versitygw.log"
     (cd "$CACHE" && GOBIN="$VGW_DIR" "$GO" install "github.com/versity/versitygw/cmd/versitygw@v$VERSITYGW_VERSION") >"$LOG" 2>&1 \
         || fail "go install versitygw failed (network access to the Go module proxy?)" \
                 "to see details: GOBIN=$VGW_DIR go install github.com/versity/versitygw/cmd/versitygw@v$VERSITYGW_VERSION"
     [ -x "$VGW_DIR/versitygw" ] || fail "$VGW_DIR/versitygw missing after go install"
+    info "built in $(( $(date +%s) - T0 )) s"
 fi
 
 echo "[bootstrap] done in $(( $(date +%s) - START )) s (cache: $CACHE)"
