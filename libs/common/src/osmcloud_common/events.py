@@ -110,9 +110,10 @@ class FileRestored(Payload):
 class FileVersionsPruned(Payload):
     event_type: ClassVar[str] = "file-versions-pruned"
     domain: ClassVar[str] = "files"
-    file_type: str | None = None
+    file_type: str | None = None  # None: every type
     version_ids: list[str]
     freed_bytes: int
+    everything: bool = False  # "delete all my data": no file of the account is left
 
 
 class StorageUsageChanged(Payload):

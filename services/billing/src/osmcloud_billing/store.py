@@ -14,7 +14,7 @@ class BillingStore:
 
     async def ensure_account(self, user_id: str, now: datetime) -> None:
         try:
-            await self.accounts.insert_one({"_id": user_id, "plan": None, "status": "none", "created_at": now,
+            await self.accounts.insert_one({"_id": user_id, "user_id": user_id, "plan": None, "status": "none", "created_at": now,
                                             "expires_at": None, "grace_until": None, "usage": None})
         except DuplicateKeyError:
             pass

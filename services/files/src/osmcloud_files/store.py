@@ -41,7 +41,7 @@ class FilesStore:
 
     async def _ensure_account(self, user_id: str) -> None:
         try:
-            await self.accounts.insert_one({"_id": user_id, "entitlement": None, "entitlement_as_of": None,
+            await self.accounts.insert_one({"_id": user_id, "user_id": user_id, "entitlement": None, "entitlement_as_of": None,
                                             "used_bytes": 0, "file_count": 0, "reserved_bytes": 0,
                                             "committed_bytes": 0, "usage_seq": 0})
         except DuplicateKeyError:
