@@ -10,7 +10,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"crypto/sha256"
+	"encoding/hex"
 	"log"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -37,9 +40,23 @@ func main() {
 		log.Fatalf("osmcloud-ferretdb: %v", err)
 	}
 
+	// FerretDB itself listens on a private Unix socket; clients reach it through the
+	// serializing front end (serialize.go), which gives them MongoDB's single-document atomicity.
+	socket := filepath.Join(dir, "ferretdb.sock")
+	if len(socket) > 100 { // Unix socket paths are limited to about 108 bytes
+		sum := sha256.Sum256([]byte(dir))
+		socket = filepath.Join(os.TempDir(), "osmcloud-ferretdb-"+hex.EncodeToString(sum[:6])+".sock")
+	}
+	_ = os.Remove(socket)
+
+	listener, err := net.Listen("tcp", *listenAddr)
+	if err != nil {
+		log.Fatalf("osmcloud-ferretdb: %v", err)
+	}
+
 	f, err := ferretdb.New(&ferretdb.Config{
 		Listener: ferretdb.ListenerConfig{
-			TCP: *listenAddr,
+			Unix: socket,
 		},
 		Handler:   "sqlite",
 		SQLiteURL: "file:" + dir + "/",
@@ -51,7 +68,13 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	log.Printf("osmcloud-ferretdb: listening on %s, data in %s", *listenAddr, dir)
+	log.Printf("osmcloud-ferretdb: listening on %s (writes serialized per collection), data in %s", *listenAddr, dir)
+
+	go serveSerialized(listener, socket)
+	go func() {
+		<-ctx.Done()
+		listener.Close()
+	}()
 
 	if err := f.Run(ctx); err != nil && ctx.Err() == nil {
 		log.Fatalf("osmcloud-ferretdb: %v", err)

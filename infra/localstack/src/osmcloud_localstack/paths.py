@@ -61,7 +61,8 @@ def ferretdb_binary(repo: Path) -> Path:
     """The binary bootstrap built from infra/ferretdb (named after a hash of its sources)."""
     src = repo / "infra" / "ferretdb"
     h = hashlib.sha256()
-    for name in ("go.mod", "go.sum", "main.go"):
+    # the same bytes, in the same order, as bootstrap.sh hashes: go.mod, go.sum, then *.go sorted
+    for name in ("go.mod", "go.sum", *sorted(p.name for p in src.glob("*.go"))):
         h.update((src / name).read_bytes())
     binary = cache_dir() / "bin" / f"osmcloud-ferretdb-{h.hexdigest()[:12]}"
     if not os.access(binary, os.X_OK):
