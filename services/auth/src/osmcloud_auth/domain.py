@@ -1,7 +1,8 @@
-"""Auth's rules, free of I/O: e-mail checks, codes, token hashing, code verdicts."""
+"""Auth's rules, free of I/O: e-mail checks, codes, token hashing, code verdicts, request limits."""
 
 import hashlib
 import hmac
+import math
 import re
 import secrets
 from dataclasses import dataclass
@@ -68,3 +69,33 @@ def judge_code(issued: IssuedCode, offered: str, now: datetime, max_attempts: in
 
 def next_resend_at(sent_at: datetime, resend_seconds: int) -> datetime:
     return sent_at + timedelta(seconds=resend_seconds)
+
+
+# ---------------------------------------------------------------- request limits
+@dataclass(frozen=True)
+class Window:
+    """How many requests one key (an e-mail, a client address) made in its current window."""
+
+    started_at: datetime
+    count: int
+
+
+def count_request(window: Window | None, now: datetime, limit: int, length: timedelta) -> Window | None:
+    """The window after one more request, or None when the request is over the limit.
+
+    Fixed windows: the first request after a window ended opens a new one."""
+    if window is None or now >= window.started_at + length:
+        return Window(now, 1)
+    if window.count >= limit:
+        return None
+    return Window(window.started_at, window.count + 1)
+
+
+def uncount_request(window: Window) -> Window:
+    """Gives one request back (it was refused further on and sent nothing)."""
+    return Window(window.started_at, max(0, window.count - 1))
+
+
+def seconds_until(moment: datetime, now: datetime) -> int:
+    """Whole seconds a client should wait, never less than 1."""
+    return max(1, math.ceil((moment - now).total_seconds()))
