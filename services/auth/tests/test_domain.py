@@ -2,8 +2,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from osmcloud_auth.domain import (CodeVerdict, IssuedCode, Window, count_request, digest, judge_code, new_code,
-                                  normalize_email, seconds_until, uncount_request)
+from osmcloud_auth.domain import (CodeVerdict, IssuedCode, digest, judge_code, new_code, normalize_email,
+                                  seconds_until)
 from osmcloud_common.errors import BadRequest
 
 NOW = datetime(2026, 5, 1, tzinfo=UTC)
@@ -39,32 +39,6 @@ def test_code_verdicts():
 
 
 # ---------------------------------------------------------------- request limits
-HOUR = timedelta(hours=1)
-
-
-def test_the_first_request_opens_a_window():
-    assert count_request(None, NOW, limit=3, length=HOUR) == Window(NOW, 1)
-
-
-def test_requests_are_counted_up_to_the_limit_then_refused():
-    window = None
-    for n in range(1, 4):
-        window = count_request(window, NOW + timedelta(minutes=n), limit=3, length=HOUR)
-        assert window == Window(NOW + timedelta(minutes=1), n)
-    assert count_request(window, NOW + timedelta(minutes=59), limit=3, length=HOUR) is None
-
-
-def test_a_new_window_opens_once_the_old_one_ended():
-    full = Window(NOW, 3)
-    assert count_request(full, NOW + HOUR - timedelta(seconds=1), limit=3, length=HOUR) is None
-    assert count_request(full, NOW + HOUR, limit=3, length=HOUR) == Window(NOW + HOUR, 1)
-
-
-def test_a_request_refused_later_on_is_given_back():
-    assert uncount_request(Window(NOW, 3)) == Window(NOW, 2)
-    assert uncount_request(Window(NOW, 0)) == Window(NOW, 0)
-
-
 def test_retry_after_is_whole_seconds_and_at_least_one():
     assert seconds_until(NOW + timedelta(seconds=29.2), NOW) == 30
     assert seconds_until(NOW, NOW) == 1

@@ -72,30 +72,6 @@ def next_resend_at(sent_at: datetime, resend_seconds: int) -> datetime:
 
 
 # ---------------------------------------------------------------- request limits
-@dataclass(frozen=True)
-class Window:
-    """How many requests one key (an e-mail, a client address) made in its current window."""
-
-    started_at: datetime
-    count: int
-
-
-def count_request(window: Window | None, now: datetime, limit: int, length: timedelta) -> Window | None:
-    """The window after one more request, or None when the request is over the limit.
-
-    Fixed windows: the first request after a window ended opens a new one."""
-    if window is None or now >= window.started_at + length:
-        return Window(now, 1)
-    if window.count >= limit:
-        return None
-    return Window(window.started_at, window.count + 1)
-
-
-def uncount_request(window: Window) -> Window:
-    """Gives one request back (it was refused further on and sent nothing)."""
-    return Window(window.started_at, max(0, window.count - 1))
-
-
 def seconds_until(moment: datetime, now: datetime) -> int:
     """Whole seconds a client should wait, never less than 1."""
     return max(1, math.ceil((moment - now).total_seconds()))

@@ -1,19 +1,15 @@
 """Hourly limits on mailed codes, per e-mail and per client address, kept in auth's database
 so every replica counts the same requests.
 
-Each key has one document `{_id: key, started_at, count, rev}`. A request reads it, lets the
-pure rule (`domain.count_request`) decide, and writes the result only if nobody changed the
-document meanwhile (compare-and-set on `rev`), so racing requests never pass the limit."""
+Fixed windows: each key has one document `{_id: key, started_at, count}`; the first request
+after a window ended opens a new one. Counting is a conditional update (count below the
+limit, window still open), atomic on MongoDB, so racing requests never pass the limit
+there. (The local stack's FerretDB does not apply single-document updates atomically under
+concurrency, so there a race may let a request or two more through.)"""
 
 from datetime import datetime, timedelta
 
 from pymongo.errors import DuplicateKeyError
-
-from .domain import Window, count_request, uncount_request
-
-# A flood of requests for one key fights over one document; after this many lost races the
-# request is simply refused as over the limit.
-MAX_RACES = 25
 
 
 def email_key(email: str) -> str:
@@ -30,36 +26,32 @@ class RequestLimits:
 
     async def take(self, key: str, limit: int, now: datetime) -> datetime | None:
         """Counts one request; None when allowed, else when the window reopens."""
-        for _ in range(MAX_RACES):
-            doc = await self.collection.find_one({"_id": key})
-            current = Window(doc["started_at"], doc["count"]) if doc else None
-            after = count_request(current, now, limit, self.window)
-            if after is None:
-                return current.started_at + self.window
-            if await self._swap(key, doc, after):
+        for _ in range(2):  # the second round only after losing a race to create the document
+            if await self._count_in_open_window(key, limit, now) or await self._open_new_window(key, now):
                 return None
+            try:
+                await self.collection.insert_one({"_id": key, "started_at": now, "count": 1})
+                return None
+            except DuplicateKeyError:
+                pass
+            current = await self.collection.find_one({"_id": key})
+            if current is not None and current["count"] >= limit:
+                return current["started_at"] + self.window
         return now + self.window
 
-    async def give_back(self, key: str) -> None:
-        """Un-counts a request that was refused later on (nothing was mailed)."""
-        for _ in range(MAX_RACES):
-            doc = await self.collection.find_one({"_id": key})
-            if doc is None or doc["count"] <= 0:
-                return
-            if await self._swap(key, doc, uncount_request(Window(doc["started_at"], doc["count"]))):
-                return
-
-    async def _swap(self, key: str, seen: dict | None, window: Window) -> bool:
-        fields = {"started_at": window.started_at, "count": window.count}
-        if seen is None:
-            try:
-                await self.collection.insert_one({"_id": key, **fields, "rev": 1})
-                return True
-            except DuplicateKeyError:
-                return False
-        result = await self.collection.update_one({"_id": key, "rev": seen["rev"]},
-                                                  {"$set": fields, "$inc": {"rev": 1}})
+    async def _count_in_open_window(self, key: str, limit: int, now: datetime) -> bool:
+        result = await self.collection.update_one(
+            {"_id": key, "started_at": {"$gt": now - self.window}, "count": {"$lt": limit}}, {"$inc": {"count": 1}})
         return result.modified_count == 1
+
+    async def _open_new_window(self, key: str, now: datetime) -> bool:
+        result = await self.collection.update_one(
+            {"_id": key, "started_at": {"$lte": now - self.window}}, {"$set": {"started_at": now, "count": 1}})
+        return result.modified_count == 1
+
+    async def give_back(self, key: str) -> None:
+        """Un-counts a request that was refused further on (nothing was mailed)."""
+        await self.collection.update_one({"_id": key, "count": {"$gt": 0}}, {"$inc": {"count": -1}})
 
     async def forget(self, key: str) -> None:
         await self.collection.delete_one({"_id": key})

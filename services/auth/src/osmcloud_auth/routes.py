@@ -44,10 +44,10 @@ def client_address(request: web.Request) -> str | None:
 
 
 def device_view(doc: dict, current_device_id: str = "") -> dict:
-    return {"id": doc["_id"], "name": doc.get("name", ""), "brand": doc.get("brand", ""),
+    return {"id": doc["device_id"], "name": doc.get("name", ""), "brand": doc.get("brand", ""),
             "model": doc.get("model", ""), "platform": doc.get("platform", ""),
             "created_at": doc["created_at"].isoformat(), "last_seen_at": doc["last_seen_at"].isoformat(),
-            "this_device": doc["_id"] == current_device_id}
+            "this_device": doc["device_id"] == current_device_id}
 
 
 class AuthRoutes:
@@ -79,8 +79,8 @@ class AuthRoutes:
             self.rt.events_written()
         token = new_token()
         device = await self.store.add_device(user["_id"], digest(token), body.device.model_dump(), now)
-        log.info("device registered", user_id=user["_id"], device_id=device["_id"], new_account=created)
-        return web.json_response({"token": token, "user_id": user["_id"], "device_id": device["_id"],
+        log.info("device registered", user_id=user["_id"], device_id=device["device_id"], new_account=created)
+        return web.json_response({"token": token, "user_id": user["_id"], "device_id": device["device_id"],
                                   "new_account": created}, status=201)
 
     async def account(self, request: web.Request) -> web.Response:
@@ -124,10 +124,11 @@ class AuthRoutes:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("authentication required: send 'Authorization: Bearer <device token>'")
-        device = await self.store.device_by_token(digest(token.strip()))
+        token_digest = digest(token.strip())
+        device = await self.store.device_by_token(token_digest)
         if device is None:
             raise Unauthorized("the device token is not valid (logged out or never issued)")
         now = self.rt.clock.now()
         if device["last_seen_at"] <= now - LAST_SEEN_EVERY:
-            await self.store.touch_device(device["_id"], now)
-        return web.Response(status=200, headers={"X-User-Id": device["user_id"], "X-Device-Id": device["_id"]})
+            await self.store.touch_device(token_digest, now)
+        return web.Response(status=200, headers={"X-User-Id": device["user_id"], "X-Device-Id": device["device_id"]})

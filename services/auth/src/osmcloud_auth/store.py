@@ -14,7 +14,8 @@ from osmcloud_common.outbox import new_document_with_events, with_events
 
 from .domain import IssuedCode, Purpose
 
-DEVICE_FIELDS = {"user_id": 1, "last_seen_at": 1}
+# What verify needs of a device; never the whole document.
+VERIFY_FIELDS = {"user_id": 1, "device_id": 1, "last_seen_at": 1, "revoked_at": 1}
 
 
 class AuthStore:
@@ -24,8 +25,12 @@ class AuthStore:
 
     async def create_indexes(self) -> None:
         await self.users.create_index([("email", ASCENDING)], unique=True)
-        await self.devices.create_index([("token_digest", ASCENDING)], unique=True)
+        await self.devices.create_index([("device_id", ASCENDING)])
         await self.devices.create_index([("user_id", ASCENDING)])
+        # devices used to be keyed by a random id with a unique `token_digest`; that index would
+        # refuse every new device (none has the field), so it goes
+        if "token_digest_1" in await self.devices.index_information():
+            await self.devices.drop_index("token_digest_1")
 
     # ------------------------------------------------------------ codes
     @staticmethod
@@ -95,30 +100,33 @@ class AuthStore:
             return existing, False
 
     # ------------------------------------------------------------ devices
+    # A device document is keyed by the digest of its token, so verifying a token is a read by
+    # _id (the one lookup FerretDB serves without scanning); `device_id` is its public name.
     async def add_device(self, user_id: str, token_digest: str, description: dict[str, str], now: datetime
                          ) -> dict[str, Any]:
-        doc = {"_id": uuid.uuid4().hex, "user_id": user_id, "token_digest": token_digest, **description,
+        doc = {"_id": token_digest, "device_id": uuid.uuid4().hex, "user_id": user_id, **description,
                "created_at": now, "last_seen_at": now, "revoked_at": None}
         await self.devices.insert_one(doc)
         return doc
 
     async def device_by_token(self, token_digest: str) -> dict[str, Any] | None:
         """Read from the database on every call: no cache may outlive a logout."""
-        return await self.devices.find_one({"token_digest": token_digest, "revoked_at": None}, DEVICE_FIELDS)
+        device = await self.devices.find_one({"_id": token_digest}, VERIFY_FIELDS)
+        return device if device is not None and device.get("revoked_at") is None else None
 
-    async def touch_device(self, device_id: str, now: datetime) -> None:
-        await self.devices.update_one({"_id": device_id, "last_seen_at": {"$lt": now}},
-                                      {"$set": {"last_seen_at": now}})
+    async def touch_device(self, token_digest: str, now: datetime) -> None:
+        await self.devices.update_one({"_id": token_digest}, {"$set": {"last_seen_at": now}})
 
     async def revoke_device(self, user_id: str, device_id: str, now: datetime, events: list[dict]) -> bool:
         """Logs one device of `user_id` out; False when it is not a live device of that user.
         `device-logged-out` is written in the same document."""
-        result = await self.devices.update_one({"_id": device_id, "user_id": user_id, "revoked_at": None},
+        result = await self.devices.update_one({"device_id": device_id, "user_id": user_id, "revoked_at": None},
                                                with_events({"$set": {"revoked_at": now}}, events))
         return result.modified_count == 1
 
     async def devices_of(self, user_id: str) -> list[dict[str, Any]]:
-        cursor = self.devices.find({"user_id": user_id, "revoked_at": None}, {"token_digest": 0}).sort("created_at", 1)
+        cursor = self.devices.find({"user_id": user_id, "revoked_at": None}, {"_id": 0, "_outbox": 0}
+                                   ).sort("created_at", 1)
         return await cursor.to_list(None)
 
     # ------------------------------------------------------------ account deletion
