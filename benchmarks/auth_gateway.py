@@ -11,8 +11,10 @@ same upstreams:
     same upstream route (never part of the shared template).
 Then, with wrk (Debian's, installed with apt-get if missing), against 127.0.0.1 only:
   1. throughput and latency of GET /api/files/usage with a valid token vs without
-     authentication (targets: authenticated >= 0.7x the requests/s, p50 added < 1 ms);
-  2. floods of the code endpoints (login-codes, sessions, deletion-codes): nginx answers 429
+     authentication (targets: authenticated >= 0.7x the requests/s, p50 added < 1 ms), and
+     the same for GET /api/files listing 20 files, for comparison;
+  2. where the added time goes: auth's HTTP handling vs its one database read;
+  3. floods of the code endpoints (login-codes, sessions, deletion-codes): nginx answers 429
      itself; auth's own request counters (its /metrics) show how many reached it, against the
      burst + rate x duration the gateway allows.
 """
@@ -37,7 +39,8 @@ from osmcloud_localstack.gateway import nginx_main_conf, render_template, templa
 from osmcloud_localstack.paths import nginx_binary, repo_root
 from osmcloud_localstack.ports import HOST, find_conflicts
 
-ROUTE = "/api/files/usage"
+ROUTE = "/api/files/usage"  # the cheapest upstream route: the verdict is about this one
+LISTING, LISTED_FILES = "/api/files", 20
 # what gateway/default.conf.template allows per client address on the code endpoints
 RATE_PER_SECOND, BURST = 5, 100
 TARGET_RATIO, TARGET_P50_ADDED_MS = 0.7, 1.0
@@ -213,6 +216,14 @@ async def breakdown(session: aiohttp.ClientSession, endpoints, token: str, calls
 
 
 # ---------------------------------------------------------------- the benchmark
+async def wait_for_quota(me: GatewayClient) -> None:
+    for _ in range(300):
+        if (await me.call("GET", "/api/files/usage")).body["quota_bytes"] > 0:
+            return
+        await asyncio.sleep(0.1)
+    raise SystemExit("files never learnt the Start plan's quota")
+
+
 async def measure(stack: Stack, args: argparse.Namespace) -> int:
     endpoints = stack.endpoints()
     auth_port, noauth_port = stack.config.base_port + 20, stack.config.base_port + 21
@@ -220,6 +231,10 @@ async def measure(stack: Stack, args: argparse.Namespace) -> int:
         gateway = GatewayClient(session, endpoints.gateway_url)
         me, who = await login(gateway, endpoints.smtp_sink_url, device={"name": "bench", "platform": "bench"})
         assert (await me.call("POST", "/api/billing/start")).status == 201
+        await wait_for_quota(me)
+        for n in range(LISTED_FILES):
+            reply = await me.call("PUT", f"/api/files/OSM_NOTES/bench-{n:02}.osn", data=b"note %d" % n)
+            assert reply.status == 201, reply
         nginx = start_bench_nginx(stack, auth_port, noauth_port, who["user_id"], who["device_id"])
         try:
             return await _measure(session, endpoints, me.token, auth_port, noauth_port, args)
@@ -228,16 +243,16 @@ async def measure(stack: Stack, args: argparse.Namespace) -> int:
             nginx.wait(timeout=10)
 
 
-async def _measure(session, endpoints, token, auth_port, noauth_port, args) -> int:
-    with_auth = f"http://{HOST}:{auth_port}{ROUTE}"
-    without_auth = f"http://{HOST}:{noauth_port}{ROUTE}"
+async def compare(route: str, what: str, token: str, auth_port: int, noauth_port: int,
+                  args: argparse.Namespace, session: aiohttp.ClientSession) -> tuple[float, float]:
+    """Throughput and latency of one route with and without authentication; (ratio, p50 added)."""
+    with_auth = f"http://{HOST}:{auth_port}{route}"
+    without_auth = f"http://{HOST}:{noauth_port}{route}"
     bearer = {"Authorization": f"Bearer {token}"}
-    for url, headers in ((with_auth, bearer), (without_auth, {})):  # both routes answer alike
+    for url, headers in ((with_auth, bearer), (without_auth, {})):  # both answer alike
         async with session.get(url, headers=headers) as response:
             assert response.status == 200, (url, response.status, await response.text())
-    print(f"[bench] route GET {ROUTE} (files, one document read); wrk -t1, loopback; 2 cores shared by "
-          "wrk, nginx, the services and FerretDB", flush=True)
-
+    print(f"\nGET {route} ({what})", flush=True)
     wrk(without_auth, seconds=2, connections=args.connections)  # warm-up
     wrk(with_auth, seconds=2, connections=args.connections, headers=bearer)
     runs: dict[str, list[Run]] = {"off": [], "on": []}
@@ -253,17 +268,25 @@ async def _measure(session, endpoints, token, auth_port, noauth_port, args) -> i
     assert off.non_2xx == 0 and on.non_2xx == 0, (off, on)
     ratio = on.per_second / off.per_second
     added = latency["on"].p50_ms - latency["off"].p50_ms
-    print(f"\nthroughput, {args.connections} connections, best of {args.rounds} x {args.seconds:g} s:")
-    print(f"  auth off : {off.per_second:8.0f} req/s   p50 {off.p50_ms:6.2f} ms   p99 {off.p99_ms:6.2f} ms")
-    print(f"  auth on  : {on.per_second:8.0f} req/s   p50 {on.p50_ms:6.2f} ms   p99 {on.p99_ms:6.2f} ms")
-    print(f"  ratio on/off = {ratio:.2f}  (target >= {TARGET_RATIO})  "
-          f"all rounds off {[round(r.per_second) for r in runs['off']]} on {[round(r.per_second) for r in runs['on']]}")
-    print(f"latency, 1 connection, {args.latency_seconds:g} s each:")
+    print(f"  throughput, {args.connections} connections, best of {args.rounds} x {args.seconds:g} s:")
+    print(f"    auth off : {off.per_second:8.0f} req/s   p50 {off.p50_ms:6.2f} ms   p99 {off.p99_ms:6.2f} ms")
+    print(f"    auth on  : {on.per_second:8.0f} req/s   p50 {on.p50_ms:6.2f} ms   p99 {on.p99_ms:6.2f} ms")
+    print(f"    ratio on/off = {ratio:.2f}  (target >= {TARGET_RATIO})  all rounds off "
+          f"{[round(r.per_second) for r in runs['off']]} on {[round(r.per_second) for r in runs['on']]}")
+    print(f"  latency, 1 connection, {args.latency_seconds:g} s each:")
     for kind in ("off", "on"):
         run = latency[kind]
-        print(f"  auth {kind:3}: p50 {run.p50_ms:6.3f} ms   p99 {run.p99_ms:6.3f} ms   ({run.per_second:.0f} req/s)")
-    print(f"  p50 added by authentication = {added:.3f} ms  (target < {TARGET_P50_ADDED_MS} ms)")
+        print(f"    auth {kind:3}: p50 {run.p50_ms:6.3f} ms   p99 {run.p99_ms:6.3f} ms   ({run.per_second:.0f} req/s)")
+    print(f"    p50 added by authentication = {added:.3f} ms  (target < {TARGET_P50_ADDED_MS} ms)")
+    return ratio, added
 
+
+async def _measure(session, endpoints, token, auth_port, noauth_port, args) -> int:
+    print("[bench] wrk -t1 on loopback; 2 cores shared by wrk, nginx, the services and FerretDB", flush=True)
+    ratio, added = await compare(ROUTE, "files: one document read; the verdict's route", token, auth_port,
+                                 noauth_port, args, session)
+    await compare(LISTING, f"files: listing {LISTED_FILES} files; for comparison", token, auth_port, noauth_port,
+                  args, session)
     await breakdown(session, endpoints, token)
 
     # ---- floods: nginx answers 429 itself; how many reached auth?
@@ -274,7 +297,7 @@ async def _measure(session, endpoints, token, auth_port, noauth_port, args) -> i
         ("POST /api/auth/sessions", "/api/auth/sessions",
          post_script("sessions", '{"email": "flood@example.test", "code": "000000"}'), {}),
         ("POST /api/auth/account/deletion-codes", "/api/auth/account/deletion-codes",
-         post_script("deletion-codes", "{}"), bearer),
+         post_script("deletion-codes", "{}"), {"Authorization": f"Bearer {token}"}),
     ]
     print(f"\nfloods, {args.flood_connections} connections x {args.flood_seconds:g} s each "
           f"(gateway: {RATE_PER_SECOND} r/s per address, burst {BURST}):")
@@ -291,7 +314,7 @@ async def _measure(session, endpoints, token, auth_port, noauth_port, args) -> i
         allowed = BURST + int(RATE_PER_SECOND * elapsed) + 1
         flood_ok &= reached <= allowed
         print(f"  {label:40} sent {run.requests:6}  reached auth {reached:4}  (allowed <= {allowed})  "
-              f"token checks {verified:4}  answered 429 by nginx {run.requests - reached:6}")
+              f"token checks {verified:4}  answered 429 by nginx {max(0, run.requests - reached):6}")
         await asyncio.sleep(BURST / RATE_PER_SECOND + 1)  # let the bucket refill before the next flood
 
     verdicts = {f"authenticated throughput {ratio:.2f}x (>= {TARGET_RATIO})": ratio >= TARGET_RATIO,
