@@ -331,7 +331,8 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--latency-seconds", type=int, default=5)
     parser.add_argument("--flood-seconds", type=int, default=5)
-    parser.add_argument("--flood-connections", type=int, default=32)
+    parser.add_argument("--flood-connections", type=int, default=150,
+                        help="more than the burst, so a slow auth cannot keep the flood below it")
     args = parser.parse_args()
     ensure_wrk()
     base = free_base_port()
