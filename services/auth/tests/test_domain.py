@@ -2,7 +2,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from osmcloud_auth.domain import CodeVerdict, IssuedCode, digest, judge_code, new_code, normalize_email
+from osmcloud_auth.domain import (CodeVerdict, IssuedCode, digest, judge_code, new_code, normalize_email,
+                                  seconds_until)
 from osmcloud_common.errors import BadRequest
 
 NOW = datetime(2026, 5, 1, tzinfo=UTC)
@@ -35,3 +36,10 @@ def test_code_verdicts():
     assert judge_code(_issued(used=True), "123456", NOW, 5) is CodeVerdict.USED
     # the sixth try is refused even when it is right
     assert judge_code(_issued(attempts=5), "123456", NOW, 5) is CodeVerdict.EXHAUSTED
+
+
+# ---------------------------------------------------------------- request limits
+def test_retry_after_is_whole_seconds_and_at_least_one():
+    assert seconds_until(NOW + timedelta(seconds=29.2), NOW) == 30
+    assert seconds_until(NOW, NOW) == 1
+    assert seconds_until(NOW - timedelta(seconds=5), NOW) == 1

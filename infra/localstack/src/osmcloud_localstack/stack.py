@@ -635,7 +635,8 @@ class Stack:
             return
         cid_file = kdir / "cluster-id"
         if not cid_file.exists():
-            cid_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode())
+            # a leading '-' would make kafka-storage read the id as an option (1 start in 64 failed)
+            cid_file.write_text("A" + base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()[1:])
         cluster_id = cid_file.read_text().strip()
         self._log("formatting Kafka storage")
         log = self.state / "logs" / "kafka-format.log"

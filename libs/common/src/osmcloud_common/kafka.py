@@ -110,7 +110,8 @@ class EventConsumer:
     event that cannot be parsed is logged and set aside in `dead_letters`."""
 
     def __init__(self, *, bootstrap: str, topic_prefix: str, group_id: str, handlers: dict[str, Handler],
-                 database, max_attempts: int = 8) -> None:
+                 database, max_attempts: int = 8,
+                 skip: Callable[[Event], Awaitable[bool]] | None = None) -> None:
         unknown = set(handlers) - set(CATALOGUE)
         if unknown:
             raise ValueError(f"handlers for unknown event types: {sorted(unknown)}")
@@ -121,6 +122,7 @@ class EventConsumer:
         self._processed = database["processed_events"]
         self._dead_letters = database["dead_letters"]
         self._max_attempts = max_attempts
+        self._skip = skip  # e.g. events of an account already deleted here
         self.handled = 0
         self.connected = False
 
@@ -172,6 +174,9 @@ class EventConsumer:
         if handler is None:
             return
         if await self._processed.find_one({"_id": event.id}, {"_id": 1}):
+            return
+        if self._skip is not None and await self._skip(event):
+            log.info("event skipped", event_id=event.id, event_type=event.type)
             return
         request_id = dict(message.headers or ()).get("request_id", b"").decode()
         with structlog.contextvars.bound_contextvars(event_id=event.id, event_type=event.type,

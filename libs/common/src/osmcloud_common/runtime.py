@@ -14,7 +14,8 @@ from prometheus_client import Gauge
 
 from .blobstore import BlobStore
 from .clock import Clock, SharedTestClock, SystemClock
-from .events import Event, Payload, make_event
+from .deleted_accounts import DeletedAccounts, Erase
+from .events import AccountDeleted, Event, Payload, make_event
 from .http import REGISTRY_KEY, add_readiness_check, create_app
 from .kafka import EventConsumer, Handler, KafkaProducer, ensure_topics, kafka_reachable
 from .logging import configure_logging, get_logger
@@ -41,6 +42,7 @@ class Runtime:
         self._topics_ready = False
         self._started = False
         self.consumer: EventConsumer | None = None
+        self.deleted_accounts: DeletedAccounts | None = None
 
     # ------------------------------------------------------------ registration
     def outbox_collection(self, name: str):
@@ -51,6 +53,21 @@ class Runtime:
 
     def on_event(self, payload_type: type[Payload], handler: Callable[[Event], Awaitable[None]]) -> None:
         self._handlers[payload_type.event_type] = handler
+
+    def on_account_deleted(self, erase: Erase) -> None:
+        """On `account-deleted`: remember the account as deleted, then `erase(user_id)` (must be
+        idempotent). From then on, other events about that user are dropped, so an event that
+        arrives late on another topic cannot bring the user's data back."""
+        deleted = self.deleted_accounts = DeletedAccounts(self.db)
+
+        async def account_deleted(event: Event) -> None:
+            await deleted.remember(event.user_id, event.occurred_at)
+            await erase(event.user_id)
+        self.on_event(AccountDeleted, account_deleted)
+
+    async def _of_deleted_account(self, event: Event) -> bool:
+        return (self.deleted_accounts is not None and event.type != AccountDeleted.event_type
+                and await self.deleted_accounts.contains(event.user_id))
 
     def background(self, job: Callable[[], Awaitable[None]]) -> None:
         """A long-running job (periodic purge, deadline scan); restarted if it fails."""
@@ -121,7 +138,7 @@ class Runtime:
                 self.consumer = EventConsumer(
                     bootstrap=self.settings.kafka_bootstrap, topic_prefix=self.settings.kafka_topic_prefix,
                     group_id=f"{self.settings.kafka_topic_prefix}{self.settings.service_name}",
-                    handlers=self._handlers, database=self.db)
+                    handlers=self._handlers, database=self.db, skip=self._of_deleted_account)
                 runners.append(self._keep_running("consumer", self.consumer.run))
             runners += [self._keep_running(getattr(j, "__name__", "job"), j) for j in self._jobs]
             await asyncio.gather(*runners)

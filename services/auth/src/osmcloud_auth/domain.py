@@ -1,7 +1,8 @@
-"""Auth's rules, free of I/O: e-mail checks, codes, token hashing, code verdicts."""
+"""Auth's rules, free of I/O: e-mail checks, codes, token hashing, code verdicts, request limits."""
 
 import hashlib
 import hmac
+import math
 import re
 import secrets
 from dataclasses import dataclass
@@ -68,3 +69,9 @@ def judge_code(issued: IssuedCode, offered: str, now: datetime, max_attempts: in
 
 def next_resend_at(sent_at: datetime, resend_seconds: int) -> datetime:
     return sent_at + timedelta(seconds=resend_seconds)
+
+
+# ---------------------------------------------------------------- request limits
+def seconds_until(moment: datetime, now: datetime) -> int:
+    """Whole seconds a client should wait, never less than 1."""
+    return max(1, math.ceil((moment - now).total_seconds()))

@@ -1,3 +1,5 @@
+from pydantic import Field
+
 from osmcloud_common.settings import ServiceSettings
 
 
@@ -11,3 +13,8 @@ class AuthSettings(ServiceSettings):
     code_ttl_seconds: int = 3600
     code_resend_seconds: int = 30
     code_max_attempts: int = 5
+    # Hourly caps on mailed codes (login and account deletion together). Per e-mail: a person
+    # needs one or two; per client address: a whole office or carrier NAT shares one, and so
+    # does a test suite (~150 sign-ups a run from 127.0.0.1).
+    code_requests_per_email_hour: int = Field(default=5, ge=1)
+    code_requests_per_address_hour: int = Field(default=500, ge=1)

@@ -1,4 +1,5 @@
-"""Auth's storage adapter: users, codes and devices in auth's own database."""
+"""Auth's storage adapter: users, codes, devices and deleted-account tombstones in auth's
+own database."""
 
 import uuid
 from datetime import datetime, timedelta
@@ -7,19 +8,29 @@ from typing import Any
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from osmcloud_common.outbox import new_document_with_events
+from osmcloud_common.deleted_accounts import account_key
+from osmcloud_common.mongo import delete_user_data
+from osmcloud_common.outbox import new_document_with_events, with_events
 
 from .domain import IssuedCode, Purpose
 
+# What verify needs of a device; never the whole document.
+VERIFY_FIELDS = {"user_id": 1, "device_id": 1, "last_seen_at": 1, "revoked_at": 1}
+
 
 class AuthStore:
-    def __init__(self, users, codes, devices) -> None:
+    def __init__(self, users, codes, devices, deleted_accounts) -> None:
         self.users, self.codes, self.devices = users, codes, devices
+        self.deleted_accounts = deleted_accounts
 
     async def create_indexes(self) -> None:
         await self.users.create_index([("email", ASCENDING)], unique=True)
-        await self.devices.create_index([("token_digest", ASCENDING)], unique=True)
+        await self.devices.create_index([("device_id", ASCENDING)])
         await self.devices.create_index([("user_id", ASCENDING)])
+        # devices used to be keyed by a random id with a unique `token_digest`; that index would
+        # refuse every new device (none has the field), so it goes
+        if "token_digest_1" in await self.devices.index_information():
+            await self.devices.drop_index("token_digest_1")
 
     # ------------------------------------------------------------ codes
     @staticmethod
@@ -59,6 +70,10 @@ class AuthStore:
             return None
         return IssuedCode(doc["code_digest"], doc["expires_at"], doc["attempts"], doc["used"])
 
+    async def purge_codes(self, expired_before: datetime) -> int:
+        """Codes long expired: they answer 'unknown' instead of 'expired' from then on."""
+        return (await self.codes.delete_many({"expires_at": {"$lt": expired_before}})).deleted_count
+
     async def mark_used(self, email: str, purpose: Purpose, code_digest: str) -> bool:
         result = await self.codes.update_one(
             {"_id": self._code_id(email, purpose), "code_digest": code_digest, "used": False},
@@ -76,7 +91,7 @@ class AuthStore:
         """Creates the account unless it exists; returns (user, created). The
         `account-registered` event is written in the same document."""
         user_id = uuid.uuid4().hex
-        doc = {"_id": user_id, "email": email, "created_at": now}
+        doc = {"_id": user_id, "user_id": user_id, "email": email, "created_at": now}
         try:
             await self.users.insert_one(new_document_with_events(doc, events_for(user_id)))
             return doc, True
@@ -85,20 +100,55 @@ class AuthStore:
             return existing, False
 
     # ------------------------------------------------------------ devices
+    # A device document is keyed by the digest of its token, so verifying a token is a read by
+    # _id (the one lookup FerretDB serves without scanning); `device_id` is its public name.
     async def add_device(self, user_id: str, token_digest: str, description: dict[str, str], now: datetime
                          ) -> dict[str, Any]:
-        doc = {"_id": uuid.uuid4().hex, "user_id": user_id, "token_digest": token_digest, **description,
+        doc = {"_id": token_digest, "device_id": uuid.uuid4().hex, "user_id": user_id, **description,
                "created_at": now, "last_seen_at": now, "revoked_at": None}
         await self.devices.insert_one(doc)
         return doc
 
     async def device_by_token(self, token_digest: str) -> dict[str, Any] | None:
-        return await self.devices.find_one({"token_digest": token_digest, "revoked_at": None})
+        """Read from the database on every call: no cache may outlive a logout."""
+        device = await self.devices.find_one({"_id": token_digest}, VERIFY_FIELDS)
+        return device if device is not None and device.get("revoked_at") is None else None
 
-    async def touch_device(self, device_id: str, now: datetime, every: timedelta) -> None:
-        await self.devices.update_one({"_id": device_id, "last_seen_at": {"$lt": now - every}},
-                                      {"$set": {"last_seen_at": now}})
+    async def touch_device(self, token_digest: str, now: datetime) -> None:
+        await self.devices.update_one({"_id": token_digest}, {"$set": {"last_seen_at": now}})
+
+    async def revoke_device(self, user_id: str, device_id: str, now: datetime, events: list[dict]) -> bool:
+        """Logs one device of `user_id` out; False when it is not a live device of that user.
+        `device-logged-out` is written in the same document."""
+        result = await self.devices.update_one({"device_id": device_id, "user_id": user_id, "revoked_at": None},
+                                               with_events({"$set": {"revoked_at": now}}, events))
+        return result.modified_count == 1
 
     async def devices_of(self, user_id: str) -> list[dict[str, Any]]:
-        cursor = self.devices.find({"user_id": user_id, "revoked_at": None}, {"token_digest": 0}).sort("created_at", 1)
+        cursor = self.devices.find({"user_id": user_id, "revoked_at": None}, {"_id": 0, "_outbox": 0}
+                                   ).sort("created_at", 1)
         return await cursor.to_list(None)
+
+    # ------------------------------------------------------------ account deletion
+    async def record_deletion(self, user_id: str, now: datetime, events: list[dict]) -> bool:
+        """The tombstone of a deleted account, carrying `account-deleted` in its outbox: it
+        outlives the user's documents, so the event survives their removal. Keyed by a digest
+        of the user id (nothing that names the user stays). False if already recorded."""
+        try:
+            await self.deleted_accounts.insert_one(
+                new_document_with_events({"_id": account_key(user_id), "deleted_at": now}, events))
+            return True
+        except DuplicateKeyError:
+            return False
+
+    async def erase_account(self, user_id: str, forget_email) -> int:
+        """Revokes every device at once (their documents go) and removes the user and every
+        other document of theirs; `forget_email(email)` drops what is keyed by the e-mail.
+        Idempotent."""
+        user = await self.user(user_id)
+        removed = (await self.devices.delete_many({"user_id": user_id})).deleted_count
+        if user is not None:
+            await self.codes.delete_many({"_id": {"$in": [self._code_id(user["email"], p) for p in Purpose]}})
+            await forget_email(user["email"])
+        removed += (await self.users.delete_one({"_id": user_id})).deleted_count
+        return removed + await delete_user_data(self.users.database, user_id)

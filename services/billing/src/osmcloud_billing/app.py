@@ -4,6 +4,7 @@ from aiohttp import web
 
 from osmcloud_common.runtime import Runtime, serve
 
+from .account_deletion import register_account_deletion
 from .handlers import register_handlers
 from .routes import BillingRoutes
 from .settings import BillingSettings
@@ -15,6 +16,7 @@ def build_app(settings: BillingSettings | None = None) -> web.Application:
     runtime = Runtime(settings)
     store = BillingStore(accounts=runtime.outbox_collection("accounts"))
     register_handlers(runtime, store)
+    register_account_deletion(runtime)
     app = runtime.create_app()
     BillingRoutes(runtime, store, settings).register(app)
     return app

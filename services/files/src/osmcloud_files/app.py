@@ -4,6 +4,7 @@ from aiohttp import web
 
 from osmcloud_common.runtime import Runtime, serve
 
+from .account_deletion import register_account_deletion
 from .handlers import register_handlers
 from .routes import FilesRoutes
 from .settings import FilesSettings
@@ -18,6 +19,7 @@ def build_app(settings: FilesSettings | None = None) -> web.Application:
     runtime.on_startup(store.create_indexes)
     runtime.on_startup(runtime.blobs.ensure_bucket)
     register_handlers(runtime, store)
+    register_account_deletion(runtime)
     app = runtime.create_app()
     FilesRoutes(runtime, store, runtime.blobs, settings).register(app)
     return app

@@ -4,6 +4,7 @@ from aiohttp import web
 
 from osmcloud_common.runtime import Runtime, serve
 
+from .account_deletion import register_account_deletion
 from .handlers import register_handlers
 from .routes import TrashRoutes
 from .settings import TrashSettings
@@ -16,6 +17,7 @@ def build_app(settings: TrashSettings | None = None) -> web.Application:
     store = TrashStore(items=runtime.outbox_collection("items"))
     runtime.on_startup(store.create_indexes)
     register_handlers(runtime, store, settings)
+    register_account_deletion(runtime)
     app = runtime.create_app()
     TrashRoutes(store).register(app)
     return app

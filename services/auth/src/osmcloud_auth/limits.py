@@ -1,0 +1,62 @@
+"""Hourly limits on mailed codes, per e-mail and per client address, kept in auth's database
+so every replica counts the same requests.
+
+Fixed windows: each key has one document `{_id: key, started_at, count}`; the first request
+after a window ended opens a new one. Counting is a conditional update (count below the
+limit, window still open), atomic on MongoDB, so racing requests never pass the limit
+there. (The local stack's FerretDB does not apply single-document updates atomically under
+concurrency, so there a race may let a request or two more through.)"""
+
+from datetime import datetime, timedelta
+
+from pymongo.errors import DuplicateKeyError
+
+
+def email_key(email: str) -> str:
+    return f"email:{email}"
+
+
+def address_key(address: str) -> str:
+    return f"address:{address}"
+
+
+class RequestLimits:
+    def __init__(self, collection, window: timedelta = timedelta(hours=1)) -> None:
+        self.collection, self.window = collection, window
+
+    async def take(self, key: str, limit: int, now: datetime) -> datetime | None:
+        """Counts one request; None when allowed, else when the window reopens."""
+        for _ in range(2):  # the second round only after losing a race to create the document
+            if await self._count_in_open_window(key, limit, now) or await self._open_new_window(key, now):
+                return None
+            try:
+                await self.collection.insert_one({"_id": key, "started_at": now, "count": 1})
+                return None
+            except DuplicateKeyError:
+                pass
+            current = await self.collection.find_one({"_id": key})
+            if current is not None and current["count"] >= limit:
+                return current["started_at"] + self.window
+        return now + self.window
+
+    async def _count_in_open_window(self, key: str, limit: int, now: datetime) -> bool:
+        result = await self.collection.update_one(
+            {"_id": key, "started_at": {"$gt": now - self.window}, "count": {"$lt": limit}}, {"$inc": {"count": 1}})
+        return result.modified_count == 1
+
+    async def _open_new_window(self, key: str, now: datetime) -> bool:
+        result = await self.collection.update_one(
+            {"_id": key, "started_at": {"$lte": now - self.window}}, {"$set": {"started_at": now, "count": 1}})
+        return result.modified_count == 1
+
+    async def give_back(self, key: str) -> None:
+        """Un-counts a request that was refused further on (nothing was mailed)."""
+        await self.collection.update_one({"_id": key, "count": {"$gt": 0}}, {"$inc": {"count": -1}})
+
+    async def forget(self, key: str) -> None:
+        await self.collection.delete_one({"_id": key})
+
+    async def purge(self, now: datetime) -> int:
+        """Drops windows that have ended (they would restart at the next request anyway)."""
+        result = await self.collection.delete_many({"started_at": {"$lt": now - self.window}})
+        return result.deleted_count

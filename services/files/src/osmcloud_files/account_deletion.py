@@ -1,0 +1,24 @@
+"""files on `account-deleted`: every document of the user in files' database (heads,
+versions, the account's usage and entitlement, whatever else carries `user_id`) and every
+blob under the user's prefix. Idempotent: a second run finds nothing to remove."""
+
+from osmcloud_common.logging import get_logger
+from osmcloud_common.mongo import delete_user_data
+from osmcloud_common.runtime import Runtime
+
+log = get_logger(__name__)
+
+
+def blob_prefix(user_id: str) -> str:
+    return f"users/{user_id}/"
+
+
+def register_account_deletion(runtime: Runtime) -> None:
+    async def erase(user_id: str) -> None:
+        # blobs first: if the sweep of documents failed afterwards, the retry finds them again;
+        # the other way round a crash would leave blobs no document points to
+        blobs = await runtime.blobs.delete_prefix(blob_prefix(user_id))
+        documents = await delete_user_data(runtime.db, user_id)
+        log.info("account data erased", user_id=user_id, documents=documents, blobs=blobs)
+
+    runtime.on_account_deleted(erase)
