@@ -107,6 +107,11 @@ def stack(request: pytest.FixtureRequest) -> Iterator[StackHandle]:
 # A container killed mid-test must not look like a hanging test: the watchdog thread records the
 # death and signals the main thread, whose handler ends the run naming the container.
 _DEATHS: list[object] = []
+_RUNNING: list[str] = []  # node id of the test running now
+
+
+def pytest_runtest_logstart(nodeid: str, location: object) -> None:
+    _RUNNING[:] = [nodeid]
 
 
 def _container_died(death: object) -> None:
@@ -116,7 +121,8 @@ def _container_died(death: object) -> None:
 
 def _stop_run_for_dead_container(signum: int, frame: object) -> None:
     if _DEATHS:
-        pytest.exit(f"stopping the run: {_DEATHS[0]}", returncode=3)
+        during = f" during {_RUNNING[0]}" if _RUNNING else ""
+        pytest.exit(f"stopping the run{during}: {_DEATHS[0]}", returncode=3)
 
 
 @pytest.fixture(scope="session")

@@ -224,9 +224,13 @@ class ContainerInfra:
 
     def start_kafka(self) -> None:
         wrapped = self.containers["kafka"].get_wrapped_container()
-        wrapped.start()
         try:
+            wrapped.start()
             _ProbeWait("kafka", self.probe("kafka")).with_startup_timeout(120).wait_until_ready(self.containers["kafka"])
+        except ContainerError:
+            # Kafka stays down: every later test would fail on it, so stop the run like a death.
+            self._died("kafka", wrapped, None)
+            raise
         finally:
             self._expected_down.discard("kafka")
 
@@ -268,6 +272,15 @@ class ContainerInfra:
         self._watchdog = threading.Thread(target=self._watch, args=(client,), name="container-watchdog", daemon=True)
         self._watchdog.start()
 
+    def _died(self, role: str, wrapped: Any, exit_code: int | None, oom: bool = False) -> None:
+        death = Death(role, self.choices[role].image if role in self.choices else "?",
+                      exit_code if exit_code is not None or wrapped is None else _exit_code(wrapped), oom,
+                      _logs(wrapped) if wrapped is not None else "  (logs unavailable)")
+        self.deaths.append(death)
+        self.say(str(death))
+        if self.on_death is not None:
+            self.on_death(death)
+
     def _watch(self, client: Any) -> None:
         oom: set[str] = set()
         try:
@@ -281,13 +294,8 @@ class ContainerInfra:
                     continue
                 code = attrs.get("exitCode")
                 container = self.containers.get(role)
-                logs = _logs(container.get_wrapped_container()) if container is not None else "  (logs unavailable)"
-                death = Death(role, self.choices[role].image if role in self.choices else "?",
-                              int(code) if code is not None else None, role in oom, logs)
-                self.deaths.append(death)
-                self.say(str(death))
-                if self.on_death is not None:
-                    self.on_death(death)
+                self._died(role, container.get_wrapped_container() if container is not None else None,
+                           int(code) if code is not None else None, oom=role in oom)
         except Exception:  # noqa: BLE001 - the stream ends when close() closes it
             pass
         finally:
