@@ -132,3 +132,15 @@ def test_last_step_of_a_log(tmp_path: Path) -> None:
     assert _last_step(log) == "Step 2/2 : RUN false"
     log.write_text("unable to prepare context\n")
     assert _last_step(log) == "before the first step"
+
+
+def test_skip_pullable_builds_only_what_has_no_official_image(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b = builder(repo)
+    monkeypatch.setattr(b, "check_engine", lambda: None)
+    monkeypatch.setattr(b, "label_of", lambda ref: None)
+    monkeypatch.setattr(b, "prune_untagged", lambda: None)
+    monkeypatch.setattr(b, "obtain_official", lambda ref: (ref == "mongo:7", "present" if ref == "mongo:7" else "no registry"))
+    built: list[str] = []
+    monkeypatch.setattr(b, "_build_one", built.append)
+    b.build(["testcontainers"], skip_pullable=True)
+    assert built == ["debian", "kafka", "versitygw"]

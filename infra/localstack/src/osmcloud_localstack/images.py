@@ -277,9 +277,21 @@ class ImageBuilder:
         return self.label_of(CATALOG[name].tag) == self.recipe(name)
 
     # ---- building ---------------------------------------------------------------------------------
-    def build(self, names: Iterable[str], rebuild: Iterable[str] = ()) -> dict[str, str]:
-        """Build what is missing or changed (and its bases); returns name -> "cached" / "built in N s"."""
+    def build(self, names: Iterable[str], rebuild: Iterable[str] = (), skip_pullable: bool = False) -> dict[str, str]:
+        """Build what is missing or changed (and its bases); returns name -> "cached" / "built in N s".
+        skip_pullable: leave out images whose official counterpart is here or can be pulled."""
         self.check_engine()
+        names = list(names)
+        if skip_pullable:
+            keep = []
+            for n in (n for n in CATALOG if n in names_of(names)):
+                official = CATALOG[n].official
+                ok, how = self.obtain_official(official) if official else (False, "")
+                if ok:
+                    self.say(f"{n:10} not needed: the official {official} is here ({how})")
+                else:
+                    keep.append(n)
+            names = keep
         order = self.plan(names)
         force = set(rebuild)
         results: dict[str, str] = {}
@@ -483,19 +495,26 @@ class ImageBuilder:
         return out
 
 
+def names_of(names: Iterable[str]) -> set[str]:
+    """Image names, with groups expanded."""
+    return {m for n in names for m in GROUPS.get(n, (n,))}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m osmcloud_localstack.images", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build what is missing or changed")
     b.add_argument("names", nargs="*", default=["all"], help=f"images or groups: {', '.join([*CATALOG, *GROUPS, 'all'])}")
     b.add_argument("--rebuild", action="append", default=[], metavar="NAME", help="build NAME even if its recipe is unchanged")
+    b.add_argument("--skip-pullable", action="store_true",
+                   help="leave out images whose official counterpart is here or can be pulled (testcontainers prefers those)")
     sub.add_parser("list", help="every image, its tag, and whether it is up to date")
     args = parser.parse_args(argv)
     builder = ImageBuilder()
     try:
         if args.cmd == "build":
             names = list(CATALOG) if args.names in ([], ["all"]) else args.names
-            builder.build(names, rebuild=args.rebuild)
+            builder.build(names, rebuild=args.rebuild, skip_pullable=args.skip_pullable)
         else:
             for r in builder.rows():
                 print(f"{r['name']:10} {r['tag']:38} {r['state']:12} {r['recipe']}  (stands in for {r['stands in for']})")
