@@ -35,7 +35,9 @@ fi
 
 cleanup() {
     $STACK down --state-dir .state/test-tc >/dev/null 2>&1 || true
-    if [ $started_engine = 1 ]; then
+    if [ $started_engine = 1 ] && [ -n "$(docker ps -aq 2>/dev/null)" ]; then
+        echo "[test-containers] leaving the engine running: containers that are not this run's use it (docker ps)"
+    elif [ $started_engine = 1 ]; then
         $DOCKERD stop
     elif [ $started_engine = 0 ]; then
         echo "[test-containers] leaving the engine running (it was running before): bash infra/docker/dockerd.sh stop"
