@@ -3,6 +3,8 @@
 #   make down   stop what `make up` started
 #   make test   install what is missing, run unit + integration tests on their own stack
 #               (base port 28080, state in .state/test), then stop that stack even on failure
+#   make test-containers   the same tests with Kafka, MongoDB-protocol and S3 servers in containers
+#               on our own Docker engine (infra/docker/; see README "Tests")
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -16,6 +18,8 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make up | make down | make status | make test [PYTEST_ARGS='-k kafka'] | make bootstrap"
+	@echo "make test-containers [PYTEST_ARGS=...] | make images [IMAGES='kafka nginx'] | make docker-start | make docker-stop"
+	@echo "make compose-up | make compose-test | make compose-scale | make compose-down"
 
 bootstrap:
 	@bash infra/bootstrap.sh
@@ -40,3 +44,23 @@ test: bootstrap
 	if [ $$rc -eq 5 ]; then echo "[make test] FAILED: pytest collected no tests (exit code 5)"; fi; \
 	if [ $$rc -ne 0 ]; then echo "[make test] pytest exit code $$rc"; fi; \
 	exit $$rc
+
+# ---- containers: our own Docker engine on its own socket (never /var/run/docker.sock, so
+# ---- `make test` stays in local-process mode), images built here, testcontainers, compose.
+.PHONY: test-containers images docker-start docker-stop compose-up compose-test compose-scale compose-down
+
+test-containers: bootstrap
+	@PYTEST_ARGS="$(PYTEST_ARGS)" bash infra/docker/test-containers.sh
+
+IMAGES ?= all
+images: bootstrap docker-start
+	@eval "$$(bash infra/docker/dockerd.sh env)" && .venv/bin/python -m osmcloud_localstack.images build $(IMAGES)
+
+docker-start:
+	@bash infra/docker/dockerd.sh start
+
+docker-stop:
+	@bash infra/docker/dockerd.sh stop
+
+compose-up compose-test compose-scale compose-down: bootstrap
+	@bash infra/docker/compose.sh $(subst compose-,,$@)

@@ -6,9 +6,12 @@ Where the system comes from is chosen once per run and printed in the pytest hea
   env             OSMCLOUD_GATEWAY_URL (and the other OSMCLOUD_* variables, see
                   ``osmcloud_localstack.testing.ENV_VARS``) name a running system; nothing is
                   started or stopped. ``osmcloud-stack env`` prints them for a stack from ``make up``.
-  testcontainers  a Docker daemon answers a ping: Kafka (apache/kafka:4.1.1), MongoDB (mongo:7)
-                  and versitygw (versity/versitygw:v1.8.0) as containers; the SMTP sink, the four
-                  services and nginx as local processes.
+  testcontainers  a Docker daemon answers a ping (DOCKER_HOST): Kafka (apache/kafka:4.1.1), MongoDB
+                  (mongo:7) and versitygw (versity/versitygw:v1.8.0) as containers - or, where those
+                  cannot be pulled, our local builds (osmcloud-local/kafka, /ferretdb, /versitygw;
+                  ``make test-containers`` builds them) - on the host network, 127.0.0.1 only; the
+                  SMTP sink, the four services and nginx as local processes. A container that dies
+                  while tests run stops the run with its name, exit code and last log lines.
   local           otherwise: everything as local processes (infra/localstack) on base port 28080,
                   state in .state/test (wiped at start), TEST_CLOCK=true, stopped at session end
                   even when tests fail.
@@ -30,6 +33,8 @@ Fixtures:
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
 import uuid
 from collections.abc import AsyncIterator, Generator, Iterator
 
@@ -78,10 +83,12 @@ def stack(request: pytest.FixtureRequest) -> Iterator[StackHandle]:
                 print(line, flush=True)
 
     say(f"mode {mode}: {why}")
+    restore_signal = None
     if mode == "env":
         source: Generator[StackHandle, None, None] = testing.env_stack()
     elif mode == "testcontainers":
-        source = testing.testcontainers_stack(say)
+        restore_signal = signal.signal(signal.SIGUSR1, _stop_run_for_dead_container)
+        source = testing.testcontainers_stack(say, on_death=_container_died)
     else:
         source = testing.local_stack(say)
     try:
@@ -93,6 +100,29 @@ def stack(request: pytest.FixtureRequest) -> Iterator[StackHandle]:
         yield handle
     finally:
         source.close()  # runs the generator's teardown: stops what it started
+        if restore_signal is not None:
+            signal.signal(signal.SIGUSR1, restore_signal)
+
+
+# A container killed mid-test must not look like a hanging test: the watchdog thread records the
+# death and signals the main thread, whose handler ends the run naming the container.
+_DEATHS: list[object] = []
+_RUNNING: list[str] = []  # node id of the test running now
+
+
+def pytest_runtest_logstart(nodeid: str, location: object) -> None:
+    _RUNNING[:] = [nodeid]
+
+
+def _container_died(death: object) -> None:
+    _DEATHS.append(death)
+    signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)  # type: ignore[arg-type]
+
+
+def _stop_run_for_dead_container(signum: int, frame: object) -> None:
+    if _DEATHS:
+        during = f" during {_RUNNING[0]}" if _RUNNING else ""
+        pytest.exit(f"stopping the run{during}: {_DEATHS[0]}", returncode=3)
 
 
 @pytest.fixture(scope="session")

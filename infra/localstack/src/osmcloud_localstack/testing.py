@@ -4,20 +4,20 @@ tests/integration/conftest.py): where the system comes from, and small clients.
 Modes (chosen once per run, see ``select_mode``):
   env             OSMCLOUD_GATEWAY_URL is set: a running system named by environment variables
                   (``ENV_VARS``; ``osmcloud-stack env`` prints them for a stack from ``make up``).
-  testcontainers  a Docker daemon answers a ping: Kafka, MongoDB and versitygw as containers;
+  testcontainers  a Docker daemon answers a ping (DOCKER_HOST, else the default socket): Kafka,
+                  the MongoDB-protocol server and the S3 server as containers (see containers.py);
                   the SMTP sink, the four services and nginx as local processes.
   local           otherwise: everything as local processes on base port 28080, state in
                   .state/test (wiped at start), TEST_CLOCK=true, torn down at the end.
-  OSMCLOUD_TEST_MODE=env|testcontainers|local forces a mode.
+  OSMCLOUD_TEST_MODE=env|testcontainers|local forces a mode; a forced testcontainers mode whose
+  daemon does not answer falls back to local, saying why (`make test-containers` sets it).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +25,9 @@ from typing import Any
 
 import aiohttp
 
-from . import readiness
 from .paths import repo_root, service_available
 from .ports import PortLayout
-from .stack import SERVICES, ExternalInfra, Stack, StackConfig, StackError, wipe_state_dir
+from .stack import SERVICES, Stack, StackConfig, StackError, wipe_state_dir
 
 
 class StackUnavailable(RuntimeError):
@@ -111,9 +110,13 @@ def _docker_answers() -> tuple[bool, str]:
             client.ping()
         finally:
             client.close()
-        return True, "Docker daemon answered"
+        return True, f"Docker daemon answered at {_docker_host()}"
     except Exception as exc:  # noqa: BLE001 - any failure means "no usable daemon"
-        return False, f"no Docker daemon ({type(exc).__name__})"
+        return False, f"no Docker daemon answers at {_docker_host()} ({type(exc).__name__}: {str(exc)[:160]})"
+
+
+def _docker_host() -> str:
+    return os.environ.get("DOCKER_HOST") or "the default socket (DOCKER_HOST unset)"
 
 
 def select_mode() -> tuple[str, str]:
@@ -125,6 +128,11 @@ def select_mode() -> tuple[str, str]:
             if forced not in ("env", "testcontainers", "local"):
                 raise StackUnavailable("OSMCLOUD_TEST_MODE must be env, testcontainers or local")
             _MODE = (forced, "forced by OSMCLOUD_TEST_MODE")
+            if forced == "testcontainers":
+                ok, why = _docker_answers()
+                if not ok:  # no engine: the tests still run, on local processes, and say why
+                    _MODE = ("local", f"OSMCLOUD_TEST_MODE=testcontainers, but {why}: falling back to local processes "
+                                      f"on base port {LOCAL_BASE_PORT}")
         elif os.environ.get("OSMCLOUD_GATEWAY_URL"):
             _MODE = ("env", f"OSMCLOUD_GATEWAY_URL={os.environ['OSMCLOUD_GATEWAY_URL']}")
         else:
@@ -211,64 +219,21 @@ def local_stack(say: Callable[[str], None]) -> Iterator[StackHandle]:
         stack.down()
 
 
-def testcontainers_stack(say: Callable[[str], None]) -> Iterator[StackHandle]:
-    """Kafka, MongoDB and versitygw in containers (fixed host ports on 127.0.0.1, same layout as
-    the local stack); the SMTP sink, services and nginx as local processes against them."""
-    from testcontainers.core.container import DockerContainer
+def testcontainers_stack(say: Callable[[str], None], on_death: Callable[[Any], None] | None = None) -> Iterator[StackHandle]:
+    """Kafka, the MongoDB-protocol server and the S3 server as containers (osmcloud_localstack.containers:
+    host network, 127.0.0.1, the local layout's ports; official images where they can be had, our local
+    builds otherwise); the SMTP sink, the services and nginx as local processes against them.
+    ``on_death(death)`` is called (from a watchdog thread) when a container dies while tests run."""
+    from .containers import ContainerError, ContainerInfra
 
-    ports = PortLayout(LOCAL_BASE_PORT)
-
-    def bind(container: DockerContainer, inner: str, host_port: int) -> DockerContainer:
-        container.ports[inner] = ("127.0.0.1", host_port)  # type: ignore[assignment]  # docker-py accepts (ip, port)
-        return container
-
-    kafka = bind(
-        DockerContainer("apache/kafka:4.1.1").with_envs(
-            KAFKA_NODE_ID="1",
-            KAFKA_PROCESS_ROLES="broker,controller",
-            KAFKA_LISTENERS="PLAINTEXT://:9092,CONTROLLER://:9093",
-            KAFKA_ADVERTISED_LISTENERS=f"PLAINTEXT://127.0.0.1:{ports.kafka}",
-            KAFKA_CONTROLLER_LISTENER_NAMES="CONTROLLER",
-            KAFKA_LISTENER_SECURITY_PROTOCOL_MAP="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            KAFKA_CONTROLLER_QUORUM_VOTERS="1@localhost:9093",
-            KAFKA_NUM_PARTITIONS="4",
-            KAFKA_AUTO_CREATE_TOPICS_ENABLE="true",
-            KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS="0",
-            KAFKA_OFFSETS_TOPIC_NUM_PARTITIONS="4",
-            KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR="1",
-            KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR="1",
-            KAFKA_TRANSACTION_STATE_LOG_MIN_ISR="1",
-        ),
-        "9092/tcp",
-        ports.kafka,
-    )
-    mongo = bind(DockerContainer("mongo:7"), "27017/tcp", ports.ferretdb)
-    s3 = bind(
-        DockerContainer("versity/versitygw:v1.8.0")
-        .with_envs(ROOT_ACCESS_KEY="osmcloud", ROOT_SECRET_KEY="osmcloud-secret")
-        .with_kwargs(
-            entrypoint=[
-                "/bin/sh",
-                "-c",
-                "mkdir -p /data/objects /data/sidecar && exec /app/versitygw --port :7070 --health /healthz "
-                "posix --sidecar /data/sidecar /data/objects",
-            ]
-        ),
-        "7070/tcp",
-        ports.versitygw,
-    )
-    containers = [kafka, mongo, s3]
+    infra = ContainerInfra(PortLayout(LOCAL_BASE_PORT), say=say, on_death=on_death)
     state_dir = LOCAL_STATE_DIR.with_name(LOCAL_STATE_DIR.name + "-tc")
     stack = None
     try:
-        for c in containers:
-            say(f"starting container {c.image}")
-            c.start()
-        external = ExternalInfra(
-            kafka_bootstrap=f"127.0.0.1:{ports.kafka}",
-            mongo_url=f"mongodb://127.0.0.1:{ports.ferretdb}/",
-            s3_endpoint=f"127.0.0.1:{ports.versitygw}",
-        )
+        try:
+            external = infra.start()
+        except ContainerError as exc:
+            raise StackUnavailable(f"the test containers did not start:\n{exc}") from exc
         wipe_state_dir(state_dir)
         services = services_present()
         stack = Stack(
@@ -279,25 +244,13 @@ def testcontainers_stack(say: Callable[[str], None]) -> Iterator[StackHandle]:
             endpoints = stack.up()  # waits for the containers' Kafka/Mongo/S3 first
         except StackError as exc:
             raise StackUnavailable(f"the test stack did not start:\n{exc}") from exc
-
-        def stop_kafka() -> None:
-            kafka.get_wrapped_container().stop(timeout=20)
-
-        def start_kafka() -> None:
-            kafka.get_wrapped_container().start()
-            deadline = time.monotonic() + 120
-            while (reason := readiness.kafka(external.kafka_bootstrap)) is not None:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"Kafka container not ready again: {reason}")
-                time.sleep(0.5)
-
-        yield _handle("testcontainers", endpoints, services, _stop_kafka=stop_kafka, _start_kafka=start_kafka)
+        yield _handle("testcontainers", endpoints, services, _stop_kafka=infra.stop_kafka, _start_kafka=infra.start_kafka)
     finally:
         if stack is not None:
+            say("stopping the local processes of the test stack")
             stack.down()
-        for c in reversed(containers):
-            with contextlib.suppress(Exception):
-                c.stop()
+        say("removing the test containers")
+        infra.close()
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
