@@ -213,7 +213,7 @@ info "go $GOV"
 
 # ---------------------------------------------------------------------------------------------
 step "ferretdb 1.24.2 (our embedding program in infra/ferretdb)"
-FERRET_HASH=$(cat "$REPO/infra/ferretdb/go.mod" "$REPO/infra/ferretdb/go.sum" "$REPO"/infra/ferretdb/*.go | sha256sum | cut -c1-12)
+FERRET_HASH=$(cat "$REPO/infra/ferretdb/go.mod" "$REPO/infra/ferretdb/go.sum" $(cd "$REPO/infra/ferretdb" && LC_ALL=C ls *.go | sed "s#^#$REPO/infra/ferretdb/#") | sha256sum | cut -c1-12)
 FERRET_BIN="$CACHE/bin/osmcloud-ferretdb-$FERRET_HASH"
 if [ -x "$FERRET_BIN" ]; then
     info "cached: $FERRET_BIN"

@@ -242,8 +242,7 @@ class ImageBuilder:
             if name == "kafka":
                 h.update((self.repo / "infra" / "kafka" / "pom.xml").read_bytes())
             elif name == "ferretdb":
-                src = self.repo / "infra" / "ferretdb"
-                _hash_files(h, src, [src / "go.mod", src / "go.sum", src / "main.go"])
+                _hash_files(h, self.repo / "infra" / "ferretdb", paths.ferretdb_sources(self.repo))
             elif name == "versitygw":
                 h.update(paths.VERSITYGW_VERSION.encode())
             elif name == "python":
@@ -412,8 +411,8 @@ class ImageBuilder:
     def _static_ferretdb(self, log: Path) -> Path:
         src = self.repo / "infra" / "ferretdb"
         h = hashlib.sha256()
-        for f in ("go.mod", "go.sum", "main.go"):
-            h.update((src / f).read_bytes())
+        for source in paths.ferretdb_sources(self.repo):
+            h.update(source.read_bytes())
         out = self.cache / "bin" / f"osmcloud-ferretdb-static-{h.hexdigest()[:12]}"
         if not out.exists():
             self.say(f"  go build infra/ferretdb (CGO_ENABLED=0) -> {out}")

@@ -57,13 +57,18 @@ def kafka_log4j_config(repo: Path) -> Path:
     return repo / "infra" / "kafka" / "log4j2.properties"
 
 
+def ferretdb_sources(repo: Path) -> list[Path]:
+    """What the FerretDB program is built from, in the order bootstrap.sh hashes it:
+    go.mod, go.sum, then the *.go files sorted."""
+    src = repo / "infra" / "ferretdb"
+    return [src / "go.mod", src / "go.sum", *sorted(src.glob("*.go"), key=lambda p: p.name)]
+
+
 def ferretdb_binary(repo: Path) -> Path:
     """The binary bootstrap built from infra/ferretdb (named after a hash of its sources)."""
-    src = repo / "infra" / "ferretdb"
     h = hashlib.sha256()
-    # the same bytes, in the same order, as bootstrap.sh hashes: go.mod, go.sum, then *.go sorted
-    for name in ("go.mod", "go.sum", *sorted(p.name for p in src.glob("*.go"))):
-        h.update((src / name).read_bytes())
+    for source in ferretdb_sources(repo):
+        h.update(source.read_bytes())
     binary = cache_dir() / "bin" / f"osmcloud-ferretdb-{h.hexdigest()[:12]}"
     if not os.access(binary, os.X_OK):
         raise ToolMissing(f"FerretDB {FERRETDB_VERSION} binary {binary} not built (or infra/ferretdb changed); {_hint()}")
