@@ -61,6 +61,9 @@ class AccountRegistered(Payload):
     event_type: ClassVar[str] = "account-registered"
     domain: ClassVar[str] = "auth"
     email: str
+    # "osmand" when the account signed up through OsmAnd's /userdata/ API: the app never asks
+    # for a plan, so billing activates Start for it (what the reference gives such accounts)
+    via: str | None = None
 
 
 class DeviceLoggedOut(Payload):

@@ -57,12 +57,16 @@ class AccountDeletion:
         body = await json_body(request, DeleteRequest)
         email = await self._email_of(who.user_id)
         await self.codes.check(email, Purpose.DELETE_ACCOUNT, body.code.strip())
-        event = self.rt.event(AccountDeleted(), who.user_id)
-        if await self.store.record_deletion(who.user_id, self.rt.clock.now(), [event]):
-            self.rt.events_written()
-        removed = await self.erase(who.user_id)
-        log.info("account deleted", user_id=who.user_id, documents=removed)
+        await self.delete_account(who.user_id)
         return web.json_response({"status": "deleted", "user_id": who.user_id})
+
+    async def delete_account(self, user_id: str) -> None:
+        """After the deletion code was accepted (native API and OsmAnd's delete-account alike)."""
+        event = self.rt.event(AccountDeleted(), user_id)
+        if await self.store.record_deletion(user_id, self.rt.clock.now(), [event]):
+            self.rt.events_written()
+        removed = await self.erase(user_id)
+        log.info("account deleted", user_id=user_id, documents=removed)
 
     async def erase(self, user_id: str) -> int:
         """Idempotent: revokes every device and removes everything of the user in auth."""

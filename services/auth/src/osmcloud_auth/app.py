@@ -12,6 +12,7 @@ from .account_deletion import AccountDeletion
 from .codes import Codes
 from .limits import RequestLimits
 from .mailer import Mailer
+from .osmand_compat import OsmandAccounts
 from .routes import AuthRoutes
 from .settings import AuthSettings
 from .store import AuthStore
@@ -26,7 +27,8 @@ def build_app(settings: AuthSettings | None = None) -> web.Application:
     runtime = Runtime(settings)
     store = AuthStore(users=runtime.outbox_collection("users"), codes=runtime.db["codes"],
                       devices=runtime.outbox_collection("devices"),
-                      deleted_accounts=runtime.outbox_collection(DELETED_ACCOUNTS))
+                      deleted_accounts=runtime.outbox_collection(DELETED_ACCOUNTS),
+                      counters=runtime.db["counters"])
     limits = RequestLimits(runtime.db["code_limits"])
     runtime.on_startup(store.create_indexes)
 
@@ -46,6 +48,7 @@ def build_app(settings: AuthSettings | None = None) -> web.Application:
     app = runtime.create_app()
     AuthRoutes(runtime, store, codes).register(app)
     deletion.register(app)
+    OsmandAccounts(runtime, store, codes, deletion).register(app)
     return app
 
 

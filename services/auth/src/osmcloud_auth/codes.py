@@ -38,7 +38,7 @@ class Codes:
                  settings: AuthSettings) -> None:
         self.rt, self.store, self.limits, self.mailer, self.settings = runtime, store, limits, mailer, settings
 
-    async def issue(self, email: str, purpose: Purpose, address: str | None) -> dict:
+    async def issue(self, email: str, purpose: Purpose, address: str | None, digits: int | None = None) -> dict:
         """Mails a new code unless a limit says no (429 with `retry_after_seconds`).
 
         Order: the per-address and per-e-mail hourly limits count the request first; if the
@@ -58,7 +58,7 @@ class Codes:
                                 f"too many codes were mailed to this address (at most "
                                 f"{s.code_requests_per_email_hour} an hour)", seconds_until(reopens, now))
             taken.append(email_key(email))
-            code = new_code(s.code_digits)
+            code = new_code(digits or s.code_digits)
             retry_at = await self.store.replace_code(email, purpose, digest(code), now,
                                                      timedelta(seconds=s.code_ttl_seconds),
                                                      timedelta(seconds=s.code_resend_seconds))

@@ -131,4 +131,7 @@ class AuthRoutes:
         now = self.rt.clock.now()
         if device["last_seen_at"] <= now - LAST_SEEN_EVERY:
             await self.store.touch_device(token_digest, now)
-        return web.Response(status=200, headers={"X-User-Id": device["user_id"], "X-Device-Id": device["device_id"]})
+        headers = {"X-User-Id": device["user_id"], "X-Device-Id": device["device_id"]}
+        if device.get("num") is not None and device.get("user_num") is not None:
+            headers.update({"X-User-Num": str(device["user_num"]), "X-Device-Num": str(device["num"])})
+        return web.Response(status=200, headers=headers)

@@ -15,13 +15,28 @@ from osmcloud_common.outbox import new_document_with_events, with_events
 from .domain import IssuedCode, Purpose
 
 # What verify needs of a device; never the whole document.
-VERIFY_FIELDS = {"user_id": 1, "device_id": 1, "last_seen_at": 1, "revoked_at": 1}
+VERIFY_FIELDS = {"user_id": 1, "device_id": 1, "last_seen_at": 1, "revoked_at": 1, "num": 1, "user_num": 1}
 
 
 class AuthStore:
-    def __init__(self, users, codes, devices, deleted_accounts) -> None:
+    def __init__(self, users, codes, devices, deleted_accounts, counters) -> None:
         self.users, self.codes, self.devices = users, codes, devices
-        self.deleted_accounts = deleted_accounts
+        self.deleted_accounts, self.counters = deleted_accounts, counters
+
+    async def next_number(self, counter: str) -> int:
+        """The next integer of a counter (OsmAnd's protocol names users and devices by
+        integers): one atomic $inc on one document, so no two callers get the same number."""
+        doc = await self.counters.find_one_and_update({"_id": counter}, {"$inc": {"value": 1}}, upsert=True,
+                                                      return_document=ReturnDocument.AFTER)
+        return int(doc["value"])
+
+    async def user_num(self, user: dict[str, Any]) -> int:
+        """The user's integer id; accounts created before numbers existed get one now (a
+        conditional set, so two racing calls agree on the first number written)."""
+        if user.get("num") is not None:
+            return int(user["num"])
+        await self.users.update_one({"_id": user["_id"], "num": None}, {"$set": {"num": await self.next_number("users")}})
+        return int((await self.users.find_one({"_id": user["_id"]}, {"num": 1}))["num"])
 
     async def create_indexes(self) -> None:
         await self.users.create_index([("email", ASCENDING)], unique=True)
@@ -91,7 +106,8 @@ class AuthStore:
         """Creates the account unless it exists; returns (user, created). The
         `account-registered` event is written in the same document."""
         user_id = uuid.uuid4().hex
-        doc = {"_id": user_id, "user_id": user_id, "email": email, "created_at": now}
+        doc = {"_id": user_id, "user_id": user_id, "email": email, "created_at": now,
+               "num": await self.next_number("users")}
         try:
             await self.users.insert_one(new_document_with_events(doc, events_for(user_id)))
             return doc, True
@@ -102,9 +118,15 @@ class AuthStore:
     # ------------------------------------------------------------ devices
     # A device document is keyed by the digest of its token, so verifying a token is a read by
     # _id (the one lookup FerretDB serves without scanning); `device_id` is its public name.
-    async def add_device(self, user_id: str, token_digest: str, description: dict[str, str], now: datetime
-                         ) -> dict[str, Any]:
+    async def add_device(self, user_id: str, token_digest: str, description: dict[str, str], now: datetime,
+                         user_num: int | None = None) -> dict[str, Any]:
+        """`num` is the device's integer id, `user_num` its user's (both immutable, kept here so
+        verifying a token stays one read)."""
+        if user_num is None:
+            user = await self.user(user_id)
+            user_num = await self.user_num(user) if user is not None else None
         doc = {"_id": token_digest, "device_id": uuid.uuid4().hex, "user_id": user_id, **description,
+               "num": await self.next_number("devices"), "user_num": user_num,
                "created_at": now, "last_seen_at": now, "revoked_at": None}
         await self.devices.insert_one(doc)
         return doc
@@ -113,6 +135,18 @@ class AuthStore:
         """Read from the database on every call: no cache may outlive a logout."""
         device = await self.devices.find_one({"_id": token_digest}, VERIFY_FIELDS)
         return device if device is not None and device.get("revoked_at") is None else None
+
+    async def device_by_num_and_token(self, device_num: int, token_digest: str) -> dict[str, Any] | None:
+        """A live device with this integer id whose token has this digest (OsmAnd's
+        deviceid + accessToken): the same record and revocation as a bearer token."""
+        device = await self.device_by_token(token_digest)
+        return device if device is not None and device.get("num") == device_num else None
+
+    async def live_devices_like(self, user_id: str, phone_id: str, model: str) -> list[dict[str, Any]]:
+        """Live devices of the user registered from this phone (its UUID) and model."""
+        cursor = self.devices.find({"user_id": user_id, "phone_id": phone_id, "model": model, "revoked_at": None},
+                                   {"device_id": 1})
+        return await cursor.to_list(None)
 
     async def touch_device(self, token_digest: str, now: datetime) -> None:
         await self.devices.update_one({"_id": token_digest}, {"$set": {"last_seen_at": now}})

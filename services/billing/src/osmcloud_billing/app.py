@@ -15,7 +15,7 @@ def build_app(settings: BillingSettings | None = None) -> web.Application:
     settings = settings or BillingSettings()
     runtime = Runtime(settings)
     store = BillingStore(accounts=runtime.outbox_collection("accounts"))
-    register_handlers(runtime, store)
+    register_handlers(runtime, store, settings)
     register_account_deletion(runtime)
     app = runtime.create_app()
     BillingRoutes(runtime, store, settings).register(app)

@@ -1,0 +1,208 @@
+"""OsmAnd's /userdata/ account endpoints, answered on auth's own stores and events: the same
+users, devices, codes, limits and deletion path as the native API, only spoken the way
+OsmAnd's apps speak (form/query/JSON parameters, integer ids, errors 101-111).
+
+A compat call is authenticated here, not by the gateway (nginx cannot read form bodies):
+`deviceid` (the device's integer id) + `accessToken`, checked against the same device record
+a bearer token is, on every call — a device logged out by either API gets 105 at once."""
+
+from typing import Any
+
+from aiohttp import web
+
+from osmcloud_common.errors import ApiError
+from osmcloud_common.events import AccountRegistered, DeviceLoggedOut
+from osmcloud_common.logging import get_logger
+from osmcloud_common.osmand import (MALFORMED_REQUEST, CompatIdentity, ErrorCode, OsmandError, compat_params,
+                                    device_credentials)
+from osmcloud_common.runtime import Runtime
+
+from .account_deletion import AccountDeletion
+from .codes import Codes
+from .domain import CodeVerdict, Purpose, digest, judge_code, new_token
+from .osmand_views import compat_email, device_json, user_json
+from .routes import client_address
+from .store import AuthStore
+
+log = get_logger(__name__)
+
+# The app shows and the reference mails 4-digit codes; the native API keeps its longer ones.
+OSMAND_CODE_DIGITS = 4
+VIA_OSMAND = "osmand"
+MAX_FIELD = 200
+
+
+def _field(params: dict[str, str], name: str) -> str:
+    return (params.get(name) or "").strip()[:MAX_FIELD]
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except Exception:
+        raise OsmandError(MALFORMED_REQUEST, "the request body must be a JSON object")
+    if not isinstance(body, dict):
+        raise OsmandError(MALFORMED_REQUEST, "the request body must be a JSON object")
+    return body
+
+
+def _as_code_error(exc: ApiError) -> OsmandError:
+    return OsmandError(ErrorCode.TOKEN_INVALID, exc.message)
+
+
+async def verify_device(store: AuthStore, device_num: int, token: str) -> CompatIdentity | None:
+    device = await store.device_by_num_and_token(device_num, digest(token))
+    if device is None or device.get("user_num") is None:
+        return None
+    return CompatIdentity(device["user_id"], device["device_id"], int(device["user_num"]), int(device["num"]))
+
+
+class OsmandAccounts:
+    def __init__(self, runtime: Runtime, store: AuthStore, codes: Codes, deletion: AccountDeletion) -> None:
+        self.rt, self.store, self.codes, self.deletion = runtime, store, codes, deletion
+
+    def register(self, app: web.Application) -> None:
+        app.router.add_post("/userdata/user-register", self.user_register)
+        app.router.add_post("/userdata/device-register", self.device_register)
+        app.router.add_post("/userdata/user-update-orderid", self.user_update_orderid)
+        app.router.add_get("/userdata/user-validate-sub", self.user_validate_sub)
+        app.router.add_post("/userdata/send-code", self.send_code)
+        app.router.add_post("/userdata/auth/confirm-code", self.confirm_code)
+        app.router.add_post("/userdata/delete-account", self.delete_account)
+        app.router.add_get("/internal/verify-device", self.verify_device)
+
+    # ------------------------------------------------------------ authentication
+    async def _authenticate(self, request: web.Request) -> CompatIdentity:
+        device_num, token = device_credentials(await compat_params(request))
+        who = await verify_device(self.store, device_num, token)
+        if who is None:
+            raise OsmandError(ErrorCode.DEVICE_NOT_AUTHORIZED,
+                              "the device is not logged in (unknown deviceid, wrong or revoked accessToken)")
+        return who
+
+    async def verify_device(self, request: web.Request) -> web.Response:
+        """For files and trash (osmcloud_common.osmand.CompatAuthenticator): the identity, or 401."""
+        try:
+            device_num, token = device_credentials(dict(request.query))
+        except OsmandError:
+            return web.json_response({"error": {"code": "unauthorized", "message": "bad deviceid/accessToken"}},
+                                     status=401)
+        who = await verify_device(self.store, device_num, token)
+        if who is None:
+            return web.json_response({"error": {"code": "unauthorized", "message": "device not logged in"}},
+                                     status=401)
+        return web.json_response(who.to_json())
+
+    # ------------------------------------------------------------ sign-up and login
+    async def user_register(self, request: web.Request) -> web.Response:
+        params = await compat_params(request)
+        email = compat_email(params.get("email"))
+        if await self.store.user_by_email(email) is not None and _field(params, "login") != "true":
+            raise OsmandError(ErrorCode.USER_ALREADY_REGISTERED, "this e-mail is already registered; log in instead")
+        # The account itself is created by device-register, once the mailed code proves the address.
+        await self.codes.issue(email, Purpose.LOGIN, client_address(request), digits=OSMAND_CODE_DIGITS)
+        return web.json_response({"status": "ok"})
+
+    async def device_register(self, request: web.Request) -> web.Response:
+        params = await compat_params(request)
+        email = compat_email(params.get("email"))
+        user = await self.store.user_by_email(email)
+        if user is None and await self.store.code_state(email, Purpose.LOGIN) is None:
+            raise OsmandError(ErrorCode.USER_NOT_REGISTERED, "this e-mail is not registered; call user-register first")
+        token = _field(params, "token")
+        if not token:  # the app's login probe: "does this account exist?" — never a 200, no try spent
+            raise OsmandError(ErrorCode.TOKEN_INVALID, "send the code mailed by user-register")
+        try:
+            await self.codes.check(email, Purpose.LOGIN, token)
+        except ApiError as exc:
+            raise _as_code_error(exc)
+        now = self.rt.clock.now()
+        user, created = await self.store.create_user(
+            email, now, lambda user_id: [self.rt.event(AccountRegistered(email=email, via=VIA_OSMAND), user_id)])
+        if created:
+            self.rt.events_written()
+        phone_id, model = _field(params, "deviceid"), _field(params, "model")
+        await self._replace_earlier_registrations(user["_id"], phone_id, model)
+        access_token = new_token()
+        brand = _field(params, "brand")
+        device = await self.store.add_device(
+            user["_id"], digest(access_token),
+            {"name": f"{brand} {model}".strip(), "brand": brand, "model": model, "platform": "osmand",
+             "phone_id": phone_id}, now, user_num=await self.store.user_num(user))
+        log.info("osmand device registered", user_id=user["_id"], device_id=device["device_id"], new_account=created)
+        return web.json_response(device_json({**device, "token": access_token}))
+
+    async def _replace_earlier_registrations(self, user_id: str, phone_id: str, model: str) -> None:
+        """A new registration of the same (user, phone, model) logs the earlier one out."""
+        for earlier in await self.store.live_devices_like(user_id, phone_id, model):
+            event = self.rt.event(DeviceLoggedOut(device_id=earlier["device_id"]), user_id)
+            if await self.store.revoke_device(user_id, earlier["device_id"], self.rt.clock.now(), [event]):
+                self.rt.events_written()
+
+    async def user_update_orderid(self, request: web.Request) -> web.Response:
+        """No purchase is known to this server yet (billing has no store orders), so a non-empty
+        order id is an unknown order: 102, as the reference answers unknown orders."""
+        params = await compat_params(request)
+        email = compat_email(params.get("email"))
+        if await self.store.user_by_email(email) is None:
+            raise OsmandError(ErrorCode.USER_NOT_REGISTERED, "this e-mail is not registered")
+        if _field(params, "orderid"):
+            raise OsmandError(ErrorCode.NO_VALID_SUBSCRIPTION,
+                              "unknown order: this server cannot verify store purchases yet")
+        return web.json_response({"status": "ok"})
+
+    async def user_validate_sub(self, request: web.Request) -> web.Response:
+        who = await self._authenticate(request)
+        user = await self.store.user(who.user_id)
+        if user is None:
+            raise OsmandError(ErrorCode.DEVICE_NOT_AUTHORIZED, "this account no longer exists")
+        return web.json_response(user_json(user, who.user_num))
+
+    # ------------------------------------------------------------ account deletion
+    async def _own_email(self, who: CompatIdentity, offered: Any) -> str:
+        user = await self.store.user(who.user_id)
+        if user is None:
+            raise OsmandError(ErrorCode.DEVICE_NOT_AUTHORIZED, "this account no longer exists")
+        if not isinstance(offered, str) or compat_email(offered) != user["email"]:
+            raise OsmandError(ErrorCode.EMAIL_INVALID, "the e-mail is not this account's")
+        return user["email"]
+
+    async def send_code(self, request: web.Request) -> web.Response:
+        who = await self._authenticate(request)
+        body = await _json_object(request)
+        if body.get("action") != "delete":
+            raise OsmandError(MALFORMED_REQUEST, "the only supported action is 'delete'")
+        email = await self._own_email(who, body.get("email"))
+        await self.codes.issue(email, Purpose.DELETE_ACCOUNT, client_address(request), digits=OSMAND_CODE_DIGITS)
+        return web.json_response({"status": "ok"})
+
+    async def confirm_code(self, request: web.Request) -> web.Response:
+        """Says whether the deletion code is right without using it up: the app calls
+        delete-account with the same code next. Each call still counts as one try."""
+        body = await _json_object(request)
+        email = compat_email(body.get("username") if isinstance(body.get("username"), str) else None)
+        if await self.store.user_by_email(email) is None:
+            raise OsmandError(ErrorCode.USER_NOT_REGISTERED, "this e-mail is not registered")
+        token = body.get("token")
+        if not isinstance(token, str) or not token.strip():
+            raise OsmandError(ErrorCode.TOKEN_INVALID, "send the code mailed by send-code")
+        issued = await self.store.take_attempt(email, Purpose.DELETE_ACCOUNT, self.codes.settings.code_max_attempts)
+        verdict = (judge_code(issued, token.strip(), self.rt.clock.now(), self.codes.settings.code_max_attempts)
+                   if issued is not None else CodeVerdict.EXHAUSTED)
+        if verdict is not CodeVerdict.OK:
+            raise OsmandError(ErrorCode.TOKEN_INVALID, "the code is wrong, expired or used up; ask for a new one")
+        return web.json_response({"status": "ok"})
+
+    async def delete_account(self, request: web.Request) -> web.Response:
+        who = await self._authenticate(request)
+        body = await _json_object(request)
+        email = await self._own_email(who, body.get("username"))
+        token = body.get("token")
+        if not isinstance(token, str) or not token.strip():
+            raise OsmandError(ErrorCode.TOKEN_INVALID, "send the code mailed by send-code")
+        try:
+            await self.codes.check(email, Purpose.DELETE_ACCOUNT, token.strip())
+        except ApiError as exc:
+            raise _as_code_error(exc)
+        await self.deletion.delete_account(who.user_id)
+        return web.json_response({"status": "ok"})
