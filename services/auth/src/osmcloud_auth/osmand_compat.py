@@ -141,11 +141,12 @@ class OsmandAccounts:
 
     async def user_update_orderid(self, request: web.Request) -> web.Response:
         """No purchase is known to this server yet (billing has no store orders), so a non-empty
-        order id is an unknown order: 102, as the reference answers unknown orders."""
+        order id is an unknown order: 102, as the reference answers unknown orders. An unknown
+        e-mail is 101, as in the reference."""
         params = await compat_params(request)
         email = compat_email(params.get("email"))
         if await self.store.user_by_email(email) is None:
-            raise OsmandError(ErrorCode.USER_NOT_REGISTERED, "this e-mail is not registered")
+            raise OsmandError(ErrorCode.EMAIL_INVALID, "this e-mail is not registered")
         if _field(params, "orderid"):
             raise OsmandError(ErrorCode.NO_VALID_SUBSCRIPTION,
                               "unknown order: this server cannot verify store purchases yet")
@@ -159,12 +160,12 @@ class OsmandAccounts:
         return web.json_response(user_json(user, who.user_num))
 
     # ------------------------------------------------------------ account deletion
-    async def _own_email(self, who: CompatIdentity, offered: Any) -> str:
+    async def _email_of(self, who: CompatIdentity) -> str:
+        """The account's own address. Like the reference, the e-mail or username in the body is
+        not what counts: the code always goes to, and is checked for, the device's account."""
         user = await self.store.user(who.user_id)
         if user is None:
             raise OsmandError(ErrorCode.DEVICE_NOT_AUTHORIZED, "this account no longer exists")
-        if not isinstance(offered, str) or compat_email(offered) != user["email"]:
-            raise OsmandError(ErrorCode.EMAIL_INVALID, "the e-mail is not this account's")
         return user["email"]
 
     async def send_code(self, request: web.Request) -> web.Response:
@@ -172,7 +173,7 @@ class OsmandAccounts:
         body = await _json_object(request)
         if body.get("action") != "delete":
             raise OsmandError(MALFORMED_REQUEST, "the only supported action is 'delete'")
-        email = await self._own_email(who, body.get("email"))
+        email = await self._email_of(who)
         await self.codes.issue(email, Purpose.DELETE_ACCOUNT, client_address(request), digits=OSMAND_CODE_DIGITS)
         return web.json_response({"status": "ok"})
 
@@ -196,7 +197,7 @@ class OsmandAccounts:
     async def delete_account(self, request: web.Request) -> web.Response:
         who = await self._authenticate(request)
         body = await _json_object(request)
-        email = await self._own_email(who, body.get("username"))
+        email = await self._email_of(who)
         token = body.get("token")
         if not isinstance(token, str) or not token.strip():
             raise OsmandError(ErrorCode.TOKEN_INVALID, "send the code mailed by send-code")
