@@ -12,7 +12,7 @@ from minio import Minio
 from pymongo import AsyncMongoClient
 
 from osmcloud_billing.receipts import sign_sandbox_receipt
-from osmcloud_common.clock import set_shared_offset
+from osmcloud_common.clock import freeze_shared_clock, set_shared_offset
 from osmcloud_localstack.client import GatewayClient, eventually, login
 
 SANDBOX_KEY = "osmcloud-sandbox-key"  # billing's default SANDBOX_RECEIPT_KEY
@@ -32,11 +32,18 @@ async def gateway(stack):
 async def clock(stack):
     mongo = AsyncMongoClient(stack.mongo_url)
 
-    async def move(offset: timedelta) -> None:
-        await set_shared_offset(mongo, offset)
-        await asyncio.sleep(0.5)  # services refresh the shared offset every 0.1 s
-    yield move
+    start = datetime.now(UTC).replace(microsecond=0)
+
+    async def move(offset: timedelta) -> datetime:
+        """Freezes every service's clock at start + offset, exactly."""
+        await freeze_shared_clock(mongo, start + offset)
+        await asyncio.sleep(0.5)  # services refresh the shared clock every 0.1 s
+        return start + offset
+    move.start = start
     await move(timedelta(0))
+    yield move
+    await set_shared_offset(mongo, timedelta(0))
+    await asyncio.sleep(0.5)
     await mongo.close()
 
 
@@ -83,7 +90,7 @@ async def pro_user_with_files(gateway, stack, t0: datetime) -> tuple[GatewayClie
 
 
 async def test_expiry_grace_end_renewal_and_purge(stack, gateway, clock):
-    t0 = datetime.now(UTC)
+    t0 = clock.start
     renewer, _ = await pro_user_with_files(gateway, stack, t0)
     lapsed, lapsed_id = await pro_user_with_files(gateway, stack, t0)
 
@@ -146,7 +153,7 @@ async def test_expiry_grace_end_renewal_and_purge(stack, gateway, clock):
 
 
 async def test_renewal_mid_grace_trashes_nothing(stack, gateway, clock):
-    t0 = datetime.now(UTC)
+    t0 = clock.start
     me, _ = await pro_user_with_files(gateway, stack, t0)
     await clock(MONTH + timedelta(days=100))
     await wait_status(me, "in_grace")

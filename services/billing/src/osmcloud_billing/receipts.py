@@ -40,6 +40,11 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def _to_storage_precision(at: datetime) -> datetime:
+    """MongoDB keeps milliseconds: compare receipts at the precision they are stored with."""
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
+
+
 def sign_sandbox_receipt(key: str, *, platform: str, order_id: str, product_id: str, purchased_at: datetime,
                          expires_at: datetime) -> str:
     """What the sandbox store hands a device after a purchase (used by tests and dev tools)."""
@@ -65,8 +70,8 @@ class SandboxVerifier:
             fields = json.loads(body)
             purchase = VerifiedPurchase(
                 platform=fields["platform"], order_id=str(fields["order_id"]), product_id=fields["product_id"],
-                purchased_at=datetime.fromisoformat(fields["purchased_at"]),
-                expires_at=datetime.fromisoformat(fields["expires_at"]))
+                purchased_at=_to_storage_precision(datetime.fromisoformat(fields["purchased_at"])),
+                expires_at=_to_storage_precision(datetime.fromisoformat(fields["expires_at"])))
         except (ValueError, KeyError, TypeError):
             raise ReceiptRejected("the receipt's payload is malformed")
         if purchase.platform != platform:
