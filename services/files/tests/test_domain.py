@@ -33,6 +33,15 @@ def test_plan_rules_for_uploads():
     check_may_upload(PRO, "GPX")
 
 
+def test_uploads_during_grace_name_the_grace_period():
+    from datetime import UTC, datetime
+    grace = START.model_copy(update={"grace_until": datetime(2027, 7, 1, tzinfo=UTC)})
+    with pytest.raises(Forbidden) as info:
+        check_may_upload(grace, "GPX")
+    assert info.value.code == "grace_period" and "grace period" in info.value.message
+    check_may_upload(grace, "FAVOURITES")
+
+
 def test_reservations():
     assert reservation_for(100, START, 10**9) == 100
     assert reservation_for(None, START, 10**9) == 2_000_000

@@ -38,20 +38,23 @@ class FixedClock:
 
 
 class SharedTestClock:
-    """System time plus an offset shared through MongoDB, refreshed in the background."""
+    """System time plus an offset shared through MongoDB, refreshed in the background; or,
+    when a test freezes it, one fixed instant (so "one year minus one second" is exact)."""
 
     def __init__(self, mongo_client, refresh_seconds: float = 0.1) -> None:
         self._collection = mongo_client[CLOCK_DB][CLOCK_COLLECTION]
         self._refresh_seconds = refresh_seconds
         self._offset = timedelta(0)
-        self._task: asyncio.Task | None = None
+        self._frozen_at: datetime | None = None
 
     def now(self) -> datetime:
-        return datetime.now(UTC) + self._offset
+        return self._frozen_at or datetime.now(UTC) + self._offset
 
     async def refresh(self) -> None:
-        doc = await self._collection.find_one({"_id": CLOCK_ID})
-        self._offset = timedelta(seconds=float(doc["seconds"])) if doc else timedelta(0)
+        doc = await self._collection.find_one({"_id": CLOCK_ID}) or {}
+        self._offset = timedelta(seconds=float(doc.get("seconds", 0)))
+        frozen = doc.get("frozen_at")
+        self._frozen_at = frozen.replace(tzinfo=UTC) if frozen is not None and frozen.tzinfo is None else frozen
 
     async def run(self) -> None:
         while True:
@@ -63,7 +66,15 @@ class SharedTestClock:
 
 
 async def set_shared_offset(mongo_client, offset: timedelta) -> None:
-    """Moves the shared test clock (used by tests; services only read it)."""
+    """Moves the shared test clock (used by tests; services only read it); unfreezes it."""
     await mongo_client[CLOCK_DB][CLOCK_COLLECTION].update_one(
-        {"_id": CLOCK_ID}, {"$set": {"seconds": offset.total_seconds(), "set_at": time.time()}}, upsert=True
+        {"_id": CLOCK_ID}, {"$set": {"seconds": offset.total_seconds(), "set_at": time.time()},
+                            "$unset": {"frozen_at": ""}}, upsert=True
+    )
+
+
+async def freeze_shared_clock(mongo_client, at: datetime) -> None:
+    """Stops the shared test clock at `at` (millisecond precision) until moved again."""
+    await mongo_client[CLOCK_DB][CLOCK_COLLECTION].update_one(
+        {"_id": CLOCK_ID}, {"$set": {"frozen_at": at, "set_at": time.time()}}, upsert=True
     )

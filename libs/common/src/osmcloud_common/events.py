@@ -153,6 +153,9 @@ class Entitlement(BaseModel):
     max_file_bytes: int | None = None
     max_files: int | None = None
     allowed_types: list[str] | None = None  # None: every type
+    # set while a Pro subscription is in its grace year: uploads follow these (Start) rules,
+    # but what is stored stays readable, restorable and deletable
+    grace_until: datetime | None = None
 
 
 class SubscriptionActivated(Payload):

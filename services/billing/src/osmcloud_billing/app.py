@@ -5,7 +5,10 @@ from aiohttp import web
 from osmcloud_common.runtime import Runtime, serve
 
 from .account_deletion import register_account_deletion
+from .deadlines import DeadlineJob
 from .handlers import register_handlers
+from .plans import plans_from
+from .receipts import SandboxVerifier
 from .routes import BillingRoutes
 from .settings import BillingSettings
 from .store import BillingStore
@@ -14,11 +17,14 @@ from .store import BillingStore
 def build_app(settings: BillingSettings | None = None) -> web.Application:
     settings = settings or BillingSettings()
     runtime = Runtime(settings)
-    store = BillingStore(accounts=runtime.outbox_collection("accounts"))
+    store = BillingStore(accounts=runtime.outbox_collection("accounts"), orders=runtime.db["orders"])
+    plans = plans_from(settings)
+    runtime.on_startup(store.create_indexes)
     register_handlers(runtime, store, settings)
     register_account_deletion(runtime)
+    runtime.background(DeadlineJob(runtime, store, plans, settings.deadline_scan_seconds).run)
     app = runtime.create_app()
-    BillingRoutes(runtime, store, settings).register(app)
+    BillingRoutes(runtime, store, plans, SandboxVerifier(settings.sandbox_receipt_key), settings).register(app)
     return app
 
 

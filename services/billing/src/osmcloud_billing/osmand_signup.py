@@ -4,12 +4,13 @@ the Start allowance, activated exactly as POST /api/billing/start does (subscrip
 through the outbox). Idempotent: Start is only activated on an account without a plan, so a
 repeated `account-registered` changes nothing, and an account that already has Pro keeps it."""
 
-from osmcloud_common.events import AccountRegistered, Event, SubscriptionActivated
+from osmcloud_common.events import AccountRegistered, Event
 from osmcloud_common.runtime import Runtime
 
-from .plans import start_entitlement
+from .lifecycle import activate_start
+from .plans import plans_from
 from .settings import BillingSettings
-from .store import BillingStore
+from .store import BillingStore, subscription_of
 
 VIA_OSMAND = "osmand"
 
@@ -19,6 +20,10 @@ async def activate_start_if_osmand(runtime: Runtime, store: BillingStore, settin
     payload: AccountRegistered = event.payload()
     if payload.via != VIA_OSMAND:
         return
-    activated = runtime.event(SubscriptionActivated(entitlement=start_entitlement(settings)), event.user_id)
-    if await store.activate_start(event.user_id, event.occurred_at, [activated]):
+    before = subscription_of(await store.account(event.user_id))
+    if before.plan is not None:
+        return
+    transition = activate_start(before, plans_from(settings))
+    if await store.transition(event.user_id, before, transition.after,
+                              [runtime.event(transition.event, event.user_id)]):
         runtime.events_written()

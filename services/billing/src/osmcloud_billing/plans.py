@@ -1,8 +1,11 @@
 """Plans as data: what each plan entitles an account to."""
 
+from datetime import timedelta
+
 from osmcloud_common.datatypes import START_TYPES
 from osmcloud_common.events import Entitlement
 
+from .lifecycle import Plans
 from .settings import BillingSettings
 
 
@@ -14,3 +17,8 @@ def start_entitlement(settings: BillingSettings) -> Entitlement:
 
 def pro_entitlement(settings: BillingSettings) -> Entitlement:
     return Entitlement(plan="pro", quota_bytes=settings.pro_quota_bytes, allowed_types=None)
+
+
+def plans_from(settings: BillingSettings) -> Plans:
+    return Plans(start=start_entitlement(settings), pro=pro_entitlement(settings),
+                 grace=timedelta(days=settings.grace_days))

@@ -1,47 +1,122 @@
-"""Billing's HTTP API: plan activation and the account's plan view."""
+"""Billing's HTTP API: Start activation, purchases, store notifications, the account view."""
 
 from aiohttp import web
+from pydantic import BaseModel, Field
 
-from osmcloud_common.errors import Conflict
-from osmcloud_common.events import SubscriptionActivated
-from osmcloud_common.http import identity
+from osmcloud_common.errors import BadRequest, Conflict, NotFound
+from osmcloud_common.http import identity, json_body
 from osmcloud_common.runtime import Runtime
 
-from .plans import start_entitlement
+from .lifecycle import Plans, Subscription, Transition, activate_start, apply_purchase
+from .receipts import ReceiptVerifier, VerifiedPurchase
 from .settings import BillingSettings
-from .store import BillingStore
+from .store import BillingStore, OrderLinkedElsewhere, subscription_of
 
 
-def account_view(doc: dict) -> dict:
-    def iso(value):
-        return value.isoformat() if value else None
-    return {"plan": doc.get("plan"), "status": doc.get("status", "none"), "expires_at": iso(doc.get("expires_at")),
-            "grace_until": iso(doc.get("grace_until")), "usage": doc.get("usage")}
+class PurchaseRequest(BaseModel):
+    platform: str = Field(min_length=1, max_length=32)
+    product_id: str = Field(min_length=1, max_length=200)
+    order_id: str = Field(min_length=1, max_length=200)
+    receipt: str = Field(min_length=1, max_length=20_000)
+
+
+class StoreNotification(BaseModel):
+    receipt: str = Field(min_length=1, max_length=20_000)
+
+
+def _iso(value):
+    return value.isoformat() if value else None
+
+
+def order_view(doc: dict) -> dict:
+    return {"platform": doc["platform"], "order_id": doc["order_id"], "product_id": doc["product_id"],
+            "linked_at": _iso(doc["linked_at"]), "expires_at": _iso(doc.get("expires_at"))}
 
 
 class BillingRoutes:
-    def __init__(self, runtime: Runtime, store: BillingStore, settings: BillingSettings) -> None:
-        self.rt, self.store, self.settings = runtime, store, settings
+    def __init__(self, runtime: Runtime, store: BillingStore, plans: Plans, verifier: ReceiptVerifier,
+                 settings: BillingSettings) -> None:
+        self.rt, self.store, self.plans, self.verifier, self.settings = runtime, store, plans, verifier, settings
 
     def register(self, app: web.Application) -> None:
         app.router.add_post("/api/billing/start", self.activate_start)
+        app.router.add_post("/api/billing/purchases", self.purchase)
+        app.router.add_post("/api/billing/notifications/{platform}", self.notification)
         app.router.add_get("/api/billing/account", self.account)
+
+    async def _view(self, user_id: str) -> dict:
+        doc = await self.store.account(user_id)
+        sub = subscription_of(doc)
+        return {"plan": sub.plan, "status": sub.view_status, "expires_at": _iso(sub.expires_at),
+                "grace_until": _iso(sub.grace_until), "usage": doc.get("usage"),
+                "orders": [order_view(o) for o in await self.store.orders_of(user_id)]}
+
+    async def _apply(self, user_id: str, decide) -> Transition:
+        """Decides on the current state and writes the result; retried if the state moved."""
+        for _ in range(5):
+            before = subscription_of(await self.store.account(user_id))
+            transition = decide(before)
+            if transition.event is None:
+                return transition
+            if await self.store.transition(user_id, before, transition.after,
+                                           [self.rt.event(transition.event, user_id)]):
+                self.rt.events_written()
+                return transition
+        raise Conflict("the subscription changed meanwhile; try again", code="busy")
 
     async def activate_start(self, request: web.Request) -> web.Response:
         who = identity(request)
+        await self.store.ensure_account(who.user_id, self.rt.clock.now())
+        transition = await self._apply(who.user_id, lambda sub: activate_start(sub, self.plans))
+        return web.json_response(await self._view(who.user_id), status=201 if transition.event else 200)
+
+    def _verified(self, platform: str, receipt: str) -> VerifiedPurchase:
+        purchase = self.verifier.verify(platform, receipt)
+        if purchase.product_id not in self.settings.pro_product_ids:
+            raise BadRequest(f"unknown product '{purchase.product_id}'; known: "
+                             f"{', '.join(sorted(self.settings.pro_product_ids))}", code="unknown_product")
+        return purchase
+
+    async def purchase(self, request: web.Request) -> web.Response:
+        who = identity(request)
+        body = await json_body(request, PurchaseRequest)
+        if body.product_id not in self.settings.pro_product_ids:
+            raise BadRequest(f"unknown product '{body.product_id}'", code="unknown_product")
+        purchase = self._verified(body.platform, body.receipt)
+        if (purchase.order_id, purchase.product_id) != (body.order_id, body.product_id):
+            raise BadRequest("the receipt is for another order or product", code="receipt_mismatch")
         now = self.rt.clock.now()
+        if purchase.expires_at <= now:
+            raise Conflict("the receipt has already expired; renew the subscription in the store",
+                           code="receipt_expired")
         await self.store.ensure_account(who.user_id, now)
-        event = self.rt.event(SubscriptionActivated(entitlement=start_entitlement(self.settings)), who.user_id)
-        if await self.store.activate_start(who.user_id, now, [event]):
-            self.rt.events_written()
-            return web.json_response(account_view(await self.store.account(who.user_id)), status=201)
-        doc = await self.store.account(who.user_id)
-        if doc.get("plan") == "start":
-            return web.json_response(account_view(doc), status=200)
-        raise Conflict(f"the Start plan is not available to an account that has Pro ({doc.get('status')})",
-                       code="start_not_available")
+        try:
+            await self.store.link_order(who.user_id, purchase, now)
+        except OrderLinkedElsewhere:
+            raise Conflict("this order is already linked to another account", code="order_linked_elsewhere")
+        transition = await self._apply(who.user_id, lambda sub: apply_purchase(sub, purchase, now, self.plans))
+        return web.json_response(await self._view(who.user_id), status=201 if transition.event else 200)
+
+    async def notification(self, request: web.Request) -> web.Response:
+        """A store tells us about a renewal. Authenticated by the receipt's signature, not by
+        a device token; only orders already linked to an account are accepted."""
+        platform = request.match_info["platform"]
+        body = await json_body(request, StoreNotification)
+        purchase = self._verified(platform, body.receipt)
+        order = await self.store.order(platform, purchase.order_id)
+        if order is None:
+            raise NotFound(f"unknown order '{purchase.order_id}': it was never linked to an account",
+                           code="unknown_order")
+        now = self.rt.clock.now()
+        if purchase.expires_at <= now:
+            raise Conflict("the receipt has already expired", code="receipt_expired")
+        await self.store.link_order(order["user_id"], purchase, now)
+        transition = await self._apply(order["user_id"],
+                                       lambda sub: apply_purchase(sub, purchase, now, self.plans))
+        return web.json_response({"status": "applied" if transition.event else "unchanged",
+                                  "event": transition.event.event_type if transition.event else None})
 
     async def account(self, request: web.Request) -> web.Response:
         who = identity(request)
         await self.store.ensure_account(who.user_id, self.rt.clock.now())
-        return web.json_response(account_view(await self.store.account(who.user_id)))
+        return web.json_response(await self._view(who.user_id))

@@ -1,33 +1,82 @@
-"""Billing accounts in billing's own database: plan, status and a projection of usage."""
+"""Billing's storage adapter: accounts (plan, status, usage projection) and linked orders."""
 
 from datetime import datetime
 from typing import Any
 
+from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
 from osmcloud_common.outbox import with_events
 
+from .lifecycle import Subscription
+from .receipts import VerifiedPurchase
+
+
+class OrderLinkedElsewhere(Exception):
+    pass
+
+
+def subscription_of(doc: dict[str, Any]) -> Subscription:
+    return Subscription(plan=doc.get("plan"), status=doc.get("status", "none"), expires_at=doc.get("expires_at"),
+                        grace_until=doc.get("grace_until"))
+
 
 class BillingStore:
-    def __init__(self, accounts) -> None:
-        self.accounts = accounts
+    def __init__(self, accounts, orders) -> None:
+        self.accounts, self.orders = accounts, orders
+
+    async def create_indexes(self) -> None:
+        await self.accounts.create_index([("status", ASCENDING), ("expires_at", ASCENDING)])
+        await self.accounts.create_index([("status", ASCENDING), ("grace_until", ASCENDING)])
+        await self.orders.create_index([("user_id", ASCENDING)])
 
     async def ensure_account(self, user_id: str, now: datetime) -> None:
         try:
-            await self.accounts.insert_one({"_id": user_id, "user_id": user_id, "plan": None, "status": "none", "created_at": now,
-                                            "expires_at": None, "grace_until": None, "usage": None})
+            await self.accounts.insert_one({"_id": user_id, "user_id": user_id, "plan": None, "status": "none",
+                                            "created_at": now, "expires_at": None, "grace_until": None,
+                                            "usage": None})
         except DuplicateKeyError:
             pass
 
     async def account(self, user_id: str) -> dict[str, Any] | None:
         return await self.accounts.find_one({"_id": user_id}, {"_outbox": 0})
 
-    async def activate_start(self, user_id: str, now: datetime, events: list[dict]) -> bool:
-        """Activates Start only for an account without a plan; True when this call did it."""
+    async def transition(self, user_id: str, before: Subscription, after: Subscription, events: list[dict]) -> bool:
+        """Moves the account from `before` to `after` with its event in one write, only if it
+        is still in `before` (two replicas or two requests never apply one transition twice)."""
         result = await self.accounts.update_one(
-            {"_id": user_id, "plan": None},
-            with_events({"$set": {"plan": "start", "status": "active", "activated_at": now}}, events))
+            {"_id": user_id, "plan": before.plan, "status": before.status, "expires_at": before.expires_at,
+             "grace_until": before.grace_until},
+            with_events({"$set": {"plan": after.plan, "status": after.status, "expires_at": after.expires_at,
+                                  "grace_until": after.grace_until}}, events))
         return result.modified_count == 1
+
+    async def due(self, now: datetime, limit: int = 100) -> list[dict[str, Any]]:
+        """Accounts with a passed deadline: Pro expiring or a grace year ending."""
+        query = {"plan": "pro", "$or": [{"status": "active", "expires_at": {"$lte": now}},
+                                        {"status": "grace", "grace_until": {"$lte": now}}]}
+        return await self.accounts.find(query, {"_outbox": 0}).limit(limit).to_list(None)
+
+    async def link_order(self, user_id: str, purchase: VerifiedPurchase, now: datetime) -> dict[str, Any]:
+        """One order belongs to one account, atomically (the order key is the document id)."""
+        order_key = f"{purchase.platform}:{purchase.order_id}"
+        fields = {"platform": purchase.platform, "order_id": purchase.order_id, "product_id": purchase.product_id}
+        try:
+            await self.orders.insert_one({"_id": order_key, "user_id": user_id, **fields, "linked_at": now,
+                                          "expires_at": purchase.expires_at})
+        except DuplicateKeyError:
+            existing = await self.orders.find_one({"_id": order_key})
+            if existing["user_id"] != user_id:
+                raise OrderLinkedElsewhere()
+        await self.orders.update_one({"_id": order_key, "expires_at": {"$lt": purchase.expires_at}},
+                                     {"$set": {"expires_at": purchase.expires_at}})
+        return await self.orders.find_one({"_id": order_key})
+
+    async def order(self, platform: str, order_id: str) -> dict[str, Any] | None:
+        return await self.orders.find_one({"_id": f"{platform}:{order_id}"})
+
+    async def orders_of(self, user_id: str) -> list[dict[str, Any]]:
+        return await self.orders.find({"user_id": user_id}).sort("linked_at", 1).to_list(None)
 
     async def record_usage(self, user_id: str, sequence: int, usage: dict[str, Any]) -> None:
         """Keeps the newest usage figures; an older or repeated event changes nothing."""

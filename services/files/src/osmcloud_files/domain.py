@@ -42,6 +42,11 @@ def check_may_upload(entitlement: Entitlement | None, file_type: str) -> None:
         raise Forbidden("this account has no plan: activate the free Start plan or buy Pro to upload",
                         code="no_plan")
     if entitlement.allowed_types is not None and file_type not in entitlement.allowed_types:
+        if entitlement.grace_until is not None:
+            raise Forbidden(f"the Pro subscription has expired: during its grace period (until "
+                            f"{entitlement.grace_until:%Y-%m-%d %H:%M} UTC) stored {file_type} files can still be "
+                            f"listed, downloaded, restored and deleted, but uploads follow the Start rules, which "
+                            f"do not include {file_type}; renew Pro to upload them", code="grace_period")
         plan = "Start or Pro" if file_type in START_TYPES else "Pro"
         raise Forbidden(f"files of type {file_type} need the {plan} plan; the account's uploads follow "
                         f"the {entitlement.plan.capitalize()} rules", code="type_not_in_plan")

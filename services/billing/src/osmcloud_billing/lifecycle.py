@@ -1,0 +1,78 @@
+"""The subscription state machine, free of I/O.
+
+    none ──start──> start/active
+    none|start|expired ──purchase──> pro/active        (subscription-activated)
+    pro/active|grace ──later receipt──> pro/active      (subscription-renewed)
+    pro/active ──expires_at passes──> pro/grace         (subscription-expired, grace_until = expiry + 1 year)
+    pro/grace ──grace_until passes──> pro/expired       (grace-period-ended)
+
+During grace and after it, uploads follow Start rules; listing, downloading, restoring and
+deleting keep working. Renewal at any point restores Pro."""
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from osmcloud_common.errors import Conflict
+from osmcloud_common.events import (Entitlement, GracePeriodEnded, Payload, SubscriptionActivated,
+                                    SubscriptionExpired, SubscriptionRenewed)
+
+from .receipts import VerifiedPurchase
+
+
+@dataclass(frozen=True)
+class Subscription:
+    plan: str | None = None           # None, "start" or "pro"
+    status: str = "none"              # "none", "active", "grace", "expired"
+    expires_at: datetime | None = None
+    grace_until: datetime | None = None
+
+    @property
+    def view_status(self) -> str:
+        return {"grace": "in_grace"}.get(self.status, self.status)
+
+
+@dataclass(frozen=True)
+class Plans:
+    start: Entitlement
+    pro: Entitlement
+    grace: timedelta
+
+
+@dataclass(frozen=True)
+class Transition:
+    after: Subscription
+    event: Payload | None  # None: nothing changed (a repeated receipt, say)
+
+
+def activate_start(sub: Subscription, plans: Plans) -> Transition:
+    if sub.plan == "pro" and sub.status in ("active", "grace"):
+        state = "active" if sub.status == "active" else "in its grace period"
+        raise Conflict(f"the Start plan is not available: this account has Pro ({state})", code="start_not_available")
+    if sub.plan == "start" or sub.status == "expired":
+        return Transition(sub, None)  # already on Start rules
+    return Transition(Subscription(plan="start", status="active"),
+                      SubscriptionActivated(entitlement=plans.start))
+
+
+def apply_purchase(sub: Subscription, purchase: VerifiedPurchase, now: datetime, plans: Plans) -> Transition:
+    if purchase.expires_at <= now:
+        raise Conflict("the receipt has already expired; renew the subscription in the store", code="receipt_expired")
+    if sub.plan == "pro" and sub.status in ("active", "grace"):
+        if sub.expires_at is not None and purchase.expires_at <= sub.expires_at:
+            return Transition(sub, None)
+        after = Subscription(plan="pro", status="active", expires_at=purchase.expires_at)
+        return Transition(after, SubscriptionRenewed(entitlement=plans.pro, expires_at=purchase.expires_at))
+    after = Subscription(plan="pro", status="active", expires_at=purchase.expires_at)
+    return Transition(after, SubscriptionActivated(entitlement=plans.pro, expires_at=purchase.expires_at))
+
+
+def due_transition(sub: Subscription, now: datetime, plans: Plans) -> Transition | None:
+    """The deadline that has passed, if any: expiry, then the end of grace."""
+    if sub.plan == "pro" and sub.status == "active" and sub.expires_at and sub.expires_at <= now:
+        grace_until = sub.expires_at + plans.grace
+        grace = plans.start.model_copy(update={"grace_until": grace_until})
+        return Transition(replace(sub, status="grace", grace_until=grace_until),
+                          SubscriptionExpired(entitlement=grace, grace_until=grace_until))
+    if sub.plan == "pro" and sub.status == "grace" and sub.grace_until and sub.grace_until <= now:
+        return Transition(replace(sub, status="expired"), GracePeriodEnded(entitlement=plans.start))
+    return None

@@ -1,0 +1,217 @@
+"""The Pro lifecycle end to end through the gateway, on the shared clock: purchase, expiry,
+a year of grace on Start rules, the end of grace sending Pro-only files to the trash, renewal,
+and the trash purge 30 days later."""
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import pytest
+from minio import Minio
+from pymongo import AsyncMongoClient
+
+from osmcloud_billing.receipts import sign_sandbox_receipt
+from osmcloud_common.clock import freeze_shared_clock, set_shared_offset
+from osmcloud_localstack.client import GatewayClient, eventually, login
+
+SANDBOX_KEY = "osmcloud-sandbox-key"  # billing's default SANDBOX_RECEIPT_KEY
+MONTH = timedelta(days=30)
+YEAR = timedelta(days=365)
+TRACK = b"<gpx><trk><name>ride</name></trk></gpx>"
+FAVS = b"<gpx><wpt lat='1' lon='2'/></gpx>"
+
+
+@pytest.fixture
+async def gateway(stack):
+    async with aiohttp.ClientSession() as session:
+        yield GatewayClient(session, stack.gateway_url)
+
+
+@pytest.fixture
+async def clock(stack):
+    mongo = AsyncMongoClient(stack.mongo_url)
+
+    start = datetime.now(UTC).replace(microsecond=0)
+
+    async def move(offset: timedelta) -> datetime:
+        """Freezes every service's clock at start + offset, exactly."""
+        await freeze_shared_clock(mongo, start + offset)
+        await asyncio.sleep(0.5)  # services refresh the shared clock every 0.1 s
+        return start + offset
+    move.start = start
+    await move(timedelta(0))
+    yield move
+    await set_shared_offset(mongo, timedelta(0))
+    await asyncio.sleep(0.5)
+    await mongo.close()
+
+
+def receipt_for(order_id: str, purchased_at: datetime, expires_at: datetime) -> str:
+    return sign_sandbox_receipt(SANDBOX_KEY, platform="sandbox", order_id=order_id,
+                                product_id="osmcloud.pro.monthly", purchased_at=purchased_at, expires_at=expires_at)
+
+
+async def buy_pro(me: GatewayClient, purchased_at: datetime, expires_at: datetime) -> dict:
+    order_id = f"GPA.{uuid.uuid4().hex[:10]}"
+    reply = await me.call("POST", "/api/billing/purchases", json={
+        "platform": "sandbox", "product_id": "osmcloud.pro.monthly", "order_id": order_id,
+        "receipt": receipt_for(order_id, purchased_at, expires_at)})
+    assert reply.status == 201, reply
+    assert reply.body["plan"] == "pro" and reply.body["status"] == "active"
+    return reply.body
+
+
+async def wait_status(me: GatewayClient, status: str) -> dict:
+    async def probe():
+        account = (await me.call("GET", "/api/billing/account")).body
+        return account if account["status"] == status else None
+    return await eventually(probe, what=f"billing status {status}")
+
+
+async def wait_quota(me: GatewayClient, plan: str) -> None:
+    async def probe():
+        return (await me.call("GET", "/api/files/usage")).body["plan"] == plan
+    await eventually(probe, what=f"files applying the {plan} entitlement")
+
+
+async def trash_names(me: GatewayClient) -> set[str]:
+    trash = (await me.call("GET", "/api/trash")).body
+    return {item["name"] for month in trash["months"] for item in month["items"]}
+
+
+async def pro_user_with_files(gateway, stack, t0: datetime) -> tuple[GatewayClient, str]:
+    me, session = await login(gateway, stack.smtp_sink_url)
+    await buy_pro(me, t0, t0 + MONTH)
+    await wait_quota(me, "pro")
+    assert (await me.call("PUT", "/api/files/GPX/tracks/ride.gpx", data=TRACK)).status == 201
+    assert (await me.call("PUT", "/api/files/FAVOURITES/favourites.gpx", data=FAVS)).status == 201
+    return me, session["user_id"]
+
+
+async def test_expiry_grace_end_renewal_and_purge(stack, gateway, clock):
+    t0 = clock.start
+    renewer, _ = await pro_user_with_files(gateway, stack, t0)
+    lapsed, lapsed_id = await pro_user_with_files(gateway, stack, t0)
+
+    await clock(MONTH + timedelta(seconds=1))
+    for me in (renewer, lapsed):
+        await wait_status(me, "in_grace")
+        await wait_quota(me, "start")
+        refused = await me.call("PUT", "/api/files/GPX/tracks/ride.gpx", data=TRACK, params={"overwrite": "true"})
+        assert refused.status == 403 and refused.error_code() == "grace_period", refused
+        assert "grace period" in refused.body["error"]["message"]
+        download = await me.call("GET", "/api/files/GPX/tracks/ride.gpx")
+        assert download.status == 200 and download.body == TRACK
+        assert (await me.call("GET", "/api/files")).status == 200
+
+    await clock(MONTH + YEAR - timedelta(seconds=1))
+    await asyncio.sleep(1.5)  # a deadline scan or more
+    for me in (renewer, lapsed):
+        assert (await me.call("GET", "/api/billing/account")).body["status"] == "in_grace"
+        refused = await me.call("PUT", "/api/files/GPX/tracks/new.gpx", data=TRACK)
+        assert refused.status == 403 and refused.error_code() == "grace_period"
+        assert await trash_names(me) == set()
+
+    await clock(MONTH + YEAR + timedelta(seconds=2))
+    for me in (renewer, lapsed):
+        await wait_status(me, "expired")
+
+        async def tracks_trashed():
+            return await trash_names(me) == {"tracks/ride.gpx"}
+        await eventually(tracks_trashed, what="Pro-only files reaching the trash at the end of grace")
+        live = (await me.call("GET", "/api/files")).body["files"]
+        assert [(f["type"], f["name"]) for f in live] == [("FAVOURITES", "favourites.gpx")]
+
+    # buying Pro again restores uploads (and the trashed tracks stay restorable)
+    now = t0 + MONTH + YEAR + timedelta(seconds=2)
+    await buy_pro(renewer, now, now + MONTH)
+    await wait_quota(renewer, "pro")
+    assert (await renewer.call("PUT", "/api/files/GPX/tracks/again.gpx", data=TRACK)).status == 201
+
+    # the account that did not renew loses its tracks 30 days after the end of grace, blobs included
+    await clock(MONTH + YEAR + MONTH + timedelta(seconds=3))
+
+    async def purged():
+        return await trash_names(lapsed) == set()
+    await eventually(purged, what="the trash purging the lapsed account's tracks")
+    mongo = AsyncMongoClient(stack.mongo_url)
+    try:
+        async def versions_gone():
+            left = await mongo[f"{stack.db_prefix}files"]["versions"].find(
+                {"user_id": lapsed_id, "type": "GPX"}).to_list(None)
+            return left == []
+        await eventually(versions_gone, what="the lapsed account's track versions being removed")
+        fav_versions = await mongo[f"{stack.db_prefix}files"]["versions"].find(
+            {"user_id": lapsed_id, "type": "FAVOURITES"}).to_list(None)
+        assert len(fav_versions) == 1
+    finally:
+        await mongo.close()
+    s3 = Minio(stack.s3_endpoint, access_key=stack.s3_access_key, secret_key=stack.s3_secret_key, secure=False)
+    blobs = [o.object_name for o in s3.list_objects(stack.s3_bucket, prefix=f"users/{lapsed_id}/", recursive=True)]
+    assert blobs == [f"users/{lapsed_id}/{fav_versions[0]['_id']}"]
+
+
+async def test_renewal_mid_grace_trashes_nothing(stack, gateway, clock):
+    t0 = clock.start
+    me, _ = await pro_user_with_files(gateway, stack, t0)
+    await clock(MONTH + timedelta(days=100))
+    await wait_status(me, "in_grace")
+    now = t0 + MONTH + timedelta(days=100)
+    renewed = await buy_pro(me, now, now + YEAR + MONTH)
+    assert renewed["grace_until"] is None
+    await wait_quota(me, "pro")
+    assert (await me.call("PUT", "/api/files/GPX/tracks/more.gpx", data=TRACK)).status == 201
+    await clock(MONTH + YEAR + timedelta(days=1))
+    await asyncio.sleep(2)
+    assert (await me.call("GET", "/api/billing/account")).body["status"] == "active"
+    assert await trash_names(me) == set()
+    names = {f["name"] for f in (await me.call("GET", "/api/files")).body["files"]}
+    assert names == {"tracks/ride.gpx", "tracks/more.gpx", "favourites.gpx"}
+
+
+async def test_bad_purchases_change_nothing(stack, gateway):
+    me, _ = await login(gateway, stack.smtp_sink_url)
+    other, _ = await login(gateway, stack.smtp_sink_url)
+    t0 = datetime.now(UTC)
+    order_id = f"GPA.{uuid.uuid4().hex[:10]}"
+    good = receipt_for(order_id, t0, t0 + MONTH)
+    body = {"platform": "sandbox", "product_id": "osmcloud.pro.monthly", "order_id": order_id}
+    forged = sign_sandbox_receipt("wrong-key", platform="sandbox", order_id=order_id,
+                                  product_id="osmcloud.pro.monthly", purchased_at=t0, expires_at=t0 + MONTH)
+    cases = [
+        ({**body, "receipt": forged}, 400, "receipt_invalid"),
+        ({**body, "receipt": "not-a-receipt"}, 400, "receipt_invalid"),
+        ({**body, "product_id": "osmcloud.gold", "receipt": good}, 400, "unknown_product"),
+        ({**body, "order_id": "GPA.other", "receipt": good}, 400, "receipt_mismatch"),
+        ({"platform": "sandbox"}, 400, "bad_request"),
+    ]
+    for request, status, code in cases:
+        reply = await me.call("POST", "/api/billing/purchases", json=request)
+        assert (reply.status, reply.error_code()) == (status, code), (request, reply)
+        assert reply.body["error"]["message"]
+    assert (await me.call("GET", "/api/billing/account")).body["plan"] is None
+
+    assert (await me.call("POST", "/api/billing/purchases", json={**body, "receipt": good})).status == 201
+    stolen = await other.call("POST", "/api/billing/purchases", json={**body, "receipt": good})
+    assert stolen.status == 409 and stolen.error_code() == "order_linked_elsewhere"
+    assert (await other.call("GET", "/api/billing/account")).body["plan"] is None
+
+    before = (await me.call("GET", "/api/billing/account")).body
+    unknown = f"GPA.{uuid.uuid4().hex[:10]}"
+    anonymous = gateway.with_token(None)
+    reply = await anonymous.call("POST", "/api/billing/notifications/sandbox",
+                                 json={"receipt": receipt_for(unknown, t0, t0 + MONTH)})
+    assert reply.status == 404 and reply.error_code() == "unknown_order"
+    forged_renewal = await anonymous.call("POST", "/api/billing/notifications/sandbox", json={
+        "receipt": sign_sandbox_receipt("wrong-key", platform="sandbox", order_id=order_id,
+                                        product_id="osmcloud.pro.monthly", purchased_at=t0, expires_at=t0 + YEAR)})
+    assert forged_renewal.status == 400
+    assert (await me.call("GET", "/api/billing/account")).body == before  # nothing changed
+
+    # a real renewal notification extends the subscription, idempotently
+    renewal = {"receipt": receipt_for(order_id, t0, t0 + 2 * MONTH)}
+    first = await anonymous.call("POST", "/api/billing/notifications/sandbox", json=renewal)
+    assert first.status == 200 and first.body == {"status": "applied", "event": "subscription-renewed"}
+    again = await anonymous.call("POST", "/api/billing/notifications/sandbox", json=renewal)
+    assert again.status == 200 and again.body["status"] == "unchanged"
