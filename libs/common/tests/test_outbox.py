@@ -39,6 +39,10 @@ class FakeCollection:
                     yield d
         return gen()
 
+    async def find_one(self, query, projection=None):
+        doc = self.docs.get(query["_id"])
+        return doc if doc is not None and doc.get(PENDING_FIELD) is True else None
+
     async def update_one(self, query, update):
         doc = self.docs[query["_id"]]
         if "$pullAll" in update:

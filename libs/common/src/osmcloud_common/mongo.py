@@ -2,6 +2,7 @@
 MongoDB and FerretDB support: no multi-document transactions, change streams or TTL."""
 
 import asyncio
+import weakref
 
 from pymongo import AsyncMongoClient
 
@@ -31,3 +32,47 @@ async def delete_user_data(database, user_id: str) -> int:
         if name not in BOOKKEEPING_COLLECTIONS:
             removed += (await database[name].delete_many({"user_id": user_id})).deleted_count
     return removed
+
+
+class SerializedCollection:
+    """A collection whose single-document updates run one at a time per document `_id`
+    within this process.
+
+    FerretDB's SQLite backend (the local stack) applies an update as read, modify, write
+    without a transaction (FerretDB issue #3040): two concurrent `$inc` on one document lose
+    one increment, two conditional updates on the same condition both succeed, and the outbox
+    relay's `$pullAll` can overwrite a change written a moment before. Serializing the
+    updates of each document in the process makes them atomic again for a single replica;
+    MongoDB is atomic on its own and this only costs a lock per document. Updates whose
+    filter names no `_id` are passed through unchanged."""
+
+    def __init__(self, collection) -> None:
+        self._collection = collection
+        self._locks: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+    def _lock(self, filter_: dict) -> asyncio.Lock | None:
+        key = filter_.get("_id") if isinstance(filter_, dict) else None
+        if key is None or isinstance(key, dict):
+            return None
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[key] = lock
+        return lock
+
+    async def update_one(self, filter_, update, *args, **kwargs):
+        lock = self._lock(filter_)
+        if lock is None:
+            return await self._collection.update_one(filter_, update, *args, **kwargs)
+        async with lock:
+            return await self._collection.update_one(filter_, update, *args, **kwargs)
+
+    async def find_one_and_update(self, filter_, update, *args, **kwargs):
+        lock = self._lock(filter_)
+        if lock is None:
+            return await self._collection.find_one_and_update(filter_, update, *args, **kwargs)
+        async with lock:
+            return await self._collection.find_one_and_update(filter_, update, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._collection, name)
