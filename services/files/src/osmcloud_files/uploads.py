@@ -126,10 +126,13 @@ class Uploader:
                 if more:
                     if received > need.limit:
                         raise BodyTooLarge(need.limit)
+                    least = received - need.old_size - reservation.bytes  # near the quota: just what came
                     if not await self.ledger.grow(user_id, op_id, quota, more):
-                        latest = await self.ledger.get(user_id)
-                        raise quota_exceeded(received - need.old_size, latest["committed_bytes"] - reservation.bytes,
-                                             quota)
+                        if least >= more or not await self.ledger.grow(user_id, op_id, quota, least):
+                            latest = await self.ledger.get(user_id)
+                            raise quota_exceeded(received - need.old_size,
+                                                 latest["committed_bytes"] - reservation.bytes, quota)
+                        more = least
                     reservation.bytes += more
                     renewed = time.monotonic()
             if time.monotonic() - renewed > RENEW_SECONDS:
