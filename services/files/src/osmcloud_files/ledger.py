@@ -170,10 +170,11 @@ class Ledger:
             if op_id not in (doc.get("ops") or {}):
                 return None
             update = with_events({
-                "$set": {"used_bytes": 0, "file_count": 0, "reset_seq": doc["change_seq"], "frozen": None,
+                # the reset takes a change number of its own: cursors below it must resync
+                "$set": {"used_bytes": 0, "file_count": 0, "reset_seq": doc["change_seq"] + 1, "frozen": None,
                          "usage_dirty": True},
                 "$inc": {"committed_bytes": -doc["used_bytes"], "committed_files": -doc["file_count"],
-                         "usage_seq": 1, "op_count": -1},
+                         "usage_seq": 1, "op_count": -1, "change_seq": 1},
                 "$unset": {f"ops.{op_id}": ""}}, events)
             result = await self.accounts.find_one_and_update(
                 {"_id": user_id, "usage_seq": doc["usage_seq"], f"ops.{op_id}": {"$exists": True}}, update,
