@@ -149,10 +149,7 @@ def median(values: list[float]) -> float:
 async def run(endpoints: dict, files_pid: int, args) -> int:
     s3 = Minio(endpoints["s3_endpoint"], access_key=endpoints["s3_access_key"],
                secret_key=endpoints["s3_secret_key"], secure=endpoints["s3_secure"])
-    bucket = endpoints["s3_bucket"]
-    pool = ThreadPoolExecutor(max_workers=args.concurrency)
-    loop = asyncio.get_running_loop()
-    missed = 0
+    bench = Bench(args, s3, endpoints["s3_bucket"], ThreadPoolExecutor(max_workers=args.concurrency), files_pid)
     connector = aiohttp.TCPConnector(limit=args.concurrency * 2)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=3600)) as session:
         gateway = GatewayClient(session, endpoints["gateway_url"])
@@ -165,31 +162,54 @@ async def run(endpoints: dict, files_pid: int, args) -> int:
         async def pro_known():
             return (await me.call("GET", "/api/files/usage")).body.get("plan") == "pro"
         await eventually(pro_known, timeout=60, what="files learning the Pro entitlement")
+        bench.me, bench.session = me, session
+        missed = 0
+        if args.only in (None, "big"):
+            missed += await bench.big_files()
+        if args.only in (None, "small"):
+            missed += await bench.small_files()
+        if args.only in (None, "rss"):
+            missed += await bench.streaming_memory()
+        reply = await me.call("DELETE", "/api/files")  # "delete all my data" cleans up after the run
+        assert reply.status == 200, reply
+    print(f"\n{'all targets met' if not missed else f'{missed} target(s) missed'}")
+    return 0
 
-        # ---- 1. 64 MiB up and down ------------------------------------------------------------
+
+class Bench:
+    def __init__(self, args, s3: Minio, bucket: str, pool: ThreadPoolExecutor, files_pid: int) -> None:
+        self.args, self.s3, self.bucket, self.pool, self.files_pid = args, s3, bucket, pool, files_pid
+        self.me: GatewayClient | None = None
+        self.session: aiohttp.ClientSession | None = None
+
+    async def _in_thread(self, fn, *a):
+        return await asyncio.get_running_loop().run_in_executor(self.pool, lambda: fn(*a))
+
+    def _get_all(self, key: str) -> int:
+        response = self.s3.get_object(self.bucket, key)
+        try:
+            return sum(len(c) for c in response.stream(1 * MIB))
+        finally:
+            response.close()
+            response.release_conn()
+
+    async def big_files(self) -> int:
+        """[1] one big body up and down, through the gateway and straight to S3."""
+        args, me = self.args, self.me
         big = os.urandom(args.big_mib * MIB)
+        url = f"{me.base}/api/files/FILE/bench/big.bin"
         ours_up, ours_down, direct_up, direct_down = [], [], [], []
-        for i in range(args.repeat):
+        for _ in range(args.repeat):
             key = f"bench/{uuid.uuid4().hex}"
             t = time.perf_counter()
-            await loop.run_in_executor(pool, lambda: s3.put_object(bucket, key, io.BytesIO(big), len(big)))
+            await self._in_thread(self.s3.put_object, self.bucket, key, io.BytesIO(big), len(big))
             direct_up.append(time.perf_counter() - t)
-
-            def get_all() -> int:
-                response = s3.get_object(bucket, key)
-                try:
-                    return sum(len(c) for c in response.stream(1 * MIB))
-                finally:
-                    response.close()
-                    response.release_conn()
             t = time.perf_counter()
-            assert await loop.run_in_executor(pool, get_all) == len(big)
+            assert await self._in_thread(self._get_all, key) == len(big)
             direct_down.append(time.perf_counter() - t)
-            await loop.run_in_executor(pool, s3.remove_object, bucket, key)
-
+            await self._in_thread(self.s3.remove_object, self.bucket, key)
             ours_up.append(await timed_upload(me, "/api/files/FILE/bench/big.bin", big))
-            ours_down.append(await timed_download(session, f"{gateway.base}/api/files/FILE/bench/big.bin",
-                                                  me.token, len(big)))
+            ours_down.append(await timed_download(me.session, url, me.token, len(big)))
         mb = args.big_mib
         up_ratio = median(direct_up) / median(ours_up)
         down_ratio = median(direct_down) / median(ours_down)
@@ -198,16 +218,16 @@ async def run(endpoints: dict, files_pid: int, args) -> int:
               f"   ratio {up_ratio:.2f}x (target >= 0.9x: {verdict(up_ratio >= 0.9)})")
         print(f"    download gateway {mb / median(ours_down):8.1f} MiB/s   direct S3 {mb / median(direct_down):8.1f} MiB/s"
               f"   ratio {down_ratio:.2f}x (target >= 0.9x: {verdict(down_ratio >= 0.9)})")
-        missed += (up_ratio < 0.9) + (down_ratio < 0.9)
-        del big
+        return (up_ratio < 0.9) + (down_ratio < 0.9)
 
-        # ---- 2. 1,000 small uploads, 16 concurrent clients ---------------------------------------
+    async def small_files(self) -> int:
+        """[2] many small new files by concurrent clients, and as many direct small PUTs."""
+        args, me = self.args, self.me
         small = os.urandom(args.small_kib * 1024)
         n, c = args.small_count, args.concurrency
         t = time.perf_counter()
-        await asyncio.gather(*(loop.run_in_executor(
-            pool, lambda i=i: s3.put_object(bucket, f"bench/small/{i}", io.BytesIO(small), len(small)))
-            for i in range(n)))
+        await asyncio.gather(*(self._in_thread(self.s3.put_object, self.bucket, f"bench/small/{i}",
+                                               io.BytesIO(small), len(small)) for i in range(n)))
         direct_rate = n / (time.perf_counter() - t)
 
         queue: asyncio.Queue[int] = asyncio.Queue()
@@ -228,33 +248,31 @@ async def run(endpoints: dict, files_pid: int, args) -> int:
         print(f"    gateway {ours_rate:8.1f} uploads/s (p50 {latencies[len(latencies) // 2] * 1000:.0f} ms, "
               f"p99 {latencies[int(len(latencies) * 0.99)] * 1000:.0f} ms)   direct S3 {direct_rate:8.1f} PUTs/s"
               f"   ratio {small_ratio:.2f}x (target >= 0.5x: {verdict(small_ratio >= 0.5)})")
-        missed += small_ratio < 0.5
-        await loop.run_in_executor(pool, lambda: [s3.remove_object(bucket, f"bench/small/{i}") for i in range(n)])
+        await self._in_thread(lambda: [self.s3.remove_object(self.bucket, f"bench/small/{i}") for i in range(n)])
+        return small_ratio < 0.5
 
-        # ---- 3. RSS of the files process while 1 GiB streams up and down --------------------------
+    async def streaming_memory(self) -> int:
+        """[3] the files process's resident memory while a big body streams up and down."""
+        args, me = self.args, self.me
         total = args.rss_mib * MIB
         block = os.urandom(1 * MIB)
 
         async def generate():
             for _ in range(args.rss_mib):
                 yield block
-        with RssSampler(files_pid) as up_rss:
+        with RssSampler(self.files_pid) as up_rss:
             elapsed_up = await timed_upload(me, "/api/files/FILE/bench/huge.bin", generate(),
                                             headers={"Content-Length": str(total)})
-        with RssSampler(files_pid) as down_rss:
-            elapsed_down = await timed_download(session, f"{gateway.base}/api/files/FILE/bench/huge.bin",
+        with RssSampler(self.files_pid) as down_rss:
+            elapsed_down = await timed_download(me.session, f"{me.base}/api/files/FILE/bench/huge.bin",
                                                 me.token, total)
         worst = max(up_rss.growth, down_rss.growth)
-        print(f"\n[3] {args.rss_mib} MiB streamed through files (pid {files_pid}, baseline RSS "
+        print(f"\n[3] {args.rss_mib} MiB streamed through files (pid {self.files_pid}, baseline RSS "
               f"{up_rss.baseline / MIB:.0f} MiB):")
         print(f"    upload   {args.rss_mib / elapsed_up:8.1f} MiB/s, peak RSS growth {up_rss.growth / MIB:6.1f} MiB")
         print(f"    download {args.rss_mib / elapsed_down:8.1f} MiB/s, peak RSS growth {down_rss.growth / MIB:6.1f} MiB")
         print(f"    worst growth {worst / MIB:.1f} MiB (target < 64 MiB: {verdict(worst < 64 * MIB)})")
-        missed += worst >= 64 * MIB
-        reply = await me.call("DELETE", "/api/files")
-        assert reply.status == 200, reply
-    print(f"\n{'all targets met' if not missed else f'{missed} target(s) missed'}")
-    return 0
+        return worst >= 64 * MIB
 
 
 def main() -> int:
@@ -266,6 +284,7 @@ def main() -> int:
     parser.add_argument("--small-kib", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rss-mib", type=int, default=1024)
+    parser.add_argument("--only", choices=["big", "small", "rss"], help="run one part only (for profiling)")
     args = parser.parse_args()
 
     stack = None

@@ -108,13 +108,13 @@ class FilesWorld:
         return await self.db["versions"].find({"user_id": user_id}).to_list(None)
 
     async def quiet(self, user_id: str) -> None:
-        """Waits until files has nothing left to write for this user (events relayed, usage
-        published): a test that writes to files' documents directly must not race files
+        """Waits until files has nothing left to write for this user (events relayed,
+        operations finished): a test that writes to files' documents directly must not race files
         (FerretDB's updates are read-modify-write)."""
         async def settled():
             account = await self.db["accounts"].find_one({"_id": user_id})
             heads = await self.db["heads"].count_documents({"user_id": user_id, "_outbox_pending": True})
-            return (account is not None and not account.get("_outbox_pending") and not account.get("usage_dirty")
+            return (account is not None and not account.get("_outbox_pending")
                     and not account.get("op_count") and heads == 0)
         await eventually(settled, what=f"files finishing its writes for {user_id}")
 

@@ -1,8 +1,9 @@
 """Blobs in any S3 API through the `minio` SDK. The SDK blocks, so every call runs in a
 worker thread; uploads stream from an async source without holding the body whole.
 
-An upload is read in parts of PART_SIZE on the event loop; while one part travels to S3 in a
-worker thread the next is read from the source, so at most two parts are in memory. Bodies
+An upload is read in parts of PART_SIZE on the event loop; while up to PARTS_IN_FLIGHT parts
+travel to S3 in worker threads the next is read from the source, so at most that many parts
+plus one are in memory. Bodies
 that fit in one part are a single PUT, larger ones a multipart upload (aborted on failure)."""
 
 import asyncio
@@ -17,8 +18,9 @@ from minio import Minio
 from minio.datatypes import Part
 from minio.error import S3Error
 
-PART_SIZE = 8 * 1024 * 1024
-DOWNLOAD_CHUNK = 1024 * 1024
+PART_SIZE = 5 * 1024 * 1024  # S3's smallest part: less memory per part in flight
+PARTS_IN_FLIGHT = 3  # parts sent at once (hides S3's per-part latency); memory ~ (this + 1) parts
+DOWNLOAD_CHUNK = 4 * 1024 * 1024
 # below this, hashing on the event loop is cheaper than a hop to a thread
 _HASH_INLINE = 256 * 1024
 
@@ -99,28 +101,33 @@ class BlobStore:
 
         upload_id = await self._run(self._client._create_multipart_upload, self.bucket, key,
                                     {"Content-Type": content_type})
+        sending: list[asyncio.Future] = []  # parts in flight, oldest first
         try:
-            parts: list[Part] = []
+            hashing: asyncio.Future | None = None
+            etags: list[str] = []
             while part:
-                number = len(parts) + 1
-                sending = asyncio.ensure_future(self._run(self._send_part, key, upload_id, number, part, sha))
-                try:
-                    following = await fill() if len(part) == PART_SIZE else bytearray()
-                finally:
-                    etag = await sending  # never leave a part in flight behind
-                parts.append(Part(number, etag))
-                part = following
+                number = len(etags) + len(sending) + 1
+                if hashing is not None:
+                    await hashing  # the running hash sees the parts in order
+                hashing = asyncio.ensure_future(self._run(sha.update, part))
+                sending.append(asyncio.ensure_future(self._run(
+                    self._client._upload_part, self.bucket, key, part, None, upload_id, number)))
+                if len(sending) >= PARTS_IN_FLIGHT:
+                    etags.append(await sending.pop(0))
+                part = await fill() if len(part) == PART_SIZE else bytearray()
+            while sending:
+                etags.append(await sending.pop(0))
+            await hashing
+            parts = [Part(n, etag) for n, etag in enumerate(etags, start=1)]
             await self._run(self._client._complete_multipart_upload, self.bucket, key, upload_id, parts)
         except BaseException:
+            for future in sending:  # never leave a part in flight behind
+                with contextlib.suppress(BaseException):
+                    await future
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._run(self._client._abort_multipart_upload, self.bucket, key, upload_id))
             raise
         return StoredBlob(key=key, size=total, sha256=sha.hexdigest())
-
-    def _send_part(self, key: str, upload_id: str, number: int, data: bytearray, sha) -> str:
-        # parts are sent one after the other, so the running hash sees the body in order
-        sha.update(data)
-        return self._client._upload_part(self.bucket, key, data, None, upload_id, number)
 
     async def put_bytes(self, key: str, data: bytes) -> StoredBlob:
         await self._run(self._client.put_object, self.bucket, key, io.BytesIO(data), length=len(data))

@@ -121,10 +121,14 @@ class OutboxRelay:
                 entry["topic"], entry["key"], entry["value"],
                 headers={"event_id": entry["id"], "request_id": entry.get("request_id", "")},
             )
-        if entries:
-            await collection.update_one({"_id": doc_id}, {"$pullAll": {OUTBOX_FIELD: entries}})
-        # clear the flag only if no new event was pushed meanwhile
-        await collection.update_one({"_id": doc_id, OUTBOX_FIELD: {"$size": 0}}, {"$unset": {PENDING_FIELD: ""}})
+        # usually nothing was added meanwhile: one write clears the outbox and the flag
+        done = await collection.update_one({"_id": doc_id, OUTBOX_FIELD: entries},
+                                           {"$unset": {OUTBOX_FIELD: "", PENDING_FIELD: ""}})
+        if done.modified_count != 1:
+            if entries:
+                await collection.update_one({"_id": doc_id}, {"$pullAll": {OUTBOX_FIELD: entries}})
+            # clear the flag only if no new event was pushed meanwhile
+            await collection.update_one({"_id": doc_id, OUTBOX_FIELD: {"$size": 0}}, {"$unset": {PENDING_FIELD: ""}})
         self.published += len(entries)
         return len(entries)
 

@@ -21,7 +21,7 @@ def build_app(settings: FilesSettings | None = None) -> web.Application:
     heads, accounts = SerializedCollection(runtime.db["heads"]), SerializedCollection(runtime.db["accounts"])
     runtime.relay.add_collection(heads)
     runtime.relay.add_collection(accounts)
-    store = FilesStore(heads=heads, versions=runtime.db["versions"], accounts=accounts)
+    store = FilesStore(heads=heads, versions=SerializedCollection(runtime.db["versions"]), accounts=accounts)
     runtime.on_startup(store.create_indexes)
     runtime.on_startup(runtime.blobs.ensure_bucket)
     register_handlers(runtime, store)

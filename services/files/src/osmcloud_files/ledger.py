@@ -12,9 +12,8 @@ Fields of an account document (besides the entitlement projection, see FilesStor
   op_count                          number of entries in ops (cheap "anything in flight?" query)
   change_seq                        last number drawn for the changes feed
   reset_seq                         change_seq when all data was deleted: older cursors must resync
-  usage_seq, usage_dirty, usage_published_seq
-                                    every change of usage bumps usage_seq and marks it dirty; the
-                                    newest figures are then published as storage-usage-changed
+  usage_seq                         grows with every change of usage; storage-usage-changed with
+                                    the new absolute figures is written in the same update
   backup_off                        types whose backup the user switched off
   frozen                            the op id of a "delete all my data" in progress
 """
@@ -36,8 +35,8 @@ UsageEvent = Callable[[int, int, int, int | None], dict]  # (sequence, used, fil
 def _zero_usage(user_id: str) -> dict[str, Any]:
     return {"_id": user_id, "user_id": user_id, "entitlement": None, "entitlement_as_of": None,
             "used_bytes": 0, "file_count": 0, "reserved_bytes": 0, "reserved_files": 0,
-            "committed_bytes": 0, "committed_files": 0, "usage_seq": 0, "usage_dirty": False,
-            "usage_published_seq": 0, "ops": {}, "op_count": 0, "change_seq": 0, "reset_seq": 0,
+            "committed_bytes": 0, "committed_files": 0, "usage_seq": 0,
+            "ops": {}, "op_count": 0, "change_seq": 0, "reset_seq": 0,
             "backup_off": [], "frozen": None}
 
 
@@ -101,46 +100,53 @@ class Ledger:
 
     async def finish(self, user_id: str, op_id: str, reserved_bytes: int, reserved_files: int,
                      delta_bytes: int = 0, delta_files: int = 0, events: list[dict] | None = None,
-                     extra: dict[str, Any] | None = None) -> dict[str, Any] | None:
+                     usage_event: UsageEvent | None = None) -> dict[str, Any] | None:
         """Ends an operation: its reservation is replaced by the usage it really changed
-        (`delta_*`, 0 to just release). Idempotent: once the op is gone nothing happens and
-        None is returned — which is how a second finisher (the reconciler) knows."""
-        update: dict[str, Any] = {
-            "$inc": {"used_bytes": delta_bytes, "file_count": delta_files,
-                     "committed_bytes": delta_bytes - reserved_bytes, "reserved_bytes": -reserved_bytes,
-                     "committed_files": delta_files - reserved_files, "reserved_files": -reserved_files,
-                     "op_count": -1},
-            "$unset": {f"ops.{op_id}": ""}}
-        if delta_bytes or delta_files:
-            update["$inc"]["usage_seq"] = 1
-            update["$set"] = {"usage_dirty": True}
-        if extra:
-            update.setdefault("$set", {}).update(extra)
-        if events:
-            update = with_events(update, events)
-        return await self.accounts.find_one_and_update(
-            {"_id": user_id, f"ops.{op_id}.bytes": reserved_bytes, f"ops.{op_id}.files": reserved_files},
-            update, return_document=ReturnDocument.AFTER)
+        (`delta_*`, 0 to just release), and a change of usage records storage-usage-changed
+        with the new absolute figures in the same write. Idempotent: once the op is gone
+        nothing happens and None is returned — which is how a second finisher (the
+        reconciler) knows."""
+        def build(doc):
+            op = ((doc or {}).get("ops") or {}).get(op_id)
+            if op is None or op.get("bytes") != reserved_bytes or op.get("files") != reserved_files:
+                return None
+            update: dict[str, Any] = {
+                "$inc": {"committed_bytes": delta_bytes - reserved_bytes, "reserved_bytes": -reserved_bytes,
+                         "committed_files": delta_files - reserved_files, "reserved_files": -reserved_files,
+                         "op_count": -1},
+                "$unset": {f"ops.{op_id}": ""}}
+            entries = list(events or [])
+            if delta_bytes or delta_files:
+                update["$set"] = {"used_bytes": doc["used_bytes"] + delta_bytes,
+                                  "file_count": doc["file_count"] + delta_files,
+                                  "usage_seq": doc.get("usage_seq", 0) + 1}
+                if usage_event is not None:
+                    entries.append(self._usage_entry(doc, update["$set"], usage_event))
+            if entries:
+                update = with_events(update, entries)
+            return {"usage_seq": doc.get("usage_seq", 0), f"ops.{op_id}.bytes": reserved_bytes}, update
+        return await self.accounts.modify(user_id, build)
+
+    @staticmethod
+    def _usage_entry(doc: dict[str, Any], figures: dict[str, Any], usage_event: UsageEvent) -> dict:
+        quota = (doc.get("entitlement") or {}).get("quota_bytes")
+        return usage_event(figures["usage_seq"], figures["used_bytes"], figures["file_count"], quota)
+
+    async def settle(self, user_id: str, delta_bytes: int, delta_files: int, reserved: int,
+                     usage_event: UsageEvent) -> dict[str, Any]:
+        """Usage change outside an operation (an anonymous reservation of `reserved` bytes)."""
+        def build(doc):
+            figures = {"used_bytes": doc["used_bytes"] + delta_bytes, "file_count": doc["file_count"] + delta_files,
+                       "usage_seq": doc.get("usage_seq", 0) + 1}
+            update = {"$set": figures, "$inc": {"committed_bytes": delta_bytes - reserved, "reserved_bytes": -reserved,
+                                                "committed_files": delta_files}}
+            return ({"usage_seq": doc.get("usage_seq", 0)},
+                    with_events(update, [self._usage_entry(doc, figures, usage_event)]))
+        return await self.accounts.modify(user_id, build)
 
     async def add_events(self, user_id: str, events: list[dict]) -> None:
         if events:
             await self.accounts.update_one({"_id": user_id}, with_events({"$set": {"user_id": user_id}}, events))
-
-    # ------------------------------------------------------------ usage event
-    async def publish_usage(self, user_id: str, make_event: UsageEvent) -> bool:
-        """Records storage-usage-changed with the account's newest figures if they were not
-        published yet. Conditional on usage_seq, so it never publishes stale figures; when it
-        loses a race, whoever changed usage since publishes the newer ones."""
-        doc = await self.get(user_id)
-        if not doc.get("usage_dirty"):
-            return False
-        seq = doc["usage_seq"]
-        quota = (doc.get("entitlement") or {}).get("quota_bytes")
-        result = await self.accounts.update_one(
-            {"_id": user_id, "usage_seq": seq, "usage_dirty": True},
-            with_events({"$set": {"usage_dirty": False, "usage_published_seq": seq}},
-                        [make_event(seq, doc["used_bytes"], doc["file_count"], quota)]))
-        return result.modified_count == 1
 
     # ------------------------------------------------------------ settings and "delete all"
     async def ensure(self, user_id: str) -> None:
@@ -162,29 +168,24 @@ class Ledger:
             {"$set": {"frozen": op_id, f"ops.{op_id}": entry}, "$inc": {"op_count": 1}})
         return result.modified_count == 1
 
-    async def clear_usage(self, user_id: str, op_id: str, events: list[dict]) -> dict[str, Any] | None:
+    async def clear_usage(self, user_id: str, op_id: str, events: list[dict],
+                          usage_event: UsageEvent) -> dict[str, Any] | None:
         """Ends "delete all": usage to zero (reservations of operations still in flight stay),
-        older cursors must resync, the account is open again. Optimistic on usage_seq."""
-        while True:
-            doc = await self.get(user_id)
-            if op_id not in (doc.get("ops") or {}):
+        older cursors must resync, the account is open again."""
+        def build(doc):
+            if op_id not in ((doc or {}).get("ops") or {}):
                 return None
-            update = with_events({
-                # the reset takes a change number of its own: cursors below it must resync
-                "$set": {"used_bytes": 0, "file_count": 0, "reset_seq": doc["change_seq"] + 1, "frozen": None,
-                         "usage_dirty": True},
-                "$inc": {"committed_bytes": -doc["used_bytes"], "committed_files": -doc["file_count"],
-                         "usage_seq": 1, "op_count": -1, "change_seq": 1},
-                "$unset": {f"ops.{op_id}": ""}}, events)
-            result = await self.accounts.find_one_and_update(
-                {"_id": user_id, "usage_seq": doc["usage_seq"], f"ops.{op_id}": {"$exists": True}}, update,
-                return_document=ReturnDocument.AFTER)
-            if result is not None:
-                return result
+            figures = {"used_bytes": 0, "file_count": 0, "usage_seq": doc.get("usage_seq", 0) + 1}
+            # the reset takes a change number of its own: cursors below it must resync
+            update = {"$set": {**figures, "reset_seq": doc.get("change_seq", 0) + 1, "frozen": None},
+                      "$inc": {"committed_bytes": -doc["used_bytes"], "committed_files": -doc["file_count"],
+                               "op_count": -1, "change_seq": 1},
+                      "$unset": {f"ops.{op_id}": ""}}
+            return ({"usage_seq": doc.get("usage_seq", 0)},
+                    with_events(update, [*events, self._usage_entry(doc, figures, usage_event)]))
+        return await self.accounts.modify(user_id, build)
 
     # ------------------------------------------------------------ reconciliation
     async def with_operations(self) -> list[dict[str, Any]]:
         return await self.accounts.find({"op_count": {"$gt": 0}}, {"_outbox": 0}).to_list(None)
 
-    async def with_unpublished_usage(self) -> list[str]:
-        return [d["_id"] for d in await self.accounts.find({"usage_dirty": True}, {"_id": 1}).to_list(None)]

@@ -56,13 +56,6 @@ class Operations:
                                                      quota_bytes=quota), user_id)
         return make
 
-    async def publish_usage(self, user_id: str) -> None:
-        try:
-            await self.ledger.publish_usage(user_id, self.usage_event(user_id))
-        except Exception as exc:  # the reconciler publishes what is left dirty
-            log.warning("usage not published yet", error=repr(exc))
-        self.written(user_id=user_id)
-
     def written(self, head_key: str | None = None, user_id: str | None = None) -> None:
         """Wakes the outbox relay for the documents that just got events."""
         if head_key:
@@ -84,10 +77,10 @@ class Operations:
                                      keep_pending=keep, changed_seq=seq, reverted=reverted)
         self.written(head_key=ref.key)
         after = await self.ledger.finish(ref.user_id, op_id, reserved_bytes, reserved_files, delta_bytes,
-                                         delta_files, finish_events)
+                                         delta_files, finish_events, self.usage_event(ref.user_id))
         if after is None:  # the reconciler finished it first (the op had expired)
             after = await self.ledger.get(ref.user_id)
-        await self.publish_usage(ref.user_id)
+        self.written(user_id=ref.user_id)
         return after
 
     async def begin_plain(self, user_id: str, op_id: str, op: dict[str, Any], floor: int | None = None
@@ -262,8 +255,8 @@ class Operations:
         await self.store.delete_everything_of(user_id)
         event = self.rt.event(FileVersionsPruned(file_type=None, version_ids=[], freed_bytes=freed,
                                                  everything=True), user_id)
-        await self.ledger.clear_usage(user_id, op_id, [event])
-        await self.publish_usage(user_id)
+        await self.ledger.clear_usage(user_id, op_id, [event], self.usage_event(user_id))
+        self.written(user_id=user_id)
         return {"removed_versions": len(versions), "freed_bytes": freed}
 
     # ------------------------------------------------------------ delete a type from the cloud
@@ -308,8 +301,9 @@ class Operations:
             self.written(head_key=ref.key)
             deleted.append(ref.name)
             delta_bytes -= last["size"]
-        await self.ledger.finish(user_id, op_id, 0, 0, delta_bytes, -len(deleted))
-        await self.publish_usage(user_id)
+        await self.ledger.finish(user_id, op_id, 0, 0, delta_bytes, -len(deleted),
+                                 usage_event=self.usage_event(user_id))
+        self.written(user_id=user_id)
         return {"type": file_type, "deleted": len(deleted), "skipped": skipped}
 
     # ------------------------------------------------------------ crash recovery
@@ -361,7 +355,7 @@ class Operations:
         elif kind == "prune":
             await self._prune(user_id, op_id, op.get("type"))
         await self.ledger.finish(user_id, op_id, op.get("bytes", 0), op.get("files", 0), delta_bytes, delta_files,
-                                 events)
+                                 events, self.usage_event(user_id))
         for key, entries in mine.items():
             await self.store.drop_pending(key, entries)
-        await self.publish_usage(user_id)
+        self.written(user_id=user_id)

@@ -4,7 +4,6 @@
   renews while it streams) is finished if its head moved (the usage it changed is settled)
   or undone if not (its version document and blob are removed, its reservation released).
   This closes the window between storing a blob and moving the head.
-- Usage that changed but whose storage-usage-changed was not recorded is published.
 Safe with several replicas: every step is conditional on the account document or repeatable."""
 
 import asyncio
@@ -41,7 +40,5 @@ class Reconciler:
                 if op.get("expires", 0) < deadline:
                     await self.ops.recover(account, op_id, op)
                     done += 1
-        for user_id in await ledger.with_unpublished_usage():
-            await self.ops.publish_usage(user_id)
         self.recovered += done
         return done

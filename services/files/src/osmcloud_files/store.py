@@ -13,10 +13,11 @@ A version document: {_id: version id, user_id, type, name, blob_key, size, check
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import DuplicateKeyError
 
 from osmcloud_common.events import Entitlement
+from osmcloud_common.mongo import SerializedCollection
 from osmcloud_common.outbox import new_document_with_events, with_events
 
 from .domain import FileRef
@@ -29,7 +30,9 @@ class HeadMoved(Exception):
 
 class FilesStore:
     def __init__(self, heads, versions, accounts) -> None:
-        self.heads, self.versions, self.accounts = heads, versions, accounts
+        def serialized(c):
+            return c if isinstance(c, SerializedCollection) else SerializedCollection(c)
+        self.heads, self.versions, self.accounts = serialized(heads), serialized(versions), serialized(accounts)
         self.ledger = Ledger(accounts)
 
     async def create_indexes(self) -> None:
@@ -70,16 +73,9 @@ class FilesStore:
 
     async def settle_usage(self, user_id: str, delta_bytes: int, delta_files: int, reserved: int,
                            make_event) -> dict[str, Any]:
-        """Moves a reservation into usage (one atomic update); `storage-usage-changed` with the
-        newest absolute figures follows (Ledger.publish_usage, made with `make_event`)."""
-        doc = await self.accounts.find_one_and_update(
-            {"_id": user_id},
-            {"$inc": {"used_bytes": delta_bytes, "file_count": delta_files, "usage_seq": 1,
-                      "committed_bytes": delta_bytes - reserved, "reserved_bytes": -reserved,
-                      "committed_files": delta_files},
-             "$set": {"usage_dirty": True}},
-            return_document=ReturnDocument.AFTER)
-        await self.ledger.publish_usage(user_id, make_event)
+        """Moves a reservation into usage and records `storage-usage-changed` with the new
+        absolute figures (made by `make_event(seq, used, files, quota)`) in the same write."""
+        doc = await self.ledger.settle(user_id, delta_bytes, delta_files, reserved, make_event)
         quota = (doc.get("entitlement") or {}).get("quota_bytes")
         return {"used_bytes": doc["used_bytes"], "file_count": doc["file_count"], "quota_bytes": quota}
 
