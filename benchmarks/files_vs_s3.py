@@ -101,6 +101,20 @@ class RssSampler:
         return self.peak - self.baseline
 
 
+def cpu_seconds(state: Path) -> dict[str, float]:
+    """CPU time (user + system) used so far by each process of a stack (from its PID files)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for pid_file in (state / "run").glob("*.pid"):
+        try:
+            pid = json.loads(pid_file.read_text())["pid"]
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            found[pid_file.stem] = (int(fields[11]) + int(fields[12])) / ticks
+        except (OSError, ValueError, KeyError):
+            continue
+    return found
+
+
 def ratio(ours: float, direct: float) -> str:
     return f"{ours / direct:.2f}x" if direct else "n/a"
 
@@ -149,7 +163,8 @@ def median(values: list[float]) -> float:
 async def run(endpoints: dict, files_pid: int, args) -> int:
     s3 = Minio(endpoints["s3_endpoint"], access_key=endpoints["s3_access_key"],
                secret_key=endpoints["s3_secret_key"], secure=endpoints["s3_secure"])
-    bench = Bench(args, s3, endpoints["s3_bucket"], ThreadPoolExecutor(max_workers=args.concurrency), files_pid)
+    bench = Bench(args, s3, endpoints["s3_bucket"], ThreadPoolExecutor(max_workers=args.concurrency), files_pid,
+                  Path(endpoints["state_dir"]))
     connector = aiohttp.TCPConnector(limit=args.concurrency * 2)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=3600)) as session:
         gateway = GatewayClient(session, endpoints["gateway_url"])
@@ -177,8 +192,9 @@ async def run(endpoints: dict, files_pid: int, args) -> int:
 
 
 class Bench:
-    def __init__(self, args, s3: Minio, bucket: str, pool: ThreadPoolExecutor, files_pid: int) -> None:
+    def __init__(self, args, s3: Minio, bucket: str, pool: ThreadPoolExecutor, files_pid: int, state: Path) -> None:
         self.args, self.s3, self.bucket, self.pool, self.files_pid = args, s3, bucket, pool, files_pid
+        self.state = state
         self.me: GatewayClient | None = None
         self.session: aiohttp.ClientSession | None = None
 
@@ -239,15 +255,20 @@ class Bench:
             while not queue.empty():
                 i = queue.get_nowait()
                 latencies.append(await timed_upload(me, f"/api/files/FILE/bench/small/{i}.bin", small))
+        cpu_before = cpu_seconds(self.state)
         t = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(c)))
         ours_rate = n / (time.perf_counter() - t)
+        cpu_after = cpu_seconds(self.state)
         latencies.sort()
         small_ratio = ours_rate / direct_rate
         print(f"\n[2] {n} uploads of {args.small_kib} KiB, {c} concurrent clients:")
         print(f"    gateway {ours_rate:8.1f} uploads/s (p50 {latencies[len(latencies) // 2] * 1000:.0f} ms, "
               f"p99 {latencies[int(len(latencies) * 0.99)] * 1000:.0f} ms)   direct S3 {direct_rate:8.1f} PUTs/s"
               f"   ratio {small_ratio:.2f}x (target >= 0.5x: {verdict(small_ratio >= 0.5)})")
+        spent = {name: (cpu_after[name] - cpu_before.get(name, 0)) * 1000 / n for name in cpu_after}
+        print("    CPU per upload through the gateway (ms): " + ", ".join(
+            f"{name} {ms:.1f}" for name, ms in sorted(spent.items(), key=lambda kv: -kv[1]) if ms >= 0.05))
         await self._in_thread(lambda: [self.s3.remove_object(self.bucket, f"bench/small/{i}") for i in range(n)])
         return small_ratio < 0.5
 
