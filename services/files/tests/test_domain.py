@@ -5,7 +5,7 @@ from osmcloud_common.events import Entitlement
 from osmcloud_files.domain import (check_backup_enabled, check_may_upload, decode_cursor, encode_cursor,
                                    feed_horizon, file_count_exceeded, growth_to_reserve, head_after_removal,
                                    live_version_before, next_update_ms, parse_file_ref, quota_exceeded,
-                                   reservation_for, storage_breakdown, upload_need)
+                                   storage_breakdown, upload_need)
 from osmcloud_files.routes import _byte_range
 
 START = Entitlement(plan="start", quota_bytes=5_000_000, max_file_bytes=2_000_000, max_files=10_000,
@@ -34,14 +34,6 @@ def test_plan_rules_for_uploads():
     assert "Pro plan" in pro_only.value.message
     check_may_upload(START, "FAVOURITES")
     check_may_upload(PRO, "GPX")
-
-
-def test_reservations():
-    assert reservation_for(100, START, 10**9) == 100
-    assert reservation_for(None, START, 10**9) == 2_000_000
-    assert reservation_for(None, PRO, 50_000_000) == 50_000_000
-    with pytest.raises(PayloadTooLarge):
-        reservation_for(2_000_001, START, 10**9)
 
 
 def test_server_times_strictly_increase_per_file():

@@ -49,18 +49,6 @@ def check_may_upload(entitlement: Entitlement | None, file_type: str) -> None:
                         f"the {entitlement.plan.capitalize()} rules", code="type_not_in_plan")
 
 
-def reservation_for(declared_size: int | None, entitlement: Entitlement, hard_limit: int) -> int:
-    """How many bytes to reserve before accepting a body: the declared size, or for a
-    body of unknown length, the most this one file may take."""
-    limit = min(x for x in (entitlement.max_file_bytes, hard_limit) if x is not None)
-    if declared_size is not None:
-        if declared_size > limit:
-            raise PayloadTooLarge(f"the file has {declared_size} bytes; at most {limit} bytes are allowed per file",
-                                  code="file_too_large")
-        return declared_size
-    return min(limit, entitlement.quota_bytes)
-
-
 def quota_exceeded(needed: int, used: int, quota: int) -> ApiError:
     return PayloadTooLarge(
         f"storage quota exceeded: the file needs {needed} bytes but only {max(0, quota - used)} of "

@@ -13,7 +13,7 @@ A version document: {_id: version id, user_id, type, name, blob_key, size, check
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from osmcloud_common.events import Entitlement
@@ -98,8 +98,17 @@ class FilesStore:
     async def move_head(self, ref: FileRef, expected_version_id: str | None, head: dict[str, Any],
                         events: list[dict]) -> None:
         """Points the file at a new head version if its head is still `expected_version_id`
-        (None: the file must not exist yet). Records `events` in the same write."""
-        await self.change_head(ref, expected_version_id, head, events)
+        (None: the file must not exist yet). Records `events` in the same write.
+
+        For callers outside ledger operations (see operations.py, which also recover from
+        crashes and keep file counts exact): a head without a change number gets one here, so
+        the changes feed shows it (without the feed's guard against numbers still in flight)."""
+        if head.get("seq") is None:
+            doc = await self.accounts.find_one_and_update({"_id": ref.user_id}, {"$inc": {"change_seq": 1}},
+                                                          return_document=ReturnDocument.AFTER)
+            head = {**head, "seq": doc["change_seq"]}
+            await self.versions.update_one({"_id": head["version_id"]}, {"$set": {"seq": head["seq"]}})
+        await self.change_head(ref, expected_version_id, head, events, changed_seq=head["seq"])
 
     async def change_head(self, ref: FileRef, expected_version_id: str | None, head: dict[str, Any] | None,
                           events: list[dict], *, pending: dict[str, Any] | None = None,
