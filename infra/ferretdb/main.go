@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"flag"
 	"fmt"
 	"crypto/sha256"
@@ -17,9 +18,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
+	_ "modernc.org/sqlite" // the driver FerretDB itself uses; registered as "sqlite"
 )
 
 func main() {
@@ -76,9 +80,74 @@ func main() {
 		listener.Close()
 	}()
 
+	go indexIDPaths(ctx, dir)
+
 	if err := f.Run(ctx); err != nil && ctx.Err() == nil {
 		log.Fatalf("osmcloud-ferretdb: %v", err)
 	}
 
 	log.Printf("osmcloud-ferretdb: stopped")
+}
+
+// indexIDPaths works around a FerretDB 1.24 SQLite backend mismatch: each collection's
+// unique index is created on the expression _ferretdb_sjson->"_id", but lookups by _id
+// (find, update, delete) filter on _ferretdb_sjson->'$._id'. SQLite uses an expression
+// index only for the identical expression, so every lookup by _id scanned the whole table
+// (EXPLAIN QUERY PLAN: SCAN): an update by _id cost 1.6 ms of CPU on a 1-document
+// collection and 16 ms on a 2,000-document one. This loop adds, for every table, an index
+// on the expression the lookups use (1.4 ms at 2,000 documents). FerretDB does not know
+// about these indexes and does not need to: SQLite's planner picks them up, and they go
+// away with their table. FerretDB opens its databases with busy_timeout(10000), so the
+// short CREATE INDEX never makes one of its writes fail.
+func indexIDPaths(ctx context.Context, dir string) {
+	ticker := time.NewTicker(time.Second)
+	defer ticker.Stop()
+	for {
+		files, _ := filepath.Glob(filepath.Join(dir, "*.sqlite"))
+		for _, file := range files {
+			if err := indexDatabase(ctx, file); err != nil {
+				log.Printf("osmcloud-ferretdb: indexing %s: %v (will retry)", filepath.Base(file), err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// indexDatabase adds the missing _id path indexes of one database (a read when none is missing).
+func indexDatabase(ctx context.Context, file string) error {
+	db, err := sql.Open("sqlite", "file:"+file+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(ctx, `SELECT t.name FROM sqlite_master t WHERE t.type = 'table'
+		AND t.name NOT LIKE '\_ferretdb%' ESCAPE '\'
+		AND NOT EXISTS (SELECT 1 FROM sqlite_master i WHERE i.type = 'index' AND i.name = t.name || '__id_path')`)
+	if err != nil {
+		return err
+	}
+	var missing []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			rows.Close()
+			return err
+		}
+		missing = append(missing, name)
+	}
+	rows.Close()
+	for _, table := range missing {
+		if strings.ContainsRune(table, '"') {
+			continue
+		}
+		q := fmt.Sprintf(`CREATE UNIQUE INDEX IF NOT EXISTS "%s__id_path" ON "%s" (_ferretdb_sjson->'$._id')`, table, table)
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return err
+		}
+	}
+	return nil
 }

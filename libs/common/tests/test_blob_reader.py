@@ -1,34 +1,107 @@
+"""BlobStore.put_stream against a fake S3 client: parts, hashing, limits, and clean-up."""
+
 import asyncio
 import hashlib
 
 import pytest
 
-from osmcloud_common.blobstore import BodyTooLarge, _AsyncSourceReader
+from osmcloud_common import blobstore
+from osmcloud_common.blobstore import PART_SIZE, BlobStore, BodyTooLarge
 
 
-def _source(data: bytes, step: int):
+class FakeMinio:
+    def __init__(self, fail_part: int | None = None) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.uploads: dict[str, dict[int, bytes]] = {}
+        self.aborted: list[str] = []
+        self.fail_part = fail_part
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    def put_object(self, bucket, key, data, length, content_type=None):
+        self.objects[key] = data.read(length)
+
+    def _create_multipart_upload(self, bucket, key, headers):
+        upload_id = f"up-{len(self.uploads)}"
+        self.uploads[upload_id] = {}
+        return upload_id
+
+    def _upload_part(self, bucket, key, data, headers, upload_id, number):
+        if number == self.fail_part:
+            raise ConnectionError("S3 went away")
+        self.uploads[upload_id][number] = bytes(data)
+        return f"etag-{number}"
+
+    def _complete_multipart_upload(self, bucket, key, upload_id, parts):
+        assert [p.part_number for p in parts] == sorted(self.uploads[upload_id])
+        self.objects[key] = b"".join(self.uploads[upload_id][p.part_number] for p in parts)
+
+    def _abort_multipart_upload(self, bucket, key, upload_id):
+        self.aborted.append(upload_id)
+
+
+def store_with(fake: FakeMinio) -> BlobStore:
+    store = BlobStore("127.0.0.1:1", "k", "s", "bucket")
+    store._client = fake
+    return store
+
+
+def source(data: bytes, step: int, reads: list[int] | None = None):
     chunks = [data[i:i + step] for i in range(0, len(data), step)]
 
-    async def read(_n: int) -> bytes:
+    async def read(n: int) -> bytes:
+        if reads is not None:
+            reads.append(n)
+        await asyncio.sleep(0)
         return chunks.pop(0) if chunks else b""
     return read
 
 
-async def test_reader_counts_hashes_and_serves_exact_sizes():
-    data = bytes(range(256)) * 1000
-    reader = _AsyncSourceReader(_source(data, 7000), asyncio.get_running_loop(), limit=None)
-    parts = []
-    while True:
-        part = await asyncio.to_thread(reader.read, 65536)
-        if not part:
-            break
-        parts.append(part)
-    assert b"".join(parts) == data
-    assert all(len(p) == 65536 for p in parts[:-1])
-    assert reader.size == len(data) and reader.sha256.hexdigest() == hashlib.sha256(data).hexdigest()
+@pytest.mark.parametrize("size", [0, 1000, PART_SIZE - 1, PART_SIZE, 2 * PART_SIZE, 2 * PART_SIZE + 12345])
+async def test_bodies_arrive_whole_with_size_and_checksum(size):
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    fake = FakeMinio()
+    blob = await store_with(fake).put_stream("k", source(data, 300_000))
+    assert fake.objects["k"] == data
+    assert blob.size == size and blob.sha256 == hashlib.sha256(data).hexdigest()
+    multipart = size >= PART_SIZE
+    assert bool(fake.uploads) == multipart
+    if multipart:
+        (parts,) = fake.uploads.values()
+        assert all(len(p) == PART_SIZE for n, p in sorted(parts.items())[:-1])
 
 
-async def test_reader_stops_once_the_limit_is_passed():
-    reader = _AsyncSourceReader(_source(b"x" * 5000, 1000), asyncio.get_running_loop(), limit=4500)
+async def test_never_asks_the_source_for_more_than_one_part():
+    reads: list[int] = []
+    await store_with(FakeMinio()).put_stream("k", source(b"y" * (3 * PART_SIZE), 1 << 20, reads))
+    assert max(reads) <= PART_SIZE
+
+
+async def test_the_limit_stops_the_upload_and_aborts_it():
+    fake = FakeMinio()
     with pytest.raises(BodyTooLarge):
-        await asyncio.to_thread(reader.read, 10_000)
+        await store_with(fake).put_stream("k", source(b"z" * (3 * PART_SIZE), 1 << 20), limit=2 * PART_SIZE + 1)
+    assert "k" not in fake.objects and fake.aborted == ["up-0"]
+
+
+async def test_a_failing_source_or_part_leaves_nothing():
+    fake = FakeMinio()
+
+    async def broken(n: int) -> bytes:
+        broken.calls += 1
+        if broken.calls > 12:
+            raise ConnectionResetError("client went away")
+        return b"q" * (1 << 20)
+    broken.calls = 0
+    with pytest.raises(ConnectionResetError):
+        await store_with(fake).put_stream("k", broken)
+    assert "k" not in fake.objects and fake.aborted == ["up-0"]
+
+    fake = FakeMinio(fail_part=2)
+    with pytest.raises(ConnectionError):
+        await store_with(fake).put_stream("k", source(b"w" * (3 * PART_SIZE), 1 << 20))
+    assert "k" not in fake.objects and fake.aborted == ["up-0"]
+
+
+def test_part_size_is_valid_for_s3():
+    assert blobstore.PART_SIZE >= 5 * 1024 * 1024

@@ -39,12 +39,24 @@ class FakeCollection:
                     yield d
         return gen()
 
+    async def find_one(self, query, projection=None):
+        doc = self.docs.get(query["_id"])
+        return doc if doc is not None and doc.get(PENDING_FIELD) is True else None
+
     async def update_one(self, query, update):
         doc = self.docs[query["_id"]]
+        if OUTBOX_FIELD in query and query[OUTBOX_FIELD] != doc.get(OUTBOX_FIELD) and not isinstance(
+                query[OUTBOX_FIELD], dict):
+            return type("R", (), {"modified_count": 0})()
+        if "$unset" in update and OUTBOX_FIELD in update["$unset"]:
+            doc.pop(OUTBOX_FIELD, None)
+            doc.pop(PENDING_FIELD, None)
+            return type("R", (), {"modified_count": 1})()
         if "$pullAll" in update:
             doc[OUTBOX_FIELD] = [e for e in doc[OUTBOX_FIELD] if e not in update["$pullAll"][OUTBOX_FIELD]]
         if "$unset" in update and not doc[OUTBOX_FIELD]:
             doc.pop(PENDING_FIELD, None)
+        return type("R", (), {"modified_count": 1})()
 
 
 class FlakyProducer:
@@ -71,5 +83,5 @@ async def test_relay_publishes_then_clears_and_keeps_events_while_kafka_is_away(
     assert collection.docs[1][OUTBOX_FIELD] == entries  # nothing lost
     assert await relay.flush() == 2
     assert [s[2] for s in producer.sent] == [e["id"] for e in entries]
-    assert collection.docs[1][OUTBOX_FIELD] == [] and PENDING_FIELD not in collection.docs[1]
+    assert not collection.docs[1].get(OUTBOX_FIELD) and PENDING_FIELD not in collection.docs[1]
     assert await relay.flush() == 0

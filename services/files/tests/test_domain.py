@@ -1,8 +1,11 @@
 import pytest
 
-from osmcloud_common.errors import BadRequest, Forbidden, PayloadTooLarge
+from osmcloud_common.errors import BadRequest, Conflict, Forbidden, PayloadTooLarge
 from osmcloud_common.events import Entitlement
-from osmcloud_files.domain import check_may_upload, next_update_ms, parse_file_ref, reservation_for
+from osmcloud_files.domain import (check_backup_enabled, check_may_upload, decode_cursor, encode_cursor,
+                                   feed_horizon, file_count_exceeded, growth_to_reserve, head_after_removal,
+                                   live_version_before, next_update_ms, parse_file_ref, quota_exceeded,
+                                   storage_breakdown, upload_need)
 from osmcloud_files.routes import _byte_range
 
 START = Entitlement(plan="start", quota_bytes=5_000_000, max_file_bytes=2_000_000, max_files=10_000,
@@ -42,14 +45,6 @@ def test_uploads_during_grace_name_the_grace_period():
     check_may_upload(grace, "FAVOURITES")
 
 
-def test_reservations():
-    assert reservation_for(100, START, 10**9) == 100
-    assert reservation_for(None, START, 10**9) == 2_000_000
-    assert reservation_for(None, PRO, 50_000_000) == 50_000_000
-    with pytest.raises(PayloadTooLarge):
-        reservation_for(2_000_001, START, 10**9)
-
-
 def test_server_times_strictly_increase_per_file():
     assert next_update_ms(1000, None) == 1000
     assert next_update_ms(1000, 999) == 1000
@@ -68,3 +63,80 @@ def test_ranges():
     with pytest.raises(Exception) as info:
         _byte_range("bytes=10-12", 10)
     assert info.value.status == 416
+
+
+# ---------------------------------------------------------------- reservations
+def test_a_declared_body_reserves_only_what_it_adds():
+    need = upload_need(1000, 0, True, START, 10**9)
+    assert (need.bytes, need.files, need.limit) == (1000, 1, 2_000_000)
+    replacing = upload_need(1000, 1500, False, START, 10**9)
+    assert (replacing.bytes, replacing.files) == (0, 0)  # a smaller replacement frees space
+    assert upload_need(1000, 400, False, START, 10**9).bytes == 600
+    assert upload_need(None, 0, True, PRO, 50_000_000).bytes == 0  # chunked: reserves as it streams
+    assert upload_need(None, 0, True, PRO, 50_000_000).limit == 50_000_000
+    with pytest.raises(PayloadTooLarge) as too_big:
+        upload_need(2_000_001, 0, True, START, 10**9)
+    assert too_big.value.code == "file_too_large"
+
+
+def test_a_streamed_body_reserves_in_steps_up_to_the_per_file_limit():
+    step, limit = 100, 1000
+    assert growth_to_reserve(received=50, old_size=0, reserved=0, step=step, limit=limit) == 100
+    assert growth_to_reserve(received=90, old_size=0, reserved=100, step=step, limit=limit) == 0
+    assert growth_to_reserve(received=101, old_size=0, reserved=100, step=step, limit=limit) == 100
+    assert growth_to_reserve(received=960, old_size=0, reserved=900, step=step, limit=limit) == 100
+    assert growth_to_reserve(received=999, old_size=0, reserved=950, step=step, limit=limit) == 50  # the cap
+    assert growth_to_reserve(received=300, old_size=250, reserved=0, step=step, limit=limit) == 100  # replaces 250
+    assert growth_to_reserve(received=200, old_size=250, reserved=0, step=step, limit=limit) == 0
+
+
+def test_refusals_say_quota_and_name_the_limits():
+    error = quota_exceeded(500, 4_900_000, 5_000_000)
+    assert error.status == 413 and error.code == "quota_exceeded" and "quota" in error.message
+    files_error = file_count_exceeded(10, 10)
+    assert files_error.status == 413 and "quota" in files_error.message and files_error.details["max_files"] == 10
+    check_backup_enabled("GPX", ["FAVOURITES"])
+    with pytest.raises(Conflict) as off:
+        check_backup_enabled("FAVOURITES", ["FAVOURITES"])
+    assert off.value.code == "backup_disabled" and "backup-types/FAVOURITES" in off.value.message
+
+
+# ---------------------------------------------------------------- removing a version
+def _v(vid, deleted=False, size=10):
+    return {"_id": vid, "deleted": deleted, "size": -1 if deleted else size}
+
+
+def test_removing_the_head_falls_back_to_the_version_before_it():
+    history = [_v("c"), _v("b", deleted=True), _v("a")]
+    assert head_after_removal(history, "c")["_id"] == "b"  # a delete marker, as on the reference server
+    assert head_after_removal([_v("a")], "a") is None
+    assert live_version_before(history, "b")["_id"] == "a"
+    assert live_version_before([_v("b", deleted=True)], "b") is None
+
+
+# ---------------------------------------------------------------- storage page
+def test_storage_breakdown_per_category_and_type():
+    page = storage_breakdown([("FAVOURITES", 100), ("FAVOURITES", 50), ("GLOBAL", 7), ("GPX", 1000)], 1157, 4,
+                             START.model_dump(), ["GLOBAL"])
+    categories = {c["category"]: (c["used_bytes"], c["file_count"]) for c in page["categories"]}
+    assert categories == {"settings": (7, 1), "my_places": (1150, 3), "resources": (0, 0)}
+    types = {t["type"]: t for t in page["types"]}
+    assert (types["FAVOURITES"]["used_bytes"], types["FAVOURITES"]["file_count"]) == (150, 2)
+    assert types["GLOBAL"]["backup_enabled"] is False and types["GPX"]["allowed_by_plan"] is False
+    assert page["free_bytes"] == 5_000_000 - 1157 and page["plan"] == "start"
+    assert storage_breakdown([], 0, 0, None, [])["quota_bytes"] == 0
+
+
+# ---------------------------------------------------------------- changes feed
+def test_cursors_are_opaque_and_checked():
+    assert decode_cursor(None) == 0 and decode_cursor("") == 0
+    assert decode_cursor(encode_cursor(12345)) == 12345
+    assert not encode_cursor(7).isdigit()
+    for bad in ("12", "c1.!!", "c1." + "LTE", "xyz"):
+        with pytest.raises(BadRequest):
+            decode_cursor(bad)
+
+
+def test_the_feed_stops_below_changes_still_being_written():
+    assert feed_horizon(10, []) == 10
+    assert feed_horizon(10, [7, 9]) == 7

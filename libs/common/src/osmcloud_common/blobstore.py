@@ -1,7 +1,13 @@
 """Blobs in any S3 API through the `minio` SDK. The SDK blocks, so every call runs in a
-worker thread; uploads stream from an async source without holding the body whole."""
+worker thread; uploads stream from an async source without holding the body whole.
+
+An upload is read in parts of PART_SIZE on the event loop; while up to PARTS_IN_FLIGHT parts
+travel to S3 in worker threads the next is read from the source, so at most that many parts
+plus one are in memory. Bodies
+that fit in one part are a single PUT, larger ones a multipart upload (aborted on failure)."""
 
 import asyncio
+import contextlib
 import hashlib
 import io
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -9,9 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from minio import Minio
+from minio.datatypes import Part
 from minio.error import S3Error
 
-PART_SIZE = 8 * 1024 * 1024
+PART_SIZE = 5 * 1024 * 1024  # S3's smallest part: less memory per part in flight
+PARTS_IN_FLIGHT = 3  # parts sent at once (hides S3's per-part latency); memory ~ (this + 1) parts
+DOWNLOAD_CHUNK = 4 * 1024 * 1024
+# below this, hashing on the event loop is cheaper than a hop to a thread
+_HASH_INLINE = 256 * 1024
 
 
 class BodyTooLarge(Exception):
@@ -25,42 +36,6 @@ class StoredBlob:
     key: str
     size: int
     sha256: str
-
-
-class _AsyncSourceReader(io.RawIOBase):
-    """A blocking file-like view of an async chunk source, read from a worker thread.
-
-    Counts and hashes bytes on the way and stops the upload once `limit` is passed."""
-
-    def __init__(self, read_chunk: Callable[[int], Awaitable[bytes]], loop: asyncio.AbstractEventLoop,
-                 limit: int | None) -> None:
-        self._read_chunk = read_chunk
-        self._loop = loop
-        self._limit = limit
-        self._buffer = bytearray()
-        self._eof = False
-        self.size = 0
-        self.sha256 = hashlib.sha256()
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, n: int = -1) -> bytes:
-        while not self._eof and (n < 0 or len(self._buffer) < n):
-            chunk = asyncio.run_coroutine_threadsafe(self._read_chunk(1024 * 1024), self._loop).result()
-            if not chunk:
-                self._eof = True
-                break
-            self.size += len(chunk)
-            if self._limit is not None and self.size > self._limit:
-                raise BodyTooLarge(self._limit)
-            self.sha256.update(chunk)
-            self._buffer.extend(chunk)
-        if n < 0:
-            n = len(self._buffer)
-        out = bytes(self._buffer[:n])
-        del self._buffer[:n]
-        return out
 
 
 class BlobStore:
@@ -90,28 +65,91 @@ class BlobStore:
 
     async def put_stream(self, key: str, read_chunk: Callable[[int], Awaitable[bytes]],
                          limit: int | None = None, content_type: str = "application/octet-stream") -> StoredBlob:
-        """Streams an async source into S3 (multipart when large). On any failure nothing
-        stays behind: an unfinished multipart upload is aborted by the SDK, and a finished
-        object is removed if the limit check fails afterwards."""
-        reader = _AsyncSourceReader(read_chunk, asyncio.get_running_loop(), limit)
-        await self._run(self._client.put_object, self.bucket, key, reader, length=-1,
-                        part_size=PART_SIZE, content_type=content_type)
-        return StoredBlob(key=key, size=reader.size, sha256=reader.sha256.hexdigest())
+        """Streams an async source (`read_chunk(n)` returns at most n bytes, b"" at the end)
+        into S3, counting and hashing on the way. Raises BodyTooLarge as soon as more than
+        `limit` bytes arrive. On any failure nothing stays behind: an unfinished multipart
+        upload is aborted."""
+        total = 0
+        sha = hashlib.sha256()
+        carry = bytearray()  # what a source gave beyond a part (sources may ignore n)
+
+        async def fill() -> bytearray:
+            nonlocal total, carry
+            buf, carry = carry, bytearray()
+            while len(buf) < PART_SIZE:
+                chunk = await read_chunk(PART_SIZE - len(buf))
+                if not chunk:
+                    break
+                total += len(chunk)
+                if limit is not None and total > limit:
+                    raise BodyTooLarge(limit)
+                buf += chunk
+            if len(buf) > PART_SIZE:
+                carry = buf[PART_SIZE:]
+                del buf[PART_SIZE:]
+            return buf
+
+        part = await fill()
+        if len(part) < PART_SIZE:  # the whole body fits in one part: a single PUT
+            if len(part) <= _HASH_INLINE:
+                sha.update(part)
+            else:
+                await self._run(sha.update, part)
+            await self._run(self._client.put_object, self.bucket, key, io.BytesIO(part), len(part),
+                            content_type=content_type)
+            return StoredBlob(key=key, size=total, sha256=sha.hexdigest())
+
+        upload_id = await self._run(self._client._create_multipart_upload, self.bucket, key,
+                                    {"Content-Type": content_type})
+        sending: list[asyncio.Future] = []  # parts in flight, oldest first
+        try:
+            hashing: asyncio.Future | None = None
+            etags: list[str] = []
+            while part:
+                number = len(etags) + len(sending) + 1
+                if hashing is not None:
+                    await hashing  # the running hash sees the parts in order
+                hashing = asyncio.ensure_future(self._run(sha.update, part))
+                sending.append(asyncio.ensure_future(self._run(
+                    self._client._upload_part, self.bucket, key, part, None, upload_id, number)))
+                if len(sending) >= PARTS_IN_FLIGHT:
+                    etags.append(await sending.pop(0))
+                part = await fill() if len(part) == PART_SIZE else bytearray()
+            while sending:
+                etags.append(await sending.pop(0))
+            await hashing
+            parts = [Part(n, etag) for n, etag in enumerate(etags, start=1)]
+            await self._run(self._client._complete_multipart_upload, self.bucket, key, upload_id, parts)
+        except BaseException:
+            for future in sending:  # never leave a part in flight behind
+                with contextlib.suppress(BaseException):
+                    await future
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._run(self._client._abort_multipart_upload, self.bucket, key, upload_id))
+            raise
+        return StoredBlob(key=key, size=total, sha256=sha.hexdigest())
 
     async def put_bytes(self, key: str, data: bytes) -> StoredBlob:
         await self._run(self._client.put_object, self.bucket, key, io.BytesIO(data), length=len(data))
         return StoredBlob(key=key, size=len(data), sha256=hashlib.sha256(data).hexdigest())
 
-    async def stream(self, key: str, offset: int = 0, length: int = 0, chunk_size: int = 256 * 1024
+    async def stream(self, key: str, offset: int = 0, length: int = 0, chunk_size: int = DOWNLOAD_CHUNK
                      ) -> AsyncIterator[bytes]:
+        """Yields the blob in chunks; the next chunk is read from S3 while the caller sends
+        the current one."""
         response = await self._run(self._client.get_object, self.bucket, key, offset=offset, length=length)
         try:
+            reading = asyncio.ensure_future(self._run(response.read, chunk_size))
             while True:
-                chunk = await self._run(response.read, chunk_size)
+                chunk = await reading
                 if not chunk:
                     break
+                reading = asyncio.ensure_future(self._run(response.read, chunk_size))
                 yield chunk
         finally:
+            if not reading.done():
+                with contextlib.suppress(BaseException):
+                    await reading
             response.close()
             response.release_conn()
 

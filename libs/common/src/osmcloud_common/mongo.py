@@ -2,8 +2,10 @@
 MongoDB and FerretDB support: no multi-document transactions, change streams or TTL."""
 
 import asyncio
+import weakref
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo.results import UpdateResult
 
 
 def connect(url: str) -> AsyncMongoClient:
@@ -31,3 +33,189 @@ async def delete_user_data(database, user_id: str) -> int:
         if name not in BOOKKEEPING_COLLECTIONS:
             removed += (await database[name].delete_many({"user_id": user_id})).deleted_count
     return removed
+
+
+_MISSING = object()
+
+
+def _values_at(doc, path: str) -> list:
+    """The values a dotted path reaches (arrays of documents are walked, as MongoDB does)."""
+    current = [doc]
+    for part in path.split("."):
+        found = []
+        for value in current:
+            if isinstance(value, dict):
+                if part in value:
+                    found.append(value[part])
+            elif isinstance(value, list):
+                found.extend(v[part] for v in value if isinstance(v, dict) and part in v)
+        current = found
+    return current
+
+
+def _matches_condition(values: list, condition) -> bool | None:
+    """None: an operator this emulation does not know (the caller falls back to the server)."""
+    if isinstance(condition, dict) and condition and all(k.startswith("$") for k in condition):
+        for op, arg in condition.items():
+            if op == "$exists":
+                ok = bool(values) == bool(arg)
+            elif op in ("$gt", "$gte", "$lt", "$lte"):
+                numeric = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+                compare = {"$gt": lambda v: v > arg, "$gte": lambda v: v >= arg,
+                           "$lt": lambda v: v < arg, "$lte": lambda v: v <= arg}[op]
+                ok = isinstance(arg, (int, float)) and any(compare(v) for v in numeric)
+            elif op == "$size":
+                ok = any(isinstance(v, list) and len(v) == arg for v in values)
+            elif op == "$ne":
+                equal = _matches_condition(values, arg)
+                if equal is None:
+                    return None
+                ok = not equal
+            else:
+                return None
+            if not ok:
+                return False
+        return True
+    if condition is None:
+        return not values or any(v is None for v in values)
+    return any(v == condition or (isinstance(v, list) and not isinstance(condition, list) and condition in v)
+               for v in values)
+
+
+def match_filter(doc: dict, filter_: dict) -> bool | None:
+    """Evaluates a MongoDB filter on a document for the operators the services use in
+    single-document updates; None when the filter uses anything else."""
+    for key, condition in filter_.items():
+        if key == "$or":
+            results = [match_filter(doc, branch) for branch in condition]
+            if any(r is None for r in results):
+                return None
+            ok = any(results)
+        elif key.startswith("$"):
+            return None
+        else:
+            ok = _matches_condition(_values_at(doc, key), condition)
+            if ok is None:
+                return None
+        if not ok:
+            return False
+    return True
+
+
+class SerializedCollection:
+    """A collection whose single-document updates run one at a time per document `_id`
+    within this process.
+
+    FerretDB's SQLite backend (the local stack) applies an update as read, modify, write
+    without a transaction (FerretDB issue #3040): two concurrent `$inc` on one document lose
+    one increment, two conditional updates on the same condition both succeed, and the outbox
+    relay's `$pullAll` can overwrite a change written a moment before. Serializing the
+    updates of each document in the process makes them atomic again for a single replica;
+    MongoDB is atomic on its own and this only costs a lock per document.
+
+    FerretDB also uses its _id index only when a filter is exactly {"_id": value}: any other
+    condition scans the whole collection. On FerretDB, a filter `{"_id": v, ...conditions}`
+    is therefore read by _id and the conditions are checked here, under the document's lock
+    (the same compare-and-set, without the scan). Filters naming no `_id` pass through."""
+
+    def __init__(self, collection) -> None:
+        self._collection = collection
+        self._locks: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        self._ferretdb: bool | None = None
+
+    async def _is_ferretdb(self) -> bool:
+        if self._ferretdb is None:
+            try:
+                info = await self._collection.database.client.admin.command("buildInfo")
+                self._ferretdb = "ferretdbVersion" in info or "ferretdbFeatures" in info
+            except Exception:
+                return False
+        return self._ferretdb
+
+    def _lock(self, filter_: dict) -> asyncio.Lock | None:
+        key = filter_.get("_id") if isinstance(filter_, dict) else None
+        if key is None or isinstance(key, dict):
+            return None
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[key] = lock
+        return lock
+
+    async def _precheck(self, filter_: dict) -> tuple[dict, bool]:
+        """(filter to send, whether it can match): on FerretDB, the extra conditions are
+        evaluated here on the document read by _id."""
+        if len(filter_) == 1 or not await self._is_ferretdb():
+            return filter_, True
+        doc = await self._collection.find_one({"_id": filter_["_id"]})
+        if doc is None:
+            return filter_, False
+        verdict = match_filter(doc, {k: v for k, v in filter_.items() if k != "_id"})
+        if verdict is None:
+            return filter_, True  # unknown operator: let the server decide
+        return {"_id": filter_["_id"]}, verdict
+
+    async def update_one(self, filter_, update, *args, **kwargs):
+        lock = self._lock(filter_)
+        if lock is None:
+            return await self._collection.update_one(filter_, update, *args, **kwargs)
+        async with lock:
+            sent, possible = await self._precheck(filter_)
+            if not possible and not kwargs.get("upsert"):
+                return UpdateResult({"n": 0, "nModified": 0}, acknowledged=True)
+            return await self._collection.update_one(sent if possible else filter_, update, *args, **kwargs)
+
+    async def find_one_and_update(self, filter_, update, *args, **kwargs):
+        lock = self._lock(filter_)
+        if lock is None:
+            return await self._collection.find_one_and_update(filter_, update, *args, **kwargs)
+        async with lock:
+            sent, possible = await self._precheck(filter_)
+            if not possible and not kwargs.get("upsert"):
+                return None
+            return await self._collection.find_one_and_update(sent if possible else filter_, update, *args, **kwargs)
+
+    async def modify(self, doc_id, build):
+        """An atomic read-modify-write of one document; returns the document after the write,
+        or None when `build` wants no change. `build(doc)` (doc is None if missing) returns
+        None or (guard, update): `guard` is the part of the filter that must still hold when
+        the update is written. On FerretDB the guard holds by construction (the document was
+        read under this process's lock) and the write names only _id; on MongoDB the guard
+        goes with the write, and a write that lost a race is retried from a fresh read."""
+        lock = self._lock({"_id": doc_id})
+        async with lock:
+            ferretdb = await self._is_ferretdb()
+            while True:
+                doc = await self._collection.find_one({"_id": doc_id})
+                plan = build(doc)
+                if plan is None:
+                    return None
+                guard, update = plan
+                after = await self._collection.find_one_and_update(
+                    {"_id": doc_id} if ferretdb else {"_id": doc_id, **guard}, update,
+                    return_document=ReturnDocument.AFTER)
+                if after is not None or ferretdb:
+                    return after
+
+    async def find_one(self, filter_=None, *args, **kwargs):
+        if isinstance(filter_, dict) and len(filter_) > 1 and self._lock(filter_) is not None \
+                and await self._is_ferretdb() and len(args) <= 1 and set(kwargs) <= {"projection"}:
+            doc = await self._collection.find_one({"_id": filter_["_id"]})
+            verdict = None if doc is None else match_filter(doc, {k: v for k, v in filter_.items() if k != "_id"})
+            if doc is None or verdict is False:
+                return None
+            if verdict is True:
+                return _project(doc, kwargs.get("projection") or (args[0] if args else None))
+        return await self._collection.find_one(filter_, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._collection, name)
+
+
+def _project(doc: dict, projection) -> dict:
+    if not projection:
+        return doc
+    if all(not v for k, v in projection.items() if k != "_id"):
+        return {k: v for k, v in doc.items() if k not in projection or (k == "_id" and projection.get("_id", 1))}
+    keep = {k for k, v in projection.items() if v}
+    return {k: v for k, v in doc.items() if k in keep or (k == "_id" and projection.get("_id", 1))}

@@ -47,58 +47,90 @@ def new_document_with_events(doc: dict[str, Any], entries: list[dict[str, Any]])
 
 class OutboxRelay:
     """Publishes pending events of some collections; woken right after each write, and
-    polling as well for what an outage or a crash left behind."""
+    polling as well for what an outage or a crash left behind.
+
+    A wake-up that names the written document (`wake(collection, doc_id)`) flushes just that
+    document by _id; a bare `wake()` and the periodic poll scan every collection. Scans are
+    costly where the MongoDB-protocol server cannot use an index (FerretDB on SQLite), so
+    writers should name their documents."""
 
     def __init__(self, producer, collections, poll_seconds: float = 1.0) -> None:
         self._producer = producer
         self._collections = list(collections)
         self._poll_seconds = poll_seconds
         self._wake = asyncio.Event()
+        self._scan_requested = False
+        self._hints: dict[int, tuple[Any, set]] = {}
         self.published = 0
 
     def add_collection(self, collection) -> None:
         self._collections.append(collection)
 
-    def wake(self) -> None:
+    def wake(self, collection=None, doc_id=None) -> None:
+        if collection is not None and doc_id is not None:
+            self._hints.setdefault(id(collection), (collection, set()))[1].add(doc_id)
+        else:
+            self._scan_requested = True
         self._wake.set()
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         backoff = self._poll_seconds
+        next_scan = loop.time()
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, min(backoff, next_scan - loop.time())))
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
             try:
-                await self.flush()
+                if self._hints:
+                    hints, self._hints = self._hints, {}
+                    for collection, ids in hints.values():
+                        for doc_id in ids:
+                            await self._flush_doc(collection, doc_id)
+                if self._scan_requested or loop.time() >= next_scan:
+                    self._scan_requested = False
+                    next_scan = loop.time() + self._poll_seconds
+                    await self.flush()
                 backoff = self._poll_seconds
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # Kafka or Mongo away: retry, slower each time
+            except Exception as exc:  # Kafka or Mongo away: retry, slower each time (the scan finds it all)
                 log.warning("outbox relay failed; will retry", error=repr(exc), retry_in=backoff)
                 backoff = min(backoff * 2, 10.0)
+                next_scan = loop.time() + backoff
 
     async def flush(self) -> int:
         """Publishes every pending event once; returns how many were published."""
         sent = 0
         for collection in self._collections:
-            async for doc in collection.find({PENDING_FIELD: True}, {OUTBOX_FIELD: 1}):
-                entries = doc.get(OUTBOX_FIELD) or []
-                for entry in entries:
-                    await self._producer.publish(
-                        entry["topic"], entry["key"], entry["value"],
-                        headers={"event_id": entry["id"], "request_id": entry.get("request_id", "")},
-                    )
-                    sent += 1
-                if entries:
-                    await collection.update_one({"_id": doc["_id"]}, {"$pullAll": {OUTBOX_FIELD: entries}})
-                # clear the flag only if no new event was pushed meanwhile
-                await collection.update_one(
-                    {"_id": doc["_id"], OUTBOX_FIELD: {"$size": 0}}, {"$unset": {PENDING_FIELD: ""}}
-                )
-        self.published += sent
+            # collect the ids first: no cursor stays open while events are published
+            pending = [doc["_id"] async for doc in collection.find({PENDING_FIELD: True}, {"_id": 1})]
+            for doc_id in pending:
+                sent += await self._flush_doc(collection, doc_id)
         return sent
+
+    async def _flush_doc(self, collection, doc_id) -> int:
+        doc = await collection.find_one({"_id": doc_id, PENDING_FIELD: True}, {OUTBOX_FIELD: 1})
+        if doc is None:
+            return 0
+        entries = doc.get(OUTBOX_FIELD) or []
+        for entry in entries:
+            await self._producer.publish(
+                entry["topic"], entry["key"], entry["value"],
+                headers={"event_id": entry["id"], "request_id": entry.get("request_id", "")},
+            )
+        # usually nothing was added meanwhile: one write clears the outbox and the flag
+        done = await collection.update_one({"_id": doc_id, OUTBOX_FIELD: entries},
+                                           {"$unset": {OUTBOX_FIELD: "", PENDING_FIELD: ""}})
+        if done.modified_count != 1:
+            if entries:
+                await collection.update_one({"_id": doc_id}, {"$pullAll": {OUTBOX_FIELD: entries}})
+            # clear the flag only if no new event was pushed meanwhile
+            await collection.update_one({"_id": doc_id, OUTBOX_FIELD: {"$size": 0}}, {"$unset": {PENDING_FIELD: ""}})
+        self.published += len(entries)
+        return len(entries)
 
 
 def decode_value(entry: dict[str, Any]) -> Event:

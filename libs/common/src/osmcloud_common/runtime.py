@@ -84,9 +84,10 @@ class Runtime:
                          occurred_at=self.clock.now())
         return outbox_entry(evt, self.settings.kafka_topic_prefix)
 
-    def events_written(self) -> None:
-        """Call after a write that carried events: the relay publishes them at once."""
-        self.relay.wake()
+    def events_written(self, collection=None, doc_id=None) -> None:
+        """Call after a write that carried events: the relay publishes them at once. Naming
+        the written document spares the relay a scan of every outbox collection."""
+        self.relay.wake(collection, doc_id)
 
     # ------------------------------------------------------------ lifecycle
     async def _retry_forever(self, name: str, step: Callable[[], Awaitable[None]]) -> None:

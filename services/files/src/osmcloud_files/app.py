@@ -2,10 +2,15 @@
 
 from aiohttp import web
 
+from osmcloud_common.mongo import SerializedCollection
 from osmcloud_common.runtime import Runtime, serve
 
 from .account_deletion import register_account_deletion
+from .account_routes import AccountRoutes
+from .grace import register_grace_end
 from .handlers import register_handlers
+from .operations import Operations
+from .reconcile import Reconciler
 from .routes import FilesRoutes
 from .settings import FilesSettings
 from .store import FilesStore
@@ -14,14 +19,21 @@ from .store import FilesStore
 def build_app(settings: FilesSettings | None = None) -> web.Application:
     settings = settings or FilesSettings()
     runtime = Runtime(settings, uses_blobs=True)
-    store = FilesStore(heads=runtime.outbox_collection("heads"), versions=runtime.db["versions"],
-                       accounts=runtime.outbox_collection("accounts"))
+    # one update at a time per document (FerretDB's updates are not atomic, see SerializedCollection)
+    heads, accounts = SerializedCollection(runtime.db["heads"]), SerializedCollection(runtime.db["accounts"])
+    runtime.relay.add_collection(heads)
+    runtime.relay.add_collection(accounts)
+    store = FilesStore(heads=heads, versions=SerializedCollection(runtime.db["versions"]), accounts=accounts)
     runtime.on_startup(store.create_indexes)
     runtime.on_startup(runtime.blobs.ensure_bucket)
     register_handlers(runtime, store)
     register_account_deletion(runtime)
+    ops = Operations(runtime, store, runtime.blobs)
+    register_grace_end(runtime, store, ops)
+    runtime.background(Reconciler(ops, settings.reconcile_seconds).run)
     app = runtime.create_app()
-    FilesRoutes(runtime, store, runtime.blobs, settings).register(app)
+    AccountRoutes(store, ops).register(app)
+    FilesRoutes(runtime, store, runtime.blobs, settings, ops).register(app)
     return app
 
 

@@ -1,9 +1,11 @@
-"""The files service's rules, free of I/O: file identity, plan checks, quota arithmetic."""
+"""The files service's rules, free of I/O: file identity, plan checks, quota arithmetic,
+version removal, the storage page and the changes feed's cursor."""
 
+import base64
 from dataclasses import dataclass
 
-from osmcloud_common.datatypes import START_TYPES, TYPE_CATEGORIES, category_of
-from osmcloud_common.errors import ApiError, BadRequest, Forbidden, PayloadTooLarge
+from osmcloud_common.datatypes import START_TYPES, TYPE_CATEGORIES, Category, category_of
+from osmcloud_common.errors import ApiError, BadRequest, Conflict, Forbidden, PayloadTooLarge
 from osmcloud_common.events import Entitlement
 
 MAX_NAME_LENGTH = 1024
@@ -52,18 +54,6 @@ def check_may_upload(entitlement: Entitlement | None, file_type: str) -> None:
                         f"the {entitlement.plan.capitalize()} rules", code="type_not_in_plan")
 
 
-def reservation_for(declared_size: int | None, entitlement: Entitlement, hard_limit: int) -> int:
-    """How many bytes to reserve before accepting a body: the declared size, or for a
-    body of unknown length, the most this one file may take."""
-    limit = min(x for x in (entitlement.max_file_bytes, hard_limit) if x is not None)
-    if declared_size is not None:
-        if declared_size > limit:
-            raise PayloadTooLarge(f"the file has {declared_size} bytes; at most {limit} bytes are allowed per file",
-                                  code="file_too_large")
-        return declared_size
-    return min(limit, entitlement.quota_bytes)
-
-
 def quota_exceeded(needed: int, used: int, quota: int) -> ApiError:
     return PayloadTooLarge(
         f"storage quota exceeded: the file needs {needed} bytes but only {max(0, quota - used)} of "
@@ -73,3 +63,131 @@ def quota_exceeded(needed: int, used: int, quota: int) -> ApiError:
 def next_update_ms(now_ms: int, previous_ms: int | None) -> int:
     """Server times of one file's versions are unique and strictly increasing."""
     return now_ms if previous_ms is None or now_ms > previous_ms else previous_ms + 1
+
+
+# ---------------------------------------------------------------- uploads: what to reserve
+@dataclass(frozen=True)
+class UploadNeed:
+    """What an upload must reserve before bytes are accepted: `bytes` now (the growth of the
+    account's usage if the declared body replaces the file's live head), `files` (1 when the
+    upload makes a file live that was not), and `limit`, the most this body may carry."""
+    bytes: int
+    files: int
+    limit: int
+    old_size: int
+
+
+def upload_need(declared_size: int | None, old_live_size: int, creates_file: bool, entitlement: Entitlement,
+                hard_limit: int) -> UploadNeed:
+    """A body of unknown length (chunked) reserves nothing up front; it reserves as it
+    streams (see `growth_to_reserve`), never past the per-file limit."""
+    limit = min(x for x in (entitlement.max_file_bytes, hard_limit) if x is not None)
+    if declared_size is not None and declared_size > limit:
+        raise PayloadTooLarge(f"the file has {declared_size} bytes; at most {limit} bytes are allowed per file",
+                              code="file_too_large", details={"max_file_bytes": limit})
+    needed = max(0, declared_size - old_live_size) if declared_size is not None else 0
+    return UploadNeed(bytes=needed, files=1 if creates_file else 0, limit=limit, old_size=old_live_size)
+
+
+def growth_to_reserve(received: int, old_size: int, reserved: int, step: int, limit: int) -> int:
+    """For a streamed body: how many more bytes to reserve before accepting the bytes
+    received so far (0 if the reservation covers them). Grows in steps to spare writes,
+    but never reserves more than the per-file limit could need."""
+    needed = received - old_size
+    if needed <= reserved:
+        return 0
+    ceiling = max(0, limit - old_size)
+    return max(needed, min(reserved + step, ceiling)) - reserved
+
+
+def file_count_exceeded(max_files: int, file_count: int) -> ApiError:
+    return PayloadTooLarge(
+        f"file quota exceeded: the plan allows {max_files} files and the account has {file_count}; "
+        f"delete files or upgrade the plan", code="file_quota_exceeded",
+        details={"max_files": max_files, "file_count": file_count})
+
+
+def check_backup_enabled(file_type: str, switched_off: list[str] | None) -> None:
+    if switched_off and file_type in switched_off:
+        raise Conflict(f"backup of {file_type} files is switched off for this account; switch it on with "
+                       f"PUT /api/files/backup-types/{file_type} {{\"enabled\": true}} to upload",
+                       code="backup_disabled", details={"type": file_type})
+
+
+# ---------------------------------------------------------------- versions: removing one
+def head_after_removal(versions_newest_first: list[dict], removed_id: str) -> dict | None:
+    """The version that becomes head when `removed_id` (the current head) is deleted
+    permanently: the one before it, whatever it is (a delete marker included, as on the
+    reference server), or None when it was the only one."""
+    remaining = [v for v in versions_newest_first if v["_id"] != removed_id]
+    return remaining[0] if remaining else None
+
+
+def live_version_before(versions_newest_first: list[dict], marker_id: str) -> dict | None:
+    """The newest live version older than a delete marker: what the trash offers to restore."""
+    seen = False
+    for v in versions_newest_first:
+        if v["_id"] == marker_id:
+            seen = True
+        elif seen and not v.get("deleted"):
+            return v
+    return None
+
+
+# ---------------------------------------------------------------- storage page
+def storage_breakdown(heads: list[tuple[str, int]], used_bytes: int, file_count: int,
+                      entitlement: dict | None, switched_off: list[str]) -> dict:
+    """Used bytes and file counts per category and per type (newest version of each live
+    file), against the quota; every catalogue type is listed with its backup switch."""
+    per_type = {t: {"type": t, "category": str(c), "used_bytes": 0, "file_count": 0,
+                    "backup_enabled": t not in switched_off,
+                    "allowed_by_plan": entitlement is not None and (
+                        entitlement.get("allowed_types") is None or t in entitlement["allowed_types"])}
+                for t, c in TYPE_CATEGORIES.items()}
+    for file_type, size in heads:
+        entry = per_type.get(file_type)
+        if entry is not None:
+            entry["used_bytes"] += size
+            entry["file_count"] += 1
+    categories = {str(c): {"category": str(c), "used_bytes": 0, "file_count": 0} for c in Category}
+    for entry in per_type.values():
+        categories[entry["category"]]["used_bytes"] += entry["used_bytes"]
+        categories[entry["category"]]["file_count"] += entry["file_count"]
+    quota = entitlement["quota_bytes"] if entitlement else 0
+    return {"used_bytes": used_bytes, "file_count": file_count, "quota_bytes": quota,
+            "free_bytes": max(0, quota - used_bytes),
+            "max_files": entitlement.get("max_files") if entitlement else None,
+            "plan": entitlement["plan"] if entitlement else None,
+            "categories": list(categories.values()), "types": list(per_type.values())}
+
+
+# ---------------------------------------------------------------- changes feed
+CURSOR_PREFIX = "c1."
+
+
+def encode_cursor(seq: int) -> str:
+    return CURSOR_PREFIX + base64.urlsafe_b64encode(str(seq).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int:
+    """0 for no cursor (from the beginning); 400 for anything this server did not issue."""
+    if not cursor:
+        return 0
+    try:
+        if not cursor.startswith(CURSOR_PREFIX):
+            raise ValueError
+        raw = cursor[len(CURSOR_PREFIX):]
+        seq = int(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode())
+        if seq < 0:
+            raise ValueError
+        return seq
+    except ValueError:
+        raise BadRequest("the cursor is not one this server issued; start again without a cursor",
+                         code="invalid_cursor")
+
+
+def feed_horizon(change_seq: int, op_floors: list[int]) -> int:
+    """The highest change number a reader may pass: an operation that has drawn a number
+    but not finished records a floor below it, and the feed stops at the lowest floor, so a
+    cursor never moves past a change that is still being written."""
+    return min([change_seq, *op_floors])

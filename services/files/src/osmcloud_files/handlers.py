@@ -1,7 +1,6 @@
 """How files reacts to other services' events. Every handler is idempotent."""
 
-from osmcloud_common.events import (Event, GracePeriodEnded, SubscriptionActivated, SubscriptionExpired,
-                                    SubscriptionRenewed)
+from osmcloud_common.events import Event, SubscriptionActivated, SubscriptionExpired, SubscriptionRenewed
 from osmcloud_common.runtime import Runtime
 
 from .store import FilesStore
@@ -12,5 +11,6 @@ def register_handlers(runtime: Runtime, store: FilesStore) -> None:
         payload = event.payload()
         await store.set_entitlement(event.user_id, payload.entitlement, event.occurred_at)
 
-    for payload_type in (SubscriptionActivated, SubscriptionRenewed, SubscriptionExpired, GracePeriodEnded):
+    # grace-period-ended also sends files to the trash: see grace.py
+    for payload_type in (SubscriptionActivated, SubscriptionRenewed, SubscriptionExpired):
         runtime.on_event(payload_type, entitlement_changed)

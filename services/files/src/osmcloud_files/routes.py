@@ -1,23 +1,22 @@
-"""The files HTTP API: streamed uploads and downloads, versions with conflict detection,
-listing, history and usage."""
-
-import time
-import uuid
+"""The files HTTP API of single files: streamed uploads and downloads, versions with
+conflict detection, deleting a file or one version, listing, history and usage. Account-wide
+calls (storage page, backup switches, prune, delete all, delete a type, changes feed) are in
+account_routes.py."""
 
 from aiohttp import web
-from aiohttp.client_exceptions import ClientPayloadError
 
-from osmcloud_common.blobstore import BlobStore, BodyTooLarge
-from osmcloud_common.errors import ApiError, BadRequest, Conflict, NotFound, PayloadTooLarge
-from osmcloud_common.events import Entitlement, FileDeleted, FileUploaded, StorageUsageChanged
+from osmcloud_common.blobstore import BlobStore
+from osmcloud_common.errors import ApiError, BadRequest, Conflict, NotFound
+from osmcloud_common.events import StorageUsageChanged
 from osmcloud_common.http import identity
 from osmcloud_common.logging import get_logger
 from osmcloud_common.runtime import Runtime
 
-from .domain import (FileRef, check_may_upload, next_update_ms, parse_file_ref, quota_exceeded,
-                     reservation_for)
+from .domain import FileRef, parse_file_ref
+from .operations import Operations
 from .settings import FilesSettings
-from .store import FilesStore, HeadMoved
+from .store import FilesStore
+from .uploads import Uploader
 from .views import head_view, stored_version_view, version_view
 
 log = get_logger(__name__)
@@ -59,8 +58,11 @@ def _byte_range(header: str, size: int) -> tuple[int, int] | None:
 
 
 class FilesRoutes:
-    def __init__(self, runtime: Runtime, store: FilesStore, blobs: BlobStore, settings: FilesSettings) -> None:
+    def __init__(self, runtime: Runtime, store: FilesStore, blobs: BlobStore, settings: FilesSettings,
+                 ops: Operations | None = None) -> None:
         self.rt, self.store, self.blobs, self.settings = runtime, store, blobs, settings
+        self.ops = ops or Operations(runtime, store, blobs)
+        self.uploader = Uploader(runtime, store, blobs, self.ops, settings.max_upload_bytes)
 
     def register(self, app: web.Application) -> None:
         app.router.add_get("/api/files", self.list_files)
@@ -87,58 +89,12 @@ class FilesRoutes:
         base = request.query.get("base_version") or request.headers.get("If-Match", "").strip('"') or None
         overwrite = request.query.get("overwrite", "").lower() in ("1", "true", "yes")
         client_ms = _int_param(request, "clienttime")
-
-        account = await self.store.account(ref.user_id)
-        entitlement = Entitlement.model_validate(account["entitlement"]) if account.get("entitlement") else None
-        check_may_upload(entitlement, ref.file_type)
-        current = await self.store.head(ref)
-        expected = self._expected_head(ref, current, base, overwrite)
-
-        reserved = reservation_for(request.content_length, entitlement, self.settings.max_upload_bytes)
-        if not await self.store.reserve(ref.user_id, entitlement.quota_bytes, reserved):
-            latest = await self.store.account(ref.user_id)
-            raise quota_exceeded(reserved, latest["committed_bytes"], entitlement.quota_bytes)
-
-        version_id = uuid.uuid4().hex
-        blob_key = f"users/{ref.user_id}/{version_id}"
-        settled = False
-        try:
-            try:
-                blob = await self.blobs.put_stream(blob_key, request.content.read, limit=reserved)
-            except BodyTooLarge:
-                raise PayloadTooLarge(f"the body is larger than the {reserved} bytes this upload may take",
-                                      code="file_too_large")
-            except (ClientPayloadError, ConnectionResetError) as exc:
-                raise BadRequest(f"the upload was cut off before it ended ({exc.__class__.__name__})",
-                                 code="upload_incomplete")
-            if request.content_length is not None and blob.size != request.content_length:
-                raise BadRequest("the body is shorter than its Content-Length", code="upload_incomplete")
-            previous_ms = current["head"]["updated_ms"] if current else None
-            head = {"version_id": version_id, "size": blob.size, "checksum": f"sha256:{blob.sha256}",
-                    "updated_ms": next_update_ms(int(self.rt.clock.now().timestamp() * 1000), previous_ms),
-                    "client_ms": client_ms, "device_id": who.device_id, "deleted": False}
-            await self.store.add_version({"_id": version_id, "user_id": ref.user_id, "type": ref.file_type,
-                                          "name": ref.name, "blob_key": blob_key, **head,
-                                          "created_at": self.rt.clock.now()})
-            event = self.rt.event(FileUploaded(file_type=ref.file_type, name=ref.name, version_id=version_id,
-                                               size=blob.size, checksum=head["checksum"], device_id=who.device_id,
-                                               updated_at=self.rt.clock.now()), ref.user_id)
-            try:
-                await self.store.move_head(ref, expected, head, [event])
-            except HeadMoved:
-                await self.store.remove_version(version_id)
-                raise self._conflict(await self.store.head(ref))
-            was_live = current is not None and not current["head"]["deleted"]
-            old_size = current["head"]["size"] if was_live else 0
-            usage = await self.store.settle_usage(ref.user_id, blob.size - old_size, 0 if was_live else 1,
-                                                  reserved, self._usage_event(ref.user_id))
-            settled = True
-        finally:
-            if not settled:
-                await self.store.release(ref.user_id, reserved)
-                await self.blobs.delete(blob_key)
-        self.rt.events_written()
-        log.info("version stored", type=ref.file_type, name=ref.name, version_id=version_id, size=blob.size)
+        head, account = await self.uploader.upload(
+            request, ref, who.device_id, base, overwrite, client_ms,
+            expected_head=lambda current, b, o: self._expected_head(ref, current, b, o), conflict=self._conflict)
+        log.info("version stored", type=ref.file_type, name=ref.name, version_id=head["version_id"], size=head["size"])
+        usage = {"used_bytes": account["used_bytes"], "file_count": account["file_count"],
+                 "quota_bytes": (account.get("entitlement") or {}).get("quota_bytes")}
         return web.json_response({**version_view(ref.file_type, ref.name, head), "category": ref.category,
                                   "usage": usage}, status=201)
 
@@ -211,34 +167,21 @@ class FilesRoutes:
         entitlement = account.get("entitlement")
         return web.json_response({"used_bytes": account["used_bytes"], "file_count": account["file_count"],
                                   "quota_bytes": entitlement["quota_bytes"] if entitlement else 0,
+                                  "max_files": entitlement.get("max_files") if entitlement else None,
+                                  "max_file_bytes": entitlement.get("max_file_bytes") if entitlement else None,
+                                  "reserved_bytes": account["reserved_bytes"],
                                   "plan": entitlement["plan"] if entitlement else None})
 
     # ------------------------------------------------------------ delete
     async def delete(self, request: web.Request) -> web.Response:
+        """Without `version`: a delete marker (the file goes to the trash). With
+        `version=<id>`: that one version is deleted permanently."""
         who = identity(request)
         ref = self._ref(request)
+        version_id = request.query.get("version")
+        if version_id:
+            result = await self.ops.remove_version(ref, version_id, self._conflict)
+            return web.json_response({"status": "version_deleted", "type": ref.file_type, "name": ref.name, **result})
         base = request.query.get("base_version") or request.headers.get("If-Match", "").strip('"') or None
-        current = await self.store.head(ref)
-        if current is None or current["head"]["deleted"]:
-            raise NotFound(f"no such file: {ref.file_type}/{ref.name}", code="file_not_found")
-        if base is not None and current["head"]["version_id"] != base:
-            raise self._conflict(current)
-        now = self.rt.clock.now()
-        tombstone_id = uuid.uuid4().hex
-        head = {"version_id": tombstone_id, "size": -1, "checksum": None, "deleted": True,
-                "updated_ms": next_update_ms(int(now.timestamp() * 1000), current["head"]["updated_ms"]),
-                "client_ms": _int_param(request, "clienttime"), "device_id": who.device_id}
-        await self.store.add_version({"_id": tombstone_id, "user_id": ref.user_id, "type": ref.file_type,
-                                      "name": ref.name, "blob_key": None, **head, "created_at": now})
-        last = current["head"]
-        event = self.rt.event(FileDeleted(file_type=ref.file_type, name=ref.name, category=ref.category,
-                                          tombstone_version_id=tombstone_id, last_version_id=last["version_id"],
-                                          size=last["size"], deleted_at=now), ref.user_id)
-        try:
-            await self.store.move_head(ref, last["version_id"], head, [event])
-        except HeadMoved:
-            await self.store.remove_version(tombstone_id)
-            raise self._conflict(await self.store.head(ref))
-        await self.store.settle_usage(ref.user_id, -last["size"], -1, 0, self._usage_event(ref.user_id))
-        self.rt.events_written()
+        head = await self.ops.delete_file(ref, base, who.device_id, _int_param(request, "clienttime"), self._conflict)
         return web.json_response({"status": "deleted", **version_view(ref.file_type, ref.name, head)})

@@ -6,3 +6,8 @@ class FilesSettings(ServiceSettings):
     http_port: int = 8082
     # hard cap of one upload whatever the plan says (the reference server allows 50 MB)
     max_upload_bytes: int = 4 * 1024 * 1024 * 1024
+    # how often the reconciler looks for abandoned operations and unpublished usage
+    reconcile_seconds: float = 10.0
+    # the relay is woken for each written document; this poll only finds what an outage or
+    # a crash left, and each poll scans the heads (FerretDB cannot use an index for it)
+    outbox_poll_seconds: float = 5.0

@@ -1,16 +1,27 @@
 """The files service's storage adapter: heads (one per file), versions, and each account's
-entitlement projection and usage — all in files' own database."""
+entitlement projection and usage (the ledger, see ledger.py) — all in files' own database.
+
+A head document: {_id: "<user>/<type>/<name>", user_id, type, name, category,
+  head: the newest version (None once its last version was deleted permanently),
+  changed_seq: change number of the head's last change,
+  reverted: true when that change was not a new version (a version deleted permanently),
+  _usage_pending: [{op, bytes, files}] usage changes of operations that moved this head and
+                  may not have settled yet (the reconciler settles them after a crash)}
+A version document: {_id: version id, user_id, type, name, blob_key, size, checksum,
+  updated_ms, client_ms, device_id, deleted, seq (change number), op, created_at}."""
 
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from osmcloud_common.events import Entitlement
+from osmcloud_common.mongo import SerializedCollection
 from osmcloud_common.outbox import new_document_with_events, with_events
 
 from .domain import FileRef
+from .ledger import Ledger
 
 
 class HeadMoved(Exception):
@@ -19,34 +30,35 @@ class HeadMoved(Exception):
 
 class FilesStore:
     def __init__(self, heads, versions, accounts) -> None:
-        self.heads, self.versions, self.accounts = heads, versions, accounts
+        def serialized(c):
+            return c if isinstance(c, SerializedCollection) else SerializedCollection(c)
+        self.heads, self.versions, self.accounts = serialized(heads), serialized(versions), serialized(accounts)
+        self.ledger = Ledger(accounts)
 
     async def create_indexes(self) -> None:
         await self.heads.create_index([("user_id", ASCENDING), ("type", ASCENDING), ("name", ASCENDING)])
+        await self.heads.create_index([("user_id", ASCENDING), ("changed_seq", ASCENDING)])
         await self.versions.create_index([("user_id", ASCENDING), ("type", ASCENDING), ("name", ASCENDING),
                                           ("updated_ms", DESCENDING)])
+        await self.versions.create_index([("user_id", ASCENDING), ("seq", ASCENDING)])
+        await self.accounts.create_index([("op_count", ASCENDING)])
 
     # ------------------------------------------------------------ accounts
     async def account(self, user_id: str) -> dict[str, Any]:
-        doc = await self.accounts.find_one({"_id": user_id}, {"_outbox": 0})
-        return doc or {"_id": user_id, "entitlement": None, "used_bytes": 0, "file_count": 0,
-                       "reserved_bytes": 0, "committed_bytes": 0, "usage_seq": 0}
+        return await self.ledger.get(user_id)
 
     async def set_entitlement(self, user_id: str, entitlement: Entitlement, as_of: datetime) -> None:
         """Applies billing's latest word; an older event never overrides a newer one."""
-        await self._ensure_account(user_id)
+        await self.ledger.ensure(user_id)
         await self.accounts.update_one(
             {"_id": user_id, "$or": [{"entitlement_as_of": None}, {"entitlement_as_of": {"$lte": as_of}}]},
             {"$set": {"entitlement": entitlement.model_dump(), "entitlement_as_of": as_of}})
 
     async def _ensure_account(self, user_id: str) -> None:
-        try:
-            await self.accounts.insert_one({"_id": user_id, "user_id": user_id, "entitlement": None, "entitlement_as_of": None,
-                                            "used_bytes": 0, "file_count": 0, "reserved_bytes": 0,
-                                            "committed_bytes": 0, "usage_seq": 0})
-        except DuplicateKeyError:
-            pass
+        await self.ledger.ensure(user_id)
 
+    # The three methods below reserve without naming an operation (kept for callers that
+    # need no crash recovery); uploads and deletes go through ledger operations instead.
     async def reserve(self, user_id: str, quota: int, amount: int) -> bool:
         """Atomically reserves `amount` bytes unless used + reserved would pass the quota."""
         result = await self.accounts.update_one(
@@ -62,23 +74,16 @@ class FilesStore:
     async def settle_usage(self, user_id: str, delta_bytes: int, delta_files: int, reserved: int,
                            make_event) -> dict[str, Any]:
         """Moves a reservation into usage and records `storage-usage-changed` with the new
-        absolute figures in the same write (optimistic on `usage_seq`, so figures are exact)."""
-        while True:
-            doc = await self.account(user_id)
-            seq = doc.get("usage_seq", 0)
-            used, files = doc["used_bytes"] + delta_bytes, doc["file_count"] + delta_files
-            quota = (doc.get("entitlement") or {}).get("quota_bytes")
-            update = with_events(
-                {"$set": {"used_bytes": used, "file_count": files},
-                 "$inc": {"usage_seq": 1, "committed_bytes": delta_bytes - reserved, "reserved_bytes": -reserved}},
-                [make_event(seq + 1, used, files, quota)])
-            result = await self.accounts.update_one({"_id": user_id, "usage_seq": seq}, update)
-            if result.modified_count == 1:
-                return {"used_bytes": used, "file_count": files, "quota_bytes": quota}
+        absolute figures (made by `make_event(seq, used, files, quota)`) in the same write."""
+        doc = await self.ledger.settle(user_id, delta_bytes, delta_files, reserved, make_event)
+        quota = (doc.get("entitlement") or {}).get("quota_bytes")
+        return {"used_bytes": doc["used_bytes"], "file_count": doc["file_count"], "quota_bytes": quota}
 
     # ------------------------------------------------------------ files and versions
     async def head(self, ref: FileRef) -> dict[str, Any] | None:
-        return await self.heads.find_one({"_id": ref.key}, {"_outbox": 0})
+        """The file's head document, or None if the file never existed or has no version left."""
+        doc = await self.heads.find_one({"_id": ref.key}, {"_outbox": 0})
+        return doc if doc and doc.get("head") else None
 
     async def add_version(self, version: dict[str, Any]) -> None:
         await self.versions.insert_one(version)
@@ -93,19 +98,56 @@ class FilesStore:
     async def move_head(self, ref: FileRef, expected_version_id: str | None, head: dict[str, Any],
                         events: list[dict]) -> None:
         """Points the file at a new head version if its head is still `expected_version_id`
-        (None: the file must not exist yet). Records `events` in the same write."""
+        (None: the file must not exist yet). Records `events` in the same write.
+
+        For callers outside ledger operations (see operations.py, which also recover from
+        crashes and keep file counts exact): a head without a change number gets one here, so
+        the changes feed shows it (without the feed's guard against numbers still in flight)."""
+        if head.get("seq") is None:
+            doc = await self.accounts.find_one_and_update({"_id": ref.user_id}, {"$inc": {"change_seq": 1}},
+                                                          return_document=ReturnDocument.AFTER)
+            head = {**head, "seq": doc["change_seq"]}
+            await self.versions.update_one({"_id": head["version_id"]}, {"$set": {"seq": head["seq"]}})
+        await self.change_head(ref, expected_version_id, head, events, changed_seq=head["seq"])
+
+    async def change_head(self, ref: FileRef, expected_version_id: str | None, head: dict[str, Any] | None,
+                          events: list[dict], *, pending: dict[str, Any] | None = None,
+                          keep_pending: list[dict] = (), changed_seq: int | None = None,
+                          reverted: bool = False) -> None:
+        """move_head with the bookkeeping of ledger operations: `pending` is this operation's
+        usage change, recorded until the operation settles; `keep_pending` are the entries of
+        operations still in flight (settled ones are dropped here, sparing a write)."""
+        fields: dict[str, Any] = {"head": head, "reverted": reverted}
+        if changed_seq is not None:
+            fields["changed_seq"] = changed_seq
+        if pending is not None:
+            fields["_usage_pending"] = [*keep_pending, pending]
         if expected_version_id is None:
+            # a new file, or one whose last version was deleted permanently
+            result = await self.heads.update_one({"_id": ref.key, "head": None}, with_events({"$set": fields}, events))
+            if result.modified_count == 1:
+                return
             doc = {"_id": ref.key, "user_id": ref.user_id, "type": ref.file_type, "name": ref.name,
-                   "category": ref.category, "head": head}
+                   "category": ref.category, **fields}
             try:
                 await self.heads.insert_one(new_document_with_events(doc, events))
                 return
             except DuplicateKeyError:
                 raise HeadMoved()
         result = await self.heads.update_one({"_id": ref.key, "head.version_id": expected_version_id},
-                                             with_events({"$set": {"head": head}}, events))
+                                             with_events({"$set": fields}, events))
         if result.modified_count != 1:
             raise HeadMoved()
+
+    async def head_doc(self, key: str) -> dict[str, Any] | None:
+        return await self.heads.find_one({"_id": key}, {"_outbox": 0})
+
+    async def heads_with_pending(self, user_id: str, op_id: str) -> list[dict[str, Any]]:
+        return await self.heads.find({"user_id": user_id, "_usage_pending.op": op_id}, {"_outbox": 0}).to_list(None)
+
+    async def drop_pending(self, key: str, entries: list[dict]) -> None:
+        if entries:
+            await self.heads.update_one({"_id": key}, {"$pullAll": {"_usage_pending": entries}})
 
     async def live_heads(self, user_id: str, types: list[str] | None) -> list[dict[str, Any]]:
         query: dict[str, Any] = {"user_id": user_id, "head.deleted": False}
@@ -113,6 +155,37 @@ class FilesStore:
             query["type"] = {"$in": types}
         return await self.heads.find(query, {"_outbox": 0}).sort([("type", 1), ("name", 1)]).to_list(None)
 
+    async def heads_of(self, user_id: str, types: list[str] | None = None) -> list[dict[str, Any]]:
+        """Every head of the account, live, deleted or emptied."""
+        query: dict[str, Any] = {"user_id": user_id}
+        if types:
+            query["type"] = {"$in": types}
+        return await self.heads.find(query, {"_outbox": 0}).to_list(None)
+
     async def history(self, ref: FileRef) -> list[dict[str, Any]]:
         return await self.versions.find({"user_id": ref.user_id, "type": ref.file_type, "name": ref.name}
                                         ).sort("updated_ms", -1).to_list(None)
+
+    async def versions_of(self, user_id: str, types: list[str] | None = None) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {"user_id": user_id}
+        if types:
+            query["type"] = {"$in": types}
+        return await self.versions.find(query).to_list(None)
+
+    async def delete_versions(self, version_ids: list[str]) -> None:
+        if version_ids:
+            await self.versions.delete_many({"_id": {"$in": version_ids}})
+
+    async def delete_everything_of(self, user_id: str) -> None:
+        await self.versions.delete_many({"user_id": user_id})
+        await self.heads.delete_many({"user_id": user_id})
+
+    # ------------------------------------------------------------ changes feed
+    async def versions_after(self, user_id: str, after: int, upto: int, limit: int) -> list[dict[str, Any]]:
+        return await self.versions.find({"user_id": user_id, "seq": {"$gt": after, "$lte": upto}}
+                                        ).sort("seq", 1).limit(limit).to_list(None)
+
+    async def reverted_heads_after(self, user_id: str, after: int, upto: int, limit: int) -> list[dict[str, Any]]:
+        return await self.heads.find({"user_id": user_id, "reverted": True,
+                                      "changed_seq": {"$gt": after, "$lte": upto}}, {"_outbox": 0}
+                                     ).sort("changed_seq", 1).limit(limit).to_list(None)

@@ -1,0 +1,338 @@
+"""Files through the gateway against direct S3, measured in one run against the same S3 server.
+
+    .venv/bin/python benchmarks/files_vs_s3.py              # starts its own stack, stops it at the end
+    .venv/bin/python benchmarks/files_vs_s3.py --attach .state/up   # use a running stack instead
+
+What it measures (targets from the files issue):
+  1. one 64 MiB upload and download through the gateway vs a direct minio PUT/GET of the
+     same bytes (target >= 0.9x);
+  2. 1,000 uploads of 10 KiB by 16 concurrent clients vs 1,000 direct small PUTs with 16
+     threads (target >= 0.5x);
+  3. peak RSS growth of the files process while a 1 GiB file streams up and back down
+     (target < 64 MiB).
+
+The user needs a quota big enough for this, and billing cannot sell Pro yet: the benchmark
+publishes a `subscription-activated` event with billing's Pro entitlement for its user straight
+to the billing topic (benchmark-only; it says so in its output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import socket
+import statistics
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import aiohttp
+from aiokafka import AIOKafkaProducer
+from minio import Minio
+
+from osmcloud_billing.plans import pro_entitlement
+from osmcloud_billing.settings import BillingSettings
+from osmcloud_common.events import SubscriptionActivated, make_event
+from osmcloud_localstack.client import GatewayClient, eventually, login
+from osmcloud_localstack.ports import PORT_OFFSETS
+from osmcloud_localstack.stack import Stack, StackConfig
+
+REPO = Path(__file__).resolve().parents[1]
+MIB = 1024 * 1024
+
+
+def free_base_port() -> int:
+    """A base port whose whole layout (B .. B+15) is free right now."""
+    span = max(PORT_OFFSETS.values()) + 1
+    for _ in range(200):
+        base = 20000 + int.from_bytes(os.urandom(2), "big") % 20000
+        ok = True
+        for port in range(base, base + span):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no free base port found")
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+class RssSampler:
+    """Samples a process's resident set from /proc every few milliseconds, in a thread."""
+
+    def __init__(self, pid: int, every: float = 0.02) -> None:
+        self.pid, self.every = pid, every
+        self.baseline = rss_bytes(pid)
+        self.peak = self.baseline
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_bytes(self.pid))
+            time.sleep(self.every)
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_bytes(self.pid))
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.baseline
+
+
+def cpu_seconds(state: Path) -> dict[str, float]:
+    """CPU time (user + system) used so far by each process of a stack (from its PID files)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for pid_file in (state / "run").glob("*.pid"):
+        try:
+            pid = json.loads(pid_file.read_text())["pid"]
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            found[pid_file.stem] = (int(fields[11]) + int(fields[12])) / ticks
+        except (OSError, ValueError, KeyError):
+            continue
+    return found
+
+
+def ratio(ours: float, direct: float) -> str:
+    return f"{ours / direct:.2f}x" if direct else "n/a"
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+async def grant_pro(endpoints, user_id: str) -> None:
+    """Benchmark-only: billing has no purchase yet, so say 'Pro' on billing's topic directly."""
+    entitlement = pro_entitlement(BillingSettings())
+    event = make_event(SubscriptionActivated(entitlement=entitlement), user_id=user_id, producer="benchmark",
+                       occurred_at=__import__("datetime").datetime.now(__import__("datetime").UTC))
+    producer = AIOKafkaProducer(bootstrap_servers=endpoints["kafka_bootstrap"])
+    await producer.start()
+    try:
+        await producer.send_and_wait(f"{endpoints['topic_prefix']}billing", value=event.to_json().encode(),
+                                     key=user_id.encode(), headers=[("event_id", event.id.encode())])
+    finally:
+        await producer.stop()
+
+
+async def timed_upload(me: GatewayClient, path: str, body, headers: dict | None = None) -> float:
+    started = time.perf_counter()
+    reply = await me.call("PUT", path, data=body, headers=headers, params={"overwrite": "true"})
+    elapsed = time.perf_counter() - started
+    assert reply.status == 201, reply
+    return elapsed
+
+
+async def timed_download(session: aiohttp.ClientSession, url: str, token: str, expect: int) -> float:
+    started = time.perf_counter()
+    got = 0
+    async with session.get(url, headers={"Authorization": f"Bearer {token}"}) as response:
+        assert response.status == 200, response.status
+        async for chunk in response.content.iter_chunked(1 * MIB):
+            got += len(chunk)
+    assert got == expect, (got, expect)
+    return time.perf_counter() - started
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+async def run(endpoints: dict, files_pid: int, args) -> int:
+    s3 = Minio(endpoints["s3_endpoint"], access_key=endpoints["s3_access_key"],
+               secret_key=endpoints["s3_secret_key"], secure=endpoints["s3_secure"])
+    bench = Bench(args, s3, endpoints["s3_bucket"], ThreadPoolExecutor(max_workers=args.concurrency), files_pid,
+                  Path(endpoints["state_dir"]))
+    connector = aiohttp.TCPConnector(limit=args.concurrency * 2)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=3600)) as session:
+        gateway = GatewayClient(session, endpoints["gateway_url"])
+        me, account = await login(gateway, endpoints["smtp_sink_url"])
+        user_id = account["user_id"]
+        print(f"user {user_id}; granting Pro by publishing subscription-activated to "
+              f"{endpoints['topic_prefix']}billing (BENCHMARK ONLY: billing sells no Pro yet)")
+        await grant_pro(endpoints, user_id)
+
+        async def pro_known():
+            return (await me.call("GET", "/api/files/usage")).body.get("plan") == "pro"
+        await eventually(pro_known, timeout=60, what="files learning the Pro entitlement")
+        bench.me, bench.session = me, session
+        missed = 0
+        if args.only in (None, "big"):
+            missed += await bench.big_files()
+        if args.only in (None, "small"):
+            missed += await bench.small_files()
+        if args.only in (None, "rss"):
+            missed += await bench.streaming_memory()
+        reply = await me.call("DELETE", "/api/files")  # "delete all my data" cleans up after the run
+        assert reply.status == 200, reply
+    print(f"\n{'all targets met' if not missed else f'{missed} target(s) missed'}")
+    return 0
+
+
+class Bench:
+    def __init__(self, args, s3: Minio, bucket: str, pool: ThreadPoolExecutor, files_pid: int, state: Path) -> None:
+        self.args, self.s3, self.bucket, self.pool, self.files_pid = args, s3, bucket, pool, files_pid
+        self.state = state
+        self.me: GatewayClient | None = None
+        self.session: aiohttp.ClientSession | None = None
+
+    async def _in_thread(self, fn, *a):
+        return await asyncio.get_running_loop().run_in_executor(self.pool, lambda: fn(*a))
+
+    def _get_all(self, key: str) -> int:
+        response = self.s3.get_object(self.bucket, key)
+        try:
+            return sum(len(c) for c in response.stream(1 * MIB))
+        finally:
+            response.close()
+            response.release_conn()
+
+    async def big_files(self) -> int:
+        """[1] one big body up and down, through the gateway and straight to S3."""
+        args, me = self.args, self.me
+        big = os.urandom(args.big_mib * MIB)
+        url = f"{me.base}/api/files/FILE/bench/big.bin"
+        ours_up, ours_down, direct_up, direct_down = [], [], [], []
+        for _ in range(args.repeat):
+            key = f"bench/{uuid.uuid4().hex}"
+            t = time.perf_counter()
+            await self._in_thread(self.s3.put_object, self.bucket, key, io.BytesIO(big), len(big))
+            direct_up.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            assert await self._in_thread(self._get_all, key) == len(big)
+            direct_down.append(time.perf_counter() - t)
+            await self._in_thread(self.s3.remove_object, self.bucket, key)
+            ours_up.append(await timed_upload(me, "/api/files/FILE/bench/big.bin", big))
+            ours_down.append(await timed_download(me.session, url, me.token, len(big)))
+        mb = args.big_mib
+        up_ratio = median(direct_up) / median(ours_up)
+        down_ratio = median(direct_down) / median(ours_down)
+        print(f"\n[1] {mb} MiB, median of {args.repeat}:")
+        print(f"    upload   gateway {mb / median(ours_up):8.1f} MiB/s   direct S3 {mb / median(direct_up):8.1f} MiB/s"
+              f"   ratio {up_ratio:.2f}x (target >= 0.9x: {verdict(up_ratio >= 0.9)})")
+        print(f"    download gateway {mb / median(ours_down):8.1f} MiB/s   direct S3 {mb / median(direct_down):8.1f} MiB/s"
+              f"   ratio {down_ratio:.2f}x (target >= 0.9x: {verdict(down_ratio >= 0.9)})")
+        return (up_ratio < 0.9) + (down_ratio < 0.9)
+
+    async def small_files(self) -> int:
+        """[2] many small new files by concurrent clients, and as many direct small PUTs."""
+        args, me = self.args, self.me
+        small = os.urandom(args.small_kib * 1024)
+        n, c = args.small_count, args.concurrency
+        t = time.perf_counter()
+        await asyncio.gather(*(self._in_thread(self.s3.put_object, self.bucket, f"bench/small/{i}",
+                                               io.BytesIO(small), len(small)) for i in range(n)))
+        direct_rate = n / (time.perf_counter() - t)
+
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(n):
+            queue.put_nowait(i)
+        latencies: list[float] = []
+
+        async def client() -> None:
+            while not queue.empty():
+                i = queue.get_nowait()
+                latencies.append(await timed_upload(me, f"/api/files/FILE/bench/small/{i}.bin", small))
+        cpu_before = cpu_seconds(self.state)
+        t = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(c)))
+        ours_rate = n / (time.perf_counter() - t)
+        cpu_after = cpu_seconds(self.state)
+        latencies.sort()
+        small_ratio = ours_rate / direct_rate
+        print(f"\n[2] {n} uploads of {args.small_kib} KiB, {c} concurrent clients:")
+        print(f"    gateway {ours_rate:8.1f} uploads/s (p50 {latencies[len(latencies) // 2] * 1000:.0f} ms, "
+              f"p99 {latencies[int(len(latencies) * 0.99)] * 1000:.0f} ms)   direct S3 {direct_rate:8.1f} PUTs/s"
+              f"   ratio {small_ratio:.2f}x (target >= 0.5x: {verdict(small_ratio >= 0.5)})")
+        spent = {name: (cpu_after[name] - cpu_before.get(name, 0)) * 1000 / n for name in cpu_after}
+        print("    CPU per upload through the gateway (ms): " + ", ".join(
+            f"{name} {ms:.1f}" for name, ms in sorted(spent.items(), key=lambda kv: -kv[1]) if ms >= 0.05))
+        await self._in_thread(lambda: [self.s3.remove_object(self.bucket, f"bench/small/{i}") for i in range(n)])
+        return small_ratio < 0.5
+
+    async def streaming_memory(self) -> int:
+        """[3] the files process's resident memory while a big body streams up and down."""
+        args, me = self.args, self.me
+        total = args.rss_mib * MIB
+        block = os.urandom(1 * MIB)
+
+        async def generate():
+            for _ in range(args.rss_mib):
+                yield block
+        with RssSampler(self.files_pid) as up_rss:
+            elapsed_up = await timed_upload(me, "/api/files/FILE/bench/huge.bin", generate(),
+                                            headers={"Content-Length": str(total)})
+        with RssSampler(self.files_pid) as down_rss:
+            elapsed_down = await timed_download(me.session, f"{me.base}/api/files/FILE/bench/huge.bin",
+                                                me.token, total)
+        worst = max(up_rss.growth, down_rss.growth)
+        print(f"\n[3] {args.rss_mib} MiB streamed through files (pid {self.files_pid}, baseline RSS "
+              f"{up_rss.baseline / MIB:.0f} MiB):")
+        print(f"    upload   {args.rss_mib / elapsed_up:8.1f} MiB/s, peak RSS growth {up_rss.growth / MIB:6.1f} MiB")
+        print(f"    download {args.rss_mib / elapsed_down:8.1f} MiB/s, peak RSS growth {down_rss.growth / MIB:6.1f} MiB")
+        print(f"    worst growth {worst / MIB:.1f} MiB (target < 64 MiB: {verdict(worst < 64 * MIB)})")
+        return worst >= 64 * MIB
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--attach", metavar="STATE_DIR", help="use the running stack of this state directory")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--big-mib", type=int, default=64)
+    parser.add_argument("--small-count", type=int, default=1000)
+    parser.add_argument("--small-kib", type=int, default=10)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rss-mib", type=int, default=1024)
+    parser.add_argument("--only", choices=["big", "small", "rss"], help="run one part only (for profiling)")
+    args = parser.parse_args()
+
+    stack = None
+    if args.attach:
+        state = Path(args.attach).absolute()
+        meta = json.loads((state / "stack.json").read_text())
+        stack = Stack(StackConfig(state_dir=state, base_port=meta["base_port"], test_clock=meta["test_clock"],
+                                  gateway_secret=meta["gateway_secret"]))
+        endpoints = stack.endpoints().as_dict()
+        owned = False
+    else:
+        base = free_base_port()
+        state = REPO / ".state" / f"bench-{base}"
+        print(f"starting a local stack on base port {base} (state {state})")
+        stack = Stack(StackConfig(state_dir=state, base_port=base), log=lambda m: print(f"  {m}"))
+        endpoints = stack.up().as_dict()
+        owned = True
+    try:
+        files_pid = json.loads((state / "run" / "files.pid").read_text())["pid"]
+        return asyncio.run(run(endpoints, files_pid, args))
+    finally:
+        if owned:
+            print("stopping the benchmark stack")
+            stack.down()
+            import shutil
+            shutil.rmtree(state, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""Each account's ledger: one document per account holding usage, quota reservations, the
+in-flight operations and the change counter — so every quota decision is one atomic
+single-document update (FerretDB has no transactions).
+
+Fields of an account document (besides the entitlement projection, see FilesStore):
+  used_bytes, file_count            what the newest version of each live file takes (settled)
+  reserved_bytes, reserved_files    held by unfinished operations
+  committed_bytes, committed_files  used + reserved: what quota checks compare, never above the plan
+  ops.<op_id>                       an unfinished operation: {kind, bytes, files, expires, file,
+                                    version_id, blob_key, floor}; the reconciler finishes or undoes
+                                    operations whose owner stopped renewing them (crash)
+  op_count                          number of entries in ops (cheap "anything in flight?" query)
+  change_seq                        last number drawn for the changes feed
+  reset_seq                         change_seq when all data was deleted: older cursors must resync
+  usage_seq                         grows with every change of usage; storage-usage-changed with
+                                    the new absolute figures is written in the same update
+  backup_off                        types whose backup the user switched off
+  frozen                            the op id of a "delete all my data" in progress
+"""
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from osmcloud_common.outbox import with_events
+
+OP_TTL_SECONDS = 600.0  # an operation not renewed for this long is taken for dead
+
+UsageEvent = Callable[[int, int, int, int | None], dict]  # (sequence, used, files, quota) -> outbox entry
+
+
+def _zero_usage(user_id: str) -> dict[str, Any]:
+    return {"_id": user_id, "user_id": user_id, "entitlement": None, "entitlement_as_of": None,
+            "used_bytes": 0, "file_count": 0, "reserved_bytes": 0, "reserved_files": 0,
+            "committed_bytes": 0, "committed_files": 0, "usage_seq": 0,
+            "ops": {}, "op_count": 0, "change_seq": 0, "reset_seq": 0,
+            "backup_off": [], "frozen": None}
+
+
+class Ledger:
+    def __init__(self, accounts, now: Callable[[], float] = time.time, ttl: float = OP_TTL_SECONDS) -> None:
+        # operational deadlines use the system clock, not the (test-movable) business clock:
+        # moving time forward by 30 days in a test must not kill uploads in flight
+        self.accounts, self.now, self.ttl = accounts, now, ttl
+
+    async def get(self, user_id: str) -> dict[str, Any]:
+        doc = await self.accounts.find_one({"_id": user_id}, {"_outbox": 0})
+        return {**_zero_usage(user_id), **(doc or {})}
+
+    # ------------------------------------------------------------ operations
+    async def begin(self, user_id: str, op_id: str, op: dict[str, Any], *, quota: int, max_files: int | None,
+                    bytes_: int, files: int, floor: int | None = None) -> dict[str, Any] | None:
+        """Records an operation and reserves `bytes_` and `files` for it, atomically and only
+        if the account stays within `quota` / `max_files` and no "delete all" runs. With
+        `floor` (the change_seq the caller last saw) it also draws one change number, which
+        is the returned document's change_seq. None when refused."""
+        condition: dict[str, Any] = {"_id": user_id, "frozen": None}
+        if bytes_:
+            condition["entitlement.quota_bytes"] = quota
+            condition["committed_bytes"] = {"$lte": quota - bytes_}
+        if files and max_files is not None:
+            condition["committed_files"] = {"$lte": max_files - files}
+        entry = {**op, "bytes": bytes_, "files": files, "expires": self.now() + self.ttl, "floor": floor}
+        inc = {"committed_bytes": bytes_, "reserved_bytes": bytes_, "committed_files": files,
+               "reserved_files": files, "op_count": 1}
+        if floor is not None:
+            inc["change_seq"] = 1
+        return await self.accounts.find_one_and_update(
+            condition, {"$inc": inc, "$set": {f"ops.{op_id}": entry}},
+            return_document=ReturnDocument.AFTER)
+
+    async def grow(self, user_id: str, op_id: str, quota: int, more: int) -> bool:
+        """Reserves `more` bytes for a streaming upload, within the quota; renews the op."""
+        result = await self.accounts.update_one(
+            {"_id": user_id, f"ops.{op_id}.expires": {"$gt": self.now()}, "frozen": None,
+             "entitlement.quota_bytes": quota, "committed_bytes": {"$lte": quota - more}},
+            {"$inc": {"committed_bytes": more, "reserved_bytes": more, f"ops.{op_id}.bytes": more},
+             "$set": {f"ops.{op_id}.expires": self.now() + self.ttl}})
+        return result.modified_count == 1
+
+    async def renew(self, user_id: str, op_id: str) -> bool:
+        result = await self.accounts.update_one(
+            {"_id": user_id, f"ops.{op_id}.expires": {"$gt": self.now()}},
+            {"$set": {f"ops.{op_id}.expires": self.now() + self.ttl}})
+        return result.modified_count == 1
+
+    async def draw(self, user_id: str, op_id: str, floor: int, count: int = 1) -> int | None:
+        """Draws `count` change numbers for a live operation (renewing it) and returns the
+        last; None if the operation expired or "delete all" runs (the caller must give up)."""
+        doc = await self.accounts.find_one_and_update(
+            {"_id": user_id, f"ops.{op_id}.expires": {"$gt": self.now()},
+             "$or": [{"frozen": None}, {"frozen": op_id}]},
+            {"$inc": {"change_seq": count},
+             "$set": {f"ops.{op_id}.floor": floor, f"ops.{op_id}.expires": self.now() + self.ttl}},
+            return_document=ReturnDocument.AFTER)
+        return doc["change_seq"] if doc else None
+
+    async def finish(self, user_id: str, op_id: str, reserved_bytes: int, reserved_files: int,
+                     delta_bytes: int = 0, delta_files: int = 0, events: list[dict] | None = None,
+                     usage_event: UsageEvent | None = None) -> dict[str, Any] | None:
+        """Ends an operation: its reservation is replaced by the usage it really changed
+        (`delta_*`, 0 to just release), and a change of usage records storage-usage-changed
+        with the new absolute figures in the same write. Idempotent: once the op is gone
+        nothing happens and None is returned — which is how a second finisher (the
+        reconciler) knows."""
+        def build(doc):
+            op = ((doc or {}).get("ops") or {}).get(op_id)
+            if op is None or op.get("bytes") != reserved_bytes or op.get("files") != reserved_files:
+                return None
+            update: dict[str, Any] = {
+                "$inc": {"committed_bytes": delta_bytes - reserved_bytes, "reserved_bytes": -reserved_bytes,
+                         "committed_files": delta_files - reserved_files, "reserved_files": -reserved_files,
+                         "op_count": -1},
+                "$unset": {f"ops.{op_id}": ""}}
+            entries = list(events or [])
+            if delta_bytes or delta_files:
+                update["$set"] = {"used_bytes": doc["used_bytes"] + delta_bytes,
+                                  "file_count": doc["file_count"] + delta_files,
+                                  "usage_seq": doc.get("usage_seq", 0) + 1}
+                if usage_event is not None:
+                    entries.append(self._usage_entry(doc, update["$set"], usage_event))
+            if entries:
+                update = with_events(update, entries)
+            return {"usage_seq": doc.get("usage_seq", 0), f"ops.{op_id}.bytes": reserved_bytes}, update
+        return await self.accounts.modify(user_id, build)
+
+    @staticmethod
+    def _usage_entry(doc: dict[str, Any], figures: dict[str, Any], usage_event: UsageEvent) -> dict:
+        quota = (doc.get("entitlement") or {}).get("quota_bytes")
+        return usage_event(figures["usage_seq"], figures["used_bytes"], figures["file_count"], quota)
+
+    async def settle(self, user_id: str, delta_bytes: int, delta_files: int, reserved: int,
+                     usage_event: UsageEvent) -> dict[str, Any]:
+        """Usage change outside an operation (an anonymous reservation of `reserved` bytes)."""
+        def build(doc):
+            figures = {"used_bytes": doc["used_bytes"] + delta_bytes, "file_count": doc["file_count"] + delta_files,
+                       "usage_seq": doc.get("usage_seq", 0) + 1}
+            update = {"$set": figures, "$inc": {"committed_bytes": delta_bytes - reserved, "reserved_bytes": -reserved,
+                                                "committed_files": delta_files}}
+            return ({"usage_seq": doc.get("usage_seq", 0)},
+                    with_events(update, [self._usage_entry(doc, figures, usage_event)]))
+        return await self.accounts.modify(user_id, build)
+
+    async def add_events(self, user_id: str, events: list[dict]) -> None:
+        if events:
+            await self.accounts.update_one({"_id": user_id}, with_events({"$set": {"user_id": user_id}}, events))
+
+    # ------------------------------------------------------------ settings and "delete all"
+    async def ensure(self, user_id: str) -> None:
+        try:
+            await self.accounts.insert_one(_zero_usage(user_id))
+        except DuplicateKeyError:
+            pass
+
+    async def set_backup(self, user_id: str, file_type: str, enabled: bool) -> None:
+        await self.ensure(user_id)
+        op = {"$pullAll": {"backup_off": [file_type]}} if enabled else {"$addToSet": {"backup_off": file_type}}
+        await self.accounts.update_one({"_id": user_id}, op)
+
+    async def freeze(self, user_id: str, op_id: str, op: dict[str, Any]) -> bool:
+        """Starts "delete all my data": no new operation may begin until it ends."""
+        entry = {**op, "bytes": 0, "files": 0, "expires": self.now() + self.ttl, "floor": None}
+        result = await self.accounts.update_one(
+            {"_id": user_id, "frozen": None},
+            {"$set": {"frozen": op_id, f"ops.{op_id}": entry}, "$inc": {"op_count": 1}})
+        return result.modified_count == 1
+
+    async def clear_usage(self, user_id: str, op_id: str, events: list[dict],
+                          usage_event: UsageEvent) -> dict[str, Any] | None:
+        """Ends "delete all": usage to zero (reservations of operations still in flight stay),
+        older cursors must resync, the account is open again."""
+        def build(doc):
+            if op_id not in ((doc or {}).get("ops") or {}):
+                return None
+            figures = {"used_bytes": 0, "file_count": 0, "usage_seq": doc.get("usage_seq", 0) + 1}
+            # the reset takes a change number of its own: cursors below it must resync
+            update = {"$set": {**figures, "reset_seq": doc.get("change_seq", 0) + 1, "frozen": None},
+                      "$inc": {"committed_bytes": -doc["used_bytes"], "committed_files": -doc["file_count"],
+                               "op_count": -1, "change_seq": 1},
+                      "$unset": {f"ops.{op_id}": ""}}
+            return ({"usage_seq": doc.get("usage_seq", 0)},
+                    with_events(update, [*events, self._usage_entry(doc, figures, usage_event)]))
+        return await self.accounts.modify(user_id, build)
+
+    # ------------------------------------------------------------ reconciliation
+    async def with_operations(self) -> list[dict[str, Any]]:
+        return await self.accounts.find({"op_count": {"$gt": 0}}, {"_outbox": 0}).to_list(None)
+
