@@ -71,3 +71,18 @@ async def test_serialized_updates_lose_nothing_and_scan_nothing():
                                      for _ in range(50)))
     assert raw.docs["k"]["n"] == 10 and sum(r.modified_count for r in results) == 10
     assert raw.scans == 0
+
+
+def test_range_conditions_compare_dates_and_strings_like_mongodb():
+    from datetime import UTC, datetime, timedelta
+
+    from osmcloud_common.mongo import match_filter
+    earlier = datetime(2026, 1, 1, tzinfo=UTC)
+    doc = {"as_of": earlier, "name": "b", "n": 3}
+    later = earlier + timedelta(days=1)
+    assert match_filter(doc, {"as_of": {"$lte": later}}) is True
+    assert match_filter(doc, {"as_of": {"$gt": later}}) is False
+    assert match_filter(doc, {"as_of": {"$lte": later.replace(tzinfo=None)}}) is True  # naive = UTC
+    assert match_filter(doc, {"$or": [{"as_of": None}, {"as_of": {"$lte": later}}]}) is True
+    assert match_filter(doc, {"name": {"$gt": "a"}}) is True
+    assert match_filter(doc, {"n": {"$lte": "9"}}) is False  # a number never matches a string bound

@@ -3,6 +3,7 @@ MongoDB and FerretDB support: no multi-document transactions, change streams or 
 
 import asyncio
 import weakref
+from datetime import UTC, datetime
 
 from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.results import UpdateResult
@@ -53,6 +54,26 @@ def _values_at(doc, path: str) -> list:
     return current
 
 
+def _comparable(value, arg) -> tuple | None:
+    """(value, arg) ready for <, <=, >, >= when MongoDB would compare them (numbers with
+    numbers, dates with dates, strings with strings), else None (no match, as in MongoDB)."""
+    def kind(x):
+        if isinstance(x, bool):
+            return None
+        if isinstance(x, (int, float)):
+            return "number"
+        if isinstance(x, datetime):
+            return "date"
+        if isinstance(x, str):
+            return "string"
+        return None
+    if kind(value) is None or kind(value) != kind(arg):
+        return None
+    if kind(value) == "date":  # BSON dates are UTC; a naive one means UTC
+        value, arg = (d if d.tzinfo else d.replace(tzinfo=UTC) for d in (value, arg))
+    return value, arg
+
+
 def _matches_condition(values: list, condition) -> bool | None:
     """None: an operator this emulation does not know (the caller falls back to the server)."""
     if isinstance(condition, dict) and condition and all(k.startswith("$") for k in condition):
@@ -60,10 +81,10 @@ def _matches_condition(values: list, condition) -> bool | None:
             if op == "$exists":
                 ok = bool(values) == bool(arg)
             elif op in ("$gt", "$gte", "$lt", "$lte"):
-                numeric = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-                compare = {"$gt": lambda v: v > arg, "$gte": lambda v: v >= arg,
-                           "$lt": lambda v: v < arg, "$lte": lambda v: v <= arg}[op]
-                ok = isinstance(arg, (int, float)) and any(compare(v) for v in numeric)
+                compare = {"$gt": lambda v, a: v > a, "$gte": lambda v, a: v >= a,
+                           "$lt": lambda v, a: v < a, "$lte": lambda v, a: v <= a}[op]
+                pairs = [_comparable(v, arg) for v in values]
+                ok = any(compare(*pair) for pair in pairs if pair is not None)
             elif op == "$size":
                 ok = any(isinstance(v, list) and len(v) == arg for v in values)
             elif op == "$ne":
