@@ -5,9 +5,11 @@ from aiohttp import web
 from osmcloud_common.runtime import Runtime, serve
 
 from .handlers import register_handlers
+from .restore import RestoreRoute
 from .routes import FilesRoutes
 from .settings import FilesSettings
 from .store import FilesStore
+from .trash_reactions import register_trash_reactions
 
 
 def build_app(settings: FilesSettings | None = None) -> web.Application:
@@ -18,8 +20,10 @@ def build_app(settings: FilesSettings | None = None) -> web.Application:
     runtime.on_startup(store.create_indexes)
     runtime.on_startup(runtime.blobs.ensure_bucket)
     register_handlers(runtime, store)
+    register_trash_reactions(runtime, store)
     app = runtime.create_app()
     FilesRoutes(runtime, store, runtime.blobs, settings).register(app)
+    RestoreRoute(runtime, store, runtime.blobs, settings).register(app)
     return app
 
 
