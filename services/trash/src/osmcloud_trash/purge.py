@@ -6,10 +6,13 @@ A purge of a set of items, replica-safe and crash-safe:
 2. write one batch document per user holding a `trash-item-purged` event per claimed item
    (the outbox: the relay publishes them; files then removes versions and blobs);
 3. delete the items, then the claims.
-A replica that dies after 1 leaves claims without a batch: once the claim lease has passed,
-any replica completes that batch from the claims alone (same batch id, so at most one batch
-document ever exists). Claim leases use wall time, not the test clock, so moving the shared
-clock never makes a fresh claim look stale."""
+Because items go before their claims, a claim won on an item that is gone means another
+purge (or a restore) finished first: it is dropped without an event. A replica that dies
+after 1 leaves claims without a batch: once the claim lease has passed, any replica
+completes that batch from the claims alone (same batch id, and batch documents are kept
+for twice the lease, so at most one batch document — one event per item — ever exists).
+Claim leases use wall time, not the test clock, so moving the shared clock never makes a
+fresh claim look stale."""
 
 import asyncio
 import uuid
@@ -60,16 +63,24 @@ class Purger:
                 claims = [purge_claim(i, batch_id=batch_id, reason=reason, claimed_by=self.replica,
                                       claimed_at=wall_now()) for i in chunk]
                 won = await self.store.claim_many(claims)
+                won = await self._still_in_trash(won)
                 if won:
                     await self.complete(batch_id, user_id, won)
                     purged += [c["_id"] for c in won]
         return purged
 
+    async def _still_in_trash(self, claims: list[dict]) -> list[dict]:
+        """Claims whose item is gone came after another purge (or a restore) had finished:
+        that one removed the item before releasing its claim. Drop them."""
+        present = await self.store.existing([c["_id"] for c in claims])
+        await self.store.release_many([c["_id"] for c in claims if c["_id"] not in present])
+        return [c for c in claims if c["_id"] in present]
+
     async def complete(self, batch_id: str, user_id: str, claims: list[dict]) -> None:
         """Steps 2 and 3 for one batch; idempotent, so a takeover may repeat them."""
         ids = sorted(c["_id"] for c in claims)
         events = [self.rt.event(p, user_id) for p in batch_payloads(claims)]
-        written = await self.store.write_batch(batch_id, user_id, ids, self.rt.clock.now(), events)
+        written = await self.store.write_batch(batch_id, user_id, ids, self.rt.clock.now(), wall_now(), events)
         self.rt.events_written()
         await self.store.remove_items(ids)
         await self.store.release_many(ids)
@@ -86,7 +97,7 @@ class Purger:
     async def empty(self, user_id: str) -> dict:
         items = await self.store.of_user(user_id)
         purged = await self.purge(items, "emptied")
-        await self.store.write_batch(f"emptied-{uuid.uuid4().hex}", user_id, [], self.rt.clock.now(),
+        await self.store.write_batch(f"emptied-{uuid.uuid4().hex}", user_id, [], self.rt.clock.now(), wall_now(),
                                      [self.rt.event(emptied_payload(len(purged)), user_id)])
         self.rt.events_written()
         return {"purged": len(purged), "skipped": len(items) - len(purged)}
@@ -102,7 +113,9 @@ class Purger:
             else:
                 await self.store.release(claim["_id"], claim.get("action", "restore"))
         for batch_id, claims in batches.items():
-            await self.complete(batch_id, claims[0]["user_id"], claims)
+            claims = await self._still_in_trash(claims)  # gone: that purge did finish
+            if claims:
+                await self.complete(batch_id, claims[0]["user_id"], claims)
         return len(stale)
 
     async def run_once(self) -> int:
@@ -117,7 +130,7 @@ class Purger:
             total += len(purged)
             if not purged:
                 break  # what is left is claimed by others (a restore, another replica): next round
-        await self.store.forget_relayed_batches()
+        await self.store.forget_relayed_batches(wall_now() - timedelta(seconds=2 * self.settings.claim_lease_seconds))
         if self.in_trash is not None:
             self.in_trash.set(await self.store.count())
         return total

@@ -60,6 +60,11 @@ class TrashStore:
         await self.claims.delete_many({"user_id": user_id})
         return removed
 
+    async def existing(self, item_ids: list[str]) -> set[str]:
+        if not item_ids:
+            return set()
+        return {d["_id"] async for d in self.items.find({"_id": {"$in": item_ids}}, {"_id": 1})}
+
     async def due(self, now: datetime, limit: int) -> list[dict[str, Any]]:
         return await self.items.find({"expires_at": {"$lte": now}}).limit(limit).to_list(None)
 
@@ -104,17 +109,20 @@ class TrashStore:
 
     # ------------------------------------------------------------ purge batches (the events)
     async def write_batch(self, batch_id: str, user_id: str, item_ids: list[str], created_at: datetime,
-                          events: list[dict]) -> bool:
+                          written_at: datetime, events: list[dict]) -> bool:
         """The purge batch and its events in one insert; False if it exists already (then
         its events were written by whoever inserted it)."""
-        doc = {"_id": batch_id, "user_id": user_id, "item_ids": item_ids, "created_at": created_at}
+        doc = {"_id": batch_id, "user_id": user_id, "item_ids": item_ids, "created_at": created_at,
+               "written_at": written_at}
         try:
             await self.batches.insert_one(new_document_with_events(doc, events))
             return True
         except DuplicateKeyError:
             return False
 
-    async def forget_relayed_batches(self) -> int:
-        """Batches whose events Kafka has acknowledged are not needed any more."""
-        result = await self.batches.delete_many({"_outbox_pending": {"$exists": False}})
+    async def forget_relayed_batches(self, written_before: datetime) -> int:
+        """Batches whose events Kafka has acknowledged, kept until no claim of theirs can
+        be taken over any more (so a takeover never writes a batch a second time)."""
+        result = await self.batches.delete_many({"_outbox_pending": {"$exists": False},
+                                                 "written_at": {"$lt": written_before}})
         return result.deleted_count
