@@ -48,6 +48,7 @@ COMMON_ENV = ("HTTP_HOST", "HTTP_PORT", "MONGO_URL", "MONGO_DB", "KAFKA_BOOTSTRA
 EXTRA_ENV = {
     "auth": ("SMTP_HOST", "SMTP_PORT"),
     "files": ("S3_ENDPOINT", "S3_ACCESS_KEY", "S3_SECRET_KEY", "S3_BUCKET", "S3_SECURE"),
+    "trash": ("FILES_URL",),
 }
 # The only image the Dockerfile may pull (its PYTHON_IMAGE default); anything else means a
 # COPY --from or FROM names no stage.

@@ -553,7 +553,9 @@ class Stack:
         """The environment a service process runs with (see README, Configuration)."""
         e = self.endpoints()
         c = self.config
+        extra = {"FILES_URL": e.service_urls["files"]} if name == "trash" else {}  # trash's restore calls files
         return {
+            **extra,
             "HTTP_HOST": HOST,
             "HTTP_PORT": str(self.ports.port(name)),
             "MONGO_URL": e.mongo_url,

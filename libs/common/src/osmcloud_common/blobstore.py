@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from minio import Minio
 from minio.datatypes import Part
+from minio.commonconfig import CopySource
+from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 
 PART_SIZE = 5 * 1024 * 1024  # S3's smallest part: less memory per part in flight
@@ -172,6 +174,24 @@ class BlobStore:
         except S3Error as exc:
             if exc.code not in ("NoSuchKey", "NoSuchObject", "NotFound"):
                 raise
+
+    async def copy(self, source_key: str, target_key: str) -> None:
+        """Server-side copy inside the bucket: the bytes never pass through the service, and
+        the two objects share nothing afterwards."""
+        await self._run(self._client.copy_object, self.bucket, target_key, CopySource(self.bucket, source_key))
+
+    async def delete_many(self, keys: list[str], batch: int = 1000) -> int:
+        """Batched deletes (S3 DeleteObjects, up to 1000 keys a request); idempotent.
+        Returns how many keys were asked for; raises if the server reports a failure."""
+        def _remove(chunk: list[str]) -> list[str]:
+            errors = self._client.remove_objects(self.bucket, (DeleteObject(k) for k in chunk))
+            return [f"{e.name}: {e.code}" for e in errors if e.code not in ("NoSuchKey", "NoSuchObject", "NotFound")]
+        failed: list[str] = []
+        for start in range(0, len(keys), batch):
+            failed += await self._run(_remove, keys[start:start + batch])
+        if failed:
+            raise RuntimeError(f"S3 refused to delete {len(failed)} object(s): {failed[:5]}")
+        return len(keys)
 
     async def delete_prefix(self, prefix: str) -> int:
         def _remove_all() -> int:

@@ -108,6 +108,7 @@ class FileRestored(Payload):
     file_type: str
     name: str
     version_id: str
+    tombstone_version_id: str | None = None  # the delete marker the file came back from (its trash item)
 
 
 class FileVersionsPruned(Payload):

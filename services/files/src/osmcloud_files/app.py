@@ -11,9 +11,12 @@ from .grace import register_grace_end
 from .handlers import register_handlers
 from .operations import Operations
 from .reconcile import Reconciler
+from .restore import RestoreRoute
 from .routes import FilesRoutes
 from .settings import FilesSettings
 from .store import FilesStore
+from .trash_reactions import register_trash_reactions
+from .trash_reactions import register_trash_reactions
 
 
 def build_app(settings: FilesSettings | None = None) -> web.Application:
@@ -28,12 +31,14 @@ def build_app(settings: FilesSettings | None = None) -> web.Application:
     runtime.on_startup(runtime.blobs.ensure_bucket)
     register_handlers(runtime, store)
     register_account_deletion(runtime)
+    register_trash_reactions(runtime, store)
     ops = Operations(runtime, store, runtime.blobs)
     register_grace_end(runtime, store, ops)
     runtime.background(Reconciler(ops, settings.reconcile_seconds).run)
     app = runtime.create_app()
     AccountRoutes(store, ops).register(app)
     FilesRoutes(runtime, store, runtime.blobs, settings, ops).register(app)
+    RestoreRoute(runtime, store, runtime.blobs, settings).register(app)
     return app
 
 

@@ -1,6 +1,6 @@
 """How trash reacts to events. Every handler is idempotent."""
 
-from osmcloud_common.events import Event, FileDeleted, FileUploaded
+from osmcloud_common.events import Event, FileDeleted, FileRestored, FileUploaded, FileVersionsPruned
 from osmcloud_common.runtime import Runtime
 
 from .domain import expires_at
@@ -20,5 +20,20 @@ def register_handlers(runtime: Runtime, store: TrashStore, settings: TrashSettin
         p: FileUploaded = event.payload()
         await store.remove_file(event.user_id, p.file_type, p.name, p.updated_at)
 
+    async def file_restored(event: Event) -> None:
+        """The restore's HTTP answer normally removes the item; this covers a trash replica
+        that died between files' answer and its own write."""
+        p: FileRestored = event.payload()
+        if p.tombstone_version_id:
+            await store.remove_item(p.tombstone_version_id)
+
+    async def versions_pruned(event: Event) -> None:
+        """'Delete all my data' in files: nothing of the account is left to restore."""
+        p: FileVersionsPruned = event.payload()
+        if p.everything:
+            await store.remove_user(event.user_id)
+
     runtime.on_event(FileDeleted, file_deleted)
     runtime.on_event(FileUploaded, file_uploaded)
+    runtime.on_event(FileRestored, file_restored)
+    runtime.on_event(FileVersionsPruned, versions_pruned)

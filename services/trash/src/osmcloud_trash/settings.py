@@ -5,3 +5,12 @@ class TrashSettings(ServiceSettings):
     service_name: str = "trash"
     http_port: int = 8083
     retention_days: int = 30
+    # files' own address (service to service, not through the gateway): restore is a
+    # synchronous call there, see README "Internal calls"
+    files_url: str = "http://127.0.0.1:8082"
+    files_timeout_seconds: float = 30.0
+    # the automatic purge: how often each replica looks for expired items, how many it
+    # claims at once, and after how long a claim left by a crashed replica is taken over
+    purge_interval_seconds: float = 1.0
+    purge_batch_size: int = 500
+    claim_lease_seconds: float = 120.0

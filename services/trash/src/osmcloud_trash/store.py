@@ -1,21 +1,34 @@
-"""Trash items in the trash service's own database."""
+"""Trash items, purge/restore claims and purge batches in the trash service's own database.
+
+Why claims are documents of their own: an insert with a given `_id` is the one write that
+both MongoDB and FerretDB (the local stack's server) make atomic — FerretDB evaluates any
+filter other than `_id` in Go and then writes by `_id` without a lock, so a conditional
+update is no claim there. One claim per item (`_id` = item id) means one purge or restore
+per item, whatever the number of replicas."""
 
 from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from osmcloud_common.outbox import new_document_with_events
+
+DUPLICATE_KEY = 11000
 
 
 class TrashStore:
-    def __init__(self, items) -> None:
-        self.items = items
+    def __init__(self, items, claims, batches) -> None:
+        self.items, self.claims, self.batches = items, claims, batches
 
     async def create_indexes(self) -> None:
         await self.items.create_index([("user_id", ASCENDING), ("deleted_at", ASCENDING)])
         await self.items.create_index([("user_id", ASCENDING), ("type", ASCENDING), ("name", ASCENDING)])
         await self.items.create_index([("expires_at", ASCENDING)])
+        await self.claims.create_index([("claimed_at", ASCENDING)])
+        await self.claims.create_index([("user_id", ASCENDING)])
 
+    # ------------------------------------------------------------ items
     async def add(self, item: dict[str, Any]) -> None:
         """Idempotent: the item's id is the tombstone version, so a redelivered event adds nothing."""
         try:
@@ -31,3 +44,85 @@ class TrashStore:
 
     async def of_user(self, user_id: str) -> list[dict[str, Any]]:
         return await self.items.find({"user_id": user_id}).sort("deleted_at", -1).to_list(None)
+
+    async def item(self, item_id: str) -> dict[str, Any] | None:
+        return await self.items.find_one({"_id": item_id})
+
+    async def remove_item(self, item_id: str) -> None:
+        await self.items.delete_one({"_id": item_id})
+
+    async def remove_items(self, item_ids: list[str]) -> None:
+        if item_ids:
+            await self.items.delete_many({"_id": {"$in": item_ids}})
+
+    async def remove_user(self, user_id: str) -> int:
+        removed = (await self.items.delete_many({"user_id": user_id})).deleted_count
+        await self.claims.delete_many({"user_id": user_id})
+        return removed
+
+    async def existing(self, item_ids: list[str]) -> set[str]:
+        if not item_ids:
+            return set()
+        return {d["_id"] async for d in self.items.find({"_id": {"$in": item_ids}}, {"_id": 1})}
+
+    async def due(self, now: datetime, limit: int) -> list[dict[str, Any]]:
+        return await self.items.find({"expires_at": {"$lte": now}}).limit(limit).to_list(None)
+
+    async def count(self) -> int:
+        return await self.items.estimated_document_count()
+
+    # ------------------------------------------------------------ claims
+    async def claim_many(self, claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Inserts claims; returns those that were won (the others' items are claimed already)."""
+        if not claims:
+            return []
+        try:
+            await self.claims.insert_many(claims, ordered=False)
+            return claims
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            others = [e for e in errors if e.get("code") != DUPLICATE_KEY]
+            if others:
+                raise
+            lost = {e["index"] for e in errors}
+            return [c for i, c in enumerate(claims) if i not in lost]
+
+    async def claim_one(self, claim: dict[str, Any]) -> bool:
+        try:
+            await self.claims.insert_one(claim)
+            return True
+        except DuplicateKeyError:
+            return False
+
+    async def claim(self, item_id: str) -> dict[str, Any] | None:
+        return await self.claims.find_one({"_id": item_id})
+
+    async def release(self, item_id: str, action: str) -> None:
+        await self.claims.delete_one({"_id": item_id, "action": action})
+
+    async def release_many(self, item_ids: list[str]) -> None:
+        if item_ids:
+            await self.claims.delete_many({"_id": {"$in": item_ids}})
+
+    async def stale_claims(self, older_than: datetime) -> list[dict[str, Any]]:
+        return await self.claims.find({"claimed_at": {"$lt": older_than}}).to_list(None)
+
+    # ------------------------------------------------------------ purge batches (the events)
+    async def write_batch(self, batch_id: str, user_id: str, item_ids: list[str], created_at: datetime,
+                          written_at: datetime, events: list[dict]) -> bool:
+        """The purge batch and its events in one insert; False if it exists already (then
+        its events were written by whoever inserted it)."""
+        doc = {"_id": batch_id, "user_id": user_id, "item_ids": item_ids, "created_at": created_at,
+               "written_at": written_at}
+        try:
+            await self.batches.insert_one(new_document_with_events(doc, events))
+            return True
+        except DuplicateKeyError:
+            return False
+
+    async def forget_relayed_batches(self, written_before: datetime) -> int:
+        """Batches whose events Kafka has acknowledged, kept until no claim of theirs can
+        be taken over any more (so a takeover never writes a batch a second time)."""
+        result = await self.batches.delete_many({"_outbox_pending": {"$exists": False},
+                                                 "written_at": {"$lt": written_before}})
+        return result.deleted_count

@@ -1,0 +1,179 @@
+"""Trash benchmark, on its own local stack (free base port, state in .state/bench-trash):
+
+1. event lag: from a DELETE's HTTP response to the item being listed by GET /api/trash
+   (p50/p99 over --deletes deletes; target p99 < 200 ms on loopback);
+2. purge throughput: --items expired items (trash items, files' versions and heads, and a
+   small blob each) seeded straight into the databases and the bucket in bulk, then the
+   shared clock moved 31 days: time until every item, version, head and blob is gone
+   (target: 100,000 items in under 60 s).
+
+    .venv/bin/python benchmarks/trash_purge.py [--items 100000] [--deletes 1000] [--timeout 900]
+"""
+
+import argparse
+import asyncio
+import io
+import socket
+import statistics
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+from minio import Minio
+from pymongo import AsyncMongoClient
+
+from osmcloud_common.clock import set_shared_offset
+from osmcloud_localstack import Stack, StackConfig
+from osmcloud_localstack.client import GatewayClient, login
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_base_port() -> int:
+    for base in range(36080, 60000, 100):
+        try:
+            for port in range(base, base + 16):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise SystemExit("no free block of 16 ports")
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+async def event_lag(endpoints, deletes: int) -> None:
+    async with aiohttp.ClientSession() as session:
+        gateway = GatewayClient(session, endpoints.gateway_url)
+        lags: list[float] = []
+        per_user = 100
+        for u in range((deletes + per_user - 1) // per_user):
+            me, _ = await login(gateway, endpoints.smtp_sink_url)
+            assert (await me.call("POST", "/api/billing/start")).status == 201
+            while (await me.call("GET", "/api/files/usage")).body["quota_bytes"] == 0:
+                await asyncio.sleep(0.05)
+            names = [f"lag/{u}-{i}.osn" for i in range(min(per_user, deletes - len(lags)))]
+            for name in names:
+                assert (await me.call("PUT", f"/api/files/OSM_NOTES/{name}", data=b"note")).status == 201
+            await asyncio.sleep(0.5)
+            for name in names:
+                reply = await me.call("DELETE", f"/api/files/OSM_NOTES/{name}")
+                assert reply.status == 200, reply
+                t0, tombstone = time.perf_counter(), reply.body["version_id"]
+                while True:
+                    listed = (await me.call("GET", "/api/trash")).body
+                    if any(i["id"] == tombstone for m in listed["months"] for i in m["items"]):
+                        lags.append((time.perf_counter() - t0) * 1000)
+                        break
+                    if time.perf_counter() - t0 > 10:
+                        print(f"  item {name} not listed after 10 s (counted as 10 s)")
+                        lags.append(10_000)
+                        break
+                    await asyncio.sleep(0.002)
+                # keep the trash small, so the listing measures the event path, not the list size
+                await me.call("DELETE", f"/api/trash/items/{tombstone}")
+        print(f"event lag (DELETE answered -> listed in GET /api/trash), {len(lags)} deletes: "
+              f"p50 {statistics.median(lags):.1f} ms, p99 {pct(lags, 99):.1f} ms, max {max(lags):.1f} ms "
+              f"(target p99 < 200 ms: {'met' if pct(lags, 99) < 200 else 'MISSED'})")
+
+
+async def purge_throughput(endpoints, items: int, timeout: float) -> None:
+    mongo = AsyncMongoClient(endpoints.mongo_url, tz_aware=True)
+    trash_db, files_db = mongo[f"{endpoints.db_prefix}trash"], mongo[f"{endpoints.db_prefix}files"]
+    s3 = Minio(endpoints.s3_endpoint, access_key=endpoints.s3_access_key, secret_key=endpoints.s3_secret_key,
+               secure=endpoints.s3_secure)
+    users = [f"bench-{uuid.uuid4().hex[:8]}" for _ in range(10)]
+    now = datetime.now(UTC)
+    deleted_at = now - timedelta(days=1)
+    t0 = time.perf_counter()
+    trash_docs, versions, heads, blobs = [], [], [], []
+    for n in range(items):
+        user = users[n % len(users)]
+        name = f"bench/{n}.osn"
+        live, tomb = uuid.uuid4().hex, uuid.uuid4().hex
+        ms = int(deleted_at.timestamp() * 1000)
+        key = f"users/{user}/{live}"
+        versions.append({"_id": live, "user_id": user, "type": "OSM_NOTES", "name": name, "blob_key": key,
+                         "version_id": live, "size": 16, "checksum": None, "updated_ms": ms - 1000,
+                         "client_ms": None, "device_id": None, "deleted": False, "created_at": deleted_at})
+        versions.append({"_id": tomb, "user_id": user, "type": "OSM_NOTES", "name": name, "blob_key": None,
+                         "version_id": tomb, "size": -1, "checksum": None, "updated_ms": ms, "client_ms": None,
+                         "device_id": None, "deleted": True, "created_at": deleted_at})
+        heads.append({"_id": f"{user}/OSM_NOTES/{name}", "user_id": user, "type": "OSM_NOTES", "name": name,
+                      "category": "my_places", "head": {"version_id": tomb, "size": -1, "checksum": None,
+                                                        "deleted": True, "updated_ms": ms, "client_ms": None,
+                                                        "device_id": None}})
+        trash_docs.append({"_id": tomb, "user_id": user, "type": "OSM_NOTES", "name": name, "category": "my_places",
+                           "size": 16, "last_version_id": live, "deleted_at": deleted_at,
+                           "expires_at": deleted_at + timedelta(days=30)})
+        blobs.append(key)
+    for coll, docs in ((files_db["versions"], versions), (files_db["heads"], heads), (trash_db["items"], trash_docs)):
+        for i in range(0, len(docs), 5000):
+            await coll.insert_many(docs[i:i + 5000], ordered=False)
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda k: s3.put_object(endpoints.s3_bucket, k, io.BytesIO(b"0123456789abcdef"), 16), blobs))
+    print(f"seeded {items} expired items in {time.perf_counter() - t0:.1f} s, straight into the databases and the "
+          f"bucket in bulk ({items} trash items, {2 * items} versions, {items} heads, {items} blobs of 16 bytes)")
+
+    await set_shared_offset(mongo, timedelta(days=31))
+    started = time.perf_counter()
+    try:
+        while True:
+            left_items = await trash_db["items"].count_documents({"user_id": {"$in": users}})
+            left_versions = await files_db["versions"].count_documents({"user_id": {"$in": users}})
+            elapsed = time.perf_counter() - started
+            polls = locals().get("polls", 0) + 1
+            if polls % 5 == 1:
+                print(f"  {elapsed:6.1f} s: {items - left_items} items purged in trash, "
+                      f"{2 * items - left_versions} of {2 * items} versions removed by files")
+            if left_items == 0 and left_versions == 0:
+                break
+            if elapsed > timeout:
+                print(f"gave up after {timeout:.0f} s")
+                break
+            await asyncio.sleep(2)
+        elapsed = time.perf_counter() - started
+        left_blobs = sum(1 for u in users for _ in s3.list_objects(endpoints.s3_bucket, prefix=f"users/{u}/",
+                                                                   recursive=True))
+        left_heads = await files_db["heads"].count_documents({"user_id": {"$in": users}})
+        done = items - left_items
+        print(f"purge of {items} expired items: {elapsed:.1f} s, {done / elapsed:.0f} items/s; left: "
+              f"{left_items} items, {left_versions} versions, {left_heads} heads, {left_blobs} blobs "
+              f"(target 100,000 in < 60 s = 1,667 items/s: {'met' if done == items and elapsed < 60 * items / 100_000 else 'MISSED'})")
+    finally:
+        await set_shared_offset(mongo, timedelta(0))
+        await mongo.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--deletes", type=int, default=1000)
+    parser.add_argument("--timeout", type=float, default=900)
+    args = parser.parse_args()
+    base = free_base_port()
+    stack = Stack(StackConfig(state_dir=REPO / ".state" / "bench-trash", base_port=base, test_clock=True),
+                  log=lambda m: print(f"[stack] {m}", file=sys.stderr))
+    from osmcloud_localstack.stack import wipe_state_dir
+    wipe_state_dir(REPO / ".state" / "bench-trash")
+    endpoints = stack.up()
+    try:
+        print(f"local stack on base port {base} (Kafka, FerretDB 1.24/SQLite, versitygw, 4 services, nginx)")
+        if args.deletes:
+            await event_lag(endpoints, args.deletes)
+        if args.items:
+            await purge_throughput(endpoints, args.items, args.timeout)
+    finally:
+        stack.down()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,442 @@
+"""Helpers of the trash tests: a signed-up user with the Start plan, Kafka events of one
+user, and direct looks at files' database and the bucket (to prove bytes are gone)."""
+
+import asyncio
+import json
+import uuid
+from datetime import timedelta
+
+from aiokafka import AIOKafkaConsumer
+from minio import Minio
+from pymongo import AsyncMongoClient
+
+from osmcloud_common.clock import set_shared_offset
+from osmcloud_localstack.client import eventually, login
+
+
+async def start_user(gateway, stack):
+    me, session = await login(gateway, stack.smtp_sink_url)
+    assert (await me.call("POST", "/api/billing/start")).status == 201
+
+    async def quota_known():
+        return (await me.call("GET", "/api/files/usage")).body["quota_bytes"] > 0
+    await eventually(quota_known, what="files learning the Start quota")
+    return me, session["user_id"]
+
+
+async def trash_items(me) -> dict[str, dict]:
+    """Items of the trash page by file name."""
+    body = (await me.call("GET", "/api/trash")).body
+    return {i["name"]: i for month in body["months"] for i in month["items"]}
+
+
+async def wait_trashed(me, names: set[str], timeout: float = 30) -> dict[str, dict]:
+    async def arrived():
+        items = await trash_items(me)
+        return items if names <= set(items) else None
+    return await eventually(arrived, timeout=timeout, what=f"{len(names)} items in the trash")
+
+
+class FilesData:
+    """Read-only looks at files' own database and the blob bucket."""
+
+    def __init__(self, stack) -> None:
+        self.stack = stack
+        self.mongo = AsyncMongoClient(stack.mongo_url, tz_aware=True)
+        self.db = self.mongo[f"{stack.db_prefix}files"]
+        self.s3 = Minio(stack.s3_endpoint, access_key=stack.s3_access_key, secret_key=stack.s3_secret_key,
+                        secure=stack.s3_secure)
+
+    async def versions(self, user_id: str, file_type: str, name: str) -> list[dict]:
+        return await self.db["versions"].find({"user_id": user_id, "type": file_type, "name": name}).to_list(None)
+
+    async def head(self, user_id: str, file_type: str, name: str) -> dict | None:
+        return await self.db["heads"].find_one({"_id": f"{user_id}/{file_type}/{name}"})
+
+    async def blob_keys(self, user_id: str) -> set[str]:
+        def _list():
+            return {o.object_name for o in self.s3.list_objects(self.stack.s3_bucket, prefix=f"users/{user_id}/",
+                                                               recursive=True)}
+        return await asyncio.to_thread(_list)
+
+    async def wait_purged(self, user_id: str, file_type: str, name: str, blob_keys: set[str], timeout: float = 30):
+        async def gone():
+            if await self.versions(user_id, file_type, name) or await self.head(user_id, file_type, name):
+                return False
+            return not (blob_keys & await self.blob_keys(user_id))
+        await eventually(gone, timeout=timeout, what=f"{file_type}/{name}: versions, head and blobs removed")
+
+    async def close(self) -> None:
+        await self.mongo.close()
+
+
+async def events_of(stack, domain: str, user_id: str, *, until, timeout: float = 30) -> list[dict]:
+    """Events of one user on a domain's topic, read from the start until `until(events)` holds."""
+    consumer = AIOKafkaConsumer(f"{stack.topic_prefix}{domain}", bootstrap_servers=stack.kafka_bootstrap,
+                                auto_offset_reset="earliest", group_id=f"test-{uuid.uuid4().hex}")
+    await consumer.start()
+    found: list[dict] = []
+    try:
+        async def probe():
+            batches = await consumer.getmany(timeout_ms=200)
+            for messages in batches.values():
+                found.extend(e for e in (json.loads(m.value) for m in messages) if e["user_id"] == user_id)
+            return until(found)
+        await eventually(probe, timeout=timeout, what=f"events of {user_id} on {domain}")
+        # a little longer, so that duplicates would show
+        for _ in range(10):
+            await probe()
+        return found
+    finally:
+        await consumer.stop()
+
+
+class ShiftedClock:
+    """Moves the shared test clock; always back to 0 on exit (other tests share the stack)."""
+
+    def __init__(self, stack) -> None:
+        self.mongo = AsyncMongoClient(stack.mongo_url)
+
+    async def set(self, offset: timedelta) -> None:
+        await set_shared_offset(self.mongo, offset)
+        await asyncio.sleep(0.4)  # services refresh the offset every 0.1 s
+
+    async def __aenter__(self) -> "ShiftedClock":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await set_shared_offset(self.mongo, timedelta(0))
+        await asyncio.sleep(0.4)
+        await self.mongo.close()
+
+
+# =============================================================================================
+# the tests
+# =============================================================================================
+import os  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+
+import aiohttp  # noqa: E402
+import pytest  # noqa: E402
+
+from osmcloud_localstack.client import GatewayClient  # noqa: E402
+
+KiB = 1024
+
+
+@pytest.fixture
+async def gateway(stack):
+    async with aiohttp.ClientSession() as session:
+        yield GatewayClient(session, stack.gateway_url)
+
+
+@pytest.fixture
+async def files_data(stack):
+    data = FilesData(stack)
+    yield data
+    await data.close()
+
+
+# Writes to one file are spaced out: on FerretDB (the local stack's server) every update is
+# read, changed in Go and written back whole, so the outbox relay pulling a published event
+# from a head or account document can overwrite a write that landed meanwhile (losing that
+# write and its event). A pre-existing limit of the outbox-in-the-document on FerretDB,
+# reported to the lead; MongoDB applies each update atomically.
+SPACING = 0.3
+
+
+async def upload(me, file_type: str, name: str, data: bytes) -> str:
+    reply = await me.call("PUT", f"/api/files/{file_type}/{name}", data=data, params={"overwrite": "true"})
+    assert reply.status == 201, reply
+    await asyncio.sleep(SPACING)
+    return reply.body["version_id"]
+
+
+async def delete_file(me, file_type: str, name: str) -> None:
+    reply = await me.call("DELETE", f"/api/files/{file_type}/{name}")
+    assert reply.status == 200, reply
+    await asyncio.sleep(SPACING)
+
+
+async def restore(me, item: dict, status: int = 200):
+    reply = await me.call("POST", f"/api/trash/items/{item['id']}/restore")
+    assert reply.status == status, reply
+    await asyncio.sleep(SPACING)
+    return reply
+
+
+async def test_download_and_restore_bring_back_the_last_version(stack, gateway, files_data):
+    me, user_id = await start_user(gateway, stack)
+    first = await upload(me, "FAVOURITES", "places/home.gpx", b"<gpx>v1</gpx>")
+    last = await upload(me, "FAVOURITES", "places/home.gpx", b"<gpx>v2, the last one</gpx>")
+    await delete_file(me, "FAVOURITES", "places/home.gpx")
+    item = (await wait_trashed(me, {"places/home.gpx"}))["places/home.gpx"]
+    assert item["last_version_id"] == last and item["size"] == len(b"<gpx>v2, the last one</gpx>")
+
+    # download: a redirect to files' version URL, which the client follows with its token
+    got = await me.call("GET", f"/api/trash/items/{item['id']}/download")
+    assert got.status == 200 and got.body == b"<gpx>v2, the last one</gpx>", got
+    async with gateway.session.get(f"{stack.gateway_url}/api/trash/items/{item['id']}/download",
+                                   headers={"Authorization": f"Bearer {me.token}"}, allow_redirects=False) as raw:
+        assert raw.status == 307
+        assert raw.headers["Location"] == f"/api/files/FAVOURITES/places/home.gpx?version={last}"
+
+    restored = await restore(me, item)
+    new_id = restored.body["file"]["version_id"]
+    assert new_id not in (first, last) and restored.body["file"]["deleted"] is False
+    assert (await me.call("GET", "/api/files/FAVOURITES/places/home.gpx")).body == b"<gpx>v2, the last one</gpx>"
+    history = (await me.call("GET", "/api/files/history/FAVOURITES/places/home.gpx")).body["versions"]
+    assert history[0]["version_id"] == new_id and history[0]["updatetime"] > history[1]["updatetime"]
+    assert await trash_items(me) == {}
+    # the restored version has a blob of its own (a server-side copy), not the old one shared
+    assert {f"users/{user_id}/{first}", f"users/{user_id}/{last}", f"users/{user_id}/{new_id}"} <= \
+        await files_data.blob_keys(user_id)
+    usage = (await me.call("GET", "/api/files/usage")).body
+    assert usage["used_bytes"] == len(b"<gpx>v2, the last one</gpx>") and usage["file_count"] == 1
+    # restoring twice, or what is not in the trash, is a 404
+    again = await me.call("POST", f"/api/trash/items/{item['id']}/restore")
+    assert again.status == 404 and again.error_code() == "item_not_found"
+    restored_events = await events_of(stack, "files", user_id,
+                                      until=lambda es: [e for e in es if e["type"] == "file-restored"])
+    assert [e["data"]["tombstone_version_id"] for e in restored_events if e["type"] == "file-restored"] == [item["id"]]
+
+
+async def test_restore_over_quota_is_refused_and_the_item_stays(stack, gateway):
+    me, _ = await start_user(gateway, stack)
+    big = b"x" * (900 * KiB)  # (under 1 MiB: the gateway's auth sub-request still caps bodies at 1 MiB)
+    for name in ("a.gpx", "b.gpx", "c.gpx", "e.gpx", "f.gpx"):
+        await upload(me, "FAVOURITES", name, big)
+    await delete_file(me, "FAVOURITES", "a.gpx")
+    item = (await wait_trashed(me, {"a.gpx"}))["a.gpx"]
+    await upload(me, "FAVOURITES", "d.gpx", big)  # 4500 KiB of 5 MiB used: a.gpx no longer fits
+
+    refused = await me.call("POST", f"/api/trash/items/{item['id']}/restore")
+    assert refused.status == 413, refused
+    assert refused.error_code() == "quota_exceeded" and "quota" in refused.body["error"]["message"]
+    assert "a.gpx" in await trash_items(me)
+    assert (await me.call("GET", "/api/files/FAVOURITES/a.gpx")).status == 404
+
+    await delete_file(me, "FAVOURITES", "d.gpx")
+    await restore(me, item)
+    assert (await me.call("GET", "/api/files/FAVOURITES/a.gpx")).body == big
+
+
+async def test_delete_now_removes_versions_and_blobs(stack, gateway, files_data):
+    me, user_id = await start_user(gateway, stack)
+    kept = await upload(me, "OSM_NOTES", "keep.osn", b"stays")
+    v1 = await upload(me, "OSM_NOTES", "gone.osn", b"one")
+    v2 = await upload(me, "OSM_NOTES", "gone.osn", b"two")
+    await delete_file(me, "OSM_NOTES", "gone.osn")
+    item = (await wait_trashed(me, {"gone.osn"}))["gone.osn"]
+
+    reply = await me.call("DELETE", f"/api/trash/items/{item['id']}")
+    assert reply.status == 200 and reply.body["purged"] == 1, reply
+    assert await trash_items(me) == {}
+    await files_data.wait_purged(user_id, "OSM_NOTES", "gone.osn", {f"users/{user_id}/{v1}", f"users/{user_id}/{v2}"})
+    assert f"users/{user_id}/{kept}" in await files_data.blob_keys(user_id)
+    assert (await me.call("GET", f"/api/files/OSM_NOTES/gone.osn", params={"version": v2})).status == 404
+    assert (await me.call("DELETE", f"/api/trash/items/{item['id']}")).status == 404
+    purged = await events_of(stack, "trash", user_id, until=lambda es: es)
+    assert [(e["type"], e["data"]["reason"]) for e in purged] == [("trash-item-purged", "deleted")]
+    pruned = await events_of(stack, "files", user_id,
+                             until=lambda es: [e for e in es if e["type"] == "file-versions-pruned"])
+    pruned = [e["data"] for e in pruned if e["type"] == "file-versions-pruned"]
+    assert len(pruned) == 1 and set(pruned[0]["version_ids"]) == {v1, v2, item["id"]}
+
+
+async def test_emptying_the_trash_never_brings_anything_back(stack, gateway, files_data):
+    me, user_id = await start_user(gateway, stack)
+    names = [f"n{i}.osn" for i in range(8)]
+    versions = {n: await upload(me, "OSM_NOTES", n, f"note {n}".encode()) for n in names}
+    for n in names:
+        await delete_file(me, "OSM_NOTES", f"{n}")
+    items = await wait_trashed(me, set(names))
+    restored, others = names[:3], names[3:]
+    for n in restored:
+        await restore(me, items[n])
+
+    emptied = await me.call("DELETE", "/api/trash")
+    assert emptied.status == 200 and emptied.body["purged"] == len(others) and emptied.body["skipped"] == 0, emptied
+    assert await trash_items(me) == {}
+    for n in others:
+        await files_data.wait_purged(user_id, "OSM_NOTES", n, {f"users/{user_id}/{versions[n]}"})
+    listed = {f["name"] for f in (await me.call("GET", "/api/files")).body["files"]}
+    assert listed == set(restored)
+    for n in restored:
+        assert (await me.call("GET", f"/api/files/OSM_NOTES/{n}")).body == f"note {n}".encode()
+    events = await events_of(stack, "trash", user_id,
+                             until=lambda es: len([e for e in es if e["type"] == "trash-item-purged"]) >= 5
+                             and any(e["type"] == "trash-emptied" for e in es))
+    purged = sorted(e["data"]["name"] for e in events if e["type"] == "trash-item-purged")
+    assert purged == sorted(others)
+    assert [e["data"]["item_count"] for e in events if e["type"] == "trash-emptied"] == [len(others)]
+
+
+async def test_items_expire_after_30_days_on_the_shared_clock(stack, gateway, files_data):
+    me, user_id = await start_user(gateway, stack)
+    keep = await upload(me, "OSM_EDITS", "keep.osc", b"<osmChange/> keep")
+    lose = await upload(me, "OSM_EDITS", "lose.osc", b"<osmChange/> lose")
+    for name in ("keep.osc", "lose.osc"):
+        await delete_file(me, "OSM_EDITS", f"{name}")
+    items = await wait_trashed(me, {"keep.osc", "lose.osc"})
+    async with ShiftedClock(stack) as clock:
+        await clock.set(timedelta(days=29, hours=23))
+        await asyncio.sleep(2.5)  # two purge rounds
+        assert set(await trash_items(me)) == {"keep.osc", "lose.osc"}
+        await restore(me, items["keep.osc"])
+
+        await clock.set(timedelta(days=30, minutes=1))
+
+        async def expired():
+            return await trash_items(me) == {}
+        await eventually(expired, timeout=30, what="the expired item leaving the trash")
+        await files_data.wait_purged(user_id, "OSM_EDITS", "lose.osc", {f"users/{user_id}/{lose}"})
+    assert (await me.call("GET", "/api/files/OSM_EDITS/keep.osc")).body == b"<osmChange/> keep"
+    assert f"users/{user_id}/{keep}" in await files_data.blob_keys(user_id)
+    events = await events_of(stack, "trash", user_id, until=lambda es: es)
+    assert [(e["data"]["name"], e["data"]["reason"]) for e in events] == [("lose.osc", "expired")]
+
+
+# ---- several replicas -------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+async def second_trash(stack, tmp_path):
+    """A second trash process on the same database and Kafka (what a scaled deployment runs)."""
+    port = _free_port()
+    env = {**os.environ, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port), "MONGO_URL": stack.mongo_url,
+           "MONGO_DB": f"{stack.db_prefix}trash", "KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
+           "KAFKA_TOPIC_PREFIX": stack.topic_prefix, "GATEWAY_SECRET": stack.gateway_secret,
+           "TEST_CLOCK": "true", "LOG_LEVEL": "warning", "PURGE_BATCH_SIZE": "25", "PYTHONUNBUFFERED": "1"}
+    log = open(tmp_path / "trash-2.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "osmcloud_trash"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            async def ready():
+                try:
+                    async with session.get(f"{url}/readyz") as r:
+                        return r.status == 200
+                except aiohttp.ClientError:
+                    return proc.poll() is not None and pytest.fail((tmp_path / "trash-2.log").read_text())
+            await eventually(ready, timeout=60, what="the second trash replica ready")
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def _seed_item(user_id: str, n: int, expired_at: datetime) -> dict:
+    return {"_id": uuid.uuid4().hex, "user_id": user_id, "type": "OSM_NOTES", "name": f"seeded/{n}.osn",
+            "category": "my_places", "size": 10, "last_version_id": uuid.uuid4().hex,
+            "deleted_at": expired_at - timedelta(days=30), "expires_at": expired_at}
+
+
+async def test_two_replicas_purge_each_expired_item_exactly_once(stack, second_trash):
+    user_id = f"replicas-{uuid.uuid4().hex[:10]}"
+    mongo = AsyncMongoClient(stack.mongo_url, tz_aware=True)
+    items = mongo[f"{stack.db_prefix}trash"]["items"]
+    try:
+        # seeded straight into trash's database: 300 items whose 30 days are over
+        now = datetime.now(UTC)
+        seeded = [_seed_item(user_id, n, now - timedelta(minutes=1)) for n in range(300)]
+        await items.insert_many(seeded)
+        ids = {s["_id"] for s in seeded}
+
+        events = await events_of(stack, "trash", user_id, timeout=90,
+                                 until=lambda es: {e["data"]["tombstone_version_id"] for e in es} >= ids)
+        # one purge per item = one event id per item. (The same event may be published twice:
+        # both replicas' outbox relays can find a batch still pending - at-least-once
+        # delivery, same id, which consumers skip. Two purges would carry two ids.)
+        per_item: dict[str, set[str]] = {}
+        for e in events:
+            per_item.setdefault(e["data"]["tombstone_version_id"], set()).add(e["id"])
+        assert {i: len(ev) for i, ev in per_item.items()} == {i: 1 for i in ids}, "every item purged exactly once"
+        assert {e["data"]["reason"] for e in events} == {"expired"}
+        assert await items.count_documents({"user_id": user_id}) == 0
+        assert await mongo[f"{stack.db_prefix}trash"]["claims"].count_documents({"user_id": user_id}) == 0
+    finally:
+        await items.delete_many({"user_id": user_id})
+        await mongo.close()
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{second_trash}/metrics") as r:
+            metrics = await r.text()
+    assert "trash_items_purged_total" in metrics and "trash_purge_lag_seconds_bucket" in metrics
+    assert "\ntrash_items " in metrics
+
+
+async def test_a_purge_left_halfway_by_a_dead_replica_is_completed(stack):
+    """A claim without its batch (the claimer died in between) is completed once its lease ends."""
+    user_id = f"crashed-{uuid.uuid4().hex[:10]}"
+    mongo = AsyncMongoClient(stack.mongo_url, tz_aware=True)
+    db = mongo[f"{stack.db_prefix}trash"]
+    try:
+        item = _seed_item(user_id, 1, datetime.now(UTC) + timedelta(days=10))  # not due: only the claim purges it
+        await db["items"].insert_one(item)
+        await db["claims"].insert_one({
+            "_id": item["_id"], "user_id": user_id, "action": "purge", "batch_id": uuid.uuid4().hex,
+            "claimed_by": "trash-dead", "claimed_at": datetime.now(UTC) - timedelta(hours=1), "reason": "deleted",
+            "file_type": item["type"], "name": item["name"], "expires_at": item["expires_at"]})
+        events = await events_of(stack, "trash", user_id, until=lambda es: es)
+        assert [(e["data"]["tombstone_version_id"], e["data"]["reason"]) for e in events] == [(item["_id"], "deleted")]
+        assert await db["items"].count_documents({"user_id": user_id}) == 0
+    finally:
+        await db["items"].delete_many({"user_id": user_id})
+        await db["claims"].delete_many({"user_id": user_id})
+        await mongo.close()
+
+
+async def test_delete_all_my_data_empties_the_trash(stack, gateway):
+    """files' 'delete all my data' says everything=true in file-versions-pruned; trash drops the items."""
+    from aiokafka import AIOKafkaProducer
+    from osmcloud_common.events import FileVersionsPruned, make_event
+
+    me, user_id = await start_user(gateway, stack)
+    await upload(me, "PROFILE", "car.osf", b"{car}")
+    await delete_file(me, "PROFILE", "car.osf")
+    await wait_trashed(me, {"car.osf"})
+    event = make_event(FileVersionsPruned(version_ids=[], freed_bytes=0, everything=True), user_id=user_id,
+                       producer="files", occurred_at=datetime.now(UTC))
+    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
+    await producer.start()
+    try:
+        for _ in range(2):  # delivered twice: still one effect
+            await producer.send_and_wait(f"{stack.topic_prefix}files", event.to_json().encode(), key=user_id.encode())
+    finally:
+        await producer.stop()
+
+    async def emptied():
+        return await trash_items(me) == {}
+    await eventually(emptied, what="the trash dropping the account's items")
+
+
+async def test_bad_trash_requests_are_4xx(stack, gateway):
+    me, _ = await start_user(gateway, stack)
+    for method, path in [("POST", "/api/trash/items/nope/restore"), ("DELETE", "/api/trash/items/nope"),
+                         ("GET", "/api/trash/items/nope/download")]:
+        reply = await me.call(method, path)
+        assert reply.status == 404 and reply.error_code() == "item_not_found", (method, path, reply)
+    empty = await me.call("DELETE", "/api/trash")
+    assert empty.status == 200 and empty.body["purged"] == 0
+    other, _ = await start_user(gateway, stack)
+    await upload(me, "GLOBAL", "settings.json", b"{}")
+    await delete_file(me, "GLOBAL", "settings.json")
+    item = (await wait_trashed(me, {"settings.json"}))["settings.json"]
+    for method, path in [("POST", f"/api/trash/items/{item['id']}/restore"), ("DELETE", f"/api/trash/items/{item['id']}"),
+                         ("GET", f"/api/trash/items/{item['id']}/download")]:
+        assert (await other.call(method, path)).status == 404, "another account's item is not found"
+    assert "settings.json" in await trash_items(me)
