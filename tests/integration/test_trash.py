@@ -294,7 +294,8 @@ async def test_items_expire_after_30_days_on_the_shared_clock(stack, gateway, fi
 
         async def expired():
             return await trash_items(me) == {}
-        await eventually(expired, timeout=180,  # every earlier test's trash expires at once here what="the expired item leaving the trash")
+        # every earlier test's trash expires at once here: allow for purging them all
+        await eventually(expired, timeout=180, what="the expired item leaving the trash")
         await files_data.wait_purged(user_id, "OSM_EDITS", "lose.osc", {f"users/{user_id}/{lose}"})
     assert (await me.call("GET", "/api/files/OSM_EDITS/keep.osc")).body == b"<osmChange/> keep"
     assert f"users/{user_id}/{keep}" in await files_data.blob_keys(user_id)
