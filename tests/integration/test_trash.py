@@ -59,7 +59,7 @@ class FilesData:
                                                                recursive=True)}
         return await asyncio.to_thread(_list)
 
-    async def wait_purged(self, user_id: str, file_type: str, name: str, blob_keys: set[str], timeout: float = 30):
+    async def wait_purged(self, user_id: str, file_type: str, name: str, blob_keys: set[str], timeout: float = 120):
         async def gone():
             if await self.versions(user_id, file_type, name) or await self.head(user_id, file_type, name):
                 return False
