@@ -158,6 +158,7 @@ async def test_renewal_mid_grace_trashes_nothing(stack, gateway, clock):
     me, _ = await pro_user_with_files(gateway, stack, t0)
     await clock(MONTH + timedelta(days=100))
     await wait_status(me, "in_grace")
+    await wait_quota(me, "start")  # files has applied the expiry before the renewal arrives
     now = t0 + MONTH + timedelta(days=100)
     renewed = await buy_pro(me, now, now + YEAR + MONTH)
     assert renewed["grace_until"] is None
