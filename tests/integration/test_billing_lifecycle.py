@@ -12,7 +12,7 @@ from minio import Minio
 from pymongo import AsyncMongoClient
 
 from osmcloud_billing.receipts import sign_sandbox_receipt
-from osmcloud_common.clock import freeze_shared_clock, set_shared_offset
+from osmcloud_common.clock import freeze_shared_clock, set_shared_offset, shared_offset
 from osmcloud_localstack.client import GatewayClient, eventually, login
 
 SANDBOX_KEY = "osmcloud-sandbox-key"  # billing's default SANDBOX_RECEIPT_KEY
@@ -32,7 +32,8 @@ async def gateway(stack):
 async def clock(stack):
     mongo = AsyncMongoClient(stack.mongo_url)
 
-    start = datetime.now(UTC).replace(microsecond=0)
+    base = await shared_offset(mongo)  # earlier tests may have moved the clock already
+    start = (datetime.now(UTC) + base).replace(microsecond=0)
 
     async def move(offset: timedelta) -> datetime:
         """Freezes every service's clock at start + offset, exactly."""
@@ -42,7 +43,7 @@ async def clock(stack):
     move.start = start
     await move(timedelta(0))
     yield move
-    await set_shared_offset(mongo, timedelta(0))
+    await set_shared_offset(mongo, base)
     await asyncio.sleep(0.5)
     await mongo.close()
 

@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer
 from minio import Minio
 from pymongo import AsyncMongoClient
 
-from osmcloud_common.clock import set_shared_offset
+from osmcloud_common.clock import set_shared_offset, shared_offset
 from osmcloud_localstack.client import eventually, login
 
 
@@ -92,20 +92,23 @@ async def events_of(stack, domain: str, user_id: str, *, until, timeout: float =
 
 
 class ShiftedClock:
-    """Moves the shared test clock; always back to 0 on exit (other tests share the stack)."""
+    """Moves the shared test clock from where it stands; back there on exit (other tests share the stack)."""
 
     def __init__(self, stack) -> None:
         self.mongo = AsyncMongoClient(stack.mongo_url)
+        self.base = timedelta(0)
 
     async def set(self, offset: timedelta) -> None:
-        await set_shared_offset(self.mongo, offset)
+        """Moves the clock `offset` past where it stood when the test began."""
+        await set_shared_offset(self.mongo, self.base + offset)
         await asyncio.sleep(0.4)  # services refresh the offset every 0.1 s
 
     async def __aenter__(self) -> "ShiftedClock":
+        self.base = await shared_offset(self.mongo)  # earlier tests may have moved it
         return self
 
     async def __aexit__(self, *exc) -> None:
-        await set_shared_offset(self.mongo, timedelta(0))
+        await set_shared_offset(self.mongo, self.base)
         await asyncio.sleep(0.4)
         await self.mongo.close()
 

@@ -65,6 +65,17 @@ class SharedTestClock:
             await asyncio.sleep(self._refresh_seconds)
 
 
+async def shared_offset(mongo_client) -> timedelta:
+    """Where the shared test clock stands now, relative to the system clock (tests that move
+    it must move it from here, since earlier tests may have moved it already)."""
+    doc = await mongo_client[CLOCK_DB][CLOCK_COLLECTION].find_one({"_id": CLOCK_ID}) or {}
+    frozen = doc.get("frozen_at")
+    if frozen is not None:
+        frozen = frozen if frozen.tzinfo else frozen.replace(tzinfo=UTC)
+        return frozen - datetime.now(UTC)
+    return timedelta(seconds=float(doc.get("seconds", 0)))
+
+
 async def set_shared_offset(mongo_client, offset: timedelta) -> None:
     """Moves the shared test clock (used by tests; services only read it); unfreezes it."""
     await mongo_client[CLOCK_DB][CLOCK_COLLECTION].update_one(
