@@ -8,10 +8,12 @@ its container with ``docker exec``) says what it did:
   files replicas   uploads served (PUT 201, spread by nginx over every replica's address)
                    and events handled (billing's plan events, Kafka partitions shared by the
                    consumer group)
-  trash replicas   events handled (the file-deleted events that become trash items)
+  trash replicas   events handled (the file-deleted events that become trash items) and
+                   items purged (each user empties its trash; nginx spreads those requests,
+                   and the purge events are then shared by the files replicas)
 
-It exits non-zero unless every files replica served uploads and every trash replica handled
-events, and every deleted file reached the trash.
+It exits non-zero unless every files replica served uploads, every trash replica handled
+events and purged items, every deleted file reached the trash and every trash was emptied.
 """
 
 from __future__ import annotations
@@ -96,6 +98,9 @@ async def drive(gateway_url: str, sink: str) -> None:
 
         for me, _ in users:
             await eventually(lambda me=me: in_trash(me), timeout=60, what="deleted files reaching the trash")
+        for me, _ in users:
+            reply = await me.call("DELETE", "/api/trash")
+            assert reply.status == 200 and reply.body.get("purged") == DELETES, reply
 
 
 def main() -> int:
@@ -104,20 +109,21 @@ def main() -> int:
     t0 = time.monotonic()
     asyncio.run(drive(gateway_url, sink))
     print(f"{USERS} users: {USERS * FILES} uploads, {USERS * DELETES} deletes through {gateway_url} "
-          f"in {time.monotonic() - t0:.1f} s; every deleted file reached the trash")
+          f"in {time.monotonic() - t0:.1f} s; every deleted file reached the trash, every trash was emptied")
     client = docker.from_env()
     ok = True
     try:
-        print(f"{'replica':28} {'uploads (PUT 201)':>18} {'events handled':>15}")
+        print(f"{'replica':28} {'uploads (PUT 201)':>18} {'events handled':>15} {'items purged':>13}")
         for service in ("files", "trash"):
             rows = replicas(client, service)
             for name, text in rows:
                 uploads = metric(text, "http_requests_total", method="PUT", status="201")
                 handled = metric(text, "events_handled_total")
-                print(f"{name:28} {uploads:18.0f} {handled:15.0f}")
+                purged = metric(text, "trash_items_purged_total", reason="emptied") if service == "trash" else 0
+                print(f"{name:28} {uploads:18.0f} {handled:15.0f} {purged:13.0f}")
                 if service == "files" and uploads == 0:
                     ok = False
-                if service == "trash" and handled == 0:
+                if service == "trash" and (handled == 0 or purged == 0):
                     ok = False
             if len(rows) < 2:
                 print(f"only {len(rows)} replica(s) of {service}: start with --scale")
