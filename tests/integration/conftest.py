@@ -42,6 +42,7 @@ import aiohttp
 import pytest
 
 from osmcloud_localstack import testing
+from osmcloud_localstack.client import GatewayClient
 from osmcloud_localstack.testing import CannotControl, SmtpSinkClient, StackHandle, StackUnavailable
 
 
@@ -123,6 +124,13 @@ def _stop_run_for_dead_container(signum: int, frame: object) -> None:
     if _DEATHS:
         during = f" during {_RUNNING[0]}" if _RUNNING else ""
         pytest.exit(f"stopping the run{during}: {_DEATHS[0]}", returncode=3)
+
+
+@pytest.fixture
+async def gateway(stack: StackHandle) -> AsyncIterator[GatewayClient]:
+    """The API as an app sees it: the gateway, without a token (`login` gives one)."""
+    async with aiohttp.ClientSession() as session:
+        yield GatewayClient(session, stack.gateway_url)
 
 
 @pytest.fixture(scope="session")

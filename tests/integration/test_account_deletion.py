@@ -3,19 +3,16 @@ is logged out at once, and auth, files, trash and billing hold nothing of the us
 document that mentions the user id in any field, no blob in the bucket — while another user's
 data is untouched. A repeated `account-deleted` changes nothing."""
 
-import asyncio
 import json
 import re
 import uuid
-from datetime import timedelta
 
-import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from minio import Minio
 from pymongo import AsyncMongoClient
 
-from osmcloud_common.clock import CLOCK_COLLECTION, CLOCK_DB, CLOCK_ID, set_shared_offset
+from osmcloud_localstack.testing import advance_clock
 from osmcloud_localstack.client import GatewayClient, count_mails, eventually, login, read_code
 
 SERVICES = ("auth", "files", "trash", "billing")
@@ -31,24 +28,10 @@ START_FILES = {  # Start allows FAVOURITES, GLOBAL, PROFILE, OSM_EDITS, OSM_NOTE
 
 
 @pytest.fixture
-async def gateway(stack):
-    async with aiohttp.ClientSession() as session:
-        yield GatewayClient(session, stack.gateway_url)
-
-
-@pytest.fixture
 async def mongo(stack):
     client = AsyncMongoClient(stack.mongo_url, tz_aware=True)
     yield client
     await client.close()
-
-
-async def advance_clock(mongo, seconds: float) -> None:
-    """Moves the shared test clock forward (never back) and lets the services see it."""
-    doc = await mongo[CLOCK_DB][CLOCK_COLLECTION].find_one({"_id": CLOCK_ID})
-    now = float(doc["seconds"]) if doc else 0.0
-    await set_shared_offset(mongo, timedelta(seconds=now + seconds))
-    await asyncio.sleep(0.35)
 
 
 async def events_relayed(stack, user_id: str, file_type: str, name: str) -> None:
@@ -166,7 +149,7 @@ async def test_deleting_an_account_leaves_nothing_of_it_anywhere(stack, gateway,
     # ---- the account to delete: two devices, files of five types, old versions, trash, Start
     email = f"leaving-{uuid.uuid4().hex[:10]}@example.test"
     phone, session = await login(gateway, stack.smtp_sink_url, email=email, device={"name": "phone"})
-    await advance_clock(mongo, RESEND_SECONDS + 1)
+    await advance_clock(stack, RESEND_SECONDS + 1)
     tablet, _ = await login(gateway, stack.smtp_sink_url, email=email, device={"name": "tablet"})
     user_id = session["user_id"]
     await start_with_quota(phone)
@@ -197,7 +180,7 @@ async def test_deleting_an_account_leaves_nothing_of_it_anywhere(stack, gateway,
     bob_blobs = blobs_mentioning(stack, bob_session["user_id"])
 
     # ---- a login code does not confirm a deletion; a deletion code needs asking for
-    await advance_clock(mongo, RESEND_SECONDS + 1)
+    await advance_clock(stack, RESEND_SECONDS + 1)
     assert (await phone.call("POST", "/api/auth/login-codes", json={"email": email})).status == 202
     login_code = await read_code(gateway.session, stack.smtp_sink_url, email, after=2)
     refused = await phone.call("POST", "/api/auth/account/delete", json={"code": login_code})
@@ -265,7 +248,7 @@ async def test_deleting_an_account_leaves_nothing_of_it_anywhere(stack, gateway,
     assert blobs_mentioning(stack, bob_session["user_id"]) == bob_blobs
 
     # ---- the e-mail can sign up again: a new, empty account
-    await advance_clock(mongo, RESEND_SECONDS + 1)
+    await advance_clock(stack, RESEND_SECONDS + 1)
     fresh, fresh_session = await login(gateway, stack.smtp_sink_url, email=email)
     assert fresh_session["new_account"] is True and fresh_session["user_id"] != user_id
     assert (await fresh.call("GET", "/api/files")).body["files"] == []

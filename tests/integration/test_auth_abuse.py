@@ -8,14 +8,12 @@ import math
 import time
 import uuid
 from collections import Counter
-from datetime import timedelta
 from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
-from pymongo import AsyncMongoClient
 
-from osmcloud_common.clock import CLOCK_COLLECTION, CLOCK_DB, CLOCK_ID, set_shared_offset
+from osmcloud_localstack.testing import advance_clock
 from osmcloud_localstack.client import GatewayClient, count_mails, login, read_code
 
 # what gateway/default.conf.template allows per client address on the code endpoints
@@ -26,24 +24,6 @@ PER_EMAIL_HOUR = 5
 RESEND_SECONDS = 30
 CODE_TTL_SECONDS = 3600
 MAX_ATTEMPTS = 5
-
-
-@pytest.fixture
-async def gateway(stack):
-    async with aiohttp.ClientSession() as session:
-        yield GatewayClient(session, stack.gateway_url)
-
-
-async def advance_clock(stack, seconds: float) -> None:
-    """Moves the shared test clock forward (never back) and lets the services see it."""
-    mongo = AsyncMongoClient(stack.mongo_url)
-    try:
-        doc = await mongo[CLOCK_DB][CLOCK_COLLECTION].find_one({"_id": CLOCK_ID})
-        now = float(doc["seconds"]) if doc else 0.0
-        await set_shared_offset(mongo, timedelta(seconds=now + seconds))
-    finally:
-        await mongo.close()
-    await asyncio.sleep(0.35)
 
 
 def flood_address(stack) -> str | None:

@@ -6,7 +6,6 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import aiohttp
 import pytest
 from minio import Minio
 from pymongo import AsyncMongoClient
@@ -20,12 +19,6 @@ MONTH = timedelta(days=30)
 YEAR = timedelta(days=365)
 TRACK = b"<gpx><trk><name>ride</name></trk></gpx>"
 FAVS = b"<gpx><wpt lat='1' lon='2'/></gpx>"
-
-
-@pytest.fixture
-async def gateway(stack):
-    async with aiohttp.ClientSession() as session:
-        yield GatewayClient(session, stack.gateway_url)
 
 
 @pytest.fixture

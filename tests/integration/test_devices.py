@@ -2,18 +2,14 @@
 (or this one) ends its access on the very next request on every route, and says so with
 `device-logged-out`. And one user's token never reaches another user's data."""
 
-import asyncio
 import json
 import uuid
-from datetime import timedelta
 
-import aiohttp
-import pytest
 from aiokafka import AIOKafkaConsumer
 from pymongo import AsyncMongoClient
 
-from osmcloud_common.clock import CLOCK_COLLECTION, CLOCK_DB, CLOCK_ID, set_shared_offset
-from osmcloud_localstack.client import GatewayClient, eventually, login
+from osmcloud_localstack.testing import advance_clock
+from osmcloud_localstack.client import eventually, login
 
 RESEND_SECONDS = 30
 PHONE = {"name": "Ann's phone", "brand": "Acme", "model": "A1", "platform": "android"}
@@ -24,24 +20,6 @@ EVERY_ROUTE = [("GET", "/api/auth/account"), ("GET", "/api/auth/devices"), ("POS
                ("POST", "/api/auth/account/deletion-codes"), ("GET", "/api/files"), ("GET", "/api/files/usage"),
                ("PUT", "/api/files/FAVOURITES/x.gpx"), ("GET", "/api/trash"), ("GET", "/api/billing/account"),
                ("POST", "/api/billing/start")]
-
-
-@pytest.fixture
-async def gateway(stack):
-    async with aiohttp.ClientSession() as session:
-        yield GatewayClient(session, stack.gateway_url)
-
-
-async def advance_clock(stack, seconds: float) -> None:
-    """Moves the shared test clock forward (never back) and lets the services see it."""
-    mongo = AsyncMongoClient(stack.mongo_url)
-    try:
-        doc = await mongo[CLOCK_DB][CLOCK_COLLECTION].find_one({"_id": CLOCK_ID})
-        now = float(doc["seconds"]) if doc else 0.0
-        await set_shared_offset(mongo, timedelta(seconds=now + seconds))
-    finally:
-        await mongo.close()
-    await asyncio.sleep(0.35)
 
 
 async def events_relayed(stack, user_id: str, file_type: str, name: str) -> None:

@@ -1,16 +1,8 @@
 """Kafka down is survivable: writes succeed for the client while Kafka is away, and their
 events arrive once it is back — none lost."""
 
-import aiohttp
-import pytest
 
-from osmcloud_localstack.client import GatewayClient, eventually, login
-
-
-@pytest.fixture
-async def gateway(stack):
-    async with aiohttp.ClientSession() as session:
-        yield GatewayClient(session, stack.gateway_url)
+from osmcloud_localstack.client import eventually, login
 
 
 async def test_upload_and_delete_while_kafka_is_down(stack, gateway):

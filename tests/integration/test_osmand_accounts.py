@@ -3,42 +3,16 @@ as the app speaks them, through the gateway: FORM posts, query credentials, JSON
 errors `{"error":{"errorCode":N}}` with HTTP 400. The same accounts and devices must be seen
 by the native API, and one logout (either API) ends both."""
 
-import asyncio
 import re
 import uuid
-from datetime import timedelta
 
-import aiohttp
-import pytest
-from pymongo import AsyncMongoClient
 
-from osmcloud_common.clock import CLOCK_COLLECTION, CLOCK_DB, CLOCK_ID, set_shared_offset
+from osmcloud_localstack.testing import advance_clock
 from osmcloud_localstack.client import GatewayClient, Reply, count_mails, eventually, login, read_code
 
 RESEND_SECONDS = 30
 FIVE_DEVICE_FIELDS = ("id", "userid", "deviceid", "accesstoken", "udpatetime")
 JAVA_MEDIUM_DATE = re.compile(r"^[A-Z][a-z]{2} \d{1,2}, \d{4}, \d{1,2}:\d{2}:\d{2} (AM|PM)$")
-
-
-@pytest.fixture
-async def gateway(stack):
-    async with aiohttp.ClientSession() as session:
-        yield GatewayClient(session, stack.gateway_url)
-
-
-@pytest.fixture
-async def mongo(stack):
-    client = AsyncMongoClient(stack.mongo_url, tz_aware=True)
-    yield client
-    await client.close()
-
-
-async def advance_clock(mongo, seconds: float) -> None:
-    """Past the resend cooldown of codes (the shared test clock; never back)."""
-    doc = await mongo[CLOCK_DB][CLOCK_COLLECTION].find_one({"_id": CLOCK_ID})
-    now = float(doc["seconds"]) if doc else 0.0
-    await set_shared_offset(mongo, timedelta(seconds=now + seconds))
-    await asyncio.sleep(0.35)
 
 
 def osmand_error(reply: Reply) -> int | None:
@@ -85,7 +59,7 @@ class App:
         return reply.body
 
 
-async def test_sign_up_through_userdata_then_one_account_for_both_apis(stack, gateway, mongo, unique_email):
+async def test_sign_up_through_userdata_then_one_account_for_both_apis(stack, gateway, unique_email):
     app = App(gateway)
     # login probe on an unknown e-mail: 103 "not registered"
     assert osmand_error(await app.device_register(unique_email, "")) == 103
@@ -108,7 +82,7 @@ async def test_sign_up_through_userdata_then_one_account_for_both_apis(stack, ga
     assert osmand_error(await app.user_register(unique_email, login=False)) == 111
 
     # the native API sees the same account and the OsmAnd device; billing activated Start
-    await advance_clock(mongo, RESEND_SECONDS + 1)
+    await advance_clock(stack, RESEND_SECONDS + 1)
     native, session = await login(gateway, stack.smtp_sink_url, unique_email)
     assert session["new_account"] is False
     devices = (await native.call("GET", "/api/auth/devices")).body["devices"]
@@ -127,21 +101,21 @@ async def test_sign_up_through_userdata_then_one_account_for_both_apis(stack, ga
 
 
 async def test_a_native_account_gets_no_start_and_a_new_registration_replaces_the_device(
-        stack, gateway, mongo, unique_email):
+        stack, gateway, unique_email):
     native, _ = await login(gateway, stack.smtp_sink_url, unique_email)
     app = App(gateway)
     assert osmand_error(await app.device_register(unique_email, "")) == 104  # known account
 
-    await advance_clock(mongo, RESEND_SECONDS + 1)
+    await advance_clock(stack, RESEND_SECONDS + 1)
     first = await app.sign_in(stack.smtp_sink_url, unique_email, login=True)
     assert (await app.validate_sub(first)).status == 200
-    await advance_clock(mongo, RESEND_SECONDS + 1)
+    await advance_clock(stack, RESEND_SECONDS + 1)
     second = await app.sign_in(stack.smtp_sink_url, unique_email, login=True)
     assert second["id"] != first["id"] and second["accesstoken"] != first["accesstoken"]
     assert osmand_error(await app.validate_sub(first)) == 105  # replaced: (user, phone, model) again
     assert (await app.validate_sub(second)).status == 200
     other_phone = App(gateway, model="iPhone")
-    await advance_clock(mongo, RESEND_SECONDS + 1)
+    await advance_clock(stack, RESEND_SECONDS + 1)
     await other_phone.sign_in(stack.smtp_sink_url, unique_email, login=True)
     assert (await app.validate_sub(second)).status == 200  # another phone does not replace it
 
@@ -177,9 +151,9 @@ async def test_send_code_confirm_code_and_delete_account(stack, gateway, unique_
     assert osmand_error(await app.device_register(unique_email, "")) == 103  # no account, no pending code
 
 
-async def test_deletion_through_userdata_ends_native_tokens(stack, gateway, mongo, unique_email):
+async def test_deletion_through_userdata_ends_native_tokens(stack, gateway, unique_email):
     native, _ = await login(gateway, stack.smtp_sink_url, unique_email)
-    await advance_clock(mongo, RESEND_SECONDS + 1)
+    await advance_clock(stack, RESEND_SECONDS + 1)
     app = App(gateway)
     await app.sign_in(stack.smtp_sink_url, unique_email, login=True)
     before = await count_mails(gateway.session, stack.smtp_sink_url, unique_email)

@@ -4,21 +4,13 @@ event between real processes."""
 import json
 import uuid
 
-import aiohttp
-import pytest
 from aiokafka import AIOKafkaConsumer
 from minio import Minio
 from pymongo import AsyncMongoClient
 
-from osmcloud_localstack.client import GatewayClient, eventually, login
+from osmcloud_localstack.client import eventually, login
 
 FAVOURITES = b'<?xml version="1.0"?><gpx><wpt lat="52.1" lon="4.3"><name>Home</name></wpt></gpx>\n'
-
-
-@pytest.fixture
-async def gateway(stack):
-    async with aiohttp.ClientSession() as session:
-        yield GatewayClient(session, stack.gateway_url)
 
 
 async def events_of(stack, topic: str, user_id: str, timeout: float = 20) -> list[dict]:

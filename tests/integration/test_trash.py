@@ -121,21 +121,12 @@ import signal  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 
 import aiohttp  # noqa: E402
 import pytest  # noqa: E402
 
-from osmcloud_localstack.client import GatewayClient  # noqa: E402
-
 KiB = 1024
-
-
-@pytest.fixture
-async def gateway(stack):
-    async with aiohttp.ClientSession() as session:
-        yield GatewayClient(session, stack.gateway_url)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from minio import Minio
 from pymongo import AsyncMongoClient
 
-from osmcloud_common.clock import CLOCK_COLLECTION, CLOCK_DB, CLOCK_ID, set_shared_offset
+from osmcloud_common.clock import advance_shared_clock
 from osmcloud_common.events import Entitlement, SubscriptionActivated, make_event
 from osmcloud_localstack.client import GatewayClient, eventually, login
 from osmcloud_localstack.ports import PortLayout
@@ -65,9 +65,7 @@ class FilesWorld:
     async def second_device(self, session: dict, device: str = "tablet") -> GatewayClient:
         """Another device of the same account. Auth lets an address ask for a new code only
         every 30 s, so the shared test clock moves forward that much first."""
-        doc = await self.mongo[CLOCK_DB][CLOCK_COLLECTION].find_one({"_id": CLOCK_ID})
-        await set_shared_offset(self.mongo, timedelta(seconds=float(doc["seconds"]) if doc else 0) + timedelta(seconds=31))
-        await asyncio.sleep(0.4)
+        await advance_shared_clock(self.mongo, timedelta(seconds=31))
         other, _ = await login(self.gateway, self.stack.smtp_sink_url, email=session["email"],
                                device=self._device(device))
         return other

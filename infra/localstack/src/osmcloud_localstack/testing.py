@@ -282,3 +282,19 @@ class SmtpSinkClient:
         params = {"to": to} if to else {}
         async with self.session.delete(f"{self.base_url}/messages", params=params) as resp:
             resp.raise_for_status()
+
+
+async def advance_clock(stack: "StackHandle", seconds: float) -> None:
+    """Moves every service's clock forward by `seconds` (never back): for tests that must
+    pass a cooldown or an expiry."""
+    from datetime import timedelta
+
+    from pymongo import AsyncMongoClient
+
+    from osmcloud_common.clock import advance_shared_clock
+
+    mongo = AsyncMongoClient(stack.mongo_url)
+    try:
+        await advance_shared_clock(mongo, timedelta(seconds=seconds))
+    finally:
+        await mongo.close()

@@ -84,6 +84,13 @@ async def set_shared_offset(mongo_client, offset: timedelta) -> None:
     )
 
 
+async def advance_shared_clock(mongo_client, delta: timedelta) -> None:
+    """Moves the shared test clock `delta` past where it stands (earlier tests may have moved
+    it already), then waits until every service has seen it (they refresh every 0.1 s)."""
+    await set_shared_offset(mongo_client, await shared_offset(mongo_client) + delta)
+    await asyncio.sleep(0.35)
+
+
 async def freeze_shared_clock(mongo_client, at: datetime) -> None:
     """Stops the shared test clock at `at` (millisecond precision) until moved again."""
     await mongo_client[CLOCK_DB][CLOCK_COLLECTION].update_one(
