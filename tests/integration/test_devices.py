@@ -2,13 +2,9 @@
 (or this one) ends its access on the very next request on every route, and says so with
 `device-logged-out`. And one user's token never reaches another user's data."""
 
-import json
-import uuid
 
-from aiokafka import AIOKafkaConsumer
-from pymongo import AsyncMongoClient
 
-from osmcloud_localstack.testing import advance_clock
+from osmcloud_localstack.testing import advance_clock, events_of
 from osmcloud_localstack.client import eventually, login
 
 RESEND_SECONDS = 30
@@ -22,23 +18,6 @@ EVERY_ROUTE = [("GET", "/api/auth/account"), ("GET", "/api/auth/devices"), ("POS
                ("POST", "/api/billing/start")]
 
 
-async def events_relayed(stack, user_id: str, file_type: str, name: str) -> None:
-    """Waits until files has published the events of this file's last change. The local
-    stack's FerretDB applies concurrent updates of one document non-atomically, so a change
-    racing the outbox relay's clean-up of the same document can be lost; tests that change a
-    file twice in a row wait for the relay in between (MongoDB does not need this)."""
-    mongo = AsyncMongoClient(stack.mongo_url)
-    try:
-        heads = mongo[f"{stack.db_prefix}files"]["heads"]
-
-        async def clean():
-            return await heads.find_one({"user_id": user_id, "type": file_type, "name": name,
-                                         "_outbox_pending": True}) is None
-        await eventually(clean, what=f"files relaying the events of {file_type}/{name}")
-    finally:
-        await mongo.close()
-
-
 async def login_devices(stack, gateway, email, *devices):
     """Logs several devices into one account (past the resend cooldown between codes)."""
     clients = []
@@ -47,25 +26,6 @@ async def login_devices(stack, gateway, email, *devices):
             await advance_clock(stack, RESEND_SECONDS + 1)
         clients.append(await login(gateway, stack.smtp_sink_url, email=email, device=device))
     return clients
-
-
-async def events_of(stack, topic: str, user_id: str, types: set[str], count: int) -> list[dict]:
-    consumer = AIOKafkaConsumer(f"{stack.topic_prefix}{topic}", bootstrap_servers=stack.kafka_bootstrap,
-                                auto_offset_reset="earliest", group_id=f"test-{uuid.uuid4().hex}")
-    await consumer.start()
-    try:
-        found: list[dict] = []
-
-        async def probe():
-            batches = await consumer.getmany(timeout_ms=200)
-            for messages in batches.values():
-                found.extend(e for e in (json.loads(m.value) for m in messages)
-                             if e["user_id"] == user_id and e["type"] in types)
-            return len(found) >= count
-        await eventually(probe, timeout=20, what=f"{count} of {types} for {user_id}")
-        return found
-    finally:
-        await consumer.stop()
 
 
 async def test_devices_are_listed_and_logged_out_one_by_one(stack, gateway, unique_email):
@@ -106,7 +66,7 @@ async def test_devices_are_listed_and_logged_out_one_by_one(stack, gateway, uniq
     assert again.status == 404 and again.error_code() == "device_not_found"
     assert (await phone.call("DELETE", "/api/auth/devices/no-such-device")).status == 404
 
-    logged_out = await events_of(stack, "auth", s1["user_id"], {"device-logged-out"}, 2)
+    logged_out = await events_of(stack, "auth", s1["user_id"], types={"device-logged-out"}, until=lambda es: len(es) >= 2)
     assert sorted(e["data"]["device_id"] for e in logged_out) == sorted([s2["device_id"], s3["device_id"]])
     assert {e["producer"] for e in logged_out} == {"auth"}
 
@@ -133,7 +93,6 @@ async def test_a_token_of_one_user_never_reaches_another_users_data(stack, gatew
     assert up.status == 201, up
     trashed = await ann.call("PUT", "/api/files/OSM_NOTES/n.osn", data=b"note")
     assert trashed.status == 201
-    await events_relayed(stack, ann_session["user_id"], "OSM_NOTES", "n.osn")
     assert (await ann.call("DELETE", "/api/files/OSM_NOTES/n.osn")).status == 200
 
     async def in_trash():

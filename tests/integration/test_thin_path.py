@@ -1,34 +1,14 @@
 """One path through all four services, through the gateway only; every arrow a real Kafka
 event between real processes."""
 
-import json
-import uuid
 
-from aiokafka import AIOKafkaConsumer
 from minio import Minio
 from pymongo import AsyncMongoClient
 
 from osmcloud_localstack.client import eventually, login
+from osmcloud_localstack.testing import events_of
 
 FAVOURITES = b'<?xml version="1.0"?><gpx><wpt lat="52.1" lon="4.3"><name>Home</name></wpt></gpx>\n'
-
-
-async def events_of(stack, topic: str, user_id: str, timeout: float = 20) -> list[dict]:
-    consumer = AIOKafkaConsumer(f"{stack.topic_prefix}{topic}", bootstrap_servers=stack.kafka_bootstrap,
-                                auto_offset_reset="earliest", group_id=f"test-{uuid.uuid4().hex}")
-    await consumer.start()
-    try:
-        found: list[dict] = []
-
-        async def probe():
-            batches = await consumer.getmany(timeout_ms=200)
-            for messages in batches.values():
-                found.extend(e for e in (json.loads(m.value) for m in messages) if e["user_id"] == user_id)
-            return found
-        await eventually(probe, timeout=timeout, what=f"events for {user_id} on {topic}")
-        return found
-    finally:
-        await consumer.stop()
 
 
 async def test_login_plan_upload_list_download_delete_trash(stack, gateway):

@@ -2,16 +2,15 @@
 user, and direct looks at files' database and the bucket (to prove bytes are gone)."""
 
 import asyncio
-import json
 import uuid
 from datetime import timedelta
 
-from aiokafka import AIOKafkaConsumer
 from minio import Minio
 from pymongo import AsyncMongoClient
 
 from osmcloud_common.clock import set_shared_offset, shared_offset
 from osmcloud_localstack.client import eventually, login
+from osmcloud_localstack.testing import events_of
 
 
 async def start_user(gateway, stack):
@@ -68,27 +67,6 @@ class FilesData:
 
     async def close(self) -> None:
         await self.mongo.close()
-
-
-async def events_of(stack, domain: str, user_id: str, *, until, timeout: float = 30) -> list[dict]:
-    """Events of one user on a domain's topic, read from the start until `until(events)` holds."""
-    consumer = AIOKafkaConsumer(f"{stack.topic_prefix}{domain}", bootstrap_servers=stack.kafka_bootstrap,
-                                auto_offset_reset="earliest", group_id=f"test-{uuid.uuid4().hex}")
-    await consumer.start()
-    found: list[dict] = []
-    try:
-        async def probe():
-            batches = await consumer.getmany(timeout_ms=200)
-            for messages in batches.values():
-                found.extend(e for e in (json.loads(m.value) for m in messages) if e["user_id"] == user_id)
-            return until(found)
-        await eventually(probe, timeout=timeout, what=f"events of {user_id} on {domain}")
-        # a little longer, so that duplicates would show
-        for _ in range(10):
-            await probe()
-        return found
-    finally:
-        await consumer.stop()
 
 
 class ShiftedClock:
@@ -195,7 +173,7 @@ async def test_download_and_restore_bring_back_the_last_version(stack, gateway, 
     # restoring twice, or what is not in the trash, is a 404
     again = await me.call("POST", f"/api/trash/items/{item['id']}/restore")
     assert again.status == 404 and again.error_code() == "item_not_found"
-    restored_events = await events_of(stack, "files", user_id,
+    restored_events = await events_of(stack, "files", user_id, settle_polls=10,
                                       until=lambda es: [e for e in es if e["type"] == "file-restored"])
     assert [e["data"]["tombstone_version_id"] for e in restored_events if e["type"] == "file-restored"] == [item["id"]]
 
@@ -233,11 +211,11 @@ async def test_delete_now_removes_versions_and_blobs(stack, gateway, files_data)
     assert await trash_items(me) == {}
     await files_data.wait_purged(user_id, "OSM_NOTES", "gone.osn", {f"users/{user_id}/{v1}", f"users/{user_id}/{v2}"})
     assert f"users/{user_id}/{kept}" in await files_data.blob_keys(user_id)
-    assert (await me.call("GET", f"/api/files/OSM_NOTES/gone.osn", params={"version": v2})).status == 404
+    assert (await me.call("GET", "/api/files/OSM_NOTES/gone.osn", params={"version": v2})).status == 404
     assert (await me.call("DELETE", f"/api/trash/items/{item['id']}")).status == 404
-    purged = await events_of(stack, "trash", user_id, until=lambda es: es)
+    purged = await events_of(stack, "trash", user_id, settle_polls=10, until=lambda es: es)
     assert [(e["type"], e["data"]["reason"]) for e in purged] == [("trash-item-purged", "deleted")]
-    pruned = await events_of(stack, "files", user_id,
+    pruned = await events_of(stack, "files", user_id, settle_polls=10,
                              until=lambda es: [e for e in es if e["type"] == "file-versions-pruned"])
     pruned = [e["data"] for e in pruned if e["type"] == "file-versions-pruned"]
     assert len(pruned) == 1 and set(pruned[0]["version_ids"]) == {v1, v2, item["id"]}
@@ -263,7 +241,7 @@ async def test_emptying_the_trash_never_brings_anything_back(stack, gateway, fil
     assert listed == set(restored)
     for n in restored:
         assert (await me.call("GET", f"/api/files/OSM_NOTES/{n}")).body == f"note {n}".encode()
-    events = await events_of(stack, "trash", user_id,
+    events = await events_of(stack, "trash", user_id, settle_polls=10,
                              until=lambda es: len([e for e in es if e["type"] == "trash-item-purged"]) >= 5
                              and any(e["type"] == "trash-emptied" for e in es))
     purged = sorted(e["data"]["name"] for e in events if e["type"] == "trash-item-purged")
@@ -293,7 +271,7 @@ async def test_items_expire_after_30_days_on_the_shared_clock(stack, gateway, fi
         await files_data.wait_purged(user_id, "OSM_EDITS", "lose.osc", {f"users/{user_id}/{lose}"})
     assert (await me.call("GET", "/api/files/OSM_EDITS/keep.osc")).body == b"<osmChange/> keep"
     assert f"users/{user_id}/{keep}" in await files_data.blob_keys(user_id)
-    events = await events_of(stack, "trash", user_id, until=lambda es: es)
+    events = await events_of(stack, "trash", user_id, settle_polls=10, until=lambda es: es)
     assert [(e["data"]["name"], e["data"]["reason"]) for e in events] == [("lose.osc", "expired")]
 
 
@@ -352,7 +330,7 @@ async def test_two_replicas_purge_each_expired_item_exactly_once(stack, second_t
         await items.insert_many(seeded)
         ids = {s["_id"] for s in seeded}
 
-        events = await events_of(stack, "trash", user_id, timeout=90,
+        events = await events_of(stack, "trash", user_id, settle_polls=10, timeout=90,
                                  until=lambda es: {e["data"]["tombstone_version_id"] for e in es} >= ids)
         # one purge per item = one event id per item. (The same event may be published twice:
         # both replicas' outbox relays can find a batch still pending - at-least-once
@@ -386,7 +364,7 @@ async def test_a_purge_left_halfway_by_a_dead_replica_is_completed(stack):
             "_id": item["_id"], "user_id": user_id, "action": "purge", "batch_id": uuid.uuid4().hex,
             "claimed_by": "trash-dead", "claimed_at": datetime.now(UTC) - timedelta(hours=1), "reason": "deleted",
             "file_type": item["type"], "name": item["name"], "expires_at": item["expires_at"]})
-        events = await events_of(stack, "trash", user_id, until=lambda es: es)
+        events = await events_of(stack, "trash", user_id, settle_polls=10, until=lambda es: es)
         assert [(e["data"]["tombstone_version_id"], e["data"]["reason"]) for e in events] == [(item["_id"], "deleted")]
         assert await db["items"].count_documents({"user_id": user_id}) == 0
     finally:

@@ -298,3 +298,34 @@ async def advance_clock(stack: "StackHandle", seconds: float) -> None:
         await advance_shared_clock(mongo, timedelta(seconds=seconds))
     finally:
         await mongo.close()
+
+
+async def events_of(stack: "StackHandle", domain: str, user_id: str, *,
+                    until: Callable[[list[dict]], Any] = bool, types: set[str] | None = None,
+                    timeout: float = 30, settle_polls: int = 0) -> list[dict]:
+    """One user's events on a domain's topic (optionally only some types), read from the
+    start until `until(events)` holds. `settle_polls` more polls after that let duplicates show."""
+    import json
+    import uuid
+
+    from aiokafka import AIOKafkaConsumer
+
+    from .client import eventually
+
+    consumer = AIOKafkaConsumer(f"{stack.topic_prefix}{domain}", bootstrap_servers=stack.kafka_bootstrap,
+                                auto_offset_reset="earliest", group_id=f"test-{uuid.uuid4().hex}")
+    await consumer.start()
+    found: list[dict] = []
+    try:
+        async def probe() -> bool:
+            batches = await consumer.getmany(timeout_ms=200)
+            for messages in batches.values():
+                found.extend(e for e in (json.loads(m.value) for m in messages)
+                             if e["user_id"] == user_id and (types is None or e["type"] in types))
+            return bool(until(found))
+        await eventually(probe, timeout=timeout, what=f"events of {user_id} on {domain}")
+        for _ in range(settle_polls):
+            await probe()
+        return found
+    finally:
+        await consumer.stop()
