@@ -19,7 +19,7 @@ from .events import AccountDeleted, Event, Payload, make_event
 from .http import REGISTRY_KEY, add_readiness_check, create_app
 from .kafka import EventConsumer, Handler, KafkaProducer, ensure_topics, kafka_reachable
 from .logging import configure_logging, get_logger
-from .mongo import connect, mongo_reachable
+from .mongo import connect, delete_user_data, mongo_reachable
 from .outbox import OutboxRelay, outbox_entry
 from .settings import ServiceSettings
 
@@ -54,16 +54,24 @@ class Runtime:
     def on_event(self, payload_type: type[Payload], handler: Callable[[Event], Awaitable[None]]) -> None:
         self._handlers[payload_type.event_type] = handler
 
-    def on_account_deleted(self, erase: Erase) -> None:
+    def on_account_deleted(self, erase: Erase | None = None) -> None:
         """On `account-deleted`: remember the account as deleted, then `erase(user_id)` (must be
-        idempotent). From then on, other events about that user are dropped, so an event that
-        arrives late on another topic cannot bring the user's data back."""
+        idempotent; by default every document of the user in this service's database). From
+        then on, other events about that user are dropped, so an event that arrives late on
+        another topic cannot bring the user's data back."""
         deleted = self.deleted_accounts = DeletedAccounts(self.db)
+        erase = erase or self.erase_user_documents
 
         async def account_deleted(event: Event) -> None:
             await deleted.remember(event.user_id, event.occurred_at)
             await erase(event.user_id)
         self.on_event(AccountDeleted, account_deleted)
+
+    async def erase_user_documents(self, user_id: str) -> int:
+        """Every document of the user in this service's database (all carry `user_id`)."""
+        documents = await delete_user_data(self.db, user_id)
+        log.info("account data erased", user_id=user_id, documents=documents)
+        return documents
 
     async def _of_deleted_account(self, event: Event) -> bool:
         return (self.deleted_accounts is not None and event.type != AccountDeleted.event_type

@@ -4,7 +4,6 @@ from aiohttp import web
 
 from osmcloud_common.runtime import Runtime, serve
 
-from .account_deletion import register_account_deletion
 from .deadlines import DeadlineJob
 from .handlers import register_handlers
 from .plans import plans_from
@@ -21,7 +20,7 @@ def build_app(settings: BillingSettings | None = None) -> web.Application:
     plans = plans_from(settings)
     runtime.on_startup(store.create_indexes)
     register_handlers(runtime, store, settings)
-    register_account_deletion(runtime)
+    runtime.on_account_deleted()  # every document of the user; idempotent
     runtime.background(DeadlineJob(runtime, store, plans, settings.deadline_scan_seconds).run)
     app = runtime.create_app()
     BillingRoutes(runtime, store, plans, SandboxVerifier(settings.sandbox_receipt_key), settings).register(app)

@@ -3,7 +3,6 @@ versions, the account's usage and entitlement, whatever else carries `user_id`) 
 blob under the user's prefix. Idempotent: a second run finds nothing to remove."""
 
 from osmcloud_common.logging import get_logger
-from osmcloud_common.mongo import delete_user_data
 from osmcloud_common.runtime import Runtime
 
 log = get_logger(__name__)
@@ -18,7 +17,7 @@ def register_account_deletion(runtime: Runtime) -> None:
         # blobs first: if the sweep of documents failed afterwards, the retry finds them again;
         # the other way round a crash would leave blobs no document points to
         blobs = await runtime.blobs.delete_prefix(blob_prefix(user_id))
-        documents = await delete_user_data(runtime.db, user_id)
-        log.info("account data erased", user_id=user_id, documents=documents, blobs=blobs)
+        log.info("account blobs erased", user_id=user_id, blobs=blobs)
+        await runtime.erase_user_documents(user_id)
 
     runtime.on_account_deleted(erase)

@@ -5,7 +5,6 @@ from aiohttp import web
 from osmcloud_common.http import REGISTRY_KEY
 from osmcloud_common.runtime import Runtime, serve
 
-from .account_deletion import register_account_deletion
 from .files_client import FilesClient
 from .handlers import register_handlers
 from .purge import Purger
@@ -21,7 +20,7 @@ def build_app(settings: TrashSettings | None = None) -> web.Application:
                        batches=runtime.outbox_collection("purge_batches"))
     runtime.on_startup(store.create_indexes)
     register_handlers(runtime, store, settings)
-    register_account_deletion(runtime)
+    runtime.on_account_deleted()  # every document of the user; idempotent
     purger = Purger(runtime, store, settings)
     runtime.background(purger.run)
     files = FilesClient(settings.files_url, settings.gateway_secret, settings.files_timeout_seconds)
