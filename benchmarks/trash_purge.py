@@ -13,6 +13,7 @@
 import argparse
 import asyncio
 import io
+import json
 import socket
 import statistics
 import sys
@@ -54,6 +55,8 @@ async def event_lag(endpoints, deletes: int) -> None:
     async with aiohttp.ClientSession() as session:
         gateway = GatewayClient(session, endpoints.gateway_url)
         lags: list[float] = []
+        answered: dict[str, float] = {}  # tombstone -> wall time of the DELETE's answer
+        listed_at: dict[str, float] = {}
         per_user = 100
         for u in range((deletes + per_user - 1) // per_user):
             me, _ = await login(gateway, endpoints.smtp_sink_url)
@@ -68,10 +71,12 @@ async def event_lag(endpoints, deletes: int) -> None:
                 reply = await me.call("DELETE", f"/api/files/OSM_NOTES/{name}")
                 assert reply.status == 200, reply
                 t0, tombstone = time.perf_counter(), reply.body["version_id"]
+                answered[tombstone] = time.time()
                 while True:
                     listed = (await me.call("GET", "/api/trash")).body
                     if any(i["id"] == tombstone for m in listed["months"] for i in m["items"]):
                         lags.append((time.perf_counter() - t0) * 1000)
+                        listed_at[tombstone] = time.time()
                         break
                     if time.perf_counter() - t0 > 10:
                         print(f"  item {name} not listed after 10 s (counted as 10 s)")
@@ -83,6 +88,47 @@ async def event_lag(endpoints, deletes: int) -> None:
         print(f"event lag (DELETE answered -> listed in GET /api/trash), {len(lags)} deletes: "
               f"p50 {statistics.median(lags):.1f} ms, p99 {pct(lags, 99):.1f} ms, max {max(lags):.1f} ms "
               f"(target p99 < 200 ms: {'met' if pct(lags, 99) < 200 else 'MISSED'})")
+    await lag_breakdown(endpoints, answered, listed_at)
+
+
+async def lag_breakdown(endpoints, answered: dict[str, float], listed_at: dict[str, float]) -> None:
+    """Where the lag goes: answer -> file-deleted in Kafka (files' outbox relay; its Kafka
+    timestamp is the producer's send time), -> handled by trash (processed_events.at, after
+    the item was written), -> seen by the polling GET /api/trash."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    topic = f"{endpoints.topic_prefix}files"
+    consumer = AIOKafkaConsumer(bootstrap_servers=endpoints.kafka_bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    sent_at: dict[str, tuple[float, str]] = {}
+    try:
+        await consumer.topics()  # loads the metadata
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        while any((await consumer.position(tp)) < ends[tp] for tp in parts):
+            for messages in (await consumer.getmany(timeout_ms=1000)).values():
+                for m in messages:
+                    if b'"file-deleted"' in m.value:
+                        event = json.loads(m.value)
+                        sent_at[event["data"]["tombstone_version_id"]] = (m.timestamp / 1000, event["id"])
+    finally:
+        await consumer.stop()
+    mongo = AsyncMongoClient(endpoints.mongo_url, tz_aware=True)
+    handled = {d["_id"]: d["at"].timestamp() async for d in
+               mongo[f"{endpoints.db_prefix}trash"]["processed_events"].find({"type": "file-deleted"})}
+    await mongo.close()
+    relay, consume, seen = [], [], []
+    for tombstone, t_answer in answered.items():
+        if tombstone in sent_at and sent_at[tombstone][1] in handled and tombstone in listed_at:
+            t_sent, event_id = sent_at[tombstone]
+            relay.append((t_sent - t_answer) * 1000)
+            consume.append((handled[event_id] - t_sent) * 1000)
+            seen.append((listed_at[tombstone] - handled[event_id]) * 1000)
+    for label, values in (("answer -> in Kafka (files' relay)", relay), ("in Kafka -> handled by trash", consume),
+                          ("handled -> seen by the polling GET", seen)):
+        if values:
+            print(f"  {label}: p50 {statistics.median(values):.1f} ms, p99 {pct(values, 99):.1f} ms")
 
 
 async def purge_throughput(endpoints, items: int, timeout: float) -> None:
@@ -158,8 +204,9 @@ async def main() -> None:
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--deletes", type=int, default=1000)
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--base-port", type=int, default=0, help="default: a free block from 36080 on")
     args = parser.parse_args()
-    base = free_base_port()
+    base = args.base_port or free_base_port()
     stack = Stack(StackConfig(state_dir=REPO / ".state" / "bench-trash", base_port=base, test_clock=True),
                   log=lambda m: print(f"[stack] {m}", file=sys.stderr))
     from osmcloud_localstack.stack import wipe_state_dir

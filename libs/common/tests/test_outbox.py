@@ -69,6 +69,12 @@ class FlakyProducer:
             raise ConnectionError("kafka away")
         self.sent.append((topic, key, headers["event_id"]))
 
+    async def publish_many(self, messages):
+        if self.fail_first:
+            self.fail_first -= 1
+            raise ConnectionError("kafka away")
+        self.sent += [(topic, key, headers["event_id"]) for topic, key, _, headers in messages]
+
 
 async def test_relay_publishes_then_clears_and_keeps_events_while_kafka_is_away():
     entries = [_entry("u1"), _entry("u1")]

@@ -81,7 +81,7 @@ class Purger:
         ids = sorted(c["_id"] for c in claims)
         events = [self.rt.event(p, user_id) for p in batch_payloads(claims)]
         written = await self.store.write_batch(batch_id, user_id, ids, self.rt.clock.now(), wall_now(), events)
-        self.rt.events_written()
+        self.rt.events_written(self.store.batches, batch_id)
         await self.store.remove_items(ids)
         await self.store.release_many(ids)
         if written:
@@ -97,9 +97,10 @@ class Purger:
     async def empty(self, user_id: str) -> dict:
         items = await self.store.of_user(user_id)
         purged = await self.purge(items, "emptied")
-        await self.store.write_batch(f"emptied-{uuid.uuid4().hex}", user_id, [], self.rt.clock.now(), wall_now(),
+        batch_id = f"emptied-{uuid.uuid4().hex}"
+        await self.store.write_batch(batch_id, user_id, [], self.rt.clock.now(), wall_now(),
                                      [self.rt.event(emptied_payload(len(purged)), user_id)])
-        self.rt.events_written()
+        self.rt.events_written(self.store.batches, batch_id)
         return {"purged": len(purged), "skipped": len(items) - len(purged)}
 
     # ------------------------------------------------------------ the periodic job

@@ -12,6 +12,7 @@ from typing import Any
 from pymongo import ASCENDING
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from osmcloud_common.mongo import delete_by_ids, existing_ids
 from osmcloud_common.outbox import new_document_with_events
 
 DUPLICATE_KEY = 11000
@@ -52,8 +53,7 @@ class TrashStore:
         await self.items.delete_one({"_id": item_id})
 
     async def remove_items(self, item_ids: list[str]) -> None:
-        if item_ids:
-            await self.items.delete_many({"_id": {"$in": item_ids}})
+        await delete_by_ids(self.items, item_ids)
 
     async def remove_user(self, user_id: str) -> int:
         removed = (await self.items.delete_many({"user_id": user_id})).deleted_count
@@ -61,9 +61,7 @@ class TrashStore:
         return removed
 
     async def existing(self, item_ids: list[str]) -> set[str]:
-        if not item_ids:
-            return set()
-        return {d["_id"] async for d in self.items.find({"_id": {"$in": item_ids}}, {"_id": 1})}
+        return await existing_ids(self.items, item_ids)
 
     async def due(self, now: datetime, limit: int) -> list[dict[str, Any]]:
         return await self.items.find({"expires_at": {"$lte": now}}).limit(limit).to_list(None)
@@ -101,8 +99,7 @@ class TrashStore:
         await self.claims.delete_one({"_id": item_id, "action": action})
 
     async def release_many(self, item_ids: list[str]) -> None:
-        if item_ids:
-            await self.claims.delete_many({"_id": {"$in": item_ids}})
+        await delete_by_ids(self.claims, item_ids)
 
     async def stale_claims(self, older_than: datetime) -> list[dict[str, Any]]:
         return await self.claims.find({"claimed_at": {"$lt": older_than}}).to_list(None)
