@@ -120,6 +120,10 @@ async def kafka_reachable(bootstrap: str) -> bool:
             pass
 
 
+async def _false() -> bool:
+    return False
+
+
 class EventConsumer:
     """Runs handlers for the event types a service reacts to.
 
@@ -264,9 +268,12 @@ class EventConsumer:
         handler = self._handlers.get(event.type)
         if handler is None:
             return
-        if await self._processed.find_one({"_id": event.id}, {"_id": 1}):
+        # both reads at once: they sit between the event's arrival and its effect
+        seen, skip = await asyncio.gather(self._processed.find_one({"_id": event.id}, {"_id": 1}),
+                                          self._skip(event) if self._skip is not None else _false())
+        if seen:
             return
-        if self._skip is not None and await self._skip(event):
+        if skip:
             log.info("event skipped", event_id=event.id, event_type=event.type)
             return
         request_id = dict(message.headers or ()).get("request_id", b"").decode()

@@ -105,17 +105,25 @@ class TrashStore:
         return await self.claims.find({"claimed_at": {"$lt": older_than}}).to_list(None)
 
     # ------------------------------------------------------------ purge batches (the events)
-    async def write_batch(self, batch_id: str, user_id: str, item_ids: list[str], created_at: datetime,
-                          written_at: datetime, events: list[dict]) -> bool:
-        """The purge batch and its events in one insert; False if it exists already (then
-        its events were written by whoever inserted it)."""
-        doc = {"_id": batch_id, "user_id": user_id, "item_ids": item_ids, "created_at": created_at,
-               "written_at": written_at}
+    async def write_batches(self, batches: list[tuple[str, str, list[str], list[dict]]], created_at: datetime,
+                            written_at: datetime) -> set[str]:
+        """Purge batches (batch id, user id, item ids, events), each document with its events,
+        in one insert; returns the ids written now (the others existed already, their events
+        written by whoever inserted them)."""
+        docs = [new_document_with_events({"_id": batch_id, "user_id": user_id, "item_ids": item_ids,
+                                          "created_at": created_at, "written_at": written_at}, events)
+                for batch_id, user_id, item_ids, events in batches]
+        if not docs:
+            return set()
         try:
-            await self.batches.insert_one(new_document_with_events(doc, events))
-            return True
-        except DuplicateKeyError:
-            return False
+            await self.batches.insert_many(docs, ordered=False)
+            return {d["_id"] for d in docs}
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            lost = {e["index"] for e in errors}
+            return {d["_id"] for i, d in enumerate(docs) if i not in lost}
 
     async def forget_relayed_batches(self, written_before: datetime) -> int:
         """Batches whose events Kafka has acknowledged, kept until no claim of theirs can
