@@ -173,6 +173,9 @@ class EventConsumer:
                 metadata_max_age_ms=5000,
                 # room for big batches when a batch handler falls behind (default 1 MiB)
                 max_partition_fetch_bytes=(8 if self._batch_handlers else 1) * 1024 * 1024,
+                # a batch of thousands of purges on a slow server may take minutes between
+                # polls; past this the broker would hand its partitions to another member
+                max_poll_interval_ms=900_000 if self._batch_handlers else 300_000,
             )
             try:
                 await consumer.start()
