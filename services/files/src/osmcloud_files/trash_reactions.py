@@ -5,6 +5,7 @@ Idempotent: a redelivered event finds nothing left to remove and emits nothing."
 
 import asyncio
 import hashlib
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -54,6 +55,19 @@ def pruned_payloads(victims: list[dict[str, Any]], chunk: int = 500) -> list[Fil
             for part in (versions[i:i + chunk] for i in range(0, len(versions), chunk))]
 
 
+class StepTimer:
+    """Seconds per step, for the log line (which step a slow server makes slow)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def step(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self._last, 3)
+        self._last = now
+
+
 HISTORY_FIELDS = {"_id": 1, "user_id": 1, "type": 1, "name": 1, "updated_ms": 1, "blob_key": 1, "size": 1}
 
 
@@ -67,6 +81,7 @@ class TrashReactions:
         whole batch rather than several queries per file. Order, for crashes: the events
         first, then blobs, heads, versions, markers last (while a marker exists, a
         redelivered event finds the rest again)."""
+        timer = StepTimer()
         wanted = []
         for event in events:
             p: TrashItemPurged = event.payload()
@@ -80,19 +95,25 @@ class TrashReactions:
             key = (version["user_id"], version["type"], version["name"])
             if key in names:
                 histories.setdefault(key, []).append(version)
+        timer.step("read")
         plan = purge_plan(wanted, histories)
         by_user: dict[str, list[dict]] = {}
         for (user_id, *_), victims in plan.items():
             by_user.setdefault(user_id, []).extend(victims)
         await self._record_pruned(by_user)
+        timer.step("events")
         await self.blobs.delete_many([v["blob_key"] for vs in plan.values() for v in vs if v.get("blob_key")])
+        timer.step("blobs")
         await self.store.heads.delete_each([{"_id": f"{u}/{t}/{n}", "head.version_id": marker}
                                             for u, t, n, marker in wanted])
+        timer.step("heads")
         markers = {marker for *_, marker in wanted}
         victims = [v["_id"] for vs in plan.values() for v in vs]
         await delete_by_ids(self.store.versions, [v for v in victims if v not in markers])
         await delete_by_ids(self.store.versions, [v for v in victims if v in markers])
-        log.info("trashed files purged", files=len(plan), versions=len(victims), events=len(events))
+        timer.step("versions")
+        log.info("trashed files purged", files=len(plan), versions=len(victims), events=len(events),
+                 seconds=timer.seconds)
 
     async def _record_pruned(self, by_user: dict[str, list[dict]]) -> None:
         """One record per user carrying its file-versions-pruned events, keyed by what it
