@@ -1,3 +1,4 @@
+import asyncio
 from datetime import UTC, datetime
 
 from osmcloud_common.events import AccountRegistered, make_event
@@ -69,6 +70,12 @@ class FlakyProducer:
             raise ConnectionError("kafka away")
         self.sent.append((topic, key, headers["event_id"]))
 
+    async def publish_many(self, messages):
+        if self.fail_first:
+            self.fail_first -= 1
+            raise ConnectionError("kafka away")
+        self.sent += [(topic, key, headers["event_id"]) for topic, key, _, headers in messages]
+
 
 async def test_relay_publishes_then_clears_and_keeps_events_while_kafka_is_away():
     entries = [_entry("u1"), _entry("u1")]
@@ -85,3 +92,47 @@ async def test_relay_publishes_then_clears_and_keeps_events_while_kafka_is_away(
     assert [s[2] for s in producer.sent] == [e["id"] for e in entries]
     assert not collection.docs[1].get(OUTBOX_FIELD) and PENDING_FIELD not in collection.docs[1]
     assert await relay.flush() == 0
+
+
+class SlowScanCollection(FakeCollection):
+    """A collection whose scan for pending documents hangs, as a big FerretDB scan does."""
+
+    def __init__(self, docs):
+        super().__init__(docs)
+        self.scan_release = asyncio.Event()
+
+    def find(self, query, projection=None):
+        parent = super().find(query, projection)
+
+        async def gen():
+            await self.scan_release.wait()
+            async for d in parent:
+                yield d
+        return gen()
+
+
+async def test_a_named_document_is_published_at_once_even_while_a_scan_is_slow():
+    old = _entry("u0")
+    collection = SlowScanCollection([new_document_with_events({"_id": "old"}, [old])])
+    producer = FlakyProducer(fail_first=0)
+    relay = OutboxRelay(producer, [collection], poll_seconds=0.05)
+    task = asyncio.create_task(relay.run())
+    try:
+        await asyncio.sleep(0.05)  # the start-up scan is now stuck
+        fresh = _entry("u1")
+        collection.docs["new"] = new_document_with_events({"_id": "new"}, [fresh])
+        relay.wake(collection, "new")
+        for _ in range(100):
+            if producer.sent:
+                break
+            await asyncio.sleep(0.01)
+        assert [s[2] for s in producer.sent] == [fresh["id"]]
+        collection.scan_release.set()  # the scan ends and finds the leftover
+        for _ in range(100):
+            if len(producer.sent) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert [s[2] for s in producer.sent] == [fresh["id"], old["id"]]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -2,6 +2,7 @@
 idempotent consumer (effect first, then remember the event id, then commit the offset)."""
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -17,6 +18,9 @@ from .logging import get_logger
 log = get_logger(__name__)
 
 Handler = Callable[[Event], Awaitable[None]]
+# Applies many events of one type at once (in their order); must be idempotent as a whole:
+# a redelivered batch, or a batch made partly of events applied before, changes nothing more.
+BatchHandler = Callable[[list[Event]], Awaitable[None]]
 
 
 class KafkaProducer:
@@ -61,6 +65,21 @@ class KafkaProducer:
             await self.close()  # start afresh next time
             raise
 
+    async def publish_many(self, messages: list[tuple[str, str, str, dict[str, str]]]) -> None:
+        """Publishes (topic, key, value, headers) messages, all in flight at once, and returns
+        when Kafka has acknowledged every one (raises if any failed; the caller retries them
+        all: at least once). One user's messages share a partition and keep their order: the
+        idempotent producer never reorders a partition's batches."""
+        producer = await self._connected()
+        try:
+            futures = [await producer.send(topic, value=value.encode(), key=key.encode(),
+                                           headers=[(k, v.encode()) for k, v in headers.items()])
+                       for topic, key, value, headers in messages]
+            await asyncio.gather(*futures)
+        except KafkaError:
+            await self.close()
+            raise
+
     async def close(self) -> None:
         async with self._lock:
             producer, self._producer = self._producer, None
@@ -101,24 +120,40 @@ async def kafka_reachable(bootstrap: str) -> bool:
             pass
 
 
+async def _false() -> bool:
+    return False
+
+
 class EventConsumer:
     """Runs handlers for the event types a service reacts to.
 
     Each handler must be idempotent (at-least-once delivery); on top of that, processed
     event ids are remembered so a redelivered event is skipped. Offsets are committed only
     after the effect is stored. A handler that keeps failing is retried with backoff; an
-    event that cannot be parsed is logged and set aside in `dead_letters`."""
+    event that cannot be parsed is logged and set aside in `dead_letters`.
+
+    A batch handler takes every event of its type that one poll brought (runs of them, each
+    partition kept in order), for effects that cost far less done for many at once (the
+    files service removing the versions and blobs of thousands of purged trash items)."""
 
     def __init__(self, *, bootstrap: str, topic_prefix: str, group_id: str, handlers: dict[str, Handler],
                  database, max_attempts: int = 8,
-                 skip: Callable[[Event], Awaitable[bool]] | None = None) -> None:
-        unknown = set(handlers) - set(CATALOGUE)
+                 skip: Callable[[Event], Awaitable[bool]] | None = None,
+                 batch_handlers: dict[str, BatchHandler] | None = None,
+                 max_records: int = 2000, fetch_max_wait_ms: int = 50) -> None:
+        batch_handlers = dict(batch_handlers or {})
+        unknown = (set(handlers) | set(batch_handlers)) - set(CATALOGUE)
         if unknown:
             raise ValueError(f"handlers for unknown event types: {sorted(unknown)}")
+        if set(handlers) & set(batch_handlers):
+            raise ValueError(f"both a handler and a batch handler for {sorted(set(handlers) & set(batch_handlers))}")
         self._bootstrap = bootstrap
         self._group_id = group_id
         self._handlers = handlers
-        self._topics = sorted({topic_for(CATALOGUE[t].domain, topic_prefix) for t in handlers})
+        self._batch_handlers = batch_handlers
+        self._max_records = max_records
+        self._fetch_max_wait_ms = fetch_max_wait_ms
+        self._topics = sorted({topic_for(CATALOGUE[t].domain, topic_prefix) for t in {*handlers, *batch_handlers}})
         self._processed = database["processed_events"]
         self._dead_letters = database["dead_letters"]
         self._max_attempts = max_attempts
@@ -134,8 +169,13 @@ class EventConsumer:
                 group_id=self._group_id,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
-                fetch_max_wait_ms=50,
+                fetch_max_wait_ms=self._fetch_max_wait_ms,
                 metadata_max_age_ms=5000,
+                # room for big batches when a batch handler falls behind (default 1 MiB)
+                max_partition_fetch_bytes=(8 if self._batch_handlers else 1) * 1024 * 1024,
+                # a batch of thousands of purges on a slow server may take minutes between
+                # polls; past this the broker would hand its partitions to another member
+                max_poll_interval_ms=900_000 if self._batch_handlers else 300_000,
             )
             try:
                 await consumer.start()
@@ -155,27 +195,88 @@ class EventConsumer:
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         while True:
-            batches = await consumer.getmany(timeout_ms=200, max_records=200)
-            for tp, messages in batches.items():
-                for message in messages:
-                    await self._handle_message(message)
-                await consumer.commit({tp: messages[-1].offset + 1})
+            batches = await consumer.getmany(timeout_ms=1000, max_records=self._max_records)
+            if not batches:
+                continue
+            if self._batch_handlers:
+                await self._handle_partitions({tp: list(m) for tp, m in batches.items()})
+            else:
+                for messages in batches.values():
+                    for message in messages:
+                        await self._handle_message(message)
+            # after every effect: a crash before this point redelivers, never loses
+            await consumer.commit({tp: messages[-1].offset + 1 for tp, messages in batches.items()})
 
-    async def _handle_message(self, message) -> None:
-        try:
-            event = Event.from_json(message.value)
-        except (ValidationError, ValueError) as exc:
-            log.error("unreadable event set aside", error=str(exc), offset=message.offset)
-            await self._dead_letters.insert_one(
-                {"raw": message.value.decode(errors="replace"), "error": str(exc), "at": datetime.now(UTC)}
-            )
+    def _batchable(self, event: Event | None) -> bool:
+        return event is not None and event.type in self._batch_handlers
+
+    async def _handle_partitions(self, fetched: dict) -> None:
+        """Applies the messages of several partitions, each partition in its order, handing
+        runs of events that have a batch handler over together — across partitions too: those
+        are other users' events, with no order between them."""
+        queues = [deque((m, self._parse(m)) for m in messages) for messages in fetched.values()]
+        while any(queues):
+            for queue in queues:  # events without a batch handler at the head: one at a time
+                while queue and not self._batchable(queue[0][1]):
+                    await self._handle_message(*queue.popleft())
+            heads = [queue for queue in queues if queue]
+            if not heads:
+                break
+            event_type, run = heads[0][0][1].type, []
+            for queue in heads:  # every partition's leading run of that type
+                while queue and self._batchable(queue[0][1]) and queue[0][1].type == event_type:
+                    run.append(queue.popleft()[1])
+            await self._apply_batch(event_type, run)
+
+    async def _apply_batch(self, event_type: str, events: list[Event]) -> None:
+        """The batch handler is idempotent as a whole, so processed ids are neither looked up
+        nor recorded (one read per event would cost more than the batched effect). A batch
+        that keeps failing is split into single events, so one bad event is set aside alone."""
+        skipped: dict[str, bool] = {}
+        kept = []
+        for event in events:
+            if self._skip is not None and event.user_id not in skipped:
+                skipped[event.user_id] = await self._skip(event)
+            if not skipped.get(event.user_id):
+                kept.append(event)
+        if not kept:
             return
+        handler = self._batch_handlers[event_type]
+        with structlog.contextvars.bound_contextvars(event_type=event_type, batch=len(kept)):
+            if await self._attempt(lambda: handler(kept), attempts=3):
+                self.handled += len(kept)
+                log.info("event batch handled")
+                return
+        for event in kept:
+            with structlog.contextvars.bound_contextvars(event_id=event.id, event_type=event.type):
+                if await self._attempt(lambda: handler([event]), attempts=self._max_attempts, event=event):
+                    self.handled += 1
+
+    def _parse(self, message) -> Event | None:
+        try:
+            return Event.from_json(message.value)
+        except (ValidationError, ValueError):
+            return None
+
+    async def _handle_message(self, message, event: Event | None = None) -> None:
+        if event is None:
+            try:
+                event = Event.from_json(message.value)
+            except (ValidationError, ValueError) as exc:
+                log.error("unreadable event set aside", error=str(exc), offset=message.offset)
+                await self._dead_letters.insert_one(
+                    {"raw": message.value.decode(errors="replace"), "error": str(exc), "at": datetime.now(UTC)}
+                )
+                return
         handler = self._handlers.get(event.type)
         if handler is None:
             return
-        if await self._processed.find_one({"_id": event.id}, {"_id": 1}):
+        # both reads at once: they sit between the event's arrival and its effect
+        seen, skip = await asyncio.gather(self._processed.find_one({"_id": event.id}, {"_id": 1}),
+                                          self._skip(event) if self._skip is not None else _false())
+        if seen:
             return
-        if self._skip is not None and await self._skip(event):
+        if skip:
             log.info("event skipped", event_id=event.id, event_type=event.type)
             return
         request_id = dict(message.headers or ()).get("request_id", b"").decode()
@@ -183,24 +284,34 @@ class EventConsumer:
                                                     request_id=request_id or None):
             await self._apply(handler, event)
 
-    async def _apply(self, handler: Handler, event: Event) -> None:
+    async def _attempt(self, run: Callable[[], Awaitable[None]], *, attempts: int, event: Event | None = None
+                       ) -> bool:
+        """Runs `run` until it succeeds, with backoff; after `attempts` failures sets `event`
+        aside (if given) and returns False."""
         delay = 0.2
-        for attempt in range(1, self._max_attempts + 1):
+        for attempt in range(1, attempts + 1):
             try:
-                await handler(event)
-                break
+                await run()
+                return True
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if attempt == self._max_attempts:
-                    log.error("handler gave up; event set aside", error=repr(exc))
-                    await self._dead_letters.insert_one(
-                        {"event": event.model_dump(mode="json"), "error": repr(exc), "at": datetime.now(UTC)}
-                    )
-                    return
+                if attempt == attempts:
+                    if event is not None:
+                        log.error("handler gave up; event set aside", error=repr(exc))
+                        await self._dead_letters.insert_one(
+                            {"event": event.model_dump(mode="json"), "error": repr(exc), "at": datetime.now(UTC)})
+                    else:
+                        log.warning("batch handler gave up; applying its events one by one", error=repr(exc))
+                    return False
                 log.warning("handler failed; retrying", error=repr(exc), attempt=attempt)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+        return False
+
+    async def _apply(self, handler: Handler, event: Event) -> None:
+        if not await self._attempt(lambda: handler(event), attempts=self._max_attempts, event=event):
+            return
         await self._processed.update_one(
             {"_id": event.id}, {"$setOnInsert": {"type": event.type, "at": datetime.now(UTC)}}, upsert=True
         )

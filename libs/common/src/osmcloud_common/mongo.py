@@ -5,7 +5,7 @@ import asyncio
 import weakref
 from datetime import UTC, datetime
 
-from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo import AsyncMongoClient, DeleteOne, ReturnDocument
 from pymongo.results import UpdateResult
 
 
@@ -34,6 +34,42 @@ async def delete_user_data(database, user_id: str) -> int:
         if name not in BOOKKEEPING_COLLECTIONS:
             removed += (await database[name].delete_many({"user_id": user_id})).deleted_count
     return removed
+
+
+_FERRETDB: dict[int, bool] = {}
+
+
+async def is_ferretdb(collection) -> bool:
+    """Whether the server behind `collection` is FerretDB (asked once per client)."""
+    client = collection.database.client
+    if id(client) not in _FERRETDB:
+        info = await client.admin.command("buildInfo")
+        _FERRETDB[id(client)] = "ferretdbVersion" in info or "ferretdbFeatures" in info
+    return _FERRETDB[id(client)]
+
+
+async def delete_by_ids(collection, ids: list, chunk: int = 1000) -> int:
+    """Deletes documents by _id, a thousand a round trip. On FerretDB as one statement per
+    id: it scans the whole collection for `{_id: {$in: ids}}`, comparing each document with
+    every id, but looks a lone `{_id: x}` up directly."""
+    deleted, ferretdb = 0, ids and await is_ferretdb(collection)
+    for i in range(0, len(ids), chunk):
+        part = ids[i:i + chunk]
+        if ferretdb:
+            deleted += (await collection.bulk_write([DeleteOne({"_id": x}) for x in part], ordered=False)).deleted_count
+        else:
+            deleted += (await collection.delete_many({"_id": {"$in": part}})).deleted_count
+    return deleted
+
+
+async def existing_ids(collection, ids: list) -> set:
+    """Which of `ids` exist (on FerretDB by one lookup per id, see delete_by_ids)."""
+    if not ids:
+        return set()
+    if await is_ferretdb(collection):
+        found = await asyncio.gather(*(collection.find_one({"_id": x}, {"_id": 1}) for x in ids))
+        return {doc["_id"] for doc in found if doc is not None}
+    return {doc["_id"] async for doc in collection.find({"_id": {"$in": list(ids)}}, {"_id": 1})}
 
 
 _MISSING = object()
@@ -195,6 +231,28 @@ class SerializedCollection:
             if not possible and not kwargs.get("upsert"):
                 return None
             return await self._collection.find_one_and_update(sent if possible else filter_, update, *args, **kwargs)
+
+    async def delete_each(self, filters: list[dict]) -> int:
+        """Many conditional single-document deletes ({_id, ...conditions} each), each as
+        atomic as delete_one, in one round trip; returns how many were deleted. On FerretDB
+        the conditions are checked here on documents read by _id (under this process's
+        locks) and only `{_id}` goes to the server, which it looks up directly instead of
+        scanning the collection once per filter."""
+        if not filters:
+            return 0
+        if not await self._is_ferretdb():
+            return (await self._collection.bulk_write([DeleteOne(f) for f in filters], ordered=False)).deleted_count
+        locks = sorted({f["_id"]: self._lock(f) for f in filters}.items())
+        for _, lock in locks:
+            await lock.acquire()
+        try:
+            docs = await asyncio.gather(*(self._collection.find_one({"_id": f["_id"]}) for f in filters))
+            doomed = [f["_id"] for f, doc in zip(filters, docs)
+                      if doc is not None and match_filter(doc, {k: v for k, v in f.items() if k != "_id"})]
+            return await delete_by_ids(self._collection, doomed)
+        finally:
+            for _, lock in locks:
+                lock.release()
 
     async def modify(self, doc_id, build):
         """An atomic read-modify-write of one document; returns the document after the write,

@@ -59,7 +59,9 @@ class OutboxRelay:
         self._collections = list(collections)
         self._poll_seconds = poll_seconds
         self._wake = asyncio.Event()
-        self._scan_requested = False
+        self._scan_wake = asyncio.Event()
+        self._in_flight: set[tuple[int, Any]] = set()
+        self._again: set[tuple[int, Any]] = set()
         self._hints: dict[int, tuple[Any, set]] = {}
         self.published = 0
 
@@ -69,37 +71,52 @@ class OutboxRelay:
     def wake(self, collection=None, doc_id=None) -> None:
         if collection is not None and doc_id is not None:
             self._hints.setdefault(id(collection), (collection, set()))[1].add(doc_id)
+            self._wake.set()
         else:
-            self._scan_requested = True
-        self._wake.set()
+            self._scan_wake.set()
 
     async def run(self) -> None:
+        """Two loops: named documents are flushed as soon as they are written; the scan for
+        leftovers runs beside it, so a slow scan never delays a fresh event."""
+        await asyncio.gather(self._run_hinted(), self._run_scans())
+
+    async def _run_hinted(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            hints, self._hints = self._hints, {}
+            for collection, ids in hints.values():
+                for doc_id in ids:
+                    try:
+                        await self._flush_doc(collection, doc_id)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:  # Kafka or Mongo away: the scan retries it
+                        log.warning("outbox relay failed; will retry", error=repr(exc))
+                        self._scan_wake.set()
+
+    async def _run_scans(self) -> None:
         loop = asyncio.get_running_loop()
         backoff = self._poll_seconds
-        next_scan = loop.time()
+        wait = 0.0  # scan at start: what a crash left behind
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, min(backoff, next_scan - loop.time())))
+                await asyncio.wait_for(self._scan_wake.wait(), timeout=wait)
             except asyncio.TimeoutError:
                 pass
-            self._wake.clear()
+            self._scan_wake.clear()
+            started = loop.time()
             try:
-                if self._hints:
-                    hints, self._hints = self._hints, {}
-                    for collection, ids in hints.values():
-                        for doc_id in ids:
-                            await self._flush_doc(collection, doc_id)
-                if self._scan_requested or loop.time() >= next_scan:
-                    self._scan_requested = False
-                    next_scan = loop.time() + self._poll_seconds
-                    await self.flush()
+                await self.flush()
                 backoff = self._poll_seconds
+                # a scan reads every outbox document where the server has no usable index
+                # (FerretDB): never spend more than a tenth of the time scanning
+                wait = max(self._poll_seconds, 9 * (loop.time() - started))
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # Kafka or Mongo away: retry, slower each time (the scan finds it all)
+            except Exception as exc:  # Kafka or Mongo away: retry, slower each time
                 log.warning("outbox relay failed; will retry", error=repr(exc), retry_in=backoff)
-                backoff = min(backoff * 2, 10.0)
-                next_scan = loop.time() + backoff
+                wait, backoff = backoff, min(backoff * 2, 10.0)
 
     async def flush(self) -> int:
         """Publishes every pending event once; returns how many were published."""
@@ -112,15 +129,31 @@ class OutboxRelay:
         return sent
 
     async def _flush_doc(self, collection, doc_id) -> int:
+        key = (id(collection), doc_id)
+        if key in self._in_flight:  # the other loop is publishing it: it looks again after
+            self._again.add(key)
+            return 0
+        self._in_flight.add(key)
+        try:
+            sent = await self._flush_doc_now(collection, doc_id)
+            while key in self._again:  # events written meanwhile
+                self._again.discard(key)
+                sent += await self._flush_doc_now(collection, doc_id)
+            return sent
+        finally:
+            self._in_flight.discard(key)
+            self._again.discard(key)
+
+    async def _flush_doc_now(self, collection, doc_id) -> int:
         doc = await collection.find_one({"_id": doc_id, PENDING_FIELD: True}, {OUTBOX_FIELD: 1})
         if doc is None:
             return 0
         entries = doc.get(OUTBOX_FIELD) or []
-        for entry in entries:
-            await self._producer.publish(
-                entry["topic"], entry["key"], entry["value"],
-                headers={"event_id": entry["id"], "request_id": entry.get("request_id", "")},
-            )
+        # all in flight at once: a purge batch carries thousands of events
+        await self._producer.publish_many([
+            (entry["topic"], entry["key"], entry["value"],
+             {"event_id": entry["id"], "request_id": entry.get("request_id", "")})
+            for entry in entries])
         # usually nothing was added meanwhile: one write clears the outbox and the flag
         done = await collection.update_one({"_id": doc_id, OUTBOX_FIELD: entries},
                                            {"$unset": {OUTBOX_FIELD: "", PENDING_FIELD: ""}})

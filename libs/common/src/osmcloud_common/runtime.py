@@ -17,7 +17,7 @@ from .clock import Clock, SharedTestClock, SystemClock
 from .deleted_accounts import DeletedAccounts, Erase
 from .events import AccountDeleted, Event, Payload, make_event
 from .http import REGISTRY_KEY, add_readiness_check, create_app
-from .kafka import EventConsumer, Handler, KafkaProducer, ensure_topics, kafka_reachable
+from .kafka import BatchHandler, EventConsumer, Handler, KafkaProducer, ensure_topics, kafka_reachable
 from .logging import configure_logging, get_logger
 from .mongo import connect, delete_user_data, mongo_reachable
 from .outbox import OutboxRelay, outbox_entry
@@ -37,6 +37,7 @@ class Runtime:
         self.blobs = (BlobStore(settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key,
                                 settings.s3_bucket, settings.s3_secure) if uses_blobs else None)
         self._handlers: dict[str, Handler] = {}
+        self._batch_handlers: dict[str, BatchHandler] = {}
         self._jobs: list[Callable[[], Awaitable[None]]] = []
         self._startup: list[Callable[[], Awaitable[None]]] = []
         self._topics_ready = False
@@ -53,6 +54,11 @@ class Runtime:
 
     def on_event(self, payload_type: type[Payload], handler: Callable[[Event], Awaitable[None]]) -> None:
         self._handlers[payload_type.event_type] = handler
+
+    def on_events(self, payload_type: type[Payload], handler: BatchHandler) -> None:
+        """Like on_event, but `handler` gets every such event one poll brought, as a list (it
+        must be idempotent as a whole: no processed-id bookkeeping is done for it)."""
+        self._batch_handlers[payload_type.event_type] = handler
 
     def on_account_deleted(self, erase: Erase | None = None) -> None:
         """On `account-deleted`: remember the account as deleted, then `erase(user_id)` (must be
@@ -143,11 +149,13 @@ class Runtime:
         async def after_start() -> None:
             await tasks[0]
             runners = [self._keep_running("outbox-relay", self.relay.run)]
-            if self._handlers:
+            if self._handlers or self._batch_handlers:
                 self.consumer = EventConsumer(
                     bootstrap=self.settings.kafka_bootstrap, topic_prefix=self.settings.kafka_topic_prefix,
                     group_id=f"{self.settings.kafka_topic_prefix}{self.settings.service_name}",
-                    handlers=self._handlers, database=self.db, skip=self._of_deleted_account)
+                    handlers=self._handlers, database=self.db, skip=self._of_deleted_account,
+                    batch_handlers=self._batch_handlers, max_records=self.settings.consumer_max_records,
+                    fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms)
                 runners.append(self._keep_running("consumer", self.consumer.run))
             runners += [self._keep_running(getattr(j, "__name__", "job"), j) for j in self._jobs]
             await asyncio.gather(*runners)
@@ -168,7 +176,8 @@ class Runtime:
             return self._topics_ready and await kafka_reachable(self.settings.kafka_bootstrap)
 
         async def started() -> bool:
-            return self._started and (self.consumer is None or self.consumer.connected or not self._handlers)
+            return self._started and (self.consumer is None or self.consumer.connected
+                                      or not (self._handlers or self._batch_handlers))
 
         add_readiness_check(app, "mongo", mongo)
         add_readiness_check(app, "kafka", kafka)

@@ -31,6 +31,10 @@ class ServiceSettings(BaseSettings):
 
     # how often the outbox relay looks for events a crash or an outage left behind
     outbox_poll_seconds: float = 1.0
+    # consumers: most events one poll hands over (a batch handler gets them together), and
+    # how long the broker holds a fetch open when nothing is new (new events end it at once)
+    consumer_max_records: int = 2000
+    consumer_fetch_max_wait_ms: int = 50
 
     @property
     def database_name(self) -> str:

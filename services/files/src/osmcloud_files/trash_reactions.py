@@ -4,18 +4,20 @@ if it still is that marker (a file uploaded again meanwhile keeps its newer vers
 Idempotent: a redelivered event finds nothing left to remove and emits nothing."""
 
 import asyncio
+import hashlib
+import time
 from datetime import timedelta
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from osmcloud_common.blobstore import BlobStore
 from osmcloud_common.events import Event, FileVersionsPruned, TrashItemPurged
 from osmcloud_common.logging import get_logger
+from osmcloud_common.mongo import delete_by_ids
 from osmcloud_common.outbox import new_document_with_events
 from osmcloud_common.runtime import Runtime
 
-from .domain import FileRef
 from .store import FilesStore
 
 log = get_logger(__name__)
@@ -29,39 +31,108 @@ def versions_to_purge(history: list[dict[str, Any]], tombstone_id: str) -> list[
     return [v for v in history if v["updated_ms"] <= marker["updated_ms"]]
 
 
+def purge_plan(events: list[tuple[str, str, str, str]], histories: dict[tuple[str, str, str], list[dict]]
+               ) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+    """What a batch of purges removes, per file (user, type, name): the versions each purged
+    marker takes (`events` are (user, type, name, marker id)); several markers of one file
+    take the union. Files whose markers are gone already (a redelivery) take nothing."""
+    plan: dict[tuple[str, str, str], dict[str, dict]] = {}
+    for user_id, file_type, name, marker_id in events:
+        key = (user_id, file_type, name)
+        for version in versions_to_purge(histories.get(key, []), marker_id):
+            plan.setdefault(key, {})[version["_id"]] = version
+    return {key: list(victims.values()) for key, victims in plan.items() if victims}
+
+
+def pruned_payloads(victims: list[dict[str, Any]], chunk: int = 500) -> list[FileVersionsPruned]:
+    """One file-versions-pruned per type and `chunk` versions (keeps events well under Kafka's 1 MB)."""
+    by_type: dict[str, list[dict]] = {}
+    for version in victims:
+        by_type.setdefault(version["type"], []).append(version)
+    return [FileVersionsPruned(file_type=file_type, version_ids=[v["_id"] for v in part],
+                               freed_bytes=sum(max(0, v.get("size") or 0) for v in part))
+            for file_type, versions in sorted(by_type.items())
+            for part in (versions[i:i + chunk] for i in range(0, len(versions), chunk))]
+
+
+class StepTimer:
+    """Seconds per step, for the log line (which step a slow server makes slow)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def step(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self._last, 3)
+        self._last = now
+
+
+HISTORY_FIELDS = {"_id": 1, "user_id": 1, "type": 1, "name": 1, "updated_ms": 1, "blob_key": 1, "size": 1}
+
+
 class TrashReactions:
     def __init__(self, runtime: Runtime, store: FilesStore, blobs: BlobStore, prunes) -> None:
         self.rt, self.store, self.blobs, self.prunes = runtime, store, blobs, prunes
 
-    async def item_purged(self, event: Event) -> None:
-        p: TrashItemPurged = event.payload()
-        ref = FileRef(event.user_id, p.file_type, p.name)
-        victims = versions_to_purge(await self.store.history(ref), p.tombstone_version_id)
-        if victims:
-            ids = [v["_id"] for v in victims]
-            freed = sum(max(0, v.get("size") or 0) for v in victims)
-            # the event is recorded before anything is removed, so a crash halfway never loses it
-            await self._record_pruned(p.tombstone_version_id, ref, ids, freed)
-            await self.blobs.delete_many([v["blob_key"] for v in victims if v.get("blob_key")])
-        await self.store.heads.delete_one({"_id": ref.key, "head.version_id": p.tombstone_version_id})
-        if victims:
-            # the marker goes last: while it exists, a redelivered event finds the rest again
-            rest = [v["_id"] for v in victims if v["_id"] != p.tombstone_version_id]
-            if rest:
-                await self.store.versions.delete_many({"_id": {"$in": rest}})
-            await self.store.remove_version(p.tombstone_version_id)
-            log.info("trashed file purged", type=ref.file_type, name=ref.name, versions=len(victims), reason=p.reason)
+    async def items_purged(self, events: list[Event]) -> None:
+        """A batch of trash-item-purged: the versions of every purged file up to its marker,
+        their blobs, and heads that still are the marker — with a few bulk operations for the
+        whole batch rather than several queries per file. Order, for crashes: the events
+        first, then blobs, heads, versions, markers last (while a marker exists, a
+        redelivered event finds the rest again)."""
+        timer = StepTimer()
+        wanted = []
+        for event in events:
+            p: TrashItemPurged = event.payload()
+            wanted.append((event.user_id, p.file_type, p.name, p.tombstone_version_id))
+        names = {(u, t, n) for u, t, n, _ in wanted}
+        histories: dict[tuple[str, str, str], list[dict]] = {}
+        # one read for the batch: the users' versions (FerretDB scans the collection for any
+        # filter but _id, so one scan for all the batch's files instead of one per file)
+        async for version in self.store.versions.find({"user_id": {"$in": sorted({u for u, *_ in wanted})}},
+                                                      HISTORY_FIELDS):
+            key = (version["user_id"], version["type"], version["name"])
+            if key in names:
+                histories.setdefault(key, []).append(version)
+        timer.step("read")
+        plan = purge_plan(wanted, histories)
+        by_user: dict[str, list[dict]] = {}
+        for (user_id, *_), victims in plan.items():
+            by_user.setdefault(user_id, []).extend(victims)
+        await self._record_pruned(by_user)
+        timer.step("events")
+        await self.blobs.delete_many([v["blob_key"] for vs in plan.values() for v in vs if v.get("blob_key")])
+        timer.step("blobs")
+        await self.store.heads.delete_each([{"_id": f"{u}/{t}/{n}", "head.version_id": marker}
+                                            for u, t, n, marker in wanted])
+        timer.step("heads")
+        markers = {marker for *_, marker in wanted}
+        victims = [v["_id"] for vs in plan.values() for v in vs]
+        await delete_by_ids(self.store.versions, [v for v in victims if v not in markers])
+        await delete_by_ids(self.store.versions, [v for v in victims if v in markers])
+        timer.step("versions")
+        log.info("trashed files purged", files=len(plan), versions=len(victims), events=len(events),
+                 seconds=timer.seconds)
 
-    async def _record_pruned(self, tombstone_id: str, ref: FileRef, version_ids: list[str], freed: int) -> None:
-        event = self.rt.event(FileVersionsPruned(file_type=ref.file_type, version_ids=version_ids, freed_bytes=freed),
-                              ref.user_id)
-        doc = {"_id": f"purge:{tombstone_id}", "user_id": ref.user_id, "type": ref.file_type, "name": ref.name,
-               "created_at": self.rt.clock.now()}
+    async def _record_pruned(self, by_user: dict[str, list[dict]]) -> None:
+        """One record per user carrying its file-versions-pruned events, keyed by what it
+        prunes: a redelivered batch finds it and adds nothing."""
+        docs = []
+        for user_id, victims in sorted(by_user.items()):
+            ids = sorted(v["_id"] for v in victims)
+            doc = {"_id": "purge:" + hashlib.sha256(" ".join(ids).encode()).hexdigest(), "user_id": user_id,
+                   "versions": len(ids), "created_at": self.rt.clock.now()}
+            docs.append(new_document_with_events(doc, [self.rt.event(p, user_id) for p in pruned_payloads(victims)]))
+        if not docs:
+            return
         try:
-            await self.prunes.insert_one(new_document_with_events(doc, [event]))
-            self.rt.events_written()
-        except DuplicateKeyError:
-            pass  # recorded by an earlier delivery of the same purge
+            await self.prunes.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                raise  # anything but "recorded by an earlier delivery"
+        for doc in docs:
+            self.rt.events_written(self.prunes, doc["_id"])
 
     async def forget_relayed(self, keep: timedelta = timedelta(minutes=10)) -> None:
         """Prune records are only the carriers of their events; drop them once relayed."""
@@ -76,6 +147,6 @@ class TrashReactions:
 
 def register_trash_reactions(runtime: Runtime, store: FilesStore) -> TrashReactions:
     reactions = TrashReactions(runtime, store, runtime.blobs, runtime.outbox_collection("prunes"))
-    runtime.on_event(TrashItemPurged, reactions.item_purged)
+    runtime.on_events(TrashItemPurged, reactions.items_purged)
     runtime.background(reactions.forget_relayed)
     return reactions

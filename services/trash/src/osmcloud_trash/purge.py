@@ -52,21 +52,19 @@ class Purger:
 
     # ------------------------------------------------------------ purging a set of items
     async def purge(self, items: list[dict], reason: PurgeReason) -> list[str]:
-        """Purges the items this call manages to claim; returns their ids."""
+        """Purges the items this call manages to claim; returns their ids. A chunk of items
+        takes one claim insert, one check, one batch document per user and one removal,
+        whatever the number of users in it."""
         purged: list[str] = []
-        by_user: dict[str, list[dict]] = defaultdict(list)
-        for item in items:
-            by_user[item["user_id"]].append(item)
-        for user_id, own in by_user.items():
-            for chunk in chunks(own, self.settings.purge_batch_size):
-                batch_id = uuid.uuid4().hex
-                claims = [purge_claim(i, batch_id=batch_id, reason=reason, claimed_by=self.replica,
-                                      claimed_at=wall_now()) for i in chunk]
-                won = await self.store.claim_many(claims)
-                won = await self._still_in_trash(won)
-                if won:
-                    await self.complete(batch_id, user_id, won)
-                    purged += [c["_id"] for c in won]
+        for chunk in chunks(items, self.settings.purge_batch_size):
+            batch_of = {user_id: uuid.uuid4().hex for user_id in sorted({i["user_id"] for i in chunk})}
+            claims = [purge_claim(i, batch_id=batch_of[i["user_id"]], reason=reason, claimed_by=self.replica,
+                                  claimed_at=wall_now()) for i in chunk]
+            won = await self.store.claim_many(claims)
+            won = await self._still_in_trash(won)
+            if won:
+                await self.complete(won)
+                purged += [c["_id"] for c in won]
         return purged
 
     async def _still_in_trash(self, claims: list[dict]) -> list[dict]:
@@ -76,30 +74,39 @@ class Purger:
         await self.store.release_many([c["_id"] for c in claims if c["_id"] not in present])
         return [c for c in claims if c["_id"] in present]
 
-    async def complete(self, batch_id: str, user_id: str, claims: list[dict]) -> None:
-        """Steps 2 and 3 for one batch; idempotent, so a takeover may repeat them."""
+    async def complete(self, claims: list[dict]) -> None:
+        """Steps 2 and 3 for claims of one or more batches; idempotent, so a takeover may
+        repeat them (a batch document that exists already keeps the events it has)."""
+        by_batch: dict[str, list[dict]] = defaultdict(list)
+        for claim in claims:
+            by_batch[claim["batch_id"]].append(claim)
+        now, written_at = self.rt.clock.now(), wall_now()
+        batches = [(batch_id, own[0]["user_id"], sorted(c["_id"] for c in own),
+                    [self.rt.event(p, own[0]["user_id"]) for p in batch_payloads(own)])
+                   for batch_id, own in sorted(by_batch.items())]
+        written = await self.store.write_batches(batches, now, written_at)
+        for batch_id, *_ in batches:
+            self.rt.events_written(self.store.batches, batch_id)
         ids = sorted(c["_id"] for c in claims)
-        events = [self.rt.event(p, user_id) for p in batch_payloads(claims)]
-        written = await self.store.write_batch(batch_id, user_id, ids, self.rt.clock.now(), wall_now(), events)
-        self.rt.events_written()
         await self.store.remove_items(ids)
         await self.store.release_many(ids)
-        if written:
-            now = self.rt.clock.now()
-            for claim in claims:
-                if self.purged is not None:
-                    self.purged.labels(claim["reason"]).inc()
-                if claim["reason"] == "expired" and self.lag is not None:
-                    self.lag.observe(purge_lag_seconds(claim, now))
-        log.info("trash items purged", batch_id=batch_id, count=len(ids), reason=claims[0]["reason"],
-                 took_over=not written)
+        for batch_id, own in by_batch.items():
+            if batch_id in written:
+                for claim in own:
+                    if self.purged is not None:
+                        self.purged.labels(claim["reason"]).inc()
+                    if claim["reason"] == "expired" and self.lag is not None:
+                        self.lag.observe(purge_lag_seconds(claim, now))
+        log.info("trash items purged", batches=len(batches), count=len(ids), reason=claims[0]["reason"],
+                 took_over=len(written) < len(batches))
 
     async def empty(self, user_id: str) -> dict:
         items = await self.store.of_user(user_id)
         purged = await self.purge(items, "emptied")
-        await self.store.write_batch(f"emptied-{uuid.uuid4().hex}", user_id, [], self.rt.clock.now(), wall_now(),
-                                     [self.rt.event(emptied_payload(len(purged)), user_id)])
-        self.rt.events_written()
+        batch_id = f"emptied-{uuid.uuid4().hex}"
+        await self.store.write_batches([(batch_id, user_id, [], [self.rt.event(emptied_payload(len(purged)), user_id)])],
+                                       self.rt.clock.now(), wall_now())
+        self.rt.events_written(self.store.batches, batch_id)
         return {"purged": len(purged), "skipped": len(items) - len(purged)}
 
     # ------------------------------------------------------------ the periodic job
@@ -112,10 +119,9 @@ class Purger:
                 batches[claim["batch_id"]].append(claim)
             else:
                 await self.store.release(claim["_id"], claim.get("action", "restore"))
-        for batch_id, claims in batches.items():
-            claims = await self._still_in_trash(claims)  # gone: that purge did finish
-            if claims:
-                await self.complete(batch_id, claims[0]["user_id"], claims)
+        claims = await self._still_in_trash([c for own in batches.values() for c in own])  # gone: finished
+        if claims:
+            await self.complete(claims)
         return len(stale)
 
     async def run_once(self) -> int:

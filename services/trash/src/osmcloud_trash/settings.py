@@ -12,5 +12,5 @@ class TrashSettings(ServiceSettings):
     # the automatic purge: how often each replica looks for expired items, how many it
     # claims at once, and after how long a claim left by a crashed replica is taken over
     purge_interval_seconds: float = 1.0
-    purge_batch_size: int = 500
+    purge_batch_size: int = 2000
     claim_lease_seconds: float = 120.0

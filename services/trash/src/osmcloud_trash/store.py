@@ -12,6 +12,7 @@ from typing import Any
 from pymongo import ASCENDING
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from osmcloud_common.mongo import delete_by_ids, existing_ids
 from osmcloud_common.outbox import new_document_with_events
 
 DUPLICATE_KEY = 11000
@@ -52,8 +53,7 @@ class TrashStore:
         await self.items.delete_one({"_id": item_id})
 
     async def remove_items(self, item_ids: list[str]) -> None:
-        if item_ids:
-            await self.items.delete_many({"_id": {"$in": item_ids}})
+        await delete_by_ids(self.items, item_ids)
 
     async def remove_user(self, user_id: str) -> int:
         removed = (await self.items.delete_many({"user_id": user_id})).deleted_count
@@ -61,9 +61,7 @@ class TrashStore:
         return removed
 
     async def existing(self, item_ids: list[str]) -> set[str]:
-        if not item_ids:
-            return set()
-        return {d["_id"] async for d in self.items.find({"_id": {"$in": item_ids}}, {"_id": 1})}
+        return await existing_ids(self.items, item_ids)
 
     async def due(self, now: datetime, limit: int) -> list[dict[str, Any]]:
         return await self.items.find({"expires_at": {"$lte": now}}).limit(limit).to_list(None)
@@ -101,24 +99,31 @@ class TrashStore:
         await self.claims.delete_one({"_id": item_id, "action": action})
 
     async def release_many(self, item_ids: list[str]) -> None:
-        if item_ids:
-            await self.claims.delete_many({"_id": {"$in": item_ids}})
+        await delete_by_ids(self.claims, item_ids)
 
     async def stale_claims(self, older_than: datetime) -> list[dict[str, Any]]:
         return await self.claims.find({"claimed_at": {"$lt": older_than}}).to_list(None)
 
     # ------------------------------------------------------------ purge batches (the events)
-    async def write_batch(self, batch_id: str, user_id: str, item_ids: list[str], created_at: datetime,
-                          written_at: datetime, events: list[dict]) -> bool:
-        """The purge batch and its events in one insert; False if it exists already (then
-        its events were written by whoever inserted it)."""
-        doc = {"_id": batch_id, "user_id": user_id, "item_ids": item_ids, "created_at": created_at,
-               "written_at": written_at}
+    async def write_batches(self, batches: list[tuple[str, str, list[str], list[dict]]], created_at: datetime,
+                            written_at: datetime) -> set[str]:
+        """Purge batches (batch id, user id, item ids, events), each document with its events,
+        in one insert; returns the ids written now (the others existed already, their events
+        written by whoever inserted them)."""
+        docs = [new_document_with_events({"_id": batch_id, "user_id": user_id, "item_ids": item_ids,
+                                          "created_at": created_at, "written_at": written_at}, events)
+                for batch_id, user_id, item_ids, events in batches]
+        if not docs:
+            return set()
         try:
-            await self.batches.insert_one(new_document_with_events(doc, events))
-            return True
-        except DuplicateKeyError:
-            return False
+            await self.batches.insert_many(docs, ordered=False)
+            return {d["_id"] for d in docs}
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            lost = {e["index"] for e in errors}
+            return {d["_id"] for i, d in enumerate(docs) if i not in lost}
 
     async def forget_relayed_batches(self, written_before: datetime) -> int:
         """Batches whose events Kafka has acknowledged, kept until no claim of theirs can
