@@ -284,9 +284,11 @@ async def test_empty_trash_bad_requests_are_protocol_errors_and_delete_nothing(s
                               params={"deviceid": app.device["id"], "accessToken": "wrong"})
     assert osmand_error(reply) == 105, reply
     assert set(await trash_page(me)) == {"bad/a.gpx"}
-    # an empty list is a valid, empty call
+    # an empty list is a valid, empty call; the untouched entry still goes with a good one
     reply = await empty_trash(app, [])
     assert reply.status == 200 and reply.body == {"status": "ok", "results": []}
+    reply = await empty_trash(app, [good])
+    assert [r["status"] for r in reply.body["results"]] == ["deleted"] and await trash_page(me) == {}
 
 
 # ---------------------------------------------------------------------------------------------
