@@ -19,7 +19,9 @@ async def start_user(gateway, stack):
 
     async def quota_known():
         return (await me.call("GET", "/api/files/usage")).body["quota_bytes"] > 0
-    await eventually(quota_known, what="files learning the Start quota")
+    # files takes its events one at a time: right after the replica tests, 300 seeded purge
+    # events are ahead of this one (about 2 a second on a loaded 2-core machine)
+    await eventually(quota_known, timeout=240, what="files learning the Start quota")
     return me, session["user_id"]
 
 

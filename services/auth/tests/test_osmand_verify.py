@@ -28,7 +28,7 @@ class FakeStore:
 def app() -> web.Application:
     runtime = SimpleNamespace(clock=SimpleNamespace(now=lambda: NOW))
     application = create_app("auth")
-    OsmandAccounts(runtime, FakeStore(), codes=None, deletion=None).register(application)
+    OsmandAccounts(runtime, FakeStore(), codes=None, deletion=None, orders=None).register(application)
     AuthRoutes(runtime, FakeStore(), codes=None).register(application)
     return application
 

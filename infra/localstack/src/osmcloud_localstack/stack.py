@@ -553,7 +553,10 @@ class Stack:
         """The environment a service process runs with (see README, Configuration)."""
         e = self.endpoints()
         c = self.config
-        extra = {"FILES_URL": e.service_urls["files"]} if name == "trash" else {}  # trash's restore calls files
+        # service-to-service addresses: trash calls files (restore) and auth (OsmAnd device
+        # checks); auth calls billing (OsmAnd order ids)
+        extra = {"trash": {"FILES_URL": e.service_urls["files"], "AUTH_URL": e.service_urls["auth"]},
+                 "auth": {"BILLING_URL": e.service_urls["billing"]}}.get(name, {})
         return {
             **extra,
             "HTTP_HOST": HOST,

@@ -100,6 +100,9 @@ class FileDeleted(Payload):
     last_version_id: str
     size: int
     deleted_at: datetime
+    # the delete marker's server time in ms (its `updatetime`): OsmAnd's empty-trash names
+    # trash entries by it; None in events written before the field existed
+    tombstone_update_ms: int | None = None
 
 
 class FileRestored(Payload):

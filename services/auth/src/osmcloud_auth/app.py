@@ -9,10 +9,12 @@ from osmcloud_common.deleted_accounts import COLLECTION as DELETED_ACCOUNTS
 from osmcloud_common.runtime import Runtime, serve
 
 from .account_deletion import AccountDeletion
+from .billing_client import BillingClient
 from .codes import Codes
 from .limits import RequestLimits
 from .mailer import Mailer
 from .osmand_compat import OsmandAccounts
+from .osmand_orders import OrderIds
 from .routes import AuthRoutes
 from .settings import AuthSettings
 from .store import AuthStore
@@ -48,7 +50,9 @@ def build_app(settings: AuthSettings | None = None) -> web.Application:
     app = runtime.create_app()
     AuthRoutes(runtime, store, codes).register(app)
     deletion.register(app)
-    OsmandAccounts(runtime, store, codes, deletion).register(app)
+    billing = BillingClient(settings.billing_url, settings.gateway_secret, settings.billing_timeout_seconds)
+    app.on_cleanup.append(lambda _: billing.close())
+    OsmandAccounts(runtime, store, codes, deletion, OrderIds(billing, store)).register(app)
     return app
 
 

@@ -20,6 +20,7 @@ from osmcloud_common.runtime import Runtime
 from .account_deletion import AccountDeletion
 from .codes import Codes
 from .domain import CodeVerdict, Purpose, digest, judge_code, new_token
+from .osmand_orders import OrderIds
 from .osmand_views import compat_email, device_json, user_json
 from .routes import client_address
 from .store import AuthStore
@@ -30,6 +31,7 @@ log = get_logger(__name__)
 OSMAND_CODE_DIGITS = 4
 VIA_OSMAND = "osmand"
 MAX_FIELD = 200
+MAX_ORDERID = 20_000
 
 
 def _field(params: dict[str, str], name: str) -> str:
@@ -46,6 +48,11 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
     return body
 
 
+def _order_field(params: dict[str, str]) -> str:
+    """The orderid as sent (a store order token can be long: not cut at MAX_FIELD)."""
+    return (params.get("orderid") or "").strip()[:MAX_ORDERID]
+
+
 def _as_code_error(exc: ApiError) -> OsmandError:
     return OsmandError(ErrorCode.TOKEN_INVALID, exc.message)
 
@@ -58,8 +65,9 @@ async def verify_device(store: AuthStore, device_num: int, token: str) -> Compat
 
 
 class OsmandAccounts:
-    def __init__(self, runtime: Runtime, store: AuthStore, codes: Codes, deletion: AccountDeletion) -> None:
-        self.rt, self.store, self.codes, self.deletion = runtime, store, codes, deletion
+    def __init__(self, runtime: Runtime, store: AuthStore, codes: Codes, deletion: AccountDeletion,
+                 orders: OrderIds) -> None:
+        self.rt, self.store, self.codes, self.deletion, self.orders = runtime, store, codes, deletion, orders
 
     def register(self, app: web.Application) -> None:
         app.router.add_post("/userdata/user-register", self.user_register)
@@ -97,8 +105,12 @@ class OsmandAccounts:
     async def user_register(self, request: web.Request) -> web.Response:
         params = await compat_params(request)
         email = compat_email(params.get("email"))
-        if await self.store.user_by_email(email) is not None and _field(params, "login") != "true":
+        known = await self.store.user_by_email(email) is not None
+        if known and _field(params, "login") != "true":
             raise OsmandError(ErrorCode.USER_ALREADY_REGISTERED, "this e-mail is already registered; log in instead")
+        orderid = _order_field(params)
+        if orderid and not known:  # like the reference: checked for a sign-up, not for a login
+            await self.orders.check_for_sign_up(orderid)
         # The account itself is created by device-register, once the mailed code proves the address.
         await self.codes.issue(email, Purpose.LOGIN, client_address(request), digits=OSMAND_CODE_DIGITS)
         return web.json_response({"status": "ok"})
@@ -121,6 +133,9 @@ class OsmandAccounts:
             email, now, lambda user_id: [self.rt.event(AccountRegistered(email=email, via=VIA_OSMAND), user_id)])
         if created:
             self.rt.events_written()
+        orderid = _order_field(params)
+        if orderid:
+            await self.orders.link_quietly(user["_id"], orderid)
         phone_id, model = _field(params, "deviceid"), _field(params, "model")
         await self._replace_earlier_registrations(user["_id"], phone_id, model)
         access_token = new_token()
@@ -140,16 +155,19 @@ class OsmandAccounts:
                 self.rt.events_written()
 
     async def user_update_orderid(self, request: web.Request) -> web.Response:
-        """No purchase is known to this server yet (billing has no store orders), so a non-empty
-        order id is an unknown order: 102, as the reference answers unknown orders. An unknown
-        e-mail is 101, as in the reference."""
+        """The order goes through billing's purchase verification and is linked to the account
+        (its plan applies); 102 for an unknown, expired or ineligible order, 109 for an order of
+        another account, 101 for an unknown e-mail (osmand_orders.py). Empty: cleared."""
         params = await compat_params(request)
         email = compat_email(params.get("email"))
-        if await self.store.user_by_email(email) is None:
+        user = await self.store.user_by_email(email)
+        if user is None:
             raise OsmandError(ErrorCode.EMAIL_INVALID, "this e-mail is not registered")
-        if _field(params, "orderid"):
-            raise OsmandError(ErrorCode.NO_VALID_SUBSCRIPTION,
-                              "unknown order: this server cannot verify store purchases yet")
+        orderid = _order_field(params)
+        if orderid:
+            await self.orders.link(user["_id"], orderid)
+        else:
+            await self.orders.clear(user["_id"])
         return web.json_response({"status": "ok"})
 
     async def user_validate_sub(self, request: web.Request) -> web.Response:

@@ -34,6 +34,6 @@ def device_json(device: dict[str, Any]) -> dict[str, str]:
 
 
 def user_json(user: dict[str, Any], user_num: int) -> dict[str, Any]:
-    """The reference's user object; the app reads `orderid` (no purchases are linked yet)."""
+    """The reference's user object; the app reads `orderid` (the order it linked, or None)."""
     return {"id": user_num, "email": user["email"], "regTime": java_medium_date(user["created_at"]),
             "orderid": user.get("orderid")}

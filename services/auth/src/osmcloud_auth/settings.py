@@ -18,3 +18,6 @@ class AuthSettings(ServiceSettings):
     # does a test suite (~150 sign-ups a run from 127.0.0.1).
     code_requests_per_email_hour: int = Field(default=5, ge=1)
     code_requests_per_address_hour: int = Field(default=500, ge=1)
+    # billing's own address: OsmAnd's orderid is verified and linked there (service to service)
+    billing_url: str = "http://127.0.0.1:8084"
+    billing_timeout_seconds: float = 10.0

@@ -102,6 +102,10 @@ class AuthStore:
     async def user(self, user_id: str) -> dict[str, Any] | None:
         return await self.users.find_one({"_id": user_id}, {"_outbox": 0})
 
+    async def set_orderid(self, user_id: str, orderid: str | None) -> None:
+        """The order OsmAnd's app linked (user-validate-sub shows it); billing owns the order."""
+        await self.users.update_one({"_id": user_id}, {"$set": {"orderid": orderid}})
+
     async def create_user(self, email: str, now: datetime, events_for) -> tuple[dict[str, Any], bool]:
         """Creates the account unless it exists; returns (user, created). The
         `account-registered` event is written in the same document."""

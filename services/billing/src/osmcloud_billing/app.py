@@ -6,6 +6,7 @@ from osmcloud_common.runtime import Runtime, serve
 
 from .deadlines import DeadlineJob
 from .handlers import register_handlers
+from .osmand_orders import OsmandOrders
 from .plans import plans_from
 from .receipts import SandboxVerifier
 from .routes import BillingRoutes
@@ -23,7 +24,10 @@ def build_app(settings: BillingSettings | None = None) -> web.Application:
     runtime.on_account_deleted()  # every document of the user; idempotent
     runtime.background(DeadlineJob(runtime, store, plans, settings.deadline_scan_seconds).run)
     app = runtime.create_app()
-    BillingRoutes(runtime, store, plans, SandboxVerifier(settings.sandbox_receipt_key), settings).register(app)
+    verifier = SandboxVerifier(settings.sandbox_receipt_key)
+    routes = BillingRoutes(runtime, store, plans, verifier, settings)
+    routes.register(app)
+    OsmandOrders(runtime, store, verifier, settings, routes).register(app)
     return app
 
 

@@ -29,7 +29,7 @@ class DeadlineJob:
             if await self.store.transition(doc["_id"], before, transition.after,
                                            [self.rt.event(transition.event, doc["_id"])]):
                 applied += 1
-                log.info("deadline passed", user_id=doc["_id"], event=transition.event.event_type)
+                log.info("deadline passed", user_id=doc["_id"], event_type=transition.event.event_type)
         if applied:
             self.rt.events_written()
         self.applied += applied

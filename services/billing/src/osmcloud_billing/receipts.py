@@ -31,6 +31,11 @@ class VerifiedPurchase:
 class ReceiptVerifier(Protocol):
     def verify(self, platform: str, receipt: str) -> VerifiedPurchase: ...
 
+    def verify_order_token(self, token: str) -> VerifiedPurchase:
+        """An order as OsmAnd's apps name it (`orderid`): a token the store can verify on its
+        own, platform included. ReceiptRejected when it is not one."""
+        ...
+
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
@@ -59,6 +64,14 @@ class SandboxVerifier:
         self._key = key.encode()
 
     def verify(self, platform: str, receipt: str) -> VerifiedPurchase:
+        purchase = self.verify_order_token(receipt)
+        if purchase.platform != platform:
+            raise ReceiptRejected(f"the receipt was issued for {purchase.platform}, not {platform}")
+        return purchase
+
+    def verify_order_token(self, token: str) -> VerifiedPurchase:
+        """A sandbox receipt carries its platform, so it is also a verifiable order token."""
+        receipt = token
         body_part, dot, signature_part = (receipt or "").partition(".")
         try:
             body, signature = _unb64(body_part), _unb64(signature_part)
@@ -74,8 +87,6 @@ class SandboxVerifier:
                 expires_at=_to_storage_precision(datetime.fromisoformat(fields["expires_at"])))
         except (ValueError, KeyError, TypeError):
             raise ReceiptRejected("the receipt's payload is malformed")
-        if purchase.platform != platform:
-            raise ReceiptRejected(f"the receipt was issued for {purchase.platform}, not {platform}")
         if purchase.expires_at.tzinfo is None or purchase.expires_at <= purchase.purchased_at:
             raise ReceiptRejected("the receipt's dates are inconsistent")
         return purchase

@@ -89,13 +89,18 @@ class BillingRoutes:
         if purchase.expires_at <= now:
             raise Conflict("the receipt has already expired; renew the subscription in the store",
                            code="receipt_expired")
-        await self.store.ensure_account(who.user_id, now)
+        transition = await self.link_purchase(who.user_id, purchase, now)
+        return web.json_response(await self._view(who.user_id), status=201 if transition.event else 200)
+
+    async def link_purchase(self, user_id: str, purchase: VerifiedPurchase, now) -> Transition:
+        """A verified purchase: its order linked to the account (one account per order), and
+        the plan it grants applied with its event. Also OsmAnd's orderid path (osmand_orders)."""
+        await self.store.ensure_account(user_id, now)
         try:
-            await self.store.link_order(who.user_id, purchase, now)
+            await self.store.link_order(user_id, purchase, now)
         except OrderLinkedElsewhere:
             raise Conflict("this order is already linked to another account", code="order_linked_elsewhere")
-        transition = await self._apply(who.user_id, lambda sub: apply_purchase(sub, purchase, now, self.plans))
-        return web.json_response(await self._view(who.user_id), status=201 if transition.event else 200)
+        return await self._apply(user_id, lambda sub: apply_purchase(sub, purchase, now, self.plans))
 
     async def notification(self, request: web.Request) -> web.Response:
         """A store tells us about a renewal. Authenticated by the receipt's signature, not by

@@ -29,6 +29,7 @@ class BillingStore:
         await self.accounts.create_index([("status", ASCENDING), ("expires_at", ASCENDING)])
         await self.accounts.create_index([("status", ASCENDING), ("grace_until", ASCENDING)])
         await self.orders.create_index([("user_id", ASCENDING)])
+        await self.orders.create_index([("order_id", ASCENDING)])
 
     async def ensure_account(self, user_id: str, now: datetime) -> None:
         try:
@@ -74,6 +75,10 @@ class BillingStore:
 
     async def order(self, platform: str, order_id: str) -> dict[str, Any] | None:
         return await self.orders.find_one({"_id": f"{platform}:{order_id}"})
+
+    async def orders_by_order_id(self, order_id: str) -> list[dict[str, Any]]:
+        """Orders with this store order id, whatever the platform (OsmAnd's apps send no platform)."""
+        return await self.orders.find({"order_id": order_id}).to_list(None)
 
     async def orders_of(self, user_id: str) -> list[dict[str, Any]]:
         return await self.orders.find({"user_id": user_id}).sort("linked_at", 1).to_list(None)

@@ -118,7 +118,7 @@ class Operations:
             event = self.rt.event(FileDeleted(file_type=ref.file_type, name=ref.name, category=ref.category,
                                               tombstone_version_id=tombstone_id,
                                               last_version_id=last["version_id"], size=last["size"],
-                                              deleted_at=now), ref.user_id)
+                                              deleted_at=now, tombstone_update_ms=head["updated_ms"]), ref.user_id)
             await self.commit(ref, op_id, current, set(began["ops"]), last["version_id"], head, [event],
                               reserved_bytes=0, reserved_files=0, delta_bytes=-last["size"], delta_files=-1,
                               seq=seq)
@@ -168,7 +168,8 @@ class Operations:
                 events.append(self.rt.event(FileDeleted(
                     file_type=ref.file_type, name=ref.name, category=ref.category,
                     tombstone_version_id=below["_id"], last_version_id=(before or below)["_id"],
-                    size=before["size"] if before else 0, deleted_at=below["created_at"]), ref.user_id))
+                    size=before["size"] if before else 0, deleted_at=below["created_at"],
+                    tombstone_update_ms=below["updated_ms"]), ref.user_id))
         was_live = not current["head"]["deleted"]
         now_live = new_head is not None and not new_head["deleted"]
         try:
@@ -288,7 +289,7 @@ class Operations:
             event = self.rt.event(FileDeleted(file_type=ref.file_type, name=ref.name, category=ref.category,
                                               tombstone_version_id=tombstone_id,
                                               last_version_id=last["version_id"], size=last["size"],
-                                              deleted_at=now), user_id)
+                                              deleted_at=now, tombstone_update_ms=head["updated_ms"]), user_id)
             keep = [e for e in current.get("_usage_pending", []) if e["op"] in in_flight]
             try:
                 await self.store.change_head(ref, last["version_id"], head, [event],

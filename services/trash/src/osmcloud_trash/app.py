@@ -1,12 +1,15 @@
 """Composition root of the trash service."""
 
+import aiohttp
 from aiohttp import web
 
 from osmcloud_common.http import REGISTRY_KEY
+from osmcloud_common.osmand import CompatAuthenticator
 from osmcloud_common.runtime import Runtime, serve
 
 from .files_client import FilesClient
 from .handlers import register_handlers
+from .osmand_compat import OsmandTrash
 from .purge import Purger
 from .routes import TrashRoutes
 from .settings import TrashSettings
@@ -28,7 +31,25 @@ def build_app(settings: TrashSettings | None = None) -> web.Application:
     purger.bind_metrics(app[REGISTRY_KEY])
     app.on_cleanup.append(lambda _: files.close())
     TrashRoutes(store, purger, files).register(app)
+    register_osmand(app, settings, store, purger, files)
     return app
+
+
+def register_osmand(app: web.Application, settings: TrashSettings, store: TrashStore, purger: Purger,
+                    files: FilesClient) -> None:
+    """OsmAnd's /userdata/empty-trash; its device checks go to auth over a session of its own,
+    opened once the event loop runs."""
+    auth = CompatAuthenticator(None, settings.auth_url, settings.gateway_secret)  # type: ignore[arg-type]
+
+    async def open_session(_: web.Application) -> None:
+        auth.session = aiohttp.ClientSession()
+
+    async def close_session(_: web.Application) -> None:
+        if auth.session is not None:
+            await auth.session.close()
+    app.on_startup.append(open_session)
+    app.on_cleanup.append(close_session)
+    OsmandTrash(store, purger, files, auth).register(app)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@ trashed file (README "Internal calls" says why it is not an event). It goes stra
 files, service to service, with the gateway secret and the user the gateway authenticated."""
 
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -37,6 +38,28 @@ class FilesClient:
                 return reply.status, payload if isinstance(payload, dict) else {}
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise FilesUnavailable(repr(exc)) from exc
+
+    async def history(self, user_id: str, file_type: str, name: str) -> list[dict[str, Any]]:
+        """The file's versions (files' own history route, called as that user); [] when the
+        file has none. FilesUnavailable when files cannot say."""
+        headers = {"X-Gateway-Secret": self.secret, "X-User-Id": user_id,
+                   "X-Request-Id": current_request_id() or ""}
+        url = f"{self.base_url}/api/files/history/{quote(file_type, safe='')}/{quote(name, safe='/')}"
+        try:
+            async with self._client().get(url, headers=headers) as reply:
+                if reply.status == 404:
+                    return []
+                if reply.status != 200:
+                    raise FilesUnavailable(f"files answered {reply.status} for the history of {file_type}/{name}")
+                body = await reply.json(content_type=None)
+                return list(body.get("versions") or [])
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise FilesUnavailable(repr(exc)) from exc
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
+        return self._session
 
     async def close(self) -> None:
         if self._session is not None:

@@ -14,6 +14,7 @@ def register_handlers(runtime: Runtime, store: TrashStore, settings: TrashSettin
         await store.add({"_id": p.tombstone_version_id, "user_id": event.user_id, "type": p.file_type,
                          "name": p.name, "category": p.category, "size": p.size,
                          "last_version_id": p.last_version_id, "deleted_at": p.deleted_at,
+                         "tombstone_update_ms": p.tombstone_update_ms,
                          "expires_at": expires_at(p.deleted_at, settings.retention_days)})
 
     async def file_uploaded(event: Event) -> None:

@@ -19,7 +19,8 @@ log = get_logger(__name__)
 def item_view(doc: dict) -> dict:
     return {"id": doc["_id"], "type": doc["type"], "name": doc["name"], "category": doc["category"],
             "size": doc["size"], "deleted_at": doc["deleted_at"].isoformat(),
-            "expires_at": doc["expires_at"].isoformat(), "last_version_id": doc["last_version_id"]}
+            "expires_at": doc["expires_at"].isoformat(), "last_version_id": doc["last_version_id"],
+            "tombstone_update_ms": doc.get("tombstone_update_ms")}
 
 
 def download_path(doc: dict) -> str:

@@ -9,6 +9,9 @@ class TrashSettings(ServiceSettings):
     # synchronous call there, see README "Internal calls"
     files_url: str = "http://127.0.0.1:8082"
     files_timeout_seconds: float = 30.0
+    # auth's own address: OsmAnd's /userdata/empty-trash is authenticated by deviceid +
+    # accessToken, checked there on every call (osmcloud_common.osmand)
+    auth_url: str = "http://127.0.0.1:8081"
     # the automatic purge: how often each replica looks for expired items, how many it
     # claims at once, and after how long a claim left by a crashed replica is taken over
     purge_interval_seconds: float = 1.0

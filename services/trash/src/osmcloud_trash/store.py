@@ -49,6 +49,22 @@ class TrashStore:
     async def item(self, item_id: str) -> dict[str, Any] | None:
         return await self.items.find_one({"_id": item_id})
 
+    async def items_of_files(self, user_id: str, names: list[str]) -> list[dict[str, Any]]:
+        """The user's trash items of any of these file names (all types)."""
+        if not names:
+            return []
+        return await self.items.find({"user_id": user_id, "name": {"$in": names}}).to_list(None)
+
+    async def purged_in_a_batch(self, item_ids: list[str]) -> set[str]:
+        """Which of these items a recent purge batch carried (batches are kept a few minutes
+        after their events went out: long enough for files to have applied them)."""
+        if not item_ids:
+            return set()
+        found: set[str] = set()
+        async for batch in self.batches.find({"item_ids": {"$in": item_ids}}, {"item_ids": 1}):
+            found.update(set(batch["item_ids"]) & set(item_ids))
+        return found
+
     async def remove_item(self, item_id: str) -> None:
         await self.items.delete_one({"_id": item_id})
 

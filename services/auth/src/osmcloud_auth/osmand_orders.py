@@ -1,0 +1,82 @@
+"""OsmAnd's `orderid` on auth's /userdata/ endpoints, verified by billing (billing_client).
+
+What the reference server (OsmAnd-tools UserdataController) does, and what we do:
+  * user-update-orderid: unknown e-mail 101; an empty orderid clears it; otherwise the order
+    must be valid (102 "no subscription present" / expired / not eligible) and not held by
+    another account (109); then it is the account's. Same here; the order is also linked in
+    billing, so its plan applies (subscription-activated through billing's outbox).
+  * user-register: for a login (`login=true`, e-mail known) the orderid is not checked; for a
+    sign-up the reference answers 109 when another account holds the order (its older
+    versions also 102 for an invalid one). Same here: a sign-up with an orderid is checked
+    (102 / 109) before any code is mailed; nothing is linked yet (the account does not exist
+    until device-register).
+  * device-register: the reference ignores orderid. The app sends it on every registration
+    (RegisterDeviceCommand), so here it is linked when billing accepts it and otherwise
+    ignored: a device registration never fails over an order (a lapsed purchase must not
+    lock anyone out; the app's user-update-orderid reports order problems).
+Expired orders answer 102 like the reference's order check (it keeps 110 for uploads of an
+account whose subscription lapsed)."""
+
+from osmcloud_common.errors import ApiError
+from osmcloud_common.logging import get_logger
+from osmcloud_common.osmand import ErrorCode, OsmandError
+
+from .billing_client import BillingClient, BillingUnavailable, OrderAnswer
+from .store import AuthStore
+
+log = get_logger(__name__)
+
+ACCEPTED = ("linked", "valid")
+
+
+def order_error(answer: OrderAnswer) -> OsmandError | None:
+    """The protocol's error for billing's verdict on an order, None when it is accepted."""
+    if answer.outcome in ACCEPTED:
+        return None
+    if answer.outcome == "other_account":
+        return OsmandError(ErrorCode.SUBSCRIPTION_USED_BY_OTHER, answer.message or "the order belongs to another account")
+    return OsmandError(ErrorCode.NO_VALID_SUBSCRIPTION, answer.message or "no valid subscription present")
+
+
+def unavailable() -> ApiError:
+    return ApiError("purchases cannot be verified right now; retry shortly", code="unavailable", status=503)
+
+
+class OrderIds:
+    def __init__(self, billing: BillingClient, store: AuthStore) -> None:
+        self.billing, self.store = billing, store
+
+    async def check_for_sign_up(self, orderid: str) -> None:
+        """user-register of a new e-mail: 102 / 109 now, before a code is mailed."""
+        try:
+            answer = await self.billing.order(orderid, None, link=False)
+        except BillingUnavailable as exc:
+            log.warning("billing unreachable for an order check", error=str(exc))
+            raise unavailable()
+        error = order_error(answer)
+        if error is not None:
+            raise error
+
+    async def link(self, user_id: str, orderid: str) -> None:
+        """user-update-orderid: linked and recorded on the account, or 102 / 109."""
+        try:
+            answer = await self.billing.order(orderid, user_id, link=True)
+        except BillingUnavailable as exc:
+            log.warning("billing unreachable for an order link", error=str(exc))
+            raise unavailable()
+        error = order_error(answer)
+        if error is not None:
+            raise error
+        await self.store.set_orderid(user_id, orderid)
+
+    async def link_quietly(self, user_id: str, orderid: str) -> None:
+        """device-register: linked when billing accepts it, otherwise left alone."""
+        try:
+            await self.link(user_id, orderid)
+        except ApiError as exc:
+            log.info("orderid sent with device-register not linked", user_id=user_id, reason=exc.message)
+
+    async def clear(self, user_id: str) -> None:
+        """An empty orderid in user-update-orderid: the account shows none (billing keeps its
+        orders and the plan they grant: a store purchase is not undone by the app)."""
+        await self.store.set_orderid(user_id, None)
