@@ -125,7 +125,7 @@ async def test_an_unreachable_replica_is_fenced_and_the_logout_waits_out_its_lea
         again, _ = await login(gateway, stack.smtp_sink_url)
         started = time.monotonic()
         assert (await again.call("POST", "/api/auth/logout")).status == 200
-        assert time.monotonic() - started < 4.0, "once fenced, the dead replica costs nothing"
+        assert time.monotonic() - started < 5.0, "once fenced, the dead replica costs no more waits"
     finally:
         await replicas.delete_one({"_id": ghost})
         await mongo.close()

@@ -23,8 +23,8 @@ class AuthSettings(ServiceSettings):
     # often it is renewed (a logout waits out one lease only for a replica it cannot reach),
     # how long a logout waits for a replica to confirm, and the URL other replicas reach this
     # one at (default: the listen address; a container's own address when listening on 0.0.0.0).
-    verify_cache_entries: int = Field(default=100_000, ge=0)
+    verify_cache_entries: int = Field(default=20_000, ge=0)
     verify_cache_lease_seconds: float = Field(default=5.0, gt=0)
     verify_cache_renew_seconds: float = Field(default=1.0, gt=0)
-    verify_cache_peer_timeout_seconds: float = Field(default=1.0, gt=0)
+    verify_cache_peer_timeout_seconds: float = Field(default=2.0, gt=0)
     verify_cache_url: str = ""

@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 from aiohttp import web
+from pymongo.errors import PyMongoError
 
 from osmcloud_common.logging import get_logger
 
@@ -99,7 +100,7 @@ class VerifyPeers:
         """After a revocation is written: returns once no replica can serve those tokens."""
         self.cache.drop(device_ids=list(device_ids), user_id=user_id)
         body = {"device_ids": list(device_ids), "user_id": user_id}
-        peers = await self.registry.find({"_id": {"$ne": self.replica_id}}, {"url": 1}).to_list(None)
+        peers = await self._others()
         if not peers:
             return
         confirmed = await asyncio.gather(*(self._tell(peer, body) for peer in peers))
@@ -112,6 +113,19 @@ class VerifyPeers:
         log.warning("verify cache replicas unreachable; fenced, waiting out their lease",
                     replicas=[peer.get("url") for peer in unreachable], wait_seconds=wait)
         await asyncio.sleep(wait)
+
+    async def _others(self) -> list[dict]:
+        """The other registered replicas. The revocation is already written: a passing database
+        error must not leave the others uninformed, so a few tries before giving up (the
+        caller then fails, and the client's retried logout broadcasts again)."""
+        for attempt in range(3):
+            try:
+                return await self.registry.find({"_id": {"$ne": self.replica_id}}, {"url": 1}).to_list(None)
+            except PyMongoError:
+                if attempt == 2:
+                    raise
+                await asyncio.sleep(0.2)
+        return []
 
     async def _tell(self, peer: dict, body: dict) -> bool:
         if self._session is None:
