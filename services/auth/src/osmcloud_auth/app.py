@@ -4,8 +4,10 @@ import asyncio
 from datetime import timedelta
 
 from aiohttp import web
+from prometheus_client import Gauge
 
 from osmcloud_common.deleted_accounts import COLLECTION as DELETED_ACCOUNTS
+from osmcloud_common.http import REGISTRY_KEY
 from osmcloud_common.runtime import Runtime, serve
 
 from .account_deletion import AccountDeletion
@@ -15,11 +17,15 @@ from .limits import RequestLimits
 from .mailer import Mailer
 from .osmand_compat import OsmandAccounts
 from .osmand_orders import OrderIds
-from .routes import AuthRoutes
+from .routes import LAST_SEEN_EVERY, AuthRoutes
 from .settings import AuthSettings
 from .store import AuthStore
+from .token_cache import TokenCache
+from .verify_peers import VerifyPeers, advertised_url
 
 PURGE_EVERY_SECONDS = 600
+# a cached token answer is re-read from the database after this long whatever happens
+VERIFY_CACHE_MAX_AGE_SECONDS = 60.0
 # expired codes are kept a day, so a late try still hears "expired" rather than "unknown"
 KEEP_EXPIRED_CODES = timedelta(days=1)
 
@@ -27,10 +33,18 @@ KEEP_EXPIRED_CODES = timedelta(days=1)
 def build_app(settings: AuthSettings | None = None) -> web.Application:
     settings = settings or AuthSettings()
     runtime = Runtime(settings)
+    cache = TokenCache(max_entries=settings.verify_cache_entries, lease_seconds=settings.verify_cache_lease_seconds,
+                       max_age_seconds=VERIFY_CACHE_MAX_AGE_SECONDS, last_seen_every=LAST_SEEN_EVERY)
+    peers = VerifyPeers(cache, runtime.db["verify_replicas"],
+                        url=settings.verify_cache_url or advertised_url(settings.http_host, settings.http_port),
+                        gateway_secret=settings.gateway_secret, renew_seconds=settings.verify_cache_renew_seconds,
+                        peer_timeout=settings.verify_cache_peer_timeout_seconds)
     store = AuthStore(users=runtime.outbox_collection("users"), codes=runtime.db["codes"],
                       devices=runtime.outbox_collection("devices"),
                       deleted_accounts=runtime.outbox_collection(DELETED_ACCOUNTS),
-                      counters=runtime.db["counters"])
+                      counters=runtime.db["counters"], revoked=peers.drop)
+    if settings.verify_cache_entries:
+        runtime.background(peers.run)
     limits = RequestLimits(runtime.db["code_limits"])
     runtime.on_startup(store.create_indexes)
 
@@ -48,12 +62,26 @@ def build_app(settings: AuthSettings | None = None) -> web.Application:
     deletion = AccountDeletion(runtime, store, codes, limits)
     deletion.register_events()
     app = runtime.create_app()
-    AuthRoutes(runtime, store, codes).register(app)
+    AuthRoutes(runtime, store, codes, cache).register(app)
+    peers.register(app)
+    _cache_metrics(app, cache, peers)
     deletion.register(app)
     billing = BillingClient(settings.billing_url, settings.gateway_secret, settings.billing_timeout_seconds)
     app.on_cleanup.append(lambda _: billing.close())
     OsmandAccounts(runtime, store, codes, deletion, OrderIds(billing, store)).register(app)
     return app
+
+
+def _cache_metrics(app: web.Application, cache: TokenCache, peers: VerifyPeers) -> None:
+    registry = app[REGISTRY_KEY]
+    for name, what, value in (
+            ("verify_cache_hits_total", "verify answers served from memory", lambda: cache.hits),
+            ("verify_cache_misses_total", "verify answers read from the database", lambda: cache.misses),
+            ("verify_cache_entries", "tokens held in memory", lambda: len(cache)),
+            ("verify_cache_usable", "1 while this replica holds its lease", lambda: int(cache.usable)),
+            ("verify_cache_replicas_fenced_total", "unreachable replicas fenced by our logouts",
+             lambda: peers.fenced_total)):
+        Gauge(name, what, registry=registry).set_function(value)
 
 
 def main() -> None:

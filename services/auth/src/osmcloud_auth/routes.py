@@ -14,6 +14,7 @@ from osmcloud_common.runtime import Runtime
 from .codes import Codes
 from .domain import Purpose, digest, new_token, normalize_email
 from .store import AuthStore
+from .token_cache import TokenCache, Verified
 
 log = get_logger(__name__)
 
@@ -51,8 +52,10 @@ def device_view(doc: dict, current_device_id: str = "") -> dict:
 
 
 class AuthRoutes:
-    def __init__(self, runtime: Runtime, store: AuthStore, codes: Codes) -> None:
+    def __init__(self, runtime: Runtime, store: AuthStore, codes: Codes, cache: TokenCache | None = None) -> None:
         self.rt, self.store, self.codes = runtime, store, codes
+        self.cache = cache if cache is not None else TokenCache(
+            max_entries=0, lease_seconds=1, max_age_seconds=0, last_seen_every=LAST_SEEN_EVERY)
 
     def register(self, app: web.Application) -> None:
         app.router.add_post("/api/auth/login-codes", self.request_code)
@@ -118,20 +121,34 @@ class AuthRoutes:
         return web.json_response({"status": "logged_out", "device_id": who.device_id, "this_device": True})
 
     async def verify(self, request: web.Request) -> web.Response:
-        """nginx's auth_request target: 200 with the identity headers, or 401. One database
-        read per call (plus a write at most once a minute per device)."""
+        """nginx's auth_request target: 200 with the identity headers, or 401. From this
+        replica's verify cache when it holds the token (token_cache.py: every revocation drops
+        it in every replica before it answers), else one database read (plus a write at most
+        once a minute per device)."""
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("authentication required: send 'Authorization: Bearer <device token>'")
         token_digest = digest(token.strip())
+        now = self.rt.clock.now()
+        verified = self.cache.get(token_digest, now)
+        if verified is None:
+            verified = await self._verify_from_database(token_digest, now)
+        return web.Response(status=200, headers=verified.headers)
+
+    async def _verify_from_database(self, token_digest: str, now) -> Verified:
+        ticket = self.cache.ticket()
         device = await self.store.device_by_token(token_digest)
         if device is None:
             raise Unauthorized("the device token is not valid (logged out or never issued)")
-        now = self.rt.clock.now()
-        if device["last_seen_at"] <= now - LAST_SEEN_EVERY:
+        last_seen_at = device["last_seen_at"]
+        if last_seen_at <= now - LAST_SEEN_EVERY:
             await self.store.touch_device(token_digest, now)
+            last_seen_at = now
         headers = {"X-User-Id": device["user_id"], "X-Device-Id": device["device_id"]}
         if device.get("num") is not None and device.get("user_num") is not None:
             headers.update({"X-User-Num": str(device["user_num"]), "X-Device-Num": str(device["num"])})
-        return web.Response(status=200, headers=headers)
+        verified = Verified(device["user_id"], device["device_id"], headers, last_seen_at)
+        self.cache.put(token_digest, verified, ticket)
+        return verified
+

@@ -21,3 +21,13 @@ class AuthSettings(ServiceSettings):
     # billing's own address: OsmAnd's orderid is verified and linked there (service to service)
     billing_url: str = "http://127.0.0.1:8084"
     billing_timeout_seconds: float = 10.0
+    # The verify cache (token_cache.py, verify_peers.py): how many tokens each replica keeps
+    # in memory (0 = none: every verify reads the database), how long a lease lasts and how
+    # often it is renewed (a logout waits out one lease only for a replica it cannot reach),
+    # how long a logout waits for a replica to confirm, and the URL other replicas reach this
+    # one at (default: the listen address; a container's own address when listening on 0.0.0.0).
+    verify_cache_entries: int = Field(default=20_000, ge=0)
+    verify_cache_lease_seconds: float = Field(default=5.0, gt=0)
+    verify_cache_renew_seconds: float = Field(default=1.0, gt=0)
+    verify_cache_peer_timeout_seconds: float = Field(default=2.0, gt=0)
+    verify_cache_url: str = ""

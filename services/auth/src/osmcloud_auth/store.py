@@ -18,10 +18,17 @@ from .domain import IssuedCode, Purpose
 VERIFY_FIELDS = {"user_id": 1, "device_id": 1, "last_seen_at": 1, "revoked_at": 1, "num": 1, "user_num": 1}
 
 
+async def _nothing_cached(*, device_ids: list[str] = (), user_id: str | None = None) -> None:
+    return None
+
+
 class AuthStore:
-    def __init__(self, users, codes, devices, deleted_accounts, counters) -> None:
+    def __init__(self, users, codes, devices, deleted_accounts, counters, revoked=_nothing_cached) -> None:
         self.users, self.codes, self.devices = users, codes, devices
         self.deleted_accounts, self.counters = deleted_accounts, counters
+        # called after every write that revokes tokens, before the caller answers: the verify
+        # cache of every replica drops them (verify_peers.VerifyPeers.drop)
+        self.revoked = revoked
 
     async def next_number(self, counter: str) -> int:
         """The next integer of a counter (OsmAnd's protocol names users and devices by
@@ -136,7 +143,8 @@ class AuthStore:
         return doc
 
     async def device_by_token(self, token_digest: str) -> dict[str, Any] | None:
-        """Read from the database on every call: no cache may outlive a logout."""
+        """Read from the database (the verify cache in front of it is dropped by every
+        revocation below before the revocation answers)."""
         device = await self.devices.find_one({"_id": token_digest}, VERIFY_FIELDS)
         return device if device is not None and device.get("revoked_at") is None else None
 
@@ -157,9 +165,12 @@ class AuthStore:
 
     async def revoke_device(self, user_id: str, device_id: str, now: datetime, events: list[dict]) -> bool:
         """Logs one device of `user_id` out; False when it is not a live device of that user.
-        `device-logged-out` is written in the same document."""
+        `device-logged-out` is written in the same document. Every replica's verify cache drops
+        the device even when nothing was modified: a retried logout whose first try died
+        between the write and the drop finishes the drop."""
         result = await self.devices.update_one({"device_id": device_id, "user_id": user_id, "revoked_at": None},
                                                with_events({"$set": {"revoked_at": now}}, events))
+        await self.revoked(device_ids=[device_id])
         return result.modified_count == 1
 
     async def devices_of(self, user_id: str) -> list[dict[str, Any]]:
@@ -185,6 +196,7 @@ class AuthStore:
         Idempotent."""
         user = await self.user(user_id)
         removed = (await self.devices.delete_many({"user_id": user_id})).deleted_count
+        await self.revoked(user_id=user_id)
         if user is not None:
             await self.codes.delete_many({"_id": {"$in": [self._code_id(user["email"], p) for p in Purpose]}})
             await forget_email(user["email"])

@@ -7,7 +7,7 @@ from osmcloud_common.errors import BadRequest, Conflict, NotFound
 from osmcloud_common.http import identity, json_body
 from osmcloud_common.runtime import Runtime
 
-from .lifecycle import Plans, Subscription, Transition, activate_start, apply_purchase
+from .lifecycle import Plans, Transition, activate_start, apply_purchase
 from .receipts import ReceiptVerifier, VerifiedPurchase
 from .settings import BillingSettings
 from .store import BillingStore, OrderLinkedElsewhere, subscription_of

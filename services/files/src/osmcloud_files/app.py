@@ -16,7 +16,6 @@ from .routes import FilesRoutes
 from .settings import FilesSettings
 from .store import FilesStore
 from .trash_reactions import register_trash_reactions
-from .trash_reactions import register_trash_reactions
 
 
 def build_app(settings: FilesSettings | None = None) -> web.Application:
