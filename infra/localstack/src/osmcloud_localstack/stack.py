@@ -554,6 +554,8 @@ class Stack:
         e = self.endpoints()
         c = self.config
         extra = {"FILES_URL": e.service_urls["files"]} if name == "trash" else {}  # trash's restore calls files
+        if name == "files":  # files' /userdata/ endpoints ask auth to verify OsmAnd devices
+            extra["AUTH_URL"] = e.service_urls["auth"]
         return {
             **extra,
             "HTTP_HOST": HOST,
