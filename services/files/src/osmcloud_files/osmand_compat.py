@@ -11,6 +11,7 @@ them from the query only: its multipart body streams, gunzipped on the way into 
 never read whole. Content is stored uncompressed (what the native API serves too); the gzip
 size is kept as the version's zip size, and downloads are gzipped again on the fly."""
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,7 +22,7 @@ from osmcloud_common.blobstore import BlobStore
 from osmcloud_common.errors import ApiError, NotFound
 from osmcloud_common.logging import get_logger
 from osmcloud_common.osmand import MALFORMED_REQUEST, CompatAuthenticator, CompatIdentity, ErrorCode, OsmandError
-from osmcloud_common.osmand import compat_params
+from osmcloud_common.osmand import compat_params, device_credentials
 from osmcloud_common.runtime import Runtime
 
 from .domain import FileRef, parse_file_ref
@@ -35,6 +36,7 @@ from .uploads import Uploader
 log = get_logger(__name__)
 
 FILE_PART = "file"
+DRAIN_LIMIT = 8 * 1024 * 1024  # a refused upload's rest is read (and dropped) up to this size
 AUTHENTICATOR = web.AppKey("osmand_authenticator", CompatAuthenticator)
 
 
@@ -83,6 +85,11 @@ class OsmandFilesRoutes:
     def _auth(request: web.Request) -> CompatAuthenticator:
         return request.app[AUTHENTICATOR]
 
+    async def _authenticated(self, request: web.Request) -> tuple[CompatIdentity, dict[str, str]]:
+        """The caller and the request's parameters (query and form: a body is read once)."""
+        params = await compat_params(request)
+        return await self._auth(request).verify(*device_credentials(params)), params
+
     async def _quota(self, user_id: str) -> int | None:
         account = await self.store.account(user_id)
         return (account.get("entitlement") or {}).get("quota_bytes")
@@ -108,8 +115,7 @@ class OsmandFilesRoutes:
 
     # ------------------------------------------------------------ list-files
     async def list_files(self, request: web.Request) -> web.Response:
-        who = await self._auth(request).authenticate(request)
-        params = dict(request.query)
+        who, params = await self._authenticated(request)
         types = parse_types(params.get("type"))
         account = await self.store.account(who.user_id)
         in_flight = set(account.get("ops") or {})
@@ -120,6 +126,13 @@ class OsmandFilesRoutes:
 
     # ------------------------------------------------------------ upload-file
     async def upload_file(self, request: web.Request) -> web.Response:
+        try:
+            return await self._upload_file(request)
+        except ApiError:
+            await _drain(request)
+            raise
+
+    async def _upload_file(self, request: web.Request) -> web.Response:
         who = await self._auth(request).authenticate_query(request)
         params = dict(request.query)
         ref = self._ref(who, params)
@@ -155,8 +168,7 @@ class OsmandFilesRoutes:
 
     # ------------------------------------------------------------ download-file
     async def download_file(self, request: web.Request) -> web.StreamResponse:
-        who = await self._auth(request).authenticate(request)
-        params = dict(request.query)
+        who, params = await self._authenticated(request)
         ref = self._ref(who, params)
         updatetime = _optional_int(params, "updatetime")
         version = await self._version_at(ref, updatetime)
@@ -181,8 +193,7 @@ class OsmandFilesRoutes:
 
     # ------------------------------------------------------------ delete-file, delete-file-version
     async def delete_file(self, request: web.Request) -> web.Response:
-        who = await self._auth(request).authenticate(request)
-        params = await compat_params(request)
+        who, params = await self._authenticated(request)
         ref = self._ref(who, params)
         current = await self.store.head(ref)
         if current is not None and current["head"]["deleted"]:
@@ -199,8 +210,7 @@ class OsmandFilesRoutes:
         return web.json_response({"status": "ok"})
 
     async def delete_file_version(self, request: web.Request) -> web.Response:
-        who = await self._auth(request).authenticate(request)
-        params = await compat_params(request)
+        who, params = await self._authenticated(request)
         ref = self._ref(who, params)
         updatetime = _optional_int(params, "updatetime")
         if updatetime is None:
@@ -225,6 +235,19 @@ class OsmandFilesRoutes:
         _required(dict(request.query), "name")
         _required(dict(request.query), "type")
         return web.json_response({"status": "not-present"})
+
+
+async def _drain(request: web.Request, limit: int = DRAIN_LIMIT) -> None:
+    """Reads what is left of a refused upload's body (when it is small) before answering, so
+    the app's connection stays usable: a reply sent before the body ends makes the gateway
+    close the connection, and the client's next request on it would fail."""
+    left = limit
+    with contextlib.suppress(Exception):
+        while left > 0 and not request.content.at_eof():
+            chunk = await request.content.read(min(left, 256 * 1024))
+            if not chunk:
+                break
+            left -= len(chunk)
 
 
 async def _nothing() -> AsyncIterator[bytes]:
