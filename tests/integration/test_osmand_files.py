@@ -263,11 +263,13 @@ async def test_second_device_sync_decisions_trash_restore_delete_permanently_and
     await wait_trash(native, 0, "the restored file's trash item gone")
     assert (await native.call("GET", "/api/files/usage")).body["used_bytes"] == len(b"<gpx>two</gpx>")
 
-    # delete permanently (older apps): delete-file, then delete-file-version on the version and the tombstone
+    # delete permanently (older apps): delete-file, then delete-file-version on the versions and,
+    # last, the tombstone (the other order, tombstone first, is what "delete all" below does)
     assert (await phone.delete_file("FAVOURITES", "favourites.gpx")).status == 200
     await wait_trash(native, 1, "deleted again")
     listing = await phone.listing()
-    for entry in listing["allFiles"]:
+    assert listing["allFiles"][0]["filesize"] == -1 and len(listing["allFiles"]) == 3
+    for entry in reversed(listing["allFiles"]):
         assert (await phone.delete_version(entry["type"], entry["name"], entry["updatetimems"])).status == 200
     assert (await phone.listing())["allFiles"] == []
     await wait_trash(native, 0, "nothing left in the trash after delete permanently")
