@@ -4,7 +4,6 @@ query credentials, FORM posts, a chunked multipart upload with the app's boundar
 lowercase content-disposition header around a gzip part, gzip downloads. The same files must be
 the native API's: versions, trash items and usage are one truth for both."""
 
-import asyncio
 import gzip
 import os
 import re
@@ -407,5 +406,11 @@ async def test_one_account_through_userdata_and_the_native_api(stack, gateway, u
     # the native API deletes one version for good; OsmAnd no longer lists it
     assert (await native.call("DELETE", "/api/files/FAVOURITES/favourites.gpx",
                               params={"version": history[0]["version_id"]})).status == 200
-    assert [e for e in (await phone.listing())["allFiles"] if e["type"] == "FAVOURITES"] == []
-    await asyncio.sleep(0)
+    listing = await phone.listing()
+    assert [e for e in listing["allFiles"] if e["type"] == "FAVOURITES"] == []
+
+    # and OsmAnd deletes the trashed PROFILE permanently (versions, then its tombstone): the
+    # native trash is empty again (nothing left for the 30-day purge of later tests either)
+    for entry in reversed(listing["allFiles"]):
+        assert (await phone.delete_version(entry["type"], entry["name"], entry["updatetimems"])).status == 200
+    await wait_trash(native, 0, "OsmAnd's delete permanently empties the native trash")
