@@ -66,3 +66,24 @@ def test_error_shape():
     assert error.status == 400
     assert error.body() == {"error": {"errorCode": 108, "message": "Maximum size of OsmAnd Cloud exceeded 5."}}
     assert [int(c) for c in ErrorCode] == list(range(101, 112))
+
+
+async def test_authenticate_query_never_reads_the_body():
+    """upload-file streams its multipart body: credentials come from the query only."""
+    calls: list = []
+    async with TestServer(fake_auth(calls)) as auth_server, aiohttp.ClientSession() as session:
+        authenticator = CompatAuthenticator(session, str(auth_server.make_url("")), SECRET)
+
+        async def upload(request: web.Request) -> web.Response:
+            who = await authenticator.authenticate_query(request)
+            body = await request.read()  # still all there
+            return web.json_response({"device_num": who.device_num, "body": len(body)})
+        service = create_app("files")
+        service.router.add_post("/userdata/upload", upload)
+        async with TestClient(TestServer(service)) as client:
+            reply = await client.post("/userdata/upload", params={"deviceid": "7", "accessToken": "good"},
+                                      data={"deviceid": "7", "accessToken": "bad", "x": "y" * 1000})
+            assert reply.status == 200 and (await reply.json())["device_num"] == 7
+            assert (await reply.json())["body"] > 1000
+            reply = await client.post("/userdata/upload", data={"deviceid": "7", "accessToken": "good"})
+            assert (await reply.json())["error"]["errorCode"] == 105  # form credentials are not looked at

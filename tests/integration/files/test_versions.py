@@ -24,7 +24,7 @@ async def test_versions_history_download_and_deleting_one_version(files):
         assert reply.body["clienttime"] == 1000 + i and reply.body["device_id"] == session["device_id"]
         ids.append(reply.body["version_id"])
 
-    history = (await me.call("GET", f"/api/files/history/FAVOURITES/favourites.gpx")).body["versions"]
+    history = (await me.call("GET", "/api/files/history/FAVOURITES/favourites.gpx")).body["versions"]
     assert [v["version_id"] for v in history] == ids[::-1]
     assert [v["size"] for v in history] == [len(b) for b in bodies[::-1]]
     times = [v["updatetime"] for v in history]

@@ -554,8 +554,9 @@ class Stack:
         e = self.endpoints()
         c = self.config
         # service-to-service addresses: trash calls files (restore) and auth (OsmAnd device
-        # checks); auth calls billing (OsmAnd order ids)
+        # checks); files calls auth (OsmAnd device checks); auth calls billing (OsmAnd order ids)
         extra = {"trash": {"FILES_URL": e.service_urls["files"], "AUTH_URL": e.service_urls["auth"]},
+                 "files": {"AUTH_URL": e.service_urls["auth"]},
                  "auth": {"BILLING_URL": e.service_urls["billing"]}}.get(name, {})
         return {
             **extra,

@@ -95,7 +95,14 @@ class CompatAuthenticator:
         self.session, self.auth_url, self.secret = session, auth_url.rstrip("/"), gateway_secret
 
     async def authenticate(self, request: web.Request) -> CompatIdentity:
-        device_num, token = device_credentials(await compat_params(request))
+        return await self.verify(*device_credentials(await compat_params(request)))
+
+    async def authenticate_query(self, request: web.Request) -> CompatIdentity:
+        """From the query only, never reading the body: for upload-file, whose multipart body
+        must stream (compat_params would read all of it into memory)."""
+        return await self.verify(*device_credentials(dict(request.query)))
+
+    async def verify(self, device_num: int, token: str) -> CompatIdentity:
         try:
             async with self.session.get(f"{self.auth_url}/internal/verify-device",
                                         params={"deviceid": str(device_num), "accessToken": token},

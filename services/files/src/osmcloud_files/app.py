@@ -10,6 +10,7 @@ from .account_routes import AccountRoutes
 from .grace import register_grace_end
 from .handlers import register_handlers
 from .operations import Operations
+from .osmand_compat import OsmandFilesRoutes
 from .reconcile import Reconciler
 from .restore import RestoreRoute
 from .routes import FilesRoutes
@@ -38,6 +39,7 @@ def build_app(settings: FilesSettings | None = None) -> web.Application:
     AccountRoutes(store, ops).register(app)
     FilesRoutes(runtime, store, runtime.blobs, settings, ops).register(app)
     RestoreRoute(runtime, store, runtime.blobs, settings).register(app)
+    OsmandFilesRoutes(runtime, store, runtime.blobs, settings, ops).register(app)
     return app
 
 

@@ -18,11 +18,13 @@ from typing import Any
 
 from osmcloud_common.blobstore import BlobStore
 from osmcloud_common.errors import Conflict, NotFound
-from osmcloud_common.events import FileDeleted, FileVersionsPruned, StorageUsageChanged
+from osmcloud_common.events import (Entitlement, FileDeleted, FileRestored, FileVersionsPruned,
+                                    StorageUsageChanged)
 from osmcloud_common.logging import get_logger
 from osmcloud_common.runtime import Runtime
 
-from .domain import FileRef, head_after_removal, live_version_before, next_update_ms, parse_file_ref
+from .domain import (FileRef, check_may_upload, file_count_exceeded, head_after_removal, live_version_before,
+                     next_update_ms, parse_file_ref, quota_exceeded)
 from .store import FilesStore, HeadMoved
 from .views import head_view
 
@@ -94,7 +96,8 @@ class Operations:
 
     # ------------------------------------------------------------ delete (delete marker)
     async def delete_file(self, ref: FileRef, base: str | None, device_id: str, client_ms: int | None,
-                          conflict) -> dict[str, Any]:
+                          conflict, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A delete marker as the file's new head; `extra`: more fields for its version document."""
         current = await self.store.head(ref)
         if current is None or current["head"]["deleted"]:
             raise NotFound(f"no such file: {ref.file_type}/{ref.name}", code="file_not_found")
@@ -113,8 +116,8 @@ class Operations:
                 "client_ms": client_ms, "device_id": device_id}
         try:
             await self.store.add_version({"_id": tombstone_id, "user_id": ref.user_id, "type": ref.file_type,
-                                          "name": ref.name, "blob_key": None, **head, "op": op_id,
-                                          "created_at": now})
+                                          "name": ref.name, "blob_key": None, **head, **(extra or {}),
+                                          "op": op_id, "created_at": now})
             event = self.rt.event(FileDeleted(file_type=ref.file_type, name=ref.name, category=ref.category,
                                               tombstone_version_id=tombstone_id,
                                               last_version_id=last["version_id"], size=last["size"],
@@ -134,7 +137,11 @@ class Operations:
     async def remove_version(self, ref: FileRef, version_id: str, conflict) -> dict[str, Any]:
         """Deletes one version for good. Removing the head makes the version before it the
         head (a delete marker included, as on the reference server), or leaves no file when
-        it was the only one; usage follows. Emits file-versions-pruned for the version."""
+        it was the only one; usage follows. Emits file-versions-pruned for the version (trash
+        drops the item of a removed delete marker). Removing the delete marker of a file in
+        the trash brings its last version back — OsmAnd's "restore" — under the quota and
+        plan rules of a restore, with file-restored; a delete marker that becomes the head
+        again puts the file back in the trash (file-deleted)."""
         current = await self.store.head(ref)
         version = await self.store.version(ref, version_id)
         account = await self.ledger.get(ref.user_id)
@@ -149,37 +156,59 @@ class Operations:
         op_id = new_id()
         op = {"kind": "remove-version", "file": ref.key, "version_id": version_id,
               "blob_key": version.get("blob_key"), "events": [pruned]}
-        began = await self.begin_plain(ref.user_id, op_id, op, floor=account["change_seq"] if is_head else None)
+        history = await self.store.history(ref) if is_head else []
+        below = head_after_removal(history, version_id) if is_head else None
+        was_live = is_head and not current["head"]["deleted"]
+        now_live = below is not None and not below.get("deleted")
+        # a file that comes back to life takes quota like a restore: reserved before the change
+        grows = max(0, below["size"]) if now_live and not was_live else 0
+        revives = int(now_live and not was_live)
+        quota, max_files = 0, None
+        if revives:
+            entitlement = Entitlement.model_validate(account["entitlement"]) if account.get("entitlement") else None
+            check_may_upload(entitlement, ref.file_type)
+            quota, max_files = entitlement.quota_bytes, entitlement.max_files
+        await self.ledger.ensure(ref.user_id)
+        began = await self.ledger.begin(ref.user_id, op_id, op, quota=quota, max_files=max_files, bytes_=grows,
+                                        files=revives, floor=account["change_seq"] if is_head else None)
+        if began is None:
+            latest = await self.ledger.get(ref.user_id)
+            if latest.get("frozen") or not revives:
+                raise Busy()
+            if max_files is not None and latest["committed_files"] + 1 > max_files:
+                raise file_count_exceeded(max_files, latest["file_count"])
+            raise quota_exceeded(grows, latest["committed_bytes"], quota)
         if not is_head:
             await self._drop_version(version)
             await self.ledger.finish(ref.user_id, op_id, 0, 0, events=[pruned])
             self.written(user_id=ref.user_id)
             return {"removed_version_id": version_id, "head": head_view(current) if current else None}
 
-        history = await self.store.history(ref)
-        below = head_after_removal(history, version_id)
         new_head, events = None, []
         if below is not None:
             new_head = {"version_id": below["_id"], **{k: below.get(k) for k in (
                 "size", "checksum", "updated_ms", "client_ms", "device_id", "deleted", "seq")}}
-            if below.get("deleted") and not current["head"]["deleted"]:
-                # the file reads as deleted again, as it was before that upload: back to the trash
+            if below.get("deleted"):
+                # the file reads as deleted again, as it was before: back to the trash (an item
+                # that still exists stays as it is: trash adds by the marker's id)
                 before = live_version_before(history, below["_id"])
                 events.append(self.rt.event(FileDeleted(
                     file_type=ref.file_type, name=ref.name, category=ref.category,
                     tombstone_version_id=below["_id"], last_version_id=(before or below)["_id"],
                     size=before["size"] if before else 0, deleted_at=below["created_at"],
                     tombstone_update_ms=below["updated_ms"]), ref.user_id))
-        was_live = not current["head"]["deleted"]
-        now_live = new_head is not None and not new_head["deleted"]
+            elif not was_live:
+                events.append(self.rt.event(FileRestored(file_type=ref.file_type, name=ref.name,
+                                                         version_id=below["_id"],
+                                                         tombstone_version_id=version_id), ref.user_id))
         try:
             await self.commit(ref, op_id, current, set(began["ops"]), version_id, new_head, events,
-                              reserved_bytes=0, reserved_files=0,
+                              reserved_bytes=grows, reserved_files=revives,
                               delta_bytes=(new_head["size"] if now_live else 0) - (current["head"]["size"] if was_live else 0),
                               delta_files=int(now_live) - int(was_live), seq=began["change_seq"], reverted=True,
                               finish_events=[pruned])
         except HeadMoved:
-            await self.ledger.finish(ref.user_id, op_id, 0, 0)
+            await self.ledger.finish(ref.user_id, op_id, grows, revives)
             raise conflict(await self.store.head(ref))
         # the head no longer names it: a crash before these lines is completed by the reconciler
         await self._drop_version(version)

@@ -35,6 +35,13 @@ def _int_param(request: web.Request, name: str) -> int | None:
         raise BadRequest(f"query parameter '{name}' must be an integer, got '{raw}'")
 
 
+def device_num(request: web.Request) -> dict[str, int]:
+    """The integer id of the calling device (the gateway passes auth's X-Device-Num), kept on
+    the versions it writes so OsmAnd's list-files can name the device: {} when unknown."""
+    raw = request.headers.get("X-Device-Num", "")
+    return {"device_num": int(raw)} if raw.isdigit() else {}
+
+
 def _byte_range(header: str, size: int) -> tuple[int, int] | None:
     """Parses a single `bytes=a-b` range; None when absent. Raises 416 when unsatisfiable."""
     if not header:
@@ -91,7 +98,8 @@ class FilesRoutes:
         client_ms = _int_param(request, "clienttime")
         head, account = await self.uploader.upload(
             request, ref, who.device_id, base, overwrite, client_ms,
-            expected_head=lambda current, b, o: self._expected_head(ref, current, b, o), conflict=self._conflict)
+            expected_head=lambda current, b, o: self._expected_head(ref, current, b, o), conflict=self._conflict,
+            extra=lambda: device_num(request))
         log.info("version stored", type=ref.file_type, name=ref.name, version_id=head["version_id"], size=head["size"])
         usage = {"used_bytes": account["used_bytes"], "file_count": account["file_count"],
                  "quota_bytes": (account.get("entitlement") or {}).get("quota_bytes")}
@@ -183,5 +191,6 @@ class FilesRoutes:
             result = await self.ops.remove_version(ref, version_id, self._conflict)
             return web.json_response({"status": "version_deleted", "type": ref.file_type, "name": ref.name, **result})
         base = request.query.get("base_version") or request.headers.get("If-Match", "").strip('"') or None
-        head = await self.ops.delete_file(ref, base, who.device_id, _int_param(request, "clienttime"), self._conflict)
+        head = await self.ops.delete_file(ref, base, who.device_id, _int_param(request, "clienttime"), self._conflict,
+                                          extra=device_num(request))
         return web.json_response({"status": "deleted", **version_view(ref.file_type, ref.name, head)})

@@ -4,6 +4,8 @@ from osmcloud_common.settings import ServiceSettings
 class FilesSettings(ServiceSettings):
     service_name: str = "files"
     http_port: int = 8082
+    # auth, asked to verify the deviceid + accessToken of OsmAnd's /userdata/ calls
+    auth_url: str = "http://127.0.0.1:8081"
     # hard cap of one upload whatever the plan says (the reference server allows 50 MB)
     max_upload_bytes: int = 4 * 1024 * 1024 * 1024
     # how often the reconciler looks for abandoned operations and unpublished usage

@@ -6,6 +6,7 @@ version, no blob and no reservation behind."""
 
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,10 +42,15 @@ class Uploader:
         self.max_upload_bytes = max_upload_bytes
 
     async def upload(self, request: web.Request, ref: FileRef, device_id: str, base: str | None,
-                     overwrite: bool, client_ms: int | None, expected_head, conflict) -> tuple[dict, dict]:
+                     overwrite: bool, client_ms: int | None, expected_head, conflict, *,
+                     source: Callable[[int], Awaitable[bytes]] | None = None,
+                     extra: Callable[[], dict[str, Any]] | None = None) -> tuple[dict, dict]:
         """Returns (head, account after). `expected_head(current, base, overwrite)` applies the
-        conflict rule; `conflict(head_doc)` builds the 409."""
-        declared = request.content_length
+        conflict rule; `conflict(head_doc)` builds the 409. `source(n)` replaces the request
+        body as the file's content (then of unknown length: /userdata/ gunzips a multipart
+        part); `extra()` gives more fields for the version document once the body is stored."""
+        declared = request.content_length if source is None else None
+        read = source or request.content.read
         for _ in range(3):  # the entitlement may change between reading it and reserving
             account = await self.ledger.get(ref.user_id)
             entitlement = Entitlement.model_validate(account["entitlement"]) if account.get("entitlement") else None
@@ -73,8 +79,8 @@ class Uploader:
 
         reservation = Reservation(need.bytes)
         try:
-            blob = await self._stream(request, ref.user_id, op_id, entitlement.quota_bytes, need, blob_key,
-                                      reservation)
+            blob = await self._stream(read, declared, ref.user_id, op_id, entitlement.quota_bytes, need,
+                                      blob_key, reservation)
             seq = began["change_seq"] if small else await self.ledger.draw(ref.user_id, op_id, began["change_seq"])
             if seq is None:
                 raise ApiError("the upload took too long or all data of the account was deleted meanwhile; "
@@ -85,8 +91,8 @@ class Uploader:
                                                  current["head"]["updated_ms"] if current else None),
                     "client_ms": client_ms, "device_id": device_id, "deleted": False, "seq": seq}
             await self.store.add_version({"_id": version_id, "user_id": ref.user_id, "type": ref.file_type,
-                                          "name": ref.name, "blob_key": blob_key, **head, "op": op_id,
-                                          "created_at": now})
+                                          "name": ref.name, "blob_key": blob_key, **head,
+                                          **(extra() if extra else {}), "op": op_id, "created_at": now})
             event = self.rt.event(FileUploaded(file_type=ref.file_type, name=ref.name, version_id=version_id,
                                                size=blob.size, checksum=head["checksum"], device_id=device_id,
                                                updated_at=now), ref.user_id)
@@ -109,15 +115,14 @@ class Uploader:
             return file_count_exceeded(entitlement.max_files, account["file_count"])
         return quota_exceeded(need.bytes, account["committed_bytes"], entitlement.quota_bytes)
 
-    async def _stream(self, request: web.Request, user_id: str, op_id: str, quota: int, need: UploadNeed,
-                      blob_key: str, reservation: "Reservation"):
-        declared = request.content_length
+    async def _stream(self, source: Callable[[int], Awaitable[bytes]], declared: int | None, user_id: str,
+                      op_id: str, quota: int, need: UploadNeed, blob_key: str, reservation: "Reservation"):
         received = 0
         renewed = time.monotonic()
 
         async def read(n: int) -> bytes:
             nonlocal received, renewed
-            chunk = await request.content.read(n)
+            chunk = await source(n)
             if not chunk:
                 return chunk
             received += len(chunk)

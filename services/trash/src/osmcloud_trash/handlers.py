@@ -29,10 +29,15 @@ def register_handlers(runtime: Runtime, store: TrashStore, settings: TrashSettin
             await store.remove_item(p.tombstone_version_id)
 
     async def versions_pruned(event: Event) -> None:
-        """'Delete all my data' in files: nothing of the account is left to restore."""
+        """'Delete all my data' in files: nothing of the account is left to restore. Versions
+        deleted for good: an item whose delete marker is among them is gone (an item's id is
+        its marker's version id), e.g. OsmAnd's restore or "delete permanently", which delete
+        the marker as a version."""
         p: FileVersionsPruned = event.payload()
         if p.everything:
             await store.remove_user(event.user_id)
+        elif p.version_ids:
+            await store.remove_items(p.version_ids)
 
     runtime.on_event(FileDeleted, file_deleted)
     runtime.on_event(FileUploaded, file_uploaded)

@@ -1,0 +1,255 @@
+"""OsmAnd's file endpoints (`/userdata/list-files`, `upload-file`, `download-file`,
+`delete-file`, `delete-file-version`, `check-file-on-server`; ../shared/OSMAND-PROTOCOL.md),
+answered by files on the same versions, blobs, ledger, plan rules and events as the native
+API: an upload here is the native upload (file-uploaded, quota reserved while the body
+streams), delete-file the native delete marker (file-deleted: the trash gets the item),
+delete-file-version the native removal of one version.
+
+The app sends `deviceid` + `accessToken` as parameters that nginx cannot authenticate (a form
+body), so each call asks auth (osmcloud_common.osmand.CompatAuthenticator). upload-file takes
+them from the query only: its multipart body streams, gunzipped on the way into S3, and is
+never read whole. Content is stored uncompressed (what the native API serves too); the gzip
+size is kept as the version's zip size, and downloads are gzipped again on the fly."""
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from osmcloud_common.blobstore import BlobStore
+from osmcloud_common.errors import ApiError, NotFound
+from osmcloud_common.logging import get_logger
+from osmcloud_common.osmand import MALFORMED_REQUEST, CompatAuthenticator, CompatIdentity, ErrorCode, OsmandError
+from osmcloud_common.osmand import compat_params, device_credentials
+from osmcloud_common.runtime import Runtime
+
+from .domain import FileRef, parse_file_ref
+from .gzip_stream import Gunzip, NotGzip, gzip_chunks
+from .operations import Operations
+from .osmand_files import as_osmand_error, list_files_result, parse_types, upload_answer
+from .settings import FilesSettings
+from .store import FilesStore
+from .uploads import Uploader
+
+log = get_logger(__name__)
+
+FILE_PART = "file"
+DRAIN_LIMIT = 8 * 1024 * 1024  # a refused upload's rest is read (and dropped) up to this size
+AUTHENTICATOR = web.AppKey("osmand_authenticator", CompatAuthenticator)
+
+
+def _required(params: dict[str, str], name: str) -> str:
+    value = params.get(name)
+    if value is None or value == "":
+        raise OsmandError(MALFORMED_REQUEST, f"the parameter '{name}' is missing")
+    return value
+
+
+def _optional_int(params: dict[str, str], name: str) -> int | None:
+    raw = (params.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise OsmandError(MALFORMED_REQUEST, f"the parameter '{name}' must be an integer (ms since 1970), got '{raw}'")
+
+
+def _truthy(raw: str | None) -> bool:
+    return (raw or "").strip().lower() in ("true", "1", "yes")
+
+
+class OsmandFilesRoutes:
+    def __init__(self, runtime: Runtime, store: FilesStore, blobs: BlobStore, settings: FilesSettings,
+                 ops: Operations) -> None:
+        self.rt, self.store, self.blobs, self.settings, self.ops = runtime, store, blobs, settings, ops
+        self.uploader = Uploader(runtime, store, blobs, ops, settings.max_upload_bytes)
+
+    def register(self, app: web.Application) -> None:
+        app.cleanup_ctx.append(self._authenticator)
+        app.router.add_get("/userdata/list-files", self.list_files)
+        app.router.add_post("/userdata/upload-file", self.upload_file)
+        app.router.add_get("/userdata/download-file", self.download_file)
+        app.router.add_post("/userdata/delete-file", self.delete_file)
+        app.router.add_post("/userdata/delete-file-version", self.delete_file_version)
+        app.router.add_get("/userdata/check-file-on-server", self.check_file_on_server)
+
+    async def _authenticator(self, app: web.Application) -> AsyncIterator[None]:
+        async with aiohttp.ClientSession() as session:
+            app[AUTHENTICATOR] = CompatAuthenticator(session, self.settings.auth_url, self.settings.gateway_secret)
+            yield
+
+    @staticmethod
+    def _auth(request: web.Request) -> CompatAuthenticator:
+        return request.app[AUTHENTICATOR]
+
+    async def _authenticated(self, request: web.Request) -> tuple[CompatIdentity, dict[str, str]]:
+        """The caller and the request's parameters (query and form: a body is read once)."""
+        params = await compat_params(request)
+        return await self._auth(request).verify(*device_credentials(params)), params
+
+    async def _quota(self, user_id: str) -> int | None:
+        account = await self.store.account(user_id)
+        return (account.get("entitlement") or {}).get("quota_bytes")
+
+    async def _as_osmand(self, error: ApiError, user_id: str) -> ApiError:
+        return as_osmand_error(error, await self._quota(user_id) if error.status == 413 else None)
+
+    @staticmethod
+    def _ref(who: CompatIdentity, params: dict[str, str]) -> FileRef:
+        try:
+            return parse_file_ref(who.user_id, _required(params, "type"), _required(params, "name"))
+        except OsmandError:
+            raise
+        except ApiError as exc:
+            raise OsmandError(MALFORMED_REQUEST, exc.message)
+
+    async def _version_at(self, ref: FileRef, updatetime: int | None) -> dict[str, Any] | None:
+        """The version with that server time, or the newest (a delete marker included)."""
+        history = await self.store.history(ref)  # newest first
+        if updatetime is None:
+            return history[0] if history else None
+        return next((v for v in history if v["updated_ms"] == updatetime), None)
+
+    # ------------------------------------------------------------ list-files
+    async def list_files(self, request: web.Request) -> web.Response:
+        who, params = await self._authenticated(request)
+        types = parse_types(params.get("type"))
+        account = await self.store.account(who.user_id)
+        in_flight = set(account.get("ops") or {})
+        # a version whose upload has not finished is not there yet (it may still be undone)
+        versions = [v for v in await self.store.versions_of(who.user_id, types) if v.get("op") not in in_flight]
+        quota = (account.get("entitlement") or {}).get("quota_bytes") or 0
+        return web.json_response(list_files_result(versions, who.user_num, _truthy(params.get("allVersions")), quota))
+
+    # ------------------------------------------------------------ upload-file
+    async def upload_file(self, request: web.Request) -> web.Response:
+        try:
+            return await self._upload_file(request)
+        except ApiError:
+            await _drain(request)
+            raise
+
+    async def _upload_file(self, request: web.Request) -> web.Response:
+        who = await self._auth(request).authenticate_query(request)
+        params = dict(request.query)
+        ref = self._ref(who, params)
+        client_ms = _optional_int(params, "clienttime")
+        if not request.content_type.startswith("multipart/"):
+            raise OsmandError(MALFORMED_REQUEST, "send the file as multipart/form-data with one part named 'file'")
+        try:
+            reader = await request.multipart()
+            part = await reader.next()
+            while part is not None and getattr(part, "name", None) != FILE_PART:
+                await part.release()
+                part = await reader.next()
+        except (ValueError, AssertionError, aiohttp.ClientError) as exc:
+            raise OsmandError(MALFORMED_REQUEST, f"the multipart body could not be read ({exc})")
+        if part is None or not isinstance(part, aiohttp.BodyPartReader):
+            raise OsmandError(MALFORMED_REQUEST, "the multipart body has no part named 'file'")
+        gunzip = Gunzip(part.read_chunk)
+        try:
+            head, _ = await self.uploader.upload(
+                request, ref, who.device_id, None, True, client_ms,
+                expected_head=lambda current, base, overwrite: current["head"]["version_id"] if current else None,
+                conflict=lambda current, message=None: OsmandError(
+                    MALFORMED_REQUEST, f"{ref.file_type}/{ref.name} changed during the upload; upload again"),
+                source=gunzip.read,
+                extra=lambda: {"device_num": who.device_num, "zip_size": gunzip.compressed})
+        except NotGzip as exc:
+            raise OsmandError(ErrorCode.GZIP_ONLY, f"File is submitted not in gzip format: {exc}")
+        except ApiError as exc:
+            raise await self._as_osmand(exc, who.user_id)
+        log.info("version stored (osmand)", type=ref.file_type, name=ref.name, version_id=head["version_id"],
+                 size=head["size"], zip_size=gunzip.compressed)
+        return web.json_response(upload_answer(ref.file_type, ref.name, head, gunzip.compressed))
+
+    # ------------------------------------------------------------ download-file
+    async def download_file(self, request: web.Request) -> web.StreamResponse:
+        who, params = await self._authenticated(request)
+        ref = self._ref(who, params)
+        updatetime = _optional_int(params, "updatetime")
+        version = await self._version_at(ref, updatetime)
+        if version is None or version.get("deleted") or not version.get("blob_key"):
+            what = f"version {updatetime} of " if updatetime is not None else ""
+            raise OsmandError(ErrorCode.FILE_NOT_AVAILABLE,
+                              f"File is not available: {what}{ref.file_type}/{ref.name} "
+                              f"{'is deleted' if version is not None else 'does not exist'}")
+        # as the reference: gzip for a client that accepts it (the app does), plain otherwise
+        gzip = "gzip" in request.headers.get("Accept-Encoding", "").lower()
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        if gzip:
+            response.headers["Content-Encoding"] = "gzip"
+        else:
+            response.content_length = version["size"]
+        await response.prepare(request)
+        chunks = self.blobs.stream(version["blob_key"]) if version["size"] else _nothing()
+        async for chunk in (gzip_chunks(chunks) if gzip else chunks):
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+
+    # ------------------------------------------------------------ delete-file, delete-file-version
+    async def delete_file(self, request: web.Request) -> web.Response:
+        who, params = await self._authenticated(request)
+        ref = self._ref(who, params)
+        current = await self.store.head(ref)
+        if current is not None and current["head"]["deleted"]:
+            return web.json_response({"status": "ok"})  # deleted already: nothing more to do
+        try:
+            await self.ops.delete_file(ref, None, who.device_id, None,
+                                       lambda current, message=None: OsmandError(
+                                           MALFORMED_REQUEST, f"{ref.file_type}/{ref.name} changed meanwhile; retry"),
+                                       extra={"device_num": who.device_num})
+        except NotFound:
+            raise OsmandError(ErrorCode.FILE_NOT_AVAILABLE, f"File is not available: {ref.file_type}/{ref.name}")
+        except ApiError as exc:
+            raise await self._as_osmand(exc, who.user_id)
+        return web.json_response({"status": "ok"})
+
+    async def delete_file_version(self, request: web.Request) -> web.Response:
+        who, params = await self._authenticated(request)
+        ref = self._ref(who, params)
+        updatetime = _optional_int(params, "updatetime")
+        if updatetime is None:
+            raise OsmandError(MALFORMED_REQUEST, "the parameter 'updatetime' is missing")
+        version = await self._version_at(ref, updatetime)
+        if version is None:
+            raise OsmandError(ErrorCode.FILE_NOT_AVAILABLE,
+                              f"File is not available: {ref.file_type}/{ref.name} has no version {updatetime}")
+        try:
+            await self.ops.remove_version(ref, version["_id"], lambda current, message=None: OsmandError(
+                MALFORMED_REQUEST, f"{ref.file_type}/{ref.name} changed meanwhile; retry"))
+        except NotFound:
+            raise OsmandError(ErrorCode.FILE_NOT_AVAILABLE,
+                              f"File is not available: {ref.file_type}/{ref.name} has no version {updatetime}")
+        except ApiError as exc:
+            raise await self._as_osmand(exc, who.user_id)
+        return web.json_response({"status": "ok"})
+
+    # ------------------------------------------------------------ check-file-on-server
+    async def check_file_on_server(self, request: web.Request) -> web.Response:
+        """For stock maps the reference serves its own copy; we store no maps."""
+        _required(dict(request.query), "name")
+        _required(dict(request.query), "type")
+        return web.json_response({"status": "not-present"})
+
+
+async def _drain(request: web.Request, limit: int = DRAIN_LIMIT) -> None:
+    """Reads what is left of a refused upload's body (when it is small) before answering, so
+    the app's connection stays usable: a reply sent before the body ends makes the gateway
+    close the connection, and the client's next request on it would fail."""
+    left = limit
+    with contextlib.suppress(Exception):
+        while left > 0 and not request.content.at_eof():
+            chunk = await request.content.read(min(left, 256 * 1024))
+            if not chunk:
+                break
+            left -= len(chunk)
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""  # pragma: no cover  (makes this an async generator)

@@ -1,0 +1,91 @@
+"""OsmAnd's view of files' versions, free of I/O: the entries and totals of `list-files`,
+the answer of `upload-file`, and how files' own refusals become the protocol's codes.
+
+Field names and semantics follow OsmAnd's server (UserdataController / UserdataService:
+UserFileNoData, UserFilesResults, ResponseFileStatus)."""
+
+from typing import Any
+
+from osmcloud_common.errors import ApiError
+from osmcloud_common.osmand import MALFORMED_REQUEST, ErrorCode, OsmandError
+
+MB = 1024 * 1024
+SIZE_EXCEEDED_PREFIX = "Maximum size of OsmAnd Cloud exceeded "
+
+
+def file_entry(version: dict[str, Any], user_num: int) -> dict[str, Any]:
+    """One version as OsmAnd's `UserFileNoData`: integers throughout; a delete marker has
+    filesize and zipSize -1. `id` is the version's change number (unique in the account);
+    versions stored before device numbers existed say deviceid 0; a version uploaded through
+    the native API has no gzip size, so its zipSize is its size."""
+    deleted = bool(version.get("deleted"))
+    size = -1 if deleted else int(version["size"])
+    zip_size = -1 if deleted else int(version.get("zip_size") if version.get("zip_size") is not None else size)
+    return {"userid": user_num, "id": int(version.get("seq") or 0), "deviceid": int(version.get("device_num") or 0),
+            "filesize": size, "type": version["type"], "name": version["name"],
+            "updatetimems": int(version["updated_ms"]), "clienttimems": int(version.get("client_ms") or 0),
+            "zipSize": zip_size}
+
+
+def parse_types(raw: str | None) -> list[str] | None:
+    """`type=GPX,FAVOURITES` → the names; absent or empty → None (every type)."""
+    names = [t.strip() for t in (raw or "").split(",") if t.strip()]
+    return list(dict.fromkeys(names)) or None
+
+
+def list_files_result(versions: list[dict[str, Any]], user_num: int, all_versions: bool,
+                      maximum_account_size: int) -> dict[str, Any]:
+    """The answer of `list-files`. Every version newest first (the app takes the first entry of
+    a (type, name) as its newest); `uniqueFiles`: each file's newest version unless it is a
+    delete marker; totals count versions that are not delete markers — sizes of every such
+    version with allVersions, of the newest ones only without (as the reference server)."""
+    ordered = sorted(versions, key=lambda v: (v["updated_ms"], v.get("seq") or 0), reverse=True)
+    result: dict[str, Any] = {"totalZipSize": 0, "totalFileSize": 0, "totalFiles": 0, "totalFileVersions": 0,
+                              "maximumAccountSize": int(maximum_account_size), "userid": user_num,
+                              "uniqueFiles": []}
+    if all_versions:
+        result["allFiles"] = []
+    seen: set[tuple[str, str]] = set()
+    for version in ordered:
+        entry = file_entry(version, user_num)  # one object in both lists: identical entries
+        key = (entry["type"], entry["name"])
+        newest = key not in seen
+        seen.add(key)
+        if entry["filesize"] >= 0:
+            result["totalFileVersions"] += 1
+            if all_versions or newest:
+                result["totalZipSize"] += entry["zipSize"]
+                result["totalFileSize"] += entry["filesize"]
+            if newest:
+                result["totalFiles"] += 1
+                result["uniqueFiles"].append(entry)
+        if all_versions:
+            result["allFiles"].append(entry)
+    return result
+
+
+def upload_answer(file_type: str, name: str, head: dict[str, Any], zip_size: int) -> dict[str, Any]:
+    """OsmAnd's `ResponseFileStatus`; `updatetime` is the version's updatetimems in list-files."""
+    return {"filesize": head["size"], "zipfilesize": zip_size, "updatetime": head["updated_ms"],
+            "clienttime": head.get("client_ms") or 0, "type": file_type, "name": name, "status": "ok"}
+
+
+def size_exceeded_message(quota_bytes: int | None, detail: str) -> str:
+    """The app shows the figure between the prefix and the first '.' ("… exceeded 5 MB.")."""
+    figure = f"{(quota_bytes or 0) // MB} MB"
+    return f"{SIZE_EXCEEDED_PREFIX}{figure}. {detail}"
+
+
+def as_osmand_error(error: ApiError, quota_bytes: int | None) -> ApiError:
+    """files' own refusals in the protocol's terms: over a plan limit (quota, file size, file
+    count) → 108; a type the plan does not allow or no plan → 102; a missing file or version
+    → 106; other bad input → 400 in the protocol's shape. Server-side failures (5xx) stay."""
+    if isinstance(error, OsmandError) or error.status >= 500:
+        return error
+    if error.status == 413:
+        return OsmandError(ErrorCode.SIZE_EXCEEDED, size_exceeded_message(quota_bytes, error.message))
+    if error.status == 403:
+        return OsmandError(ErrorCode.NO_VALID_SUBSCRIPTION, error.message)
+    if error.status == 404:
+        return OsmandError(ErrorCode.FILE_NOT_AVAILABLE, error.message)
+    return OsmandError(MALFORMED_REQUEST, error.message)
