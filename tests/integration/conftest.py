@@ -28,10 +28,13 @@ Fixtures:
   smtp          (session) SmtpSinkClient: ``await smtp.wait_for(address)`` -> newest mail to it
                 ({"to", "from", "subject", "body", "received_at"}), polling until one arrives
   unique_email  (function) a fresh address, so every test has its own user
+  files_data    (function) FilesData: read-only looks at files' database and the bucket
+                (versions, head, blob_keys, wait_purged) to prove bytes are gone
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import threading
@@ -40,9 +43,11 @@ from collections.abc import AsyncIterator, Generator, Iterator
 
 import aiohttp
 import pytest
+from minio import Minio
+from pymongo import AsyncMongoClient
 
 from osmcloud_localstack import testing
-from osmcloud_localstack.client import GatewayClient
+from osmcloud_localstack.client import GatewayClient, eventually
 from osmcloud_localstack.testing import CannotControl, SmtpSinkClient, StackHandle, StackUnavailable
 
 
@@ -147,3 +152,44 @@ async def smtp(stack: StackHandle, http: aiohttp.ClientSession) -> SmtpSinkClien
 @pytest.fixture
 def unique_email() -> str:
     return f"user-{uuid.uuid4().hex[:12]}@example.test"
+
+
+class FilesData:
+    """Read-only looks at files' own database and the blob bucket."""
+
+    def __init__(self, stack) -> None:
+        self.stack = stack
+        self.mongo = AsyncMongoClient(stack.mongo_url, tz_aware=True)
+        self.db = self.mongo[f"{stack.db_prefix}files"]
+        self.s3 = Minio(stack.s3_endpoint, access_key=stack.s3_access_key, secret_key=stack.s3_secret_key,
+                        secure=stack.s3_secure)
+
+    async def versions(self, user_id: str, file_type: str, name: str) -> list[dict]:
+        return await self.db["versions"].find({"user_id": user_id, "type": file_type, "name": name}).to_list(None)
+
+    async def head(self, user_id: str, file_type: str, name: str) -> dict | None:
+        return await self.db["heads"].find_one({"_id": f"{user_id}/{file_type}/{name}"})
+
+    async def blob_keys(self, user_id: str) -> set[str]:
+        def _list():
+            return {o.object_name for o in self.s3.list_objects(self.stack.s3_bucket, prefix=f"users/{user_id}/",
+                                                               recursive=True)}
+        return await asyncio.to_thread(_list)
+
+    async def wait_purged(self, user_id: str, file_type: str, name: str, blob_keys: set[str], timeout: float = 120):
+        async def gone():
+            if await self.versions(user_id, file_type, name) or await self.head(user_id, file_type, name):
+                return False
+            return not (blob_keys & await self.blob_keys(user_id))
+        await eventually(gone, timeout=timeout, what=f"{file_type}/{name}: versions, head and blobs removed")
+
+    async def close(self) -> None:
+        await self.mongo.close()
+
+
+@pytest.fixture
+async def files_data(stack):
+    """Read-only looks at files' database and the bucket (to prove bytes are gone)."""
+    data = FilesData(stack)
+    yield data
+    await data.close()

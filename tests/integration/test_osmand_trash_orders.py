@@ -8,18 +8,16 @@ the protocol); a trash entry's updatetime is its delete marker's server time, re
 native trash page (`tombstone_update_ms`) and cross-checked against files' own history."""
 
 import asyncio
-import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from aiokafka import AIOKafkaConsumer
-from minio import Minio
 from pymongo import AsyncMongoClient
 
 from osmcloud_billing.receipts import sign_sandbox_receipt
 from osmcloud_common.clock import shared_offset
 from osmcloud_localstack.client import GatewayClient, Reply, count_mails, eventually, login, read_code
+from osmcloud_localstack.testing import events_of
 
 SANDBOX_KEY = "osmcloud-sandbox-key"  # billing's default SANDBOX_RECEIPT_KEY
 PRO_PRODUCT = "osmcloud.pro.annual"
@@ -76,46 +74,6 @@ class App:
         assert reply.status == 200, reply
         return reply.body
 
-
-class FilesData:
-    """Read-only looks at files' own database and the blob bucket (to prove bytes are gone)."""
-
-    def __init__(self, stack) -> None:
-        self.stack = stack
-        self.mongo = AsyncMongoClient(stack.mongo_url, tz_aware=True)
-        self.db = self.mongo[f"{stack.db_prefix}files"]
-        self.s3 = Minio(stack.s3_endpoint, access_key=stack.s3_access_key, secret_key=stack.s3_secret_key,
-                        secure=stack.s3_secure)
-
-    async def versions(self, user_id: str, file_type: str, name: str) -> list[dict]:
-        return await self.db["versions"].find({"user_id": user_id, "type": file_type, "name": name}).to_list(None)
-
-    async def blob_keys(self, user_id: str) -> set[str]:
-        def _list():
-            return {o.object_name for o in self.s3.list_objects(self.stack.s3_bucket, prefix=f"users/{user_id}/",
-                                                               recursive=True)}
-        return await asyncio.to_thread(_list)
-
-    async def close(self) -> None:
-        await self.mongo.close()
-
-
-async def events_of(stack, domain: str, user_id: str, *, until, timeout: float = 60) -> list[dict]:
-    """Events of one user on a domain's topic, read from the start until `until(events)` holds."""
-    consumer = AIOKafkaConsumer(f"{stack.topic_prefix}{domain}", bootstrap_servers=stack.kafka_bootstrap,
-                                auto_offset_reset="earliest", group_id=f"test-{uuid.uuid4().hex}")
-    await consumer.start()
-    found: list[dict] = []
-    try:
-        async def probe():
-            batches = await consumer.getmany(timeout_ms=200)
-            for messages in batches.values():
-                found.extend(e for e in (json.loads(m.value) for m in messages) if e["user_id"] == user_id)
-            return until(found)
-        await eventually(probe, timeout=timeout, what=f"events of {user_id} on {domain}")
-        return found
-    finally:
-        await consumer.stop()
 
 async def osmand_user(stack, gateway: GatewayClient, email: str) -> tuple[App, GatewayClient, str]:
     """An account signed up through /userdata/ (so billing gives it Start), its app device, and a
@@ -186,7 +144,7 @@ def order_token(order_id: str, purchased_at: datetime, expires_at: datetime) -> 
 # empty-trash
 # ---------------------------------------------------------------------------------------------
 
-async def test_empty_trash_refuses_51_and_purges_50_like_delete_now(stack, gateway, unique_email):
+async def test_empty_trash_refuses_51_and_purges_50_like_delete_now(stack, gateway, unique_email, files_data):
     app, me, user_id = await osmand_user(stack, gateway, unique_email)
     names = [f"trash50/fav-{i:02d}.gpx" for i in range(50)]
     items = await make_deleted(me, names)
@@ -195,38 +153,35 @@ async def test_empty_trash_refuses_51_and_purges_50_like_delete_now(stack, gatew
     assert history[0]["deleted"] and history[0]["updatetime"] == items[names[0]]["tombstone_update_ms"]
     entries = [entry(items[n]) for n in names]
 
-    files = FilesData(stack)
-    try:
-        blobs_before = await files.blob_keys(user_id)
-        assert len(blobs_before) >= 50
+    files = files_data
+    blobs_before = await files.blob_keys(user_id)
+    assert len(blobs_before) >= 50
 
-        # 51 entries: the whole call is refused, nothing is deleted
-        reply = await empty_trash(app, entries + [{"name": "x.gpx", "type": "FAVOURITES", "updatetime": 1}])
-        assert osmand_error(reply) == 400 and "at most 50" in reply.body["error"]["message"], reply
-        assert set(await trash_page(me)) == set(names)
-        assert len(await files.versions(user_id, "FAVOURITES", names[0])) == 2
+    # 51 entries: the whole call is refused, nothing is deleted
+    reply = await empty_trash(app, entries + [{"name": "x.gpx", "type": "FAVOURITES", "updatetime": 1}])
+    assert osmand_error(reply) == 400 and "at most 50" in reply.body["error"]["message"], reply
+    assert set(await trash_page(me)) == set(names)
+    assert len(await files.versions(user_id, "FAVOURITES", names[0])) == 2
 
-        # 50: every one deleted, answered in the request's order
-        reply = await empty_trash(app, entries)
-        assert reply.status == 200 and reply.body["status"] == "ok", reply
-        assert [(r["name"], r["type"], r["updatetime"], r["status"]) for r in reply.body["results"]] == \
-            [(e["name"], e["type"], e["updatetime"], "deleted") for e in entries]
-        assert await trash_page(me) == {}  # the items go at once, as with delete-now
+    # 50: every one deleted, answered in the request's order
+    reply = await empty_trash(app, entries)
+    assert reply.status == 200 and reply.body["status"] == "ok", reply
+    assert [(r["name"], r["type"], r["updatetime"], r["status"]) for r in reply.body["results"]] == \
+        [(e["name"], e["type"], e["updatetime"], "deleted") for e in entries]
+    assert await trash_page(me) == {}  # the items go at once, as with delete-now
 
-        # files applies the purge events: every version and blob of the 50 files goes
-        async def all_gone():
-            left = await files.db["versions"].count_documents({"user_id": user_id})
-            return left == 0 and not (blobs_before & await files.blob_keys(user_id))
-        await eventually(all_gone, timeout=240, what="50 files' versions and blobs removed by files")
-    finally:
-        await files.close()
-    purged = await events_of(stack, "trash", user_id,
+    # files applies the purge events: every version and blob of the 50 files goes
+    async def all_gone():
+        left = await files.db["versions"].count_documents({"user_id": user_id})
+        return left == 0 and not (blobs_before & await files.blob_keys(user_id))
+    await eventually(all_gone, timeout=240, what="50 files' versions and blobs removed by files")
+    purged = await events_of(stack, "trash", user_id, timeout=60,
                              until=lambda es: len([e for e in es if e["type"] == "trash-item-purged"]) >= 50)
     assert {e["data"]["reason"] for e in purged if e["type"] == "trash-item-purged"} == {"deleted"}
     assert len({e["data"]["tombstone_version_id"] for e in purged if e["type"] == "trash-item-purged"}) == 50
 
 
-async def test_empty_trash_answers_each_entry_on_its_own(stack, gateway, unique_email):
+async def test_empty_trash_answers_each_entry_on_its_own(stack, gateway, unique_email, files_data):
     app, me, user_id = await osmand_user(stack, gateway, unique_email)
     items = await make_deleted(me, ["mixed/gone.gpx", "mixed/kept.gpx"])
     live = await me.call("PUT", "/api/files/FAVOURITES/mixed/live.gpx", data=b"<gpx>live</gpx>")
@@ -253,13 +208,10 @@ async def test_empty_trash_answers_each_entry_on_its_own(stack, gateway, unique_
     again = await empty_trash(app, [gone])
     assert [r["status"] for r in again.body["results"]] == ["already_missing"], again
 
-    files = FilesData(stack)
-    try:
-        async def versions_gone():
-            return not await files.versions(user_id, "FAVOURITES", "mixed/gone.gpx")
-        await eventually(versions_gone, timeout=120, what="files removing the purged file's versions")
-    finally:
-        await files.close()
+    files = files_data
+    async def versions_gone():
+        return not await files.versions(user_id, "FAVOURITES", "mixed/gone.gpx")
+    await eventually(versions_gone, timeout=120, what="files removing the purged file's versions")
     again = await empty_trash(app, [gone])
     assert [r["status"] for r in again.body["results"]] == ["already_missing"], again
 
@@ -345,7 +297,7 @@ async def test_a_valid_order_links_and_brings_its_plan(stack, gateway, unique_em
     async def pro_in_files():
         return (await me.call("GET", "/api/files/usage")).body["plan"] == "pro"
     await eventually(pro_in_files, what="files applying the Pro entitlement of the linked order")
-    events = await events_of(stack, "billing", user_id, until=lambda es: any(
+    events = await events_of(stack, "billing", user_id, timeout=60, until=lambda es: any(
         e["type"] == "subscription-activated" and e["data"]["entitlement"]["plan"] == "pro" for e in es))
     assert [e["data"]["entitlement"]["plan"] for e in events if e["type"] == "subscription-activated"] == \
         ["start", "pro"]

@@ -5,7 +5,6 @@ import asyncio
 import uuid
 from datetime import timedelta
 
-from minio import Minio
 from pymongo import AsyncMongoClient
 
 from osmcloud_common.clock import set_shared_offset, shared_offset
@@ -36,39 +35,6 @@ async def wait_trashed(me, names: set[str], timeout: float = 30) -> dict[str, di
         items = await trash_items(me)
         return items if names <= set(items) else None
     return await eventually(arrived, timeout=timeout, what=f"{len(names)} items in the trash")
-
-
-class FilesData:
-    """Read-only looks at files' own database and the blob bucket."""
-
-    def __init__(self, stack) -> None:
-        self.stack = stack
-        self.mongo = AsyncMongoClient(stack.mongo_url, tz_aware=True)
-        self.db = self.mongo[f"{stack.db_prefix}files"]
-        self.s3 = Minio(stack.s3_endpoint, access_key=stack.s3_access_key, secret_key=stack.s3_secret_key,
-                        secure=stack.s3_secure)
-
-    async def versions(self, user_id: str, file_type: str, name: str) -> list[dict]:
-        return await self.db["versions"].find({"user_id": user_id, "type": file_type, "name": name}).to_list(None)
-
-    async def head(self, user_id: str, file_type: str, name: str) -> dict | None:
-        return await self.db["heads"].find_one({"_id": f"{user_id}/{file_type}/{name}"})
-
-    async def blob_keys(self, user_id: str) -> set[str]:
-        def _list():
-            return {o.object_name for o in self.s3.list_objects(self.stack.s3_bucket, prefix=f"users/{user_id}/",
-                                                               recursive=True)}
-        return await asyncio.to_thread(_list)
-
-    async def wait_purged(self, user_id: str, file_type: str, name: str, blob_keys: set[str], timeout: float = 120):
-        async def gone():
-            if await self.versions(user_id, file_type, name) or await self.head(user_id, file_type, name):
-                return False
-            return not (blob_keys & await self.blob_keys(user_id))
-        await eventually(gone, timeout=timeout, what=f"{file_type}/{name}: versions, head and blobs removed")
-
-    async def close(self) -> None:
-        await self.mongo.close()
 
 
 class ShiftedClock:
@@ -107,13 +73,6 @@ import aiohttp  # noqa: E402
 import pytest  # noqa: E402
 
 KiB = 1024
-
-
-@pytest.fixture
-async def files_data(stack):
-    data = FilesData(stack)
-    yield data
-    await data.close()
 
 
 # Writes to one file are spaced out: on FerretDB (the local stack's server) every update is
