@@ -1,15 +1,17 @@
-"""Helpers of the trash tests: a signed-up user with the Start plan, Kafka events of one
-user, and direct looks at files' database and the bucket (to prove bytes are gone)."""
+"""Trash through the gateway on the real stack: items from deletes, restore, download, delete
+now, empty, the 30-day purge on the shared clock, two replicas purging, metrics."""
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+import aiohttp
+import pytest
 from pymongo import AsyncMongoClient
 
 from osmcloud_common.clock import set_shared_offset, shared_offset
 from osmcloud_localstack.client import eventually, login
-from osmcloud_localstack.testing import events_of
+from osmcloud_localstack.testing import events_of, service_replica
 
 
 async def start_user(gateway, stack):
@@ -62,16 +64,6 @@ class ShiftedClock:
 # =============================================================================================
 # the tests
 # =============================================================================================
-import os  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-
-import aiohttp  # noqa: E402
-import pytest  # noqa: E402
-
 KiB = 1024
 
 
@@ -237,41 +229,15 @@ async def test_items_expire_after_30_days_on_the_shared_clock(stack, gateway, fi
 
 
 # ---- several replicas -------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 async def second_trash(stack, tmp_path):
     """A second trash process on the same database and Kafka (what a scaled deployment runs)."""
-    port = _free_port()
-    env = {**os.environ, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port), "MONGO_URL": stack.mongo_url,
-           "MONGO_DB": f"{stack.db_prefix}trash", "KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
-           "KAFKA_TOPIC_PREFIX": stack.topic_prefix, "GATEWAY_SECRET": stack.gateway_secret,
-           "TEST_CLOCK": "true", "LOG_LEVEL": "warning", "PURGE_BATCH_SIZE": "25", "PYTHONUNBUFFERED": "1"}
-    log = open(tmp_path / "trash-2.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "osmcloud_trash"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as session:
-            async def ready():
-                try:
-                    async with session.get(f"{url}/readyz") as r:
-                        return r.status == 200
-                except aiohttp.ClientError:
-                    return proc.poll() is not None and pytest.fail((tmp_path / "trash-2.log").read_text())
-            await eventually(ready, timeout=60, what="the second trash replica ready")
+    async def ready(session, url):
+        async with session.get(f"{url}/readyz") as r:
+            return r.status == 200
+    async with service_replica(stack, "trash", tmp_path / "trash-2.log", ready,
+                               extra_env={"PURGE_BATCH_SIZE": "25"}) as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
 
 
 def _seed_item(user_id: str, n: int, expired_at: datetime) -> dict:

@@ -4,12 +4,7 @@ token fail at once in every other one, although each answered it from memory bef
 A second auth process runs on the same database (what `--scale auth=2` runs); the stack's own
 auth answers the gateway."""
 
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
 
@@ -17,13 +12,8 @@ import aiohttp
 import pytest
 from pymongo import AsyncMongoClient
 
-from osmcloud_localstack.client import eventually, login
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from osmcloud_localstack.client import login
+from osmcloud_localstack.testing import free_port, service_replica
 
 
 async def metric(session: aiohttp.ClientSession, url: str, name: str) -> float:
@@ -34,31 +24,11 @@ async def metric(session: aiohttp.ClientSession, url: str, name: str) -> float:
 
 @pytest.fixture
 async def second_auth(stack, tmp_path):
-    port = _free_port()
-    env = {**os.environ, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port), "MONGO_URL": stack.mongo_url,
-           "MONGO_DB": f"{stack.db_prefix}auth", "KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
-           "KAFKA_TOPIC_PREFIX": stack.topic_prefix, "GATEWAY_SECRET": stack.gateway_secret,
-           "TEST_CLOCK": "true", "LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1"}
-    log = open(tmp_path / "auth-2.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "osmcloud_auth"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as session:
-            async def leased():
-                try:
-                    return await metric(session, url, "verify_cache_usable") == 1
-                except aiohttp.ClientError:
-                    return proc.poll() is not None and pytest.fail((tmp_path / "auth-2.log").read_text())
-            await eventually(leased, timeout=60, what="the second auth replica registered for its verify cache")
+    """A second auth process, ready once it holds its verify-cache lease."""
+    async def leased(session, url):
+        return await metric(session, url, "verify_cache_usable") == 1
+    async with service_replica(stack, "auth", tmp_path / "auth-2.log", leased) as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
 
 
 async def verify(session, url: str, secret: str, token: str) -> int:
@@ -115,7 +85,7 @@ async def test_an_unreachable_replica_is_fenced_and_the_logout_waits_out_its_lea
     replicas = mongo[f"{stack.db_prefix}auth"]["verify_replicas"]
     ghost = f"ghost-{uuid.uuid4().hex}"
     try:
-        await replicas.insert_one({"_id": ghost, "url": f"http://127.0.0.1:{_free_port()}"})
+        await replicas.insert_one({"_id": ghost, "url": f"http://127.0.0.1:{free_port()}"})
         me, _ = await login(gateway, stack.smtp_sink_url)
         started = time.monotonic()
         assert (await me.call("POST", "/api/auth/logout")).status == 200

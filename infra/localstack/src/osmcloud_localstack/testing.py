@@ -16,6 +16,7 @@ Modes (chosen once per run, see ``select_mode``):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -329,3 +330,54 @@ async def events_of(stack: "StackHandle", domain: str, user_id: str, *,
         return found
     finally:
         await consumer.stop()
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (the OS picks it)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.asynccontextmanager
+async def service_replica(stack: "StackHandle", service: str, log_path: Path,
+                          ready: Callable[[aiohttp.ClientSession, str], Any],
+                          extra_env: dict[str, str] | None = None):
+    """Another process of one of our services on the same database and Kafka (what a scaled
+    deployment runs), on a free port; yields its URL once `ready(session, url)` holds, stops it
+    after. The process's output goes to `log_path`, shown if it dies before it is ready."""
+    import signal
+    import subprocess
+    import sys
+
+    from .client import eventually
+
+    port = free_port()
+    env = {**os.environ, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port), "MONGO_URL": stack.mongo_url,
+           "MONGO_DB": f"{stack.db_prefix}{service}", "KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
+           "KAFKA_TOPIC_PREFIX": stack.topic_prefix, "GATEWAY_SECRET": stack.gateway_secret,
+           "TEST_CLOCK": "true", "LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+    log = open(log_path, "wb")
+    proc = subprocess.Popen([sys.executable, "-m", f"osmcloud_{service}"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            async def started() -> bool:
+                try:
+                    return bool(await ready(session, url))
+                except aiohttp.ClientError:
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"{service} replica exited: {log_path.read_text()}")
+                    return False
+            await eventually(started, timeout=60, what=f"a second {service} replica ready")
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
