@@ -178,16 +178,12 @@ class SerializedCollection:
     def __init__(self, collection) -> None:
         self._collection = collection
         self._locks: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
-        self._ferretdb: bool | None = None
 
     async def _is_ferretdb(self) -> bool:
-        if self._ferretdb is None:
-            try:
-                info = await self._collection.database.client.admin.command("buildInfo")
-                self._ferretdb = "ferretdbVersion" in info or "ferretdbFeatures" in info
-            except Exception:
-                return False
-        return self._ferretdb
+        try:
+            return await is_ferretdb(self._collection)
+        except Exception:
+            return False  # the server cannot be asked right now: asked again next time
 
     def _lock(self, filter_: dict) -> asyncio.Lock | None:
         key = filter_.get("_id") if isinstance(filter_, dict) else None
