@@ -57,6 +57,18 @@ def _optional_int(params: dict[str, str], name: str) -> int | None:
         raise OsmandError(MALFORMED_REQUEST, f"the parameter '{name}' must be an integer (ms since 1970), got '{raw}'")
 
 
+def _changed_meanwhile(ref: FileRef, what: str = "changed meanwhile; retry"):
+    """The conflict answer for a file that changed while this call worked on it (the native
+    API answers 409; the app knows no such code, so a compat error asking to retry)."""
+    def conflict(current=None, message=None) -> OsmandError:
+        return OsmandError(MALFORMED_REQUEST, f"{ref.file_type}/{ref.name} {what}")
+    return conflict
+
+
+def _quota_of(account: dict[str, Any]) -> int | None:
+    return (account.get("entitlement") or {}).get("quota_bytes")
+
+
 def _truthy(raw: str | None) -> bool:
     return (raw or "").strip().lower() in ("true", "1", "yes")
 
@@ -91,8 +103,7 @@ class OsmandFilesRoutes:
         return await self._auth(request).verify(*device_credentials(params)), params
 
     async def _quota(self, user_id: str) -> int | None:
-        account = await self.store.account(user_id)
-        return (account.get("entitlement") or {}).get("quota_bytes")
+        return _quota_of(await self.store.account(user_id))
 
     async def _as_osmand(self, error: ApiError, user_id: str) -> ApiError:
         return as_osmand_error(error, await self._quota(user_id) if error.status == 413 else None)
@@ -121,8 +132,8 @@ class OsmandFilesRoutes:
         in_flight = set(account.get("ops") or {})
         # a version whose upload has not finished is not there yet (it may still be undone)
         versions = [v for v in await self.store.versions_of(who.user_id, types) if v.get("op") not in in_flight]
-        quota = (account.get("entitlement") or {}).get("quota_bytes") or 0
-        return web.json_response(list_files_result(versions, who.user_num, _truthy(params.get("allVersions")), quota))
+        return web.json_response(list_files_result(versions, who.user_num, _truthy(params.get("allVersions")),
+                                                   _quota_of(account) or 0))
 
     # ------------------------------------------------------------ upload-file
     async def upload_file(self, request: web.Request) -> web.Response:
@@ -154,8 +165,7 @@ class OsmandFilesRoutes:
             head, _ = await self.uploader.upload(
                 request, ref, who.device_id, None, True, client_ms,
                 expected_head=lambda current, base, overwrite: current["head"]["version_id"] if current else None,
-                conflict=lambda current, message=None: OsmandError(
-                    MALFORMED_REQUEST, f"{ref.file_type}/{ref.name} changed during the upload; upload again"),
+                conflict=_changed_meanwhile(ref, "changed during the upload; upload again"),
                 source=gunzip.read,
                 extra=lambda: {"device_num": who.device_num, "zip_size": gunzip.compressed})
         except NotGzip as exc:
@@ -199,9 +209,7 @@ class OsmandFilesRoutes:
         if current is not None and current["head"]["deleted"]:
             return web.json_response({"status": "ok"})  # deleted already: nothing more to do
         try:
-            await self.ops.delete_file(ref, None, who.device_id, None,
-                                       lambda current, message=None: OsmandError(
-                                           MALFORMED_REQUEST, f"{ref.file_type}/{ref.name} changed meanwhile; retry"),
+            await self.ops.delete_file(ref, None, who.device_id, None, _changed_meanwhile(ref),
                                        extra={"device_num": who.device_num})
         except NotFound:
             raise OsmandError(ErrorCode.FILE_NOT_AVAILABLE, f"File is not available: {ref.file_type}/{ref.name}")
@@ -220,8 +228,7 @@ class OsmandFilesRoutes:
             raise OsmandError(ErrorCode.FILE_NOT_AVAILABLE,
                               f"File is not available: {ref.file_type}/{ref.name} has no version {updatetime}")
         try:
-            await self.ops.remove_version(ref, version["_id"], lambda current, message=None: OsmandError(
-                MALFORMED_REQUEST, f"{ref.file_type}/{ref.name} changed meanwhile; retry"))
+            await self.ops.remove_version(ref, version["_id"], _changed_meanwhile(ref))
         except NotFound:
             raise OsmandError(ErrorCode.FILE_NOT_AVAILABLE,
                               f"File is not available: {ref.file_type}/{ref.name} has no version {updatetime}")
