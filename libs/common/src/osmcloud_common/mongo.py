@@ -6,7 +6,10 @@ import weakref
 from datetime import UTC, datetime
 
 from pymongo import AsyncMongoClient, DeleteOne, ReturnDocument
+from pymongo.errors import BulkWriteError
 from pymongo.results import UpdateResult
+
+DUPLICATE_KEY = 11000
 
 
 def connect(url: str) -> AsyncMongoClient:
@@ -34,6 +37,23 @@ async def delete_user_data(database, user_id: str) -> int:
         if name not in BOOKKEEPING_COLLECTIONS:
             removed += (await database[name].delete_many({"user_id": user_id})).deleted_count
     return removed
+
+
+async def insert_new(collection, docs: list[dict]) -> list[dict]:
+    """Inserts documents in one round trip, skipping those whose _id exists already; returns
+    the ones inserted now. A unique _id is how a claim or a once-only record is won: exactly one
+    inserter gets each. Any error but a duplicate key is raised."""
+    if not docs:
+        return []
+    try:
+        await collection.insert_many(docs, ordered=False)
+        return list(docs)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(e.get("code") != DUPLICATE_KEY for e in errors):
+            raise
+        lost = {e["index"] for e in errors}
+        return [d for i, d in enumerate(docs) if i not in lost]
 
 
 _FERRETDB: dict[int, bool] = {}

@@ -9,12 +9,10 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from pymongo.errors import BulkWriteError
-
 from osmcloud_common.blobstore import BlobStore
 from osmcloud_common.events import Event, FileVersionsPruned, TrashItemPurged
 from osmcloud_common.logging import get_logger
-from osmcloud_common.mongo import delete_by_ids
+from osmcloud_common.mongo import delete_by_ids, insert_new
 from osmcloud_common.outbox import new_document_with_events
 from osmcloud_common.runtime import Runtime
 
@@ -124,13 +122,7 @@ class TrashReactions:
             doc = {"_id": "purge:" + hashlib.sha256(" ".join(ids).encode()).hexdigest(), "user_id": user_id,
                    "versions": len(ids), "created_at": self.rt.clock.now()}
             docs.append(new_document_with_events(doc, [self.rt.event(p, user_id) for p in pruned_payloads(victims)]))
-        if not docs:
-            return
-        try:
-            await self.prunes.insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
-                raise  # anything but "recorded by an earlier delivery"
+        await insert_new(self.prunes, docs)  # those recorded by an earlier delivery are kept as they are
         for doc in docs:
             self.rt.events_written(self.prunes, doc["_id"])
 

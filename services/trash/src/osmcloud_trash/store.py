@@ -10,12 +10,10 @@ from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
-from osmcloud_common.mongo import delete_by_ids, existing_ids
+from osmcloud_common.mongo import delete_by_ids, existing_ids, insert_new
 from osmcloud_common.outbox import new_document_with_events
-
-DUPLICATE_KEY = 11000
 
 
 class TrashStore:
@@ -88,18 +86,7 @@ class TrashStore:
     # ------------------------------------------------------------ claims
     async def claim_many(self, claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Inserts claims; returns those that were won (the others' items are claimed already)."""
-        if not claims:
-            return []
-        try:
-            await self.claims.insert_many(claims, ordered=False)
-            return claims
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            others = [e for e in errors if e.get("code") != DUPLICATE_KEY]
-            if others:
-                raise
-            lost = {e["index"] for e in errors}
-            return [c for i, c in enumerate(claims) if i not in lost]
+        return await insert_new(self.claims, claims)
 
     async def claim_one(self, claim: dict[str, Any]) -> bool:
         try:
@@ -129,17 +116,7 @@ class TrashStore:
         docs = [new_document_with_events({"_id": batch_id, "user_id": user_id, "item_ids": item_ids,
                                           "created_at": created_at, "written_at": written_at}, events)
                 for batch_id, user_id, item_ids, events in batches]
-        if not docs:
-            return set()
-        try:
-            await self.batches.insert_many(docs, ordered=False)
-            return {d["_id"] for d in docs}
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            lost = {e["index"] for e in errors}
-            return {d["_id"] for i, d in enumerate(docs) if i not in lost}
+        return {d["_id"] for d in await insert_new(self.batches, docs)}
 
     async def forget_relayed_batches(self, written_before: datetime) -> int:
         """Batches whose events Kafka has acknowledged, kept until no claim of theirs can
