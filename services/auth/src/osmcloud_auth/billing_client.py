@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from osmcloud_common.logging import current_request_id
+from osmcloud_common.service_client import ServiceClient
 
 
 class BillingUnavailable(Exception):
@@ -19,27 +19,17 @@ class OrderAnswer:
     message: str
 
 
-class BillingClient:
+class BillingClient(ServiceClient):
     def __init__(self, base_url: str, gateway_secret: str, timeout_seconds: float = 10.0) -> None:
-        self.base_url, self.secret = base_url.rstrip("/"), gateway_secret
-        self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-        self._session: aiohttp.ClientSession | None = None
+        super().__init__(base_url, gateway_secret, timeout_seconds)
 
     async def order(self, orderid: str, user_id: str | None, link: bool) -> OrderAnswer:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
-        headers = {"X-Gateway-Secret": self.secret, "X-Request-Id": current_request_id() or ""}
         try:
-            async with self._session.post(f"{self.base_url}/internal/osmand-order", headers=headers,
-                                          json={"orderid": orderid, "user_id": user_id, "link": link}) as reply:
+            async with self.session().post(f"{self.base_url}/internal/osmand-order", headers=self.headers(),
+                                           json={"orderid": orderid, "user_id": user_id, "link": link}) as reply:
                 body = await reply.json(content_type=None)
                 if reply.status != 200 or not isinstance(body, dict) or "outcome" not in body:
                     raise BillingUnavailable(f"billing answered {reply.status}: {body}")
                 return OrderAnswer(str(body["outcome"]), str(body.get("message") or ""))
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise BillingUnavailable(repr(exc)) from exc
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None

@@ -7,30 +7,21 @@ from urllib.parse import quote
 
 import aiohttp
 
-from osmcloud_common.logging import current_request_id
+from osmcloud_common.service_client import ServiceClient
 
 
 class FilesUnavailable(Exception):
     """files did not answer (down, timeout): the outcome is unknown to trash."""
 
 
-class FilesClient:
-    def __init__(self, base_url: str, gateway_secret: str, timeout_seconds: float) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.secret = gateway_secret
-        self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-        self._session: aiohttp.ClientSession | None = None
-
+class FilesClient(ServiceClient):
     async def restore(self, item: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """(status, JSON body) of files' restore of the item's file."""
         body = {"file_type": item["type"], "name": item["name"], "tombstone_version_id": item["_id"],
                 "last_version_id": item["last_version_id"]}
-        headers = {"X-Gateway-Secret": self.secret, "X-User-Id": item["user_id"],
-                   "X-Request-Id": current_request_id() or ""}
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
         try:
-            async with self._session.post(f"{self.base_url}/internal/restore", json=body, headers=headers) as reply:
+            async with self.session().post(f"{self.base_url}/internal/restore", json=body,
+                                           headers=self.headers(item["user_id"])) as reply:
                 try:
                     payload = await reply.json(content_type=None)
                 except ValueError:
@@ -42,11 +33,9 @@ class FilesClient:
     async def history(self, user_id: str, file_type: str, name: str) -> list[dict[str, Any]]:
         """The file's versions (files' own history route, called as that user); [] when the
         file has none. FilesUnavailable when files cannot say."""
-        headers = {"X-Gateway-Secret": self.secret, "X-User-Id": user_id,
-                   "X-Request-Id": current_request_id() or ""}
         url = f"{self.base_url}/api/files/history/{quote(file_type, safe='')}/{quote(name, safe='/')}"
         try:
-            async with self._client().get(url, headers=headers) as reply:
+            async with self.session().get(url, headers=self.headers(user_id)) as reply:
                 if reply.status == 404:
                     return []
                 if reply.status != 200:
@@ -55,13 +44,3 @@ class FilesClient:
                 return list(body.get("versions") or [])
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise FilesUnavailable(repr(exc)) from exc
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
-        return self._session
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
