@@ -213,7 +213,8 @@ info "go $GOV"
 
 # ---------------------------------------------------------------------------------------------
 step "ferretdb 1.24.2 (our embedding program in infra/ferretdb)"
-FERRET_HASH=$(cat "$REPO/infra/ferretdb/go.mod" "$REPO/infra/ferretdb/go.sum" $(cd "$REPO/infra/ferretdb" && LC_ALL=C ls *.go | sed "s#^#$REPO/infra/ferretdb/#") | sha256sum | cut -c1-12)
+# the same files, in the same order, as osmcloud_localstack.paths.ferretdb_sources
+FERRET_HASH=$(cd "$REPO/infra/ferretdb" && cat go.mod go.sum $(LC_ALL=C ls *.go) build.sh $(LC_ALL=C ls _overlay/sqlite/*.go) | sha256sum | cut -c1-12)
 FERRET_BIN="$CACHE/bin/osmcloud-ferretdb-$FERRET_HASH"
 if [ -x "$FERRET_BIN" ]; then
     info "cached: $FERRET_BIN"
@@ -221,9 +222,9 @@ else
     info "go build -> $FERRET_BIN (about a minute when cold)"
     T0=$(date +%s)
     LOG="$LOGDIR/go-build-ferretdb.log"
-    (cd "$REPO/infra/ferretdb" && "$GO" build -trimpath -o "$FERRET_BIN.tmp.$$" .) >"$LOG" 2>&1 \
-        || { rm -f "$FERRET_BIN.tmp.$$"; fail "go build of infra/ferretdb failed (network access to the Go module proxy?)" \
-                "to see details: cd infra/ferretdb && go build -o /tmp/ferretdb-test ."; }
+    GO="$GO" bash "$REPO/infra/ferretdb/build.sh" "$FERRET_BIN.tmp.$$" >"$LOG" 2>&1 \
+        || { rm -f "$FERRET_BIN.tmp.$$"; fail "build of infra/ferretdb failed (network access to the Go module proxy?)" \
+                "to see details: bash infra/ferretdb/build.sh /tmp/ferretdb-test"; }
     mv -f "$FERRET_BIN.tmp.$$" "$FERRET_BIN" || fail "cannot move the binary to $FERRET_BIN"
     info "built in $(( $(date +%s) - T0 )) s"
 fi

@@ -8,16 +8,17 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"flag"
 	"fmt"
-	"crypto/sha256"
-	"encoding/hex"
 	"log"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -62,8 +63,11 @@ func main() {
 		Listener: ferretdb.ListenerConfig{
 			Unix: socket,
 		},
-		Handler:   "sqlite",
-		SQLiteURL: "file:" + dir + "/",
+		Handler: "sqlite",
+		// synchronous(normal): in WAL mode a commit no longer waits for its own fsync; a
+		// power loss may undo the last commits, a crash of this process never does. That is
+		// the promise of MongoDB's default write concern too (journal flushed every 100 ms).
+		SQLiteURL: "file:" + dir + "/?_pragma=synchronous(normal)",
 	})
 	if err != nil {
 		log.Fatalf("osmcloud-ferretdb: %v", err)
@@ -117,37 +121,57 @@ func indexIDPaths(ctx context.Context, dir string) {
 	}
 }
 
-// indexDatabase adds the missing _id path indexes of one database (a read when none is missing).
+// indexDatabase adds the missing indexes of one database (a read when none is missing):
+//   - per table, the _id path index (see indexIDPaths);
+//   - per top-level field of an index FerretDB made, an index on json_type of that field:
+//     our SQLite backend patch (_overlay/sqlite/pushdown.go) answers {f: "s"} from f's index
+//     plus "documents holding an array in f" (those may match too), which this index makes
+//     a lookup instead of a scan.
 func indexDatabase(ctx context.Context, file string) error {
 	db, err := sql.Open("sqlite", "file:"+file+"?_pragma=busy_timeout(10000)")
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	rows, err := db.QueryContext(ctx, `SELECT t.name FROM sqlite_master t WHERE t.type = 'table'
-		AND t.name NOT LIKE '\_ferretdb%' ESCAPE '\'
-		AND NOT EXISTS (SELECT 1 FROM sqlite_master i WHERE i.type = 'index' AND i.name = t.name || '__id_path')`)
+	rows, err := db.QueryContext(ctx, `SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_master
+		WHERE type IN ('table', 'index') AND tbl_name NOT LIKE '\_ferretdb%' ESCAPE '\'`)
 	if err != nil {
 		return err
 	}
-	var missing []string
+	existing := map[string]bool{}
+	wanted := map[string]string{} // index name -> CREATE INDEX statement
 	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
+		var kind, name, table, stmt string
+		if err := rows.Scan(&kind, &name, &table, &stmt); err != nil {
 			rows.Close()
 			return err
 		}
-		missing = append(missing, name)
-	}
-	rows.Close()
-	for _, table := range missing {
 		if strings.ContainsRune(table, '"') {
 			continue
 		}
-		q := fmt.Sprintf(`CREATE UNIQUE INDEX IF NOT EXISTS "%s__id_path" ON "%s" (_ferretdb_sjson->'$._id')`, table, table)
-		if _, err := db.ExecContext(ctx, q); err != nil {
+		if kind == "table" {
+			wanted[table+"__id_path"] = fmt.Sprintf(
+				`CREATE UNIQUE INDEX IF NOT EXISTS "%s__id_path" ON "%s" (_ferretdb_sjson->'$._id')`, table, table)
+			continue
+		}
+		existing[name] = true
+		for _, m := range indexedField.FindAllStringSubmatch(stmt, -1) {
+			wanted[table+"__arr_"+m[1]] = fmt.Sprintf(
+				`CREATE INDEX IF NOT EXISTS "%s__arr_%s" ON "%s" (json_type(_ferretdb_sjson->"%s"))`, table, m[1], table, m[1])
+		}
+	}
+	rows.Close()
+	for name, stmt := range wanted {
+		if existing[name] {
+			continue
+		}
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// indexedField finds the top-level fields in an index's CREATE statement
+// (FerretDB writes them as _ferretdb_sjson->"field", nested ones as ->"a"->"b").
+var indexedField = regexp.MustCompile(`_ferretdb_sjson->"([A-Za-z_][A-Za-z0-9_]*)"\s*(?:DESC|ASC)?\s*[,)]`)

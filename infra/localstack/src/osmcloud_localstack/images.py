@@ -417,7 +417,8 @@ class ImageBuilder:
         if not out.exists():
             self.say(f"  go build infra/ferretdb (CGO_ENABLED=0) -> {out}")
             tmp = out.with_suffix(f".tmp{os.getpid()}")
-            self._go("static FerretDB build", log, [go_binary(), "build", "-trimpath", "-o", str(tmp), "."], src, {"CGO_ENABLED": "0"})
+            self._go("static FerretDB build", log, ["bash", str(src / "build.sh"), str(tmp)], src,
+                     {"CGO_ENABLED": "0", "GO": str(go_binary())})
             tmp.rename(out)
         return out
 

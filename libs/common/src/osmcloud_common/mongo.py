@@ -68,28 +68,30 @@ async def is_ferretdb(collection) -> bool:
     return _FERRETDB[id(client)]
 
 
-async def delete_by_ids(collection, ids: list, chunk: int = 1000) -> int:
-    """Deletes documents by _id, a thousand a round trip. On FerretDB as one statement per
-    id: it scans the whole collection for `{_id: {$in: ids}}`, comparing each document with
-    every id, but looks a lone `{_id: x}` up directly."""
-    deleted, ferretdb = 0, ids and await is_ferretdb(collection)
-    for i in range(0, len(ids), chunk):
-        part = ids[i:i + chunk]
-        if ferretdb:
-            deleted += (await collection.bulk_write([DeleteOne({"_id": x}) for x in part], ordered=False)).deleted_count
-        else:
-            deleted += (await collection.delete_many({"_id": {"$in": part}})).deleted_count
+def id_chunks(ids: list, size: int = 250):
+    """`ids` in parts for `{_id: {$in: part}}`. A few hundred a round trip: FerretDB checks
+    every document it reads against every id of an `$in` (quadratic in the part's size),
+    MongoDB hardly cares."""
+    for i in range(0, len(ids), size):
+        yield ids[i:i + size]
+
+
+async def delete_by_ids(collection, ids: list) -> int:
+    """Deletes documents by _id; returns how many were deleted."""
+    deleted = 0
+    for part in id_chunks(ids):
+        deleted += (await collection.delete_many({"_id": {"$in": part}})).deleted_count
     return deleted
 
 
+async def find_by_ids(collection, ids: list, projection: dict | None = None) -> list[dict]:
+    """The documents with these ids that exist, in no particular order."""
+    return [doc for part in id_chunks(list(ids)) async for doc in collection.find({"_id": {"$in": part}}, projection)]
+
+
 async def existing_ids(collection, ids: list) -> set:
-    """Which of `ids` exist (on FerretDB by one lookup per id, see delete_by_ids)."""
-    if not ids:
-        return set()
-    if await is_ferretdb(collection):
-        found = await asyncio.gather(*(collection.find_one({"_id": x}, {"_id": 1}) for x in ids))
-        return {doc["_id"] for doc in found if doc is not None}
-    return {doc["_id"] async for doc in collection.find({"_id": {"$in": list(ids)}}, {"_id": 1})}
+    """Which of `ids` exist."""
+    return {doc["_id"] for doc in await find_by_ids(collection, ids, {"_id": 1})}
 
 
 _MISSING = object()
@@ -190,10 +192,11 @@ class SerializedCollection:
     updates of each document in the process makes them atomic again for a single replica;
     MongoDB is atomic on its own and this only costs a lock per document.
 
-    FerretDB also uses its _id index only when a filter is exactly {"_id": value}: any other
-    condition scans the whole collection. On FerretDB, a filter `{"_id": v, ...conditions}`
-    is therefore read by _id and the conditions are checked here, under the document's lock
-    (the same compare-and-set, without the scan). Filters naming no `_id` pass through."""
+    On FerretDB, a filter `{"_id": v, ...conditions}` is read by _id and the conditions are
+    checked here, under the document's lock (the same compare-and-set); the write names only
+    `_id`. (Upstream FerretDB scanned the collection for any filter but exactly {_id: v};
+    our build answers such filters from the _id index too, see infra/ferretdb/_overlay.)
+    Filters naming no `_id` pass through."""
 
     def __init__(self, collection) -> None:
         self._collection = collection
@@ -251,9 +254,9 @@ class SerializedCollection:
     async def delete_each(self, filters: list[dict]) -> int:
         """Many conditional single-document deletes ({_id, ...conditions} each), each as
         atomic as delete_one, in one round trip; returns how many were deleted. On FerretDB
-        the conditions are checked here on documents read by _id (under this process's
-        locks) and only `{_id}` goes to the server, which it looks up directly instead of
-        scanning the collection once per filter."""
+        the conditions are checked here on the documents read by _id (under this process's
+        locks) and only their ids go to the server, which answers `$in` on _id from its
+        index but would read every document once per conditional filter."""
         if not filters:
             return 0
         if not await self._is_ferretdb():
@@ -262,9 +265,9 @@ class SerializedCollection:
         for _, lock in locks:
             await lock.acquire()
         try:
-            docs = await asyncio.gather(*(self._collection.find_one({"_id": f["_id"]}) for f in filters))
-            doomed = [f["_id"] for f, doc in zip(filters, docs)
-                      if doc is not None and match_filter(doc, {k: v for k, v in f.items() if k != "_id"})]
+            found = {doc["_id"]: doc for doc in await find_by_ids(self._collection, [f["_id"] for f in filters])}
+            doomed = [f["_id"] for f in filters
+                      if f["_id"] in found and match_filter(found[f["_id"]], {k: v for k, v in f.items() if k != "_id"})]
             return await delete_by_ids(self._collection, doomed)
         finally:
             for _, lock in locks:

@@ -12,7 +12,7 @@ from typing import Any
 from osmcloud_common.blobstore import BlobStore
 from osmcloud_common.events import Event, FileVersionsPruned, TrashItemPurged
 from osmcloud_common.logging import get_logger
-from osmcloud_common.mongo import delete_by_ids, insert_new
+from osmcloud_common.mongo import delete_by_ids, id_chunks, insert_new
 from osmcloud_common.outbox import new_document_with_events
 from osmcloud_common.runtime import Runtime
 
@@ -84,15 +84,7 @@ class TrashReactions:
         for event in events:
             p: TrashItemPurged = event.payload()
             wanted.append((event.user_id, p.file_type, p.name, p.tombstone_version_id))
-        names = {(u, t, n) for u, t, n, _ in wanted}
-        histories: dict[tuple[str, str, str], list[dict]] = {}
-        # one read for the batch: the users' versions (FerretDB scans the collection for any
-        # filter but _id, so one scan for all the batch's files instead of one per file)
-        async for version in self.store.versions.find({"user_id": {"$in": sorted({u for u, *_ in wanted})}},
-                                                      HISTORY_FIELDS):
-            key = (version["user_id"], version["type"], version["name"])
-            if key in names:
-                histories.setdefault(key, []).append(version)
+        histories = await self._histories({(u, t, n) for u, t, n, _ in wanted})
         timer.step("read")
         plan = purge_plan(wanted, histories)
         by_user: dict[str, list[dict]] = {}
@@ -112,6 +104,20 @@ class TrashReactions:
         timer.step("versions")
         log.info("trashed files purged", files=len(plan), versions=len(victims), events=len(events),
                  seconds=timer.seconds)
+
+    async def _histories(self, files: set[tuple[str, str, str]]) -> dict[tuple[str, str, str], list[dict]]:
+        """The versions of these files (user, type, name): one query per user and type
+        naming a few hundred files, answered from the (user_id, type, name) index."""
+        names: dict[tuple[str, str], list[str]] = {}
+        for user_id, file_type, name in sorted(files):
+            names.setdefault((user_id, file_type), []).append(name)
+        histories: dict[tuple[str, str, str], list[dict]] = {}
+        for (user_id, file_type), all_names in names.items():
+            for part in id_chunks(all_names):
+                async for version in self.store.versions.find(
+                        {"user_id": user_id, "type": file_type, "name": {"$in": part}}, HISTORY_FIELDS):
+                    histories.setdefault((user_id, file_type, version["name"]), []).append(version)
+        return histories
 
     async def _record_pruned(self, by_user: dict[str, list[dict]]) -> None:
         """One record per user carrying its file-versions-pruned events, keyed by what it

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Builds osmcloud-ferretdb into $1: our program (main.go, serialize.go) embedding FerretDB
+# 1.24.2 whose SQLite backend is patched by _overlay/sqlite (more filters answered from
+# indexes, see _overlay/sqlite/pushdown.go). The module cache stays as the Go proxy
+# delivered it: the build compiles a copy of the module with our files laid over it.
+# Extra arguments go to `go build` (environment such as CGO_ENABLED=0 passes through).
+#   infra/ferretdb/build.sh OUT [go build flags...]
+set -euo pipefail
+out=$1
+shift
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+GO=${GO:-go}
+cd "$here"
+"$GO" mod download github.com/FerretDB/FerretDB
+module=$("$GO" list -m -f '{{.Dir}}' github.com/FerretDB/FerretDB)
+[ -f "$module/internal/backends/sqlite/collection.go" ] || { echo "FerretDB module source not found at $module" >&2; exit 1; }
+# Go refuses to overlay files of the module cache, so the build uses a copy of the module
+# with our files laid over it, through a go.mod that replaces the module with that copy.
+work=$(mktemp -d "${TMPDIR:-/tmp}/osmcloud-ferretdb-build.XXXXXX")
+trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
+cp -R "$module" "$work/ferretdb"
+chmod -R u+w "$work/ferretdb"
+cp _overlay/sqlite/*.go "$work/ferretdb/internal/backends/sqlite/"
+cp go.mod "$work/go.mod"
+cp go.sum "$work/go.sum"
+echo "replace github.com/FerretDB/FerretDB => $work/ferretdb" >>"$work/go.mod"
+"$GO" build -trimpath -modfile "$work/go.mod" "$@" -o "$out" .

@@ -1,0 +1,100 @@
+"""Equality and `$in` filters return exactly what MongoDB's rules say. The local stack's
+FerretDB build answers them from indexes (infra/ferretdb/_overlay/sqlite/pushdown.go):
+these tests catch a pushed-down condition that drops a document it should return —
+arrays holding the value, strings SQLite might render differently, `_id` mixed with other
+conditions, ObjectIds — or one that returns too much."""
+
+import asyncio
+import uuid
+
+import pytest
+from bson import ObjectId
+from pymongo import ASCENDING, AsyncMongoClient
+
+ODD_NAMES = ["plain.gpx", "tracks/2024 é ü 漢字.gpx", 'quote"d.gpx', "back\\slash.gpx", "<tag>&amp;.gpx",
+             "line\nbreak.gpx", "tab\t.gpx", "emoji 🗺.gpx", "\u2028sep.gpx", ""]
+
+
+def reference_match(doc: dict, filter_: dict) -> bool:
+    """MongoDB's meaning of {field: value} / {field: {$in: [...]}} on top-level fields:
+    equal, or an array holding an equal element."""
+    for field, condition in filter_.items():
+        wanted = condition["$in"] if isinstance(condition, dict) else [condition]
+        value = doc.get(field, _MISSING)
+        candidates = value if isinstance(value, list) else [value]
+        if not any(type(c) is type(w) and c == w for c in candidates for w in wanted):
+            return False
+    return True
+
+
+_MISSING = object()
+
+
+@pytest.fixture
+async def docs(stack):
+    client = AsyncMongoClient(stack.mongo_url)
+    collection = client[f"{stack.db_prefix}query_test"][f"c{uuid.uuid4().hex[:8]}"]
+    await collection.create_index([("user_id", ASCENDING), ("type", ASCENDING), ("name", ASCENDING)])
+    docs = []
+    for i, name in enumerate(ODD_NAMES):
+        for user in ("u1", "u2"):
+            docs.append({"_id": f"{user}-{i}", "user_id": user, "type": "GPX" if i % 2 else "FAV", "name": name})
+    docs += [
+        {"_id": ObjectId(), "user_id": "u1", "type": "GPX", "name": "plain.gpx"},
+        {"_id": "array-user", "user_id": ["u1", "u3"], "type": "GPX", "name": "plain.gpx"},
+        {"_id": "array-name", "user_id": "u2", "type": "FAV", "name": ["x", "plain.gpx"]},
+        {"_id": "number-user", "user_id": 1, "type": "GPX", "name": "plain.gpx"},
+        {"_id": "no-user", "type": "GPX", "name": "plain.gpx"},
+        {"_id": "nested", "user_id": {"id": "u1"}, "type": "GPX", "name": "plain.gpx"},
+    ]
+    await collection.insert_many(docs)
+    await asyncio.sleep(1.5)  # the FerretDB build adds its extra indexes within a second
+    yield collection, docs
+    await collection.drop()
+    await client.close()
+
+
+FILTERS = [
+    {"user_id": "u1"},
+    {"user_id": "u3"},
+    {"user_id": {"$in": ["u2", "u3"]}},
+    {"user_id": "u1", "type": "GPX", "name": "plain.gpx"},
+    {"user_id": "u2", "type": "FAV", "name": {"$in": ["plain.gpx", "x"]}},
+    {"user_id": "u1", "name": {"$in": ODD_NAMES}},
+    *({"name": name} for name in ODD_NAMES),
+    {"user_id": {"$in": []}},
+    {"_id": "u1-3"},
+    {"_id": {"$in": ["u1-1", "u2-2", "missing", "array-user"]}},
+    {"_id": "u1-1", "user_id": "u2"},
+    {"_id": {"$in": ["u1-1", "u2-1"]}, "user_id": "u2"},
+]
+
+
+@pytest.mark.parametrize("filter_", FILTERS, ids=[repr(f)[:60] for f in FILTERS])
+async def test_find_returns_exactly_the_matching_documents(docs, filter_):
+    collection, all_docs = docs
+    expected = sorted(str(d["_id"]) for d in all_docs if reference_match(d, filter_))
+    found = sorted([str(d["_id"]) async for d in collection.find(filter_)])
+    assert found == expected
+    assert await collection.count_documents(filter_) == len(expected)
+
+
+async def test_find_by_object_ids(docs):
+    collection, all_docs = docs
+    oid = next(d["_id"] for d in all_docs if isinstance(d["_id"], ObjectId))
+    assert [d["_id"] async for d in collection.find({"_id": oid})] == [oid]
+    assert [d["_id"] async for d in collection.find({"_id": {"$in": [oid, ObjectId()]}})] == [oid]
+    assert [d["_id"] async for d in collection.find({"_id": str(oid)})] == []
+
+
+async def test_delete_and_update_by_pushed_down_filters_touch_exactly_the_matches(docs):
+    collection, all_docs = docs
+    doomed = ["u1-0", "u1-4", "array-user", "nope"]
+    assert (await collection.delete_many({"_id": {"$in": doomed}})).deleted_count == 3
+    left = {str(d["_id"]) async for d in collection.find({})}
+    assert left == {str(d["_id"]) for d in all_docs} - set(doomed)
+
+    filter_ = {"user_id": "u2", "name": {"$in": ["plain.gpx", 'quote"d.gpx']}}
+    expected = {str(d["_id"]) for d in all_docs if reference_match(d, filter_)}
+    assert (await collection.update_many(filter_, {"$set": {"touched": True}})).modified_count == len(expected)
+    assert {str(d["_id"]) async for d in collection.find({"touched": True})} == expected
