@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import io
 import json
+import os
 import socket
 import statistics
 import sys
@@ -130,7 +131,43 @@ async def lag_breakdown(endpoints, answered: dict[str, float], listed_at: dict[s
             print(f"  {label}: p50 {statistics.median(values):.1f} ms, p99 {pct(values, 99):.1f} ms")
 
 
-async def purge_throughput(endpoints, items: int, timeout: float) -> None:
+def cpu_seconds(state_dir: Path) -> dict[str, float]:
+    """CPU seconds (user + system) each stack process and its children have used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(stat.parent.name)] = (int(fields[2]), (int(fields[11]) + int(fields[12])) / ticks)  # group, cpu
+    used = {}
+    for pid_file in (state_dir / "run").glob("*.pid"):
+        try:
+            pid = json.loads(pid_file.read_text())["pid"]
+        except (OSError, ValueError, KeyError):
+            continue
+        # each stack process leads a process group of its own (nginx's workers, Kafka's JVM)
+        used[pid_file.stem] = sum(cpu for p, (group, cpu) in stats.items() if p == pid or group == pid)
+    return used
+
+
+def print_cpu(before: dict[str, float], after: dict[str, float], items: int) -> None:
+    """Where the purge's CPU went: per process, per item, and the ceiling it sets here."""
+    spent = {name: after[name] - before.get(name, 0) for name in after}
+    total = sum(spent.values())
+    if not total:
+        print("  CPU during the purge: not measured (no process records in the state directory)")
+        return
+    parts = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in sorted(spent.items(), key=lambda kv: -kv[1])
+                      if seconds >= 0.05)
+    per_item_ms = total / items * 1000
+    cores = os.cpu_count() or 1
+    print(f"  CPU during the purge: {total:.1f} s ({parts}) = {per_item_ms:.2f} ms per item; "
+          f"{cores} cores: at most {cores * 1000 / per_item_ms:.0f} items/s at this cost per item")
+
+
+async def purge_throughput(endpoints, items: int, timeout: float, state_dir: Path) -> None:
     mongo = AsyncMongoClient(endpoints.mongo_url, tz_aware=True)
     trash_db, files_db = mongo[f"{endpoints.db_prefix}trash"], mongo[f"{endpoints.db_prefix}files"]
     s3 = Minio(endpoints.s3_endpoint, access_key=endpoints.s3_access_key, secret_key=endpoints.s3_secret_key,
@@ -178,6 +215,7 @@ async def purge_throughput(endpoints, items: int, timeout: float) -> None:
 
     trash_before = await metric("trash", 'trash_items_purged_total{reason="expired"}')
     files_before = await metric("files", "events_handled_total")
+    cpu_before = cpu_seconds(state_dir)
     await set_shared_offset(mongo, timedelta(days=31))
     started = time.perf_counter()
     trash_done_at = None
@@ -199,6 +237,7 @@ async def purge_throughput(endpoints, items: int, timeout: float) -> None:
                 print(f"gave up after {timeout:.0f} s")
                 break
         elapsed = time.perf_counter() - started
+        cpu_after = cpu_seconds(state_dir)
         # once at the end, exactly: what is left of the seeded data
         left_items = await trash_db["items"].count_documents({"user_id": {"$in": users}})
         left_versions = await files_db["versions"].count_documents({"user_id": {"$in": users}})
@@ -212,6 +251,7 @@ async def purge_throughput(endpoints, items: int, timeout: float) -> None:
               f"{left_items} items, {left_versions} versions, {left_heads} heads, {left_blobs} blobs "
               f"(target 100,000 in < 60 s = 1,667 items/s: ratio {done / elapsed / 1667:.2f}x, "
               f"{'met' if done == items and elapsed < 60 * items / 100_000 else 'MISSED'})")
+        print_cpu(cpu_before, cpu_after, items)
     finally:
         await set_shared_offset(mongo, timedelta(0))
         await mongo.close()
@@ -225,17 +265,18 @@ async def main() -> None:
     parser.add_argument("--base-port", type=int, default=0, help="default: a free block from 36080 on")
     args = parser.parse_args()
     base = args.base_port or free_base_port()
-    stack = Stack(StackConfig(state_dir=REPO / ".state" / "bench-trash", base_port=base, test_clock=True),
+    state_dir = REPO / ".state" / "bench-trash"
+    stack = Stack(StackConfig(state_dir=state_dir, base_port=base, test_clock=True),
                   log=lambda m: print(f"[stack] {m}", file=sys.stderr))
     from osmcloud_localstack.stack import wipe_state_dir
-    wipe_state_dir(REPO / ".state" / "bench-trash")
+    wipe_state_dir(state_dir)
     endpoints = stack.up()
     try:
         print(f"local stack on base port {base} (Kafka, FerretDB 1.24/SQLite, versitygw, 4 services, nginx)")
         if args.deletes:
             await event_lag(endpoints, args.deletes)
         if args.items:
-            await purge_throughput(endpoints, args.items, args.timeout)
+            await purge_throughput(endpoints, args.items, args.timeout, state_dir)
     finally:
         stack.down()
 

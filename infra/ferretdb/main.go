@@ -123,10 +123,11 @@ func indexIDPaths(ctx context.Context, dir string) {
 
 // indexDatabase adds the missing indexes of one database (a read when none is missing):
 //   - per table, the _id path index (see indexIDPaths);
-//   - per top-level field of an index FerretDB made, an index on json_type of that field:
-//     our SQLite backend patch (_overlay/sqlite/pushdown.go) answers {f: "s"} from f's index
-//     plus "documents holding an array in f" (those may match too), which this index makes
-//     a lookup instead of a scan.
+//   - per top-level field of an index FerretDB made, an index of the documents holding an
+//     array in that field: our SQLite backend patch (_overlay/sqlite/pushdown.go) answers
+//     {f: "s"} from f's index plus those documents (they may match too), which this index
+//     makes a lookup instead of a scan. It is partial (only arrays are entered), so writes
+//     of documents without arrays there pay no index update for it.
 func indexDatabase(ctx context.Context, file string) error {
 	db, err := sql.Open("sqlite", "file:"+file+"?_pragma=busy_timeout(10000)")
 	if err != nil {
@@ -156,8 +157,9 @@ func indexDatabase(ctx context.Context, file string) error {
 		}
 		existing[name] = true
 		for _, m := range indexedField.FindAllStringSubmatch(stmt, -1) {
-			wanted[table+"__arr_"+m[1]] = fmt.Sprintf(
-				`CREATE INDEX IF NOT EXISTS "%s__arr_%s" ON "%s" (json_type(_ferretdb_sjson->"%s"))`, table, m[1], table, m[1])
+			array := fmt.Sprintf(`json_type(_ferretdb_sjson->"%s")`, m[1])
+			wanted[table+"__arrays_"+m[1]] = fmt.Sprintf(`CREATE INDEX IF NOT EXISTS "%s__arrays_%s" ON "%s" (%s) WHERE %s = 'array'`,
+				table, m[1], table, array, array)
 		}
 	}
 	rows.Close()

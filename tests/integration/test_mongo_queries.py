@@ -1,4 +1,4 @@
-"""Equality and `$in` filters return exactly what MongoDB's rules say. The local stack's
+"""Equality and `$in` filters (strings, booleans, ids) return exactly what MongoDB's rules say. The local stack's
 FerretDB build answers them from indexes (infra/ferretdb/_overlay/sqlite/pushdown.go):
 these tests catch a pushed-down condition that drops a document it should return —
 arrays holding the value, strings SQLite might render differently, `_id` mixed with other
@@ -35,10 +35,13 @@ async def docs(stack):
     client = AsyncMongoClient(stack.mongo_url)
     collection = client[f"{stack.db_prefix}query_test"][f"c{uuid.uuid4().hex[:8]}"]
     await collection.create_index([("user_id", ASCENDING), ("type", ASCENDING), ("name", ASCENDING)])
+    await collection.create_index("flag")
     docs = []
     for i, name in enumerate(ODD_NAMES):
         for user in ("u1", "u2"):
             docs.append({"_id": f"{user}-{i}", "user_id": user, "type": "GPX" if i % 2 else "FAV", "name": name})
+    for i, flag in enumerate([True, False, [True], [False, 1], 1, 0, "true"]):
+        docs.append({"_id": f"flag-{i}", "user_id": "u4", "flag": flag})
     docs += [
         {"_id": ObjectId(), "user_id": "u1", "type": "GPX", "name": "plain.gpx"},
         {"_id": "array-user", "user_id": ["u1", "u3"], "type": "GPX", "name": "plain.gpx"},
@@ -63,6 +66,10 @@ FILTERS = [
     {"user_id": "u1", "name": {"$in": ODD_NAMES}},
     *({"name": name} for name in ODD_NAMES),
     {"user_id": {"$in": []}},
+    {"flag": True},
+    {"flag": False},
+    {"flag": {"$in": [True, "true"]}},
+    {"user_id": "u4", "flag": False},
     {"_id": "u1-3"},
     {"_id": {"$in": ["u1-1", "u2-2", "missing", "array-user"]}},
     {"_id": "u1-1", "user_id": "u2"},

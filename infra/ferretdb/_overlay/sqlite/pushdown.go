@@ -38,11 +38,13 @@ func arrayTypeColumn(field string) string {
 //
 //   - {_id: x} and {_id: {$in: [x, ...]}} (strings or ObjectIDs) become _id = ? / _id IN (...)
 //     on the _id index; _id is never an array, so nothing else is needed;
-//   - otherwise {f: "s"} and {f: {$in: ["s", ...]}} on top-level fields become
+//   - otherwise {f: "s"} and {f: {$in: ["s", ...]}} on top-level fields (strings or booleans) become
 //     f = ? / f IN (...). A document whose f is an array also matches {f: "s"} in MongoDB
 //     when the array holds "s", so the clause adds every document holding an array in any
 //     of those fields: (f = ? AND g IN (...)) OR json_type(f) = 'array' OR json_type(g) = 'array'.
-//     With an index on each expression SQLite answers that as a union of index lookups.
+//     With an index on each expression (osmcloud-ferretdb adds those for the arrays, see
+//     main.go) SQLite answers that as a union of index lookups. Without one it still filters
+//     in SQL, which costs far less than decoding every document for the handler.
 //
 // Strings whose JSON form has an escape are left to the handler: the comparison is on the
 // JSON text SQLite renders, which must be the same text sjson writes.
@@ -125,11 +127,16 @@ func pushableValues(v any, isID bool) ([]any, bool) {
 	return []any{text}, true
 }
 
-// pushableText is a value's JSON text as sjson writes it, for strings (and ObjectIDs as
-// _id, as upstream) without escapes.
+// pushableText is a value's JSON text as sjson writes it, for strings without escapes,
+// booleans, and ObjectIDs as _id (as upstream). Not numbers: int32, int64 and double
+// values that MongoDB finds equal can have different JSON texts.
 func pushableText(v any, isID bool) (string, bool) {
 	switch v.(type) {
 	case string:
+	case bool:
+		if isID {
+			return "", false
+		}
 	case types.ObjectID:
 		if !isID {
 			return "", false

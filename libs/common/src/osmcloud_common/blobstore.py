@@ -180,15 +180,18 @@ class BlobStore:
         the two objects share nothing afterwards."""
         await self._run(self._client.copy_object, self.bucket, target_key, CopySource(self.bucket, source_key))
 
-    async def delete_many(self, keys: list[str], batch: int = 1000) -> int:
-        """Batched deletes (S3 DeleteObjects, up to 1000 keys a request); idempotent.
+    async def delete_many(self, keys: list[str], batch: int = 250, parallel: int = 4) -> int:
+        """Batched deletes (S3 DeleteObjects, `batch` keys a request, `parallel` requests at
+        a time: a server deletes one request's keys one after another); idempotent.
         Returns how many keys were asked for; raises if the server reports a failure."""
         def _remove(chunk: list[str]) -> list[str]:
             errors = self._client.remove_objects(self.bucket, (DeleteObject(k) for k in chunk))
             return [f"{e.name}: {e.code}" for e in errors if e.code not in ("NoSuchKey", "NoSuchObject", "NotFound")]
         failed: list[str] = []
-        for start in range(0, len(keys), batch):
-            failed += await self._run(_remove, keys[start:start + batch])
+        chunks = [keys[start:start + batch] for start in range(0, len(keys), batch)]
+        for wave in range(0, len(chunks), parallel):
+            for errors in await asyncio.gather(*(self._run(_remove, c) for c in chunks[wave:wave + parallel])):
+                failed += errors
         if failed:
             raise RuntimeError(f"S3 refused to delete {len(failed)} object(s): {failed[:5]}")
         return len(keys)

@@ -2,6 +2,7 @@
 
 import logging
 import sys
+import time
 
 import structlog
 
@@ -32,3 +33,17 @@ def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
 
 def current_request_id() -> str | None:
     return structlog.contextvars.get_contextvars().get("request_id")
+
+
+class StepTimer:
+    """Seconds per step of a long operation, for its log line (which step a slow server
+    makes slow)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def step(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(self.seconds.get(name, 0) + now - self._last, 3)
+        self._last = now

@@ -78,7 +78,18 @@ class OutboxRelay:
     async def run(self) -> None:
         """Two loops: named documents are flushed as soon as they are written; the scan for
         leftovers runs beside it, so a slow scan never delays a fresh event."""
+        await self._index_pending()
         await asyncio.gather(self._run_hinted(), self._run_scans())
+
+    async def _index_pending(self) -> None:
+        """The scan asks for documents flagged pending: a sparse index on the flag makes that
+        a lookup of the few pending ones, not a read of every document (FerretDB ignores
+        `sparse` and indexes all, which answers the same question)."""
+        for collection in self._collections:
+            try:
+                await collection.create_index(PENDING_FIELD, sparse=True)
+            except Exception as exc:  # Mongo away: the scans work without it, only slower
+                log.warning("could not index the outbox flag", collection=collection.name, error=repr(exc))
 
     async def _run_hinted(self) -> None:
         while True:

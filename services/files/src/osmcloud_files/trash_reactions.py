@@ -5,13 +5,12 @@ Idempotent: a redelivered event finds nothing left to remove and emits nothing."
 
 import asyncio
 import hashlib
-import time
 from datetime import timedelta
 from typing import Any
 
 from osmcloud_common.blobstore import BlobStore
 from osmcloud_common.events import Event, FileVersionsPruned, TrashItemPurged
-from osmcloud_common.logging import get_logger
+from osmcloud_common.logging import StepTimer, get_logger
 from osmcloud_common.mongo import delete_by_ids, id_chunks, insert_new
 from osmcloud_common.outbox import new_document_with_events
 from osmcloud_common.runtime import Runtime
@@ -53,19 +52,6 @@ def pruned_payloads(victims: list[dict[str, Any]], chunk: int = 500) -> list[Fil
             for part in (versions[i:i + chunk] for i in range(0, len(versions), chunk))]
 
 
-class StepTimer:
-    """Seconds per step, for the log line (which step a slow server makes slow)."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._last = time.perf_counter()
-
-    def step(self, name: str) -> None:
-        now = time.perf_counter()
-        self.seconds[name] = round(now - self._last, 3)
-        self._last = now
-
-
 HISTORY_FIELDS = {"_id": 1, "user_id": 1, "type": 1, "name": 1, "updated_ms": 1, "blob_key": 1, "size": 1}
 
 
@@ -77,7 +63,7 @@ class TrashReactions:
         """A batch of trash-item-purged: the versions of every purged file up to its marker,
         their blobs, and heads that still are the marker — with a few bulk operations for the
         whole batch rather than several queries per file. Order, for crashes: the events
-        first, then blobs, heads, versions, markers last (while a marker exists, a
+        first, then blobs and heads, versions, markers last (while a marker exists, a
         redelivered event finds the rest again)."""
         timer = StepTimer()
         wanted = []
@@ -92,11 +78,12 @@ class TrashReactions:
             by_user.setdefault(user_id, []).extend(victims)
         await self._record_pruned(by_user)
         timer.step("events")
-        await self.blobs.delete_many([v["blob_key"] for vs in plan.values() for v in vs if v.get("blob_key")])
-        timer.step("blobs")
-        await self.store.heads.delete_each([{"_id": f"{u}/{t}/{n}", "head.version_id": marker}
-                                            for u, t, n, marker in wanted])
-        timer.step("heads")
+        # blobs (the S3 server) and heads (the database) at once: both go before the versions
+        await asyncio.gather(
+            self.blobs.delete_many([v["blob_key"] for vs in plan.values() for v in vs if v.get("blob_key")]),
+            self.store.heads.delete_each([{"_id": f"{u}/{t}/{n}", "head.version_id": marker}
+                                          for u, t, n, marker in wanted]))
+        timer.step("blobs and heads")
         markers = {marker for *_, marker in wanted}
         victims = [v["_id"] for vs in plan.values() for v in vs]
         await delete_by_ids(self.store.versions, [v for v in victims if v not in markers])

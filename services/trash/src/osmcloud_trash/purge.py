@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from osmcloud_common.logging import get_logger
+from osmcloud_common.logging import StepTimer, get_logger
 from osmcloud_common.runtime import Runtime
 
 from .domain import PurgeReason, batch_payloads, chunks, emptied_payload, purge_claim, purge_lag_seconds
@@ -57,13 +57,16 @@ class Purger:
         whatever the number of users in it."""
         purged: list[str] = []
         for chunk in chunks(items, self.settings.purge_batch_size):
+            timer = StepTimer()
             batch_of = {user_id: uuid.uuid4().hex for user_id in sorted({i["user_id"] for i in chunk})}
             claims = [purge_claim(i, batch_id=batch_of[i["user_id"]], reason=reason, claimed_by=self.replica,
                                   claimed_at=wall_now()) for i in chunk]
             won = await self.store.claim_many(claims)
+            timer.step("claim")
             won = await self._still_in_trash(won)
+            timer.step("check")
             if won:
-                await self.complete(won)
+                await self.complete(won, timer)
                 purged += [c["_id"] for c in won]
         return purged
 
@@ -74,7 +77,7 @@ class Purger:
         await self.store.release_many([c["_id"] for c in claims if c["_id"] not in present])
         return [c for c in claims if c["_id"] in present]
 
-    async def complete(self, claims: list[dict]) -> None:
+    async def complete(self, claims: list[dict], timer: StepTimer | None = None) -> None:
         """Steps 2 and 3 for claims of one or more batches; idempotent, so a takeover may
         repeat them (a batch document that exists already keeps the events it has)."""
         by_batch: dict[str, list[dict]] = defaultdict(list)
@@ -84,12 +87,16 @@ class Purger:
         batches = [(batch_id, own[0]["user_id"], sorted(c["_id"] for c in own),
                     [self.rt.event(p, own[0]["user_id"]) for p in batch_payloads(own)])
                    for batch_id, own in sorted(by_batch.items())]
+        timer = timer or StepTimer()
         written = await self.store.write_batches(batches, now, written_at)
         for batch_id, *_ in batches:
             self.rt.events_written(self.store.batches, batch_id)
+        timer.step("events")
         ids = sorted(c["_id"] for c in claims)
         await self.store.remove_items(ids)
+        timer.step("items")
         await self.store.release_many(ids)
+        timer.step("release")
         for batch_id, own in by_batch.items():
             if batch_id in written:
                 for claim in own:
@@ -98,7 +105,7 @@ class Purger:
                     if claim["reason"] == "expired" and self.lag is not None:
                         self.lag.observe(purge_lag_seconds(claim, now))
         log.info("trash items purged", batches=len(batches), count=len(ids), reason=claims[0]["reason"],
-                 took_over=len(written) < len(batches))
+                 took_over=len(written) < len(batches), seconds=timer.seconds)
 
     async def empty(self, user_id: str) -> dict:
         items = await self.store.of_user(user_id)
