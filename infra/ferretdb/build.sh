@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds osmcloud-ferretdb into $1: our program (main.go, serialize.go) embedding FerretDB
-# 1.24.2 whose SQLite backend is patched by _overlay/sqlite (more filters answered from
-# indexes, see _overlay/sqlite/pushdown.go). The module cache stays as the Go proxy
+# 1.24.2 patched by _overlay, which mirrors the module's layout: more filters answered from
+# indexes (internal/backends/sqlite/pushdown.go), deletes by _id without reading the
+# documents (internal/handler/msg_delete.go). The module cache stays as the Go proxy
 # delivered it: the build compiles a copy of the module with our files laid over it.
 # Extra arguments go to `go build` (environment such as CGO_ENABLED=0 passes through).
 #   infra/ferretdb/build.sh OUT [go build flags...]
@@ -20,7 +21,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/osmcloud-ferretdb-build.XXXXXX")
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 cp -R "$module" "$work/ferretdb"
 chmod -R u+w "$work/ferretdb"
-cp _overlay/sqlite/*.go "$work/ferretdb/internal/backends/sqlite/"
+cp -R _overlay/. "$work/ferretdb/"   # _overlay mirrors the module's layout
 cp go.mod "$work/go.mod"
 cp go.sum "$work/go.sum"
 echo "replace github.com/FerretDB/FerretDB => $work/ferretdb" >>"$work/go.mod"

@@ -124,7 +124,7 @@ func indexIDPaths(ctx context.Context, dir string) {
 // indexDatabase adds the missing indexes of one database (a read when none is missing):
 //   - per table, the _id path index (see indexIDPaths);
 //   - per top-level field of an index FerretDB made, an index of the documents holding an
-//     array in that field: our SQLite backend patch (_overlay/sqlite/pushdown.go) answers
+//     array in that field: our SQLite backend patch (_overlay/internal/backends/sqlite/pushdown.go) answers
 //     {f: "s"} from f's index plus those documents (they may match too), which this index
 //     makes a lookup instead of a scan. It is partial (only arrays are entered), so writes
 //     of documents without arrays there pay no index update for it.

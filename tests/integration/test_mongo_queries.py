@@ -1,8 +1,9 @@
 """Equality and `$in` filters (strings, booleans, ids) return exactly what MongoDB's rules say. The local stack's
-FerretDB build answers them from indexes (infra/ferretdb/_overlay/sqlite/pushdown.go):
+FerretDB build answers them from indexes (infra/ferretdb/_overlay/internal/backends/sqlite/pushdown.go):
 these tests catch a pushed-down condition that drops a document it should return —
 arrays holding the value, strings SQLite might render differently, `_id` mixed with other
-conditions, ObjectIds — or one that returns too much."""
+conditions, ObjectIds — or one that returns too much; and deletes by _id (which that
+build carries out without reading the documents) delete exactly the documents named."""
 
 import asyncio
 import uuid
@@ -98,8 +99,13 @@ async def test_delete_and_update_by_pushed_down_filters_touch_exactly_the_matche
     collection, all_docs = docs
     doomed = ["u1-0", "u1-4", "array-user", "nope"]
     assert (await collection.delete_many({"_id": {"$in": doomed}})).deleted_count == 3
+    oid = next(d["_id"] for d in all_docs if isinstance(d["_id"], ObjectId))
+    assert (await collection.delete_one({"_id": "nope"})).deleted_count == 0
+    assert (await collection.delete_one({"_id": "u2-5"})).deleted_count == 1
+    assert (await collection.delete_many({"_id": oid})).deleted_count == 1
+    assert (await collection.delete_many({"_id": {"$in": [str(oid), "u2-6", "u2-6"]}})).deleted_count == 1
     left = {str(d["_id"]) async for d in collection.find({})}
-    assert left == {str(d["_id"]) for d in all_docs} - set(doomed)
+    assert left == {str(d["_id"]) for d in all_docs} - set(doomed) - {"u2-5", str(oid), "u2-6"}
 
     filter_ = {"user_id": "u2", "name": {"$in": ["plain.gpx", 'quote"d.gpx']}}
     expected = {str(d["_id"]) for d in all_docs if reference_match(d, filter_)}

@@ -59,11 +59,10 @@ def kafka_log4j_config(repo: Path) -> Path:
 
 def ferretdb_sources(repo: Path) -> list[Path]:
     """What the FerretDB program is built from, in the order bootstrap.sh hashes it:
-    go.mod, go.sum, the *.go files sorted, build.sh, the SQLite backend overlay sorted."""
+    go.mod, go.sum, the *.go files sorted, build.sh, the overlay's *.go files sorted by path."""
     src = repo / "infra" / "ferretdb"
-    by_name = {"key": lambda p: p.name}
-    return [src / "go.mod", src / "go.sum", *sorted(src.glob("*.go"), **by_name), src / "build.sh",
-            *sorted((src / "_overlay" / "sqlite").glob("*.go"), **by_name)]
+    return [src / "go.mod", src / "go.sum", *sorted(src.glob("*.go"), key=lambda p: p.name), src / "build.sh",
+            *sorted(src.glob("_overlay/**/*.go"), key=lambda p: p.relative_to(src).as_posix().encode())]
 
 
 def ferretdb_binary(repo: Path) -> Path:

@@ -1,7 +1,7 @@
 // Copyright 2026 the osmcloud authors. Licensed under the Apache License, Version 2.0.
 //
 // osmcloud addition to FerretDB v1.24.2's SQLite backend, laid into
-// internal/backends/sqlite by ../../build.sh.
+// internal/backends/sqlite by ../../../../build.sh.
 
 package sqlite
 

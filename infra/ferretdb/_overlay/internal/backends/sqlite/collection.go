@@ -1,7 +1,7 @@
 // Copyright 2021 FerretDB Inc.
 //
 // osmcloud: FerretDB v1.24.2's internal/backends/sqlite/collection.go with one change,
-// marked "osmcloud" in Query; laid over the original by ../../build.sh.
+// marked "osmcloud" in Query; laid over the original by ../../../../build.sh.
 //
 // Licensed under the Apache License, Version 2.0 (the "License");
 // you may not use this file except in compliance with the License.
