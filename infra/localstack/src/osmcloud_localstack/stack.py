@@ -11,7 +11,8 @@ Layout of the state directory (everything the stack writes):
     stack.json        how the stack was started (ports, secret, external endpoints)
     run/<name>.pid    one PID file per process        logs/<name>.log   its output
     kafka/            server.properties, cluster id, data    ferretdb/   SQLite files
-    s3data/  s3meta-sidecar/   versitygw data and metadata   mail/       the SMTP sink's mails
+    s3data/           versitygw's objects, their metadata in xattrs  mail/       the SMTP sink's mails
+    s3meta-sidecar/   versitygw's metadata where the filesystem has no user xattrs
     nginx/            nginx.conf, the rendered template, temp files
 
 Nothing is installed here: ``bash infra/bootstrap.sh`` must have run.
@@ -38,6 +39,33 @@ from .ports import HOST, PROCESS_PORTS, PortLayout, find_conflicts
 from .procs import PidRecord, ProcessManager, group_members, proc_state, tail
 
 SERVICES = ("auth", "files", "trash", "billing")
+
+
+def supports_user_xattrs(directory: Path) -> bool:
+    """Whether files in `directory` can carry user extended attributes (ext4, xfs, btrfs
+    and tmpfs can; some overlay and network filesystems cannot)."""
+    probe = directory / f".xattr-probe-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.touch()
+        os.setxattr(probe, "user.osmcloud.probe", b"1")
+        return os.getxattr(probe, "user.osmcloud.probe") == b"1"
+    except OSError:
+        return False
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def versitygw_metadata_args(data: Path, sidecar: Path) -> list[str]:
+    """Where versitygw keeps object metadata (ETag, content type, ...): in the objects'
+    extended attributes where the filesystem has them, else in a sidecar tree of one
+    directory and a few files per object. Deleting an object then costs one unlink instead
+    of removing that directory and scanning its parents (two thirds of versitygw's CPU in
+    the purge benchmark). A state directory that already has a sidecar tree keeps it: the
+    metadata of its objects lives there."""
+    if (sidecar.is_dir() and any(sidecar.iterdir())) or not supports_user_xattrs(data):
+        sidecar.mkdir(parents=True, exist_ok=True)
+        return ["--sidecar", str(sidecar)]
+    return []
 INFRA = ("kafka", "ferretdb", "versitygw")
 # start order; stop runs in reverse
 ALL_PROCESSES = ("kafka", "ferretdb", "versitygw", "smtp-sink", *SERVICES, "gateway")
@@ -488,7 +516,6 @@ class Stack:
             # neither directory name may be a prefix of the other (versitygw refuses s3 + s3meta)
             data, meta = self.state / "s3data", self.state / "s3meta-sidecar"
             data.mkdir(parents=True, exist_ok=True)
-            meta.mkdir(parents=True, exist_ok=True)
             return _Spec(
                 argv=[
                     str(paths.versitygw_binary()),
@@ -496,7 +523,7 @@ class Stack:
                     "--health", "/healthz",
                     "--keep-alive",
                     "posix",
-                    "--sidecar", str(meta),
+                    *versitygw_metadata_args(data, meta),
                     str(data),
                 ],
                 env={"ROOT_ACCESS_KEY": S3_ACCESS_KEY, "ROOT_SECRET_KEY": S3_SECRET_KEY},
