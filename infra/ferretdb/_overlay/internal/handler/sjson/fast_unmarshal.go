@@ -509,18 +509,9 @@ func (d *fastDecoder) object(i int) ([]member, int, error) {
 
 		members = append(members, member{key: key, start: start, end: end})
 
-		i = d.skipSpace(end)
-		if i >= len(d.data) {
-			return nil, 0, errFast
-		}
-
-		switch d.data[i] {
-		case ',':
-			i = d.skipSpace(i + 1)
-		case '}':
-			return members, i + 1, nil
-		default:
-			return nil, 0, errFast
+		var closed bool
+		if i, closed, err = d.afterValue(end, '}'); err != nil || closed {
+			return members, i, err
 		}
 	}
 }
@@ -546,20 +537,27 @@ func (d *fastDecoder) array(i int) ([][2]int, int, error) {
 
 		spans = append(spans, [2]int{i, end})
 
-		i = d.skipSpace(end)
-		if i >= len(d.data) {
-			return nil, 0, errFast
-		}
-
-		switch d.data[i] {
-		case ',':
-			i = d.skipSpace(i + 1)
-		case ']':
-			return spans, i + 1, nil
-		default:
-			return nil, 0, errFast
+		var closed bool
+		if i, closed, err = d.afterValue(end, ']'); err != nil || closed {
+			return spans, i, err
 		}
 	}
+}
+
+// afterValue reads what follows a member or an element ending at end: a comma (it returns
+// where the next one starts) or the closer (it returns the position after it, closed).
+func (d *fastDecoder) afterValue(end int, closer byte) (int, bool, error) {
+	i := d.skipSpace(end)
+	switch {
+	case i >= len(d.data):
+		return 0, false, errFast
+	case d.data[i] == ',':
+		return d.skipSpace(i + 1), false, nil
+	case d.data[i] == closer:
+		return i + 1, true, nil
+	}
+
+	return 0, false, errFast
 }
 
 // skip returns the position after the value starting at i. It checks only the structure
