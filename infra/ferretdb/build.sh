@@ -3,7 +3,8 @@
 # 1.24.2 patched by _overlay, which mirrors the module's layout: more filters answered from
 # indexes (internal/backends/sqlite/pushdown.go), deletes by _id without reading the
 # documents (internal/handler/msg_delete.go), documents decoded in one pass
-# (internal/handler/sjson/fast_unmarshal.go). The module cache stays as the Go proxy
+# (internal/handler/sjson/fast_unmarshal.go), no per-statement log formatting
+# (internal/util/fsql), no leak tracking (internal/util/resource). The module cache stays as the Go proxy
 # delivered it: the build compiles a copy of the module with our files laid over it.
 # Extra arguments go to `go build` (environment such as CGO_ENABLED=0 passes through).
 # With --test instead of OUT, runs the tests of the packages we overlay instead (ours, such
