@@ -139,6 +139,8 @@ func indexIDPaths(ctx context.Context, dir string) {
 
 // indexDatabase adds the missing indexes of one database (a read when none is missing):
 //   - per table, the _id path index (see indexIDPaths);
+//   - per single-field index FerretDB made, a partial index of the field's integer values
+//     (how sjson stores dates), which answers the date ranges pushdown.go pushes down;
 //   - per top-level field of an index FerretDB made, an index of the documents holding an
 //     array in that field: our SQLite backend patch (_overlay/internal/backends/sqlite/pushdown.go) answers
 //     {f: "s"} from f's index plus those documents (they may match too), which this index
@@ -172,10 +174,19 @@ func indexDatabase(ctx context.Context, file string) error {
 			continue
 		}
 		existing[name] = true
-		for _, m := range indexedField.FindAllStringSubmatch(stmt, -1) {
+		fields := indexedField.FindAllStringSubmatch(stmt, -1)
+		for _, m := range fields {
 			array := fmt.Sprintf(`json_type(_ferretdb_sjson->"%s")`, m[1])
 			wanted[table+"__arrays_"+m[1]] = fmt.Sprintf(`CREATE INDEX IF NOT EXISTS "%s__arrays_%s" ON "%s" (%s) WHERE %s = 'array'`,
 				table, m[1], table, array, array)
+		}
+		if len(fields) == 1 && fields[0][1] != "_id" && strings.Count(stmt, "_ferretdb_sjson->") == 1 {
+			// a single-field index may serve date ranges ({f: {$lte: date}}, pushdown.go's
+			// dateRange): the field's number where it holds an integer (sjson's dates)
+			f := fields[0][1]
+			wanted[table+"__dates_"+f] = fmt.Sprintf(
+				`CREATE INDEX IF NOT EXISTS "%s__dates_%s" ON "%s" (_ferretdb_sjson->>'$.%s') WHERE json_type(_ferretdb_sjson->'$.%s') = 'integer'`,
+				table, f, table, f, f)
 		}
 	}
 	rows.Close()

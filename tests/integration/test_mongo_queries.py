@@ -7,6 +7,7 @@ build carries out without reading the documents) delete exactly the documents na
 
 import asyncio
 import uuid
+from datetime import datetime, timedelta
 
 import pytest
 from bson import ObjectId
@@ -111,3 +112,92 @@ async def test_delete_and_update_by_pushed_down_filters_touch_exactly_the_matche
     expected = {str(d["_id"]) for d in all_docs if reference_match(d, filter_)}
     assert (await collection.update_many(filter_, {"$set": {"touched": True}})).modified_count == len(expected)
     assert {str(d["_id"]) async for d in collection.find({"touched": True})} == expected
+
+
+# ---------------------------------------------------------------- date ranges
+# {f: {$lt|$lte|$gt|$gte: date}} is pushed down too, on the integers sjson stores dates as,
+# from a partial index the FerretDB build adds beside a single-field index: these catch a
+# date it drops (before 1970, before 2001 when the milliseconds have fewer digits, inside
+# an array) or a non-date it returns (numbers, strings, null, missing, documents).
+
+NOW = datetime(2026, 12, 5, 12, 0, 0)
+RANGE_OPS = {"$lt": lambda a, b: a < b, "$lte": lambda a, b: a <= b,
+             "$gt": lambda a, b: a > b, "$gte": lambda a, b: a >= b}
+
+
+def reference_range_match(doc: dict, filter_: dict) -> bool:
+    """MongoDB's meaning of range conditions on dates: a date (or an array holding one)
+    satisfying every operator; values of other types never match a date."""
+    for field, condition in filter_.items():
+        value = doc.get(field, _MISSING)
+        if not isinstance(condition, dict):
+            if value != condition:
+                return False
+            continue
+        candidates = value if isinstance(value, list) else [value]
+        if not any(isinstance(c, datetime) and all(RANGE_OPS[op](c, bound) for op, bound in condition.items())
+                   for c in candidates):
+            return False
+    return True
+
+
+@pytest.fixture
+async def dated(stack):
+    client = AsyncMongoClient(stack.mongo_url)
+    collection = client[f"{stack.db_prefix}query_test"][f"d{uuid.uuid4().hex[:8]}"]
+    await collection.create_index("expires_at")
+    await collection.create_index([("user_id", ASCENDING), ("deleted_at", ASCENDING)])
+    docs = [{"_id": f"later-{i}", "user_id": "u1", "expires_at": NOW + timedelta(days=1 + i % 40),
+             "deleted_at": NOW - timedelta(days=i % 40)} for i in range(400)]
+    docs += [
+        {"_id": "due", "user_id": "u2", "expires_at": NOW - timedelta(seconds=1), "deleted_at": NOW},
+        {"_id": "exactly-now", "user_id": "u2", "expires_at": NOW, "deleted_at": NOW - timedelta(days=30)},
+        {"_id": "year-1999", "user_id": "u2", "expires_at": datetime(1999, 1, 1), "deleted_at": datetime(1998, 12, 1)},
+        {"_id": "year-1960", "user_id": "u3", "expires_at": datetime(1960, 1, 1), "deleted_at": datetime(1959, 1, 1)},
+        {"_id": "epoch", "user_id": "u3", "expires_at": datetime(1970, 1, 1)},
+        {"_id": "array", "user_id": "u3", "expires_at": [NOW + timedelta(days=90), NOW - timedelta(days=5)]},
+        {"_id": "array-later", "user_id": "u3", "expires_at": [NOW + timedelta(days=90)]},
+        {"_id": "number", "user_id": "u2", "expires_at": 5, "deleted_at": 5},
+        {"_id": "big-number", "user_id": "u2", "expires_at": 2**40},
+        {"_id": "double", "user_id": "u2", "expires_at": 1.5},
+        {"_id": "string", "user_id": "u2", "expires_at": "2020-01-01"},
+        {"_id": "null", "user_id": "u2", "expires_at": None},
+        {"_id": "missing", "user_id": "u2"},
+        {"_id": "document", "user_id": "u2", "expires_at": {"at": NOW - timedelta(days=1)}},
+    ]
+    await collection.insert_many(docs)
+    await asyncio.sleep(1.5)  # the FerretDB build adds its extra indexes within a second
+    yield collection, docs
+    await collection.drop()
+    await client.close()
+
+
+RANGE_FILTERS = [
+    {"expires_at": {"$lte": NOW}},
+    {"expires_at": {"$lt": NOW}},
+    {"expires_at": {"$gt": NOW + timedelta(days=30)}},
+    {"expires_at": {"$gte": NOW}},
+    {"expires_at": {"$gte": datetime(1965, 1, 1), "$lt": datetime(2001, 1, 1)}},
+    {"expires_at": {"$lt": datetime(1969, 12, 31)}},
+    {"user_id": "u2", "deleted_at": {"$lte": NOW - timedelta(days=1)}},
+    {"user_id": "u1", "deleted_at": {"$gt": NOW - timedelta(days=3)}},
+]
+
+
+@pytest.mark.parametrize("filter_", RANGE_FILTERS, ids=[repr(f)[:70] for f in RANGE_FILTERS])
+async def test_date_ranges_return_exactly_the_matching_documents(dated, filter_):
+    collection, all_docs = dated
+    expected = sorted(d["_id"] for d in all_docs if reference_range_match(d, filter_))
+    found = sorted([d["_id"] async for d in collection.find(filter_)])
+    assert found == expected
+    with_limit = [d["_id"] async for d in collection.find(filter_).limit(3)]
+    assert len(with_limit) == min(3, len(expected)) and set(with_limit) <= set(expected)
+
+
+async def test_delete_by_date_range_removes_exactly_the_matches(dated):
+    collection, all_docs = dated
+    filter_ = {"expires_at": {"$lte": NOW}}
+    expected = {d["_id"] for d in all_docs if reference_range_match(d, filter_)}
+    assert "year-1999" in expected and "array" in expected and "number" not in expected
+    assert (await collection.delete_many(filter_)).deleted_count == len(expected)
+    assert {d["_id"] async for d in collection.find({})} == {d["_id"] for d in all_docs} - expected

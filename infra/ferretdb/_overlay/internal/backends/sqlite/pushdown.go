@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/FerretDB/FerretDB/internal/backends/sqlite/metadata"
 	"github.com/FerretDB/FerretDB/internal/handler/sjson"
@@ -32,6 +33,21 @@ func arrayTypeColumn(field string) string {
 	return fmt.Sprintf(`json_type(%s)`, fieldColumn(field))
 }
 
+// dateColumn and dateTypeColumn are the expressions of the partial index osmcloud-ferretdb adds
+// beside each single-field index (main.go, indexDatabase): the field's value as an SQL
+// number, for the documents where it is a JSON integer (how sjson stores dates, as
+// milliseconds; also int32/int64 numbers).
+func dateColumn(field string) string {
+	return fmt.Sprintf(`%s->>'$.%s'`, metadata.DefaultColumn, field)
+}
+
+func dateTypeColumn(field string) string {
+	return fmt.Sprintf(`json_type(%s->'$.%s')`, metadata.DefaultColumn, field)
+}
+
+// rangeOperators are the comparisons a date condition may push down, as SQL operators.
+var rangeOperators = map[string]string{"$lt": "<", "$lte": "<=", "$gt": ">", "$gte": ">="}
+
 // pushdownWhere turns what it can of a filter into a WHERE clause that selects a superset
 // of the matching documents (the handler filters every returned document again, so a
 // superset is all Query has to return), using indexes instead of decoding every document:
@@ -39,9 +55,12 @@ func arrayTypeColumn(field string) string {
 //   - {_id: x} and {_id: {$in: [x, ...]}} (strings or ObjectIDs) become _id = ? / _id IN (...)
 //     on the _id index; _id is never an array, so nothing else is needed;
 //   - otherwise {f: "s"} and {f: {$in: ["s", ...]}} on top-level fields (strings or booleans) become
-//     f = ? / f IN (...). A document whose f is an array also matches {f: "s"} in MongoDB
-//     when the array holds "s", so the clause adds every document holding an array in any
-//     of those fields: (f = ? AND g IN (...)) OR json_type(f) = 'array' OR json_type(g) = 'array'.
+//     f = ? / f IN (...), and {f: {$lt|$lte|$gt|$gte: date, ...}} becomes (f is an integer
+//     AND f's number < ? ...): sjson stores a date as an integer of milliseconds, and in
+//     MongoDB a date is compared with dates only, so the integers are a superset. A document
+//     whose f is an array also matches in MongoDB when the array holds a matching element,
+//     so the clause adds every document holding an array in any of those fields:
+//     (f = ? AND g IN (...)) OR json_type(f) = 'array' OR json_type(g) = 'array'.
 //     With an index on each expression (osmcloud-ferretdb adds those for the arrays, see
 //     main.go) SQLite answers that as a union of index lookups. Without one it still filters
 //     in SQL, which costs far less than decoding every document for the handler.
@@ -70,14 +89,17 @@ func pushdownWhere(filter *types.Document) (string, []any) {
 
 		v := must.NotFail(filter.Get(key))
 
-		values, ok := pushableValues(v, false)
-		if !ok {
+		if values, ok := pushableValues(v, false); ok {
+			conditions = append(conditions, inClause(fieldColumn(key), len(values)))
+			args = append(args, values...)
+		} else if condition, values, ok := dateRange(key, v); ok {
+			conditions = append(conditions, condition)
+			args = append(args, values...)
+		} else {
 			continue
 		}
 
-		conditions = append(conditions, inClause(fieldColumn(key), len(values)))
 		arrays = append(arrays, arrayTypeColumn(key)+` = 'array'`)
-		args = append(args, values...)
 	}
 
 	if len(conditions) == 0 {
@@ -159,4 +181,34 @@ func inClause(column string, n int) string {
 	}
 
 	return column + " IN (" + strings.TrimSuffix(strings.Repeat("?, ", n), ", ") + ")"
+}
+
+// dateRange turns {$lt|$lte|$gt|$gte: date, ...} (range operators only, every value a date)
+// into a condition on the field's integer value, answered by the partial index main.go adds
+// beside a single-field index (its WHERE term is repeated here so SQLite can use it).
+func dateRange(field string, v any) (string, []any, bool) {
+	d, ok := v.(*types.Document)
+	if !ok || d.Len() == 0 {
+		return "", nil, false
+	}
+
+	terms := []string{dateTypeColumn(field) + ` = 'integer'`}
+	var args []any
+
+	for _, op := range d.Keys() {
+		sqlOp, known := rangeOperators[op]
+		if !known {
+			return "", nil, false
+		}
+
+		t, isDate := must.NotFail(d.Get(op)).(time.Time)
+		if !isDate {
+			return "", nil, false
+		}
+
+		terms = append(terms, fmt.Sprintf("%s %s ?", dateColumn(field), sqlOp))
+		args = append(args, t.UnixMilli())
+	}
+
+	return "(" + strings.Join(terms, " AND ") + ")", args, true
 }
