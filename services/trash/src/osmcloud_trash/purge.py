@@ -42,6 +42,7 @@ class Purger:
         self.purged: Counter | None = None
         self.lag: Histogram | None = None
         self.in_trash: Gauge | None = None
+        self._counted_at: float | None = None
 
     def bind_metrics(self, registry: CollectorRegistry) -> None:
         self.purged = Counter("trash_items_purged", "trash items purged by this replica", ["reason"],
@@ -144,9 +145,20 @@ class Purger:
             if not purged:
                 break  # what is left is claimed by others (a restore, another replica): next round
         await self.store.forget_relayed_batches(wall_now() - timedelta(seconds=2 * self.settings.claim_lease_seconds))
-        if self.in_trash is not None:
-            self.in_trash.set(await self.store.count())
+        await self._refresh_items_gauge()
         return total
+
+    async def _refresh_items_gauge(self) -> None:
+        """The items-in-trash gauge, at most every ITEMS_GAUGE_SECONDS: MongoDB answers the
+        count from metadata, but FerretDB decodes every item for it (0.4 s of CPU at 100,000
+        items), which once a second would cost more than all the purging."""
+        if self.in_trash is None:
+            return
+        now = asyncio.get_running_loop().time()
+        if self._counted_at is not None and now - self._counted_at < self.settings.items_gauge_seconds:
+            return
+        self.in_trash.set(await self.store.count())
+        self._counted_at = now
 
     async def run(self) -> None:
         while True:

@@ -17,3 +17,5 @@ class TrashSettings(ServiceSettings):
     purge_interval_seconds: float = 1.0
     purge_batch_size: int = 2000
     claim_lease_seconds: float = 120.0
+    # how fresh the items-in-trash gauge is (counting is a scan on FerretDB)
+    items_gauge_seconds: float = 30.0

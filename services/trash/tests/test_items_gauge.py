@@ -1,0 +1,43 @@
+"""The items-in-trash gauge is counted at most every ITEMS_GAUGE_SECONDS (a count reads
+every item on FerretDB)."""
+
+from prometheus_client import CollectorRegistry
+
+from osmcloud_trash.purge import Purger
+from osmcloud_trash.settings import TrashSettings
+
+
+class CountingStore:
+    def __init__(self) -> None:
+        self.counts, self.items = 0, 7
+
+    async def count(self) -> int:
+        self.counts += 1
+        return self.items
+
+
+def purger(seconds: float) -> tuple[Purger, CountingStore]:
+    store = CountingStore()
+    p = Purger(runtime=None, store=store, settings=TrashSettings(items_gauge_seconds=seconds))
+    p.bind_metrics(CollectorRegistry())
+    return p, store
+
+
+def gauge(p: Purger) -> float:
+    return p.in_trash._value.get()
+
+
+async def test_the_gauge_is_counted_once_per_interval():
+    p, store = purger(30)
+    await p._refresh_items_gauge()
+    store.items = 9
+    await p._refresh_items_gauge()
+    assert store.counts == 1 and gauge(p) == 7
+
+
+async def test_the_gauge_is_counted_again_when_the_interval_has_passed():
+    p, store = purger(0)
+    await p._refresh_items_gauge()
+    store.items = 9
+    await p._refresh_items_gauge()
+    assert store.counts == 2 and gauge(p) == 9
