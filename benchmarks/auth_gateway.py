@@ -109,6 +109,7 @@ def start_bench_nginx(stack: Stack, auth_port: int, noauth_port: int, user_id: s
     ports = stack.ports
     values = {"AUTH_UPSTREAM": f"{HOST}:{ports.port('auth')}", "FILES_UPSTREAM": f"{HOST}:{ports.port('files')}",
               "TRASH_UPSTREAM": f"{HOST}:{ports.port('trash')}", "BILLING_UPSTREAM": f"{HOST}:{ports.port('billing')}",
+              "S3_UPSTREAM": stack.endpoints().s3_endpoint,
               "GATEWAY_LISTEN": f"{HOST}:{auth_port}", "GATEWAY_SECRET": stack.gateway_secret}
     rendered = render_template(template_path(REPO).read_text(), values)
     rendered += NOAUTH_SERVER.format(listen=f"{HOST}:{noauth_port}", secret=stack.gateway_secret,

@@ -53,9 +53,31 @@ def _fake_service(name: str, seen: Seen) -> web.Application:
         seen.requests.append({"service": name, "path": request.path_qs, "headers": request.headers.copy(), "size": size})
         return web.json_response({"service": name, "size": size})
 
+    async def blob_redirect(request: web.Request) -> web.Response:
+        """files' answer to a download when the gateway offers to stream blobs itself."""
+        seen.requests.append({"service": name, "path": request.path_qs, "headers": request.headers.copy(), "size": 0})
+        wanted, key = request.match_info["wanted"], request.match_info["key"]
+        return web.Response(headers={"X-Accel-Redirect": f"/_blob/v123/sha256:abc/{wanted}/bucket/users/u1/{key}"
+                                                         f"?X-Amz-Signature=sig&X-Amz-Expires=300",
+                                     "X-Leaked": "files-only"})
+
+    async def s3_object(request: web.Request) -> web.Response:
+        seen.requests.append({"service": name, "path": request.path_qs, "headers": request.headers.copy(), "size": 0})
+        if request.path.endswith("/gone"):
+            return web.Response(status=404, text="<Error><Code>NoSuchKey</Code></Error>", content_type="application/xml")
+        body, headers = b"0123456789", {"ETag": '"md5-of-s3"', "Last-Modified": "Mon, 01 Jan 2024 00:00:00 GMT",
+                                         "x-amz-request-id": "s3-request", "Content-Type": "application/octet-stream"}
+        if request.headers.get("Range") == "bytes=2-5":
+            return web.Response(status=206, body=body[2:6], headers={**headers, "Content-Range": "bytes 2-5/10"})
+        return web.Response(body=body, headers=headers)
+
     app = web.Application(client_max_size=1024**3)
     if name == "auth":
         app.router.add_get("/internal/verify", verify)
+    if name == "files":
+        app.router.add_get("/api/files/REDIRECT/{wanted}/{key}", blob_redirect)
+    if name == "s3":
+        app.router.add_get("/bucket/{key:.*}", s3_object)
     app.router.add_route("*", "/{tail:.*}", echo)
     return app
 
@@ -64,6 +86,7 @@ def _fake_service(name: str, seen: Seen) -> web.Application:
 class Gateway:
     url: str
     seen: Seen
+    s3: str = ""
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +94,7 @@ async def gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gat
     tmp = tmp_path_factory.mktemp("gw")
     seen = Seen()
     runners, upstreams = [], {}
-    for name in ("auth", "files", "trash", "billing"):
+    for name in ("auth", "files", "trash", "billing", "s3"):
         runner = web.AppRunner(_fake_service(name, seen), access_log=None)
         await runner.setup()
         port = _free_port()
@@ -91,7 +114,7 @@ async def gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gat
             if await asyncio.to_thread(http_ok, f"{url}/healthz") is None:
                 break
             await asyncio.sleep(0.05)
-        yield Gateway(url, seen)
+        yield Gateway(url, seen, upstreams["s3"])
     finally:
         pm.stop("gateway")
         for runner in runners:
@@ -194,3 +217,42 @@ async def test_other_paths_are_404(gateway: Gateway, path: str) -> None:
     async with aiohttp.ClientSession() as http, http.get(gateway.url + path) as r:
         assert r.status == 404
         assert (await r.json())["error"]["code"] == "not_found"
+
+
+async def test_a_download_files_redirects_is_streamed_from_s3_with_our_headers(gateway: Gateway) -> None:
+    headers = {"Authorization": f"Bearer {GOOD_TOKEN}", "Range": "bytes=0-", "Cookie": "c=1", "If-None-Match": '"x"'}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{gateway.url}/api/files/REDIRECT/bytes=2-5/v123", headers=headers) as r:
+            assert r.status == 206 and await r.read() == b"2345"
+            assert r.headers["ETag"] == '"v123"' and r.headers["X-Version-Id"] == "v123"
+            assert r.headers["X-Checksum"] == "sha256:abc" and r.headers["Accept-Ranges"] == "bytes"
+            assert r.headers["Content-Range"] == "bytes 2-5/10" and "X-Request-Id" in r.headers
+            assert "x-amz-request-id" not in r.headers and "Last-Modified" not in r.headers
+            assert "X-Leaked" not in r.headers
+    asked_files, asked_s3 = gateway.seen.requests[-2], gateway.seen.requests[-1]
+    assert asked_files["service"] == "files" and asked_files["headers"]["X-Blob-Redirect"] == "on"
+    assert asked_s3["service"] == "s3"
+    assert asked_s3["path"] == "/bucket/users/u1/v123?X-Amz-Signature=sig&X-Amz-Expires=300"
+    sent = asked_s3["headers"]
+    assert sent["Host"] == gateway.s3 and sent["Range"] == "bytes=2-5"  # the range files judged, not the client's
+    for private in ("Authorization", "Cookie", "If-None-Match", "X-Gateway-Secret", "X-User-Id"):
+        assert private not in sent
+
+
+async def test_a_whole_blob_is_asked_without_a_range(gateway: Gateway) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{gateway.url}/api/files/REDIRECT/all/v123", headers={"Authorization": f"Bearer {GOOD_TOKEN}"}) as r:
+            assert r.status == 200 and await r.read() == b"0123456789"
+            assert r.headers["ETag"] == '"v123"'
+    assert "Range" not in gateway.seen.requests[-1]["headers"]
+
+
+async def test_blob_location_is_internal_and_s3_errors_become_ours(gateway: Gateway) -> None:
+    async with aiohttp.ClientSession() as http:
+        before = len(gateway.seen.requests)
+        async with http.get(f"{gateway.url}/_blob/v123/none/all/bucket/users/u1/v123") as r:
+            assert r.status == 404
+        assert len(gateway.seen.requests) == before  # never proxied from outside
+        async with http.get(f"{gateway.url}/api/files/REDIRECT/all/gone", headers={"Authorization": f"Bearer {GOOD_TOKEN}"}) as r:
+            assert r.status == 404 and r.content_type == "application/json"
+            assert (await r.json())["error"]["code"] == "file_not_found"

@@ -14,6 +14,7 @@ VALUES = {
     "FILES_UPSTREAM": "127.0.0.1:2",
     "TRASH_UPSTREAM": "127.0.0.1:3",
     "BILLING_UPSTREAM": "127.0.0.1:4",
+    "S3_UPSTREAM": "127.0.0.1:6",
     "GATEWAY_LISTEN": "127.0.0.1:5",
     "GATEWAY_SECRET": "s3cr3t",
 }
@@ -58,7 +59,8 @@ def test_rendered_config_passes_nginx_t(tmp_path: Path) -> None:
         prefix=tmp_path / "nginx",
         logs=tmp_path / "logs",
         listen="127.0.0.1:1",
-        upstreams={"auth": "127.0.0.1:2", "files": "127.0.0.1:3", "trash": "127.0.0.1:4", "billing": "127.0.0.1:5"},
+        upstreams={"auth": "127.0.0.1:2", "files": "127.0.0.1:3", "trash": "127.0.0.1:4", "billing": "127.0.0.1:5",
+                   "s3": "127.0.0.1:6"},
         gateway_secret="secret",
     )
     nginx = "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else shutil.which("nginx")

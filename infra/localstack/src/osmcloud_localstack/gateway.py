@@ -18,6 +18,7 @@ TEMPLATE_VARIABLES = (
     "FILES_UPSTREAM",
     "TRASH_UPSTREAM",
     "BILLING_UPSTREAM",
+    "S3_UPSTREAM",
     "GATEWAY_LISTEN",
     "GATEWAY_SECRET",
 )
@@ -103,12 +104,13 @@ def write_gateway_config(
 ) -> Path:
     """Render the shared template and our nginx.conf into ``prefix``; returns the nginx.conf path.
 
-    ``upstreams`` maps auth/files/trash/billing to host:port."""
+    ``upstreams`` maps auth/files/trash/billing and s3 (the S3 endpoint files uses) to host:port."""
     values = {
         "AUTH_UPSTREAM": upstreams["auth"],
         "FILES_UPSTREAM": upstreams["files"],
         "TRASH_UPSTREAM": upstreams["trash"],
         "BILLING_UPSTREAM": upstreams["billing"],
+        "S3_UPSTREAM": upstreams["s3"],
         "GATEWAY_LISTEN": listen,
         "GATEWAY_SECRET": gateway_secret,
     }

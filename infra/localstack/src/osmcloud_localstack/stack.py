@@ -561,7 +561,7 @@ class Stack:
                 prefix=prefix,
                 logs=self.state / "logs",
                 listen=f"{HOST}:{p.gateway}",
-                upstreams={s: f"{HOST}:{p.port(s)}" for s in SERVICES},
+                upstreams={**{s: f"{HOST}:{p.port(s)}" for s in SERVICES}, "s3": self.endpoints().s3_endpoint},
                 gateway_secret=self.gateway_secret,
             )
             nginx = paths.nginx_binary()

@@ -13,6 +13,8 @@ import io
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import urlsplit
 
 from minio import Minio
 from minio.datatypes import Part
@@ -44,7 +46,7 @@ class BlobStore:
     def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str, secure: bool = False,
                  threads: int = 16) -> None:
         self._client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure)
-        self.bucket = bucket
+        self.bucket, self.secure = bucket, secure
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3")
 
     async def _run(self, fn, *args, **kwargs):
@@ -154,6 +156,13 @@ class BlobStore:
                     await reading
             response.close()
             response.release_conn()
+
+    async def presigned_get(self, key: str, expires: timedelta = timedelta(minutes=5)) -> str:
+        """Path and query of a presigned GET of the blob: whoever holds it may read that blob
+        (and only that one) from this store's endpoint until it expires; signed for the
+        endpoint's host:port, which the reader must send as Host."""
+        url = urlsplit(await self._run(self._client.presigned_get_object, self.bucket, key, expires=expires))
+        return f"{url.path}?{url.query}"
 
     async def get_bytes(self, key: str) -> bytes:
         return b"".join([chunk async for chunk in self.stream(key)])

@@ -3,6 +3,8 @@ conflict detection, deleting a file or one version, listing, history and usage. 
 calls (storage page, backup switches, prune, delete all, delete a type, changes feed) are in
 account_routes.py."""
 
+from urllib.parse import quote
+
 from aiohttp import web
 
 from osmcloud_common.blobstore import BlobStore
@@ -62,6 +64,16 @@ def _byte_range(header: str, size: int) -> tuple[int, int] | None:
         raise ApiError(f"range {header} is outside the file's {size} bytes", code="range_not_satisfiable",
                        status=416)
     return start, end
+
+
+async def blob_redirect(blobs: BlobStore, version: dict, span: tuple[int, int] | None) -> str:
+    """The internal URI for the gateway's /_blob/ location: what it must add to S3's answer
+    (our ETag, version id and checksum), the byte range to ask for ("all" or bytes=a-b; the
+    Range header was judged here, so the answer is the same as when files streams), then
+    the presigned path and query."""
+    checksum = version.get("checksum") or "none"
+    wanted = f"bytes={span[0]}-{span[1]}" if span else "all"
+    return f"/_blob/{version['_id']}/{quote(checksum, safe=':')}/{wanted}{await blobs.presigned_get(version['blob_key'])}"
 
 
 class FilesRoutes:
@@ -138,6 +150,8 @@ class FilesRoutes:
             raise NotFound(f"no such file or version: {ref.file_type}/{ref.name}", code="file_not_found")
         size = version["size"]
         span = _byte_range(request.headers.get("Range", ""), size)
+        if size and request.method == "GET" and self._gateway_streams_blobs(request):
+            return web.Response(headers={"X-Accel-Redirect": await blob_redirect(self.blobs, version, span)})
         start, end = span if span else (0, size - 1)
         response = web.StreamResponse(status=206 if span else 200, headers={
             "Content-Type": "application/octet-stream", "Accept-Ranges": "bytes",
@@ -152,6 +166,12 @@ class FilesRoutes:
                 await response.write(chunk)
         await response.write_eof()
         return response
+
+    def _gateway_streams_blobs(self, request: web.Request) -> bool:
+        """The gateway can fetch a presigned blob itself (its /_blob/ location speaks plain
+        HTTP to the S3 endpoint files uses)."""
+        return self.settings.blob_redirect and not self.blobs.secure and \
+            request.headers.get("X-Blob-Redirect") == "on"
 
     async def list_files(self, request: web.Request) -> web.Response:
         who = identity(request)

@@ -13,3 +13,7 @@ class FilesSettings(ServiceSettings):
     # the relay is woken for each written document; this poll only finds what an outage or
     # a crash left, and each poll scans the heads (FerretDB cannot use an index for it)
     outbox_poll_seconds: float = 5.0
+    # native downloads (GET /api/files/...) through a gateway that offers it (the header
+    # X-Blob-Redirect: on) are answered with a presigned X-Accel-Redirect: nginx then streams
+    # the bytes from S3 itself, without this process in the byte path (see README)
+    blob_redirect: bool = True
