@@ -6,6 +6,7 @@ conditions, ObjectIds — or one that returns too much; and deletes by _id (whic
 build carries out without reading the documents) delete exactly the documents named."""
 
 import asyncio
+import contextlib
 import uuid
 from datetime import datetime, timedelta
 
@@ -32,12 +33,24 @@ def reference_match(doc: dict, filter_: dict) -> bool:
 _MISSING = object()
 
 
-@pytest.fixture
-async def docs(stack):
+@contextlib.asynccontextmanager
+async def fresh_collection(stack, indexes: list, docs: list[dict]):
+    """A fresh collection with these indexes and documents, dropped afterwards."""
     client = AsyncMongoClient(stack.mongo_url)
     collection = client[f"{stack.db_prefix}query_test"][f"c{uuid.uuid4().hex[:8]}"]
-    await collection.create_index([("user_id", ASCENDING), ("type", ASCENDING), ("name", ASCENDING)])
-    await collection.create_index("flag")
+    for index in indexes:
+        await collection.create_index(index)
+    await collection.insert_many(docs)
+    await asyncio.sleep(1.5)  # the FerretDB build adds its extra indexes within a second
+    try:
+        yield collection
+    finally:
+        await collection.drop()
+        await client.close()
+
+
+@pytest.fixture
+async def docs(stack):
     docs = []
     for i, name in enumerate(ODD_NAMES):
         for user in ("u1", "u2"):
@@ -52,11 +65,9 @@ async def docs(stack):
         {"_id": "no-user", "type": "GPX", "name": "plain.gpx"},
         {"_id": "nested", "user_id": {"id": "u1"}, "type": "GPX", "name": "plain.gpx"},
     ]
-    await collection.insert_many(docs)
-    await asyncio.sleep(1.5)  # the FerretDB build adds its extra indexes within a second
-    yield collection, docs
-    await collection.drop()
-    await client.close()
+    async with fresh_collection(stack, [[("user_id", ASCENDING), ("type", ASCENDING), ("name", ASCENDING)], "flag"],
+                               docs) as collection:
+        yield collection, docs
 
 
 FILTERS = [
@@ -143,10 +154,6 @@ def reference_range_match(doc: dict, filter_: dict) -> bool:
 
 @pytest.fixture
 async def dated(stack):
-    client = AsyncMongoClient(stack.mongo_url)
-    collection = client[f"{stack.db_prefix}query_test"][f"d{uuid.uuid4().hex[:8]}"]
-    await collection.create_index("expires_at")
-    await collection.create_index([("user_id", ASCENDING), ("deleted_at", ASCENDING)])
     docs = [{"_id": f"later-{i}", "user_id": "u1", "expires_at": NOW + timedelta(days=1 + i % 40),
              "deleted_at": NOW - timedelta(days=i % 40)} for i in range(400)]
     docs += [
@@ -165,11 +172,9 @@ async def dated(stack):
         {"_id": "missing", "user_id": "u2"},
         {"_id": "document", "user_id": "u2", "expires_at": {"at": NOW - timedelta(days=1)}},
     ]
-    await collection.insert_many(docs)
-    await asyncio.sleep(1.5)  # the FerretDB build adds its extra indexes within a second
-    yield collection, docs
-    await collection.drop()
-    await client.close()
+    async with fresh_collection(stack, ["expires_at", [("user_id", ASCENDING), ("deleted_at", ASCENDING)]],
+                               docs) as collection:
+        yield collection, docs
 
 
 RANGE_FILTERS = [

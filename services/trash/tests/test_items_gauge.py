@@ -1,6 +1,7 @@
 """The items-in-trash gauge is counted at most every ITEMS_GAUGE_SECONDS (a count reads
 every item on FerretDB)."""
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from osmcloud_trash.purge import Purger
@@ -27,17 +28,10 @@ def gauge(p: Purger) -> float:
     return p.in_trash._value.get()
 
 
-async def test_the_gauge_is_counted_once_per_interval():
-    p, store = purger(30)
+@pytest.mark.parametrize(("seconds", "counts", "shown"), [(30, 1, 7), (0, 2, 9)])
+async def test_the_gauge_is_counted_again_only_when_the_interval_has_passed(seconds, counts, shown):
+    p, store = purger(seconds)
     await p._refresh_items_gauge()
     store.items = 9
     await p._refresh_items_gauge()
-    assert store.counts == 1 and gauge(p) == 7
-
-
-async def test_the_gauge_is_counted_again_when_the_interval_has_passed():
-    p, store = purger(0)
-    await p._refresh_items_gauge()
-    store.items = 9
-    await p._refresh_items_gauge()
-    assert store.counts == 2 and gauge(p) == 9
+    assert store.counts == counts and gauge(p) == shown
