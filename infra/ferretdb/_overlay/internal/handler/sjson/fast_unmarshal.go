@@ -7,8 +7,8 @@
 // schemas in a small cache (documents of one collection share a handful of schemas).
 //
 // Contract: for any input, fastUnmarshal returns either an error or exactly the document
-// unmarshalSlow returns. Whatever it is unsure of (escaped or non-UTF-8 strings aside,
-// which it hands to encoding/json), it refuses, and Unmarshal falls back to the original.
+// unmarshalSlow returns. Whatever it is unsure of, it refuses, and Unmarshal falls back to
+// the original.
 // fast_unmarshal_test.go checks the contract on generated and on corrupted documents.
 
 package sjson
@@ -22,6 +22,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/FerretDB/FerretDB/internal/types"
@@ -426,9 +428,10 @@ func isJSONNumber(raw []byte) bool {
 	return i == n
 }
 
-// decodeString decodes a JSON string literal (raw includes the quotes). Plain strings are
-// copied as they are; those with escapes or invalid UTF-8 go to encoding/json, whose rules
-// (such as replacing invalid bytes with U+FFFD) the original applies.
+// decodeString decodes a JSON string literal (raw includes the quotes) by encoding/json's
+// rules, which the original applies: plain strings are copied as they are, escapes are
+// decoded as encoding/json's unquote does (a lone surrogate or an invalid byte becomes
+// U+FFFD), and whatever its scanner refuses is refused.
 func decodeString(raw []byte) (string, error) {
 	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
 		return "", errFast
@@ -448,12 +451,106 @@ func decodeString(raw []byte) (string, error) {
 		return string(inner), nil
 	}
 
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", errFast
+	return unquote(inner)
+}
+
+// unquote follows encoding/json's unquoteBytes for the inside of a string literal that its
+// scanner accepted; it refuses what that scanner refuses (other escapes, raw quotes and
+// control characters, \u without four hex digits).
+func unquote(s []byte) (string, error) {
+	b := make([]byte, 0, len(s)+utf8.UTFMax)
+
+	for r := 0; r < len(s); {
+		c := s[r]
+
+		switch {
+		case c == '\\':
+			if r+1 >= len(s) {
+				return "", errFast
+			}
+
+			switch s[r+1] {
+			case '"', '\\', '/':
+				b = append(b, s[r+1])
+			case 'b':
+				b = append(b, '\b')
+			case 'f':
+				b = append(b, '\f')
+			case 'n':
+				b = append(b, '\n')
+			case 'r':
+				b = append(b, '\r')
+			case 't':
+				b = append(b, '\t')
+			case 'u':
+				rr := getu4(s[r:])
+				if rr < 0 {
+					return "", errFast
+				}
+
+				r += 6
+
+				if utf16.IsSurrogate(rr) {
+					if dec := utf16.DecodeRune(rr, getu4(s[r:])); dec != unicode.ReplacementChar {
+						r += 6
+						b = utf8.AppendRune(b, dec)
+
+						continue
+					}
+
+					rr = unicode.ReplacementChar
+				}
+
+				b = utf8.AppendRune(b, rr)
+
+				continue
+			default:
+				return "", errFast
+			}
+
+			r += 2
+
+		case c == '"' || c < ' ':
+			return "", errFast
+
+		case c < utf8.RuneSelf:
+			b = append(b, c)
+			r++
+
+		default:
+			rr, size := utf8.DecodeRune(s[r:])
+			r += size
+			b = utf8.AppendRune(b, rr) // an invalid byte decodes as U+FFFD, as in encoding/json
+		}
 	}
 
-	return s, nil
+	return string(b), nil
+}
+
+// getu4 decodes \uXXXX at the start of s, or returns -1.
+func getu4(s []byte) rune {
+	if len(s) < 6 || s[0] != '\\' || s[1] != 'u' {
+		return -1
+	}
+
+	var r rune
+
+	for _, c := range s[2:6] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c = c - 'a' + 10
+		case 'A' <= c && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return -1
+		}
+
+		r = r*16 + rune(c)
+	}
+
+	return r
 }
 
 // skipSpace returns the position of the first non-space byte at or after i.

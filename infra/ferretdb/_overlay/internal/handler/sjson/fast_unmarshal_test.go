@@ -4,6 +4,7 @@
 package sjson
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand"
@@ -241,6 +242,33 @@ func BenchmarkUnmarshalOriginal(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if _, err := unmarshalSlow(data); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestDecodeStringMatchesEncodingJSON compares string decoding alone with encoding/json on
+// literals built from escape fragments: both refuse, or both give the same string.
+func TestDecodeStringMatchesEncodingJSON(t *testing.T) {
+	pieces := []string{`\`, `\\`, `\"`, `\/`, `\b`, `\f`, `\n`, `\r`, `\t`, `\'`, `\x`, `\u`, `\u00e9`, `\u00E9`,
+		`\ud83d`, `\ude00`, `\udc00`, `\u12`, `\uzzzz`, `d83d`, `"`, "\t", "\x01", "\xff", "\xc3\xa9", "é", "a", "/", "u"}
+	r := rand.New(rand.NewSource(3))
+
+	for i := 0; i < 300000; i++ {
+		var b strings.Builder
+		b.WriteByte('"')
+		for n := r.Intn(6); n >= 0; n-- {
+			b.WriteString(pieces[r.Intn(len(pieces))])
+		}
+		b.WriteByte('"')
+		raw := []byte(b.String())
+
+		got, err := decodeString(raw)
+
+		var want string
+		wantErr := json.Unmarshal(raw, &want)
+
+		if (err == nil) != (wantErr == nil) || (err == nil && got != want) {
+			t.Fatalf("%q: fast %q (%v), encoding/json %q (%v)", raw, got, err, want, wantErr)
 		}
 	}
 }
