@@ -34,7 +34,7 @@ func main() {
 	listenAddr := flag.String("listen-addr", "127.0.0.1:27017", "TCP address to listen on (host:port)")
 	sqliteDir := flag.String("sqlite-dir", "", "directory holding the SQLite databases (required)")
 	debugAddr := flag.String("debug-addr", os.Getenv("OSMCLOUD_FERRETDB_DEBUG_ADDR"),
-		"if set, serve Go's /debug/pprof/ profiles on this loopback address")
+		"if set, serve Go's /debug/pprof/ profiles and /debug/vars (commands per name and collection) on this loopback address")
 	flag.Parse()
 
 	// FerretDB allocates several objects per document field it decodes: with Go's default
@@ -45,6 +45,7 @@ func main() {
 	}
 
 	if *debugAddr != "" {
+		commandStats = newCommandCounter()
 		go func() { log.Printf("osmcloud-ferretdb: debug server: %v", http.ListenAndServe(*debugAddr, nil)) }()
 	}
 

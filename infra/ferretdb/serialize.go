@@ -15,12 +15,14 @@ package main
 import (
 	"encoding/binary"
 	"errors"
+	"expvar"
 	"fmt"
 	"io"
 	"log"
 	"net"
 	"strings"
 	"sync"
+	"time"
 )
 
 const (
@@ -67,33 +69,42 @@ func (m message) flags() uint32 {
 	return binary.LittleEndian.Uint32(m[headerLen : headerLen+4])
 }
 
-// writeTarget returns the collection a write command changes, or "" for anything else.
-func (m message) writeTarget() string {
-	// OP_MSG: header, flagBits, then a kind-0 section: 0x00 followed by the command document.
+// command returns an OP_MSG's command name and, when its value is a string, the collection
+// it names ("" when the message is something else).
+func (m message) command() (name, collection string) {
 	body := m[headerLen:]
 	if m.opCode() != opMsg || len(body) < 4+1+4+2 || body[4] != 0 {
-		return ""
+		return "", ""
 	}
 	doc := body[5:]
 	elementType := doc[4]
 	rest := doc[5:]
 	end := strings.IndexByte(string(rest), 0)
 	if end < 0 {
-		return ""
+		return "", ""
 	}
-	name := strings.ToLower(string(rest[:end]))
-	if !writeCommands[name] {
-		return ""
-	}
+	name = string(rest[:end])
 	value := rest[end+1:]
-	if elementType != 0x02 || len(value) < 4 { // the collection name is a BSON string
-		return name
+	if elementType != 0x02 || len(value) < 4 {
+		return name, ""
 	}
 	n := int(binary.LittleEndian.Uint32(value[:4]))
 	if n < 1 || len(value) < 4+n {
-		return name
+		return name, ""
 	}
-	return string(value[4 : 4+n-1])
+	return name, string(value[4 : 4+n-1])
+}
+
+// writeTarget returns the collection a write command changes, or "" for anything else.
+func (m message) writeTarget() string {
+	name, collection := m.command()
+	if !writeCommands[strings.ToLower(name)] {
+		return ""
+	}
+	if collection == "" {
+		return strings.ToLower(name)
+	}
+	return collection
 }
 
 func readMessage(r io.Reader) (message, error) {
@@ -151,6 +162,7 @@ func serveClient(client net.Conn, upstreamSocket string, locks *collectionLocks)
 			}
 			return
 		}
+		started := time.Now()
 		if target := request.writeTarget(); target != "" {
 			lock := locks.get(target)
 			lock.Lock()
@@ -158,6 +170,9 @@ func serveClient(client net.Conn, upstreamSocket string, locks *collectionLocks)
 			lock.Unlock()
 		} else {
 			err = relay(client, upstream, request)
+		}
+		if commandStats != nil {
+			commandStats.record(request, time.Since(started))
 		}
 		if err != nil {
 			return
@@ -178,4 +193,30 @@ func serveSerialized(listener net.Listener, upstreamSocket string) {
 		}
 		go serveClient(client, upstreamSocket, locks)
 	}
+}
+
+// commandStats counts commands per name and collection, with the time from request to last
+// reply (lock waits included), when the debug server runs: /debug/vars, "commands".
+var commandStats *commandCounter
+
+type commandCounter struct {
+	calls, micros *expvar.Map
+}
+
+func newCommandCounter() *commandCounter {
+	m := expvar.NewMap("commands")
+	c := &commandCounter{calls: new(expvar.Map).Init(), micros: new(expvar.Map).Init()}
+	m.Set("calls", c.calls)
+	m.Set("micros", c.micros)
+	return c
+}
+
+func (c *commandCounter) record(m message, took time.Duration) {
+	name, collection := m.command()
+	if name == "" {
+		return
+	}
+	key := name + " " + collection
+	c.calls.Add(key, 1)
+	c.micros.Add(key, took.Microseconds())
 }

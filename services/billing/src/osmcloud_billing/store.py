@@ -83,8 +83,10 @@ class BillingStore:
     async def orders_of(self, user_id: str) -> list[dict[str, Any]]:
         return await self.orders.find({"user_id": user_id}).sort("linked_at", 1).to_list(None)
 
-    async def record_usage(self, user_id: str, sequence: int, usage: dict[str, Any]) -> None:
-        """Keeps the newest usage figures; an older or repeated event changes nothing."""
-        await self.accounts.update_one(
+    async def record_usage(self, user_id: str, sequence: int, usage: dict[str, Any]) -> bool:
+        """Keeps the newest usage figures; an older or repeated event changes nothing. False
+        when the account has no document yet (or its figures are newer)."""
+        result = await self.accounts.update_one(
             {"_id": user_id, "$or": [{"usage": None}, {"usage.sequence": {"$lt": sequence}}]},
             {"$set": {"usage": {"sequence": sequence, **usage}}})
+        return result.matched_count == 1
