@@ -3,6 +3,7 @@ conflict detection, deleting a file or one version, listing, history and usage. 
 calls (storage page, backup switches, prune, delete all, delete a type, changes feed) are in
 account_routes.py."""
 
+import re
 from urllib.parse import quote
 
 from aiohttp import web
@@ -66,14 +67,22 @@ def _byte_range(header: str, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-async def blob_redirect(blobs: BlobStore, version: dict, span: tuple[int, int] | None) -> str:
+PLAIN_ID = re.compile(r"^[0-9A-Za-z_-]+$")
+
+
+async def blob_redirect(blobs: BlobStore, version: dict, span: tuple[int, int] | None) -> str | None:
     """The internal URI for the gateway's /_blob/ location: what it must add to S3's answer
     (our ETag, version id and checksum), the byte range to ask for ("all" or bytes=a-b; the
     Range header was judged here, so the answer is the same as when files streams), then
-    the presigned path and query."""
+    the presigned path and query. None when nginx could not pass it on unchanged (a version
+    id or a key with other characters: nginx matches locations on the decoded path, and a
+    re-encoded key would no longer match its signature); files streams those itself."""
+    presigned = await blobs.presigned_get(version["blob_key"])
+    if not PLAIN_ID.match(version["_id"]) or "%" in presigned.partition("?")[0]:
+        return None
     checksum = version.get("checksum") or "none"
     wanted = f"bytes={span[0]}-{span[1]}" if span else "all"
-    return f"/_blob/{version['_id']}/{quote(checksum, safe=':')}/{wanted}{await blobs.presigned_get(version['blob_key'])}"
+    return f"/_blob/{version['_id']}/{quote(checksum, safe=':')}/{wanted}{presigned}"
 
 
 class FilesRoutes:
@@ -151,7 +160,9 @@ class FilesRoutes:
         size = version["size"]
         span = _byte_range(request.headers.get("Range", ""), size)
         if size and request.method == "GET" and self._gateway_streams_blobs(request):
-            return web.Response(headers={"X-Accel-Redirect": await blob_redirect(self.blobs, version, span)})
+            target = await blob_redirect(self.blobs, version, span)
+            if target is not None:
+                return web.Response(headers={"X-Accel-Redirect": target})
         start, end = span if span else (0, size - 1)
         response = web.StreamResponse(status=206 if span else 200, headers={
             "Content-Type": "application/octet-stream", "Accept-Ranges": "bytes",
