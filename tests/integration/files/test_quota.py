@@ -86,3 +86,46 @@ async def test_plan_rules_name_the_plan_that_allows_a_type(files):
     no_plan = await nobody.call("PUT", "/api/files/FAVOURITES/x.gpx", data=b"x")
     assert no_plan.status == 403 and no_plan.error_code() == "no_plan"
     assert "Start" in no_plan.body["error"]["message"]
+
+
+async def test_two_files_replicas_racing_for_the_last_megabyte_never_pass_the_quota(files, tmp_path):
+    """Half of the uploads through the gateway (files #1), half straight to a second files
+    process on the same database: every quota decision is one conditional write the
+    database makes atomic, whichever process sends it."""
+    import aiohttp
+
+    from osmcloud_localstack.testing import service_replica
+
+    me, session = await files.start_user()
+    user = session["user_id"]
+    for name in ("a.gpx", "b.gpx"):
+        assert (await me.call("PUT", f"/api/files/FAVOURITES/fill/{name}", data=os.urandom(2 * MIB))).status == 201
+    size = 100 * KIB
+
+    async def ready(http, url):
+        async with http.get(f"{url}/readyz") as r:
+            return r.status == 200
+
+    stack = files.stack
+    async with service_replica(stack, "files", tmp_path / "files-2.log", ready,
+                               extra_env={"S3_ENDPOINT": stack.s3_endpoint, "S3_ACCESS_KEY": stack.s3_access_key,
+                                          "S3_SECRET_KEY": stack.s3_secret_key, "S3_BUCKET": stack.s3_bucket,
+                                          "S3_SECURE": str(stack.s3_secure).lower()}) as second, \
+            aiohttp.ClientSession() as http:
+        direct = {"X-Gateway-Secret": stack.gateway_secret, "X-User-Id": user, "X-Device-Id": session["device_id"]}
+
+        async def via_second(i: int) -> int:
+            async with http.put(f"{second}/api/files/GLOBAL/race2/{i}.bin", data=os.urandom(size),
+                                headers=direct) as r:
+                return r.status
+
+        async def via_gateway(i: int) -> int:
+            return (await me.call("PUT", f"/api/files/PROFILE/race2/{i}.bin", data=os.urandom(size))).status
+
+        statuses = await asyncio.gather(*(via_second(i) if i % 2 else via_gateway(i) for i in range(40)))
+
+    won = statuses.count(201)
+    assert won == MIB // size and statuses.count(413) == 40 - won, statuses  # exactly as many as fit
+    usage = (await me.call("GET", "/api/files/usage")).body
+    assert usage["used_bytes"] == 4 * MIB + won * size <= usage["quota_bytes"]
+    await files.assert_nothing_held(user, 4 * MIB + won * size, 2 + won)
