@@ -42,10 +42,6 @@ class RecordingCollection:
         doc.update(update["$set"])
         return dict(doc)
 
-    async def bulk_write(self, ops, ordered=True):
-        self.sent.append(("bulk_write", len(ops)))
-        return type("R", (), {"deleted_count": len(ops)})()
-
 
 async def test_conditions_go_to_the_server_and_writes_of_one_document_wait_for_each_other():
     raw = RecordingCollection()
@@ -72,10 +68,3 @@ async def test_modify_sends_its_guard_and_retries_a_race_lost_to_another_replica
     assert after["done"] is True and seen == [0, 5]
     writes = [f for kind, f in raw.sent if kind == "find_one_and_update"]
     assert writes == [{"_id": "k", "n": 0}, {"_id": "k", "n": 5}]
-
-
-async def test_delete_each_sends_every_condition_in_bulk():
-    raw = RecordingCollection()
-    deleted = await SerializedCollection(raw).delete_each([{"_id": str(i), "head.v": "m"} for i in range(1200)])
-    assert deleted == 1200 and raw.sent == [("bulk_write", 500), ("bulk_write", 500), ("bulk_write", 200)]
-    assert await SerializedCollection(raw).delete_each([]) == 0

@@ -4,7 +4,7 @@ MongoDB and FerretDB support: no multi-document transactions, change streams or 
 import asyncio
 import weakref
 
-from pymongo import AsyncMongoClient, DeleteOne, ReturnDocument
+from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.errors import BulkWriteError
 
 DUPLICATE_KEY = 11000
@@ -123,17 +123,6 @@ class SerializedCollection:
             return await self._collection.find_one_and_update(filter_, update, *args, **kwargs)
         async with lock:
             return await self._collection.find_one_and_update(filter_, update, *args, **kwargs)
-
-    async def delete_each(self, filters: list[dict]) -> int:
-        """Many conditional single-document deletes ({_id, ...conditions} each), each as
-        atomic as delete_one, in one round trip; returns how many were deleted."""
-        if not filters:
-            return 0
-        deleted = 0
-        for start in range(0, len(filters), 500):
-            batch = filters[start:start + 500]
-            deleted += (await self._collection.bulk_write([DeleteOne(f) for f in batch], ordered=False)).deleted_count
-        return deleted
 
     async def modify(self, doc_id, build):
         """An atomic read-modify-write of one document; returns the document after the write,

@@ -17,7 +17,7 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from osmcloud_common.events import Entitlement
-from osmcloud_common.mongo import SerializedCollection
+from osmcloud_common.mongo import SerializedCollection, id_chunks
 from osmcloud_common.outbox import new_document_with_events, with_events
 
 from .domain import FileRef
@@ -175,6 +175,21 @@ class FilesStore:
     async def delete_versions(self, version_ids: list[str]) -> None:
         if version_ids:
             await self.versions.delete_many({"_id": {"$in": version_ids}})
+
+    async def delete_heads_still_at(self, pairs: list[tuple[str, str]]) -> int:
+        """Deletes each head that still points at a version named for it ((head id, version
+        id) pairs; a head may be named with several), a few hundred heads per command;
+        returns how many went. One delete names the ids and the versions together: a version
+        id belongs to one file only, so a head matches only its own pairs, and each command is
+        atomic — a head an upload moved meanwhile stays."""
+        markers: dict[str, list[str]] = {}
+        for head_id, version_id in pairs:
+            markers.setdefault(head_id, []).append(version_id)
+        deleted = 0
+        for part in id_chunks(sorted(markers)):
+            deleted += (await self.heads.delete_many(
+                {"_id": {"$in": part}, "head.version_id": {"$in": [v for k in part for v in markers[k]]}})).deleted_count
+        return deleted
 
     async def delete_everything_of(self, user_id: str) -> None:
         await self.versions.delete_many({"user_id": user_id})

@@ -81,8 +81,7 @@ class TrashReactions:
         # blobs (the S3 server) and heads (the database) at once: both go before the versions
         await asyncio.gather(
             self.blobs.delete_many([v["blob_key"] for vs in plan.values() for v in vs if v.get("blob_key")]),
-            self.store.heads.delete_each([{"_id": f"{u}/{t}/{n}", "head.version_id": marker}
-                                          for u, t, n, marker in wanted]))
+            self.store.delete_heads_still_at([(f"{u}/{t}/{n}", marker) for u, t, n, marker in wanted]))
         timer.step("blobs and heads")
         markers = {marker for *_, marker in wanted}
         victims = [v["_id"] for vs in plan.values() for v in vs]
