@@ -125,43 +125,37 @@ func fastUnmarshal(data []byte) (*types.Document, error) {
 	fields = append(fields, members[:schemaAt]...)
 	fields = append(fields, members[schemaAt+1:]...)
 
-	if len(sch.Keys) != len(fields) {
-		return nil, errFast
-	}
-
-	doc := new(types.Document)
-	if err := d.fill(doc, fields, sch); err != nil {
-		return nil, err
-	}
-
-	return doc, nil
+	return d.fill(fields, sch)
 }
 
 type fastDecoder struct {
 	data []byte
 }
 
-// fill sets the fields in the schema's key order, as the original does.
-func (d *fastDecoder) fill(doc *types.Document, fields []member, sch *schema) error {
-	if hasDuplicateKeys(fields) {
-		return errFast // encoding/json keeps the last one: the original decides
+// fill builds the document of these fields in the schema's key order, as the original does;
+// the fields must be the schema's keys, each once.
+func (d *fastDecoder) fill(fields []member, sch *schema) (*types.Document, error) {
+	if len(sch.Keys) != len(fields) || hasDuplicateKeys(fields) {
+		return nil, errFast // (encoding/json keeps the last of duplicates: the original decides)
 	}
+
+	doc := new(types.Document)
 
 	for i, key := range sch.Keys {
 		m, ok := findMember(fields, i, key)
 		if !ok {
-			return errFast
+			return nil, errFast
 		}
 
 		v, err := d.value(m.start, m.end, sch.Properties[key])
 		if err != nil {
-			return err
+			return nil, err
 		}
 
 		doc.Set(key, v)
 	}
 
-	return nil
+	return doc, nil
 }
 
 // findMember looks for key at position i first: documents keep their schema's order.
@@ -232,16 +226,7 @@ func (d *fastDecoder) value(start, end int, sch *elem) (any, error) {
 			return new(types.Document), nil
 		}
 
-		if len(sch.Schema.Keys) != len(members) {
-			return nil, errFast
-		}
-
-		doc := new(types.Document)
-		if err := d.fill(doc, members, sch.Schema); err != nil {
-			return nil, err
-		}
-
-		return doc, nil
+		return d.fill(members, sch.Schema)
 
 	case elemTypeArray:
 		if sch.Items == nil {
