@@ -85,7 +85,7 @@ func (m message) command() (name, collection string) {
 	}
 	name = string(rest[:end])
 	value := rest[end+1:]
-	if elementType != 0x02 || len(value) < 4 {
+	if elementType != 0x02 || len(value) < 4 { // the collection name is a BSON string
 		return name, ""
 	}
 	n := int(binary.LittleEndian.Uint32(value[:4]))
@@ -95,9 +95,9 @@ func (m message) command() (name, collection string) {
 	return name, string(value[4 : 4+n-1])
 }
 
-// writeTarget returns the collection a write command changes, or "" for anything else.
-func (m message) writeTarget() string {
-	name, collection := m.command()
+// writeTarget returns the collection a write command (name, collection: message.command)
+// changes, or "" for anything else.
+func writeTarget(name, collection string) string {
 	if !writeCommands[strings.ToLower(name)] {
 		return ""
 	}
@@ -162,8 +162,12 @@ func serveClient(client net.Conn, upstreamSocket string, locks *collectionLocks)
 			}
 			return
 		}
-		started := time.Now()
-		if target := request.writeTarget(); target != "" {
+		name, collection := request.command()
+		var started time.Time
+		if commandStats != nil {
+			started = time.Now()
+		}
+		if target := writeTarget(name, collection); target != "" {
 			lock := locks.get(target)
 			lock.Lock()
 			err = relay(client, upstream, request)
@@ -172,7 +176,7 @@ func serveClient(client net.Conn, upstreamSocket string, locks *collectionLocks)
 			err = relay(client, upstream, request)
 		}
 		if commandStats != nil {
-			commandStats.record(request, time.Since(started))
+			commandStats.record(name, collection, time.Since(started))
 		}
 		if err != nil {
 			return
@@ -211,8 +215,7 @@ func newCommandCounter() *commandCounter {
 	return c
 }
 
-func (c *commandCounter) record(m message, took time.Duration) {
-	name, collection := m.command()
+func (c *commandCounter) record(name, collection string, took time.Duration) {
 	if name == "" {
 		return
 	}
