@@ -39,6 +39,12 @@ from .ports import HOST, PROCESS_PORTS, PortLayout, find_conflicts
 from .procs import PidRecord, ProcessManager, group_members, proc_state, tail
 
 SERVICES = ("auth", "files", "trash", "billing")
+INFRA = ("kafka", "ferretdb", "versitygw")
+# start order; stop runs in reverse
+ALL_PROCESSES = ("kafka", "ferretdb", "versitygw", "smtp-sink", *SERVICES, "gateway")
+
+S3_ACCESS_KEY = "osmcloud"
+S3_SECRET_KEY = "osmcloud-secret"
 
 
 def supports_user_xattrs(directory: Path) -> bool:
@@ -66,12 +72,6 @@ def versitygw_metadata_args(data: Path, sidecar: Path) -> list[str]:
         sidecar.mkdir(parents=True, exist_ok=True)
         return ["--sidecar", str(sidecar)]
     return []
-INFRA = ("kafka", "ferretdb", "versitygw")
-# start order; stop runs in reverse
-ALL_PROCESSES = ("kafka", "ferretdb", "versitygw", "smtp-sink", *SERVICES, "gateway")
-
-S3_ACCESS_KEY = "osmcloud"
-S3_SECRET_KEY = "osmcloud-secret"
 
 
 class StackError(RuntimeError):

@@ -110,19 +110,20 @@ class SerializedCollection:
             self._locks[key] = lock
         return lock
 
-    async def update_one(self, filter_, update, *args, **kwargs):
+    async def _write(self, method: str, filter_, *args, **kwargs):
+        """The collection's `method`, under the document's lock when the filter names one `_id`."""
+        call = getattr(self._collection, method)
         lock = self._lock(filter_)
         if lock is None:
-            return await self._collection.update_one(filter_, update, *args, **kwargs)
+            return await call(filter_, *args, **kwargs)
         async with lock:
-            return await self._collection.update_one(filter_, update, *args, **kwargs)
+            return await call(filter_, *args, **kwargs)
+
+    async def update_one(self, filter_, update, *args, **kwargs):
+        return await self._write("update_one", filter_, update, *args, **kwargs)
 
     async def find_one_and_update(self, filter_, update, *args, **kwargs):
-        lock = self._lock(filter_)
-        if lock is None:
-            return await self._collection.find_one_and_update(filter_, update, *args, **kwargs)
-        async with lock:
-            return await self._collection.find_one_and_update(filter_, update, *args, **kwargs)
+        return await self._write("find_one_and_update", filter_, update, *args, **kwargs)
 
     async def modify(self, doc_id, build):
         """An atomic read-modify-write of one document; returns the document after the write,

@@ -77,8 +77,10 @@ async def blob_redirect(blobs: BlobStore, version: dict, span: tuple[int, int] |
     the presigned path and query. None when nginx could not pass it on unchanged (a version
     id or a key with other characters: nginx matches locations on the decoded path, and a
     re-encoded key would no longer match its signature); files streams those itself."""
+    if not PLAIN_ID.match(version["_id"]):
+        return None
     presigned = await blobs.presigned_get(version["blob_key"])
-    if not PLAIN_ID.match(version["_id"]) or "%" in presigned.partition("?")[0]:
+    if "%" in presigned.partition("?")[0]:
         return None
     checksum = version.get("checksum") or "none"
     wanted = f"bytes={span[0]}-{span[1]}" if span else "all"
