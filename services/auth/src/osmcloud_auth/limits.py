@@ -3,9 +3,9 @@ so every replica counts the same requests.
 
 Fixed windows: each key has one document `{_id: key, started_at, count}`; the first request
 after a window ended opens a new one. Counting is a conditional update (count below the
-limit, window still open), atomic on MongoDB, so racing requests never pass the limit
-there. (The local stack's FerretDB does not apply single-document updates atomically under
-concurrency, so there a race may let a request or two more through.)"""
+limit, window still open), atomic on MongoDB and on the local stack's FerretDB (whose front
+end, infra/ferretdb/serialize.go, runs one write per collection at a time), so racing requests
+never pass the limit."""
 
 from datetime import datetime, timedelta
 

@@ -11,9 +11,11 @@ class FilesSettings(ServiceSettings):
     # how often the reconciler looks for abandoned operations and unpublished usage
     reconcile_seconds: float = 10.0
     # the relay is woken for each written document; this poll only finds what an outage or
-    # a crash left, and each poll scans the heads (FerretDB cannot use an index for it)
+    # a crash left (a query for documents flagged pending per outbox collection), so files,
+    # whose collections are the largest, polls less often than the other services' 1 s
     outbox_poll_seconds: float = 5.0
     # native downloads (GET /api/files/...) through a gateway that offers it (the header
     # X-Blob-Redirect: on) are answered with a presigned X-Accel-Redirect: nginx then streams
-    # the bytes from S3 itself, without this process in the byte path (see README)
+    # the bytes from S3 itself, without this process in the byte path (docs/architecture.md,
+    # "Files, versions and quotas")
     blob_redirect: bool = True

@@ -1,10 +1,11 @@
 """Trash items, purge/restore claims and purge batches in the trash service's own database.
 
-Why claims are documents of their own: an insert with a given `_id` is the one write that
-both MongoDB and FerretDB (the local stack's server) make atomic — FerretDB evaluates any
-filter other than `_id` in Go and then writes by `_id` without a lock, so a conditional
-update is no claim there. One claim per item (`_id` = item id) means one purge or restore
-per item, whatever the number of replicas."""
+Why claims are documents of their own: an insert with a given `_id` succeeds for exactly one
+writer on any MongoDB-protocol server, and one insert command claims a whole chunk of items
+(those whose claim already exists come back as duplicate keys). FerretDB alone is not atomic
+for conditional updates; the local stack's front end (infra/ferretdb/serialize.go) makes it so,
+but a claim needs neither. One claim per item (`_id` = item id) means one purge or restore per
+item, whatever the number of replicas."""
 
 from datetime import datetime
 from typing import Any
