@@ -1,10 +1,10 @@
-# osmcloud: the two commands (see README "Running locally" and "Tests").
+# osmcloud: the two commands (see docs/operations.md).
 #   make up     install what is missing (infra/bootstrap.sh), start the whole system on port 8080
 #   make down   stop what `make up` started
 #   make test   install what is missing, run unit + integration tests on their own stack
 #               (base port 28080, state in .state/test), then stop that stack even on failure
 #   make test-containers   the same tests with Kafka, MongoDB-protocol and S3 servers in containers
-#               on our own Docker engine (infra/docker/; see README "Tests")
+#               on our own Docker engine (infra/docker/; see docs/operations.md "Tests")
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 

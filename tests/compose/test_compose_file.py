@@ -41,7 +41,7 @@ TEMPLATE_TARGET = "/etc/nginx/templates/default.conf.template"
 GATEWAY = "gateway"
 APP_SERVICES = ("auth", "files", "trash", "billing")
 DATA_SERVICES = ("kafka", "mongo", "s3")
-# What each service reads (README "Configuration"); each name is also checked to be a field
+# What each service reads (docs/configuration.md); each name is also checked to be a field
 # of the service's settings, so a renamed setting cannot leave compose configuring nothing.
 COMMON_ENV = ("HTTP_HOST", "HTTP_PORT", "MONGO_URL", "MONGO_DB", "KAFKA_BOOTSTRAP",
               "KAFKA_TOPIC_PREFIX", "GATEWAY_SECRET", "TEST_CLOCK", "LOG_LEVEL")

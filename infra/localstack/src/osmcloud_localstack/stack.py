@@ -577,7 +577,7 @@ class Stack:
         raise StackError(f"unknown process {name!r}")
 
     def service_env(self, name: str) -> dict[str, str]:
-        """The environment a service process runs with (see README, Configuration)."""
+        """The environment a service process runs with (see docs/configuration.md)."""
         e = self.endpoints()
         c = self.config
         # service-to-service addresses: trash calls files (restore) and auth (OsmAnd device

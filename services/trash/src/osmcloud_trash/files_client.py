@@ -1,6 +1,7 @@
-"""The one synchronous call trash makes to another service: asking files to restore a
-trashed file (README "Internal calls" says why it is not an event). It goes straight to
-files, service to service, with the gateway secret and the user the gateway authenticated."""
+"""trash's synchronous calls to files: restoring a trashed file, and reading a file's history
+for OsmAnd's empty-trash (docs/architecture.md "Internal calls" says why they are not events).
+They go straight to files, service to service, with the gateway secret and the user the
+gateway authenticated."""
 
 from typing import Any
 from urllib.parse import quote

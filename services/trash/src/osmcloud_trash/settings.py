@@ -6,7 +6,7 @@ class TrashSettings(ServiceSettings):
     http_port: int = 8083
     retention_days: int = 30
     # files' own address (service to service, not through the gateway): restore is a
-    # synchronous call there, see README "Internal calls"
+    # synchronous call there, see docs/architecture.md "Internal calls"
     files_url: str = "http://127.0.0.1:8082"
     files_timeout_seconds: float = 30.0
     # auth's own address: OsmAnd's /userdata/empty-trash is authenticated by deviceid +
