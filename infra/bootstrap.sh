@@ -214,7 +214,7 @@ info "go $GOV"
 # ---------------------------------------------------------------------------------------------
 step "ferretdb 1.24.2 (our embedding program in infra/ferretdb)"
 # the same files, in the same order, as osmcloud_localstack.paths.ferretdb_sources
-FERRET_HASH=$(cd "$REPO/infra/ferretdb" && cat go.mod go.sum $(LC_ALL=C ls *.go) build.sh $(find _overlay -type f -name '*.go' | LC_ALL=C sort) | sha256sum | cut -c1-12)
+FERRET_HASH=$(cd "$REPO/infra/ferretdb" && cat go.mod go.sum $(LC_ALL=C ls *.go) build.sh $(LC_ALL=C ls patches/*.patch) $(find _added -type f -name '*.go' | LC_ALL=C sort) | sha256sum | cut -c1-12)
 FERRET_BIN="$CACHE/bin/osmcloud-ferretdb-$FERRET_HASH"
 if [ -x "$FERRET_BIN" ]; then
     info "cached: $FERRET_BIN"

@@ -143,8 +143,8 @@ func indexIDPaths(ctx context.Context, dir string) {
 //   - per single-field index FerretDB made, a partial index of the field's integer values
 //     (how sjson stores dates), which answers the date ranges pushdown.go pushes down;
 //   - per top-level field of an index FerretDB made, an index of the documents holding an
-//     array in that field: our SQLite backend patch (_overlay/internal/backends/sqlite/pushdown.go) answers
-//     {f: "s"} from f's index plus those documents (they may match too), which this index
+//     array in that field: our SQLite pushdown (patch 0001, _added/.../sqlite/pushdown.go)
+//     answers {f: "s"} from f's index plus those documents (they may match too), which this index
 //     makes a lookup instead of a scan. It is partial (only arrays are entered), so writes
 //     of documents without arrays there pay no index update for it.
 func indexDatabase(ctx context.Context, file string) error {

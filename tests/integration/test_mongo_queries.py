@@ -1,5 +1,5 @@
 """Equality and `$in` filters (strings, booleans, ids) return exactly what MongoDB's rules say. The local stack's
-FerretDB build answers them from indexes (infra/ferretdb/_overlay/internal/backends/sqlite/pushdown.go):
+FerretDB build answers them from indexes (infra/ferretdb/_added/internal/backends/sqlite/pushdown.go, patch 0001):
 these tests catch a pushed-down condition that drops a document it should return —
 arrays holding the value, strings SQLite might render differently, `_id` mixed with other
 conditions, ObjectIds — or one that returns too much; and deletes by _id (which that

@@ -410,10 +410,7 @@ class ImageBuilder:
 
     def _static_ferretdb(self, log: Path) -> Path:
         src = self.repo / "infra" / "ferretdb"
-        h = hashlib.sha256()
-        for source in paths.ferretdb_sources(self.repo):
-            h.update(source.read_bytes())
-        out = self.cache / "bin" / f"osmcloud-ferretdb-static-{h.hexdigest()[:12]}"
+        out = self.cache / "bin" / f"osmcloud-ferretdb-static-{paths.ferretdb_key(self.repo)}"
         if not out.exists():
             self.say(f"  go build infra/ferretdb (CGO_ENABLED=0) -> {out}")
             tmp = out.with_suffix(f".tmp{os.getpid()}")

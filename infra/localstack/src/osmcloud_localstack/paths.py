@@ -59,18 +59,25 @@ def kafka_log4j_config(repo: Path) -> Path:
 
 def ferretdb_sources(repo: Path) -> list[Path]:
     """What the FerretDB program is built from, in the order bootstrap.sh hashes it:
-    go.mod, go.sum, the *.go files sorted, build.sh, the overlay's *.go files sorted by path."""
+    go.mod, go.sum, the *.go files sorted, build.sh, the patches sorted by name, then the
+    added *.go files sorted by path."""
     src = repo / "infra" / "ferretdb"
     return [src / "go.mod", src / "go.sum", *sorted(src.glob("*.go"), key=lambda p: p.name), src / "build.sh",
-            *sorted(src.glob("_overlay/**/*.go"), key=lambda p: p.relative_to(src).as_posix().encode())]
+            *sorted(src.glob("patches/*.patch"), key=lambda p: p.name.encode()),
+            *sorted(src.glob("_added/**/*.go"), key=lambda p: p.relative_to(src).as_posix().encode())]
+
+
+def ferretdb_key(repo: Path) -> str:
+    """The hash of ferretdb_sources that names a built binary (bootstrap.sh's FERRET_HASH)."""
+    h = hashlib.sha256()
+    for source in ferretdb_sources(repo):
+        h.update(source.read_bytes())
+    return h.hexdigest()[:12]
 
 
 def ferretdb_binary(repo: Path) -> Path:
     """The binary bootstrap built from infra/ferretdb (named after a hash of its sources)."""
-    h = hashlib.sha256()
-    for source in ferretdb_sources(repo):
-        h.update(source.read_bytes())
-    binary = cache_dir() / "bin" / f"osmcloud-ferretdb-{h.hexdigest()[:12]}"
+    binary = cache_dir() / "bin" / f"osmcloud-ferretdb-{ferretdb_key(repo)}"
     if not os.access(binary, os.X_OK):
         raise ToolMissing(f"FerretDB {FERRETDB_VERSION} binary {binary} not built (or infra/ferretdb changed); {_hint()}")
     return binary

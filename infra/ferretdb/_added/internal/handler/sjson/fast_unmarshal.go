@@ -1,5 +1,6 @@
 // osmcloud: a one-pass decoder for the documents FerretDB stores in SQLite (sjson: JSON
-// values plus a "$s" schema that names each value's BSON type). Not part of FerretDB.
+// values plus a "$s" schema that names each value's BSON type). Not part of FerretDB:
+// copied into internal/handler/sjson by infra/ferretdb/build.sh; patch 0003 calls it.
 //
 // FerretDB's own decoder (unmarshalSlow in sjson.go) runs encoding/json's Decoder once per
 // value, into maps of raw messages, and decodes the schema of every document again. This

@@ -1,5 +1,5 @@
 // osmcloud: checks fast_unmarshal.go's contract against FerretDB's original decoder
-// (unmarshalSlow): the same document, or an error. Run by ../../../../test.sh.
+// (unmarshalSlow): the same document, or an error. Run by infra/ferretdb/build.sh --test.
 
 package sjson
 

@@ -1,7 +1,7 @@
 // Copyright 2026 the osmcloud authors. Licensed under the Apache License, Version 2.0.
 //
-// osmcloud addition to FerretDB v1.24.2's SQLite backend, laid into
-// internal/backends/sqlite by ../../../../build.sh.
+// osmcloud addition to FerretDB v1.24.2's SQLite backend, copied into
+// internal/backends/sqlite by infra/ferretdb/build.sh; patch 0001 calls pushdownWhere.
 
 package sqlite
 
