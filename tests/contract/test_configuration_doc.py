@@ -18,11 +18,11 @@ PACKAGES = {  # import name: source directory
 
 
 def _settings_classes() -> list[type[BaseSettings]]:
-    """Every BaseSettings subclass defined in our packages (modules that mention BaseSettings or
-    a settings class are imported; __main__ modules, which start a service, never)."""
+    """Every BaseSettings subclass defined in our packages (the modules that define a class
+    deriving from a ...Settings class are imported)."""
     for package, src in PACKAGES.items():
         for path in sorted(src.rglob("*.py")):
-            if path.name != "__main__.py" and re.search(r"Settings\b", path.read_text()):
+            if re.search(r"^class \w+\([\w.]*Settings\b", path.read_text(), re.M):
                 module = ".".join((package, *path.relative_to(src).with_suffix("").parts)).removesuffix(".__init__")
                 importlib.import_module(module)
     found, todo = [], [BaseSettings]
@@ -65,19 +65,20 @@ def test_the_settings_classes_are_found():
     assert {"ServiceSettings", "AuthSettings", "FilesSettings", "TrashSettings", "BillingSettings"} <= names
 
 
+def _report(problem: str, fix: str, rows: dict[str, str]) -> str:
+    where = f"{DOC.relative_to(REPO)}, section {SECTION!r}"
+    return f"{problem} {where} ({fix}):\n" + "\n".join(f"  {v}  ({why})" for v, why in sorted(rows.items()))
+
+
 def test_every_setting_in_code_has_a_row_in_the_configuration_doc():
     documented = _variables_in_doc()
-    missing = {v: fields for v, fields in _variables_in_code().items() if v not in documented}
-    assert not missing, (
-        f"settings read by the code but missing from {DOC.relative_to(REPO)}, section {SECTION!r} "
-        "(add a row: | `VARIABLE` | service | default | meaning |):\n"
-        + "\n".join(f"  {v}  (read by {', '.join(fields)})" for v, fields in sorted(missing.items())))
+    missing = {v: "read by " + ", ".join(fields) for v, fields in _variables_in_code().items() if v not in documented}
+    assert not missing, _report("settings read by the code but missing from",
+                                "add a row: | `VARIABLE` | service | default | meaning |", missing)
 
 
 def test_every_variable_in_the_configuration_doc_is_read_by_the_code():
     in_code = _variables_in_code()
-    stale = {v: line for v, line in _variables_in_doc().items() if v not in in_code}
-    assert not stale, (
-        f"variables in {DOC.relative_to(REPO)}, section {SECTION!r}, that no settings class reads "
-        "(remove the row or the variable, or fix its name):\n"
-        + "\n".join(f"  {v}  (line {line})" for v, line in sorted(stale.items())))
+    stale = {v: f"line {line}" for v, line in _variables_in_doc().items() if v not in in_code}
+    assert not stale, _report("variables that no settings class reads in",
+                              "remove the row or the variable, or fix its name", stale)
