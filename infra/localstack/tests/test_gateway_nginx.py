@@ -3,6 +3,7 @@ sub-request, the headers upstreams receive, public routes, rate limits, streamin
 
 import asyncio
 import os
+import re
 import shutil
 import socket
 from collections.abc import AsyncIterator
@@ -23,6 +24,28 @@ pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx not installed (run 
 
 SECRET = "gw-secret-for-tests"
 GOOD_TOKEN = "good-token"
+VERIFIED = {"X-User-Id": "user-1", "X-Device-Id": "device-1", "X-User-Num": "11", "X-Device-Num": "12"}
+FORGED = {name: "forged" for name in VERIFIED}
+TEMPLATE = Path(__file__).resolve().parents[3] / "gateway" / "default.conf.template"
+
+# every route the gateway proxies to a service: (method, path, service, authenticated by the gateway)
+PROXIED_ROUTES = [
+    ("POST", "/api/auth/login-codes", "auth", False),
+    ("POST", "/api/auth/sessions", "auth", False),
+    ("POST", "/api/auth/account/deletion-codes", "auth", True),
+    ("POST", "/api/auth/account/delete", "auth", True),
+    ("POST", "/api/billing/notifications/google", "billing", False),
+    ("GET", "/api/auth/account", "auth", True),
+    ("GET", "/api/files", "files", True),
+    ("GET", "/api/trash", "trash", True),
+    ("GET", "/api/billing/account", "billing", True),
+    *[("POST", f"/userdata/{e}", "auth", False) for e in ("user-register", "send-code", "device-register",
+                                                           "auth/confirm-code", "delete-account", "user-update-orderid")],
+    ("GET", "/userdata/user-validate-sub", "auth", False),
+    ("POST", "/userdata/empty-trash", "trash", False),
+    *[("POST", f"/userdata/{e}", "files", False) for e in ("delete-file", "delete-file-version", "upload-file")],
+    *[("GET", f"/userdata/{e}", "files", False) for e in ("list-files", "check-file-on-server", "download-file")],
+]
 
 
 def _free_port() -> int:
@@ -43,7 +66,7 @@ def _fake_service(name: str, seen: Seen) -> web.Application:
         if request.headers.get("X-Gateway-Secret") != SECRET:
             return web.Response(status=500)
         if request.headers.get("Authorization") == f"Bearer {GOOD_TOKEN}":
-            return web.Response(status=200, headers={"X-User-Id": "user-1", "X-Device-Id": "device-1"})
+            return web.Response(status=200, headers=VERIFIED)
         return web.json_response({"error": {"code": "unauthorized"}}, status=401)
 
     async def echo(request: web.Request) -> web.Response:
@@ -174,6 +197,38 @@ async def test_public_auth_endpoints_need_no_token_and_get_no_identity(gateway: 
     assert "X-User-Id" not in got["headers"] and "X-Device-Id" not in got["headers"]
     assert got["headers"]["X-Gateway-Secret"] == SECRET
     assert len(gateway.seen.verify_calls) == verify_before
+
+
+@pytest.mark.parametrize(("method", "path", "service", "authenticated"), PROXIED_ROUTES)
+async def test_every_route_passes_only_verified_identity(gateway: Gateway, method: str, path: str, service: str,
+                                                         authenticated: bool) -> None:
+    """A client's own identity headers never reach a service: replaced by what auth verified
+    where the gateway authenticates, dropped everywhere else (X-User-Num / X-Device-Num too)."""
+    headers = {**FORGED, "X-Gateway-Secret": "forged", "X-Blob-Redirect": "on"}
+    if authenticated:
+        headers["Authorization"] = f"Bearer {GOOD_TOKEN}"
+    async with aiohttp.ClientSession() as http, http.request(method, gateway.url + path, headers=headers) as r:
+        assert r.status == 200, (method, path, r.status)
+        assert (await r.json())["service"] == service
+    got = gateway.seen.requests[-1]["headers"]
+    for name, verified in VERIFIED.items():
+        assert got.get(name) == (verified if authenticated else None), (path, name, got.get(name))
+    assert got["X-Gateway-Secret"] == SECRET and got["X-Request-Id"] and got["X-Real-IP"] == "127.0.0.1"
+    assert got.get("X-Blob-Redirect") == ("on" if path.startswith("/api/files") else None), path
+
+
+def test_no_location_that_proxies_to_a_service_sets_headers_of_its_own() -> None:
+    """nginx inherits the server's proxy_set_header lines (identity included) only into
+    locations that set none: one proxy_set_header in such a location would pass a client's
+    forged identity headers on."""
+    blocks = re.split(r"(?m)^    location ", TEMPLATE.read_text())[1:]
+    proxied = [b for b in blocks if re.search(r"proxy_pass http://osmcloud_(auth|files|trash|billing)\b", b)]
+    assert len(proxied) >= 15
+    for block in proxied:
+        head = block.splitlines()[0]
+        if head.startswith("= /_auth "):  # the verify sub-request: its own headers, no identity
+            continue
+        assert "proxy_set_header" not in block, f"location {head} sets proxy_set_header: move it to the server block"
 
 
 async def test_public_endpoints_are_rate_limited(gateway: Gateway) -> None:
