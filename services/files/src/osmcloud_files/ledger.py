@@ -52,14 +52,16 @@ class Ledger:
 
     # ------------------------------------------------------------ operations
     async def begin(self, user_id: str, op_id: str, op: dict[str, Any], *, quota: int, max_files: int | None,
-                    bytes_: int, files: int, floor: int | None = None) -> dict[str, Any] | None:
+                    bytes_: int, files: int, floor: int | None = None,
+                    quota_field: str = "quota_bytes") -> dict[str, Any] | None:
         """Records an operation and reserves `bytes_` and `files` for it, atomically and only
-        if the account stays within `quota` / `max_files` and no "delete all" runs. With
+        if the account stays within `quota` (the entitlement's `quota_field`) / `max_files` and
+        no "delete all" runs. With
         `floor` (the change_seq the caller last saw) it also draws one change number, which
         is the returned document's change_seq. None when refused."""
         condition: dict[str, Any] = {"_id": user_id, "frozen": None}
         if bytes_:
-            condition["entitlement.quota_bytes"] = quota
+            condition[f"entitlement.{quota_field}"] = quota
             condition["committed_bytes"] = {"$lte": quota - bytes_}
         if files and max_files is not None:
             condition["committed_files"] = {"$lte": max_files - files}

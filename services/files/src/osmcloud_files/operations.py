@@ -23,8 +23,8 @@ from osmcloud_common.events import (Entitlement, FileDeleted, FileRestored, File
 from osmcloud_common.logging import get_logger
 from osmcloud_common.runtime import Runtime
 
-from .domain import (FileRef, check_may_upload, file_count_exceeded, head_after_removal, live_version_before,
-                     next_update_ms, parse_file_ref, quota_exceeded)
+from .domain import (FileRef, file_count_exceeded, head_after_removal, live_version_before, next_update_ms,
+                     parse_file_ref, quota_exceeded, restore_quota)
 from .store import FilesStore, HeadMoved
 from .views import head_view
 
@@ -163,14 +163,15 @@ class Operations:
         # a file that comes back to life takes quota like a restore: reserved before the change
         grows = max(0, below["size"]) if now_live and not was_live else 0
         revives = int(now_live and not was_live)
-        quota, max_files = 0, None
+        quota, quota_field, max_files = 0, "quota_bytes", None
         if revives:
             entitlement = Entitlement.model_validate(account["entitlement"]) if account.get("entitlement") else None
-            check_may_upload(entitlement, ref.file_type)
-            quota, max_files = entitlement.quota_bytes, entitlement.max_files
+            quota, quota_field = restore_quota(entitlement, ref.file_type)
+            max_files = entitlement.max_files if quota_field == "quota_bytes" else None
         await self.ledger.ensure(ref.user_id)
         began = await self.ledger.begin(ref.user_id, op_id, op, quota=quota, max_files=max_files, bytes_=grows,
-                                        files=revives, floor=account["change_seq"] if is_head else None)
+                                        files=revives, floor=account["change_seq"] if is_head else None,
+                                        quota_field=quota_field)
         if began is None:
             latest = await self.ledger.get(ref.user_id)
             if latest.get("frozen") or not revives:
@@ -293,9 +294,17 @@ class Operations:
     async def delete_type(self, user_id: str, file_type: str, device_id: str) -> dict[str, Any]:
         """Sends every live file of a type to the trash: a delete marker each, with file-deleted."""
         heads = [h for h in await self.store.live_heads(user_id, [file_type])]
+        result = await self.trash_files(user_id, heads, device_id, {"kind": "delete-type", "type": file_type})
+        return {"type": file_type, **result}
+
+    async def trash_files(self, user_id: str, heads: list[dict[str, Any]], device_id: str, op: dict[str, Any],
+                          marker_fields: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Sends these live files (head documents) to the trash in one operation: a delete
+        marker each, with file-deleted. `marker_fields` go into each marker (head and version
+        document). A file changed meanwhile by another device is left as it is now."""
         account = await self.ledger.get(user_id)
         op_id = new_id()
-        began = await self.begin_plain(user_id, op_id, {"kind": "delete-type", "type": file_type})
+        began = await self.begin_plain(user_id, op_id, op)
         in_flight = set(began["ops"])
         # one block of change numbers for all the markers, drawn in one atomic step
         last_seq = await self.ledger.draw(user_id, op_id, account["change_seq"], len(heads)) if heads else 0
@@ -311,7 +320,7 @@ class Operations:
             tombstone_id, seq = new_id(), next(seqs)
             head = {"version_id": tombstone_id, "size": -1, "checksum": None, "deleted": True, "seq": seq,
                     "updated_ms": next_update_ms(int(now.timestamp() * 1000), last["updated_ms"]),
-                    "client_ms": None, "device_id": device_id}
+                    "client_ms": None, "device_id": device_id, **(marker_fields or {})}
             await self.store.add_version({"_id": tombstone_id, "user_id": user_id, "type": ref.file_type,
                                           "name": ref.name, "blob_key": None, **head, "op": op_id,
                                           "created_at": now})
@@ -334,7 +343,7 @@ class Operations:
         await self.ledger.finish(user_id, op_id, 0, 0, delta_bytes, -len(deleted),
                                  usage_event=self.usage_event(user_id))
         self.written(user_id=user_id)
-        return {"type": file_type, "deleted": len(deleted), "skipped": skipped}
+        return {"deleted": len(deleted), "skipped": skipped}
 
     # ------------------------------------------------------------ crash recovery
     async def settle_or_undo(self, user_id: str, op_id: str) -> None:
@@ -377,10 +386,9 @@ class Operations:
                 await self.store.remove_version(op["version_id"])
                 if op.get("blob_key"):
                     await self.blobs.delete(op["blob_key"])
-        elif kind == "delete-type":
+        elif kind in ("delete-type", "grace-end"):
             moved = {h["head"]["version_id"] for h in heads if h.get("head")}
-            strays = [v["_id"] for v in await self.store.versions_of(user_id, [op["type"]])
-                      if v.get("op") == op_id and v["_id"] not in moved]
+            strays = [v["_id"] for v in await self.store.versions_of_op(user_id, op_id) if v["_id"] not in moved]
             await self.store.delete_versions(strays)
         elif kind == "prune":
             await self._prune(user_id, op_id, op.get("type"))

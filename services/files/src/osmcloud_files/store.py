@@ -59,10 +59,11 @@ class FilesStore:
 
     # The three methods below reserve without naming an operation (kept for callers that
     # need no crash recovery); uploads and deletes go through ledger operations instead.
-    async def reserve(self, user_id: str, quota: int, amount: int) -> bool:
-        """Atomically reserves `amount` bytes unless used + reserved would pass the quota."""
+    async def reserve(self, user_id: str, quota: int, amount: int, quota_field: str = "quota_bytes") -> bool:
+        """Atomically reserves `amount` bytes unless used + reserved would pass the quota (the
+        entitlement's `quota_field`)."""
         result = await self.accounts.update_one(
-            {"_id": user_id, "entitlement.quota_bytes": quota, "committed_bytes": {"$lte": quota - amount}},
+            {"_id": user_id, f"entitlement.{quota_field}": quota, "committed_bytes": {"$lte": quota - amount}},
             {"$inc": {"committed_bytes": amount, "reserved_bytes": amount}})
         return result.modified_count == 1
 
@@ -171,6 +172,21 @@ class FilesStore:
         if types:
             query["type"] = {"$in": types}
         return await self.versions.find(query).to_list(None)
+
+    async def versions_of_op(self, user_id: str, op_id: str) -> list[dict[str, Any]]:
+        """The version documents one operation wrote (markers of a bulk delete: one per file)."""
+        return await self.versions.find({"user_id": user_id, "op": op_id}, {"_id": 1}).to_list(None)
+
+    async def live_heads_newest_first(self, user_id: str, batch: int = 500):
+        """Every live head of the account, most recently changed first (then type, name), as
+        a stream read in batches of `batch`: the order of the grace-end rule."""
+        cursor = self.heads.find({"user_id": user_id, "head.deleted": False},
+                                 {"_id": 1, "user_id": 1, "type": 1, "name": 1, "category": 1, "head": 1,
+                                  "_usage_pending": 1}
+                                 ).sort([("head.updated_ms", DESCENDING), ("type", ASCENDING), ("name", ASCENDING)]
+                                        ).batch_size(batch)
+        async for doc in cursor:
+            yield doc
 
     async def delete_versions(self, version_ids: list[str]) -> None:
         if version_ids:
