@@ -25,6 +25,8 @@ from osmcloud_common.runtime import Runtime
 
 from .domain import (FileRef, file_count_exceeded, head_after_removal, live_version_before, next_update_ms,
                      parse_file_ref, quota_exceeded, restore_quota)
+from .storage_bound import StorageBound
+from .storage_rule import RECORD_BYTES, version_cost
 from .store import FilesStore, HeadMoved
 from .views import head_view
 
@@ -50,6 +52,7 @@ class Busy(Conflict):
 class Operations:
     def __init__(self, runtime: Runtime, store: FilesStore, blobs: BlobStore) -> None:
         self.rt, self.store, self.blobs, self.ledger = runtime, store, blobs, store.ledger
+        self.bound = StorageBound(runtime, store, blobs)
 
     # ------------------------------------------------------------ shared steps
     def usage_event(self, user_id: str):
@@ -71,15 +74,19 @@ class Operations:
     async def commit(self, ref: FileRef, op_id: str, current: dict | None, in_flight: set[str],
                      expected: str | None, head: dict | None, events: list[dict], *, reserved_bytes: int,
                      reserved_files: int, delta_bytes: int, delta_files: int, seq: int | None,
-                     reverted: bool = False, finish_events: list[dict] | None = None) -> dict[str, Any]:
-        """Steps 2b and 3: moves the head (HeadMoved if it moved meanwhile) and settles."""
+                     reverted: bool = False, finish_events: list[dict] | None = None,
+                     stored_delta: int = 0) -> dict[str, Any]:
+        """Steps 2b and 3: moves the head (HeadMoved if it moved meanwhile) and settles.
+        `stored_delta`: the change of the account's stored bytes (storage_rule.py)."""
         keep = [e for e in (current or {}).get("_usage_pending", []) if e["op"] in in_flight and e["op"] != op_id]
         await self.store.change_head(ref, expected, head, events,
-                                     pending={"op": op_id, "bytes": delta_bytes, "files": delta_files},
+                                     pending={"op": op_id, "bytes": delta_bytes, "files": delta_files,
+                                              "stored": stored_delta},
                                      keep_pending=keep, changed_seq=seq, reverted=reverted)
         self.written(head_key=ref.key)
         after = await self.ledger.finish(ref.user_id, op_id, reserved_bytes, reserved_files, delta_bytes,
-                                         delta_files, finish_events, self.usage_event(ref.user_id))
+                                         delta_files, finish_events, self.usage_event(ref.user_id),
+                                         stored_delta=stored_delta)
         if after is None:  # the reconciler finished it first (the op had expired)
             after = await self.ledger.get(ref.user_id)
         self.written(user_id=ref.user_id)
@@ -124,13 +131,14 @@ class Operations:
                                               deleted_at=now, tombstone_update_ms=head["updated_ms"]), ref.user_id)
             await self.commit(ref, op_id, current, set(began["ops"]), last["version_id"], head, [event],
                               reserved_bytes=0, reserved_files=0, delta_bytes=-last["size"], delta_files=-1,
-                              seq=seq)
+                              seq=seq, stored_delta=RECORD_BYTES)
         except HeadMoved:
             await self.settle_or_undo(ref.user_id, op_id)
             raise conflict(await self.store.head(ref))
         except BaseException:
             await self.settle_or_undo(ref.user_id, op_id)
             raise
+        await self.bound.enforce(ref, RECORD_BYTES)
         return head
 
     # ------------------------------------------------------------ delete one version permanently
@@ -181,7 +189,8 @@ class Operations:
             raise quota_exceeded(grows, latest["committed_bytes"], quota)
         if not is_head:
             await self._drop_version(version)
-            await self.ledger.finish(ref.user_id, op_id, 0, 0, events=[pruned])
+            await self.ledger.finish(ref.user_id, op_id, 0, 0, events=[pruned],
+                                     stored_delta=-version_cost(version["size"]))
             self.written(user_id=ref.user_id)
             return {"removed_version_id": version_id, "head": head_view(current) if current else None}
 
@@ -207,7 +216,7 @@ class Operations:
                               reserved_bytes=grows, reserved_files=revives,
                               delta_bytes=(new_head["size"] if now_live else 0) - (current["head"]["size"] if was_live else 0),
                               delta_files=int(now_live) - int(was_live), seq=began["change_seq"], reverted=True,
-                              finish_events=[pruned])
+                              finish_events=[pruned], stored_delta=-version_cost(version["size"]))
         except HeadMoved:
             await self.ledger.finish(ref.user_id, op_id, grows, revives)
             raise conflict(await self.store.head(ref))
@@ -258,6 +267,7 @@ class Operations:
             for v in batch:
                 if v.get("blob_key"):
                     await self.blobs.delete(v["blob_key"])
+            await self.ledger.add_stored(user_id, -sum(version_cost(v["size"]) for v in batch))
             removed += len(batch)
             freed += size
         return removed, freed
@@ -331,7 +341,8 @@ class Operations:
             keep = [e for e in current.get("_usage_pending", []) if e["op"] in in_flight]
             try:
                 await self.store.change_head(ref, last["version_id"], head, [event],
-                                             pending={"op": op_id, "bytes": -last["size"], "files": -1},
+                                             pending={"op": op_id, "bytes": -last["size"], "files": -1,
+                                                      "stored": RECORD_BYTES},
                                              keep_pending=keep, changed_seq=seq)
             except HeadMoved:  # changed meanwhile by another device: left as it is now
                 await self.store.remove_version(tombstone_id)
@@ -341,7 +352,7 @@ class Operations:
             deleted.append(ref.name)
             delta_bytes -= last["size"]
         await self.ledger.finish(user_id, op_id, 0, 0, delta_bytes, -len(deleted),
-                                 usage_event=self.usage_event(user_id))
+                                 usage_event=self.usage_event(user_id), stored_delta=RECORD_BYTES * len(deleted))
         self.written(user_id=user_id)
         return {"deleted": len(deleted), "skipped": skipped}
 
@@ -371,6 +382,7 @@ class Operations:
         mine = {h["_id"]: [e for e in h.get("_usage_pending", []) if e["op"] == op_id] for h in heads}
         delta_bytes = sum(e["bytes"] for entries in mine.values() for e in entries)
         delta_files = sum(e["files"] for entries in mine.values() for e in entries)
+        stored_delta = sum(e.get("stored", 0) for entries in mine.values() for e in entries)
         events = op.get("events") or None
         if kind in ("upload", "delete") and not heads and op.get("version_id"):
             await self.store.remove_version(op["version_id"])  # the head never moved to it
@@ -393,7 +405,7 @@ class Operations:
         elif kind == "prune":
             await self._prune(user_id, op_id, op.get("type"))
         await self.ledger.finish(user_id, op_id, op.get("bytes", 0), op.get("files", 0), delta_bytes, delta_files,
-                                 events, self.usage_event(user_id))
+                                 events, self.usage_event(user_id), stored_delta=stored_delta)
         for key, entries in mine.items():
             await self.store.drop_pending(key, entries)
         self.written(user_id=user_id)

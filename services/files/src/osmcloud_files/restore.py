@@ -21,6 +21,8 @@ from osmcloud_common.runtime import Runtime
 
 from .domain import next_update_ms, parse_file_ref, quota_exceeded, restore_quota
 from .settings import FilesSettings
+from .storage_bound import StorageBound
+from .storage_rule import version_cost
 from .store import FilesStore, HeadMoved
 from .views import version_view
 
@@ -37,6 +39,7 @@ class RestoreRequest(BaseModel):
 class RestoreRoute:
     def __init__(self, runtime: Runtime, store: FilesStore, blobs: BlobStore, settings: FilesSettings) -> None:
         self.rt, self.store, self.blobs, self.settings = runtime, store, blobs, settings
+        self.bound = StorageBound(runtime, store, blobs)
 
     def register(self, app: web.Application) -> None:
         app.router.add_post("/internal/restore", self.restore)
@@ -100,13 +103,15 @@ class RestoreRoute:
                 await self.store.remove_version(version_id)
                 raise Conflict(f"{ref.file_type}/{ref.name} changed while it was being restored",
                                code="file_changed")
-            await self.store.settle_usage(ref.user_id, source["size"], 1, reserved, self._usage_event(ref.user_id))
+            await self.store.settle_usage(ref.user_id, source["size"], 1, reserved, self._usage_event(ref.user_id),
+                                          stored_delta=version_cost(source["size"]))
             settled = True
         finally:
             if not settled:
                 await self.store.release(ref.user_id, reserved)
                 await self.blobs.delete(blob_key)
         self.rt.events_written()
+        await self.bound.enforce(ref, version_cost(source["size"]))  # the restored copy is new stored bytes
         log.info("file restored", type=ref.file_type, name=ref.name, version_id=version_id,
                  tombstone=body.tombstone_version_id)
         return web.json_response({**version_view(ref.file_type, ref.name, new_head), "category": ref.category})

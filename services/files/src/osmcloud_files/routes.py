@@ -10,7 +10,7 @@ from aiohttp import web
 
 from osmcloud_common.blobstore import BlobStore
 from osmcloud_common.errors import ApiError, BadRequest, Conflict, NotFound
-from osmcloud_common.events import StorageUsageChanged
+from osmcloud_common.events import Entitlement, StorageUsageChanged
 from osmcloud_common.http import identity
 from osmcloud_common.logging import get_logger
 from osmcloud_common.runtime import Runtime
@@ -206,7 +206,10 @@ class FilesRoutes:
         who = identity(request)
         account = await self.store.account(who.user_id)
         entitlement = account.get("entitlement")
+        limit = Entitlement.model_validate(entitlement).storage_limit if entitlement else 0
         return web.json_response({"used_bytes": account["used_bytes"], "file_count": account["file_count"],
+                                  # every version kept (live, old, trash) against the storage bound
+                                  "stored_bytes": account.get("stored_bytes", 0), "storage_limit_bytes": limit,
                                   "quota_bytes": entitlement["quota_bytes"] if entitlement else 0,
                                   "max_files": entitlement.get("max_files") if entitlement else None,
                                   "max_file_bytes": entitlement.get("max_file_bytes") if entitlement else None,

@@ -73,10 +73,10 @@ class FilesStore:
                                            {"$inc": {"committed_bytes": -amount, "reserved_bytes": -amount}})
 
     async def settle_usage(self, user_id: str, delta_bytes: int, delta_files: int, reserved: int,
-                           make_event) -> dict[str, Any]:
+                           make_event, stored_delta: int = 0) -> dict[str, Any]:
         """Moves a reservation into usage and records `storage-usage-changed` with the new
         absolute figures (made by `make_event(seq, used, files, quota)`) in the same write."""
-        doc = await self.ledger.settle(user_id, delta_bytes, delta_files, reserved, make_event)
+        doc = await self.ledger.settle(user_id, delta_bytes, delta_files, reserved, make_event, stored_delta)
         quota = (doc.get("entitlement") or {}).get("quota_bytes")
         return {"used_bytes": doc["used_bytes"], "file_count": doc["file_count"], "quota_bytes": quota}
 
