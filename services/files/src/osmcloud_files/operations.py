@@ -164,7 +164,7 @@ class Operations:
         op_id = new_id()
         op = {"kind": "remove-version", "file": ref.key, "version_id": version_id,
               "blob_key": version.get("blob_key"), "events": [pruned]}
-        history = await self.store.history(ref) if is_head else []
+        history = await self.store.history_for_removal(ref) if is_head else []
         below = head_after_removal(history, version_id) if is_head else None
         was_live = is_head and not current["head"]["deleted"]
         now_live = below is not None and not below.get("deleted")

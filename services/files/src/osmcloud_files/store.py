@@ -41,6 +41,7 @@ class FilesStore:
         await self.versions.create_index([("user_id", ASCENDING), ("type", ASCENDING), ("name", ASCENDING),
                                           ("updated_ms", DESCENDING)])
         await self.versions.create_index([("user_id", ASCENDING), ("seq", ASCENDING)])
+        await self.versions.create_index([("user_id", ASCENDING), ("updated_ms", DESCENDING)])
         await self.accounts.create_index([("op_count", ASCENDING)])
 
     # ------------------------------------------------------------ accounts
@@ -163,9 +164,44 @@ class FilesStore:
             query["type"] = {"$in": types}
         return await self.heads.find(query, {"_outbox": 0}).to_list(None)
 
-    async def history(self, ref: FileRef) -> list[dict[str, Any]]:
-        return await self.versions.find({"user_id": ref.user_id, "type": ref.file_type, "name": ref.name}
-                                        ).sort("updated_ms", -1).to_list(None)
+    async def history(self, ref: FileRef, limit: int, before_ms: int | None = None) -> list[dict[str, Any]]:
+        """One page of the file's versions, newest first: at most `limit`, all older than
+        `before_ms` when given (a version's server time is unique within its file)."""
+        query: dict[str, Any] = {"user_id": ref.user_id, "type": ref.file_type, "name": ref.name}
+        if before_ms is not None:
+            query["updated_ms"] = {"$lt": before_ms}
+        return await self.versions.find(query).sort("updated_ms", -1).limit(limit).to_list(None)
+
+    async def version_at(self, ref: FileRef, updated_ms: int) -> dict[str, Any] | None:
+        return await self.versions.find_one({"user_id": ref.user_id, "type": ref.file_type, "name": ref.name,
+                                             "updated_ms": updated_ms})
+
+    async def history_for_removal(self, ref: FileRef) -> list[dict[str, Any]]:
+        """What removing the head needs, newest first: the head, the version below it and,
+        when that one is a delete marker, the newest live version below the marker."""
+        top = await self.history(ref, 2)
+        if len(top) == 2 and top[1].get("deleted"):
+            live = await self.versions.find_one(
+                {"user_id": ref.user_id, "type": ref.file_type, "name": ref.name, "deleted": False,
+                 "updated_ms": {"$lt": top[1]["updated_ms"]}}, sort=[("updated_ms", -1)])
+            if live is not None:
+                top.append(live)
+        return top
+
+    def stream_versions(self, user_id: str, types: list[str] | None, batch: int = 500):
+        """Every version of the account (of some types), newest first, read in batches."""
+        query: dict[str, Any] = {"user_id": user_id}
+        if types:
+            query["type"] = {"$in": types}
+        return self.versions.find(query).sort([("updated_ms", DESCENDING), ("seq", DESCENDING)]).batch_size(batch)
+
+    def stream_live_heads(self, user_id: str, types: list[str] | None, batch: int = 500):
+        """Every live head of the account (of some types), newest first, read in batches."""
+        query: dict[str, Any] = {"user_id": user_id, "head.deleted": False}
+        if types:
+            query["type"] = {"$in": types}
+        return self.heads.find(query, {"_outbox": 0}).sort(
+            [("head.updated_ms", DESCENDING), ("head.seq", DESCENDING)]).batch_size(batch)
 
     async def versions_of(self, user_id: str, types: list[str] | None = None) -> list[dict[str, Any]]:
         query: dict[str, Any] = {"user_id": user_id}
