@@ -64,3 +64,23 @@ async def test_upload_and_delete_cycles_cannot_fill_the_trash_beyond_the_limit(f
     for name in ("new-1.gpx", "new-2.gpx"):  # 1 + 2 + 2 MiB: the whole quota
         assert (await me.call("PUT", f"/api/files/FAVOURITES/{name}", data=b"x" * (2 * MIB))).status == 201
     assert await s3_bytes(files, user_id) <= LIMIT
+
+
+async def test_history_comes_in_pages(files):
+    me, _ = await files.start_user()
+    for i in range(7):
+        assert (await me.call("PUT", "/api/files/GLOBAL/settings.json", data=bytes([i]) * 10,
+                              params={"overwrite": "true"})).status == 201
+    seen, before = [], None
+    while True:
+        params = {"limit": "3", **({"before": str(before)} if before is not None else {})}
+        page = (await me.call("GET", "/api/files/history/GLOBAL/settings.json", params=params)).body
+        assert len(page["versions"]) <= 3
+        seen += page["versions"]
+        before = page["next_before"]
+        if before is None:
+            break
+    assert len(seen) == 7 and len({v["version_id"] for v in seen}) == 7
+    assert [v["updatetime"] for v in seen] == sorted((v["updatetime"] for v in seen), reverse=True)
+    bad = await me.call("GET", "/api/files/history/GLOBAL/settings.json", params={"limit": "5000"})
+    assert bad.status == 400 and "limit" in bad.body["error"]["message"]

@@ -21,6 +21,7 @@ from osmcloud_common.errors import Conflict, NotFound
 from osmcloud_common.events import (Entitlement, FileDeleted, FileRestored, FileVersionsPruned,
                                     StorageUsageChanged)
 from osmcloud_common.logging import get_logger
+from osmcloud_common.mongo import find_by_ids
 from osmcloud_common.runtime import Runtime
 
 from .domain import (FileRef, file_count_exceeded, head_after_removal, live_version_before, next_update_ms,
@@ -242,33 +243,39 @@ class Operations:
         return {"type": file_type, "removed_versions": removed, "freed_bytes": freed}
 
     async def _prune(self, user_id: str, op_id: str, file_type: str | None) -> tuple[int, int]:
+        """Pages through the account's versions (oldest change first); per page, the versions
+        are read before the in-flight check, so an upload that starts meanwhile is seen busy."""
         types = [file_type] if file_type else None
-        versions = await self.store.versions_of(user_id, types)  # listed before the in-flight check
-        account = await self.ledger.get(user_id)
-        busy_files = {op.get("file") for oid, op in (account.get("ops") or {}).items() if oid != op_id}
-        heads = {h["_id"]: h for h in await self.store.heads_of(user_id, types)}
-        doomed = []
-        for v in versions:
-            key = f"{user_id}/{v['type']}/{v['name']}"
-            head = heads.get(key)
-            if head is None or not head.get("head") or head["head"]["deleted"] or key in busy_files:
-                continue
-            if v["_id"] != head["head"]["version_id"]:
-                doomed.append(v)
         removed = freed = 0
-        for i in range(0, len(doomed), PRUNE_BATCH):
-            batch = doomed[i:i + PRUNE_BATCH]
-            size = sum(max(0, v["size"]) for v in batch)
+        after = -1
+        while True:
+            versions = await self.store.versions_page(user_id, types, after, PRUNE_BATCH)
+            if not versions:
+                break
+            after = max(v.get("seq") or 0 for v in versions)
+            account = await self.ledger.get(user_id)
+            busy_files = {op.get("file") for oid, op in (account.get("ops") or {}).items() if oid != op_id}
+            keys = sorted({f"{user_id}/{v['type']}/{v['name']}" for v in versions})
+            heads = {h["_id"]: h for h in await find_by_ids(self.store.heads, keys, {"_id": 1, "head": 1})}
+            doomed = []
+            for v in versions:
+                key = f"{user_id}/{v['type']}/{v['name']}"
+                head = heads.get(key)
+                if head is None or not head.get("head") or head["head"]["deleted"] or key in busy_files:
+                    continue
+                if v["_id"] != head["head"]["version_id"]:
+                    doomed.append(v)
+            if not doomed:
+                continue
+            size = sum(max(0, v["size"]) for v in doomed)
             # the event first: a crash after it leaves versions the next prune removes
             await self.ledger.add_events(user_id, [self.rt.event(FileVersionsPruned(
-                file_type=file_type, version_ids=[v["_id"] for v in batch], freed_bytes=size), user_id)])
+                file_type=file_type, version_ids=[v["_id"] for v in doomed], freed_bytes=size), user_id)])
             self.written(user_id=user_id)
-            await self.store.delete_versions([v["_id"] for v in batch])
-            for v in batch:
-                if v.get("blob_key"):
-                    await self.blobs.delete(v["blob_key"])
-            await self.ledger.add_stored(user_id, -sum(version_cost(v["size"]) for v in batch))
-            removed += len(batch)
+            await self.store.delete_versions([v["_id"] for v in doomed])
+            await self.blobs.delete_many([v["blob_key"] for v in doomed if v.get("blob_key")])
+            await self.ledger.add_stored(user_id, -sum(version_cost(v["size"]) for v in doomed))
+            removed += len(doomed)
             freed += size
         return removed, freed
 
@@ -290,15 +297,14 @@ class Operations:
         return await self._delete_all(user_id, op_id)
 
     async def _delete_all(self, user_id: str, op_id: str) -> dict[str, Any]:
-        versions = await self.store.versions_of(user_id)
-        freed = sum(max(0, v["size"]) for v in versions)
+        count, freed = await self.store.count_versions(user_id)
         await self.blobs.delete_prefix(f"users/{user_id}/")
         await self.store.delete_everything_of(user_id)
         event = self.rt.event(FileVersionsPruned(file_type=None, version_ids=[], freed_bytes=freed,
                                                  everything=True), user_id)
         await self.ledger.clear_usage(user_id, op_id, [event], self.usage_event(user_id))
         self.written(user_id=user_id)
-        return {"removed_versions": len(versions), "freed_bytes": freed}
+        return {"removed_versions": count, "freed_bytes": freed}
 
     # ------------------------------------------------------------ delete a type from the cloud
     async def delete_type(self, user_id: str, file_type: str, device_id: str) -> dict[str, Any]:

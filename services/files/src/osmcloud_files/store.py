@@ -203,11 +203,21 @@ class FilesStore:
         return self.heads.find(query, {"_outbox": 0}).sort(
             [("head.updated_ms", DESCENDING), ("head.seq", DESCENDING)]).batch_size(batch)
 
-    async def versions_of(self, user_id: str, types: list[str] | None = None) -> list[dict[str, Any]]:
-        query: dict[str, Any] = {"user_id": user_id}
+    async def versions_page(self, user_id: str, types: list[str] | None, after_seq: int, limit: int
+                            ) -> list[dict[str, Any]]:
+        """A page of the account's versions (of some types) in change order, after `after_seq`."""
+        query: dict[str, Any] = {"user_id": user_id, "seq": {"$gt": after_seq}}
         if types:
             query["type"] = {"$in": types}
-        return await self.versions.find(query).to_list(None)
+        return await self.versions.find(query).sort("seq", ASCENDING).limit(limit).to_list(None)
+
+    async def count_versions(self, user_id: str) -> tuple[int, int]:
+        """How many versions the account has and their bytes, read as a stream of sizes."""
+        count = size = 0
+        async for v in self.versions.find({"user_id": user_id}, {"size": 1}).batch_size(1000):
+            count += 1
+            size += max(0, v.get("size") or 0)
+        return count, size
 
     async def versions_of_op(self, user_id: str, op_id: str) -> list[dict[str, Any]]:
         """The version documents one operation wrote (markers of a bulk delete: one per file)."""
