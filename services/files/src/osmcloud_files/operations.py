@@ -130,16 +130,16 @@ class Operations:
                                               tombstone_version_id=tombstone_id,
                                               last_version_id=last["version_id"], size=last["size"],
                                               deleted_at=now, tombstone_update_ms=head["updated_ms"]), ref.user_id)
-            await self.commit(ref, op_id, current, set(began["ops"]), last["version_id"], head, [event],
-                              reserved_bytes=0, reserved_files=0, delta_bytes=-last["size"], delta_files=-1,
-                              seq=seq, stored_delta=RECORD_BYTES)
+            after = await self.commit(ref, op_id, current, set(began["ops"]), last["version_id"], head, [event],
+                                      reserved_bytes=0, reserved_files=0, delta_bytes=-last["size"], delta_files=-1,
+                                      seq=seq, stored_delta=RECORD_BYTES)
         except HeadMoved:
             await self.settle_or_undo(ref.user_id, op_id)
             raise conflict(await self.store.head(ref))
         except BaseException:
             await self.settle_or_undo(ref.user_id, op_id)
             raise
-        await self.bound.enforce(ref, RECORD_BYTES)
+        await self.bound.enforce(ref, RECORD_BYTES, after)
         return head
 
     # ------------------------------------------------------------ delete one version permanently

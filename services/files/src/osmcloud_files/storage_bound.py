@@ -32,15 +32,25 @@ class StorageBound:
     def __init__(self, runtime: Runtime, store: FilesStore, blobs: BlobStore) -> None:
         self.rt, self.store, self.blobs, self.ledger = runtime, store, blobs, store.ledger
 
-    async def enforce(self, ref: FileRef, added: int) -> int:
+    async def enforce(self, ref: FileRef, added: int, account: dict[str, Any] | None = None) -> int:
         """Frees what this change (`added` stored bytes, on file `ref`) put above the limit;
-        returns the bytes freed. Never raises: the change itself has succeeded, and a pass
-        that fails leaves the account to the next change."""
+        returns the bytes freed. `account`: the ledger document as the change left it (spares
+        a read when nothing is to be freed). Never raises: the change itself has succeeded,
+        and a pass that fails leaves the account to the next change."""
         try:
+            if account is not None and not self._over(account, added):
+                return 0
             return await self._enforce(ref, added)
         except Exception as exc:
             log.error("could not keep the account within its storage limit", user_id=ref.user_id, error=repr(exc))
             return 0
+
+    @staticmethod
+    def _over(account: dict[str, Any], added: int) -> bool:
+        if not account.get("entitlement"):
+            return False
+        limit = Entitlement.model_validate(account["entitlement"]).storage_limit
+        return bytes_to_free(account.get("stored_bytes", 0), limit, added) > 0
 
     async def _enforce(self, ref: FileRef, added: int) -> int:
         account = await self.ledger.get(ref.user_id)

@@ -108,7 +108,7 @@ class Uploader:
             await self.ops.settle_or_undo(ref.user_id, op_id)
             raise
         # before answering: what this upload put above the storage limit is freed already
-        await self.ops.bound.enforce(ref, version_cost(blob.size))
+        await self.ops.bound.enforce(ref, version_cost(blob.size), after)
         return head, after
 
     def _refusal(self, account: dict[str, Any], entitlement: Entitlement, need: UploadNeed) -> ApiError:
