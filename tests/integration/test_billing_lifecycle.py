@@ -211,3 +211,80 @@ async def test_bad_purchases_change_nothing(stack, gateway):
     assert first.status == 200 and first.body == {"status": "applied", "event": "subscription-renewed"}
     again = await anonymous.call("POST", "/api/billing/notifications/sandbox", json=renewal)
     assert again.status == 200 and again.body["status"] == "unchanged"
+
+
+MIB = 1024 * 1024
+
+
+async def test_grace_year_keeps_reads_and_restores_then_grace_end_trashes_beyond_start(stack, gateway, clock):
+    """PRODUCT.md §2 on the shared clock: during grace every stored type can be listed,
+    downloaded, restored and deleted while uploads follow Start; at grace end the rule of
+    docs/adr/0006-grace-end-rule.md trashes what lies beyond Start (types Start lacks, files
+    over 2 MB, then everything after the newest files that fit 5 MB) and the account works on
+    Start; buying Pro again lets the user restore from the trash."""
+    t0 = clock.start
+    me, session = await login(gateway, stack.smtp_sink_url)
+    await buy_pro(me, t0, t0 + MONTH)
+    await wait_quota(me, "pro")
+    # one upload per second of the shared clock: each file's change time is distinct
+    uploads = [("GPX", "tracks/ride.gpx", TRACK), ("GPX", "tracks/old.gpx", TRACK),
+               ("FAVOURITES", "gone.gpx", FAVS), ("FAVOURITES", "old.gpx", b"o" * MIB),
+               ("FAVOURITES", "big.gpx", b"b" * (2 * MIB + 1)), ("GLOBAL", "settings.json", b"s" * (2 * MIB)),
+               ("PROFILE", "car.json", b"c" * (2 * MIB)), ("OSM_NOTES", "notes.osn", b"n" * (MIB - 1000))]
+    for second, (file_type, name, body) in enumerate(uploads, start=1):
+        await clock(timedelta(seconds=second))
+        assert (await me.call("PUT", f"/api/files/{file_type}/{name}", data=body)).status == 201
+    await clock(MONTH - timedelta(days=1))  # deleted a day before Pro expires: still in the trash in grace
+    assert (await me.call("DELETE", "/api/files/GPX/tracks/old.gpx")).status == 200
+    await eventually(lambda: _has_trash(me, "tracks/old.gpx"), what="the deleted track in the trash")
+
+    # grace: reading, restoring any type and deleting work; uploads follow Start
+    await clock(MONTH + timedelta(seconds=30))
+    await wait_status(me, "in_grace")
+    await wait_quota(me, "start")
+    assert {f["name"] for f in (await me.call("GET", "/api/files")).body["files"]} >= {"tracks/ride.gpx", "big.gpx"}
+    assert (await me.call("GET", "/api/files/FAVOURITES/big.gpx")).body == b"b" * (2 * MIB + 1)
+    item = await _trash_item(me, "tracks/old.gpx")
+    restored = await me.call("POST", f"/api/trash/items/{item['id']}/restore")
+    assert restored.status == 200, restored  # a type Start lacks, 12 MB stored against Start's 5
+    assert (await me.call("GET", "/api/files/GPX/tracks/old.gpx")).body == TRACK
+    assert (await me.call("DELETE", "/api/files/FAVOURITES/gone.gpx")).status == 200
+    refused = await me.call("PUT", "/api/files/GPX/tracks/new.gpx", data=TRACK)
+    assert refused.status == 403 and refused.error_code() == "grace_period"
+    over = await me.call("PUT", "/api/files/FAVOURITES/new.gpx", data=FAVS)
+    assert over.status == 413 and over.error_code() == "quota_exceeded"  # Start's 5 MB, far passed
+
+    # grace end without renewal: the rule decides, and usage ends within Start
+    await clock(MONTH + YEAR + timedelta(seconds=40))
+    await wait_status(me, "expired")
+    # gone.gpx, deleted in grace, was purged 30 days later; the rule's files are in the trash
+    expected_trash = {"tracks/ride.gpx", "tracks/old.gpx", "big.gpx", "old.gpx"}
+
+    async def rule_applied():
+        return await trash_names(me) == expected_trash
+    await eventually(rule_applied, timeout=90, what="the grace-end rule's files in the trash")
+    live = {(f["type"], f["name"]) for f in (await me.call("GET", "/api/files")).body["files"]}
+    assert live == {("GLOBAL", "settings.json"), ("PROFILE", "car.json"), ("OSM_NOTES", "notes.osn")}
+    usage = (await me.call("GET", "/api/files/usage")).body
+    assert usage["used_bytes"] == 5 * MIB - 1000 <= usage["quota_bytes"] == 5 * MIB and usage["plan"] == "start"
+    assert (await me.call("PUT", "/api/files/FAVOURITES/fresh.gpx", data=FAVS)).status == 201  # works on Start
+    refused = await me.call("PUT", "/api/files/GPX/tracks/new.gpx", data=TRACK)
+    assert refused.status == 403 and refused.error_code() == "type_not_in_plan"
+
+    # Pro bought after grace end: what the rule trashed comes back from the trash
+    now = t0 + MONTH + YEAR + timedelta(seconds=40)
+    await buy_pro(me, now, now + MONTH)
+    await wait_quota(me, "pro")
+    for name in ("tracks/ride.gpx", "big.gpx"):
+        item = await _trash_item(me, name)
+        assert (await me.call("POST", f"/api/trash/items/{item['id']}/restore")).status == 200
+    assert (await me.call("GET", "/api/files/FAVOURITES/big.gpx")).body == b"b" * (2 * MIB + 1)
+
+
+async def _trash_item(me: GatewayClient, name: str) -> dict:
+    trash = (await me.call("GET", "/api/trash")).body
+    return next(item for month in trash["months"] for item in month["items"] if item["name"] == name)
+
+
+async def _has_trash(me: GatewayClient, name: str) -> bool:
+    return name in await trash_names(me)

@@ -11,6 +11,8 @@ import uuid
 from collections.abc import AsyncIterator
 
 import aiohttp
+from minio import Minio
+from pymongo import AsyncMongoClient
 
 from osmcloud_localstack.client import GatewayClient, Reply, count_mails, eventually, login, read_code
 from osmcloud_localstack.testing import advance_clock
@@ -414,3 +416,31 @@ async def test_one_account_through_userdata_and_the_native_api(stack, gateway, u
     for entry in reversed(listing["allFiles"]):
         assert (await phone.delete_version(entry["type"], entry["name"], entry["updatetimems"])).status == 200
     await wait_trash(native, 0, "OsmAnd's delete permanently empties the native trash")
+
+
+async def test_twenty_backups_of_one_file_keep_at_most_twice_the_quota(stack, gateway, unique_email):
+    """Issue 16's storage attack as the app would make it: the server keeps at most the
+    storage limit (2 x Start's 5 MiB, docs/adr/0005-storage-bound.md) — counted in S3 — and
+    list-files (streamed) lists exactly what is kept, in the protocol's shape."""
+    phone = await osmand_user(stack, gateway, unique_email)
+    name = f"favourites-{uuid.uuid4().hex}.gpx"
+    for i in range(20):
+        reply = await phone.upload("FAVOURITES", name, bytes([i]) * (1024 * 1024))
+        assert reply.status == 200, reply
+    listing = await phone.listing()
+    check_shape(listing)
+    kept = [e for e in listing["allFiles"] if e["name"] == name]
+    assert 1 < len(kept) <= 9 and listing["totalFileVersions"] == len(kept)
+    assert listing["totalFileSize"] == sum(e["filesize"] for e in kept) <= 2 * START_QUOTA
+    assert [e["filesize"] for e in listing["uniqueFiles"]] == [1024 * 1024]
+    s3 = Minio(stack.s3_endpoint, access_key=stack.s3_access_key, secret_key=stack.s3_secret_key, secure=False)
+    mongo = AsyncMongoClient(stack.mongo_url)
+    try:
+        version = await mongo[f"{stack.db_prefix}files"]["versions"].find_one({"name": name})
+    finally:
+        await mongo.close()
+    owner = version["user_id"]
+    stored = sum(o.size for o in s3.list_objects(stack.s3_bucket, prefix=f"users/{owner}/", recursive=True))
+    assert stored == listing["totalFileSize"] <= 2 * START_QUOTA
+    status, body, _ = await phone.download("FAVOURITES", name)
+    assert status == 200 and gzip.decompress(body) == bytes([19]) * (1024 * 1024)

@@ -48,11 +48,16 @@ def test_expiry_opens_a_year_of_grace_on_start_rules_then_grace_ends():
     assert expired.event.event_type == "subscription-expired"
     assert expired.after.status == "grace" and expired.after.grace_until == NOW + timedelta(days=365)
     assert expired.event.entitlement.plan == "start" and expired.event.entitlement.grace_until == NOW + timedelta(days=365)
+    # uploads follow Start; restores may bring back what Pro stored, and Pro's storage limit stays
+    assert expired.event.entitlement.quota_bytes == PLANS.start.quota_bytes
+    assert expired.event.entitlement.grace_quota_bytes == PLANS.pro.quota_bytes
+    assert expired.event.entitlement.storage_limit == PLANS.pro.storage_limit == 2 * PLANS.pro.quota_bytes
     grace = expired.after
     assert due_transition(grace, NOW + timedelta(days=365) - timedelta(seconds=1), PLANS) is None
     ended = due_transition(grace, NOW + timedelta(days=365), PLANS)
     assert ended.event.event_type == "grace-period-ended" and ended.after.status == "expired"
-    assert ended.event.entitlement.grace_until is None
+    assert ended.event.entitlement.grace_until is None and ended.event.entitlement.grace_quota_bytes is None
+    assert ended.event.entitlement.storage_limit == 2 * PLANS.start.quota_bytes
     assert due_transition(ended.after, NOW + timedelta(days=999), PLANS) is None
 
 

@@ -149,6 +149,11 @@ class TrashEmptied(Payload):
 
 
 # ---------------------------------------------------------------- billing
+# every version an account keeps (live, old, trashed) together: at most this many times the
+# plan's quota (docs/adr/0005-storage-bound.md)
+STORAGE_FACTOR = 2
+
+
 class Entitlement(BaseModel):
     """What an account may store; files keeps a projection of it."""
 
@@ -160,6 +165,16 @@ class Entitlement(BaseModel):
     # set while a Pro subscription is in its grace year: uploads follow these (Start) rules,
     # but what is stored stays readable, restorable and deletable
     grace_until: datetime | None = None
+    # during grace: the lapsed plan's quota, which restores are checked against (what Pro
+    # stored may come back from the trash; new uploads follow quota_bytes)
+    grace_quota_bytes: int | None = None
+    # the most bytes the account's stored versions (live, old and trashed) may take, see
+    # docs/adr/0005-storage-bound.md; None: STORAGE_FACTOR x quota_bytes
+    storage_limit_bytes: int | None = None
+
+    @property
+    def storage_limit(self) -> int:
+        return self.storage_limit_bytes if self.storage_limit_bytes is not None else STORAGE_FACTOR * self.quota_bytes
 
 
 class SubscriptionActivated(Payload):

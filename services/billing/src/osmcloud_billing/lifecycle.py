@@ -70,7 +70,10 @@ def due_transition(sub: Subscription, now: datetime, plans: Plans) -> Transition
     """The deadline that has passed, if any: expiry, then the end of grace."""
     if sub.plan == "pro" and sub.status == "active" and sub.expires_at and sub.expires_at <= now:
         grace_until = sub.expires_at + plans.grace
-        grace = plans.start.model_copy(update={"grace_until": grace_until})
+        # uploads follow Start; what Pro stored stays, restorable and within Pro's storage bound
+        grace = plans.start.model_copy(update={"grace_until": grace_until,
+                                               "grace_quota_bytes": plans.pro.quota_bytes,
+                                               "storage_limit_bytes": plans.pro.storage_limit})
         return Transition(replace(sub, status="grace", grace_until=grace_until),
                           SubscriptionExpired(entitlement=grace, grace_until=grace_until))
     if sub.plan == "pro" and sub.status == "grace" and sub.grace_until and sub.grace_until <= now:

@@ -54,6 +54,17 @@ def check_may_upload(entitlement: Entitlement | None, file_type: str) -> None:
                         f"the {entitlement.plan.capitalize()} rules", code="type_not_in_plan")
 
 
+def restore_quota(entitlement: Entitlement | None, file_type: str) -> tuple[int, str]:
+    """What a restore (from the trash, or OsmAnd's deletion of a delete marker) is checked
+    against: (quota, the entitlement field that holds it). During a grace year any type may
+    come back, within the lapsed plan's quota (PRODUCT.md §2: restore keeps working);
+    otherwise a restore follows the upload rules."""
+    if entitlement is not None and entitlement.grace_until is not None and entitlement.grace_quota_bytes is not None:
+        return entitlement.grace_quota_bytes, "grace_quota_bytes"
+    check_may_upload(entitlement, file_type)
+    return entitlement.quota_bytes, "quota_bytes"
+
+
 def quota_exceeded(needed: int, used: int, quota: int) -> ApiError:
     return PayloadTooLarge(
         f"storage quota exceeded: the file needs {needed} bytes but only {max(0, quota - used)} of "

@@ -6,6 +6,10 @@ Fields of an account document (besides the entitlement projection, see FilesStor
   used_bytes, file_count            what the newest version of each live file takes (settled)
   reserved_bytes, reserved_files    held by unfinished operations
   committed_bytes, committed_files  used + reserved: what quota checks compare, never above the plan
+  stored_bytes                      every version document the account keeps (live, old, trashed,
+                                    delete markers), each at its size + RECORD_BYTES: what the
+                                    storage bound compares (docs/adr/0005-storage-bound.md); a crash
+                                    between a removal and its decrement leaves it high, never low
   ops.<op_id>                       an unfinished operation: {kind, bytes, files, expires, file,
                                     version_id, blob_key, floor}; the reconciler finishes or undoes
                                     operations whose owner stopped renewing them (crash)
@@ -35,7 +39,7 @@ UsageEvent = Callable[[int, int, int, int | None], dict]  # (sequence, used, fil
 def _zero_usage(user_id: str) -> dict[str, Any]:
     return {"_id": user_id, "user_id": user_id, "entitlement": None, "entitlement_as_of": None,
             "used_bytes": 0, "file_count": 0, "reserved_bytes": 0, "reserved_files": 0,
-            "committed_bytes": 0, "committed_files": 0, "usage_seq": 0,
+            "committed_bytes": 0, "committed_files": 0, "usage_seq": 0, "stored_bytes": 0,
             "ops": {}, "op_count": 0, "change_seq": 0, "reset_seq": 0,
             "backup_off": [], "frozen": None}
 
@@ -52,14 +56,16 @@ class Ledger:
 
     # ------------------------------------------------------------ operations
     async def begin(self, user_id: str, op_id: str, op: dict[str, Any], *, quota: int, max_files: int | None,
-                    bytes_: int, files: int, floor: int | None = None) -> dict[str, Any] | None:
+                    bytes_: int, files: int, floor: int | None = None,
+                    quota_field: str = "quota_bytes") -> dict[str, Any] | None:
         """Records an operation and reserves `bytes_` and `files` for it, atomically and only
-        if the account stays within `quota` / `max_files` and no "delete all" runs. With
+        if the account stays within `quota` (the entitlement's `quota_field`) / `max_files` and
+        no "delete all" runs. With
         `floor` (the change_seq the caller last saw) it also draws one change number, which
         is the returned document's change_seq. None when refused."""
         condition: dict[str, Any] = {"_id": user_id, "frozen": None}
         if bytes_:
-            condition["entitlement.quota_bytes"] = quota
+            condition[f"entitlement.{quota_field}"] = quota
             condition["committed_bytes"] = {"$lte": quota - bytes_}
         if files and max_files is not None:
             condition["committed_files"] = {"$lte": max_files - files}
@@ -100,9 +106,10 @@ class Ledger:
 
     async def finish(self, user_id: str, op_id: str, reserved_bytes: int, reserved_files: int,
                      delta_bytes: int = 0, delta_files: int = 0, events: list[dict] | None = None,
-                     usage_event: UsageEvent | None = None) -> dict[str, Any] | None:
+                     usage_event: UsageEvent | None = None, stored_delta: int = 0) -> dict[str, Any] | None:
         """Ends an operation: its reservation is replaced by the usage it really changed
-        (`delta_*`, 0 to just release), and a change of usage records storage-usage-changed
+        (`delta_*`, 0 to just release; `stored_delta`: the change of stored_bytes), and a change
+        of usage records storage-usage-changed
         with the new absolute figures in the same write. Idempotent: once the op is gone
         nothing happens and None is returned — which is how a second finisher (the
         reconciler) knows."""
@@ -115,6 +122,8 @@ class Ledger:
                          "committed_files": delta_files - reserved_files, "reserved_files": -reserved_files,
                          "op_count": -1},
                 "$unset": {f"ops.{op_id}": ""}}
+            if stored_delta:
+                update["$inc"]["stored_bytes"] = stored_delta
             entries = list(events or [])
             if delta_bytes or delta_files:
                 update["$set"] = {"used_bytes": doc["used_bytes"] + delta_bytes,
@@ -133,16 +142,21 @@ class Ledger:
         return usage_event(figures["usage_seq"], figures["used_bytes"], figures["file_count"], quota)
 
     async def settle(self, user_id: str, delta_bytes: int, delta_files: int, reserved: int,
-                     usage_event: UsageEvent) -> dict[str, Any]:
+                     usage_event: UsageEvent, stored_delta: int = 0) -> dict[str, Any]:
         """Usage change outside an operation (an anonymous reservation of `reserved` bytes)."""
         def build(doc):
             figures = {"used_bytes": doc["used_bytes"] + delta_bytes, "file_count": doc["file_count"] + delta_files,
                        "usage_seq": doc.get("usage_seq", 0) + 1}
             update = {"$set": figures, "$inc": {"committed_bytes": delta_bytes - reserved, "reserved_bytes": -reserved,
-                                                "committed_files": delta_files}}
+                                                "committed_files": delta_files, "stored_bytes": stored_delta}}
             return ({"usage_seq": doc.get("usage_seq", 0)},
                     with_events(update, [self._usage_entry(doc, figures, usage_event)]))
         return await self.accounts.modify(user_id, build)
+
+    async def add_stored(self, user_id: str, delta: int) -> None:
+        """A change of stored_bytes outside an operation (versions removed for good)."""
+        if delta:
+            await self.accounts.update_one({"_id": user_id}, {"$inc": {"stored_bytes": delta}})
 
     async def add_events(self, user_id: str, events: list[dict]) -> None:
         if events:
@@ -177,7 +191,8 @@ class Ledger:
                 return None
             figures = {"used_bytes": 0, "file_count": 0, "usage_seq": doc.get("usage_seq", 0) + 1}
             # the reset takes a change number of its own: cursors below it must resync
-            update = {"$set": {**figures, "reset_seq": doc.get("change_seq", 0) + 1, "frozen": None},
+            update = {"$set": {**figures, "reset_seq": doc.get("change_seq", 0) + 1, "frozen": None,
+                               "stored_bytes": 0},
                       "$inc": {"committed_bytes": -doc["used_bytes"], "committed_files": -doc["file_count"],
                                "op_count": -1, "change_seq": 1},
                       "$unset": {f"ops.{op_id}": ""}}

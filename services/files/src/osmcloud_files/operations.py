@@ -21,10 +21,13 @@ from osmcloud_common.errors import Conflict, NotFound
 from osmcloud_common.events import (Entitlement, FileDeleted, FileRestored, FileVersionsPruned,
                                     StorageUsageChanged)
 from osmcloud_common.logging import get_logger
+from osmcloud_common.mongo import find_by_ids
 from osmcloud_common.runtime import Runtime
 
-from .domain import (FileRef, check_may_upload, file_count_exceeded, head_after_removal, live_version_before,
-                     next_update_ms, parse_file_ref, quota_exceeded)
+from .domain import (FileRef, file_count_exceeded, head_after_removal, live_version_before, next_update_ms,
+                     parse_file_ref, quota_exceeded, restore_quota)
+from .storage_bound import StorageBound
+from .storage_rule import RECORD_BYTES, version_cost
 from .store import FilesStore, HeadMoved
 from .views import head_view
 
@@ -50,6 +53,7 @@ class Busy(Conflict):
 class Operations:
     def __init__(self, runtime: Runtime, store: FilesStore, blobs: BlobStore) -> None:
         self.rt, self.store, self.blobs, self.ledger = runtime, store, blobs, store.ledger
+        self.bound = StorageBound(runtime, store, blobs)
 
     # ------------------------------------------------------------ shared steps
     def usage_event(self, user_id: str):
@@ -71,15 +75,19 @@ class Operations:
     async def commit(self, ref: FileRef, op_id: str, current: dict | None, in_flight: set[str],
                      expected: str | None, head: dict | None, events: list[dict], *, reserved_bytes: int,
                      reserved_files: int, delta_bytes: int, delta_files: int, seq: int | None,
-                     reverted: bool = False, finish_events: list[dict] | None = None) -> dict[str, Any]:
-        """Steps 2b and 3: moves the head (HeadMoved if it moved meanwhile) and settles."""
+                     reverted: bool = False, finish_events: list[dict] | None = None,
+                     stored_delta: int = 0) -> dict[str, Any]:
+        """Steps 2b and 3: moves the head (HeadMoved if it moved meanwhile) and settles.
+        `stored_delta`: the change of the account's stored bytes (storage_rule.py)."""
         keep = [e for e in (current or {}).get("_usage_pending", []) if e["op"] in in_flight and e["op"] != op_id]
         await self.store.change_head(ref, expected, head, events,
-                                     pending={"op": op_id, "bytes": delta_bytes, "files": delta_files},
+                                     pending={"op": op_id, "bytes": delta_bytes, "files": delta_files,
+                                              "stored": stored_delta},
                                      keep_pending=keep, changed_seq=seq, reverted=reverted)
         self.written(head_key=ref.key)
         after = await self.ledger.finish(ref.user_id, op_id, reserved_bytes, reserved_files, delta_bytes,
-                                         delta_files, finish_events, self.usage_event(ref.user_id))
+                                         delta_files, finish_events, self.usage_event(ref.user_id),
+                                         stored_delta=stored_delta)
         if after is None:  # the reconciler finished it first (the op had expired)
             after = await self.ledger.get(ref.user_id)
         self.written(user_id=ref.user_id)
@@ -122,15 +130,16 @@ class Operations:
                                               tombstone_version_id=tombstone_id,
                                               last_version_id=last["version_id"], size=last["size"],
                                               deleted_at=now, tombstone_update_ms=head["updated_ms"]), ref.user_id)
-            await self.commit(ref, op_id, current, set(began["ops"]), last["version_id"], head, [event],
-                              reserved_bytes=0, reserved_files=0, delta_bytes=-last["size"], delta_files=-1,
-                              seq=seq)
+            after = await self.commit(ref, op_id, current, set(began["ops"]), last["version_id"], head, [event],
+                                      reserved_bytes=0, reserved_files=0, delta_bytes=-last["size"], delta_files=-1,
+                                      seq=seq, stored_delta=RECORD_BYTES)
         except HeadMoved:
             await self.settle_or_undo(ref.user_id, op_id)
             raise conflict(await self.store.head(ref))
         except BaseException:
             await self.settle_or_undo(ref.user_id, op_id)
             raise
+        await self.bound.enforce(ref, RECORD_BYTES, after)
         return head
 
     # ------------------------------------------------------------ delete one version permanently
@@ -156,21 +165,22 @@ class Operations:
         op_id = new_id()
         op = {"kind": "remove-version", "file": ref.key, "version_id": version_id,
               "blob_key": version.get("blob_key"), "events": [pruned]}
-        history = await self.store.history(ref) if is_head else []
+        history = await self.store.history_for_removal(ref) if is_head else []
         below = head_after_removal(history, version_id) if is_head else None
         was_live = is_head and not current["head"]["deleted"]
         now_live = below is not None and not below.get("deleted")
         # a file that comes back to life takes quota like a restore: reserved before the change
         grows = max(0, below["size"]) if now_live and not was_live else 0
         revives = int(now_live and not was_live)
-        quota, max_files = 0, None
+        quota, quota_field, max_files = 0, "quota_bytes", None
         if revives:
             entitlement = Entitlement.model_validate(account["entitlement"]) if account.get("entitlement") else None
-            check_may_upload(entitlement, ref.file_type)
-            quota, max_files = entitlement.quota_bytes, entitlement.max_files
+            quota, quota_field = restore_quota(entitlement, ref.file_type)
+            max_files = entitlement.max_files if quota_field == "quota_bytes" else None
         await self.ledger.ensure(ref.user_id)
         began = await self.ledger.begin(ref.user_id, op_id, op, quota=quota, max_files=max_files, bytes_=grows,
-                                        files=revives, floor=account["change_seq"] if is_head else None)
+                                        files=revives, floor=account["change_seq"] if is_head else None,
+                                        quota_field=quota_field)
         if began is None:
             latest = await self.ledger.get(ref.user_id)
             if latest.get("frozen") or not revives:
@@ -180,7 +190,8 @@ class Operations:
             raise quota_exceeded(grows, latest["committed_bytes"], quota)
         if not is_head:
             await self._drop_version(version)
-            await self.ledger.finish(ref.user_id, op_id, 0, 0, events=[pruned])
+            await self.ledger.finish(ref.user_id, op_id, 0, 0, events=[pruned],
+                                     stored_delta=-version_cost(version["size"]))
             self.written(user_id=ref.user_id)
             return {"removed_version_id": version_id, "head": head_view(current) if current else None}
 
@@ -206,7 +217,7 @@ class Operations:
                               reserved_bytes=grows, reserved_files=revives,
                               delta_bytes=(new_head["size"] if now_live else 0) - (current["head"]["size"] if was_live else 0),
                               delta_files=int(now_live) - int(was_live), seq=began["change_seq"], reverted=True,
-                              finish_events=[pruned])
+                              finish_events=[pruned], stored_delta=-version_cost(version["size"]))
         except HeadMoved:
             await self.ledger.finish(ref.user_id, op_id, grows, revives)
             raise conflict(await self.store.head(ref))
@@ -232,32 +243,39 @@ class Operations:
         return {"type": file_type, "removed_versions": removed, "freed_bytes": freed}
 
     async def _prune(self, user_id: str, op_id: str, file_type: str | None) -> tuple[int, int]:
+        """Pages through the account's versions (oldest change first); per page, the versions
+        are read before the in-flight check, so an upload that starts meanwhile is seen busy."""
         types = [file_type] if file_type else None
-        versions = await self.store.versions_of(user_id, types)  # listed before the in-flight check
-        account = await self.ledger.get(user_id)
-        busy_files = {op.get("file") for oid, op in (account.get("ops") or {}).items() if oid != op_id}
-        heads = {h["_id"]: h for h in await self.store.heads_of(user_id, types)}
-        doomed = []
-        for v in versions:
-            key = f"{user_id}/{v['type']}/{v['name']}"
-            head = heads.get(key)
-            if head is None or not head.get("head") or head["head"]["deleted"] or key in busy_files:
-                continue
-            if v["_id"] != head["head"]["version_id"]:
-                doomed.append(v)
         removed = freed = 0
-        for i in range(0, len(doomed), PRUNE_BATCH):
-            batch = doomed[i:i + PRUNE_BATCH]
-            size = sum(max(0, v["size"]) for v in batch)
+        after = -1
+        while True:
+            versions = await self.store.versions_page(user_id, types, after, PRUNE_BATCH)
+            if not versions:
+                break
+            after = max(v.get("seq") or 0 for v in versions)
+            account = await self.ledger.get(user_id)
+            busy_files = {op.get("file") for oid, op in (account.get("ops") or {}).items() if oid != op_id}
+            keys = sorted({f"{user_id}/{v['type']}/{v['name']}" for v in versions})
+            heads = {h["_id"]: h for h in await find_by_ids(self.store.heads, keys, {"_id": 1, "head": 1})}
+            doomed = []
+            for v in versions:
+                key = f"{user_id}/{v['type']}/{v['name']}"
+                head = heads.get(key)
+                if head is None or not head.get("head") or head["head"]["deleted"] or key in busy_files:
+                    continue
+                if v["_id"] != head["head"]["version_id"]:
+                    doomed.append(v)
+            if not doomed:
+                continue
+            size = sum(max(0, v["size"]) for v in doomed)
             # the event first: a crash after it leaves versions the next prune removes
             await self.ledger.add_events(user_id, [self.rt.event(FileVersionsPruned(
-                file_type=file_type, version_ids=[v["_id"] for v in batch], freed_bytes=size), user_id)])
+                file_type=file_type, version_ids=[v["_id"] for v in doomed], freed_bytes=size), user_id)])
             self.written(user_id=user_id)
-            await self.store.delete_versions([v["_id"] for v in batch])
-            for v in batch:
-                if v.get("blob_key"):
-                    await self.blobs.delete(v["blob_key"])
-            removed += len(batch)
+            await self.store.delete_versions([v["_id"] for v in doomed])
+            await self.blobs.delete_many([v["blob_key"] for v in doomed if v.get("blob_key")])
+            await self.ledger.add_stored(user_id, -sum(version_cost(v["size"]) for v in doomed))
+            removed += len(doomed)
             freed += size
         return removed, freed
 
@@ -279,23 +297,30 @@ class Operations:
         return await self._delete_all(user_id, op_id)
 
     async def _delete_all(self, user_id: str, op_id: str) -> dict[str, Any]:
-        versions = await self.store.versions_of(user_id)
-        freed = sum(max(0, v["size"]) for v in versions)
+        count, freed = await self.store.count_versions(user_id)
         await self.blobs.delete_prefix(f"users/{user_id}/")
         await self.store.delete_everything_of(user_id)
         event = self.rt.event(FileVersionsPruned(file_type=None, version_ids=[], freed_bytes=freed,
                                                  everything=True), user_id)
         await self.ledger.clear_usage(user_id, op_id, [event], self.usage_event(user_id))
         self.written(user_id=user_id)
-        return {"removed_versions": len(versions), "freed_bytes": freed}
+        return {"removed_versions": count, "freed_bytes": freed}
 
     # ------------------------------------------------------------ delete a type from the cloud
     async def delete_type(self, user_id: str, file_type: str, device_id: str) -> dict[str, Any]:
         """Sends every live file of a type to the trash: a delete marker each, with file-deleted."""
         heads = [h for h in await self.store.live_heads(user_id, [file_type])]
+        result = await self.trash_files(user_id, heads, device_id, {"kind": "delete-type", "type": file_type})
+        return {"type": file_type, **result}
+
+    async def trash_files(self, user_id: str, heads: list[dict[str, Any]], device_id: str, op: dict[str, Any],
+                          marker_fields: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Sends these live files (head documents) to the trash in one operation: a delete
+        marker each, with file-deleted. `marker_fields` go into each marker (head and version
+        document). A file changed meanwhile by another device is left as it is now."""
         account = await self.ledger.get(user_id)
         op_id = new_id()
-        began = await self.begin_plain(user_id, op_id, {"kind": "delete-type", "type": file_type})
+        began = await self.begin_plain(user_id, op_id, op)
         in_flight = set(began["ops"])
         # one block of change numbers for all the markers, drawn in one atomic step
         last_seq = await self.ledger.draw(user_id, op_id, account["change_seq"], len(heads)) if heads else 0
@@ -311,7 +336,7 @@ class Operations:
             tombstone_id, seq = new_id(), next(seqs)
             head = {"version_id": tombstone_id, "size": -1, "checksum": None, "deleted": True, "seq": seq,
                     "updated_ms": next_update_ms(int(now.timestamp() * 1000), last["updated_ms"]),
-                    "client_ms": None, "device_id": device_id}
+                    "client_ms": None, "device_id": device_id, **(marker_fields or {})}
             await self.store.add_version({"_id": tombstone_id, "user_id": user_id, "type": ref.file_type,
                                           "name": ref.name, "blob_key": None, **head, "op": op_id,
                                           "created_at": now})
@@ -322,7 +347,8 @@ class Operations:
             keep = [e for e in current.get("_usage_pending", []) if e["op"] in in_flight]
             try:
                 await self.store.change_head(ref, last["version_id"], head, [event],
-                                             pending={"op": op_id, "bytes": -last["size"], "files": -1},
+                                             pending={"op": op_id, "bytes": -last["size"], "files": -1,
+                                                      "stored": RECORD_BYTES},
                                              keep_pending=keep, changed_seq=seq)
             except HeadMoved:  # changed meanwhile by another device: left as it is now
                 await self.store.remove_version(tombstone_id)
@@ -332,9 +358,9 @@ class Operations:
             deleted.append(ref.name)
             delta_bytes -= last["size"]
         await self.ledger.finish(user_id, op_id, 0, 0, delta_bytes, -len(deleted),
-                                 usage_event=self.usage_event(user_id))
+                                 usage_event=self.usage_event(user_id), stored_delta=RECORD_BYTES * len(deleted))
         self.written(user_id=user_id)
-        return {"type": file_type, "deleted": len(deleted), "skipped": skipped}
+        return {"deleted": len(deleted), "skipped": skipped}
 
     # ------------------------------------------------------------ crash recovery
     async def settle_or_undo(self, user_id: str, op_id: str) -> None:
@@ -362,6 +388,7 @@ class Operations:
         mine = {h["_id"]: [e for e in h.get("_usage_pending", []) if e["op"] == op_id] for h in heads}
         delta_bytes = sum(e["bytes"] for entries in mine.values() for e in entries)
         delta_files = sum(e["files"] for entries in mine.values() for e in entries)
+        stored_delta = sum(e.get("stored", 0) for entries in mine.values() for e in entries)
         events = op.get("events") or None
         if kind in ("upload", "delete") and not heads and op.get("version_id"):
             await self.store.remove_version(op["version_id"])  # the head never moved to it
@@ -377,15 +404,14 @@ class Operations:
                 await self.store.remove_version(op["version_id"])
                 if op.get("blob_key"):
                     await self.blobs.delete(op["blob_key"])
-        elif kind == "delete-type":
+        elif kind in ("delete-type", "grace-end"):
             moved = {h["head"]["version_id"] for h in heads if h.get("head")}
-            strays = [v["_id"] for v in await self.store.versions_of(user_id, [op["type"]])
-                      if v.get("op") == op_id and v["_id"] not in moved]
+            strays = [v["_id"] for v in await self.store.versions_of_op(user_id, op_id) if v["_id"] not in moved]
             await self.store.delete_versions(strays)
         elif kind == "prune":
             await self._prune(user_id, op_id, op.get("type"))
         await self.ledger.finish(user_id, op_id, op.get("bytes", 0), op.get("files", 0), delta_bytes, delta_files,
-                                 events, self.usage_event(user_id))
+                                 events, self.usage_event(user_id), stored_delta=stored_delta)
         for key, entries in mine.items():
             await self.store.drop_pending(key, entries)
         self.written(user_id=user_id)

@@ -12,6 +12,7 @@ never read whole. Content is stored uncompressed (what the native API serves too
 size is kept as the version's zip size, and downloads are gzipped again on the fly."""
 
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,6 +22,7 @@ from aiohttp import web
 from osmcloud_common.blobstore import BlobStore
 from osmcloud_common.errors import ApiError, NotFound
 from osmcloud_common.logging import get_logger
+from osmcloud_common.mongo import find_by_ids
 from osmcloud_common.osmand import MALFORMED_REQUEST, CompatAuthenticator, CompatIdentity, ErrorCode, OsmandError
 from osmcloud_common.osmand import compat_params, device_credentials
 from osmcloud_common.runtime import Runtime
@@ -28,7 +30,7 @@ from osmcloud_common.runtime import Runtime
 from .domain import FileRef, parse_file_ref
 from .gzip_stream import Gunzip, NotGzip, gzip_chunks
 from .operations import Operations
-from .osmand_files import as_osmand_error, list_files_result, parse_types, upload_answer
+from .osmand_files import ListFilesAnswer, as_osmand_error, parse_types, upload_answer
 from .settings import FilesSettings
 from .store import FilesStore
 from .uploads import Uploader
@@ -119,21 +121,48 @@ class OsmandFilesRoutes:
 
     async def _version_at(self, ref: FileRef, updatetime: int | None) -> dict[str, Any] | None:
         """The version with that server time, or the newest (a delete marker included)."""
-        history = await self.store.history(ref)  # newest first
         if updatetime is None:
-            return history[0] if history else None
-        return next((v for v in history if v["updated_ms"] == updatetime), None)
+            newest = await self.store.history(ref, 1)
+            return newest[0] if newest else None
+        return await self.store.version_at(ref, updatetime)
 
     # ------------------------------------------------------------ list-files
     async def list_files(self, request: web.Request) -> web.Response:
+        """Streamed: versions and heads are read a page at a time and written as they come
+        (allFiles, then uniqueFiles, then the totals), so no answer holds an account's
+        versions in memory. The object's members are OsmAnd's; their order is free in JSON."""
         who, params = await self._authenticated(request)
         types = parse_types(params.get("type"))
         account = await self.store.account(who.user_id)
-        in_flight = set(account.get("ops") or {})
-        # a version whose upload has not finished is not there yet (it may still be undone)
-        versions = [v for v in await self.store.versions_of(who.user_id, types) if v.get("op") not in in_flight]
-        return web.json_response(list_files_result(versions, who.user_num, _truthy(params.get("allVersions")),
-                                                   _quota_of(account) or 0))
+        in_flight = sorted(account.get("ops") or {})
+        all_versions = _truthy(params.get("allVersions"))
+        answer = ListFilesAnswer(who.user_num, all_versions, _quota_of(account) or 0)
+        response = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
+        await response.prepare(request)
+        out = _JsonList(response)
+        if all_versions:
+            await out.open("allFiles", first=True)
+            async for version in self.store.stream_versions(who.user_id, types):
+                # a version whose upload has not finished is not there yet (it may still be undone)
+                if version.get("op") not in in_flight:
+                    await out.add(answer.all_version(version))
+            await out.close()
+        await out.open("uniqueFiles", first=not all_versions)
+        async for page in _pages(self.store.stream_live_heads(who.user_id, types)):
+            versions = {v["_id"]: v for v in await find_by_ids(self.store.versions,
+                                                               [h["head"]["version_id"] for h in page])}
+            for head in page:
+                version = versions.get(head["head"]["version_id"])
+                if version is not None:
+                    await out.add(answer.newest(version))
+        await out.close()
+        count = None if all_versions else await self.store.versions.count_documents(
+            {"user_id": who.user_id, "deleted": False, "op": {"$nin": in_flight},
+             **({"type": {"$in": types}} if types else {})})
+        totals = json.dumps(answer.totals(count))[1:]  # the members after the lists, and the closing brace
+        await response.write(b"," + totals.encode())
+        await response.write_eof()
+        return response
 
     # ------------------------------------------------------------ upload-file
     async def upload_file(self, request: web.Request) -> web.Response:
@@ -242,6 +271,50 @@ class OsmandFilesRoutes:
         _required(dict(request.query), "name")
         _required(dict(request.query), "type")
         return web.json_response({"status": "not-present"})
+
+
+LIST_PAGE = 500
+WRITE_BYTES = 64 * 1024
+
+
+async def _pages(cursor, size: int = LIST_PAGE):
+    page = []
+    async for doc in cursor:
+        page.append(doc)
+        if len(page) >= size:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+class _JsonList:
+    """Writes `"name":[entry,...]` members of one JSON object, buffered in pieces of about
+    WRITE_BYTES."""
+
+    def __init__(self, response: web.StreamResponse) -> None:
+        self.response, self.buffer, self.size, self.empty = response, [], 0, True
+
+    async def open(self, name: str, first: bool) -> None:
+        self.buffer.append(("{" if first else ",") + json.dumps(name) + ":[")
+        self.empty = True
+
+    async def add(self, entry: dict) -> None:
+        piece = ("" if self.empty else ",") + json.dumps(entry)
+        self.buffer.append(piece)
+        self.size += len(piece)
+        self.empty = False
+        if self.size >= WRITE_BYTES:
+            await self._flush()
+
+    async def close(self) -> None:
+        self.buffer.append("]")
+        await self._flush()
+
+    async def _flush(self) -> None:
+        if self.buffer:
+            await self.response.write("".join(self.buffer).encode())
+            self.buffer, self.size = [], 0
 
 
 async def _drain(request: web.Request, limit: int = DRAIN_LIMIT) -> None:

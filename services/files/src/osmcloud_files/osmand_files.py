@@ -33,35 +33,61 @@ def parse_types(raw: str | None) -> list[str] | None:
     return list(dict.fromkeys(names)) or None
 
 
+class ListFilesAnswer:
+    """The answer of `list-files`, built one version at a time so it can stream: `all_version`
+    for each entry of `allFiles` (every version newest first, with allVersions), `newest` for
+    each entry of `uniqueFiles` (each file's newest version unless it is a delete marker,
+    newest first: the app takes the first entry of a (type, name) as its newest), then
+    `totals`. Totals count versions that are not delete markers — sizes of every such version
+    with allVersions, of the newest ones only without (as the reference server);
+    `totalFileVersions` counts them all either way."""
+
+    def __init__(self, user_num: int, all_versions: bool, maximum_account_size: int) -> None:
+        self.user_num, self.all_versions = user_num, all_versions
+        self.figures = {"totalZipSize": 0, "totalFileSize": 0, "totalFiles": 0, "totalFileVersions": 0,
+                        "maximumAccountSize": int(maximum_account_size), "userid": user_num}
+
+    def all_version(self, version: dict[str, Any]) -> dict[str, Any]:
+        entry = file_entry(version, self.user_num)
+        if entry["filesize"] >= 0:
+            self.figures["totalFileVersions"] += 1
+            self.figures["totalZipSize"] += entry["zipSize"]
+            self.figures["totalFileSize"] += entry["filesize"]
+        return entry
+
+    def newest(self, version: dict[str, Any]) -> dict[str, Any]:
+        entry = file_entry(version, self.user_num)
+        self.figures["totalFiles"] += 1
+        if not self.all_versions:
+            self.figures["totalZipSize"] += entry["zipSize"]
+            self.figures["totalFileSize"] += entry["filesize"]
+        return entry
+
+    def totals(self, versions_without_markers: int | None = None) -> dict[str, Any]:
+        """`versions_without_markers`: the count when allFiles was not listed."""
+        if versions_without_markers is not None:
+            self.figures["totalFileVersions"] = versions_without_markers
+        return dict(self.figures)
+
+
 def list_files_result(versions: list[dict[str, Any]], user_num: int, all_versions: bool,
                       maximum_account_size: int) -> dict[str, Any]:
-    """The answer of `list-files`. Every version newest first (the app takes the first entry of
-    a (type, name) as its newest); `uniqueFiles`: each file's newest version unless it is a
-    delete marker; totals count versions that are not delete markers — sizes of every such
-    version with allVersions, of the newest ones only without (as the reference server)."""
+    """The whole answer of `list-files` from a list of versions (what the streamed answer of
+    osmand_compat.py writes piece by piece)."""
     ordered = sorted(versions, key=lambda v: (v["updated_ms"], v.get("seq") or 0), reverse=True)
-    result: dict[str, Any] = {"totalZipSize": 0, "totalFileSize": 0, "totalFiles": 0, "totalFileVersions": 0,
-                              "maximumAccountSize": int(maximum_account_size), "userid": user_num,
-                              "uniqueFiles": []}
-    if all_versions:
-        result["allFiles"] = []
+    answer = ListFilesAnswer(user_num, all_versions, maximum_account_size)
     seen: set[tuple[str, str]] = set()
+    unique = []
     for version in ordered:
-        entry = file_entry(version, user_num)  # one object in both lists: identical entries
-        key = (entry["type"], entry["name"])
-        newest = key not in seen
+        key = (version["type"], version["name"])
+        if key not in seen and not version.get("deleted"):
+            unique.append(answer.newest(version))
         seen.add(key)
-        if entry["filesize"] >= 0:
-            result["totalFileVersions"] += 1
-            if all_versions or newest:
-                result["totalZipSize"] += entry["zipSize"]
-                result["totalFileSize"] += entry["filesize"]
-            if newest:
-                result["totalFiles"] += 1
-                result["uniqueFiles"].append(entry)
-        if all_versions:
-            result["allFiles"].append(entry)
-    return result
+    result: dict[str, Any] = {"uniqueFiles": unique}
+    if all_versions:
+        result["allFiles"] = [answer.all_version(v) for v in ordered]
+        return {**answer.totals(), **result}
+    return {**answer.totals(sum(1 for v in ordered if not v.get("deleted"))), **result}
 
 
 def upload_answer(file_type: str, name: str, head: dict[str, Any], zip_size: int) -> dict[str, Any]:

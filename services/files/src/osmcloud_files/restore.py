@@ -19,8 +19,10 @@ from osmcloud_common.http import identity, json_body
 from osmcloud_common.logging import get_logger
 from osmcloud_common.runtime import Runtime
 
-from .domain import check_may_upload, next_update_ms, parse_file_ref, quota_exceeded
+from .domain import next_update_ms, parse_file_ref, quota_exceeded, restore_quota
 from .settings import FilesSettings
+from .storage_bound import StorageBound
+from .storage_rule import version_cost
 from .store import FilesStore, HeadMoved
 from .views import version_view
 
@@ -37,6 +39,7 @@ class RestoreRequest(BaseModel):
 class RestoreRoute:
     def __init__(self, runtime: Runtime, store: FilesStore, blobs: BlobStore, settings: FilesSettings) -> None:
         self.rt, self.store, self.blobs, self.settings = runtime, store, blobs, settings
+        self.bound = StorageBound(runtime, store, blobs)
 
     def register(self, app: web.Application) -> None:
         app.router.add_post("/internal/restore", self.restore)
@@ -62,15 +65,17 @@ class RestoreRoute:
 
         account = await self.store.account(ref.user_id)
         entitlement = Entitlement.model_validate(account["entitlement"]) if account.get("entitlement") else None
-        check_may_upload(entitlement, ref.file_type)
+        quota, quota_field = restore_quota(entitlement, ref.file_type)
         reserved = source["size"]  # the restored copy takes exactly the trashed version's bytes
-        limit = min(x for x in (entitlement.max_file_bytes, self.settings.max_upload_bytes) if x is not None)
+        # during grace what Pro stored comes back whatever Start's per-file limit says
+        per_file = entitlement.max_file_bytes if quota_field == "quota_bytes" else None
+        limit = min(x for x in (per_file, self.settings.max_upload_bytes) if x is not None)
         if reserved > limit:
             raise PayloadTooLarge(f"the file has {reserved} bytes; the plan allows at most {limit} bytes per file",
                                   code="file_too_large")
-        if not await self.store.reserve(ref.user_id, entitlement.quota_bytes, reserved):
+        if not await self.store.reserve(ref.user_id, quota, reserved, quota_field):
             latest = await self.store.account(ref.user_id)
-            raise quota_exceeded(reserved, latest["committed_bytes"], entitlement.quota_bytes)
+            raise quota_exceeded(reserved, latest["committed_bytes"], quota)
 
         version_id = uuid.uuid4().hex
         blob_key = f"users/{ref.user_id}/{version_id}"
@@ -98,13 +103,15 @@ class RestoreRoute:
                 await self.store.remove_version(version_id)
                 raise Conflict(f"{ref.file_type}/{ref.name} changed while it was being restored",
                                code="file_changed")
-            await self.store.settle_usage(ref.user_id, source["size"], 1, reserved, self._usage_event(ref.user_id))
+            await self.store.settle_usage(ref.user_id, source["size"], 1, reserved, self._usage_event(ref.user_id),
+                                          stored_delta=version_cost(source["size"]))
             settled = True
         finally:
             if not settled:
                 await self.store.release(ref.user_id, reserved)
                 await self.blobs.delete(blob_key)
         self.rt.events_written()
+        await self.bound.enforce(ref, version_cost(source["size"]))  # the restored copy is new stored bytes
         log.info("file restored", type=ref.file_type, name=ref.name, version_id=version_id,
                  tombstone=body.tombstone_version_id)
         return web.json_response({**version_view(ref.file_type, ref.name, new_head), "category": ref.category})

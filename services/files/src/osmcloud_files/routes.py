@@ -10,7 +10,7 @@ from aiohttp import web
 
 from osmcloud_common.blobstore import BlobStore
 from osmcloud_common.errors import ApiError, BadRequest, Conflict, NotFound
-from osmcloud_common.events import StorageUsageChanged
+from osmcloud_common.events import Entitlement, StorageUsageChanged
 from osmcloud_common.http import identity
 from osmcloud_common.logging import get_logger
 from osmcloud_common.runtime import Runtime
@@ -25,6 +25,7 @@ from .views import head_view, stored_version_view, version_view
 log = get_logger(__name__)
 
 TYPE = "{file_type:[A-Za-z_]+}"
+HISTORY_PAGE, MAX_HISTORY_PAGE = 100, 1000  # versions per history page: default, most
 NAME = "{name:.+}"
 
 
@@ -195,18 +196,29 @@ class FilesRoutes:
         return web.json_response({"files": [head_view(h) for h in heads]})
 
     async def history(self, request: web.Request) -> web.Response:
+        """A page of the file's versions, newest first: `limit` (1-1000, default 100) versions
+        older than `before` (an `updatetime`); `next_before` continues, null on the last page."""
         ref = self._ref(request)
-        versions = await self.store.history(ref)
-        if not versions:
+        limit = _int_param(request, "limit") or HISTORY_PAGE
+        if not 1 <= limit <= MAX_HISTORY_PAGE:
+            raise BadRequest(f"limit must be between 1 and {MAX_HISTORY_PAGE}, got {limit}")
+        before = _int_param(request, "before")
+        versions = await self.store.history(ref, limit + 1, before)
+        if not versions and before is None:
             raise NotFound(f"no such file: {ref.file_type}/{ref.name}", code="file_not_found")
+        page = versions[:limit]
         return web.json_response({"type": ref.file_type, "name": ref.name,
-                                  "versions": [stored_version_view(v) for v in versions]})
+                                  "versions": [stored_version_view(v) for v in page],
+                                  "next_before": page[-1]["updated_ms"] if len(versions) > limit else None})
 
     async def usage(self, request: web.Request) -> web.Response:
         who = identity(request)
         account = await self.store.account(who.user_id)
         entitlement = account.get("entitlement")
+        limit = Entitlement.model_validate(entitlement).storage_limit if entitlement else 0
         return web.json_response({"used_bytes": account["used_bytes"], "file_count": account["file_count"],
+                                  # every version kept (live, old, trash) against the storage bound
+                                  "stored_bytes": account.get("stored_bytes", 0), "storage_limit_bytes": limit,
                                   "quota_bytes": entitlement["quota_bytes"] if entitlement else 0,
                                   "max_files": entitlement.get("max_files") if entitlement else None,
                                   "max_file_bytes": entitlement.get("max_file_bytes") if entitlement else None,

@@ -41,6 +41,7 @@ class FilesStore:
         await self.versions.create_index([("user_id", ASCENDING), ("type", ASCENDING), ("name", ASCENDING),
                                           ("updated_ms", DESCENDING)])
         await self.versions.create_index([("user_id", ASCENDING), ("seq", ASCENDING)])
+        await self.versions.create_index([("user_id", ASCENDING), ("updated_ms", DESCENDING)])
         await self.accounts.create_index([("op_count", ASCENDING)])
 
     # ------------------------------------------------------------ accounts
@@ -59,10 +60,11 @@ class FilesStore:
 
     # The three methods below reserve without naming an operation (kept for callers that
     # need no crash recovery); uploads and deletes go through ledger operations instead.
-    async def reserve(self, user_id: str, quota: int, amount: int) -> bool:
-        """Atomically reserves `amount` bytes unless used + reserved would pass the quota."""
+    async def reserve(self, user_id: str, quota: int, amount: int, quota_field: str = "quota_bytes") -> bool:
+        """Atomically reserves `amount` bytes unless used + reserved would pass the quota (the
+        entitlement's `quota_field`)."""
         result = await self.accounts.update_one(
-            {"_id": user_id, "entitlement.quota_bytes": quota, "committed_bytes": {"$lte": quota - amount}},
+            {"_id": user_id, f"entitlement.{quota_field}": quota, "committed_bytes": {"$lte": quota - amount}},
             {"$inc": {"committed_bytes": amount, "reserved_bytes": amount}})
         return result.modified_count == 1
 
@@ -72,10 +74,10 @@ class FilesStore:
                                            {"$inc": {"committed_bytes": -amount, "reserved_bytes": -amount}})
 
     async def settle_usage(self, user_id: str, delta_bytes: int, delta_files: int, reserved: int,
-                           make_event) -> dict[str, Any]:
+                           make_event, stored_delta: int = 0) -> dict[str, Any]:
         """Moves a reservation into usage and records `storage-usage-changed` with the new
         absolute figures (made by `make_event(seq, used, files, quota)`) in the same write."""
-        doc = await self.ledger.settle(user_id, delta_bytes, delta_files, reserved, make_event)
+        doc = await self.ledger.settle(user_id, delta_bytes, delta_files, reserved, make_event, stored_delta)
         quota = (doc.get("entitlement") or {}).get("quota_bytes")
         return {"used_bytes": doc["used_bytes"], "file_count": doc["file_count"], "quota_bytes": quota}
 
@@ -162,15 +164,75 @@ class FilesStore:
             query["type"] = {"$in": types}
         return await self.heads.find(query, {"_outbox": 0}).to_list(None)
 
-    async def history(self, ref: FileRef) -> list[dict[str, Any]]:
-        return await self.versions.find({"user_id": ref.user_id, "type": ref.file_type, "name": ref.name}
-                                        ).sort("updated_ms", -1).to_list(None)
+    async def history(self, ref: FileRef, limit: int, before_ms: int | None = None) -> list[dict[str, Any]]:
+        """One page of the file's versions, newest first: at most `limit`, all older than
+        `before_ms` when given (a version's server time is unique within its file)."""
+        query: dict[str, Any] = {"user_id": ref.user_id, "type": ref.file_type, "name": ref.name}
+        if before_ms is not None:
+            query["updated_ms"] = {"$lt": before_ms}
+        return await self.versions.find(query).sort("updated_ms", -1).limit(limit).to_list(None)
 
-    async def versions_of(self, user_id: str, types: list[str] | None = None) -> list[dict[str, Any]]:
+    async def version_at(self, ref: FileRef, updated_ms: int) -> dict[str, Any] | None:
+        return await self.versions.find_one({"user_id": ref.user_id, "type": ref.file_type, "name": ref.name,
+                                             "updated_ms": updated_ms})
+
+    async def history_for_removal(self, ref: FileRef) -> list[dict[str, Any]]:
+        """What removing the head needs, newest first: the head, the version below it and,
+        when that one is a delete marker, the newest live version below the marker."""
+        top = await self.history(ref, 2)
+        if len(top) == 2 and top[1].get("deleted"):
+            live = await self.versions.find_one(
+                {"user_id": ref.user_id, "type": ref.file_type, "name": ref.name, "deleted": False,
+                 "updated_ms": {"$lt": top[1]["updated_ms"]}}, sort=[("updated_ms", -1)])
+            if live is not None:
+                top.append(live)
+        return top
+
+    def stream_versions(self, user_id: str, types: list[str] | None, batch: int = 500):
+        """Every version of the account (of some types), newest first, read in batches."""
         query: dict[str, Any] = {"user_id": user_id}
         if types:
             query["type"] = {"$in": types}
-        return await self.versions.find(query).to_list(None)
+        return self.versions.find(query).sort([("updated_ms", DESCENDING), ("seq", DESCENDING)]).batch_size(batch)
+
+    def stream_live_heads(self, user_id: str, types: list[str] | None, batch: int = 500):
+        """Every live head of the account (of some types), newest first, read in batches."""
+        query: dict[str, Any] = {"user_id": user_id, "head.deleted": False}
+        if types:
+            query["type"] = {"$in": types}
+        return self.heads.find(query, {"_outbox": 0}).sort(
+            [("head.updated_ms", DESCENDING), ("head.seq", DESCENDING)]).batch_size(batch)
+
+    async def versions_page(self, user_id: str, types: list[str] | None, after_seq: int, limit: int
+                            ) -> list[dict[str, Any]]:
+        """A page of the account's versions (of some types) in change order, after `after_seq`."""
+        query: dict[str, Any] = {"user_id": user_id, "seq": {"$gt": after_seq}}
+        if types:
+            query["type"] = {"$in": types}
+        return await self.versions.find(query).sort("seq", ASCENDING).limit(limit).to_list(None)
+
+    async def count_versions(self, user_id: str) -> tuple[int, int]:
+        """How many versions the account has and their bytes, read as a stream of sizes."""
+        count = size = 0
+        async for v in self.versions.find({"user_id": user_id}, {"size": 1}).batch_size(1000):
+            count += 1
+            size += max(0, v.get("size") or 0)
+        return count, size
+
+    async def versions_of_op(self, user_id: str, op_id: str) -> list[dict[str, Any]]:
+        """The version documents one operation wrote (markers of a bulk delete: one per file)."""
+        return await self.versions.find({"user_id": user_id, "op": op_id}, {"_id": 1}).to_list(None)
+
+    async def live_heads_newest_first(self, user_id: str, batch: int = 500):
+        """Every live head of the account, most recently changed first (then type, name), as
+        a stream read in batches of `batch`: the order of the grace-end rule."""
+        cursor = self.heads.find({"user_id": user_id, "head.deleted": False},
+                                 {"_id": 1, "user_id": 1, "type": 1, "name": 1, "category": 1, "head": 1,
+                                  "_usage_pending": 1}
+                                 ).sort([("head.updated_ms", DESCENDING), ("type", ASCENDING), ("name", ASCENDING)]
+                                        ).batch_size(batch)
+        async for doc in cursor:
+            yield doc
 
     async def delete_versions(self, version_ids: list[str]) -> None:
         if version_ids:

@@ -15,6 +15,7 @@ from osmcloud_common.mongo import delete_by_ids, id_chunks, insert_new
 from osmcloud_common.outbox import new_document_with_events
 from osmcloud_common.runtime import Runtime
 
+from .storage_rule import version_cost
 from .store import FilesStore
 
 log = get_logger(__name__)
@@ -87,6 +88,9 @@ class TrashReactions:
         victims = [v["_id"] for vs in plan.values() for v in vs]
         await delete_by_ids(self.store.versions, [v for v in victims if v not in markers])
         await delete_by_ids(self.store.versions, [v for v in victims if v in markers])
+        # a redelivered batch finds no versions left, so nothing is taken off twice
+        for user_id, gone in sorted(by_user.items()):
+            await self.store.ledger.add_stored(user_id, -sum(version_cost(v.get("size")) for v in gone))
         timer.step("versions")
         log.info("trashed files purged", files=len(plan), versions=len(victims), events=len(events),
                  seconds=timer.seconds)

@@ -22,6 +22,7 @@ from osmcloud_common.runtime import Runtime
 from .domain import (FileRef, UploadNeed, check_backup_enabled, check_may_upload, file_count_exceeded,
                      growth_to_reserve, next_update_ms, quota_exceeded, upload_need)
 from .operations import Busy, Operations
+from .storage_rule import version_cost
 from .store import FilesStore, HeadMoved
 
 GROW_STEP = 8 * 1024 * 1024      # a chunked body reserves quota in steps of this many bytes
@@ -98,13 +99,16 @@ class Uploader:
                                                updated_at=now), ref.user_id)
             after = await self.ops.commit(
                 ref, op_id, current, set(began["ops"]), expected, head, [event], reserved_bytes=reservation.bytes,
-                reserved_files=need.files, delta_bytes=blob.size - need.old_size, delta_files=need.files, seq=seq)
+                reserved_files=need.files, delta_bytes=blob.size - need.old_size, delta_files=need.files, seq=seq,
+                stored_delta=version_cost(blob.size))
         except HeadMoved:
             await self.ops.settle_or_undo(ref.user_id, op_id)
             raise conflict(await self.store.head(ref))
         except BaseException:
             await self.ops.settle_or_undo(ref.user_id, op_id)
             raise
+        # before answering: what this upload put above the storage limit is freed already
+        await self.ops.bound.enforce(ref, version_cost(blob.size), after)
         return head, after
 
     def _refusal(self, account: dict[str, Any], entitlement: Entitlement, need: UploadNeed) -> ApiError:
