@@ -7,6 +7,7 @@ Deleted files are made through the native API (the /userdata/ upload belongs to 
 the protocol); a trash entry's updatetime is its delete marker's server time, read from the
 native trash page (`tombstone_update_ms`) and cross-checked against files' own history."""
 
+import pytest
 import asyncio
 import re
 import uuid
@@ -19,7 +20,17 @@ from osmcloud_common.clock import shared_offset
 from osmcloud_localstack.client import GatewayClient, Reply, count_mails, eventually, login, read_code
 from osmcloud_localstack.testing import events_of
 
-SANDBOX_KEY = "osmcloud-sandbox-key"  # billing's default SANDBOX_RECEIPT_KEY
+SANDBOX_KEY = ""  # the test stack's random SANDBOX_RECEIPT_KEY, set by _sandbox_key below
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _sandbox_key(stack):
+    """Receipts are signed with the stack's own sandbox key (billing has no default key)."""
+    global SANDBOX_KEY
+    SANDBOX_KEY = stack.sandbox_receipt_key
+    assert SANDBOX_KEY, "the test stack runs billing's sandbox store"
+
+
 PRO_PRODUCT = "osmcloud.pro.annual"
 
 
