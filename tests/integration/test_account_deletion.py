@@ -172,8 +172,9 @@ async def test_deleting_an_account_leaves_nothing_of_it_anywhere(stack, gateway,
     assert asked.status == 202, asked
     mail = await smtp.wait_for(email, count=4)
     assert "deleting" in mail["subject"].lower()
-    code = re.search(r"\b(\d{6})\b", mail["body"]).group(1)
-    wrong = await phone.call("POST", "/api/auth/account/delete", json={"code": str((int(code) + 1) % 10**6).zfill(6)})
+    code = re.search(r"\b(\d{12})\b", mail["body"]).group(1)
+    wrong = await phone.call("POST", "/api/auth/account/delete",
+                             json={"code": str((int(code) + 1) % 10**12).zfill(12)})
     assert wrong.status == 400 and wrong.error_code() == "code_wrong"
     missing = await phone.call("POST", "/api/auth/account/delete", json={})
     assert missing.status == 400
