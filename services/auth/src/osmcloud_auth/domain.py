@@ -92,7 +92,7 @@ def verdict_without_match(codes: list[StoredCode], offered: str, now: datetime, 
         return CodeVerdict.USED
     if any(c.live(now) for c in codes):
         return CodeVerdict.EXHAUSTED
-    return CodeVerdict.EXPIRED if any(not c.used for c in codes) else CodeVerdict.USED
+    return CodeVerdict.EXPIRED if any(not c.used for c in codes) else CodeVerdict.UNKNOWN
 
 
 def yearly_guess_probability(digits: int, codes_per_hour: int, tries_per_code: int) -> float:

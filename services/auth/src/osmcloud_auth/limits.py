@@ -27,9 +27,11 @@ def address_key(address: str | None) -> str:
         ip = ipaddress.ip_address(address.strip())
     except ValueError:
         return "address:unknown"
-    if ip.version == 6 and ip.ipv4_mapped is None:
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return f"address:{ip.ipv4_mapped}"
         return f"address:{ipaddress.ip_network(f'{ip}/64', strict=False)}"
-    return f"address:{ip.ipv4_mapped or ip}"
+    return f"address:{ip}"
 
 
 def email_address_key(email: str, where: str) -> str:

@@ -154,19 +154,19 @@ class OsmandAccounts:
 
     async def user_update_orderid(self, request: web.Request) -> web.Response:
         """The call carries no credential, so it may only do what a verified order proves: the
-        order goes through billing's purchase verification first (102 for an unknown, expired or
-        ineligible order, 109 for an order of another account), and only then is the e-mail
-        looked at (101 when unknown) and the order linked (its plan applies). Without a valid
-        order nobody learns whether an e-mail is registered here. An empty orderid changes
+        order goes through billing's purchase verification (102 for an unknown, expired or
+        ineligible order, 109 for an order of another account) before it is linked (its plan
+        applies); an unknown e-mail answers those too, and 101 only for a valid order, so
+        without one nobody learns whether an e-mail is registered here. An empty orderid changes
         nothing (the reference cleared the account's order for anyone who knew the e-mail)."""
         params = await compat_params(request)
         email = compat_email(params.get("email"))
         orderid = _order_field(params)
         if not orderid:  # the call carries no credential: nothing of the account changes
             return web.json_response({"status": "ok"})
-        await self.orders.check_for_sign_up(orderid)  # 102 / 109 before anything about the e-mail
         user = await self.store.user_by_email(email)
-        if user is None:
+        if user is None:  # the order is judged first, as for a registered e-mail: 102 / 109 alike
+            await self.orders.check_for_sign_up(orderid)
             raise OsmandError(ErrorCode.EMAIL_INVALID, "this e-mail is not registered")
         await self.orders.link(user["_id"], orderid)
         return web.json_response({"status": "ok"})
