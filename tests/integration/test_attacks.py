@@ -192,3 +192,42 @@ async def test_user_update_orderid_is_rate_limited_at_the_gateway(stack):
             "email": f"probe-{n}@example.test", "orderid": "", "deviceid": "x"}) for n in range(250)))
     statuses = Counter(r.status for r in replies)
     assert statuses[429] > 0 and set(statuses) <= {200, 429}, statuses
+
+
+# ---------------------------------------------------------------- no secret in any log
+async def test_no_token_code_or_receipt_used_in_a_run_reaches_any_log(stack, gateway, unique_email):
+    if not stack.logs_dir:
+        pytest.skip("this system's logs are not on this machine (mode env)")
+    anonymous = gateway.with_token(None)
+    # an OsmAnd device: its code in a form body, its accessToken in queries (twice in one)
+    before = await count_mails(gateway.session, stack.smtp_sink_url, unique_email)
+    phone = str(uuid.uuid4())
+    assert (await anonymous.call("POST", "/userdata/user-register", data={
+        "email": unique_email, "login": "false", "lang": "en", "deviceid": phone})).status == 200
+    code = await read_code(gateway.session, stack.smtp_sink_url, unique_email, after=before)
+    device = (await anonymous.call("POST", "/userdata/device-register", data={
+        "email": unique_email, "token": code, "deviceid": phone, "brand": "G", "model": "P", "lang": "en"})).body
+    token = device["accesstoken"]
+    assert (await anonymous.call("GET", "/userdata/list-files",
+                                 params={"deviceid": device["id"], "accessToken": token})).status == 200
+    await anonymous.call("GET", f"/userdata/user-validate-sub?accessToken={token}&deviceid={device['id']}"
+                                f"&accesstoken={token}")
+    await anonymous.call("GET", "/userdata/list-files", params={"deviceid": device["id"], "accessToken": token + "x"})
+    # a native device token, and a receipt
+    me, session = await login(gateway, stack.smtp_sink_url)
+    receipt = forged_receipt("GPA.logged")
+    await me.call("POST", "/api/billing/purchases", json={"platform": "sandbox", "product_id": "osmcloud.pro.annual",
+                                                          "order_id": "GPA.logged", "receipt": receipt})
+    await anonymous.call("POST", "/userdata/user-update-orderid",
+                         data={"email": unique_email, "orderid": receipt, "deviceid": phone})
+    secrets = {"OsmAnd accessToken": token, "OsmAnd code": code, "native token": me.token, "receipt": receipt}
+    await asyncio.sleep(0.5)  # nginx and the services write their lines as they answer; let them land
+    from pathlib import Path
+    logs = sorted(p for p in Path(stack.logs_dir).iterdir() if p.is_file())
+    assert any(p.name == "nginx-access.log" for p in logs) and len(logs) >= 6, logs
+    for path in logs:
+        text = path.read_text(errors="replace")
+        for what, value in secrets.items():
+            assert value not in text, f"{what} appears in {path.name}"
+    access = (Path(stack.logs_dir) / "nginx-access.log").read_text()
+    assert "/userdata/list-files?deviceid=" in access and "accessToken=***" in access

@@ -21,6 +21,7 @@ TEMPLATE_VARIABLES = (
     "S3_UPSTREAM",
     "GATEWAY_LISTEN",
     "GATEWAY_SECRET",
+    "GATEWAY_ACCESS_LOG",
 )
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -77,10 +78,8 @@ http {{
     tcp_nodelay on;
     keepalive_timeout 65s;
 
-    log_format osmcloud '$remote_addr [$time_local] "$request" $status $body_bytes_sent '
-                        'rt=$request_time uct=$upstream_connect_time urt=$upstream_response_time '
-                        'rid=$request_id';
-    access_log {logs / "nginx-access.log"} osmcloud;
+    # the server (the shared template) logs to {logs / "nginx-access.log"}, with secrets masked
+    access_log off;
 
     client_body_temp_path {tmp / "client_body"};
     proxy_temp_path {tmp / "proxy"};
@@ -113,6 +112,7 @@ def write_gateway_config(
         "S3_UPSTREAM": upstreams["s3"],
         "GATEWAY_LISTEN": listen,
         "GATEWAY_SECRET": gateway_secret,
+        "GATEWAY_ACCESS_LOG": str(logs / "nginx-access.log"),
     }
     rendered = render_template(template_path(repo).read_text(), values)
     (prefix / "conf.d").mkdir(parents=True, exist_ok=True)

@@ -81,6 +81,8 @@ class StackHandle:
     db_prefix: str = "osmcloud_"
     # key of billing's sandbox store ("" when it is off: then no receipt verifies)
     sandbox_receipt_key: str = ""
+    # where the stack's processes write their logs ("" when they are not on this machine)
+    logs_dir: str = ""
     services: bool = True
     _stop_kafka: Callable[[], None] | None = field(default=None, repr=False)
     _start_kafka: Callable[[], None] | None = field(default=None, repr=False)
@@ -192,6 +194,7 @@ def _handle(mode: str, endpoints: Any, services: bool, **kw: Any) -> StackHandle
         topic_prefix=e.topic_prefix,
         db_prefix=e.db_prefix,
         sandbox_receipt_key=e.sandbox_receipt_key,
+        logs_dir=str(Path(e.state_dir) / "logs"),
         services=services,
         **kw,
     )
