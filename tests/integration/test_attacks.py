@@ -145,6 +145,30 @@ async def test_strangers_flooding_and_guessing_from_elsewhere_do_not_stop_the_ow
         assert reply.status == 201, reply
 
 
+async def test_strangers_using_up_the_hourly_codes_do_not_stop_the_owner_where_they_logged_in_before(
+        stack, gateway, unique_email):
+    email = unique_email
+    async with client_at(stack, new_address()) as owner, client_at(stack, new_address()) as x1, \
+            client_at(stack, new_address()) as x2, client_at(stack, new_address()) as newcomer:
+        await login(owner, stack.smtp_sink_url, email=email)  # the owner's address is known now
+        refused = None
+        for _ in range(5):  # strangers ask for codes as often as they may, from two addresses
+            await advance_clock(stack, RESEND_SECONDS + 1)
+            for x in (x1, x2):
+                reply = await x.call("POST", "/api/auth/login-codes", json={"email": email})
+                refused = refused or (reply if reply.status == 429 else None)
+        assert refused is not None and refused.error_code() == "too_many_codes_for_email", refused
+        # a person at a new address has to wait for the hour (the documented worst delay) ...
+        reply = await newcomer.call("POST", "/api/auth/login-codes", json={"email": email})
+        assert reply.status == 429 and reply.body["error"]["retry_after_seconds"] <= 3600, reply
+        # ... the owner, where they logged in before, does not
+        before = await count_mails(owner.session, stack.smtp_sink_url, email)
+        reply = await owner.call("POST", "/api/auth/login-codes", json={"email": email})
+        assert reply.status == 202, reply
+        code = await read_code(owner.session, stack.smtp_sink_url, email, after=before)
+        assert (await owner.call("POST", "/api/auth/sessions", json={"email": email, "code": code})).status == 201
+
+
 async def test_confirm_code_from_strangers_does_not_burn_the_owners_deletion_code(stack, gateway, unique_email):
     device = await osmand_sign_in(gateway.with_token(None), stack.smtp_sink_url, unique_email)
     creds = {"deviceid": device["id"], "accessToken": device["accesstoken"]}

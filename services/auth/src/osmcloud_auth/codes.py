@@ -15,7 +15,7 @@ from osmcloud_common.runtime import Runtime
 
 from .domain import (CodeVerdict, Purpose, StoredCode, digest, matches, new_code, seconds_until, try_budget,
                      verdict_without_match)
-from .limits import RequestLimits, address_key, email_address_key, email_key
+from .limits import RequestLimits, address_key, email_address_key, email_key, known_addresses_key
 from .mailer import Mailer
 from .settings import AuthSettings
 from .store import AuthStore
@@ -50,10 +50,14 @@ class Codes:
         """Mails a new code unless a limit says no (429 with `retry_after_seconds`).
 
         Order: the hourly limits (this address over all e-mails; this e-mail from this address;
-        this e-mail from everywhere) count the request first; if a later one or the resend
+        this e-mail from all unknown addresses, or from all its known ones) count the request first; if a later one or the resend
         cooldown refuses it, the counts are given back, so only mailed codes count."""
         s, now = self.settings, self.rt.clock.now()
         where = address_key(address)
+        known = await self.store.is_known_address(email, where, now - timedelta(days=s.known_address_days))
+        everywhere = ((known_addresses_key(email), s.code_requests_per_email_hour_known, "from the addresses it "
+                       "logged in from") if known else
+                      (email_key(email), s.code_requests_per_email_hour_total, "from all other addresses"))
         taken: list[str] = []
         try:
             for key, limit, error, message in (
@@ -62,9 +66,8 @@ class Codes:
                     (email_address_key(email, where), s.code_requests_per_email_hour, "too_many_codes_for_email",
                      f"too many codes were mailed to this e-mail from this address (at most "
                      f"{s.code_requests_per_email_hour} an hour)"),
-                    (email_key(email), s.code_requests_per_email_hour_total, "too_many_codes_for_email",
-                     f"too many codes were mailed to this e-mail (at most {s.code_requests_per_email_hour_total} "
-                     f"an hour from all addresses)")):
+                    (everywhere[0], everywhere[1], "too_many_codes_for_email",
+                     f"too many codes were mailed to this e-mail (at most {everywhere[1]} an hour {everywhere[2]})")):
                 reopens = await self.limits.take(key, limit, now)
                 if reopens is not None:
                     raise _too_many(error, message, seconds_until(reopens, now))
@@ -104,6 +107,7 @@ class Codes:
                 continue
             judged = True
             if matches(code, offered) and (not use or await self.store.mark_used(code.code_id, code.code_digest)):
+                await self.store.remember_address(email, where, now)
                 return
         verdict = verdict_without_match(codes, offered, now, judged)
         if verdict is CodeVerdict.UNKNOWN:

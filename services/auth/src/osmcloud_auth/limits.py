@@ -34,6 +34,11 @@ def address_key(address: str | None) -> str:
     return f"address:{ip}"
 
 
+def known_addresses_key(email: str) -> str:
+    """Codes mailed to `email` on request from addresses it logged in from before."""
+    return f"email:{email}|known"
+
+
 def email_address_key(email: str, where: str) -> str:
     """Codes mailed to `email` on request from one address (`where`: an address_key)."""
     return f"email:{email}|{where}"

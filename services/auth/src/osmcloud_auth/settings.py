@@ -30,8 +30,13 @@ class AuthSettings(ServiceSettings):
     # (what bounds guessing); per client address over all e-mails (a whole office or carrier
     # NAT shares one, and so does a test suite: ~150 sign-ups a run from 127.0.0.1).
     code_requests_per_email_hour: int = Field(default=5, ge=1)
-    code_requests_per_email_hour_total: int = Field(default=10, ge=1)
+    code_requests_per_email_hour_total: int = Field(default=6, ge=1)
     code_requests_per_address_hour: int = Field(default=500, ge=1)
+    # Addresses a code of this e-mail was used from within KNOWN_ADDRESS_DAYS are "known": their
+    # requests count against a cap of their own, so strangers elsewhere who use up
+    # CODE_REQUESTS_PER_EMAIL_HOUR_TOTAL never stop the owner from where they logged in before.
+    code_requests_per_email_hour_known: int = Field(default=6, ge=1)
+    known_address_days: int = Field(default=90, ge=1)
     # billing's own address: OsmAnd's orderid is verified and linked there (service to service)
     billing_url: str = "http://127.0.0.1:8084"
     billing_timeout_seconds: float = 10.0
@@ -47,14 +52,15 @@ class AuthSettings(ServiceSettings):
     verify_cache_url: str = ""
 
     def yearly_guess_probability(self) -> float:
-        return yearly_guess_probability(self.code_digits, self.code_requests_per_email_hour_total,
+        return yearly_guess_probability(self.code_digits,
+                                        self.code_requests_per_email_hour_total + self.code_requests_per_email_hour_known,
                                         self.code_max_attempts + self.code_max_attempts_elsewhere)
 
     def startup_problems(self) -> list[str]:
         problems = super().startup_problems()
         chance = self.yearly_guess_probability()
         if chance > MAX_YEARLY_GUESS_PROBABILITY:
-            problems.append(f"CODE_DIGITS / CODE_REQUESTS_PER_EMAIL_HOUR_TOTAL / CODE_MAX_ATTEMPTS(_ELSEWHERE) let "
+            problems.append(f"CODE_DIGITS / CODE_REQUESTS_PER_EMAIL_HOUR_TOTAL / _KNOWN / CODE_MAX_ATTEMPTS(_ELSEWHERE) let "
                             f"guessing succeed on an account with probability {chance:.1e} a year (at most "
                             f"{MAX_YEARLY_GUESS_PROBABILITY:.0e}): more digits or fewer codes or tries")
         return problems

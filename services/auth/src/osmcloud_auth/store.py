@@ -26,8 +26,11 @@ async def _nothing_cached(*, device_ids: list[str] = (), user_id: str | None = N
 
 
 class AuthStore:
-    def __init__(self, users, codes, devices, deleted_accounts, counters, revoked=_nothing_cached) -> None:
+    def __init__(self, users, codes, devices, deleted_accounts, counters, revoked=_nothing_cached,
+                 known_addresses=None) -> None:  # (None only where codes are never checked)
         self.users, self.codes, self.devices = users, codes, devices
+        # addresses a code of an e-mail was used from: {_id: "<email>|<address key>", email, seen_at}
+        self.known_addresses = known_addresses
         self.deleted_accounts, self.counters = deleted_accounts, counters
         # called after every write that revokes tokens, before the caller answers: the verify
         # cache of every replica drops them (verify_peers.VerifyPeers.drop)
@@ -100,6 +103,17 @@ class AuthStore:
         result = await self.codes.update_one({"_id": code_id, "code_digest": code_digest, "used": False},
                                              {"$set": {"used": True}})
         return result.modified_count == 1
+
+    async def remember_address(self, email: str, where: str, now: datetime) -> None:
+        await self.known_addresses.update_one({"_id": f"{email}|{where}"},
+                                              {"$set": {"email": email, "seen_at": now}}, upsert=True)
+
+    async def is_known_address(self, email: str, where: str, since: datetime) -> bool:
+        return await self.known_addresses.find_one({"_id": f"{email}|{where}", "seen_at": {"$gte": since}},
+                                                   {"_id": 1}) is not None
+
+    async def purge_known_addresses(self, seen_before: datetime) -> int:
+        return (await self.known_addresses.delete_many({"seen_at": {"$lt": seen_before}})).deleted_count
 
     async def purge_codes(self, expired_before: datetime) -> int:
         """Codes long expired: they answer 'unknown' instead of 'expired' from then on."""
@@ -202,6 +216,7 @@ class AuthStore:
         await self.revoked(user_id=user_id)
         if user is not None:
             await self.codes.delete_many({"email": user["email"]})
+            await self.known_addresses.delete_many({"email": user["email"]})
             await forget_email(user["email"])
         removed += (await self.users.delete_one({"_id": user_id})).deleted_count
         return removed + await delete_user_data(self.users.database, user_id)
