@@ -255,3 +255,47 @@ async def test_no_token_code_or_receipt_used_in_a_run_reaches_any_log(stack, gat
             assert value not in text, f"{what} appears in {path.name}"
     access = (Path(stack.logs_dir) / "nginx-access.log").read_text()
     assert "/userdata/list-files?deviceid=" in access and "accessToken=***" in access
+
+
+# ---------------------------------------------------------------- clients behind a trusted proxy
+# The test stack trusts 127.0.0.1 as a proxy in front of the gateway (TEST_TRUSTED_PROXIES);
+# the other loopback addresses are clients outside it.
+def behind_proxy(client_address: str) -> dict[str, str]:
+    return {"X-Forwarded-For": client_address}
+
+
+async def test_limits_apply_per_client_behind_a_trusted_proxy(stack, gateway):
+    proxy = gateway.with_token(None)  # connects from 127.0.0.1
+    a, b = f"198.51.100.{uuid.uuid4().int % 250 + 1}", f"203.0.113.{uuid.uuid4().int % 250 + 1}"
+    flood = await asyncio.gather(*(proxy.call("POST", "/api/auth/sessions", headers=behind_proxy(a),
+                                              json={"email": f"guess-{n}@example.test", "code": "1"})
+                                   for n in range(250)))
+    assert any(r.status == 429 for r in flood), Counter(r.status for r in flood)
+    # another client behind the same proxy is not limited by the first one's flood
+    reply = await proxy.call("POST", "/api/auth/sessions", headers=behind_proxy(b),
+                             json={"email": "guess@example.test", "code": "1"})
+    assert reply.status == 400 and reply.error_code() == "code_unknown", reply
+    # and auth tells them apart: each gets a code of its own for the same e-mail at once
+    email = f"shared-{uuid.uuid4().hex[:8]}@example.test"
+    first, second = await asyncio.gather(*(proxy.call("POST", "/api/auth/login-codes", headers=behind_proxy(c),
+                                                      json={"email": email}) for c in (a, b)))
+    assert (first.status, second.status) == (202, 202), (first, second)
+    await asyncio.sleep(GATEWAY_REFILL_SECONDS)  # let client a's bucket refill for the tests after us
+
+
+GATEWAY_REFILL_SECONDS = 1
+
+
+async def test_a_client_outside_the_trusted_proxies_cannot_spoof_its_address(stack):
+    async with client_at(stack, new_address()) as outsider:
+        flood = await asyncio.gather(*(outsider.call(
+            "POST", "/api/auth/sessions", headers=behind_proxy(f"192.0.2.{n % 250 + 1}"),
+            json={"email": f"guess-{n}@example.test", "code": "1"}) for n in range(250)))
+        assert any(r.status == 429 for r in flood), Counter(r.status for r in flood)
+        # auth sees the outsider's own address, whatever it claims: one code per 30 s for one e-mail
+        email = f"spoof-{uuid.uuid4().hex[:8]}@example.test"
+        await asyncio.sleep(1)
+        replies = [await outsider.call("POST", "/api/auth/login-codes", headers=behind_proxy(f"192.0.2.{n}"),
+                                       json={"email": email}) for n in (1, 2)]
+        assert [r.status for r in replies] == [202, 429], replies
+        assert replies[1].error_code() == "code_recently_sent", replies[1]

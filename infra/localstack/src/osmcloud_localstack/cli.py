@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--base-port", type=int, default=None, help="gateway port; the others follow (default 8080)")
     up.add_argument("--test-clock", action="store_true", help="TEST_CLOCK=true for the services (tests only)")
     up.add_argument("--infra-only", action="store_true", help="do not start the four services")
+    up.add_argument("--trusted-proxy", action="append", default=[], metavar="CIDR",
+                    help="a proxy in front of the gateway whose X-Forwarded-For is believed (repeatable; default none)")
     up.add_argument("--sandbox-store", action="store_true",
                     help="billing accepts receipts signed with the stack's random sandbox key (dev and tests only)")
     up.add_argument("--log-level", default="info")
@@ -88,6 +90,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         external=_external(args),
         log_level=args.log_level,
         sandbox_store=args.sandbox_store,
+        trusted_proxies=tuple(args.trusted_proxy),
     )
     stack = Stack(config, log=_say)
     running = [n for n in stack.process_names() if stack.procs.running(n)]

@@ -128,6 +128,8 @@ class StackConfig:
     gateway_secret: str | None = None  # None: random per stack (kept in stack.json)
     # billing's sandbox store (signed test receipts): on for the test stack, off for `make up`
     sandbox_store: bool = False
+    # address ranges of proxies in front of the gateway whose X-Forwarded-For is believed
+    trusted_proxies: tuple[str, ...] = ()
     kafka_heap: str = "512m"
     timeouts: dict[str, float] = field(default_factory=dict)  # per process readiness timeout override
 
@@ -240,6 +242,7 @@ class Stack:
             log_level=meta["log_level"],
             gateway_secret=meta["gateway_secret"],
             sandbox_store=meta.get("sandbox_store", False),
+            trusted_proxies=tuple(meta.get("trusted_proxies") or ()),
         )
         stack = cls(cfg, log)
         stack._generated = dict(meta.get("secrets") or {})
@@ -265,6 +268,7 @@ class Stack:
             "log_level": c.log_level,
             "gateway_secret": self.gateway_secret,
             "sandbox_store": c.sandbox_store,
+            "trusted_proxies": list(c.trusted_proxies),
             "secrets": {name: self._generated_secret(name) for name in GENERATED_SECRETS},
             "processes": list(self.process_names()),
             "repo": str(self.repo),
@@ -600,6 +604,7 @@ class Stack:
                 listen=f"{HOST}:{p.gateway}",
                 upstreams={**{s: f"{HOST}:{p.port(s)}" for s in SERVICES}, "s3": self.endpoints().s3_endpoint},
                 gateway_secret=self.gateway_secret,
+                trusted_proxies=tuple(self.config.trusted_proxies),
             )
             nginx = paths.nginx_binary()
             argv = [nginx, "-c", str(conf), "-p", f"{prefix}/", "-e", str(self.state / "logs" / "nginx-error.log")]

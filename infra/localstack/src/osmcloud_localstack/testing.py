@@ -40,6 +40,9 @@ class CannotControl(RuntimeError):
 
 
 REPO = repo_root()
+# The test stack trusts 127.0.0.1 as a proxy in front of the gateway (tests act as one with
+# X-Forwarded-For); every other loopback address (127.x.y.z) is a client outside it.
+TEST_TRUSTED_PROXIES = ("127.0.0.1/32",)
 LOCAL_BASE_PORT = int(os.environ.get("OSMCLOUD_TEST_BASE_PORT", "28080"))
 LOCAL_STATE_DIR = Path(os.environ.get("OSMCLOUD_TEST_STATE_DIR", str(REPO / ".state" / "test")))
 
@@ -208,7 +211,7 @@ def local_stack(say: Callable[[str], None]) -> Iterator[StackHandle]:
     wipe_state_dir(LOCAL_STATE_DIR)
     stack = Stack(
         StackConfig(state_dir=LOCAL_STATE_DIR, base_port=LOCAL_BASE_PORT, test_clock=True, services=services,
-                    sandbox_store=True),
+                    sandbox_store=True, trusted_proxies=TEST_TRUSTED_PROXIES),
         log=say,
     )
     try:
@@ -247,7 +250,7 @@ def testcontainers_stack(say: Callable[[str], None], on_death: Callable[[Any], N
         services = services_present()
         stack = Stack(
             StackConfig(state_dir=state_dir, base_port=LOCAL_BASE_PORT, test_clock=True, services=services, external=external,
-                        sandbox_store=True),
+                        sandbox_store=True, trusted_proxies=TEST_TRUSTED_PROXIES),
             log=say,
         )
         try:
