@@ -24,8 +24,11 @@ help:
 bootstrap:
 	@bash infra/bootstrap.sh
 
+# Secrets (gateway secret, S3 keys, sandbox key) are generated once per state directory and kept
+# in $(UP_STATE)/stack.json (mode 0600, git-ignored). SANDBOX_STORE=1 turns on billing's sandbox
+# store (signed test receipts; never in a deployment).
 up: bootstrap
-	@$(STACK) up --base-port $(UP_PORT) --state-dir $(UP_STATE)
+	@$(STACK) up --base-port $(UP_PORT) --state-dir $(UP_STATE) $(if $(filter 1 true yes,$(SANDBOX_STORE)),--sandbox-store)
 
 down:
 	@if [ -x $(STACK) ]; then $(STACK) down --state-dir $(UP_STATE); \

@@ -33,7 +33,20 @@ export OSMCLOUD_COMPOSE_MONGO_PORT=$((B + 12))
 export OSMCLOUD_COMPOSE_S3_PORT=$((B + 13))
 export OSMCLOUD_COMPOSE_SMTP_PORT=$((B + 14))
 export OSMCLOUD_COMPOSE_MAIL_PORT=$((B + 15))
-export GATEWAY_SECRET=${GATEWAY_SECRET:-change-me}
+# docker-compose.yml has no default secrets: generate strong ones once and keep them in the
+# git-ignored state directory (mode 0600), unless the caller's environment sets them.
+SECRETS_FILE=${OSMCLOUD_COMPOSE_SECRETS:-$REPO/.state/compose/secrets.env}
+if [ ! -s "$SECRETS_FILE" ]; then
+    mkdir -p "$(dirname "$SECRETS_FILE")"
+    (umask 077 && {
+        echo "GATEWAY_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
+        echo "S3_ACCESS_KEY=osmcloud-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
+        echo "S3_SECRET_KEY=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
+    } >"$SECRETS_FILE")
+fi
+while IFS='=' read -r name value; do
+    case "$name" in GATEWAY_SECRET | S3_ACCESS_KEY | S3_SECRET_KEY) [ -n "${!name:-}" ] || export "$name=$value" ;; esac
+done <"$SECRETS_FILE"
 export DOCKER_BUILDKIT=0 # Debian's docker.io has no buildx: the classic builder
 
 say() { echo "[compose] $*"; }
@@ -103,8 +116,8 @@ export OSMCLOUD_GATEWAY_URL=http://127.0.0.1:$GATEWAY_PORT
 export OSMCLOUD_MONGO_URL=mongodb://127.0.0.1:$OSMCLOUD_COMPOSE_MONGO_PORT/
 export OSMCLOUD_KAFKA_BOOTSTRAP=127.0.0.1:$OSMCLOUD_COMPOSE_KAFKA_PORT
 export OSMCLOUD_S3_ENDPOINT=127.0.0.1:$OSMCLOUD_COMPOSE_S3_PORT
-export OSMCLOUD_S3_ACCESS_KEY=${S3_ACCESS_KEY:-osmcloud}
-export OSMCLOUD_S3_SECRET_KEY=${S3_SECRET_KEY:-osmcloud-secret}
+export OSMCLOUD_S3_ACCESS_KEY=$S3_ACCESS_KEY
+export OSMCLOUD_S3_SECRET_KEY=$S3_SECRET_KEY
 export OSMCLOUD_S3_BUCKET=${S3_BUCKET:-osmcloud-blobs}
 export OSMCLOUD_SMTP_HOST=127.0.0.1
 export OSMCLOUD_SMTP_PORT=$OSMCLOUD_COMPOSE_SMTP_PORT

@@ -27,6 +27,12 @@ CLEAN_ENV_KEYS = ("PATH", "HOME", "GOPATH", "GOMODCACHE", "GOCACHE", "GOPROXY", 
                   "GOTOOLCHAIN", "GONOSUMDB", "GOPRIVATE", "GOSUMDB", "TMPDIR")
 
 
+# docker-compose.yml has no default secrets (it refuses to start without these): checks run
+# with stand-ins, as a deployment would with its .env
+TEST_SECRETS = {"GATEWAY_SECRET": "test-gateway-secret-0123456789abcdef",
+                "S3_ACCESS_KEY": "test-access-key", "S3_SECRET_KEY": "test-s3-secret-0123456789abcdef"}
+
+
 def _cache_dir() -> Path:
     base = os.environ.get("OSMCLOUD_CACHE") or str(Path.home() / ".cache" / "osmcloud")
     return Path(base) / "bin"
@@ -94,10 +100,11 @@ def composecheck() -> Path:
 
 @pytest.fixture(scope="session")
 def run_check(composecheck: Path):
-    """run_check(project_dir, env=None) -> (exit status, report or None, problems)."""
+    """run_check(project_dir, env=None, secrets=True) -> (exit status, report or None, problems).
+    With `secrets`, the variables docker-compose.yml requires are set to TEST_SECRETS first."""
 
-    def run(project_dir: Path, env: dict[str, str] | None = None):
-        return run_composecheck(composecheck, project_dir, env)
+    def run(project_dir: Path, env: dict[str, str] | None = None, secrets: bool = True):
+        return run_composecheck(composecheck, project_dir, {**(TEST_SECRETS if secrets else {}), **(env or {})})
 
     return run
 

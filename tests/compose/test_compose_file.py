@@ -419,6 +419,21 @@ def test_secrets_come_from_the_environment(run_check):
     assert rule_app_services(project) == [] and rule_infrastructure_wiring(project) == []
 
 
+def test_compose_refuses_to_start_without_each_secret(run_check):
+    """No default secret: without GATEWAY_SECRET, S3_ACCESS_KEY or S3_SECRET_KEY compose stops
+    and names the variable (the services themselves also refuse published or short values)."""
+    for missing in ("GATEWAY_SECRET", "S3_ACCESS_KEY", "S3_SECRET_KEY"):
+        others = {k: v for k, v in {"GATEWAY_SECRET": "g" * 32, "S3_ACCESS_KEY": "ak-ak-ak",
+                                    "S3_SECRET_KEY": "s" * 32}.items() if k != missing}
+        rc, _, problems = run_check(ROOT, others, secrets=False)
+        assert rc != 0 and any(missing in line for line in problems), (missing, problems)
+
+
+def test_billing_never_runs_the_sandbox_store_in_compose(checked):
+    assert env(checked["project"], "billing").get("SANDBOX_STORE") == "false"
+    assert "SANDBOX_RECEIPT_KEY" not in env(checked["project"], "billing")
+
+
 def _context_copy(report: dict, dest: Path) -> None:
     """A minimal project directory: the compose file, Dockerfile, .dockerignore, gateway
     template, and a stand-in for every path the Dockerfile copies from the context."""

@@ -16,7 +16,6 @@ from osmcloud_localstack.testing import advance_clock
 from osmcloud_localstack.client import GatewayClient, count_mails, eventually, login, read_code
 
 SERVICES = ("auth", "files", "trash", "billing")
-BOOKKEEPING = {"processed_events", "dead_letters"}
 RESEND_SECONDS = 30
 START_FILES = {  # Start allows FAVOURITES, GLOBAL, PROFILE, OSM_EDITS, OSM_NOTES
     "FAVOURITES/favourites.gpx": b'<gpx><wpt lat="52.1" lon="4.3"><name>Home</name></wpt></gpx>',
@@ -48,15 +47,15 @@ def mentions(value, needle: str) -> bool:
 
 
 async def documents_mentioning(stack, mongo, needle: str) -> dict[str, list[dict]]:
-    """Every document of every service's database (bookkeeping aside) that mentions `needle`."""
+    """Every document of every collection of every database on the server (processed-event
+    records and dead letters included, no exclusions) that mentions `needle`."""
     found: dict[str, list[dict]] = {}
-    for service in SERVICES:
-        db = mongo[f"{stack.db_prefix}{service}"]
+    for db_name in await mongo.list_database_names():
+        db = mongo[db_name]
         for name in await db.list_collection_names():
-            if name in BOOKKEEPING:
-                continue
             async for doc in db[name].find({}):
                 if mentions(doc, needle):
+                    service = db_name.removeprefix(stack.db_prefix)
                     found.setdefault(f"{service}.{name}", []).append(doc)
     return found
 
@@ -152,8 +151,24 @@ async def test_deleting_an_account_leaves_nothing_of_it_anywhere(stack, gateway,
     await eventually(usage_in_billing, what="usage reaching billing")
     await eventually(lambda: settled(stack, mongo, bob_session["user_id"]), what="Bob's events all applied")
 
+    # an event about the user that no consumer can read: every service sets it aside, whole
+    # (e-mail included), in its dead letters
+    poison = {"id": uuid.uuid4().hex, "type": "account-registered", "user_id": user_id, "data": {"email": email}}
+    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(f"{stack.topic_prefix}auth", json.dumps(poison).encode(), key=user_id.encode())
+    finally:
+        await producer.stop()
+
+    async def poison_set_aside():
+        return all([await mongo[f"{stack.db_prefix}{s}"]["dead_letters"].find_one({"raw": {"$regex": poison["id"]}})
+                    for s in SERVICES])
+    await eventually(poison_set_aside, what="every service setting the unreadable event aside")
+
     # the scan can see the user: every service holds something of them, and the bucket too
     before = await documents_mentioning(stack, mongo, user_id)
+    assert {where.split(".")[1] for where in before} >= {"processed_events", "dead_letters"}, sorted(before)
     assert {where.split(".")[0] for where in before} == set(SERVICES), sorted(before)
     assert len(blobs_mentioning(stack, user_id)) == 7  # 5 files + 2 newer versions
     bob_before = as_data(await documents_mentioning(stack, mongo, bob_session["user_id"]))
@@ -172,8 +187,9 @@ async def test_deleting_an_account_leaves_nothing_of_it_anywhere(stack, gateway,
     assert asked.status == 202, asked
     mail = await smtp.wait_for(email, count=4)
     assert "deleting" in mail["subject"].lower()
-    code = re.search(r"\b(\d{6})\b", mail["body"]).group(1)
-    wrong = await phone.call("POST", "/api/auth/account/delete", json={"code": str((int(code) + 1) % 10**6).zfill(6)})
+    code = re.search(r"\b(\d{12})\b", mail["body"]).group(1)
+    wrong = await phone.call("POST", "/api/auth/account/delete",
+                             json={"code": str((int(code) + 1) % 10**12).zfill(12)})
     assert wrong.status == 400 and wrong.error_code() == "code_wrong"
     missing = await phone.call("POST", "/api/auth/account/delete", json={})
     assert missing.status == 400

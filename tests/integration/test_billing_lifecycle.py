@@ -14,7 +14,17 @@ from osmcloud_billing.receipts import sign_sandbox_receipt
 from osmcloud_common.clock import freeze_shared_clock, set_shared_offset, shared_offset
 from osmcloud_localstack.client import GatewayClient, eventually, login
 
-SANDBOX_KEY = "osmcloud-sandbox-key"  # billing's default SANDBOX_RECEIPT_KEY
+SANDBOX_KEY = ""  # the test stack's random SANDBOX_RECEIPT_KEY, set by _sandbox_key below
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _sandbox_key(stack):
+    """Receipts are signed with the stack's own sandbox key (billing has no default key)."""
+    global SANDBOX_KEY
+    SANDBOX_KEY = stack.sandbox_receipt_key
+    assert SANDBOX_KEY, "the test stack runs billing's sandbox store"
+
+
 MONTH = timedelta(days=30)
 YEAR = timedelta(days=365)
 TRACK = b"<gpx><trk><name>ride</name></trk></gpx>"

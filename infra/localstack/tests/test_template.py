@@ -17,6 +17,8 @@ VALUES = {
     "S3_UPSTREAM": "127.0.0.1:6",
     "GATEWAY_LISTEN": "127.0.0.1:5",
     "GATEWAY_SECRET": "s3cr3t",
+    "GATEWAY_ACCESS_LOG": "/dev/null",
+    "GATEWAY_TRUSTED_PROXIES_DIR": "/nonexistent",
 }
 
 
@@ -62,6 +64,7 @@ def test_rendered_config_passes_nginx_t(tmp_path: Path) -> None:
         upstreams={"auth": "127.0.0.1:2", "files": "127.0.0.1:3", "trash": "127.0.0.1:4", "billing": "127.0.0.1:5",
                    "s3": "127.0.0.1:6"},
         gateway_secret="secret",
+        trusted_proxies=("10.0.0.0/8", "2001:db8::/32"),
     )
     nginx = "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else shutil.which("nginx")
     res = subprocess.run(

@@ -1,6 +1,6 @@
 """osmcloud-stack: start, stop and inspect the local osmcloud stack.
 
-    osmcloud-stack up     [--state-dir D] [--base-port B] [--test-clock] [--infra-only] [external infra options]
+    osmcloud-stack up     [--state-dir D] [--base-port B] [--test-clock] [--infra-only] [--sandbox-store] [external infra options]
     osmcloud-stack down   [--state-dir D]
     osmcloud-stack status [--state-dir D]
     osmcloud-stack env    [--state-dir D]     # prints OSMCLOUD_* exports so tests can use this running stack
@@ -42,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--base-port", type=int, default=None, help="gateway port; the others follow (default 8080)")
     up.add_argument("--test-clock", action="store_true", help="TEST_CLOCK=true for the services (tests only)")
     up.add_argument("--infra-only", action="store_true", help="do not start the four services")
+    up.add_argument("--trusted-proxy", action="append", default=[], metavar="CIDR",
+                    help="a proxy in front of the gateway whose X-Forwarded-For is believed (repeatable; default none)")
+    up.add_argument("--sandbox-store", action="store_true",
+                    help="billing accepts receipts signed with the stack's random sandbox key (dev and tests only)")
     up.add_argument("--log-level", default="info")
     up.add_argument("--kafka-bootstrap", default=None, help="use this Kafka instead of starting one (with --mongo-url, --s3-endpoint)")
     up.add_argument("--mongo-url", default=None, help="use this MongoDB-protocol server instead of FerretDB")
@@ -85,6 +89,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         services=not args.infra_only,
         external=_external(args),
         log_level=args.log_level,
+        sandbox_store=args.sandbox_store,
+        trusted_proxies=tuple(args.trusted_proxy),
     )
     stack = Stack(config, log=_say)
     running = [n for n in stack.process_names() if stack.procs.running(n)]

@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-CODE_PATTERN = re.compile(r"\b(\d{4,8})\b")
+CODE_PATTERN = re.compile(r"\b(\d{4,18})\b")
 
 
 @dataclass

@@ -40,7 +40,7 @@ from testcontainers.core.waiting_utils import WaitStrategy  # noqa: E402
 from . import readiness  # noqa: E402
 from .images import CATALOG, ImageBuilder  # noqa: E402
 from .ports import HOST, PortLayout, find_conflicts  # noqa: E402
-from .stack import S3_ACCESS_KEY, S3_SECRET_KEY, ExternalInfra  # noqa: E402
+from .stack import ExternalInfra, new_secret  # noqa: E402
 
 LABEL_OWNER = "org.osmcloud.owner"
 LABEL_RUN = "org.osmcloud.run"
@@ -107,6 +107,8 @@ class ContainerInfra:
         self._events: Any = None
         self._watchdog: threading.Thread | None = None
         self.deaths: list[Death] = []
+        # the S3 container's root keys: random per run, never a published default
+        self.s3_access_key, self.s3_secret_key = f"osmcloud-{new_secret()[:12]}", new_secret()
 
     # ---- images -------------------------------------------------------------------------------
     def choose_images(self) -> dict[str, Choice]:
@@ -165,7 +167,7 @@ class ContainerInfra:
             else:
                 c.with_command(["-listen-addr", f"{HOST}:{p.ferretdb}", "-sqlite-dir", "/data/db"])
         else:  # s3: the same command line for the official image (alpine) and ours (Debian)
-            c.with_envs(ROOT_ACCESS_KEY=S3_ACCESS_KEY, ROOT_SECRET_KEY=S3_SECRET_KEY)
+            c.with_envs(ROOT_ACCESS_KEY=self.s3_access_key, ROOT_SECRET_KEY=self.s3_secret_key)
             kwargs["entrypoint"] = [
                 "/bin/sh", "-c",
                 "mkdir -p /tmp/vgw/data /tmp/vgw/meta && exec /app/versitygw "
@@ -189,6 +191,8 @@ class ContainerInfra:
             kafka_bootstrap=f"{HOST}:{p.kafka}",
             mongo_url=f"mongodb://{HOST}:{p.ferretdb}/",
             s3_endpoint=f"{HOST}:{p.versitygw}",
+            s3_access_key=self.s3_access_key,
+            s3_secret_key=self.s3_secret_key,
         )
 
     def start(self) -> ExternalInfra:

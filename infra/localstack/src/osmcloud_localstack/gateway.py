@@ -9,6 +9,7 @@ logs and temp files under the stack's state directory.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -21,6 +22,8 @@ TEMPLATE_VARIABLES = (
     "S3_UPSTREAM",
     "GATEWAY_LISTEN",
     "GATEWAY_SECRET",
+    "GATEWAY_ACCESS_LOG",
+    "GATEWAY_TRUSTED_PROXIES_DIR",
 )
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -77,10 +80,8 @@ http {{
     tcp_nodelay on;
     keepalive_timeout 65s;
 
-    log_format osmcloud '$remote_addr [$time_local] "$request" $status $body_bytes_sent '
-                        'rt=$request_time uct=$upstream_connect_time urt=$upstream_response_time '
-                        'rid=$request_id';
-    access_log {logs / "nginx-access.log"} osmcloud;
+    # the server (the shared template) logs to {logs / "nginx-access.log"}, with secrets masked
+    access_log off;
 
     client_body_temp_path {tmp / "client_body"};
     proxy_temp_path {tmp / "proxy"};
@@ -101,10 +102,20 @@ def write_gateway_config(
     listen: str,
     upstreams: dict[str, str],
     gateway_secret: str,
+    trusted_proxies: tuple[str, ...] = (),
 ) -> Path:
     """Render the shared template and our nginx.conf into ``prefix``; returns the nginx.conf path.
 
-    ``upstreams`` maps auth/files/trash/billing and s3 (the S3 endpoint files uses) to host:port."""
+    ``upstreams`` maps auth/files/trash/billing and s3 (the S3 endpoint files uses) to host:port;
+    ``trusted_proxies`` are the address ranges (CIDR) whose X-Forwarded-For nginx believes."""
+    proxies_dir = prefix / "trusted-proxies"
+    proxies_dir.mkdir(parents=True, exist_ok=True)
+    for old in proxies_dir.glob("*.conf"):
+        old.unlink()
+    if trusted_proxies:
+        for cidr in trusted_proxies:
+            ipaddress.ip_network(cidr, strict=False)  # ValueError for anything else
+        (proxies_dir / "trusted.conf").write_text("".join(f"set_real_ip_from {c};\n" for c in trusted_proxies))
     values = {
         "AUTH_UPSTREAM": upstreams["auth"],
         "FILES_UPSTREAM": upstreams["files"],
@@ -113,6 +124,8 @@ def write_gateway_config(
         "S3_UPSTREAM": upstreams["s3"],
         "GATEWAY_LISTEN": listen,
         "GATEWAY_SECRET": gateway_secret,
+        "GATEWAY_ACCESS_LOG": str(logs / "nginx-access.log"),
+        "GATEWAY_TRUSTED_PROXIES_DIR": str(proxies_dir),
     }
     rendered = render_template(template_path(repo).read_text(), values)
     (prefix / "conf.d").mkdir(parents=True, exist_ok=True)

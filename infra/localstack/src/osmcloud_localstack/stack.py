@@ -39,12 +39,17 @@ from .ports import HOST, PROCESS_PORTS, PortLayout, find_conflicts
 from .procs import PidRecord, ProcessManager, group_members, proc_state, tail
 
 SERVICES = ("auth", "files", "trash", "billing")
+# secrets a stack generates once and keeps in its stack.json
+GENERATED_SECRETS = ("s3_access_key", "s3_secret_key", "sandbox_receipt_key")
 INFRA = ("kafka", "ferretdb", "versitygw")
 # start order; stop runs in reverse
 ALL_PROCESSES = ("kafka", "ferretdb", "versitygw", "smtp-sink", *SERVICES, "gateway")
 
-S3_ACCESS_KEY = "osmcloud"
-S3_SECRET_KEY = "osmcloud-secret"
+
+
+def new_secret() -> str:
+    """A strong random value for one of a stack's secrets (kept in its stack.json, mode 0600)."""
+    return secrets.token_urlsafe(32)
 
 
 def supports_user_xattrs(directory: Path) -> bool:
@@ -85,13 +90,14 @@ class ExternalInfra:
     kafka_bootstrap: str
     mongo_url: str
     s3_endpoint: str
-    s3_access_key: str = S3_ACCESS_KEY
-    s3_secret_key: str = S3_SECRET_KEY
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
     s3_secure: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> ExternalInfra | None:
-        """OSMCLOUD_EXTERNAL_KAFKA / OSMCLOUD_EXTERNAL_MONGO_URL / OSMCLOUD_EXTERNAL_S3_ENDPOINT (all three)."""
+        """OSMCLOUD_EXTERNAL_KAFKA / OSMCLOUD_EXTERNAL_MONGO_URL / OSMCLOUD_EXTERNAL_S3_ENDPOINT (all three),
+        with OSMCLOUD_EXTERNAL_S3_ACCESS_KEY / _SECRET_KEY (no defaults: the S3 server's own keys)."""
         env = dict(os.environ if env is None else env)
         k, m, s = (env.get(n, "") for n in ("OSMCLOUD_EXTERNAL_KAFKA", "OSMCLOUD_EXTERNAL_MONGO_URL", "OSMCLOUD_EXTERNAL_S3_ENDPOINT"))
         if not (k or m or s):
@@ -102,8 +108,8 @@ class ExternalInfra:
             kafka_bootstrap=k,
             mongo_url=m,
             s3_endpoint=s,
-            s3_access_key=env.get("OSMCLOUD_EXTERNAL_S3_ACCESS_KEY", S3_ACCESS_KEY),
-            s3_secret_key=env.get("OSMCLOUD_EXTERNAL_S3_SECRET_KEY", S3_SECRET_KEY),
+            s3_access_key=env.get("OSMCLOUD_EXTERNAL_S3_ACCESS_KEY", ""),
+            s3_secret_key=env.get("OSMCLOUD_EXTERNAL_S3_SECRET_KEY", ""),
             s3_secure=env.get("OSMCLOUD_EXTERNAL_S3_SECURE", "false").lower() in ("1", "true", "yes"),
         )
 
@@ -120,6 +126,10 @@ class StackConfig:
     s3_bucket: str = "osmcloud-blobs"
     log_level: str = "info"
     gateway_secret: str | None = None  # None: random per stack (kept in stack.json)
+    # billing's sandbox store (signed test receipts): on for the test stack, off for `make up`
+    sandbox_store: bool = False
+    # address ranges of proxies in front of the gateway whose X-Forwarded-For is believed
+    trusted_proxies: tuple[str, ...] = ()
     kafka_heap: str = "512m"
     timeouts: dict[str, float] = field(default_factory=dict)  # per process readiness timeout override
 
@@ -147,6 +157,7 @@ class Endpoints:
     topic_prefix: str
     db_prefix: str
     test_clock: bool
+    sandbox_receipt_key: str  # "" when the sandbox store is off
     state_dir: str
     service_urls: dict[str, str]
 
@@ -171,6 +182,7 @@ class Endpoints:
             "OSMCLOUD_TOPIC_PREFIX": self.topic_prefix,
             "OSMCLOUD_DB_PREFIX": self.db_prefix,
             "OSMCLOUD_TEST_CLOCK": "true" if self.test_clock else "false",
+            "OSMCLOUD_SANDBOX_RECEIPT_KEY": self.sandbox_receipt_key,
         }
 
 
@@ -207,6 +219,8 @@ class Stack:
         self.procs = ProcessManager(self.state / "run", self.state / "logs")
         self._log = log or (lambda msg: None)
         self._secret: str | None = config.gateway_secret
+        # S3 keys of the local versitygw and the sandbox store's key: random per state directory
+        self._generated: dict[str, str] = {}
 
     # ---- construction from a state directory ---------------------------------------------
     @classmethod
@@ -227,8 +241,12 @@ class Stack:
             s3_bucket=meta["s3_bucket"],
             log_level=meta["log_level"],
             gateway_secret=meta["gateway_secret"],
+            sandbox_store=meta.get("sandbox_store", False),
+            trusted_proxies=tuple(meta.get("trusted_proxies") or ()),
         )
-        return cls(cfg, log)
+        stack = cls(cfg, log)
+        stack._generated = dict(meta.get("secrets") or {})
+        return stack
 
     @staticmethod
     def _read_meta(state_dir: Path) -> dict[str, Any] | None:
@@ -249,6 +267,9 @@ class Stack:
             "s3_bucket": c.s3_bucket,
             "log_level": c.log_level,
             "gateway_secret": self.gateway_secret,
+            "sandbox_store": c.sandbox_store,
+            "trusted_proxies": list(c.trusted_proxies),
+            "secrets": {name: self._generated_secret(name) for name in GENERATED_SECRETS},
             "processes": list(self.process_names()),
             "repo": str(self.repo),
         }
@@ -269,6 +290,23 @@ class Stack:
             self._secret = secrets.token_urlsafe(24)
         return self._secret
 
+    def _generated_secret(self, name: str) -> str:
+        if name not in self._generated:
+            self._generated[name] = new_secret()
+        return self._generated[name]
+
+    @property
+    def s3_keys(self) -> tuple[str, str]:
+        """(access key, secret key): the external S3 server's, else our versitygw's (random)."""
+        ext = self.external
+        if ext:
+            return ext.s3_access_key, ext.s3_secret_key
+        return f"osmcloud-{self._generated_secret('s3_access_key')[:12]}", self._generated_secret("s3_secret_key")
+
+    @property
+    def sandbox_receipt_key(self) -> str:
+        return self._generated_secret("sandbox_receipt_key") if self.config.sandbox_store else ""
+
     def process_names(self) -> tuple[str, ...]:
         names: list[str] = []
         if self.external is None:
@@ -286,8 +324,8 @@ class Stack:
             mongo_url=ext.mongo_url if ext else f"mongodb://{HOST}:{p.ferretdb}/",
             kafka_bootstrap=ext.kafka_bootstrap if ext else f"{HOST}:{p.kafka}",
             s3_endpoint=ext.s3_endpoint if ext else f"{HOST}:{p.versitygw}",
-            s3_access_key=ext.s3_access_key if ext else S3_ACCESS_KEY,
-            s3_secret_key=ext.s3_secret_key if ext else S3_SECRET_KEY,
+            s3_access_key=self.s3_keys[0],
+            s3_secret_key=self.s3_keys[1],
             s3_bucket=c.s3_bucket,
             s3_secure=ext.s3_secure if ext else False,
             smtp_host=HOST,
@@ -297,6 +335,7 @@ class Stack:
             topic_prefix=c.topic_prefix,
             db_prefix=c.db_prefix,
             test_clock=c.test_clock,
+            sandbox_receipt_key=self.sandbox_receipt_key,
             state_dir=str(self.state),
             service_urls={name: f"http://{HOST}:{p.port(name)}" for name in SERVICES},
         )
@@ -399,6 +438,8 @@ class Stack:
             )
         if meta and meta.get("gateway_secret") and self.config.gateway_secret is None:
             self._secret = meta["gateway_secret"]
+        if meta and meta.get("secrets"):  # versitygw's data was written with these keys
+            self._generated = {**meta["secrets"], **self._generated}
 
     def _check_tools(self) -> None:
         names = self.process_names()
@@ -526,7 +567,7 @@ class Stack:
                     *versitygw_metadata_args(data, meta),
                     str(data),
                 ],
-                env={"ROOT_ACCESS_KEY": S3_ACCESS_KEY, "ROOT_SECRET_KEY": S3_SECRET_KEY},
+                env={"ROOT_ACCESS_KEY": self.s3_keys[0], "ROOT_SECRET_KEY": self.s3_keys[1]},
                 match=str(data),
                 ready=self._ready(name),
                 timeout=timeout,
@@ -563,6 +604,7 @@ class Stack:
                 listen=f"{HOST}:{p.gateway}",
                 upstreams={**{s: f"{HOST}:{p.port(s)}" for s in SERVICES}, "s3": self.endpoints().s3_endpoint},
                 gateway_secret=self.gateway_secret,
+                trusted_proxies=tuple(self.config.trusted_proxies),
             )
             nginx = paths.nginx_binary()
             argv = [nginx, "-c", str(conf), "-p", f"{prefix}/", "-e", str(self.state / "logs" / "nginx-error.log")]
@@ -584,7 +626,9 @@ class Stack:
         # checks); files calls auth (OsmAnd device checks); auth calls billing (OsmAnd order ids)
         extra = {"trash": {"FILES_URL": e.service_urls["files"], "AUTH_URL": e.service_urls["auth"]},
                  "files": {"AUTH_URL": e.service_urls["auth"]},
-                 "auth": {"BILLING_URL": e.service_urls["billing"]}}.get(name, {})
+                 "auth": {"BILLING_URL": e.service_urls["billing"]},
+                 "billing": {"SANDBOX_STORE": "true" if c.sandbox_store else "false",
+                             "SANDBOX_RECEIPT_KEY": e.sandbox_receipt_key}}.get(name, {})
         return {
             **extra,
             "HTTP_HOST": HOST,

@@ -40,6 +40,9 @@ class CannotControl(RuntimeError):
 
 
 REPO = repo_root()
+# The test stack trusts 127.0.0.1 as a proxy in front of the gateway (tests act as one with
+# X-Forwarded-For); every other loopback address (127.x.y.z) is a client outside it.
+TEST_TRUSTED_PROXIES = ("127.0.0.1/32",)
 LOCAL_BASE_PORT = int(os.environ.get("OSMCLOUD_TEST_BASE_PORT", "28080"))
 LOCAL_STATE_DIR = Path(os.environ.get("OSMCLOUD_TEST_STATE_DIR", str(REPO / ".state" / "test")))
 
@@ -58,6 +61,7 @@ ENV_VARS = {
     "OSMCLOUD_GATEWAY_SECRET": "gateway_secret",
     "OSMCLOUD_TOPIC_PREFIX": "topic_prefix",
     "OSMCLOUD_DB_PREFIX": "db_prefix",
+    "OSMCLOUD_SANDBOX_RECEIPT_KEY": "sandbox_receipt_key",
 }
 
 
@@ -68,8 +72,8 @@ class StackHandle:
     mongo_url: str
     kafka_bootstrap: str
     s3_endpoint: str
-    s3_access_key: str = "osmcloud"
-    s3_secret_key: str = "osmcloud-secret"
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
     s3_bucket: str = "osmcloud-blobs"
     s3_secure: bool = False
     smtp_host: str = "127.0.0.1"
@@ -78,6 +82,10 @@ class StackHandle:
     gateway_secret: str = ""
     topic_prefix: str = "osmcloud."
     db_prefix: str = "osmcloud_"
+    # key of billing's sandbox store ("" when it is off: then no receipt verifies)
+    sandbox_receipt_key: str = ""
+    # where the stack's processes write their logs ("" when they are not on this machine)
+    logs_dir: str = ""
     services: bool = True
     _stop_kafka: Callable[[], None] | None = field(default=None, repr=False)
     _start_kafka: Callable[[], None] | None = field(default=None, repr=False)
@@ -188,6 +196,8 @@ def _handle(mode: str, endpoints: Any, services: bool, **kw: Any) -> StackHandle
         gateway_secret=e.gateway_secret,
         topic_prefix=e.topic_prefix,
         db_prefix=e.db_prefix,
+        sandbox_receipt_key=e.sandbox_receipt_key,
+        logs_dir=str(Path(e.state_dir) / "logs"),
         services=services,
         **kw,
     )
@@ -200,7 +210,8 @@ def local_stack(say: Callable[[str], None]) -> Iterator[StackHandle]:
     say(f"wiping {LOCAL_STATE_DIR}")
     wipe_state_dir(LOCAL_STATE_DIR)
     stack = Stack(
-        StackConfig(state_dir=LOCAL_STATE_DIR, base_port=LOCAL_BASE_PORT, test_clock=True, services=services),
+        StackConfig(state_dir=LOCAL_STATE_DIR, base_port=LOCAL_BASE_PORT, test_clock=True, services=services,
+                    sandbox_store=True, trusted_proxies=TEST_TRUSTED_PROXIES),
         log=say,
     )
     try:
@@ -238,7 +249,8 @@ def testcontainers_stack(say: Callable[[str], None], on_death: Callable[[Any], N
         wipe_state_dir(state_dir)
         services = services_present()
         stack = Stack(
-            StackConfig(state_dir=state_dir, base_port=LOCAL_BASE_PORT, test_clock=True, services=services, external=external),
+            StackConfig(state_dir=state_dir, base_port=LOCAL_BASE_PORT, test_clock=True, services=services, external=external,
+                        sandbox_store=True, trusted_proxies=TEST_TRUSTED_PROXIES),
             log=say,
         )
         try:
@@ -358,6 +370,8 @@ async def service_replica(stack: "StackHandle", service: str, log_path: Path,
     env = {**os.environ, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port), "MONGO_URL": stack.mongo_url,
            "MONGO_DB": f"{stack.db_prefix}{service}", "KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
            "KAFKA_TOPIC_PREFIX": stack.topic_prefix, "GATEWAY_SECRET": stack.gateway_secret,
+           "S3_ENDPOINT": stack.s3_endpoint, "S3_ACCESS_KEY": stack.s3_access_key,
+           "S3_SECRET_KEY": stack.s3_secret_key, "S3_BUCKET": stack.s3_bucket,
            "TEST_CLOCK": "true", "LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     log = open(log_path, "wb")
     proc = subprocess.Popen([sys.executable, "-m", f"osmcloud_{service}"], env=env, stdout=log,

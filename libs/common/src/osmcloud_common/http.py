@@ -2,6 +2,7 @@
 request ids, and the identity the gateway passes on."""
 
 import asyncio
+import hmac
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -59,6 +60,7 @@ def error_response(error: ApiError) -> web.Response:
 
 def create_app(service: str, *, gateway_secret: str = "") -> web.Application:
     registry = CollectorRegistry()
+    secret_bytes = gateway_secret.encode()
     requests = Counter("http_requests_total", "HTTP requests", ["method", "route", "status"], registry=registry)
     latency = Histogram("http_request_seconds", "HTTP request latency", ["method", "route"], registry=registry)
 
@@ -71,7 +73,8 @@ def create_app(service: str, *, gateway_secret: str = "") -> web.Application:
         status = 500
         try:
             if gateway_secret and request.path not in PUBLIC_PATHS:
-                if request.headers.get("X-Gateway-Secret") != gateway_secret:
+                offered = request.headers.get("X-Gateway-Secret", "").encode()
+                if not hmac.compare_digest(offered, secret_bytes):  # constant time
                     raise Unauthorized("requests must come through the gateway")
             response = await handler(request)
             status = response.status

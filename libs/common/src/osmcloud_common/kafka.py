@@ -2,6 +2,7 @@
 idempotent consumer (effect first, then remember the event id, then commit the offset)."""
 
 import asyncio
+import json
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from pydantic import ValidationError
 
-from .events import CATALOGUE, DOMAINS, Event, topic_for
+from .events import CATALOGUE, DOMAINS, AccountDeleted, Event, topic_for
 from .logging import get_logger
 
 log = get_logger(__name__)
@@ -122,6 +123,17 @@ async def kafka_reachable(bootstrap: str) -> bool:
 
 async def _false() -> bool:
     return False
+
+
+def _user_id_of(raw: str) -> str | None:
+    """The user an unreadable event names, if its JSON says (so erasing the account erases
+    the dead letter too)."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    user_id = value.get("user_id") if isinstance(value, dict) else None
+    return user_id if isinstance(user_id, str) else None
 
 
 class EventConsumer:
@@ -264,9 +276,9 @@ class EventConsumer:
                 event = Event.from_json(message.value)
             except (ValidationError, ValueError) as exc:
                 log.error("unreadable event set aside", error=str(exc), offset=message.offset)
+                raw = message.value.decode(errors="replace")
                 await self._dead_letters.insert_one(
-                    {"raw": message.value.decode(errors="replace"), "error": str(exc), "at": datetime.now(UTC)}
-                )
+                    {"raw": raw, "user_id": _user_id_of(raw), "error": str(exc), "at": datetime.now(UTC)})
                 return
         handler = self._handlers.get(event.type)
         if handler is None:
@@ -300,7 +312,8 @@ class EventConsumer:
                     if event is not None:
                         log.error("handler gave up; event set aside", error=repr(exc))
                         await self._dead_letters.insert_one(
-                            {"event": event.model_dump(mode="json"), "error": repr(exc), "at": datetime.now(UTC)})
+                            {"event": event.model_dump(mode="json"), "user_id": event.user_id, "error": repr(exc),
+                             "at": datetime.now(UTC)})
                     else:
                         log.warning("batch handler gave up; applying its events one by one", error=repr(exc))
                     return False
@@ -312,8 +325,11 @@ class EventConsumer:
     async def _apply(self, handler: Handler, event: Event) -> None:
         if not await self._attempt(lambda: handler(event), attempts=self._max_attempts, event=event):
             return
-        await self._processed.update_one(
-            {"_id": event.id}, {"$setOnInsert": {"type": event.type, "at": datetime.now(UTC)}}, upsert=True
-        )
+        # the record names the user (so erasing an account erases it), except the record of
+        # account-deleted itself, written after the erase: it keeps only the event id
+        fields = {"type": event.type, "at": datetime.now(UTC)}
+        if event.type != AccountDeleted.event_type:
+            fields["user_id"] = event.user_id
+        await self._processed.update_one({"_id": event.id}, {"$setOnInsert": fields}, upsert=True)
         self.handled += 1
         log.info("event handled")

@@ -23,17 +23,14 @@ async def mongo_reachable(client: AsyncMongoClient) -> bool:
         return False
 
 
-# Convention: every document that holds a user's data carries a `user_id` field, so that
-# removing an account's data is one generic sweep over the service's own database.
-BOOKKEEPING_COLLECTIONS = frozenset({"processed_events", "dead_letters"})
-
-
+# Convention: every document that holds a user's data carries a `user_id` field (processed-
+# event records and dead letters included), so that removing an account's data is one generic
+# sweep over every collection of the service's own database.
 async def delete_user_data(database, user_id: str) -> int:
     """Removes every document of `user_id` from a service's database; idempotent."""
     removed = 0
     for name in await database.list_collection_names():
-        if name not in BOOKKEEPING_COLLECTIONS:
-            removed += (await database[name].delete_many({"user_id": user_id})).deleted_count
+        removed += (await database[name].delete_many({"user_id": user_id})).deleted_count
     return removed
 
 

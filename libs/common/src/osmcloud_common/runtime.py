@@ -7,6 +7,7 @@ in the background while /readyz answers 503: a service never crashes for want of
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -21,7 +22,7 @@ from .kafka import BatchHandler, EventConsumer, Handler, KafkaProducer, ensure_t
 from .logging import configure_logging, get_logger
 from .mongo import connect, delete_user_data, mongo_reachable
 from .outbox import OutboxRelay, outbox_entry
-from .settings import ServiceSettings
+from .settings import ConfigurationError, ServiceSettings
 
 log = get_logger(__name__)
 
@@ -199,7 +200,15 @@ class Runtime:
 
 
 def serve(app: web.Application, settings: ServiceSettings) -> None:
+    """Runs the app; first refuses to start (exit code 2, naming each variable) when a
+    secret the service needs is missing or a published default."""
     configure_logging(settings.service_name, settings.log_level)
+    try:
+        settings.check_startup()
+    except ConfigurationError as exc:
+        log.error("configuration refused", reason=str(exc))
+        print(str(exc), file=sys.stderr, flush=True)
+        raise SystemExit(2)
     log.info("listening", host=settings.http_host, port=settings.http_port)
     web.run_app(app, host=settings.http_host, port=settings.http_port, print=None, access_log=None,
                 shutdown_timeout=5)

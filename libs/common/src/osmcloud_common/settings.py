@@ -1,13 +1,43 @@
 """Settings every service shares, read from environment variables (pydantic-settings).
 
-Defaults run the local stack; docker-compose and the test stack override them."""
+Defaults run the local stack, except secrets: they have no usable default. Every service
+checks its secrets before it starts (`startup_problems`) and refuses to run, naming the
+variable, when one is empty, too short or a value published somewhere (docs/security.md)."""
+
+from typing import ClassVar
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Values that appear in this repository's history, its docs or common examples: a deployment
+# that kept one of them would run with a secret anyone can read.
+KNOWN_DEFAULT_SECRETS = frozenset({
+    "change-me", "changeme", "secret", "password", "osmcloud", "osmcloud-secret", "osmcloud-sandbox-key",
+    "minioadmin", "admin", "test",
+})
+MIN_SECRET_CHARS = 16
+
+
+def secret_problem(variable: str, value: str, min_chars: int = MIN_SECRET_CHARS) -> str | None:
+    """Why `value` cannot serve as the secret `variable`, or None when it can."""
+    if not value:
+        return f"{variable} is empty; set it to a long random value (e.g. `openssl rand -hex 32`)"
+    if value.lower() in KNOWN_DEFAULT_SECRETS:
+        return f"{variable} is a published default ({value!r}); set it to a long random value"
+    if len(value) < min_chars:
+        return f"{variable} is shorter than {min_chars} characters; set it to a long random value"
+    return None
+
+
+class ConfigurationError(RuntimeError):
+    """The service cannot start with this configuration; the message names every variable."""
+
 
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+
+    # whether the service stores blobs in S3 (then S3_ACCESS_KEY / S3_SECRET_KEY are needed)
+    uses_s3: ClassVar[bool] = False
 
     service_name: str = "service"
     http_host: str = "127.0.0.1"
@@ -20,11 +50,12 @@ class ServiceSettings(BaseSettings):
     kafka_topic_prefix: str = "osmcloud."
 
     s3_endpoint: str = "127.0.0.1:9000"
-    s3_access_key: str = "osmcloud"
-    s3_secret_key: str = "osmcloud-secret"
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
     s3_bucket: str = "osmcloud-blobs"
     s3_secure: bool = False
 
+    # required: services answer only requests that carry it (nginx adds it)
     gateway_secret: str = ""
     test_clock: bool = Field(default=False, description="let tests move the shared clock; never in production")
     log_level: str = "info"
@@ -39,3 +70,19 @@ class ServiceSettings(BaseSettings):
     @property
     def database_name(self) -> str:
         return self.mongo_db or f"osmcloud_{self.service_name}"
+
+    def startup_problems(self) -> list[str]:
+        """Every reason this configuration must not start (empty: it may). Services add theirs."""
+        problems = [secret_problem("GATEWAY_SECRET", self.gateway_secret)]
+        if self.uses_s3:
+            if not self.s3_access_key or self.s3_access_key.lower() in KNOWN_DEFAULT_SECRETS:
+                problems.append(f"S3_ACCESS_KEY is {'empty' if not self.s3_access_key else 'a published default'}"
+                                f"; set the access key of the S3 server's account")
+            problems.append(secret_problem("S3_SECRET_KEY", self.s3_secret_key))
+        return [p for p in problems if p]
+
+    def check_startup(self) -> None:
+        """Raises ConfigurationError naming every variable that must change."""
+        problems = self.startup_problems()
+        if problems:
+            raise ConfigurationError(f"{self.service_name} refuses to start: " + "; ".join(problems))

@@ -17,7 +17,7 @@ from osmcloud_common.runtime import Runtime
 
 from .codes import Codes
 from .domain import Purpose
-from .limits import RequestLimits, email_key
+from .limits import RequestLimits
 from .routes import client_address
 from .store import AuthStore
 
@@ -56,7 +56,7 @@ class AccountDeletion:
         who = identity(request)
         body = await json_body(request, DeleteRequest)
         email = await self._email_of(who.user_id)
-        await self.codes.check(email, Purpose.DELETE_ACCOUNT, body.code.strip())
+        await self.codes.check(email, Purpose.DELETE_ACCOUNT, body.code.strip(), client_address(request))
         await self.delete_account(who.user_id)
         return web.json_response({"status": "deleted", "user_id": who.user_id})
 
@@ -70,4 +70,4 @@ class AccountDeletion:
 
     async def erase(self, user_id: str) -> int:
         """Idempotent: revokes every device and removes everything of the user in auth."""
-        return await self.store.erase_account(user_id, lambda email: self.limits.forget(email_key(email)))
+        return await self.store.erase_account(user_id, self.limits.forget_email)

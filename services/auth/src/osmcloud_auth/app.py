@@ -42,7 +42,8 @@ def build_app(settings: AuthSettings | None = None) -> web.Application:
     store = AuthStore(users=runtime.outbox_collection("users"), codes=runtime.db["codes"],
                       devices=runtime.outbox_collection("devices"),
                       deleted_accounts=runtime.outbox_collection(DELETED_ACCOUNTS),
-                      counters=runtime.db["counters"], revoked=peers.drop)
+                      counters=runtime.db["counters"], revoked=peers.drop,
+                      known_addresses=runtime.db["known_addresses"])
     if settings.verify_cache_entries:
         runtime.background(peers.run)
     limits = RequestLimits(runtime.db["code_limits"])
@@ -55,6 +56,7 @@ def build_app(settings: AuthSettings | None = None) -> web.Application:
             now = runtime.clock.now()
             await store.purge_codes(now - KEEP_EXPIRED_CODES)
             await limits.purge(now)
+            await store.purge_known_addresses(now - timedelta(days=settings.known_address_days))
     runtime.background(purge_stale_codes_and_limits)
 
     codes = Codes(runtime, store, limits, Mailer(settings.smtp_host, settings.smtp_port, settings.mail_from),

@@ -1,6 +1,11 @@
 """One-time codes: issuing (hourly limits, resend cooldown, mail) and checking (expiry,
-single use, a limited number of tries). Login and account deletion use separate codes:
-a code is only good for the purpose it was mailed for."""
+single use, limited tries). A code is only good for the purpose it was mailed for.
+
+Strangers cannot stop the owner (docs/security.md "Codes"): every requesting address gets a
+code of its own (a request from elsewhere never replaces the code the owner holds), and every
+code has two try budgets, one for the address that asked for it and one shared by all other
+addresses, so wrong tries from elsewhere never use up the owner's. Every try is counted
+against a code before it is judged, which bounds how many guesses an account can ever see."""
 
 from datetime import timedelta
 
@@ -8,8 +13,9 @@ from osmcloud_common.errors import ApiError, BadRequest, TooManyRequests
 from osmcloud_common.logging import get_logger
 from osmcloud_common.runtime import Runtime
 
-from .domain import CodeVerdict, Purpose, digest, judge_code, new_code, seconds_until
-from .limits import RequestLimits, address_key, email_key
+from .domain import (CodeVerdict, Purpose, StoredCode, digest, matches, new_code, seconds_until, try_budget,
+                     verdict_without_match)
+from .limits import RequestLimits, address_key, email_address_key, email_key, known_addresses_key
 from .mailer import Mailer
 from .settings import AuthSettings
 from .store import AuthStore
@@ -25,7 +31,9 @@ CODE_ERRORS = {
 
 ASK_FOR_ONE = {
     Purpose.LOGIN: "POST /api/auth/login-codes",
+    Purpose.OSMAND_LOGIN: "POST /userdata/user-register",
     Purpose.DELETE_ACCOUNT: "POST /api/auth/account/deletion-codes",
+    Purpose.OSMAND_DELETE_ACCOUNT: "POST /userdata/send-code",
 }
 
 
@@ -38,28 +46,34 @@ class Codes:
                  settings: AuthSettings) -> None:
         self.rt, self.store, self.limits, self.mailer, self.settings = runtime, store, limits, mailer, settings
 
-    async def issue(self, email: str, purpose: Purpose, address: str | None, digits: int | None = None) -> dict:
+    async def issue(self, email: str, purpose: Purpose, address: str | None) -> dict:
         """Mails a new code unless a limit says no (429 with `retry_after_seconds`).
 
-        Order: the per-address and per-e-mail hourly limits count the request first; if the
-        resend cooldown then refuses it, the counts are given back, so only mailed codes count."""
+        Order: the hourly limits (this address over all e-mails; this e-mail from this address;
+        this e-mail from all unknown addresses, or from all its known ones) count the request first; if a later one or the resend
+        cooldown refuses it, the counts are given back, so only mailed codes count."""
         s, now = self.settings, self.rt.clock.now()
+        where = address_key(address)
+        known = await self.store.is_known_address(email, where, now - timedelta(days=s.known_address_days))
+        everywhere = ((known_addresses_key(email), s.code_requests_per_email_hour_known, "from the addresses it "
+                       "logged in from") if known else
+                      (email_key(email), s.code_requests_per_email_hour_total, "from all other addresses"))
         taken: list[str] = []
         try:
-            if address:
-                reopens = await self.limits.take(address_key(address), s.code_requests_per_address_hour, now)
+            for key, limit, error, message in (
+                    (where, s.code_requests_per_address_hour, "too_many_codes_from_address",
+                     "too many codes were requested from this address"),
+                    (email_address_key(email, where), s.code_requests_per_email_hour, "too_many_codes_for_email",
+                     f"too many codes were mailed to this e-mail from this address (at most "
+                     f"{s.code_requests_per_email_hour} an hour)"),
+                    (everywhere[0], everywhere[1], "too_many_codes_for_email",
+                     f"too many codes were mailed to this e-mail (at most {everywhere[1]} an hour {everywhere[2]})")):
+                reopens = await self.limits.take(key, limit, now)
                 if reopens is not None:
-                    raise _too_many("too_many_codes_from_address",
-                                    "too many codes were requested from this address", seconds_until(reopens, now))
-                taken.append(address_key(address))
-            reopens = await self.limits.take(email_key(email), s.code_requests_per_email_hour, now)
-            if reopens is not None:
-                raise _too_many("too_many_codes_for_email",
-                                f"too many codes were mailed to this address (at most "
-                                f"{s.code_requests_per_email_hour} an hour)", seconds_until(reopens, now))
-            taken.append(email_key(email))
-            code = new_code(digits or s.code_digits)
-            retry_at = await self.store.replace_code(email, purpose, digest(code), now,
+                    raise _too_many(error, message, seconds_until(reopens, now))
+                taken.append(key)
+            code = new_code(s.code_digits)
+            retry_at = await self.store.replace_code(email, purpose, where, digest(code), now,
                                                      timedelta(seconds=s.code_ttl_seconds),
                                                      timedelta(seconds=s.code_resend_seconds))
             if retry_at is not None:
@@ -76,20 +90,31 @@ class Codes:
         return {"status": "sent", "expires_in_seconds": s.code_ttl_seconds,
                 "resend_after_seconds": s.code_resend_seconds}
 
-    async def check(self, email: str, purpose: Purpose, code: str) -> None:
-        """Accepts the code once (400 saying why otherwise). Every try is counted before it is
-        judged, so no more than CODE_MAX_ATTEMPTS tries are ever judged, right or wrong."""
-        issued = await self.store.take_attempt(email, purpose, self.settings.code_max_attempts)
-        if issued is None:
-            state = await self.store.code_state(email, purpose)
-            if state is None:
-                raise BadRequest(f"no code was requested for this purpose; ask for one first ({ASK_FOR_ONE[purpose]})",
-                                 code="code_unknown")
-            verdict = CodeVerdict.USED if state.used else CodeVerdict.EXHAUSTED
-        else:
-            verdict = judge_code(issued, code, self.rt.clock.now(), self.settings.code_max_attempts)
-            if verdict is CodeVerdict.OK and not await self.store.mark_used(email, purpose, issued.code_digest):
-                verdict = CodeVerdict.USED
-        if verdict is not CodeVerdict.OK:
-            error_code, message = CODE_ERRORS[verdict]
-            raise BadRequest(message, code=error_code)
+    async def check(self, email: str, purpose: Purpose, offered: str, address: str | None, *,
+                    use: bool = True) -> None:
+        """Accepts the code (and uses it up unless `use` is False: OsmAnd's confirm-code only
+        asks), or raises 400 saying why not. The try is counted against every live code of this
+        e-mail and purpose it is compared with, in the budget this address may spend, before
+        it is judged."""
+        s, now, where = self.settings, self.rt.clock.now(), address_key(address)
+        codes = [StoredCode.from_doc(doc) for doc in await self.store.codes_for(email, purpose)]
+        judged = False
+        for code in codes:
+            if not code.live(now):
+                continue
+            budget, limit = try_budget(code, where, s.code_max_attempts, s.code_max_attempts_elsewhere)
+            if not await self.store.take_try(code.code_id, budget, limit):
+                continue
+            judged = True
+            if matches(code, offered) and (not use or await self.store.mark_used(code.code_id, code.code_digest)):
+                await self.store.remember_address(email, where, now)
+                return
+        verdict = verdict_without_match(codes, offered, now, judged)
+        if verdict is CodeVerdict.UNKNOWN:
+            raise BadRequest(f"no code was requested for this purpose; ask for one first ({ASK_FOR_ONE[purpose]})",
+                             code="code_unknown")
+        error_code, message = CODE_ERRORS[verdict]
+        raise BadRequest(message, code=error_code)
+
+    async def any_requested(self, email: str, purpose: Purpose) -> bool:
+        return bool(await self.store.codes_for(email, purpose))

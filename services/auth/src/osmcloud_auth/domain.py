@@ -35,8 +35,11 @@ def digest(secret: str) -> str:
 
 
 class Purpose(StrEnum):
-    LOGIN = "login"
-    DELETE_ACCOUNT = "delete-account"
+    """What a code was mailed for; it unlocks that and nothing else."""
+    LOGIN = "login"  # POST /api/auth/sessions
+    OSMAND_LOGIN = "osmand-login"  # /userdata/device-register
+    DELETE_ACCOUNT = "delete-account"  # POST /api/auth/account/delete
+    OSMAND_DELETE_ACCOUNT = "osmand-delete-account"  # /userdata/auth/confirm-code, delete-account
 
 
 class CodeVerdict(StrEnum):
@@ -44,27 +47,59 @@ class CodeVerdict(StrEnum):
     WRONG = "wrong"
     EXPIRED = "expired"
     USED = "used"
-    EXHAUSTED = "exhausted"  # too many wrong tries: the code is dead even if right
+    UNKNOWN = "unknown"
+    EXHAUSTED = "exhausted"  # no tries left for this address: the code is dead here even if right
+
+
+OWN_TRIES, OTHER_TRIES = "attempts", "attempts_elsewhere"
 
 
 @dataclass(frozen=True)
-class IssuedCode:
+class StoredCode:
+    code_id: str
+    address: str  # the requesting address's key
     code_digest: str
     expires_at: datetime
-    attempts: int
     used: bool
 
+    @classmethod
+    def from_doc(cls, doc: dict) -> "StoredCode":
+        return cls(doc["_id"], doc.get("address", ""), doc["code_digest"], doc["expires_at"], bool(doc.get("used")))
 
-def judge_code(issued: IssuedCode, offered: str, now: datetime, max_attempts: int) -> CodeVerdict:
-    if issued.used:
-        return CodeVerdict.USED
-    if issued.attempts >= max_attempts:
-        return CodeVerdict.EXHAUSTED
-    if now >= issued.expires_at:
-        return CodeVerdict.EXPIRED
-    if not hmac.compare_digest(issued.code_digest, digest(offered or "")):
+    def live(self, now: datetime) -> bool:
+        return not self.used and now < self.expires_at
+
+
+def try_budget(code: StoredCode, address: str, own_limit: int, other_limit: int) -> tuple[str, int]:
+    """Which of the code's two try budgets a try from `address` spends: the requesting
+    address's own, or the one all other addresses share (so strangers cannot use up the
+    owner's tries)."""
+    return (OWN_TRIES, own_limit) if code.address == address else (OTHER_TRIES, other_limit)
+
+
+def matches(code: StoredCode, offered: str) -> bool:
+    return hmac.compare_digest(code.code_digest, digest(offered or ""))
+
+
+def verdict_without_match(codes: list[StoredCode], offered: str, now: datetime, judged: bool) -> CodeVerdict:
+    """Why a try that matched no live code failed: it was judged and wrong; or nothing could be
+    judged because the code was used, expired, out of tries here, or never requested."""
+    if judged:
         return CodeVerdict.WRONG
-    return CodeVerdict.OK
+    if not codes:
+        return CodeVerdict.UNKNOWN
+    if any(c.used and matches(c, offered) for c in codes):
+        return CodeVerdict.USED
+    if any(c.live(now) for c in codes):
+        return CodeVerdict.EXHAUSTED
+    return CodeVerdict.EXPIRED if any(not c.used for c in codes) else CodeVerdict.UNKNOWN
+
+
+def yearly_guess_probability(digits: int, codes_per_hour: int, tries_per_code: int) -> float:
+    """Worst-case chance that guessing ever hits a code of one account in a year: every try is
+    judged against one code and counted first, so at most codes_per_hour * 8760 codes with
+    tries_per_code tries each, each try right with probability 10**-digits (union bound)."""
+    return codes_per_hour * 24 * 365 * tries_per_code / 10 ** digits
 
 
 def next_resend_at(sent_at: datetime, resend_seconds: int) -> datetime:

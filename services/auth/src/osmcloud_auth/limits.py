@@ -1,4 +1,4 @@
-"""Hourly limits on mailed codes, per e-mail and per client address, kept in auth's database
+"""Hourly limits on mailed codes, per e-mail, per e-mail and client address, and per client address, kept in auth's database
 so every replica counts the same requests.
 
 Fixed windows: each key has one document `{_id: key, started_at, count}`; the first request
@@ -7,6 +7,8 @@ limit, window still open), atomic on MongoDB and on the local stack's FerretDB (
 end, infra/ferretdb/serialize.go, runs one write per collection at a time), so racing requests
 never pass the limit."""
 
+import ipaddress
+import re
 from datetime import datetime, timedelta
 
 from pymongo.errors import DuplicateKeyError
@@ -16,8 +18,30 @@ def email_key(email: str) -> str:
     return f"email:{email}"
 
 
-def address_key(address: str) -> str:
-    return f"address:{address}"
+def address_key(address: str | None) -> str:
+    """The key of a client address: IPv4 as it is, IPv6 by its /64 (one subscriber's whole
+    network), "address:unknown" when the gateway passed none."""
+    if not address:
+        return "address:unknown"
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return "address:unknown"
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return f"address:{ip.ipv4_mapped}"
+        return f"address:{ipaddress.ip_network(f'{ip}/64', strict=False)}"
+    return f"address:{ip}"
+
+
+def known_addresses_key(email: str) -> str:
+    """Codes mailed to `email` on request from addresses it logged in from before."""
+    return f"email:{email}|known"
+
+
+def email_address_key(email: str, where: str) -> str:
+    """Codes mailed to `email` on request from one address (`where`: an address_key)."""
+    return f"email:{email}|{where}"
 
 
 class RequestLimits:
@@ -53,8 +77,9 @@ class RequestLimits:
         """Un-counts a request that was refused further on (nothing was mailed)."""
         await self.collection.update_one({"_id": key, "count": {"$gt": 0}}, {"$inc": {"count": -1}})
 
-    async def forget(self, key: str) -> None:
-        await self.collection.delete_one({"_id": key})
+    async def forget_email(self, email: str) -> None:
+        """Drops every window keyed by this e-mail (alone or with an address)."""
+        await self.collection.delete_many({"_id": {"$regex": "^" + re.escape(email_key(email)) + r"(\||$)"}})
 
     async def purge(self, now: datetime) -> int:
         """Drops windows that have ended (they would restart at the next request anyway)."""

@@ -9,6 +9,8 @@ from .domain import Purpose
 SUBJECTS = {
     Purpose.LOGIN: "Your OsmCloud login code",
     Purpose.DELETE_ACCOUNT: "Confirm deleting your OsmCloud account",
+    Purpose.OSMAND_LOGIN: "Your OsmAnd Cloud login code",
+    Purpose.OSMAND_DELETE_ACCOUNT: "Confirm deleting your OsmAnd Cloud account",
 }
 
 

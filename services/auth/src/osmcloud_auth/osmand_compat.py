@@ -19,7 +19,7 @@ from osmcloud_common.runtime import Runtime
 
 from .account_deletion import AccountDeletion
 from .codes import Codes
-from .domain import CodeVerdict, Purpose, digest, judge_code, new_token
+from .domain import Purpose, digest, new_token
 from .osmand_orders import OrderIds
 from .osmand_views import compat_email, device_json, user_json
 from .routes import client_address
@@ -27,8 +27,6 @@ from .store import AuthStore
 
 log = get_logger(__name__)
 
-# The app shows and the reference mails 4-digit codes; the native API keeps its longer ones.
-OSMAND_CODE_DIGITS = 4
 VIA_OSMAND = "osmand"
 MAX_FIELD = 200
 MAX_ORDERID = 20_000
@@ -112,20 +110,20 @@ class OsmandAccounts:
         if orderid and not known:  # like the reference: checked for a sign-up, not for a login
             await self.orders.check_for_sign_up(orderid)
         # The account itself is created by device-register, once the mailed code proves the address.
-        await self.codes.issue(email, Purpose.LOGIN, client_address(request), digits=OSMAND_CODE_DIGITS)
+        await self.codes.issue(email, Purpose.OSMAND_LOGIN, client_address(request))
         return web.json_response({"status": "ok"})
 
     async def device_register(self, request: web.Request) -> web.Response:
         params = await compat_params(request)
         email = compat_email(params.get("email"))
         user = await self.store.user_by_email(email)
-        if user is None and await self.store.code_state(email, Purpose.LOGIN) is None:
+        if user is None and not await self.codes.any_requested(email, Purpose.OSMAND_LOGIN):
             raise OsmandError(ErrorCode.USER_NOT_REGISTERED, "this e-mail is not registered; call user-register first")
         token = _field(params, "token")
         if not token:  # the app's login probe: "does this account exist?" — never a 200, no try spent
             raise OsmandError(ErrorCode.TOKEN_INVALID, "send the code mailed by user-register")
         try:
-            await self.codes.check(email, Purpose.LOGIN, token)
+            await self.codes.check(email, Purpose.OSMAND_LOGIN, token, client_address(request))
         except ApiError as exc:
             raise _as_code_error(exc)
         now = self.rt.clock.now()
@@ -155,19 +153,22 @@ class OsmandAccounts:
                 self.rt.events_written()
 
     async def user_update_orderid(self, request: web.Request) -> web.Response:
-        """The order goes through billing's purchase verification and is linked to the account
-        (its plan applies); 102 for an unknown, expired or ineligible order, 109 for an order of
-        another account, 101 for an unknown e-mail (osmand_orders.py). Empty: cleared."""
+        """The call carries no credential, so it may only do what a verified order proves: the
+        order goes through billing's purchase verification (102 for an unknown, expired or
+        ineligible order, 109 for an order of another account) before it is linked (its plan
+        applies); an unknown e-mail answers those too, and 101 only for a valid order, so
+        without one nobody learns whether an e-mail is registered here. An empty orderid changes
+        nothing (the reference cleared the account's order for anyone who knew the e-mail)."""
         params = await compat_params(request)
         email = compat_email(params.get("email"))
-        user = await self.store.user_by_email(email)
-        if user is None:
-            raise OsmandError(ErrorCode.EMAIL_INVALID, "this e-mail is not registered")
         orderid = _order_field(params)
-        if orderid:
-            await self.orders.link(user["_id"], orderid)
-        else:
-            await self.orders.clear(user["_id"])
+        if not orderid:  # the call carries no credential: nothing of the account changes
+            return web.json_response({"status": "ok"})
+        user = await self.store.user_by_email(email)
+        if user is None:  # the order is judged first, as for a registered e-mail: 102 / 109 alike
+            await self.orders.check_for_sign_up(orderid)
+            raise OsmandError(ErrorCode.EMAIL_INVALID, "this e-mail is not registered")
+        await self.orders.link(user["_id"], orderid)
         return web.json_response({"status": "ok"})
 
     async def user_validate_sub(self, request: web.Request) -> web.Response:
@@ -192,7 +193,7 @@ class OsmandAccounts:
         if body.get("action") != "delete":
             raise OsmandError(MALFORMED_REQUEST, "the only supported action is 'delete'")
         email = await self._email_of(who)
-        await self.codes.issue(email, Purpose.DELETE_ACCOUNT, client_address(request), digits=OSMAND_CODE_DIGITS)
+        await self.codes.issue(email, Purpose.OSMAND_DELETE_ACCOUNT, client_address(request))
         return web.json_response({"status": "ok"})
 
     async def confirm_code(self, request: web.Request) -> web.Response:
@@ -200,15 +201,14 @@ class OsmandAccounts:
         delete-account with the same code next. Each call still counts as one try."""
         body = await _json_object(request)
         email = compat_email(body.get("username") if isinstance(body.get("username"), str) else None)
-        if await self.store.user_by_email(email) is None:
-            raise OsmandError(ErrorCode.USER_NOT_REGISTERED, "this e-mail is not registered")
+        # unauthenticated: an unknown e-mail answers like a wrong code (104), revealing nothing
         token = body.get("token")
         if not isinstance(token, str) or not token.strip():
             raise OsmandError(ErrorCode.TOKEN_INVALID, "send the code mailed by send-code")
-        issued = await self.store.take_attempt(email, Purpose.DELETE_ACCOUNT, self.codes.settings.code_max_attempts)
-        verdict = (judge_code(issued, token.strip(), self.rt.clock.now(), self.codes.settings.code_max_attempts)
-                   if issued is not None else CodeVerdict.EXHAUSTED)
-        if verdict is not CodeVerdict.OK:
+        try:
+            await self.codes.check(email, Purpose.OSMAND_DELETE_ACCOUNT, token.strip(), client_address(request),
+                                   use=False)
+        except ApiError:
             raise OsmandError(ErrorCode.TOKEN_INVALID, "the code is wrong, expired or used up; ask for a new one")
         return web.json_response({"status": "ok"})
 
@@ -220,7 +220,7 @@ class OsmandAccounts:
         if not isinstance(token, str) or not token.strip():
             raise OsmandError(ErrorCode.TOKEN_INVALID, "send the code mailed by send-code")
         try:
-            await self.codes.check(email, Purpose.DELETE_ACCOUNT, token.strip())
+            await self.codes.check(email, Purpose.OSMAND_DELETE_ACCOUNT, token.strip(), client_address(request))
         except ApiError as exc:
             raise _as_code_error(exc)
         await self.deletion.delete_account(who.user_id)

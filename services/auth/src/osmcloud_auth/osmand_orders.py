@@ -3,8 +3,10 @@
 What the reference server (OsmAnd-tools UserdataController) does, and what we do:
   * user-update-orderid: unknown e-mail 101; an empty orderid clears it; otherwise the order
     must be valid (102 "no subscription present" / expired / not eligible) and not held by
-    another account (109); then it is the account's. Same here; the order is also linked in
-    billing, so its plan applies (subscription-activated through billing's outbox).
+    another account (109); then it is the account's. The call carries no credential, so here
+    the order is verified first (102 / 109), the e-mail looked at only then (101), and an
+    empty orderid changes nothing; the order is also linked in billing, so its plan applies
+    (subscription-activated through billing's outbox).
   * user-register: for a login (`login=true`, e-mail known) the orderid is not checked; for a
     sign-up the reference answers 109 when another account holds the order (its older
     versions also 102 for an invalid one). Same here: a sign-up with an orderid is checked
@@ -47,7 +49,8 @@ class OrderIds:
         self.billing, self.store = billing, store
 
     async def check_for_sign_up(self, orderid: str) -> None:
-        """user-register of a new e-mail: 102 / 109 now, before a code is mailed."""
+        """A verified order or 102 / 109, linking nothing: user-register of a new e-mail
+        (before a code is mailed), user-update-orderid (before the e-mail is looked at)."""
         try:
             answer = await self.billing.order(orderid, None, link=False)
         except BillingUnavailable as exc:
@@ -75,8 +78,3 @@ class OrderIds:
             await self.link(user_id, orderid)
         except ApiError as exc:
             log.info("orderid sent with device-register not linked", user_id=user_id, reason=exc.message)
-
-    async def clear(self, user_id: str) -> None:
-        """An empty orderid in user-update-orderid: the account shows none (billing keeps its
-        orders and the plan they grant: a store purchase is not undone by the app)."""
-        await self.store.set_orderid(user_id, None)

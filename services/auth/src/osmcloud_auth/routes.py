@@ -74,7 +74,7 @@ class AuthRoutes:
     async def login(self, request: web.Request) -> web.Response:
         body = await json_body(request, LoginRequest)
         email = normalize_email(body.email)
-        await self.codes.check(email, Purpose.LOGIN, body.code.strip())
+        await self.codes.check(email, Purpose.LOGIN, body.code.strip(), client_address(request))
         now = self.rt.clock.now()
         user, created = await self.store.create_user(
             email, now, lambda user_id: [self.rt.event(AccountRegistered(email=email), user_id)])

@@ -2,6 +2,11 @@ from pydantic import Field
 
 from osmcloud_common.settings import ServiceSettings
 
+from .domain import yearly_guess_probability
+
+# the most a configuration may let guessing succeed on one account in a year
+MAX_YEARLY_GUESS_PROBABILITY = 1e-6
+
 
 class AuthSettings(ServiceSettings):
     service_name: str = "auth"
@@ -9,15 +14,29 @@ class AuthSettings(ServiceSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 2525
     mail_from: str = "OsmCloud <no-reply@osmcloud.local>"
-    code_digits: int = 6
+    # One-time codes (docs/security.md "Codes"): 12 digits for both APIs (OsmAnd's apps accept
+    # any number of digits), valid 1 h, resent to the same address after 30 s. Each code
+    # allows CODE_MAX_ATTEMPTS tries from the address that asked for it and
+    # CODE_MAX_ATTEMPTS_ELSEWHERE from all other addresses together, so strangers cannot use up
+    # the owner's tries; a request from another address gets a code of its own instead of
+    # replacing the owner's.
+    code_digits: int = Field(default=12, ge=4, le=18)
     code_ttl_seconds: int = 3600
     code_resend_seconds: int = 30
-    code_max_attempts: int = 5
-    # Hourly caps on mailed codes (login and account deletion together). Per e-mail: a person
-    # needs one or two; per client address: a whole office or carrier NAT shares one, and so
-    # does a test suite (~150 sign-ups a run from 127.0.0.1).
+    code_max_attempts: int = Field(default=5, ge=1)
+    code_max_attempts_elsewhere: int = Field(default=2, ge=0)
+    # Hourly caps on mailed codes (login and account deletion together): per e-mail and
+    # requesting address (a person needs one or two); per e-mail from all addresses together
+    # (what bounds guessing); per client address over all e-mails (a whole office or carrier
+    # NAT shares one, and so does a test suite: ~150 sign-ups a run from 127.0.0.1).
     code_requests_per_email_hour: int = Field(default=5, ge=1)
+    code_requests_per_email_hour_total: int = Field(default=6, ge=1)
     code_requests_per_address_hour: int = Field(default=500, ge=1)
+    # Addresses a code of this e-mail was used from within KNOWN_ADDRESS_DAYS are "known": their
+    # requests count against a cap of their own, so strangers elsewhere who use up
+    # CODE_REQUESTS_PER_EMAIL_HOUR_TOTAL never stop the owner from where they logged in before.
+    code_requests_per_email_hour_known: int = Field(default=6, ge=1)
+    known_address_days: int = Field(default=90, ge=1)
     # billing's own address: OsmAnd's orderid is verified and linked there (service to service)
     billing_url: str = "http://127.0.0.1:8084"
     billing_timeout_seconds: float = 10.0
@@ -31,3 +50,17 @@ class AuthSettings(ServiceSettings):
     verify_cache_renew_seconds: float = Field(default=1.0, gt=0)
     verify_cache_peer_timeout_seconds: float = Field(default=2.0, gt=0)
     verify_cache_url: str = ""
+
+    def yearly_guess_probability(self) -> float:
+        return yearly_guess_probability(self.code_digits,
+                                        self.code_requests_per_email_hour_total + self.code_requests_per_email_hour_known,
+                                        self.code_max_attempts + self.code_max_attempts_elsewhere)
+
+    def startup_problems(self) -> list[str]:
+        problems = super().startup_problems()
+        chance = self.yearly_guess_probability()
+        if chance > MAX_YEARLY_GUESS_PROBABILITY:
+            problems.append(f"CODE_DIGITS / CODE_REQUESTS_PER_EMAIL_HOUR_TOTAL / _KNOWN / CODE_MAX_ATTEMPTS(_ELSEWHERE) let "
+                            f"guessing succeed on an account with probability {chance:.1e} a year (at most "
+                            f"{MAX_YEARLY_GUESS_PROBABILITY:.0e}): more digits or fewer codes or tries")
+        return problems

@@ -12,7 +12,10 @@ from osmcloud_common.deleted_accounts import account_key
 from osmcloud_common.mongo import delete_user_data
 from osmcloud_common.outbox import new_document_with_events, with_events
 
-from .domain import IssuedCode, Purpose
+from .domain import Purpose
+
+# codes of one e-mail and purpose read at once: far above what the hourly caps let exist
+MAX_CODES_LISTED = 200
 
 # What verify needs of a device; never the whole document.
 VERIFY_FIELDS = {"user_id": 1, "device_id": 1, "last_seen_at": 1, "revoked_at": 1, "num": 1, "user_num": 1}
@@ -23,8 +26,11 @@ async def _nothing_cached(*, device_ids: list[str] = (), user_id: str | None = N
 
 
 class AuthStore:
-    def __init__(self, users, codes, devices, deleted_accounts, counters, revoked=_nothing_cached) -> None:
+    def __init__(self, users, codes, devices, deleted_accounts, counters, revoked=_nothing_cached,
+                 known_addresses=None) -> None:  # (None only where codes are never checked)
         self.users, self.codes, self.devices = users, codes, devices
+        # addresses a code of an e-mail was used from: {_id: "<email>|<address key>", email, seen_at}
+        self.known_addresses = known_addresses
         self.deleted_accounts, self.counters = deleted_accounts, counters
         # called after every write that revokes tokens, before the caller answers: the verify
         # cache of every replica drops them (verify_peers.VerifyPeers.drop)
@@ -49,23 +55,28 @@ class AuthStore:
         await self.users.create_index([("email", ASCENDING)], unique=True)
         await self.devices.create_index([("device_id", ASCENDING)])
         await self.devices.create_index([("user_id", ASCENDING)])
+        await self.codes.create_index([("email", ASCENDING)])
         # devices used to be keyed by a random id with a unique `token_digest`; that index would
         # refuse every new device (none has the field), so it goes
         if "token_digest_1" in await self.devices.index_information():
             await self.devices.drop_index("token_digest_1")
 
     # ------------------------------------------------------------ codes
+    # One code per (purpose, e-mail, requesting address): a request from elsewhere never
+    # replaces the code someone else holds. Tries are counted per code: up to `attempts`
+    # from the address that asked for it, up to `attempts_elsewhere` from all others together.
     @staticmethod
-    def _code_id(email: str, purpose: Purpose) -> str:
-        return f"{purpose}:{email}"
+    def _code_id(email: str, purpose: Purpose, address: str) -> str:
+        return f"{purpose}:{email}:{address}"
 
-    async def replace_code(self, email: str, purpose: Purpose, code_digest: str, now: datetime,
+    async def replace_code(self, email: str, purpose: Purpose, address: str, code_digest: str, now: datetime,
                            ttl: timedelta, resend_after: timedelta) -> datetime | None:
-        """Stores a new code unless the last one was sent too recently; returns None when
-        stored, or when the next one may be sent. Atomic: two racing requests send one."""
-        fields = {"email": email, "purpose": str(purpose), "code_digest": code_digest, "sent_at": now,
-                  "expires_at": now + ttl, "attempts": 0, "used": False}
-        code_id = self._code_id(email, purpose)
+        """Stores a new code for this requesting address unless its last one was sent too
+        recently; returns None when stored, or when the next one may be sent. Atomic: two
+        racing requests send one."""
+        fields = {"email": email, "purpose": str(purpose), "address": address, "code_digest": code_digest,
+                  "sent_at": now, "expires_at": now + ttl, "attempts": 0, "attempts_elsewhere": 0, "used": False}
+        code_id = self._code_id(email, purpose, address)
         result = await self.codes.update_one({"_id": code_id, "sent_at": {"$lte": now - resend_after}},
                                              {"$set": fields})
         if result.matched_count:
@@ -77,30 +88,36 @@ class AuthStore:
             current = await self.codes.find_one({"_id": code_id})
             return (current["sent_at"] + resend_after) if current else now + resend_after
 
-    async def take_attempt(self, email: str, purpose: Purpose, max_attempts: int) -> IssuedCode | None:
-        """Counts one try before judging it, so no more than `max_attempts` are ever judged."""
-        doc = await self.codes.find_one_and_update(
-            {"_id": self._code_id(email, purpose), "used": False, "attempts": {"$lt": max_attempts}},
-            {"$inc": {"attempts": 1}}, return_document=ReturnDocument.AFTER)
-        if doc is None:
-            return None
-        return IssuedCode(doc["code_digest"], doc["expires_at"], doc["attempts"] - 1, False)
+    async def codes_for(self, email: str, purpose: Purpose) -> list[dict[str, Any]]:
+        """Every code of this e-mail and purpose (bounded by the hourly caps on mailed codes)."""
+        return await self.codes.find({"email": email, "purpose": str(purpose)}).to_list(MAX_CODES_LISTED)
 
-    async def code_state(self, email: str, purpose: Purpose) -> IssuedCode | None:
-        doc = await self.codes.find_one({"_id": self._code_id(email, purpose)})
-        if doc is None:
-            return None
-        return IssuedCode(doc["code_digest"], doc["expires_at"], doc["attempts"], doc["used"])
+    async def take_try(self, code_id: str, field: str, limit: int) -> bool:
+        """Counts one try against one budget of a live code before it is judged; False when
+        that budget is spent (or the code was used meanwhile)."""
+        result = await self.codes.update_one({"_id": code_id, "used": False, field: {"$lt": limit}},
+                                             {"$inc": {field: 1}})
+        return result.modified_count == 1
+
+    async def mark_used(self, code_id: str, code_digest: str) -> bool:
+        result = await self.codes.update_one({"_id": code_id, "code_digest": code_digest, "used": False},
+                                             {"$set": {"used": True}})
+        return result.modified_count == 1
+
+    async def remember_address(self, email: str, where: str, now: datetime) -> None:
+        await self.known_addresses.update_one({"_id": f"{email}|{where}"},
+                                              {"$set": {"email": email, "seen_at": now}}, upsert=True)
+
+    async def is_known_address(self, email: str, where: str, since: datetime) -> bool:
+        return await self.known_addresses.find_one({"_id": f"{email}|{where}", "seen_at": {"$gte": since}},
+                                                   {"_id": 1}) is not None
+
+    async def purge_known_addresses(self, seen_before: datetime) -> int:
+        return (await self.known_addresses.delete_many({"seen_at": {"$lt": seen_before}})).deleted_count
 
     async def purge_codes(self, expired_before: datetime) -> int:
         """Codes long expired: they answer 'unknown' instead of 'expired' from then on."""
         return (await self.codes.delete_many({"expires_at": {"$lt": expired_before}})).deleted_count
-
-    async def mark_used(self, email: str, purpose: Purpose, code_digest: str) -> bool:
-        result = await self.codes.update_one(
-            {"_id": self._code_id(email, purpose), "code_digest": code_digest, "used": False},
-            {"$set": {"used": True}})
-        return result.modified_count == 1
 
     # ------------------------------------------------------------ users
     async def user_by_email(self, email: str) -> dict[str, Any] | None:
@@ -198,7 +215,8 @@ class AuthStore:
         removed = (await self.devices.delete_many({"user_id": user_id})).deleted_count
         await self.revoked(user_id=user_id)
         if user is not None:
-            await self.codes.delete_many({"_id": {"$in": [self._code_id(user["email"], p) for p in Purpose]}})
+            await self.codes.delete_many({"email": user["email"]})
+            await self.known_addresses.delete_many({"email": user["email"]})
             await forget_email(user["email"])
         removed += (await self.users.delete_one({"_id": user_id})).deleted_count
         return removed + await delete_user_data(self.users.database, user_id)

@@ -8,7 +8,7 @@ from .deadlines import DeadlineJob
 from .handlers import register_handlers
 from .osmand_orders import OsmandOrders
 from .plans import plans_from
-from .receipts import SandboxVerifier
+from .receipts import verifier_from
 from .routes import BillingRoutes
 from .settings import BillingSettings
 from .store import BillingStore
@@ -24,7 +24,7 @@ def build_app(settings: BillingSettings | None = None) -> web.Application:
     runtime.on_account_deleted()  # every document of the user; idempotent
     runtime.background(DeadlineJob(runtime, store, plans, settings.deadline_scan_seconds).run)
     app = runtime.create_app()
-    verifier = SandboxVerifier(settings.sandbox_receipt_key)
+    verifier = verifier_from(settings.sandbox_store, settings.sandbox_receipt_key)
     routes = BillingRoutes(runtime, store, plans, verifier, settings)
     routes.register(app)
     OsmandOrders(runtime, store, verifier, settings, routes).register(app)

@@ -59,6 +59,24 @@ def sign_sandbox_receipt(key: str, *, platform: str, order_id: str, product_id: 
     return f"{_b64(body)}.{_b64(hmac.new(key.encode(), body, hashlib.sha256).digest())}"
 
 
+class NoStoreVerifier:
+    """What verifies receipts when no store is configured (the sandbox off, no real store
+    built): every receipt and order token is refused, so nobody gets Pro by signing one."""
+
+    MESSAGE = "this server verifies no store's purchases (no store verifier is configured)"
+
+    def verify(self, platform: str, receipt: str) -> VerifiedPurchase:
+        raise ReceiptRejected(self.MESSAGE)
+
+    def verify_order_token(self, token: str) -> VerifiedPurchase:
+        raise ReceiptRejected(self.MESSAGE)
+
+
+def verifier_from(sandbox_store: bool, sandbox_receipt_key: str) -> ReceiptVerifier:
+    """The sandbox store only when explicitly enabled (dev and tests); otherwise none."""
+    return SandboxVerifier(sandbox_receipt_key) if sandbox_store else NoStoreVerifier()
+
+
 class SandboxVerifier:
     def __init__(self, key: str) -> None:
         self._key = key.encode()

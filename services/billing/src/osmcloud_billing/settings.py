@@ -1,4 +1,4 @@
-from osmcloud_common.settings import ServiceSettings
+from osmcloud_common.settings import ServiceSettings, secret_problem
 
 MIB = 1024 * 1024
 
@@ -13,10 +13,21 @@ class BillingSettings(ServiceSettings):
     grace_days: int = 365
     # products that grant Pro, comma-separated store product ids
     pro_products: str = "osmcloud.pro.monthly,osmcloud.pro.annual"
-    # key the sandbox store signs receipts with (dev and tests only; real stores are not built yet)
-    sandbox_receipt_key: str = "osmcloud-sandbox-key"
+    # The sandbox store (dev and tests only; real stores are not built yet): off unless
+    # SANDBOX_STORE=true, and then its receipts must be signed with SANDBOX_RECEIPT_KEY, which
+    # has no default. Without it no receipt verifies: purchases and orderids are refused.
+    sandbox_store: bool = False
+    sandbox_receipt_key: str = ""
     # how often the deadline job looks for expiries and grace ends
     deadline_scan_seconds: float = 1.0
+
+    def startup_problems(self) -> list[str]:
+        problems = super().startup_problems()
+        if self.sandbox_store:
+            problem = secret_problem("SANDBOX_RECEIPT_KEY", self.sandbox_receipt_key, min_chars=32)
+            if problem:
+                problems.append(f"{problem} (SANDBOX_STORE=true needs it)")
+        return problems
 
     @property
     def pro_product_ids(self) -> frozenset[str]:

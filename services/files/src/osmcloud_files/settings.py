@@ -1,7 +1,10 @@
+from typing import ClassVar
+
 from osmcloud_common.settings import ServiceSettings
 
 
 class FilesSettings(ServiceSettings):
+    uses_s3: ClassVar[bool] = True
     service_name: str = "files"
     http_port: int = 8082
     # auth, asked to verify the deviceid + accessToken of OsmAnd's /userdata/ calls
