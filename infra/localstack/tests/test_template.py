@@ -17,6 +17,7 @@ VALUES = {
     "S3_UPSTREAM": "127.0.0.1:6",
     "GATEWAY_LISTEN": "127.0.0.1:5",
     "GATEWAY_SECRET": "s3cr3t",
+    "WEB_ROOT": "/srv/web",
 }
 
 

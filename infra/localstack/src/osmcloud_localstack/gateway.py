@@ -13,6 +13,8 @@ import os
 import re
 from pathlib import Path
 
+from . import paths
+
 TEMPLATE_VARIABLES = (
     "AUTH_UPSTREAM",
     "FILES_UPSTREAM",
@@ -21,6 +23,7 @@ TEMPLATE_VARIABLES = (
     "S3_UPSTREAM",
     "GATEWAY_LISTEN",
     "GATEWAY_SECRET",
+    "WEB_ROOT",
 )
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -101,10 +104,12 @@ def write_gateway_config(
     listen: str,
     upstreams: dict[str, str],
     gateway_secret: str,
+    web_root: Path | None = None,
 ) -> Path:
     """Render the shared template and our nginx.conf into ``prefix``; returns the nginx.conf path.
 
-    ``upstreams`` maps auth/files/trash/billing and s3 (the S3 endpoint files uses) to host:port."""
+    ``upstreams`` maps auth/files/trash/billing and s3 (the S3 endpoint files uses) to host:port;
+    ``web_root`` is the built web app (default: the repository's clients/web/dist)."""
     values = {
         "AUTH_UPSTREAM": upstreams["auth"],
         "FILES_UPSTREAM": upstreams["files"],
@@ -113,6 +118,7 @@ def write_gateway_config(
         "S3_UPSTREAM": upstreams["s3"],
         "GATEWAY_LISTEN": listen,
         "GATEWAY_SECRET": gateway_secret,
+        "WEB_ROOT": str(web_root or paths.web_dist_dir(repo)),
     }
     rendered = render_template(template_path(repo).read_text(), values)
     (prefix / "conf.d").mkdir(parents=True, exist_ok=True)
