@@ -129,17 +129,17 @@ async def test_sign_in_files_versions_trash_storage_map_devices_and_account_dele
     await web.shot("files")
 
     # filters and search are part of the URL
-    await page.get_by_label("Type").select_option("FAVOURITES")
+    await page.get_by_role("combobox", name=re.compile(r"^Type")).select_option("FAVOURITES")
     await expect(rows).to_have_count(1)
     assert "type=FAVOURITES" in page.url
-    await page.get_by_label("Type").select_option("")
+    await page.get_by_role("combobox", name=re.compile(r"^Type")).select_option("")
     await page.get_by_label("Search by name").fill("rid")
     await expect(rows).to_have_count(1)
     await expect(rows.first).to_contain_text("ride.gpx")
     await page.get_by_label("Search by name").fill("")
 
     # ---- the file's versions --------------------------------------------------------------------
-    await page.get_by_role("link", name="ride.gpx").click()
+    await page.get_by_role("link", name="ride.gpx", exact=True).click()
     await web.heading("Versions of ride.gpx")
     await expect(page.locator("table.versions tbody tr")).to_have_count(2)
     await expect(page.get_by_role("link", name="Download")).to_have_count(2)
