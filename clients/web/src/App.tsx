@@ -1,4 +1,4 @@
-import { lazy, Suspense, useCallback, useEffect, useMemo, useState } from "react";
+import { lazy, Suspense, useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { api, whenSignedOut, type Account } from "./api";
 import { I18n, LANGS, initialLang, storeLang, translator, useT, type Key, type Lang } from "./i18n";
 import { Link, navigate, useLocation } from "./router";
@@ -45,8 +45,12 @@ export function App() {
       setAccount(null);
     }
   }, []);
+  const signedIn = useRef(false);
+  signedIn.current = !!account;
   useEffect(() => {
+    // a call refused for want of a session while signed in: the session ended elsewhere
     whenSignedOut(() => {
+      if (!signedIn.current) return;
       setAccount(null);
       setMessage(t("sessionEnded"));
     });
@@ -80,8 +84,15 @@ export function App() {
       <SignIn
         message={message}
         onSignedIn={async () => {
-          setMessage(undefined);
-          await refresh();
+          try {
+            setAccount(await api<Account>("GET", "/api/auth/account"));
+            setMessage(undefined);
+          } catch {
+            // signed in, yet the next call carries no session: the browser refused the Secure
+            // cookie (a plain-http address other than localhost)
+            setMessage(t("cookieRefused"));
+            return;
+          }
           if (location.pathname === "/" || location.pathname.startsWith("/sign-in")) navigate("/files", true);
         }}
       />

@@ -32,6 +32,7 @@ const en = {
   otherEmail: "Use another address",
   resend: "Mail a new code",
   signedOutMessage: "You are signed out.",
+  cookieRefused: "The code was right, but this browser did not keep the session: it keeps secure cookies only for HTTPS addresses (and localhost). Open this site over HTTPS.",
   sessionEnded: "Your session ended (signed out on another device, or this browser was logged out). Sign in again.",
   // files
   filesTitle: "Files",
@@ -199,6 +200,7 @@ const nl: Dictionary = {
   otherEmail: "Ander adres gebruiken",
   resend: "Nieuwe code mailen",
   signedOutMessage: "Je bent afgemeld.",
+  cookieRefused: "De code klopte, maar deze browser heeft de sessie niet bewaard: beveiligde cookies bewaart hij alleen voor HTTPS-adressen (en localhost). Open deze site via HTTPS.",
   sessionEnded: "Je sessie is beëindigd (afgemeld op een ander apparaat, of deze browser is uitgelogd). Meld je opnieuw aan.",
   filesTitle: "Bestanden",
   category: "Categorie",

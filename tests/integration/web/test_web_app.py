@@ -272,7 +272,19 @@ async def test_sign_in_files_versions_trash_storage_map_devices_and_account_dele
 
 async def test_sign_out_logs_this_browser_out(web, stack, http) -> None:
     email = new_email()
+    await web.open("/")
+    await web.heading("Sign in")
+    await expect(web.page.get_by_role("status")).to_have_count(0)  # a first visit: no "session ended"
     await web.sign_in(email)
+    # the server's refusal is shown as it is: no plan yet, so no upload
+    await web.page.get_by_test_id("file-chooser").set_input_files(
+        files=[{"name": "ride.gpx", "mimeType": "application/gpx+xml", "buffer": RIDE}])
+    alert = web.page.get_by_role("alert")
+    await expect(alert).to_contain_text("Upload of ride.gpx failed:")
+    reply = await web.context.request.put(web.url + "/api/files/GPX/ride.gpx", data=RIDE,
+                                          headers={"X-CSRF-Token": await web.csrf()})
+    assert reply.status >= 400
+    await expect(alert).to_contain_text((await reply.json())["error"]["message"])
     token_cookie = {c["name"]: c["value"] for c in await web.context.cookies(web.url)}["__Host-osmcloud_session"]
     await web.page.get_by_role("button", name="Sign out").click()
     await web.heading("Sign in")
