@@ -215,6 +215,16 @@ async def test_sign_in_files_versions_trash_storage_map_devices_and_account_dele
     assert await page.locator("#storage-type-FAVOURITES").get_attribute("data-used") == str(len(FAVOURITES))
     violations += await web.axe("storage")
     await web.shot("storage")
+    # delete all data: only after typing the account's e-mail
+    await page.get_by_role("button", name="Delete all my data").click()
+    dialog = page.get_by_role("dialog")
+    confirm = dialog.get_by_role("button", name="Delete all my data")
+    await expect(confirm).to_be_disabled()
+    await dialog.get_by_label(f"Type {email} to confirm").fill(email)
+    await confirm.click()
+    await expect(page.get_by_text("All your data in the cloud is deleted.")).to_be_visible()
+    await expect(total).to_have_attribute("data-used", "0")
+    assert (await phone.call("GET", "/api/files")).body["files"] == []
 
     # ---- backup types on/off --------------------------------------------------------------------
     await page.get_by_role("navigation").get_by_role("link", name="Backup").click()
@@ -286,6 +296,12 @@ async def test_sign_out_logs_this_browser_out(web, stack, http) -> None:
     assert reply.status >= 400
     await expect(alert).to_contain_text((await reply.json())["error"]["message"])
     token_cookie = {c["name"]: c["value"] for c in await web.context.cookies(web.url)}["__Host-osmcloud_session"]
+    # the free plan, chosen on the plan screen
+    await web.page.get_by_role("navigation").get_by_role("link", name="Plan").click()
+    await web.heading("Plan")
+    await expect(web.page.get_by_test_id("plan-name")).to_have_text("No plan")
+    await web.page.get_by_role("button", name="Activate Start (free)").click()
+    await expect(web.page.get_by_test_id("plan-name")).to_have_text("Start (free)")
     await web.page.get_by_role("button", name="Sign out").click()
     await web.heading("Sign in")
     await expect(web.page.get_by_text("You are signed out.")).to_be_visible()
