@@ -8,6 +8,8 @@
 #     kafka-4.1.1/lib/           Kafka broker jars (from Maven Central, via infra/kafka/pom.xml)
 #     bin/osmcloud-ferretdb-<h>  our FerretDB 1.24.2 wrapper (infra/ferretdb), <h> = hash of its sources
 #     versitygw-1.8.0/versitygw  S3 server (go install from the Go module proxy)
+#     npm/                       npm's cache for the web app (clients/web: npm ci, then vite build
+#                                into clients/web/dist, again only when its sources change)
 # plus Maven's (~/.m2), Go's (~/go/pkg/mod, ~/.cache/go-build) and uv's own caches.
 # The Python virtualenv is REPO/.venv (uv sync --frozen).
 #
@@ -19,6 +21,7 @@ KAFKA_VERSION=4.1.1
 VERSITYGW_VERSION=1.8.0
 MIN_PYTHON=3.11
 MIN_JAVA=17
+MIN_NODE=18.19  # Debian 12's nodejs; Vite 6 and Vitest 3 run on it
 MIN_GO=1.21   # older Go cannot fetch the newer toolchain FerretDB/versitygw ask for (GOTOOLCHAIN=auto)
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -244,6 +247,53 @@ else
                 "to see details: GOBIN=$VGW_DIR go install github.com/versity/versitygw/cmd/versitygw@v$VERSITYGW_VERSION"
     [ -x "$VGW_DIR/versitygw" ] || fail "$VGW_DIR/versitygw missing after go install"
     info "built in $(( $(date +%s) - T0 )) s"
+fi
+
+# ---------------------------------------------------------------------------------------------
+step "web app (clients/web: node >= $MIN_NODE, npm ci, vite build)"
+WEB="$REPO/clients/web"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    apt_install nodejs npm
+    hash -r
+fi
+command -v node >/dev/null 2>&1 || fail "node not found" "install Node.js >= $MIN_NODE (apt-get install -y nodejs npm)"
+NODEV=$(node -p 'process.versions.node' 2>/dev/null) || fail "node does not run"
+version_ge "$NODEV" "$MIN_NODE" || fail "node is $NODEV, need >= $MIN_NODE" "install a newer Node.js and put it first on PATH"
+export npm_config_cache="$CACHE/npm" npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
+LOCK_HASH=$(sha256sum "$WEB/package-lock.json" | cut -c1-16)
+if [ "$(cat "$WEB/node_modules/.osmcloud-lock" 2>/dev/null)" = "$LOCK_HASH" ]; then
+    info "node $NODEV; dependencies installed (package-lock.json unchanged)"
+else
+    info "node $NODEV; npm ci (cache: $CACHE/npm)"
+    T0=$(date +%s)
+    run_logged npm-ci npm ci --prefix "$WEB" --prefer-offline --no-audit --no-fund \
+        || fail "npm ci failed (network access to the npm registry?)" "to see details: cd clients/web && npm ci"
+    echo "$LOCK_HASH" >"$WEB/node_modules/.osmcloud-lock"
+    info "installed in $(( $(date +%s) - T0 )) s"
+fi
+# the build is redone only when a source of the app changed (a hash of every file but the
+# installed dependencies and the build itself), or when the build is missing
+WEB_HASH=$(cd "$WEB" && find . \( -path ./node_modules -o -path ./dist \) -prune -o -type f -print | LC_ALL=C sort \
+    | xargs sha256sum | sha256sum | cut -c1-16)
+if [ -f "$WEB/dist/index.html" ] && [ "$(cat "$WEB/dist/.osmcloud-sources" 2>/dev/null)" = "$WEB_HASH" ]; then
+    info "built: clients/web/dist (sources unchanged)"
+else
+    info "npm run build -> clients/web/dist (type check + vite build, about 30 s)"
+    T0=$(date +%s)
+    run_logged web-build npm run --prefix "$WEB" build \
+        || fail "the web app did not build (type errors or a broken import: see above)" "to see details: cd clients/web && npm run build"
+    echo "$WEB_HASH" >"$WEB/dist/.osmcloud-sources"
+    info "built in $(( $(date +%s) - T0 )) s"
+fi
+
+# ---------------------------------------------------------------------------------------------
+step "chromium (the web app's browser tests drive Debian's chromium through Playwright)"
+if [ -x /usr/bin/chromium ]; then
+    info "$(/usr/bin/chromium --version 2>/dev/null | head -n1)"
+else
+    apt_install chromium
+    [ -x /usr/bin/chromium ] || fail "/usr/bin/chromium missing after apt-get install chromium"
+    info "$(/usr/bin/chromium --version 2>/dev/null | head -n1)"
 fi
 
 echo "[bootstrap] done in $(( $(date +%s) - START )) s (cache: $CACHE)"

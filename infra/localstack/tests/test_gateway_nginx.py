@@ -267,7 +267,8 @@ async def test_small_json_apis_refuse_large_bodies(gateway: Gateway) -> None:
             assert (await r.json())["error"]["code"] == "payload_too_large"
 
 
-@pytest.mark.parametrize("path", ["/internal/verify", "/", "/api", "/api/filesystem", "/_auth"])
+# "/" and the screens' URLs serve the web app (tests/integration/test_browser_sessions.py)
+@pytest.mark.parametrize("path", ["/internal/verify", "/nope", "/filesx", "/api", "/api/filesystem", "/_auth"])
 async def test_other_paths_are_404(gateway: Gateway, path: str) -> None:
     async with aiohttp.ClientSession() as http, http.get(gateway.url + path) as r:
         assert r.status == 404

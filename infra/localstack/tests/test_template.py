@@ -19,6 +19,7 @@ VALUES = {
     "GATEWAY_SECRET": "s3cr3t",
     "GATEWAY_ACCESS_LOG": "/dev/null",
     "GATEWAY_TRUSTED_PROXIES_DIR": "/nonexistent",
+    "WEB_ROOT": "/srv/web",
 }
 
 

@@ -14,6 +14,8 @@ import os
 import re
 from pathlib import Path
 
+from . import paths
+
 TEMPLATE_VARIABLES = (
     "AUTH_UPSTREAM",
     "FILES_UPSTREAM",
@@ -24,6 +26,7 @@ TEMPLATE_VARIABLES = (
     "GATEWAY_SECRET",
     "GATEWAY_ACCESS_LOG",
     "GATEWAY_TRUSTED_PROXIES_DIR",
+    "WEB_ROOT",
 )
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -103,11 +106,13 @@ def write_gateway_config(
     upstreams: dict[str, str],
     gateway_secret: str,
     trusted_proxies: tuple[str, ...] = (),
+    web_root: Path | None = None,
 ) -> Path:
     """Render the shared template and our nginx.conf into ``prefix``; returns the nginx.conf path.
 
     ``upstreams`` maps auth/files/trash/billing and s3 (the S3 endpoint files uses) to host:port;
-    ``trusted_proxies`` are the address ranges (CIDR) whose X-Forwarded-For nginx believes."""
+    ``trusted_proxies`` are the address ranges (CIDR) whose X-Forwarded-For nginx believes;
+    ``web_root`` is the built web app (default: the repository's clients/web/dist)."""
     proxies_dir = prefix / "trusted-proxies"
     proxies_dir.mkdir(parents=True, exist_ok=True)
     for old in proxies_dir.glob("*.conf"):
@@ -126,6 +131,7 @@ def write_gateway_config(
         "GATEWAY_SECRET": gateway_secret,
         "GATEWAY_ACCESS_LOG": str(logs / "nginx-access.log"),
         "GATEWAY_TRUSTED_PROXIES_DIR": str(proxies_dir),
+        "WEB_ROOT": str(web_root or paths.web_dist_dir(repo)),
     }
     rendered = render_template(template_path(repo).read_text(), values)
     (prefix / "conf.d").mkdir(parents=True, exist_ok=True)

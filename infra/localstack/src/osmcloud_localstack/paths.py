@@ -90,6 +90,19 @@ def versitygw_binary() -> Path:
     return binary
 
 
+def web_dist_dir(repo: Path) -> Path:
+    """Where bootstrap builds the web app (clients/web: npm ci, vite build)."""
+    return repo / "clients" / "web" / "dist"
+
+
+def web_dist(repo: Path) -> Path:
+    """The built web app the gateway serves; ToolMissing when it was not built."""
+    dist = web_dist_dir(repo)
+    if not (dist / "index.html").is_file():
+        raise ToolMissing(f"the web app is not built ({dist / 'index.html'} missing); {_hint()}")
+    return dist
+
+
 def java_binary() -> str:
     java = shutil.which("java")
     if not java:

@@ -605,6 +605,7 @@ class Stack:
                 upstreams={**{s: f"{HOST}:{p.port(s)}" for s in SERVICES}, "s3": self.endpoints().s3_endpoint},
                 gateway_secret=self.gateway_secret,
                 trusted_proxies=tuple(self.config.trusted_proxies),
+                web_root=paths.web_dist(self.repo),
             )
             nginx = paths.nginx_binary()
             argv = [nginx, "-c", str(conf), "-p", f"{prefix}/", "-e", str(self.state / "logs" / "nginx-error.log")]

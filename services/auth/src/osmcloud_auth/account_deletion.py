@@ -15,6 +15,7 @@ from osmcloud_common.http import identity, json_body
 from osmcloud_common.logging import get_logger
 from osmcloud_common.runtime import Runtime
 
+from .browser_sessions import clear_session_cookies
 from .codes import Codes
 from .domain import Purpose
 from .limits import RequestLimits
@@ -58,7 +59,9 @@ class AccountDeletion:
         email = await self._email_of(who.user_id)
         await self.codes.check(email, Purpose.DELETE_ACCOUNT, body.code.strip(), client_address(request))
         await self.delete_account(who.user_id)
-        return web.json_response({"status": "deleted", "user_id": who.user_id})
+        response = web.json_response({"status": "deleted", "user_id": who.user_id})
+        clear_session_cookies(response)
+        return response
 
     async def delete_account(self, user_id: str) -> None:
         """After the deletion code was accepted (native API and OsmAnd's delete-account alike)."""

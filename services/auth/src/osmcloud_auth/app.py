@@ -64,7 +64,7 @@ def build_app(settings: AuthSettings | None = None) -> web.Application:
     deletion = AccountDeletion(runtime, store, codes, limits)
     deletion.register_events()
     app = runtime.create_app()
-    AuthRoutes(runtime, store, codes, cache).register(app)
+    AuthRoutes(runtime, store, codes, cache, settings.browser_session_days * 86400).register(app)
     peers.register(app)
     _cache_metrics(app, cache, peers)
     deletion.register(app)

@@ -11,6 +11,7 @@ from osmcloud_common.http import identity, json_body
 from osmcloud_common.logging import get_logger
 from osmcloud_common.runtime import Runtime
 
+from .browser_sessions import clear_session_cookies, credential, set_session_cookies
 from .codes import Codes
 from .domain import Purpose, digest, new_token, normalize_email
 from .store import AuthStore
@@ -39,6 +40,13 @@ class LoginRequest(BaseModel):
     device: DeviceDescription = DeviceDescription()
 
 
+class BrowserLoginRequest(BaseModel):
+    email: str
+    code: str = Field(max_length=32)
+    # what the web app calls the browser ("Firefox on Linux"); the device list shows it
+    browser: str = Field(default="", max_length=200)
+
+
 def client_address(request: web.Request) -> str | None:
     """The client's address as the gateway saw it (nginx overwrites X-Real-IP)."""
     return request.headers.get("X-Real-IP") or None
@@ -52,14 +60,17 @@ def device_view(doc: dict, current_device_id: str = "") -> dict:
 
 
 class AuthRoutes:
-    def __init__(self, runtime: Runtime, store: AuthStore, codes: Codes, cache: TokenCache | None = None) -> None:
+    def __init__(self, runtime: Runtime, store: AuthStore, codes: Codes, cache: TokenCache | None = None,
+                 browser_session_seconds: int = 90 * 86400) -> None:
         self.rt, self.store, self.codes = runtime, store, codes
+        self.browser_session_seconds = browser_session_seconds
         self.cache = cache if cache is not None else TokenCache(
             max_entries=0, lease_seconds=1, max_age_seconds=0, last_seen_every=LAST_SEEN_EVERY)
 
     def register(self, app: web.Application) -> None:
         app.router.add_post("/api/auth/login-codes", self.request_code)
         app.router.add_post("/api/auth/sessions", self.login)
+        app.router.add_post("/api/auth/browser-sessions", self.browser_login)
         app.router.add_get("/api/auth/account", self.account)
         app.router.add_get("/api/auth/devices", self.devices)
         app.router.add_delete("/api/auth/devices/{device_id}", self.log_out_device)
@@ -73,18 +84,38 @@ class AuthRoutes:
 
     async def login(self, request: web.Request) -> web.Response:
         body = await json_body(request, LoginRequest)
-        email = normalize_email(body.email)
-        await self.codes.check(email, Purpose.LOGIN, body.code.strip(), client_address(request))
+        token, user, device, created = await self._register_device(body.email, body.code, body.device.model_dump(),
+                                                                    client_address(request))
+        return web.json_response({"token": token, "user_id": user["_id"], "device_id": device["device_id"],
+                                  "new_account": created}, status=201)
+
+    async def browser_login(self, request: web.Request) -> web.Response:
+        """The web app's sign-in: the token goes into an HttpOnly cookie, never into the body
+        (browser_sessions.py)."""
+        body = await json_body(request, BrowserLoginRequest)
+        description = {"name": body.browser.strip() or "Web browser", "brand": "", "model": "", "platform": "web"}
+        token, user, device, created = await self._register_device(body.email, body.code, description,
+                                                                    client_address(request))
+        response = web.json_response({"user_id": user["_id"], "device_id": device["device_id"],
+                                      "new_account": created}, status=201)
+        set_session_cookies(response, token, self.browser_session_seconds)
+        return response
+
+    async def _register_device(self, email: str, code: str, description: dict,
+                               address: str) -> tuple[str, dict, dict, bool]:
+        """Checks the mailed login code, creates the account on first use, registers a device;
+        returns (token, user, device, account created)."""
+        email = normalize_email(email)
+        await self.codes.check(email, Purpose.LOGIN, code.strip(), address)
         now = self.rt.clock.now()
         user, created = await self.store.create_user(
             email, now, lambda user_id: [self.rt.event(AccountRegistered(email=email), user_id)])
         if created:
             self.rt.events_written()
         token = new_token()
-        device = await self.store.add_device(user["_id"], digest(token), body.device.model_dump(), now)
+        device = await self.store.add_device(user["_id"], digest(token), description, now)
         log.info("device registered", user_id=user["_id"], device_id=device["device_id"], new_account=created)
-        return web.json_response({"token": token, "user_id": user["_id"], "device_id": device["device_id"],
-                                  "new_account": created}, status=201)
+        return token, user, device, created
 
     async def account(self, request: web.Request) -> web.Response:
         who = identity(request)
@@ -118,18 +149,18 @@ class AuthRoutes:
     async def log_out(self, request: web.Request) -> web.Response:
         who = identity(request)
         await self._revoke(who.user_id, who.device_id)
-        return web.json_response({"status": "logged_out", "device_id": who.device_id, "this_device": True})
+        response = web.json_response({"status": "logged_out", "device_id": who.device_id, "this_device": True})
+        clear_session_cookies(response)
+        return response
 
     async def verify(self, request: web.Request) -> web.Response:
-        """nginx's auth_request target: 200 with the identity headers, or 401. From this
-        replica's verify cache when it holds the token (token_cache.py: every revocation drops
-        it in every replica before it answers), else one database read (plus a write at most
-        once a minute per device)."""
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("authentication required: send 'Authorization: Bearer <device token>'")
-        token_digest = digest(token.strip())
+        """nginx's auth_request target: 200 with the identity headers, 401, or 403 for a web
+        app call without its CSRF header (browser_sessions.py: a Bearer token, else the session
+        cookie). From this replica's verify cache when it holds the token (token_cache.py: every
+        revocation drops it in every replica before it answers), else one database read (plus a
+        write at most once a minute per device)."""
+        token = credential(request.headers, request.headers.get("X-Original-Method", request.method))
+        token_digest = digest(token)
         now = self.rt.clock.now()
         verified = self.cache.get(token_digest, now)
         if verified is None:

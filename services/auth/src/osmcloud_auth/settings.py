@@ -50,6 +50,9 @@ class AuthSettings(ServiceSettings):
     verify_cache_renew_seconds: float = Field(default=1.0, gt=0)
     verify_cache_peer_timeout_seconds: float = Field(default=2.0, gt=0)
     verify_cache_url: str = ""
+    # How long the web app's session cookie lives (browser_sessions.py); browsers cap a cookie
+    # at 400 days. Signing out or logging the device out ends it sooner.
+    browser_session_days: int = Field(default=90, ge=1, le=400)
 
     def yearly_guess_probability(self) -> float:
         return yearly_guess_probability(self.code_digits,
