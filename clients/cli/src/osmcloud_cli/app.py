@@ -14,10 +14,10 @@ import typer
 
 from . import config, output
 from .api import Api
-from .engine import Engine
+from .engine import Engine, QuietReporter
 from .errors import (EXIT_CONFLICTS, EXIT_INTERRUPTED, EXIT_OFFLINE, EXIT_REFUSED, BadInput, CliError, NotLoggedIn,
                      Offline, Refused)
-from .layout import Key, LayoutError, key_of, local_path, resolve_type
+from .layout import TYPE_FOLDERS, Key, LayoutError, key_of, local_path, resolve_type
 from .output import emit_json, err, out
 from .state import FolderOwnedElsewhere, State
 from .watch import watch_loop
@@ -136,7 +136,7 @@ def login(ctx: typer.Context, url: str = typer.Argument(..., help="the server's 
             return await api.create_session(email, given.strip(), device)
 
     for attempt in range(3):
-        given = code if code is not None else typer.prompt("Code from the e-mail")
+        given = code if code is not None else typer.prompt("Code from the e-mail", err=True)
         try:
             created = asyncio.run(confirm(given))
             break
@@ -211,7 +211,7 @@ def sync(ctx: typer.Context,
          quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars")) -> None:
     """Upload every local change and download every cloud change; conflicts are left untouched and listed."""
     async def once(sess: Session) -> int:
-        reporter = output.QuietReporter() if (json_out or quiet) else output.BarReporter()
+        reporter = QuietReporter() if (json_out or quiet) else output.BarReporter()
         analysis, summary = await sess.engine.sync(reporter)
         if json_out:
             emit_json({**sess.account(), **summary.view(),
@@ -344,7 +344,6 @@ def select(ctx: typer.Context, file_type: str = typer.Argument(None, metavar="TY
 
 
 def output_folder(file_type: str) -> str:
-    from .layout import TYPE_FOLDERS
     return TYPE_FOLDERS.get(file_type, "?")
 
 
@@ -447,15 +446,10 @@ def trash(ctx: typer.Context, json_out: bool = JSON) -> None:
                     table.add_column(column)
                 for item in month["items"]:
                     table.add_row(item["id"], item["type"], Key(item["type"], item["name"]).path
-                                  if item["type"] in output_types() else item["name"], output.size(item["size"]),
+                                  if item["type"] in TYPE_FOLDERS else item["name"], output.size(item["size"]),
                                   item["deleted_at"][:19].replace("T", " "), item["expires_at"][:10])
                 out.print(table)
     run(work())
-
-
-def output_types() -> set[str]:
-    from .layout import TYPE_FOLDERS
-    return set(TYPE_FOLDERS)
 
 
 @trash_app.command("restore")

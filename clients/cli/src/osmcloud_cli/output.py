@@ -82,8 +82,11 @@ def item_time(item: Item) -> str:
 
 def items_table(title: str, items: list[Item]) -> Table:
     table = Table(title=title, title_justify="left", show_lines=False)
-    for column in ("type", "path", "change", "time", "last synced"):
-        table.add_column(column)
+    table.add_column("type")
+    table.add_column("path", overflow="fold")
+    table.add_column("change")
+    table.add_column("time", no_wrap=True)
+    table.add_column("last synced", no_wrap=True)
     for item in items:
         change = str(item.decision.conflict) if item.decision.conflict else CHANGE_WORDS[item.decision.action]
         table.add_row(item.key.type, item.key.path, change, item_time(item),
