@@ -294,12 +294,15 @@ def diff(ctx: typer.Context, path: str = typer.Argument(...), json_out: bool = J
                 "last_synced": None if synced is None else {"version_id": synced.version_id, "at": synced.synced_at,
                                                             "checksum": synced.checksum},
             }
+            if view["cloud"] is not None and cloud.device_id:
+                names = {d["id"]: d.get("name") or d["id"] for d in (await sess.api.devices())["devices"]}
+                view["cloud"]["device"] = names.get(cloud.device_id, "a device logged out since")
             if json_out:
                 emit_json(view)
                 return
-            table = output.Table(title=f"{key.path}: {view['state']}", title_justify="left")
-            for column in ("", "local", "cloud", "last synced"):
-                table.add_column(column)
+            table = output.new_table(f"{key.path}: {view['state']}")
+            for column in ("", "here", "cloud", "last synced"):
+                table.add_column(column, overflow="fold")
             lv, cv, sv = view["local"], view["cloud"], view["last_synced"]
             table.add_row("time", output.when_ms(lv["modified_ms"]) + " (modified)" if lv else "missing",
                           (output.when_ms(cv["updatetime"]) + (" (deleted)" if cv["deleted"] else " (uploaded)"))
@@ -307,7 +310,7 @@ def diff(ctx: typer.Context, path: str = typer.Argument(...), json_out: bool = J
             table.add_row("size", output.size(lv["size"]) if lv else "-",
                           output.size(cv["size"]) if cv and not cv["deleted"] else "-", "")
             table.add_row("version", "", cv["version_id"] if cv else "-", sv["version_id"] if sv else "-")
-            table.add_row("device", "this one", cv["device_id"] or "-" if cv else "-", "")
+            table.add_row("device", "this one", (cv.get("device") or "-") if cv else "-", "")
             out.print(table)
     run(work())
 
@@ -334,7 +337,7 @@ def select(ctx: typer.Context, file_type: str = typer.Argument(None, metavar="TY
             if json_out:
                 emit_json({"types": [{**t, "folder": output_folder(t["type"])} for t in types]})
                 return
-            table = output.Table(title="Backup per type", title_justify="left")
+            table = output.new_table("Backup per type")
             for column in ("type", "folder", "category", "backup"):
                 table.add_column(column)
             for t in types:
@@ -358,7 +361,7 @@ def storage(ctx: typer.Context, json_out: bool = JSON) -> None:
                 return
             out.print(f"Plan: {page.get('plan') or 'none'} - {output.size(page['used_bytes'])} of "
                       f"{output.size(page['quota_bytes'])} used, {page['file_count']} files")
-            table = output.Table(title="By category and type", title_justify="left")
+            table = output.new_table("By category and type")
             for column in ("category", "type", "files", "used", "backup", "in plan"):
                 table.add_column(column)
             for category in page["categories"]:
@@ -385,7 +388,7 @@ def devices(ctx: typer.Context, json_out: bool = JSON) -> None:
             if json_out:
                 emit_json({"devices": listed})
                 return
-            table = output.Table(title="Devices", title_justify="left")
+            table = output.new_table("Devices")
             for column in ("id", "name", "model", "platform", "last seen", ""):
                 table.add_column(column)
             for d in listed:
@@ -441,7 +444,7 @@ def trash(ctx: typer.Context, json_out: bool = JSON) -> None:
                 return
             out.print(f"{page['total_items']} items, {output.size(page['total_bytes'])} (kept 30 days)")
             for month in page["months"]:
-                table = output.Table(title=month["month"], title_justify="left")
+                table = output.new_table(month["month"])
                 for column in ("id", "type", "path", "size", "deleted", "purged on"):
                     table.add_column(column)
                 for item in month["items"]:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.progress import (BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn,
                            TransferSpeedColumn)
@@ -20,6 +21,10 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
 
 LARGE = 16 * 1024 * 1024  # files this large get a bar of their own
+
+
+def new_table(title: str) -> Table:
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
 
 
 def emit_json(value: Any) -> None:
@@ -41,7 +46,7 @@ def size(n: int | None) -> str:
 def when(epoch_seconds: float | None) -> str:
     if not epoch_seconds:
         return "-"
-    return datetime.fromtimestamp(epoch_seconds).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(epoch_seconds).strftime("%Y-%m-%d %H:%M")
 
 
 def when_ms(ms: int | None) -> str:
@@ -71,25 +76,29 @@ CHANGE_WORDS = {
 }
 
 
-def item_time(item: Item) -> str:
-    """The time of the change: the local file's for local changes, the cloud upload time otherwise."""
-    if item.decision.is_local_change and item.local is not None:
-        return when(item.local.mtime_ns / 1e9)
-    if item.cloud is not None and item.cloud.updatetime:
-        return when_ms(item.cloud.updatetime)
-    return "-"
+def local_time(item: Item) -> str:
+    return when(item.local.mtime_ns / 1e9) if item.local is not None else "missing"
+
+
+def cloud_time(item: Item) -> str:
+    cloud = item.cloud
+    if cloud is None or cloud.version_id is None:
+        return "none"
+    return when_ms(cloud.updatetime) + (" deleted" if cloud.deleted else "")
 
 
 def items_table(title: str, items: list[Item]) -> Table:
-    table = Table(title=title, title_justify="left", show_lines=False)
-    table.add_column("type")
+    """Each file with both sides' times: the local file's modification, the cloud version's upload."""
+    table = new_table(title)
+    table.add_column("type", no_wrap=True)
     table.add_column("path", overflow="fold")
     table.add_column("change")
-    table.add_column("time", no_wrap=True)
+    table.add_column("here (modified)", no_wrap=True)
+    table.add_column("cloud (uploaded)", no_wrap=True)
     table.add_column("last synced", no_wrap=True)
     for item in items:
         change = str(item.decision.conflict) if item.decision.conflict else CHANGE_WORDS[item.decision.action]
-        table.add_row(item.key.type, item.key.path, change, item_time(item),
+        table.add_row(item.key.type, item.key.path, change, local_time(item), cloud_time(item),
                       when(item.synced.synced_at) if item.synced else "never")
     return table
 
@@ -127,22 +136,26 @@ def print_status(view: dict, analysis: Analysis, verbose: bool) -> None:
 
 
 def print_summary(summary: Summary) -> None:
-    table = Table(title=f"Sync finished in {summary.seconds:.1f} s", title_justify="left")
-    table.add_column("what")
-    table.add_column("files", justify="right")
-    table.add_column("bytes", justify="right")
-    rows = (("uploaded", summary.done["upload"], size(summary.bytes_up)),
+    rows = [("uploaded", summary.done["upload"], size(summary.bytes_up)),
             ("downloaded", summary.done["download"], size(summary.bytes_down)),
             ("deleted in the cloud (to the trash)", summary.done["delete_cloud"], ""),
             ("deleted here", summary.done["delete_local"], ""),
             ("already the same on both sides", summary.done["agree"], ""),
             ("conflicts left for you", len(summary.conflicts), ""),
-            ("failed", len(summary.failed), ""))
-    for what, count, nbytes in rows:
-        table.add_row(what, str(count), nbytes)
-    out.print(table)
+            ("failed", len(summary.failed), "")]
+    rows = [r for r in rows if r[1]]
+    if not rows:
+        out.print(f"Nothing to do: the folder and the cloud are in sync ({summary.seconds:.1f} s).")
+    else:
+        table = new_table(f"Sync finished in {summary.seconds:.1f} s")
+        table.add_column("what")
+        table.add_column("files", justify="right")
+        table.add_column("bytes", justify="right")
+        for what, count, nbytes in rows:
+            table.add_row(what, str(count), nbytes)
+        out.print(table)
     if summary.conflicts:
-        out.print(items_table("Conflicts (untouched: osmcloud diff PATH, then osmcloud resolve PATH "
+        out.print(items_table("Conflicts, left untouched (osmcloud diff PATH, then osmcloud resolve PATH "
                               "--upload-local | --download-cloud)", summary.conflicts))
     for item, error in summary.failed:
         err.print(f"[red]failed[/] {item.key.path}: {error.message}")
