@@ -259,6 +259,13 @@ async def test_trash_download_replace_or_keep_both_and_selecting_types(stack, ga
     synced = await a.sync()  # both are new local files: uploaded (the deleted name is live again)
     assert synced["uploaded"] == 2 and (await a.json("trash"))["total_items"] == 0
 
+    # one item deleted for good: gone from the trash, nothing comes back on the next sync
+    (a.folder / "favorites" / "work (1).gpx").unlink()
+    assert (await a.sync())["deleted_in_cloud"] == 1
+    assert (await a.json("trash", "delete", "favorites/work (1).gpx"))["status"] == "purged"
+    assert (await a.json("trash"))["total_items"] == 0
+    assert (await a.sync())["uploaded"] == 0 and a.read("favorites/work (1).gpx") is None
+
     # a type switched off is not synced either way, and what is stored stays
     assert (await b.json("select", "favorites", "off"))["enabled"] is False
     b.write("favorites/private.gpx", b"<gpx>not for the cloud</gpx>")
@@ -269,10 +276,10 @@ async def test_trash_download_replace_or_keep_both_and_selecting_types(stack, ga
     assert switches["FAVOURITES"]["enabled"] is False and switches["FAVOURITES"]["folder"] == "favorites"
     assert (await b.json("select", "FAVOURITES", "on"))["enabled"] is True
     back = await b.sync()
-    assert back["downloaded"] == 2 and back["uploaded"] == 1
+    assert back["downloaded"] == 1 and back["uploaded"] == 1
     page = await b.json("storage")
     fav = next(t for t in page["types"] if t["type"] == "FAVOURITES")
-    assert fav["file_count"] == 3 and page["plan"] == "start"
+    assert fav["file_count"] == 2 and page["plan"] == "start"
 
     # bad input is refused with a usable message, never a traceback
     for args, words in ((("select", "maps", "on"), "unknown type"), (("resolve", "top.txt", "--upload-local"), "not inside"),
