@@ -5,17 +5,17 @@ import asyncio
 import contextlib
 import platform
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import typer
 
 from . import config, output
 from .api import Api
 from .engine import Engine, QuietReporter
-from .errors import (EXIT_CONFLICTS, EXIT_INTERRUPTED, EXIT_OFFLINE, EXIT_REFUSED, BadInput, CliError, NotLoggedIn,
+from .errors import (EXIT_CONFLICTS, EXIT_INTERRUPTED, EXIT_REFUSED, BadInput, CliError, NotLoggedIn,
                      Offline, Refused)
 from .layout import TYPE_FOLDERS, Key, LayoutError, key_of, local_path, resolve_type
 from .output import emit_json, err, out

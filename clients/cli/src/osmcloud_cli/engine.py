@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .api import Api
-from .errors import CliError, NotFound, NotLoggedIn, Offline, Refused, VersionConflict
+from .errors import CliError, NotFound, NotLoggedIn, Offline, VersionConflict
 from .layout import PARTIAL_PREFIX, TYPE_FOLDERS, Key, LocalStat, local_path, scan, stat_of, syncable_name
-from .rules import Action, Cloud, Conflict, Decision, Local, Synced, decide
+from .rules import Action, Cloud, Decision, Local, Synced, decide
 from .state import CloudRow, State, SyncedRow
 
 HASH_CHUNK = 1024 * 1024
