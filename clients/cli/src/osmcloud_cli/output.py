@@ -46,7 +46,7 @@ def size(n: int | None) -> str:
 def when(epoch_seconds: float | None) -> str:
     if not epoch_seconds:
         return "-"
-    return datetime.fromtimestamp(epoch_seconds).strftime("%Y-%m-%d %H:%M")
+    return datetime.fromtimestamp(epoch_seconds).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def when_ms(ms: int | None) -> str:
@@ -91,8 +91,8 @@ def items_table(title: str, items: list[Item]) -> Table:
     """Each file with both sides' times: the local file's modification, the cloud version's upload."""
     table = new_table(title)
     table.add_column("type", no_wrap=True)
-    table.add_column("path", overflow="fold")
-    table.add_column("change")
+    table.add_column("path", overflow="fold", min_width=min(60, max((len(i.key.path) for i in items), default=4)))
+    table.add_column("change", min_width=12)
     table.add_column("here (modified)", no_wrap=True)
     table.add_column("cloud (uploaded)", no_wrap=True)
     table.add_column("last synced", no_wrap=True)
