@@ -46,6 +46,7 @@ COPY services/files/pyproject.toml services/files/
 COPY services/trash/pyproject.toml services/trash/
 COPY services/billing/pyproject.toml services/billing/
 COPY infra/localstack/pyproject.toml infra/localstack/
+COPY clients/cli/pyproject.toml clients/cli/
 
 # ---- per service: third-party dependencies first (a layer that survives code changes),
 # ---- then the shared library and the service itself, installed as wheels (--no-editable),

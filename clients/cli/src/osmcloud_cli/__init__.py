@@ -1,0 +1,1 @@
+"""osmcloud, the reference sync client of an osmcloud server (docs/cli.md)."""
