@@ -1,7 +1,7 @@
 """`osmcloud sync` against a local stack: many small files and one large track.
 
     .venv/bin/python benchmarks/cli_sync.py                    # starts its own stack, stops it at the end
-    .venv/bin/python benchmarks/cli_sync.py --attach .state/up # use a running stack instead
+    .venv/bin/python benchmarks/cli_sync.py --attach .state/up # a running `make up SANDBOX_STORE=1` stack
 
 Two folders (two devices) on one Pro account; every step runs the installed `osmcloud`
 command as a subprocess, as a person would, and is timed from the outside (wall time,
@@ -41,10 +41,9 @@ from files_vs_s3 import free_base_port  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 OSMCLOUD = Path(sys.executable).parent / "osmcloud"
 MIB = 1024 * 1024
-SANDBOX_KEY = "osmcloud-sandbox-key"
 
 
-async def pro_account(gateway_url: str, sink_url: str, homes: list[Path]) -> None:
+async def pro_account(gateway_url: str, sink_url: str, sandbox_key: str, homes: list[Path]) -> None:
     """One account, a device (credentials file + folder) per home, Pro bought with a sandbox receipt."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
         gateway = GatewayClient(session, gateway_url)
@@ -52,7 +51,7 @@ async def pro_account(gateway_url: str, sink_url: str, homes: list[Path]) -> Non
         first, info = await login(gateway, sink_url, email)
         now = datetime.now(UTC)
         order = f"GPA.bench-{uuid.uuid4().hex[:8]}"
-        receipt = sign_sandbox_receipt(SANDBOX_KEY, platform="sandbox", order_id=order,
+        receipt = sign_sandbox_receipt(sandbox_key, platform="sandbox", order_id=order,
                                        product_id="osmcloud.pro.monthly", purchased_at=now,
                                        expires_at=now + timedelta(days=30))
         reply = await first.call("POST", "/api/billing/purchases", json={
@@ -99,11 +98,11 @@ def write_random(path: Path, size: int) -> None:
             left -= len(chunk)
 
 
-def run(gateway_url: str, sink_url: str, args) -> int:
+def run(gateway_url: str, sink_url: str, sandbox_key: str, args) -> int:
     work = Path(tempfile.mkdtemp(prefix="osmcloud-cli-bench-"))
     try:
         a, b = work / "a", work / "b"
-        asyncio.run(pro_account(gateway_url, sink_url, [a, b]))
+        asyncio.run(pro_account(gateway_url, sink_url, sandbox_key, [a, b]))
         rows = []
 
         # 1. many small files
@@ -152,20 +151,20 @@ def main() -> int:
     args = parser.parse_args()
     if args.attach:
         state = Path(args.attach).absolute()
-        meta = json.loads((state / "stack.json").read_text())
-        stack = Stack(StackConfig(state_dir=state, base_port=meta["base_port"], test_clock=meta["test_clock"],
-                                  gateway_secret=meta["gateway_secret"]))
+        stack = Stack.from_state_dir(state)  # its generated secrets, the sandbox key among them
         owned = False
     else:
         base = free_base_port()
         state = REPO / ".state" / f"bench-{base}"
         print(f"starting a local stack on base port {base} (state {state})")
-        stack = Stack(StackConfig(state_dir=state, base_port=base), log=lambda m: print(f"  {m}"))
+        stack = Stack(StackConfig(state_dir=state, base_port=base, sandbox_store=True), log=lambda m: print(f"  {m}"))
         stack.up()
         owned = True
     try:
         endpoints = stack.endpoints().as_dict()
-        return run(endpoints["gateway_url"], endpoints["smtp_sink_url"], args)
+        if not endpoints["sandbox_receipt_key"]:
+            raise SystemExit("the stack runs no sandbox store: start it with `make up SANDBOX_STORE=1`")
+        return run(endpoints["gateway_url"], endpoints["smtp_sink_url"], endpoints["sandbox_receipt_key"], args)
     finally:
         if owned:
             print("stopping the benchmark stack")

@@ -21,7 +21,6 @@ from osmcloud_localstack.testing import advance_clock
 
 RESEND_SECONDS = 30  # auth's CODE_RESEND_SECONDS: one code per e-mail per 30 s
 
-SANDBOX_KEY = "osmcloud-sandbox-key"  # billing's default SANDBOX_RECEIPT_KEY in the test stack
 
 # Along a meridian: 0.01 degree of latitude is 1111.95 m, so 2.22 km; climb 30 m; 10 minutes.
 RIDE = b"""<?xml version="1.0" encoding="UTF-8"?>
@@ -55,7 +54,7 @@ async def buy_pro(stack, phone: GatewayClient) -> None:
     finally:
         await mongo.close()
     order_id = f"GPA.{uuid.uuid4().hex[:10]}"
-    receipt = sign_sandbox_receipt(SANDBOX_KEY, platform="sandbox", order_id=order_id, product_id="osmcloud.pro.monthly",
+    receipt = sign_sandbox_receipt(stack.sandbox_receipt_key, platform="sandbox", order_id=order_id, product_id="osmcloud.pro.monthly",
                                    purchased_at=now - timedelta(days=1), expires_at=now + timedelta(days=30))
     reply = await phone.call("POST", "/api/billing/purchases", json={
         "platform": "sandbox", "product_id": "osmcloud.pro.monthly", "order_id": order_id, "receipt": receipt})
