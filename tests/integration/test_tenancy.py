@@ -34,7 +34,7 @@ from pymongo import AsyncMongoClient
 
 from osmcloud_billing.receipts import sign_sandbox_receipt
 from osmcloud_common.clock import shared_offset
-from osmcloud_localstack.client import GatewayClient, Reply, count_mails, eventually, login, read_code
+from osmcloud_localstack.client import GatewayClient, Reply, count_mails, eventually, login, osmand_sign_up, read_code
 from osmcloud_localstack.testing import advance_clock
 
 SPEC = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
@@ -65,19 +65,10 @@ class User:
         return {"deviceid": deviceid or self.app["id"], "accessToken": self.app["accesstoken"]}
 
 
-async def osmand_sign_up(stack, gateway: GatewayClient, email: str) -> User:
-    """user-register + device-register as the app does it; the account gets Start."""
-    anon = gateway.with_token(None)
-    phone = str(uuid.uuid4())
-    before = await count_mails(anon.session, stack.smtp_sink_url, email)
-    reply = await anon.call("POST", "/userdata/user-register",
-                            data={"email": email, "login": "false", "lang": "en", "deviceid": phone})
-    assert reply.status == 200, reply
-    code = await read_code(anon.session, stack.smtp_sink_url, email, after=before)
-    reply = await anon.call("POST", "/userdata/device-register", data={
-        "email": email, "token": code, "deviceid": phone, "brand": "Google", "model": "Pixel", "lang": "en"})
-    assert reply.status == 200, reply
-    user = User(email, reply.body, gateway.with_token(reply.body["accesstoken"]))
+async def sign_up(stack, gateway: GatewayClient, email: str) -> User:
+    """An account signed up the way OsmAnd's app does it; billing gives it Start."""
+    api, device = await osmand_sign_up(gateway, stack.smtp_sink_url, email)
+    user = User(email, device, api)
     account = (await user.api.call("GET", "/api/auth/account")).body
     user.user_id, user.device_ids = account["user_id"], [d["id"] for d in account["devices"]]
 
@@ -136,8 +127,8 @@ class World:
 
 async def build_world(stack, gateway: GatewayClient) -> World:
     tag = uuid.uuid4().hex[:10]
-    a = await osmand_sign_up(stack, gateway, f"tenant-a-{tag}@example.test")
-    b = await osmand_sign_up(stack, gateway, f"tenant-b-{tag}@example.test")
+    a = await sign_up(stack, gateway, f"tenant-a-{tag}@example.test")
+    b = await sign_up(stack, gateway, f"tenant-b-{tag}@example.test")
     world = World(stack, a, b, track=f"rides/a-track-{tag}.gpx", fav=f"a-favs-{tag}.gpx")
 
     # A buys Pro (an order B will try to take; Start would allow no GPX), then stores a track
