@@ -9,7 +9,8 @@ from osmcloud_common.errors import BadRequest
 NOW = datetime(2026, 5, 1, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("raw", ["", "plain", "a@b", "a b@c.de", "@c.de", "x@" + "d" * 260 + ".com"])
+@pytest.mark.parametrize("raw", ["", "plain", "a@b", "a b@c.de", "@c.de", "x@" + "d" * 260 + ".com",
+                                 "a\x14b@c.de", "a@c\x7f.de"])  # control characters cannot be mailed
 def test_malformed_emails_are_refused_with_a_message(raw):
     with pytest.raises(BadRequest) as info:
         normalize_email(raw)

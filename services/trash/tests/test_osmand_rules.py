@@ -13,6 +13,12 @@ def test_entries_are_read_as_the_app_sends_them():
     assert len(parse_entries([{"name": f"n{i}", "type": "GPX", "updatetime": i} for i in range(MAX_ENTRIES)])) == 50
 
 
+def test_a_whole_number_written_with_a_fraction_is_that_integer():
+    body = [{"name": "tracks/a.gpx", "type": "GPX", "updatetime": 1_700_000_000_123.0}]
+    assert parse_entries(body) == [E]
+    assert parse_entries([{"name": "a", "type": "GPX", "updatetime": 2**63 - 1}])[0].updatetime == 2**63 - 1
+
+
 @pytest.mark.parametrize("body", [
     {"name": "x"},                                          # not an array
     [1],                                                    # not an object
@@ -23,6 +29,7 @@ def test_entries_are_read_as_the_app_sends_them():
     [{"name": "a", "type": "GPX", "updatetime": 1.5}],      # not whole ms
     [{"name": "a", "type": "GPX", "updatetime": True}],     # a bool is no time
     [{"name": "a", "type": "GPX", "updatetime": -1}],
+    [{"name": "a", "type": "GPX", "updatetime": 2**63}],    # beyond a Java long
 ])
 def test_wrong_shapes_are_one_compat_400(body):
     with pytest.raises(OsmandError) as caught:

@@ -90,3 +90,22 @@ async def eventually(probe, *, timeout: float = 30, interval: float = 0.1, what:
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"{what} did not happen within {timeout} s (last: {last!r})")
+
+
+async def osmand_sign_up(client: GatewayClient, sink_url: str, email: str | None = None,
+                         phone_id: str | None = None) -> tuple[GatewayClient, dict[str, Any]]:
+    """Signs up as OsmAnd's app does (user-register, the mailed 4-digit code, device-register).
+    Returns a client carrying the device's accessToken as its bearer token (the same device
+    record serves both APIs) and device-register's answer ({id, userid, deviceid, accesstoken,
+    ...}; `id` is the integer deviceid of /userdata/ calls)."""
+    email = email or f"user-{uuid.uuid4().hex[:12]}@example.com"
+    anon, phone_id = client.with_token(None), phone_id or str(uuid.uuid4())
+    before = await count_mails(client.session, sink_url, email)
+    reply = await anon.call("POST", "/userdata/user-register",
+                            data={"email": email, "login": "false", "lang": "en", "deviceid": phone_id})
+    assert reply.status == 200, reply
+    code = await read_code(client.session, sink_url, email, after=before)
+    reply = await anon.call("POST", "/userdata/device-register", data={
+        "email": email, "token": code, "deviceid": phone_id, "brand": "Google", "model": "Pixel", "lang": "en"})
+    assert reply.status == 200, reply
+    return client.with_token(reply.body["accesstoken"]), {**reply.body, "email": email}

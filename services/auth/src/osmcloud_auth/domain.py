@@ -11,7 +11,8 @@ from enum import StrEnum
 
 from osmcloud_common.errors import BadRequest
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# no blank (Unicode white space) and no ASCII control character: one could not be mailed
+_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
 
 
 def normalize_email(raw: str) -> str:

@@ -2,7 +2,7 @@
 old versions", "delete all my data", "delete a type from the cloud", and the changes feed."""
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, StrictBool
 
 from osmcloud_common.datatypes import TYPE_CATEGORIES
 from osmcloud_common.errors import BadRequest
@@ -18,7 +18,7 @@ MAX_CHANGES = 1000
 
 
 class BackupSwitch(BaseModel):
-    enabled: bool
+    enabled: StrictBool  # true or false; not 0, 1 or "yes"
 
 
 def _known_type(user_id: str, file_type: str) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from osmcloud_common.blobstore import BlobStore
 from osmcloud_common.errors import ApiError, NotFound
@@ -185,7 +186,8 @@ class OsmandFilesRoutes:
             while part is not None and getattr(part, "name", None) != FILE_PART:
                 await part.release()
                 part = await reader.next()
-        except (ValueError, AssertionError, aiohttp.ClientError) as exc:
+        except (ValueError, AssertionError, aiohttp.ClientError, HttpProcessingError) as exc:
+            # HttpProcessingError: a part's headers are not HTTP headers (aiohttp's parser refuses them)
             raise OsmandError(MALFORMED_REQUEST, f"the multipart body could not be read ({exc})")
         if part is None or not isinstance(part, aiohttp.BodyPartReader):
             raise OsmandError(MALFORMED_REQUEST, "the multipart body has no part named 'file'")

@@ -26,6 +26,10 @@ log = get_logger(__name__)
 
 TYPE = "{file_type:[A-Za-z_]+}"
 HISTORY_PAGE, MAX_HISTORY_PAGE = 100, 1000  # versions per history page: default, most
+# the type of /api/files/{type}/{name}: never `history` or `types` followed by more path, so
+# an undeclared method on /api/files/history/... or /api/files/types/... answers 405, not
+# "unknown type 'history'"
+FILE_TYPE = "{file_type:(?!(?:history|types)/)[A-Za-z_]+}"
 NAME = "{name:.+}"
 
 
@@ -99,9 +103,9 @@ class FilesRoutes:
         app.router.add_get("/api/files", self.list_files)
         app.router.add_get("/api/files/usage", self.usage)
         app.router.add_get(f"/api/files/history/{TYPE}/{NAME}", self.history)
-        app.router.add_put(f"/api/files/{TYPE}/{NAME}", self.upload)
-        app.router.add_get(f"/api/files/{TYPE}/{NAME}", self.download)
-        app.router.add_delete(f"/api/files/{TYPE}/{NAME}", self.delete)
+        app.router.add_put(f"/api/files/{FILE_TYPE}/{NAME}", self.upload)
+        app.router.add_get(f"/api/files/{FILE_TYPE}/{NAME}", self.download)
+        app.router.add_delete(f"/api/files/{FILE_TYPE}/{NAME}", self.delete)
 
     def _ref(self, request: web.Request) -> FileRef:
         who = identity(request)

@@ -21,6 +21,7 @@ from osmcloud_common.osmand import MALFORMED_REQUEST, OsmandError
 
 MAX_ENTRIES = 50  # the app sends at most 50 per call (EmptyTrashCommand.CHUNK_SIZE)
 MAX_FIELD = 1024
+MAX_UPDATETIME = 2**63 - 1  # a Java long, as the app keeps it
 
 Status = Literal["deleted", "already_missing", "skipped_not_trash", "failed"]
 
@@ -55,10 +56,13 @@ def _entry(index: int, raw: Any) -> TrashEntry:
         raise OsmandError(MALFORMED_REQUEST, f"{where}: 'name' must be a non-empty string")
     if not isinstance(file_type, str) or not file_type or len(file_type) > MAX_FIELD:
         raise OsmandError(MALFORMED_REQUEST, f"{where}: 'type' must be a non-empty string")
-    # JSON numbers only, whole milliseconds: a bool is an int in Python but not a time
-    if isinstance(updatetime, bool) or not isinstance(updatetime, int) or updatetime < 0:
+    # JSON numbers only, whole milliseconds (1700000000000.0 is one, as JSON Schema's integer has
+    # it), within a 64-bit long like the app's: a bool is an int in Python but not a time
+    if isinstance(updatetime, float) and updatetime.is_integer():
+        updatetime = int(updatetime)
+    if isinstance(updatetime, bool) or not isinstance(updatetime, int) or not 0 <= updatetime <= MAX_UPDATETIME:
         raise OsmandError(MALFORMED_REQUEST, f"{where}: 'updatetime' must be the delete marker's "
-                                             "server time in milliseconds (a non-negative integer)")
+                                             "server time in milliseconds (an integer from 0 to 2^63-1)")
     return TrashEntry(name=name, type=file_type, updatetime=updatetime)
 
 
