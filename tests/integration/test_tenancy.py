@@ -317,6 +317,13 @@ async def _(w: World):
                        "/api/auth/sessions", {400, 429}, json={"email": w.a.email, "code": w.deletion_code})]
 
 
+@case("POST", "/api/auth/browser-sessions")
+async def _(w: World):
+    return [await call(w.b.api.with_token(None), "a browser session for A's e-mail with A's deletion code", "POST",
+                       "/api/auth/browser-sessions", {400, 429},
+                       json={"email": w.a.email, "code": w.deletion_code, "browser": "B's browser"})]
+
+
 @case("GET", "/api/auth/account")
 async def _(w: World):
     return [await call(w.b.api, "B's account page", "GET", "/api/auth/account", {200},
