@@ -580,11 +580,13 @@ class Stack:
         """The environment a service process runs with (see README, Configuration)."""
         e = self.endpoints()
         c = self.config
-        # service-to-service addresses: trash calls files (restore) and auth (OsmAnd device
-        # checks); files calls auth (OsmAnd device checks); auth calls billing (OsmAnd order ids)
+        # service-to-service addresses: trash calls files (restore, hand-overs) and auth (OsmAnd
+        # device checks); files calls auth (OsmAnd device checks) and trash (hand-overs); auth
+        # calls billing (OsmAnd order ids, hand-overs); billing calls files (hand-overs)
         extra = {"trash": {"FILES_URL": e.service_urls["files"], "AUTH_URL": e.service_urls["auth"]},
-                 "files": {"AUTH_URL": e.service_urls["auth"]},
-                 "auth": {"BILLING_URL": e.service_urls["billing"]}}.get(name, {})
+                 "files": {"AUTH_URL": e.service_urls["auth"], "TRASH_URL": e.service_urls["trash"]},
+                 "auth": {"BILLING_URL": e.service_urls["billing"]},
+                 "billing": {"FILES_URL": e.service_urls["files"]}}.get(name, {})
         return {
             **extra,
             "HTTP_HOST": HOST,

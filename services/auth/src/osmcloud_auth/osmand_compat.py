@@ -129,10 +129,17 @@ class OsmandAccounts:
         except ApiError as exc:
             raise _as_code_error(exc)
         now = self.rt.clock.now()
-        user, created = await self.store.create_user(
-            email, now, lambda user_id: [self.rt.event(AccountRegistered(email=email, via=VIA_OSMAND), user_id)])
+        registered: list[dict] = []
+
+        def events(user_id: str) -> list[dict]:
+            registered[:] = [self.rt.event(AccountRegistered(email=email, via=VIA_OSMAND), user_id)]
+            return registered
+        user, created = await self.store.create_user(email, now, events)
         if created:
             self.rt.events_written()
+            # the app backs up right after signing up: billing (and through it files) has the
+            # Start plan before this answers
+            await self.rt.hand_over("billing", registered)
         orderid = _order_field(params)
         if orderid:
             await self.orders.link_quietly(user["_id"], orderid)

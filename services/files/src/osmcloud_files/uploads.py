@@ -105,6 +105,8 @@ class Uploader:
         except BaseException:
             await self.ops.settle_or_undo(ref.user_id, op_id)
             raise
+        if current is not None and current["head"]["deleted"]:
+            await self.ops.hand_to_trash([event])  # the file leaves the trash page at once
         return head, after
 
     def _refusal(self, account: dict[str, Any], entitlement: Entitlement, need: UploadNeed) -> ApiError:
