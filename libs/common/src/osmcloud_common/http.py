@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import ApiError, BadRequest, Unauthorized
 from .logging import get_logger
+from .osmand import OsmandError, as_osmand_error
 
 log = get_logger(__name__)
 
@@ -24,6 +25,7 @@ CHECKS_KEY = web.AppKey("readiness_checks", dict)
 SECRET_KEY = web.AppKey("gateway_secret", str)
 
 PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics")
+OSMAND_PREFIX = "/userdata/"  # OsmAnd's protocol: every error in its shape (osmand.py)
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,10 @@ async def json_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
         raise BadRequest(f"invalid request: {problems}")
 
 
-def error_response(error: ApiError) -> web.Response:
+def error_response(error: ApiError, path: str = "") -> web.Response:
+    if path.startswith(OSMAND_PREFIX) and not isinstance(error, OsmandError):
+        retry = error.details.get("retry_after_seconds")
+        error = as_osmand_error(error.status, error.message, retry if isinstance(retry, int) else None)
     return web.json_response(error.body(), status=error.status)
 
 
@@ -76,24 +81,32 @@ def create_app(service: str, *, gateway_secret: str = "") -> web.Application:
             response = await handler(request)
             status = response.status
         except ApiError as exc:
-            response = error_response(exc)
-            status = exc.status
+            response = error_response(exc, request.path)
+            status = response.status
         except web.HTTPException as exc:
             if exc.status >= 400:
                 message = exc.reason if exc.text is None or exc.text.startswith(str(exc.status)) else exc.text
-                response = web.json_response(
-                    {"error": {"code": exc.reason.lower().replace(" ", "_"), "message": message}},
-                    status=exc.status, headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"})
-                status = exc.status
+                if request.path.startswith(OSMAND_PREFIX):
+                    response = error_response(ApiError(message, status=exc.status), request.path)
+                else:
+                    response = web.json_response(
+                        {"error": {"code": exc.reason.lower().replace(" ", "_"), "message": message}},
+                        status=exc.status, headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"})
+                status = response.status
             else:
                 raise
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("unhandled error", path=request.path)
-            response = web.json_response(
-                {"error": {"code": "internal", "message": "internal error; see the service log",
-                           "request_id": request_id}}, status=500)
+            if request.path.startswith(OSMAND_PREFIX):
+                response = error_response(ApiError(f"internal error (request {request_id})", status=500),
+                                          request.path)
+            else:
+                response = web.json_response(
+                    {"error": {"code": "internal", "message": "internal error; see the service log",
+                               "request_id": request_id}}, status=500)
+            status = 500  # counted as what it was, whatever shape answered it
         finally:
             requests.labels(request.method, route, str(status)).inc()
             latency.labels(request.method, route).observe(time.perf_counter() - started)
