@@ -19,7 +19,7 @@ from pymongo import AsyncMongoClient
 from osmcloud_billing.receipts import sign_sandbox_receipt
 from osmcloud_common.clock import shared_offset
 from osmcloud_localstack.client import GatewayClient, Reply, count_mails, eventually, login, read_code
-from osmcloud_localstack.testing import advance_clock
+from osmcloud_localstack.testing import advance_clock, events_of
 
 LOOPS = 50
 PARALLEL = 5  # accounts worked on at once (each account's pairs stay strictly in order)
@@ -248,7 +248,10 @@ async def test_delete_and_restore_show_at_once_through_both_apis(stack, client):
 
 
 async def test_upload_over_a_trashed_file_takes_it_out_of_the_trash(stack, client):
-    me, _ = await login(client, stack.smtp_sink_url)
+    """Also proves that no write to one file is lost without spacing between them (the outbox
+    relay pulling published events from the head document while the next write lands): all
+    150 versions are in the history and all their events in Kafka."""
+    me, session = await login(client, stack.smtp_sink_url)
     assert (await me.call("POST", "/api/billing/start")).status == 201
     for i in range(LOOPS):
         assert (await put(me, "FAVOURITES", "again.gpx", f"v{i}".encode())).status == 201
@@ -256,6 +259,16 @@ async def test_upload_over_a_trashed_file_takes_it_out_of_the_trash(stack, clien
         assert "again.gpx" in trash_names((await me.call("GET", "/api/trash")).body)
         assert (await put(me, "FAVOURITES", "again.gpx", b"back")).status == 201
         assert "again.gpx" not in trash_names((await me.call("GET", "/api/trash")).body), f"loop {i}"
+    history = (await me.call("GET", "/api/files/history/FAVOURITES/again.gpx")).body["versions"]
+    assert len(history) == 3 * LOOPS
+    wanted = {"file-uploaded": 2 * LOOPS, "file-deleted": LOOPS}
+
+    def complete(events: list[dict]) -> bool:
+        return all(len({e["data"].get("version_id") or e["data"].get("tombstone_version_id")
+                        for e in events if e["type"] == t}) >= n for t, n in wanted.items())
+    events = await events_of(stack, "files", session["user_id"], types=set(wanted), until=complete, timeout=60)
+    assert {v["version_id"] for v in history} == {e["data"].get("version_id") or e["data"]["tombstone_version_id"]
+                                                 for e in events}
 
 
 # =============================================================================================

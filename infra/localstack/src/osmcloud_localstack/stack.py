@@ -171,6 +171,7 @@ class Endpoints:
             "OSMCLOUD_TOPIC_PREFIX": self.topic_prefix,
             "OSMCLOUD_DB_PREFIX": self.db_prefix,
             "OSMCLOUD_TEST_CLOCK": "true" if self.test_clock else "false",
+            "OSMCLOUD_SERVICE_URLS": ",".join(f"{k}={v}" for k, v in sorted(self.service_urls.items())),
         }
 
 

@@ -62,7 +62,8 @@ def error_response(error: ApiError, path: str = "") -> web.Response:
     return web.json_response(error.body(), status=error.status)
 
 
-def create_app(service: str, *, gateway_secret: str = "") -> web.Application:
+def create_app(service: str, *, gateway_secret: str = "",
+               clock_report: Callable[[], dict] | None = None) -> web.Application:
     registry = CollectorRegistry()
     requests = Counter("http_requests_total", "HTTP requests", ["method", "route", "status"], registry=registry)
     latency = Histogram("http_request_seconds", "HTTP request latency", ["method", "route"], registry=registry)
@@ -121,7 +122,10 @@ def create_app(service: str, *, gateway_secret: str = "") -> web.Application:
     app[SECRET_KEY] = gateway_secret
 
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "alive", "service": service})
+        body = {"status": "alive", "service": service}
+        if clock_report is not None:  # the settable test clock only (TEST_CLOCK=true)
+            body["clock"] = clock_report()
+        return web.json_response(body)
 
     async def readyz(request: web.Request) -> web.Response:
         checks = request.app[CHECKS_KEY]

@@ -209,7 +209,9 @@ class Runtime:
             add_readiness_check(app, "s3", self.blobs.reachable)
 
     def create_app(self) -> web.Application:
-        app = create_app(self.settings.service_name, gateway_secret=self.settings.gateway_secret)
+        report = self.clock.report if isinstance(self.clock, SharedTestClock) else None
+        app = create_app(self.settings.service_name, gateway_secret=self.settings.gateway_secret,
+                         clock_report=report)
         self.readiness(app)
         app.cleanup_ctx.append(self.lifecycle)
         app.router.add_post("/internal/events", self._events_handed_over)
