@@ -27,7 +27,9 @@ from .service_client import ServiceClient
 
 log = get_logger(__name__)
 
-MAX_EVENTS = 5000  # per hand-over request (an "empty trash" of thousands of items is split)
+# per hand-over request (an "empty trash" of thousands of items is split): ~0.6 MB at most,
+# under the 1 MiB body limit of every service (http.create_app)
+MAX_EVENTS = 1000
 
 Handler = Callable[[Event], Awaitable[None]]
 BatchHandler = Callable[[list[Event]], Awaitable[None]]

@@ -15,6 +15,7 @@ from prometheus_client import Gauge
 from .blobstore import BlobStore
 from .clock import Clock, SharedTestClock, SystemClock
 from .deleted_accounts import DeletedAccounts, Erase
+from .errors import BadRequest
 from .events import AccountDeleted, Event, Payload, make_event
 from .handover import Handover, apply_events, parse_events
 from .http import REGISTRY_KEY, add_readiness_check, create_app
@@ -119,7 +120,11 @@ class Runtime:
         return await self.handovers[target].deliver(entries)
 
     async def _events_handed_over(self, request: web.Request) -> web.Response:
-        events = parse_events(await request.json())
+        try:
+            body = await request.json()
+        except ValueError:
+            raise BadRequest("the body must be JSON: {\"events\": [...]}")
+        events = parse_events(body)
         applied = await apply_events(events, handlers=self._handlers, batch_handlers=self._batch_handlers,
                                      processed=self.db["processed_events"], skip=self._of_deleted_account)
         return web.json_response({"applied": applied})
