@@ -47,7 +47,7 @@ BODY = b"x" * 1024
 def free_base_port() -> int:
     span = max(PORT_OFFSETS.values()) + 1
     for _ in range(200):
-        base = 20000 + int.from_bytes(os.urandom(2), "big") % 20000
+        base = 21000 + int.from_bytes(os.urandom(2), "big") % 11000  # below Linux's ephemeral ports
         free = True
         for port in range(base, base + span):
             with socket.socket() as s:
@@ -86,6 +86,14 @@ async def trash_item(me: GatewayClient, name: str) -> dict:
     raise RuntimeError(f"{name} never reached the trash")
 
 
+async def plan_known(me: GatewayClient, plan: str) -> None:
+    for _ in range(500):
+        if (await me.call("GET", "/api/files/usage")).body.get("plan") == plan:
+            return
+        await asyncio.sleep(0.02)
+    raise RuntimeError(f"files never learned the {plan} plan")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
@@ -111,6 +119,7 @@ async def phase(gateway_url: str, sink_url: str, count: int, accounts: int, t: T
                         "receipt": receipt}
                 await t.time("purchase / renewal" if i else "purchase (first)",
                              me.call("POST", "/api/billing/purchases", json=body), 201)
+            await plan_known(me, "pro")  # before the hand-over, files learns the plan from Kafka
             for i in range(per_user):
                 name = f"bench/{u}-{i}.gpx"
                 await t.time("upload (new file)", me.call("PUT", f"/api/files/FAVOURITES/{name}", data=BODY), 201)
