@@ -75,15 +75,17 @@ class Timings:
         return reply
 
 
-async def trash_item(me: GatewayClient, name: str) -> dict:
-    """The file's trash item; polled, because before the hand-over it arrives through Kafka."""
-    for _ in range(300):
+async def trashed(me: GatewayClient, deletion) -> str:
+    """The trash item of a delete's answer (its id is the delete marker's); polled, because
+    before the hand-over it arrives through Kafka."""
+    reply = await deletion
+    item_id = reply.body["version_id"]
+    for _ in range(500):
         items = (await me.call("GET", "/api/trash")).body
-        found = [x for m in items["months"] for x in m["items"] if x["name"] == name]
-        if found:
-            return found[0]
+        if any(x["id"] == item_id for m in items["months"] for x in m["items"]):
+            return item_id
         await asyncio.sleep(0.02)
-    raise RuntimeError(f"{name} never reached the trash")
+    raise RuntimeError(f"{item_id} never reached the trash")
 
 
 async def plan_known(me: GatewayClient, plan: str) -> None:
@@ -126,12 +128,10 @@ async def phase(gateway_url: str, sink_url: str, count: int, accounts: int, t: T
                 await t.time("delete", me.call("DELETE", f"/api/files/FAVOURITES/{name}"), 200)
                 await t.time("upload over a trashed file",
                              me.call("PUT", f"/api/files/FAVOURITES/{name}", data=BODY), 201)
-                await me.call("DELETE", f"/api/files/FAVOURITES/{name}")
-                item = await trash_item(me, name)
-                await t.time("restore from the trash", me.call("POST", f"/api/trash/items/{item['id']}/restore"), 200)
-                await me.call("DELETE", f"/api/files/FAVOURITES/{name}")
-                item = await trash_item(me, name)
-                await t.time("delete now", me.call("DELETE", f"/api/trash/items/{item['id']}"), 200)
+                item = await trashed(me, me.call("DELETE", f"/api/files/FAVOURITES/{name}"))
+                await t.time("restore from the trash", me.call("POST", f"/api/trash/items/{item}/restore"), 200)
+                item = await trashed(me, me.call("DELETE", f"/api/files/FAVOURITES/{name}"))
+                await t.time("delete now", me.call("DELETE", f"/api/trash/items/{item}"), 200)
                 await me.call("PUT", f"/api/files/OSM_NOTES/{name}", data=BODY)
                 await t.time("delete a type", me.call("DELETE", "/api/files/types/OSM_NOTES"), 200)
                 await t.time("empty trash", me.call("DELETE", "/api/trash"), 200)
