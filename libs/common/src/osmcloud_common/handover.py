@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 import aiohttp
 from pydantic import ValidationError
+from pymongo.errors import BulkWriteError
 
 from .errors import BadRequest
 from .events import Event
@@ -62,6 +63,25 @@ class Handover(ServiceClient):
         return True
 
 
+async def processed_among(processed, events: list[Event]) -> set[str]:
+    """Which of these events were applied already (one query for them all)."""
+    if not events:
+        return set()
+    found = await processed.find({"_id": {"$in": [e.id for e in events]}}, {"_id": 1}).to_list(None)
+    return {doc["_id"] for doc in found}
+
+
+async def record_processed(processed, events: list[Event]) -> None:
+    """Remembers a batch of applied events in one insert (those known already are skipped)."""
+    if not events:
+        return
+    try:
+        await processed.insert_many([{"_id": e.id, "type": e.type, "at": datetime.now(UTC)} for e in events],
+                                    ordered=False)
+    except BulkWriteError:
+        pass  # some were recorded already: by a Kafka delivery or an earlier hand-over
+
+
 def parse_events(body: object) -> list[Event]:
     """The body of a hand-over: {"events": [event envelope, ...]}; 400 for anything else."""
     raw = body.get("events") if isinstance(body, dict) else None
@@ -77,16 +97,23 @@ async def apply_events(events: list[Event], *, handlers: dict[str, Handler], bat
                        processed, skip: Callable[[Event], Awaitable[bool]]) -> int:
     """Applies handed-over events in their order, as the Kafka consumer would: events of
     deleted accounts skipped, single handlers only for ids not yet processed (and the id
-    recorded after the effect), runs of one batch-handled type together. Returns how many
-    were applied; a handler's exception propagates (the sender falls back to Kafka)."""
+    recorded after the effect), runs of one batch-handled type together — their ids recorded
+    too, so that the Kafka delivery, which comes later, skips them rather than applying them
+    again after newer events (an upload's "take it out of the trash" after the delete marker
+    that came back). Returns how many were applied; a handler's exception propagates (the
+    sender falls back to Kafka)."""
     applied = 0
     run: list[Event] = []
 
     async def flush() -> None:
         nonlocal applied
         if run:
-            await batch_handlers[run[0].type](list(run))
-            applied += len(run)
+            seen = await processed_among(processed, run)
+            fresh = [e for e in run if e.id not in seen]
+            if fresh:
+                await batch_handlers[run[0].type](fresh)
+                await record_processed(processed, fresh)
+            applied += len(fresh)
             run.clear()
 
     for event in events:
