@@ -47,8 +47,9 @@ COMMON_ENV = ("HTTP_HOST", "HTTP_PORT", "MONGO_URL", "MONGO_DB", "KAFKA_BOOTSTRA
               "KAFKA_TOPIC_PREFIX", "GATEWAY_SECRET", "TEST_CLOCK", "LOG_LEVEL")
 EXTRA_ENV = {
     "auth": ("SMTP_HOST", "SMTP_PORT", "BILLING_URL"),
-    "files": ("S3_ENDPOINT", "S3_ACCESS_KEY", "S3_SECRET_KEY", "S3_BUCKET", "S3_SECURE"),
+    "files": ("S3_ENDPOINT", "S3_ACCESS_KEY", "S3_SECRET_KEY", "S3_BUCKET", "S3_SECURE", "TRASH_URL"),
     "trash": ("FILES_URL", "AUTH_URL"),
+    "billing": ("FILES_URL",),
 }
 # The only image the Dockerfile may pull (its PYTHON_IMAGE default); anything else means a
 # COPY --from or FROM names no stage.

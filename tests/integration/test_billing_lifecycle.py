@@ -13,6 +13,7 @@ from pymongo import AsyncMongoClient
 from osmcloud_billing.receipts import sign_sandbox_receipt
 from osmcloud_common.clock import freeze_shared_clock, set_shared_offset, shared_offset
 from osmcloud_localstack.client import GatewayClient, eventually, login
+from osmcloud_localstack.testing import clock_confirmer
 
 SANDBOX_KEY = ""  # the test stack's random SANDBOX_RECEIPT_KEY, set by _sandbox_key below
 
@@ -38,16 +39,19 @@ async def clock(stack):
     base = await shared_offset(mongo)  # earlier tests may have moved the clock already
     start = (datetime.now(UTC) + base).replace(microsecond=0)
 
+    confirm = clock_confirmer(stack)
+
+    async def applied(set_at: float) -> None:  # every service reports the setting it applied
+        await (confirm(set_at) if confirm else asyncio.sleep(0.5))
+
     async def move(offset: timedelta) -> datetime:
         """Freezes every service's clock at start + offset, exactly."""
-        await freeze_shared_clock(mongo, start + offset)
-        await asyncio.sleep(0.5)  # services refresh the shared clock every 0.1 s
+        await applied(await freeze_shared_clock(mongo, start + offset))
         return start + offset
     move.start = start
     await move(timedelta(0))
     yield move
-    await set_shared_offset(mongo, base)
-    await asyncio.sleep(0.5)
+    await applied(await set_shared_offset(mongo, base))
     await mongo.close()
 
 
@@ -84,9 +88,9 @@ async def trash_names(me: GatewayClient) -> set[str]:
     return {item["name"] for month in trash["months"] for item in month["items"]}
 
 
-async def pro_user_with_files(gateway, stack, t0: datetime) -> tuple[GatewayClient, str]:
+async def pro_user_with_files(gateway, stack, t0: datetime, term: timedelta = MONTH) -> tuple[GatewayClient, str]:
     me, session = await login(gateway, stack.smtp_sink_url)
-    await buy_pro(me, t0, t0 + MONTH)
+    await buy_pro(me, t0, t0 + term)
     await wait_quota(me, "pro")
     assert (await me.call("PUT", "/api/files/GPX/tracks/ride.gpx", data=TRACK)).status == 201
     assert (await me.call("PUT", "/api/files/FAVOURITES/favourites.gpx", data=FAVS)).status == 201
@@ -97,6 +101,8 @@ async def test_expiry_grace_end_renewal_and_purge(stack, gateway, clock):
     t0 = clock.start
     renewer, _ = await pro_user_with_files(gateway, stack, t0)
     lapsed, lapsed_id = await pro_user_with_files(gateway, stack, t0)
+    # its grace ends a day earlier: proof that the deadline job ran before "nothing happened yet"
+    earlier, _ = await pro_user_with_files(gateway, stack, t0, MONTH - timedelta(days=1))
 
     await clock(MONTH + timedelta(seconds=1))
     for me in (renewer, lapsed):
@@ -110,7 +116,7 @@ async def test_expiry_grace_end_renewal_and_purge(stack, gateway, clock):
         assert (await me.call("GET", "/api/files")).status == 200
 
     await clock(MONTH + YEAR - timedelta(seconds=1))
-    await asyncio.sleep(1.5)  # a deadline scan or more
+    await wait_status(earlier, "expired")  # a deadline scan has run at this moment
     for me in (renewer, lapsed):
         assert (await me.call("GET", "/api/billing/account")).body["status"] == "in_grace"
         refused = await me.call("PUT", "/api/files/GPX/tracks/new.gpx", data=TRACK)
@@ -160,6 +166,7 @@ async def test_expiry_grace_end_renewal_and_purge(stack, gateway, clock):
 async def test_renewal_mid_grace_trashes_nothing(stack, gateway, clock):
     t0 = clock.start
     me, _ = await pro_user_with_files(gateway, stack, t0)
+    control, _ = await pro_user_with_files(gateway, stack, t0)  # same dates, never renewed
     await clock(MONTH + timedelta(days=100))
     await wait_status(me, "in_grace")
     await wait_quota(me, "start")  # files has applied the expiry before the renewal arrives
@@ -169,7 +176,13 @@ async def test_renewal_mid_grace_trashes_nothing(stack, gateway, clock):
     await wait_quota(me, "pro")
     assert (await me.call("PUT", "/api/files/GPX/tracks/more.gpx", data=TRACK)).status == 201
     await clock(MONTH + YEAR + timedelta(days=1))
-    await asyncio.sleep(2)
+    # the deadline job and files' grace-end reaction have run past this moment: the control
+    # account's grace ended and its track went to the trash; only then is "nothing" a result
+    await wait_status(control, "expired")
+
+    async def control_trashed():
+        return "tracks/ride.gpx" in await trash_names(control)
+    await eventually(control_trashed, what="the control account's track in the trash")
     assert (await me.call("GET", "/api/billing/account")).body["status"] == "active"
     assert await trash_names(me) == set()
     names = {f["name"] for f in (await me.call("GET", "/api/files")).body["files"]}

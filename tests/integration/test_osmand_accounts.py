@@ -216,4 +216,4 @@ async def test_bad_input_answers_the_documented_codes(stack, gateway, unique_ema
     assert osmand_error(reply) == 102, reply  # no purchase can be verified here yet: unknown order
 
     reply = await gw.call("GET", "/userdata/list-files-not-here")
-    assert reply.status == 404 and reply.body["error"]["errorCode"] == 404, reply
+    assert osmand_error(reply) == 400, reply  # every /userdata/ error is HTTP 400 in the protocol's shape

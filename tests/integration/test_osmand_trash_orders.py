@@ -8,7 +8,6 @@ the protocol); a trash entry's updatetime is its delete marker's server time, re
 native trash page (`tombstone_update_ms`) and cross-checked against files' own history."""
 
 import pytest
-import asyncio
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -335,6 +334,17 @@ async def test_sign_up_with_an_order_links_it_at_device_register(stack, gateway,
     async def pro():
         return (await me.call("GET", "/api/billing/account")).body["plan"] == "pro"
     await eventually(pro, what="the order's Pro plan on the new account")
-    # the Start activation that follows an OsmAnd sign-up does not take Pro away
-    await asyncio.sleep(1.0)
+    # the Start activation that follows an OsmAnd sign-up does not take Pro away: first proven
+    # to have run (billing lists the sign-up's account-registered among its processed events)
+    mongo = AsyncMongoClient(stack.mongo_url)
+    try:
+        user = await mongo[f"{stack.db_prefix}auth"]["users"].find_one({"email": unique_email})
+        registered = await events_of(stack, "auth", user["_id"], types={"account-registered"})
+        processed = mongo[f"{stack.db_prefix}billing"]["processed_events"]
+
+        async def handled():
+            return await processed.find_one({"_id": registered[0]["id"]})
+        await eventually(handled, what="billing handling the sign-up")
+    finally:
+        await mongo.close()
     assert (await me.call("GET", "/api/billing/account")).body["plan"] == "pro"

@@ -26,6 +26,18 @@ class FakeCollection:
     async def insert_one(self, doc):
         self.docs.append(doc)
 
+    def find(self, query, projection=None):
+        wanted = set(query["_id"]["$in"])
+        docs = [d for d in self.docs if d.get("_id") in wanted]
+
+        class Cursor:
+            async def to_list(self, length=None):
+                return docs
+        return Cursor()
+
+    async def insert_many(self, docs, ordered=True):
+        self.docs.extend(docs)
+
 
 class FakeDatabase(dict):
     def __missing__(self, name):

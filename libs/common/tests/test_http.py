@@ -76,3 +76,52 @@ async def test_gateway_secret_is_required_when_configured():
         assert (await client.get("/healthz")).status == 200
     finally:
         await client.close()
+
+
+async def test_userdata_errors_are_in_osmands_shape_whatever_raised_them():
+    """OsmAnd's apps read only {"error": {"errorCode", "message"}} with HTTP 400: a limit, a
+    failure, an unknown route or a refusal meant for the native API never answers otherwise."""
+    from osmcloud_common.errors import ApiError, TooManyRequests
+    from osmcloud_common.osmand import TRY_LATER
+
+    app = create_app("demo", gateway_secret="s3cret")
+
+    async def limited(request):
+        raise TooManyRequests("a code was sent moments ago; ask again in 23 s", code="code_recently_sent",
+                              details={"retry_after_seconds": 23})
+
+    async def down(request):
+        raise ApiError("authentication is unavailable right now", code="unavailable", status=503)
+
+    async def boom(request):
+        raise RuntimeError("bug")
+
+    async def conflict(request):
+        raise Conflict("it moved")
+
+    for path, handler in (("limited", limited), ("down", down), ("boom", boom), ("conflict", conflict)):
+        app.router.add_post(f"/userdata/{path}", handler)
+    client = await _client(app)
+    secret = {"X-Gateway-Secret": "s3cret"}
+    try:
+        async def answer(method, path, headers=secret):
+            reply = await client.request(method, path, headers=headers)
+            assert reply.status == 400 and reply.content_type == "application/json", (path, reply.status)
+            error = (await reply.json())["error"]
+            assert set(error) == {"errorCode", "message"}, error
+            return error["errorCode"], error["message"]
+
+        code, message = await answer("POST", "/userdata/limited")
+        assert code == TRY_LATER and message.endswith("retry in 23 s"), message
+        code, message = await answer("POST", "/userdata/down")
+        assert code == TRY_LATER and "retry" in message
+        code, message = await answer("POST", "/userdata/boom")
+        assert code == TRY_LATER and "bug" not in message
+        assert (await answer("POST", "/userdata/conflict"))[0] == 400
+        assert (await answer("GET", "/userdata/limited"))[0] == 400  # method not allowed
+        assert (await answer("GET", "/userdata/nothing-here"))[0] == 400
+        assert (await answer("POST", "/userdata/limited", headers={}))[0] == 400  # no gateway secret
+        metrics = await (await client.get("/metrics")).text()
+        assert 'status="500"' in metrics  # still counted as the failure it was
+    finally:
+        await client.close()

@@ -6,7 +6,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from osmcloud_common.http import create_app
-from osmcloud_common.osmand import CompatAuthenticator, ErrorCode, OsmandError
+from osmcloud_common.osmand import TRY_LATER, CompatAuthenticator, ErrorCode, OsmandError
 
 SECRET = "s3cret"
 
@@ -47,7 +47,9 @@ async def test_query_and_form_credentials_are_checked_by_auth_each_time():
         assert len(calls) == 3  # no cache: every call asked auth; a missing credential never did
 
 
-async def test_auth_unreachable_is_503_not_105():
+async def test_auth_unreachable_is_try_later_not_105():
+    """105 would log the app out; an outage answers the apps' own "try later" (6), in the
+    protocol's shape."""
     async with aiohttp.ClientSession() as session:
         authenticator = CompatAuthenticator(session, "http://127.0.0.1:9", SECRET)
         service = create_app("trash")
@@ -58,7 +60,8 @@ async def test_auth_unreachable_is_503_not_105():
         service.router.add_get("/userdata/whoami", whoami)
         async with TestClient(TestServer(service)) as client:
             reply = await client.get("/userdata/whoami", params={"deviceid": "7", "accessToken": "good"})
-            assert reply.status == 503
+            assert reply.status == 400
+            assert (await reply.json())["error"]["errorCode"] == TRY_LATER
 
 
 def test_error_shape():

@@ -27,6 +27,7 @@ from osmcloud_common.clock import advance_shared_clock
 from osmcloud_common.events import Entitlement, SubscriptionActivated, make_event
 from osmcloud_localstack.client import GatewayClient, eventually, login
 from osmcloud_localstack.ports import PortLayout
+from osmcloud_localstack.testing import clock_confirmer
 
 MIB = 1024 * 1024
 START = Entitlement(plan="start", quota_bytes=5 * MIB, max_file_bytes=2 * MIB, max_files=10_000,
@@ -65,7 +66,7 @@ class FilesWorld:
     async def second_device(self, session: dict, device: str = "tablet") -> GatewayClient:
         """Another device of the same account. Auth lets an address ask for a new code only
         every 30 s, so the shared test clock moves forward that much first."""
-        await advance_shared_clock(self.mongo, timedelta(seconds=31))
+        await advance_shared_clock(self.mongo, timedelta(seconds=31), confirm=clock_confirmer(self.stack))
         other, _ = await login(self.gateway, self.stack.smtp_sink_url, email=session["email"],
                                device=self._device(device))
         return other

@@ -183,6 +183,7 @@ class Endpoints:
             "OSMCLOUD_DB_PREFIX": self.db_prefix,
             "OSMCLOUD_TEST_CLOCK": "true" if self.test_clock else "false",
             "OSMCLOUD_SANDBOX_RECEIPT_KEY": self.sandbox_receipt_key,
+            "OSMCLOUD_SERVICE_URLS": ",".join(f"{k}={v}" for k, v in sorted(self.service_urls.items())),
         }
 
 
@@ -623,12 +624,14 @@ class Stack:
         """The environment a service process runs with (see docs/configuration.md)."""
         e = self.endpoints()
         c = self.config
-        # service-to-service addresses: trash calls files (restore) and auth (OsmAnd device
-        # checks); files calls auth (OsmAnd device checks); auth calls billing (OsmAnd order ids)
+        # service-to-service addresses: trash calls files (restore, hand-overs) and auth (OsmAnd
+        # device checks); files calls auth (OsmAnd device checks) and trash (hand-overs); auth
+        # calls billing (OsmAnd order ids, hand-overs); billing calls files (hand-overs)
         extra = {"trash": {"FILES_URL": e.service_urls["files"], "AUTH_URL": e.service_urls["auth"]},
-                 "files": {"AUTH_URL": e.service_urls["auth"]},
+                 "files": {"AUTH_URL": e.service_urls["auth"], "TRASH_URL": e.service_urls["trash"]},
                  "auth": {"BILLING_URL": e.service_urls["billing"]},
-                 "billing": {"SANDBOX_STORE": "true" if c.sandbox_store else "false",
+                 "billing": {"FILES_URL": e.service_urls["files"],
+                             "SANDBOX_STORE": "true" if c.sandbox_store else "false",
                              "SANDBOX_RECEIPT_KEY": e.sandbox_receipt_key}}.get(name, {})
         return {
             **extra,

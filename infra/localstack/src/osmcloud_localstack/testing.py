@@ -87,6 +87,8 @@ class StackHandle:
     # where the stack's processes write their logs ("" when they are not on this machine)
     logs_dir: str = ""
     services: bool = True
+    # each service's own address (not the gateway's): they report the test clock they read
+    service_urls: dict[str, str] = field(default_factory=dict)
     _stop_kafka: Callable[[], None] | None = field(default=None, repr=False)
     _start_kafka: Callable[[], None] | None = field(default=None, repr=False)
 
@@ -170,6 +172,8 @@ def from_env() -> StackHandle:
     if "smtp_port" in values:
         values["smtp_port"] = int(values["smtp_port"])
     values["s3_secure"] = os.environ.get("OSMCLOUD_S3_SECURE", "false").lower() in ("1", "true", "yes")
+    urls = os.environ.get("OSMCLOUD_SERVICE_URLS", "")
+    values["service_urls"] = dict(pair.split("=", 1) for pair in urls.split(",") if "=" in pair)
     return StackHandle(mode="env", **values)
 
 
@@ -199,6 +203,7 @@ def _handle(mode: str, endpoints: Any, services: bool, **kw: Any) -> StackHandle
         sandbox_receipt_key=e.sandbox_receipt_key,
         logs_dir=str(Path(e.state_dir) / "logs"),
         services=services,
+        service_urls=dict(e.service_urls) if services else {},
         **kw,
     )
 
@@ -308,9 +313,38 @@ async def advance_clock(stack: "StackHandle", seconds: float) -> None:
 
     mongo = AsyncMongoClient(stack.mongo_url)
     try:
-        await advance_shared_clock(mongo, timedelta(seconds=seconds))
+        await advance_shared_clock(mongo, timedelta(seconds=seconds), confirm=clock_confirmer(stack))
     finally:
         await mongo.close()
+
+
+def clock_confirmer(stack: "StackHandle"):
+    """`confirm(set_at)` for osmcloud_common.clock: waits until every service reports (on its
+    /healthz) that it applied the clock setting written at `set_at` — a confirmation, not a
+    guess of how long they take. None when the services' addresses are unknown (mode env
+    without OSMCLOUD_SERVICE_URLS): then the clock helpers wait a fixed 0.35 s."""
+    if not stack.service_urls:
+        return None
+
+    async def confirm(set_at: float, timeout: float = 15.0) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        pending = dict(stack.service_urls)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            while pending:
+                for name, url in list(pending.items()):
+                    async with session.get(f"{url}/healthz") as reply:
+                        clock = (await reply.json()).get("clock")
+                    if clock is None:
+                        raise AssertionError(f"{name} reports no test clock: is TEST_CLOCK on?")
+                    if clock["set_at"] >= set_at:
+                        del pending[name]
+                if pending:
+                    if time.monotonic() > deadline:
+                        raise AssertionError(f"{sorted(pending)} did not apply the clock setting within {timeout} s")
+                    await asyncio.sleep(0.02)
+    return confirm
 
 
 async def events_of(stack: "StackHandle", domain: str, user_id: str, *,

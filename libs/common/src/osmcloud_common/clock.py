@@ -46,6 +46,7 @@ class SharedTestClock:
         self._refresh_seconds = refresh_seconds
         self._offset = timedelta(0)
         self._frozen_at: datetime | None = None
+        self.set_at = 0.0  # `set_at` of the setting applied: what a service reports (report())
 
     def now(self) -> datetime:
         return self._frozen_at or datetime.now(UTC) + self._offset
@@ -55,6 +56,12 @@ class SharedTestClock:
         self._offset = timedelta(seconds=float(doc.get("seconds", 0)))
         frozen = doc.get("frozen_at")
         self._frozen_at = frozen.replace(tzinfo=UTC) if frozen is not None and frozen.tzinfo is None else frozen
+        self.set_at = float(doc.get("set_at") or 0.0)
+
+    def report(self) -> dict:
+        """What this process's clock reads and which setting it applied (served on /healthz
+        with TEST_CLOCK, so a test that moves the clock waits until every service has it)."""
+        return {"now": self.now().isoformat(), "set_at": self.set_at}
 
     async def run(self) -> None:
         while True:
@@ -76,23 +83,30 @@ async def shared_offset(mongo_client) -> timedelta:
     return timedelta(seconds=float(doc.get("seconds", 0)))
 
 
-async def set_shared_offset(mongo_client, offset: timedelta) -> None:
-    """Moves the shared test clock (used by tests; services only read it); unfreezes it."""
+async def set_shared_offset(mongo_client, offset: timedelta) -> float:
+    """Moves the shared test clock (used by tests; services only read it); unfreezes it.
+    Returns the setting's `set_at`, which services report once they apply it."""
+    set_at = time.time()
     await mongo_client[CLOCK_DB][CLOCK_COLLECTION].update_one(
-        {"_id": CLOCK_ID}, {"$set": {"seconds": offset.total_seconds(), "set_at": time.time()},
+        {"_id": CLOCK_ID}, {"$set": {"seconds": offset.total_seconds(), "set_at": set_at},
                             "$unset": {"frozen_at": ""}}, upsert=True
     )
+    return set_at
 
 
-async def advance_shared_clock(mongo_client, delta: timedelta) -> None:
+async def advance_shared_clock(mongo_client, delta: timedelta, confirm=None) -> None:
     """Moves the shared test clock `delta` past where it stands (earlier tests may have moved
-    it already), then waits until every service has seen it (they refresh every 0.1 s)."""
-    await set_shared_offset(mongo_client, await shared_offset(mongo_client) + delta)
-    await asyncio.sleep(0.35)
+    it already), then waits until every service has seen it: `confirm(set_at)` asks them
+    (osmcloud_localstack.testing.clock_applied); without it, 0.35 s (they refresh every 0.1 s)."""
+    set_at = await set_shared_offset(mongo_client, await shared_offset(mongo_client) + delta)
+    await (confirm(set_at) if confirm is not None else asyncio.sleep(0.35))
 
 
-async def freeze_shared_clock(mongo_client, at: datetime) -> None:
-    """Stops the shared test clock at `at` (millisecond precision) until moved again."""
+async def freeze_shared_clock(mongo_client, at: datetime) -> float:
+    """Stops the shared test clock at `at` (millisecond precision) until moved again; returns
+    the setting's `set_at`."""
+    set_at = time.time()
     await mongo_client[CLOCK_DB][CLOCK_COLLECTION].update_one(
-        {"_id": CLOCK_ID}, {"$set": {"frozen_at": at, "set_at": time.time()}}, upsert=True
+        {"_id": CLOCK_ID}, {"$set": {"frozen_at": at, "set_at": set_at}}, upsert=True
     )
+    return set_at

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import ApiError, BadRequest, Unauthorized
 from .logging import get_logger
+from .osmand import OsmandError, as_osmand_error
 
 log = get_logger(__name__)
 
@@ -25,6 +26,7 @@ CHECKS_KEY = web.AppKey("readiness_checks", dict)
 SECRET_KEY = web.AppKey("gateway_secret", str)
 
 PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics")
+OSMAND_PREFIX = "/userdata/"  # OsmAnd's protocol: every error in its shape (osmand.py)
 
 
 @dataclass(frozen=True)
@@ -54,11 +56,15 @@ async def json_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
         raise BadRequest(f"invalid request: {problems}")
 
 
-def error_response(error: ApiError) -> web.Response:
+def error_response(error: ApiError, path: str = "") -> web.Response:
+    if path.startswith(OSMAND_PREFIX) and not isinstance(error, OsmandError):
+        retry = error.details.get("retry_after_seconds")
+        error = as_osmand_error(error.status, error.message, retry if isinstance(retry, int) else None)
     return web.json_response(error.body(), status=error.status)
 
 
-def create_app(service: str, *, gateway_secret: str = "") -> web.Application:
+def create_app(service: str, *, gateway_secret: str = "",
+               clock_report: Callable[[], dict] | None = None) -> web.Application:
     registry = CollectorRegistry()
     secret_bytes = gateway_secret.encode()
     requests = Counter("http_requests_total", "HTTP requests", ["method", "route", "status"], registry=registry)
@@ -79,24 +85,32 @@ def create_app(service: str, *, gateway_secret: str = "") -> web.Application:
             response = await handler(request)
             status = response.status
         except ApiError as exc:
-            response = error_response(exc)
-            status = exc.status
+            response = error_response(exc, request.path)
+            status = response.status
         except web.HTTPException as exc:
             if exc.status >= 400:
                 message = exc.reason if exc.text is None or exc.text.startswith(str(exc.status)) else exc.text
-                response = web.json_response(
-                    {"error": {"code": exc.reason.lower().replace(" ", "_"), "message": message}},
-                    status=exc.status, headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"})
-                status = exc.status
+                if request.path.startswith(OSMAND_PREFIX):
+                    response = error_response(ApiError(message, status=exc.status), request.path)
+                else:
+                    response = web.json_response(
+                        {"error": {"code": exc.reason.lower().replace(" ", "_"), "message": message}},
+                        status=exc.status, headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"})
+                status = response.status
             else:
                 raise
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("unhandled error", path=request.path)
-            response = web.json_response(
-                {"error": {"code": "internal", "message": "internal error; see the service log",
-                           "request_id": request_id}}, status=500)
+            if request.path.startswith(OSMAND_PREFIX):
+                response = error_response(ApiError(f"internal error (request {request_id})", status=500),
+                                          request.path)
+            else:
+                response = web.json_response(
+                    {"error": {"code": "internal", "message": "internal error; see the service log",
+                               "request_id": request_id}}, status=500)
+            status = 500  # counted as what it was, whatever shape answered it
         finally:
             requests.labels(request.method, route, str(status)).inc()
             latency.labels(request.method, route).observe(time.perf_counter() - started)
@@ -111,7 +125,10 @@ def create_app(service: str, *, gateway_secret: str = "") -> web.Application:
     app[SECRET_KEY] = gateway_secret
 
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "alive", "service": service})
+        body = {"status": "alive", "service": service}
+        if clock_report is not None:  # the settable test clock only (TEST_CLOCK=true)
+            body["clock"] = clock_report()
+        return web.json_response(body)
 
     async def readyz(request: web.Request) -> web.Response:
         checks = request.app[CHECKS_KEY]

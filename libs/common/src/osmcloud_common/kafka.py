@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from pydantic import ValidationError
 
 from .events import CATALOGUE, DOMAINS, AccountDeleted, Event, topic_for
+from .handover import processed_among
 from .logging import get_logger
 
 log = get_logger(__name__)
@@ -241,12 +242,16 @@ class EventConsumer:
             await self._apply_batch(event_type, run)
 
     async def _apply_batch(self, event_type: str, events: list[Event]) -> None:
-        """The batch handler is idempotent as a whole, so processed ids are neither looked up
-        nor recorded (one read per event would cost more than the batched effect). A batch
+        """The batch handler is idempotent as a whole, so processed ids are not recorded (a
+        write per event would cost more than the batched effect); one query for the whole
+        batch skips those a hand-over applied already (osmcloud_common.handover). A batch
         that keeps failing is split into single events, so one bad event is set aside alone."""
         skipped: dict[str, bool] = {}
         kept = []
+        handed_over = await processed_among(self._processed, events)
         for event in events:
+            if event.id in handed_over:
+                continue
             if self._skip is not None and event.user_id not in skipped:
                 skipped[event.user_id] = await self._skip(event)
             if not skipped.get(event.user_id):

@@ -34,6 +34,13 @@ class ErrorCode(IntEnum):
 # is not JSON, an unsupported `action`). Still the compat shape, still HTTP 400.
 MALFORMED_REQUEST = 400
 
+# The apps' own status for "the server cannot answer now" (BackupHelper
+# STATUS_SERVER_TEMPORALLY_UNAVAILABLE_ERROR, which the Android and iOS apps show as "service is
+# not available, please try later"): what every limit, timeout and outage answers on /userdata/,
+# with a message that says when to retry. The gateway's own answers use it too
+# (gateway/default.conf.template, @osmand_*).
+TRY_LATER = 6
+
 
 class OsmandError(ApiError):
     """An error in the protocol's shape; the app reads `errorCode`."""
@@ -45,6 +52,16 @@ class OsmandError(ApiError):
 
     def body(self) -> dict:
         return {"error": {"errorCode": self.error_code, "message": self.message}}
+
+
+def as_osmand_error(status: int, message: str, retry_after: int | None = None) -> "OsmandError":
+    """Any other refusal of a /userdata/ call, in the protocol's shape (the app cannot read
+    our native one): a limit (429), an outage or a failure (5xx) answers TRY_LATER with when to
+    retry; anything else is a request none of the protocol's codes fits."""
+    if status == 429 or status >= 500:
+        when = f"retry in {retry_after} s" if retry_after else "retry in a few seconds"
+        return OsmandError(TRY_LATER, f"{message.rstrip('.; ')}; {when}")
+    return OsmandError(MALFORMED_REQUEST, message)
 
 
 async def compat_params(request: web.Request) -> dict[str, str]:

@@ -16,7 +16,9 @@ from prometheus_client import Gauge
 from .blobstore import BlobStore
 from .clock import Clock, SharedTestClock, SystemClock
 from .deleted_accounts import DeletedAccounts, Erase
+from .errors import BadRequest
 from .events import AccountDeleted, Event, Payload, make_event
+from .handover import Handover, apply_events, parse_events
 from .http import REGISTRY_KEY, add_readiness_check, create_app
 from .kafka import BatchHandler, EventConsumer, Handler, KafkaProducer, ensure_topics, kafka_reachable
 from .logging import configure_logging, get_logger
@@ -45,6 +47,7 @@ class Runtime:
         self._started = False
         self.consumer: EventConsumer | None = None
         self.deleted_accounts: DeletedAccounts | None = None
+        self.handovers: dict[str, Handover] = {}
 
     # ------------------------------------------------------------ registration
     def outbox_collection(self, name: str):
@@ -103,6 +106,29 @@ class Runtime:
         """Call after a write that carried events: the relay publishes them at once. Naming
         the written document spares the relay a scan of every outbox collection."""
         self.relay.wake(collection, doc_id)
+
+    # ------------------------------------------------------------ read-your-writes (handover.py)
+    def hand_over_to(self, target: str, base_url: str) -> None:
+        """Names a service whose projection a client reads right after some of our writes."""
+        self.handovers[target] = Handover(target, base_url, self.settings.gateway_secret,
+                                          self.settings.handover_timeout_seconds)
+
+    async def hand_over(self, target: str, entries: list[dict]) -> bool:
+        """Gives `target` the events just recorded (outbox entries) and waits until it has
+        applied them; False (logged) when it could not, Kafka then brings them."""
+        if not entries or not self.settings.handover:
+            return True
+        return await self.handovers[target].deliver(entries)
+
+    async def _events_handed_over(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise BadRequest("the body must be JSON: {\"events\": [...]}")
+        events = parse_events(body)
+        applied = await apply_events(events, handlers=self._handlers, batch_handlers=self._batch_handlers,
+                                     processed=self.db["processed_events"], skip=self._of_deleted_account)
+        return web.json_response({"applied": applied})
 
     # ------------------------------------------------------------ lifecycle
     async def _retry_forever(self, name: str, step: Callable[[], Awaitable[None]]) -> None:
@@ -167,6 +193,8 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.producer.close()
+        for handover in self.handovers.values():
+            await handover.close()
         await self.mongo.close()
 
     def readiness(self, app: web.Application) -> None:
@@ -187,15 +215,20 @@ class Runtime:
             add_readiness_check(app, "s3", self.blobs.reachable)
 
     def create_app(self) -> web.Application:
-        app = create_app(self.settings.service_name, gateway_secret=self.settings.gateway_secret)
+        report = self.clock.report if isinstance(self.clock, SharedTestClock) else None
+        app = create_app(self.settings.service_name, gateway_secret=self.settings.gateway_secret,
+                         clock_report=report)
         self.readiness(app)
         app.cleanup_ctx.append(self.lifecycle)
+        app.router.add_post("/internal/events", self._events_handed_over)
         registry = app[REGISTRY_KEY]
         relay = self.relay
         Gauge("outbox_published_total", "events relayed to Kafka", registry=registry).set_function(
             lambda: relay.published)
         Gauge("events_handled_total", "events consumed and applied", registry=registry).set_function(
             lambda: self.consumer.handled if self.consumer else 0)
+        Gauge("handover_failed_total", "hand-overs to another service that failed (Kafka brought the events)",
+              registry=registry).set_function(lambda: sum(h.failed for h in self.handovers.values()))
         return app
 
 

@@ -66,6 +66,13 @@ class ServiceSettings(BaseSettings):
     # how long the broker holds a fetch open when nothing is new (new events end it at once)
     consumer_max_records: int = 2000
     consumer_fetch_max_wait_ms: int = 50
+    # read-your-writes: how long a write waits for another service to apply the events it
+    # hands over before answering anyway (Kafka then brings them; see handover.py)
+    handover_timeout_seconds: float = 5.0
+    # false: writes answer without handing over (events by Kafka only, as before ADR 0004, so
+    # clients may see the lag). Only for measuring what the hand-over costs
+    # (benchmarks/read_your_writes.py); never in production.
+    handover: bool = True
 
     @property
     def database_name(self) -> str:

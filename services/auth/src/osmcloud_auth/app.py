@@ -33,6 +33,7 @@ KEEP_EXPIRED_CODES = timedelta(days=1)
 def build_app(settings: AuthSettings | None = None) -> web.Application:
     settings = settings or AuthSettings()
     runtime = Runtime(settings)
+    runtime.hand_over_to("billing", settings.billing_url)
     cache = TokenCache(max_entries=settings.verify_cache_entries, lease_seconds=settings.verify_cache_lease_seconds,
                        max_age_seconds=VERIFY_CACHE_MAX_AGE_SECONDS, last_seen_every=LAST_SEEN_EVERY)
     peers = VerifyPeers(cache, runtime.db["verify_replicas"],

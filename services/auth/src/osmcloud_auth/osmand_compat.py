@@ -103,7 +103,10 @@ class OsmandAccounts:
     async def user_register(self, request: web.Request) -> web.Response:
         params = await compat_params(request)
         email = compat_email(params.get("email"))
-        known = await self.store.user_by_email(email) is not None
+        # as in the reference, where the account exists from the first user-register on: a
+        # sign-up still waiting for its code is a registered e-mail too (the app then logs in)
+        known = await self.store.user_by_email(email) is not None or \
+            await self.store.code_state(email, Purpose.LOGIN) is not None
         if known and _field(params, "login") != "true":
             raise OsmandError(ErrorCode.USER_ALREADY_REGISTERED, "this e-mail is already registered; log in instead")
         orderid = _order_field(params)
@@ -127,10 +130,17 @@ class OsmandAccounts:
         except ApiError as exc:
             raise _as_code_error(exc)
         now = self.rt.clock.now()
-        user, created = await self.store.create_user(
-            email, now, lambda user_id: [self.rt.event(AccountRegistered(email=email, via=VIA_OSMAND), user_id)])
+        registered: list[dict] = []
+
+        def events(user_id: str) -> list[dict]:
+            registered[:] = [self.rt.event(AccountRegistered(email=email, via=VIA_OSMAND), user_id)]
+            return registered
+        user, created = await self.store.create_user(email, now, events)
         if created:
             self.rt.events_written()
+            # the app backs up right after signing up: billing (and through it files) has the
+            # Start plan before this answers
+            await self.rt.hand_over("billing", registered)
         orderid = _order_field(params)
         if orderid:
             await self.orders.link_quietly(user["_id"], orderid)

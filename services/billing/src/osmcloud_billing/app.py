@@ -17,6 +17,7 @@ from .store import BillingStore
 def build_app(settings: BillingSettings | None = None) -> web.Application:
     settings = settings or BillingSettings()
     runtime = Runtime(settings)
+    runtime.hand_over_to("files", settings.files_url)
     store = BillingStore(accounts=runtime.outbox_collection("accounts"), orders=runtime.db["orders"])
     plans = plans_from(settings)
     runtime.on_startup(store.create_indexes)

@@ -24,6 +24,8 @@ async def activate_start_if_osmand(runtime: Runtime, store: BillingStore, settin
     if before.plan is not None:
         return
     transition = activate_start(before, plans_from(settings))
-    if await store.transition(event.user_id, before, transition.after,
-                              [runtime.event(transition.event, event.user_id)]):
+    entry = runtime.event(transition.event, event.user_id)
+    if await store.transition(event.user_id, before, transition.after, [entry]):
         runtime.events_written()
+        # the app uploads right after signing up: files knows the plan before the sign-up answers
+        await runtime.hand_over("files", [entry])

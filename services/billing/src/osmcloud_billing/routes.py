@@ -58,9 +58,11 @@ class BillingRoutes:
             transition = decide(before)
             if transition.event is None:
                 return transition
-            if await self.store.transition(user_id, before, transition.after,
-                                           [self.rt.event(transition.event, user_id)]):
+            entry = self.rt.event(transition.event, user_id)
+            if await self.store.transition(user_id, before, transition.after, [entry]):
                 self.rt.events_written()
+                # the client's next upload is judged on files' copy of the plan: it has it first
+                await self.rt.hand_over("files", [entry])
                 return transition
         raise Conflict("the subscription changed meanwhile; try again", code="busy")
 

@@ -20,6 +20,8 @@ class BillingSettings(ServiceSettings):
     sandbox_receipt_key: str = ""
     # how often the deadline job looks for expiries and grace ends
     deadline_scan_seconds: float = 1.0
+    # files' own address: a plan change is handed over there before it answers (read-your-writes)
+    files_url: str = "http://127.0.0.1:8082"
 
     def startup_problems(self) -> list[str]:
         problems = super().startup_problems()

@@ -22,6 +22,7 @@ from .trash_reactions import register_trash_reactions
 def build_app(settings: FilesSettings | None = None) -> web.Application:
     settings = settings or FilesSettings()
     runtime = Runtime(settings, uses_blobs=True)
+    runtime.hand_over_to("trash", settings.trash_url)
     # one update at a time per document (FerretDB's updates are not atomic, see SerializedCollection)
     heads, accounts = SerializedCollection(runtime.db["heads"]), SerializedCollection(runtime.db["accounts"])
     runtime.relay.add_collection(heads)

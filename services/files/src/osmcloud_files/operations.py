@@ -69,6 +69,12 @@ class Operations:
         if user_id:
             self.rt.events_written(self.store.accounts, user_id)
 
+    async def hand_to_trash(self, entries: list[dict]) -> None:
+        """The trash page is the client's next read after a delete, a restore by version
+        removal or an upload over a trashed file: trash applies these events before we answer
+        (read-your-writes, osmcloud_common.handover); Kafka still carries them."""
+        await self.rt.hand_over("trash", entries)
+
     def now_ms(self) -> int:
         return int(self.rt.clock.now().timestamp() * 1000)
 
@@ -140,6 +146,7 @@ class Operations:
             await self.settle_or_undo(ref.user_id, op_id)
             raise
         await self.bound.enforce(ref, RECORD_BYTES, after)
+        await self.hand_to_trash([event])
         return head
 
     # ------------------------------------------------------------ delete one version permanently
@@ -193,6 +200,7 @@ class Operations:
             await self.ledger.finish(ref.user_id, op_id, 0, 0, events=[pruned],
                                      stored_delta=-version_cost(version["size"]))
             self.written(user_id=ref.user_id)
+            await self.hand_to_trash([pruned])
             return {"removed_version_id": version_id, "head": head_view(current) if current else None}
 
         new_head, events = None, []
@@ -223,6 +231,7 @@ class Operations:
             raise conflict(await self.store.head(ref))
         # the head no longer names it: a crash before these lines is completed by the reconciler
         await self._drop_version(version)
+        await self.hand_to_trash([*events, pruned])
         after = await self.store.head(ref)
         return {"removed_version_id": version_id, "head": head_view(after) if after else None}
 
@@ -304,6 +313,7 @@ class Operations:
                                                  everything=True), user_id)
         await self.ledger.clear_usage(user_id, op_id, [event], self.usage_event(user_id))
         self.written(user_id=user_id)
+        await self.hand_to_trash([event])
         return {"removed_versions": count, "freed_bytes": freed}
 
     # ------------------------------------------------------------ delete a type from the cloud
@@ -328,7 +338,7 @@ class Operations:
             await self.ledger.finish(user_id, op_id, 0, 0)
             raise Busy()
         seqs = iter(range(last_seq - len(heads) + 1, last_seq + 1))
-        deleted, skipped, delta_bytes = [], [], 0
+        deleted, skipped, delta_bytes, trashed = [], [], 0, []
         now = self.rt.clock.now()
         for current in heads:
             ref = ref_of(user_id, current)
@@ -356,10 +366,12 @@ class Operations:
                 continue
             self.written(head_key=ref.key)
             deleted.append(ref.name)
+            trashed.append(event)
             delta_bytes -= last["size"]
         await self.ledger.finish(user_id, op_id, 0, 0, delta_bytes, -len(deleted),
                                  usage_event=self.usage_event(user_id), stored_delta=RECORD_BYTES * len(deleted))
         self.written(user_id=user_id)
+        await self.hand_to_trash(trashed)
         return {"deleted": len(deleted), "skipped": skipped}
 
     # ------------------------------------------------------------ crash recovery

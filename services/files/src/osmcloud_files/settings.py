@@ -9,6 +9,9 @@ class FilesSettings(ServiceSettings):
     http_port: int = 8082
     # auth, asked to verify the deviceid + accessToken of OsmAnd's /userdata/ calls
     auth_url: str = "http://127.0.0.1:8081"
+    # trash's own address: deletes, restores by version removal and uploads over a trashed
+    # file hand their events over there before answering (read-your-writes, handover.py)
+    trash_url: str = "http://127.0.0.1:8083"
     # hard cap of one upload whatever the plan says (the reference server allows 50 MB)
     max_upload_bytes: int = 4 * 1024 * 1024 * 1024
     # how often the reconciler looks for abandoned operations and unpublished usage

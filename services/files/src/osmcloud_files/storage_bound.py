@@ -167,5 +167,8 @@ class StorageBound:
 
     async def _record(self, user_id: str, versions: list[dict[str, Any]]) -> None:
         """file-versions-pruned first: a crash after it leaves versions a later pass removes."""
-        await self.ledger.add_events(user_id, [self.rt.event(p, user_id) for p in pruned_payloads(versions)])
+        events = [self.rt.event(p, user_id) for p in pruned_payloads(versions)]
+        await self.ledger.add_events(user_id, events)
         self.rt.events_written(self.store.accounts, user_id)
+        # trash drops the items whose versions went before the change answers (read-your-writes)
+        await self.rt.hand_over("trash", events)

@@ -109,6 +109,8 @@ class Uploader:
             raise
         # before answering: what this upload put above the storage limit is freed already
         await self.ops.bound.enforce(ref, version_cost(blob.size), after)
+        if current is not None and current["head"]["deleted"]:
+            await self.ops.hand_to_trash([event])  # the file leaves the trash page at once
         return head, after
 
     def _refusal(self, account: dict[str, Any], entitlement: Entitlement, need: UploadNeed) -> ApiError:

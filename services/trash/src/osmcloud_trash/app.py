@@ -19,6 +19,7 @@ from .store import TrashStore
 def build_app(settings: TrashSettings | None = None) -> web.Application:
     settings = settings or TrashSettings()
     runtime = Runtime(settings)
+    runtime.hand_over_to("files", settings.files_url)
     store = TrashStore(items=runtime.db["items"], claims=runtime.db["claims"],
                        batches=runtime.outbox_collection("purge_batches"))
     runtime.on_startup(store.create_indexes)

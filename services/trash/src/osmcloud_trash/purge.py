@@ -57,6 +57,7 @@ class Purger:
         takes one claim insert, one check, one batch document per user and one removal,
         whatever the number of users in it."""
         purged: list[str] = []
+        handed: list[dict] = []
         for chunk in chunks(items, self.settings.purge_batch_size):
             timer = StepTimer()
             batch_of = {user_id: uuid.uuid4().hex for user_id in sorted({i["user_id"] for i in chunk})}
@@ -67,8 +68,13 @@ class Purger:
             won = await self._still_in_trash(won)
             timer.step("check")
             if won:
-                await self.complete(won, timer)
+                handed += await self.complete(won, timer)
                 purged += [c["_id"] for c in won]
+        if reason != "expired":
+            # a client asked: its next look at history, list-files, the changes feed or the
+            # storage page must not show what went, so files applies the purge before we answer
+            # (read-your-writes, osmcloud_common.handover); expiry has no client waiting
+            await self.rt.hand_over("files", handed)
         return purged
 
     async def _still_in_trash(self, claims: list[dict]) -> list[dict]:
@@ -78,9 +84,10 @@ class Purger:
         await self.store.release_many([c["_id"] for c in claims if c["_id"] not in present])
         return [c for c in claims if c["_id"] in present]
 
-    async def complete(self, claims: list[dict], timer: StepTimer | None = None) -> None:
+    async def complete(self, claims: list[dict], timer: StepTimer | None = None) -> list[dict]:
         """Steps 2 and 3 for claims of one or more batches; idempotent, so a takeover may
-        repeat them (a batch document that exists already keeps the events it has)."""
+        repeat them (a batch document that exists already keeps the events it has). Returns
+        the events (outbox entries) of the batches."""
         by_batch: dict[str, list[dict]] = defaultdict(list)
         for claim in claims:
             by_batch[claim["batch_id"]].append(claim)
@@ -107,6 +114,7 @@ class Purger:
                         self.lag.observe(purge_lag_seconds(claim, now))
         log.info("trash items purged", batches=len(batches), count=len(ids), reason=claims[0]["reason"],
                  took_over=len(written) < len(batches), seconds=timer.seconds)
+        return [entry for *_, entries in batches for entry in entries]
 
     async def empty(self, user_id: str) -> dict:
         items = await self.store.of_user(user_id)

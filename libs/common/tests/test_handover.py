@@ -1,0 +1,79 @@
+"""The receiving side of a hand-over applies events as the Kafka consumer would."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from osmcloud_common.errors import BadRequest
+from osmcloud_common.events import Event, FileDeleted, FileUploaded, TrashItemPurged, make_event
+from osmcloud_common.handover import apply_events, parse_events
+
+
+class Processed:
+    """In-memory stand-in for the processed_events collection."""
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+
+    async def find_one(self, query, projection=None):
+        return {"_id": query["_id"]} if query["_id"] in self.ids else None
+
+    async def update_one(self, query, update, upsert=False):
+        self.ids.add(query["_id"])
+
+    def find(self, query, projection=None):
+        found = [{"_id": i} for i in query["_id"]["$in"] if i in self.ids]
+
+        class Cursor:
+            async def to_list(self, length=None):
+                return found
+        return Cursor()
+
+    async def insert_many(self, docs, ordered=True):
+        self.ids.update(d["_id"] for d in docs)
+
+
+def event(payload, user="u1") -> Event:
+    return make_event(payload, user_id=user, producer="test", occurred_at=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def deleted(name: str) -> FileDeleted:
+    return FileDeleted(file_type="GPX", name=name, category="my_places", tombstone_version_id=f"t-{name}",
+                       last_version_id="v", size=1, deleted_at=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+async def test_single_handlers_once_per_event_batches_in_runs_and_deleted_accounts_skipped():
+    seen: list[str] = []
+
+    async def on_deleted(e: Event) -> None:
+        seen.append(f"deleted {e.payload().name}")
+
+    async def on_purged(events: list[Event]) -> None:
+        seen.append(f"purged {[e.payload().name for e in events]}")
+
+    async def skip(e: Event) -> bool:
+        return e.user_id == "gone"
+
+    purged = [event(TrashItemPurged(file_type="GPX", name=n, tombstone_version_id="t", reason="deleted"))
+              for n in ("a", "b")]
+    first = event(deleted("x"))
+    events = [first, *purged, event(deleted("y")), event(deleted("z"), user="gone"),
+              event(FileUploaded(file_type="GPX", name="n", version_id="v", size=1, checksum="c",
+                                 updated_at=datetime(2026, 1, 1, tzinfo=UTC)))]
+    processed = Processed()
+    applied = await apply_events(events, handlers={"file-deleted": on_deleted},
+                                 batch_handlers={"trash-item-purged": on_purged}, processed=processed, skip=skip)
+    assert seen == ["deleted x", "purged ['a', 'b']", "deleted y"] and applied == 4
+    # the same events again (Kafka's delivery after the hand-over): skipped, batched ones too
+    seen.clear()
+    await apply_events([first, *purged], handlers={"file-deleted": on_deleted},
+                       batch_handlers={"trash-item-purged": on_purged}, processed=processed, skip=skip)
+    assert seen == []
+
+
+def test_a_hand_over_body_is_a_list_of_envelopes():
+    good = event(deleted("x"))
+    assert parse_events({"events": [good.model_dump(mode="json")]})[0].id == good.id
+    for bad in ([], {"events": "x"}, {"events": [{"type": "file-deleted"}]}, {"events": [{}] * 1001}):
+        with pytest.raises(BadRequest):
+            parse_events(bad)
