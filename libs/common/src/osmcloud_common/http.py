@@ -61,6 +61,10 @@ def create_app(service: str, *, gateway_secret: str = "") -> web.Application:
     registry = CollectorRegistry()
     requests = Counter("http_requests_total", "HTTP requests", ["method", "route", "status"], registry=registry)
     latency = Histogram("http_request_seconds", "HTTP request latency", ["method", "route"], registry=registry)
+    # requests refused with a reason a person can act on (4xx), by that reason: quota refusals
+    # are reason=~"quota_exceeded|file_quota_exceeded|file_too_large" (deploy/prometheus)
+    refusals = Counter("http_refusals_total", "requests refused, by the error's code", ["method", "route", "reason"],
+                       registry=registry)
 
     @web.middleware
     async def middleware(request: web.Request, handler):
@@ -78,6 +82,8 @@ def create_app(service: str, *, gateway_secret: str = "") -> web.Application:
         except ApiError as exc:
             response = error_response(exc)
             status = exc.status
+            if status < 500:
+                refusals.labels(request.method, route, exc.reason).inc()
         except web.HTTPException as exc:
             if exc.status >= 400:
                 message = exc.reason if exc.text is None or exc.text.startswith(str(exc.status)) else exc.text

@@ -18,6 +18,11 @@ class ServiceSettings(BaseSettings):
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_topic_prefix: str = "osmcloud."
+    # topics this service creates when missing: partitions (a consumer group spreads over at
+    # most that many replicas, so at least the largest replica count of a consuming service;
+    # the Helm chart computes it) and copies per partition (1 for the local single broker)
+    kafka_topic_partitions: int = Field(default=4, ge=1)
+    kafka_topic_replication_factor: int = Field(default=1, ge=1)
 
     s3_endpoint: str = "127.0.0.1:9000"
     s3_access_key: str = "osmcloud"
@@ -35,6 +40,8 @@ class ServiceSettings(BaseSettings):
     # how long the broker holds a fetch open when nothing is new (new events end it at once)
     consumer_max_records: int = 2000
     consumer_fetch_max_wait_ms: int = 50
+    # how often every consumer group's lag is measured from the broker (/metrics)
+    consumer_lag_poll_seconds: float = Field(default=15.0, gt=0)
 
     @property
     def database_name(self) -> str:
