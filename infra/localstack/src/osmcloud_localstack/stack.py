@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import paths, readiness
+from . import monitoring, paths, readiness
 from .gateway import write_gateway_config
 from .ports import HOST, PROCESS_PORTS, PortLayout, find_conflicts
 from .procs import PidRecord, ProcessManager, group_members, proc_state, tail
@@ -41,7 +41,7 @@ from .procs import PidRecord, ProcessManager, group_members, proc_state, tail
 SERVICES = ("auth", "files", "trash", "billing")
 INFRA = ("kafka", "ferretdb", "versitygw")
 # start order; stop runs in reverse
-ALL_PROCESSES = ("kafka", "ferretdb", "versitygw", "smtp-sink", *SERVICES, "gateway")
+ALL_PROCESSES = ("kafka", "ferretdb", "versitygw", "smtp-sink", *SERVICES, "gateway", "prometheus")
 
 S3_ACCESS_KEY = "osmcloud"
 S3_SECRET_KEY = "osmcloud-secret"
@@ -122,6 +122,7 @@ class StackConfig:
     gateway_secret: str | None = None  # None: random per stack (kept in stack.json)
     kafka_heap: str = "512m"
     timeouts: dict[str, float] = field(default_factory=dict)  # per process readiness timeout override
+    prometheus: bool = False  # also run Prometheus (deploy/prometheus/alerts.yml) scraping the stack
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir).absolute()
@@ -227,6 +228,7 @@ class Stack:
             s3_bucket=meta["s3_bucket"],
             log_level=meta["log_level"],
             gateway_secret=meta["gateway_secret"],
+            prometheus=meta.get("prometheus", False),
         )
         return cls(cfg, log)
 
@@ -249,6 +251,7 @@ class Stack:
             "s3_bucket": c.s3_bucket,
             "log_level": c.log_level,
             "gateway_secret": self.gateway_secret,
+            "prometheus": c.prometheus,
             "processes": list(self.process_names()),
             "repo": str(self.repo),
         }
@@ -277,6 +280,8 @@ class Stack:
         if self.config.services:
             names += SERVICES
         names.append("gateway")
+        if self.config.prometheus:
+            names.append("prometheus")
         return tuple(names)
 
     def endpoints(self) -> Endpoints:
@@ -332,6 +337,9 @@ class Stack:
                     self._wait_ready(name, rec, spec)
             name, rec, spec = self._spawn("gateway")
             self._wait_ready(name, rec, spec)
+            if self.config.prometheus:
+                name, rec, spec = self._spawn("prometheus")
+                self._wait_ready(name, rec, spec)
         except BaseException:
             self._log("start failed; stopping what was started")
             self.down()
@@ -412,6 +420,8 @@ class Stack:
             if "versitygw" in names:
                 paths.versitygw_binary()
             paths.nginx_binary()
+            if "prometheus" in names:
+                paths.prometheus_binary()
         except paths.ToolMissing as exc:
             raise StackError(str(exc)) from exc
         if self.config.services:
@@ -483,6 +493,7 @@ class Stack:
             "versitygw": lambda: readiness.http_ok(f"http://{HOST}:{p.versitygw}/healthz"),
             "smtp-sink": lambda: readiness.http_ok(f"http://{HOST}:{p.smtp_http}/healthz") or readiness.tcp(HOST, p.smtp),
             "gateway": lambda: readiness.http_ok(f"http://{HOST}:{p.gateway}/healthz"),
+            "prometheus": lambda: readiness.http_ok(f"http://{HOST}:{p.port('prometheus')}/-/ready"),
         }
         for s in SERVICES:
             probes[s] = (lambda port: lambda: readiness.http_ok(f"http://{HOST}:{port}/readyz"))(p.port(s))
@@ -573,6 +584,19 @@ class Stack:
                 ready=self._ready(name),
                 timeout=timeout,
                 cwd=prefix,
+            )
+        if name == "prometheus":
+            directory = self.state / "prometheus"
+            own = f"{HOST}:{p.port('prometheus')}"
+            targets = {s: [f"{HOST}:{p.port(s)}"] for s in SERVICES if self.config.services}
+            config = monitoring.write_prometheus_config(directory, {**targets, "prometheus": [own]}, self.repo)
+            return _Spec(
+                argv=monitoring.prometheus_argv(paths.prometheus_binary(), config, directory / "data", own),
+                env={},
+                match=str(config),
+                ready=self._ready(name),
+                timeout=timeout,
+                cwd=directory,
             )
         raise StackError(f"unknown process {name!r}")
 

@@ -79,6 +79,8 @@ class StackHandle:
     topic_prefix: str = "osmcloud."
     db_prefix: str = "osmcloud_"
     services: bool = True
+    # each service's own address (not through the gateway), where the test controls the stack
+    service_urls: dict[str, str] = field(default_factory=dict)
     _stop_kafka: Callable[[], None] | None = field(default=None, repr=False)
     _start_kafka: Callable[[], None] | None = field(default=None, repr=False)
 
@@ -189,6 +191,7 @@ def _handle(mode: str, endpoints: Any, services: bool, **kw: Any) -> StackHandle
         topic_prefix=e.topic_prefix,
         db_prefix=e.db_prefix,
         services=services,
+        service_urls=dict(e.service_urls),
         **kw,
     )
 

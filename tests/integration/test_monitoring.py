@@ -1,0 +1,120 @@
+"""Prometheus for real: the server bootstrap built, scraping the running test stack's services
+with deploy/prometheus/alerts.yml, and an alert made to fire.
+
+An unreadable event published to the files topic is set aside by its consumers (trash and
+billing) as a dead letter; their `events_dead_lettered_total` rises and OsmcloudDeadLetters
+(no `for`) fires on the next evaluation. Scrapes and rule evaluations run on Prometheus' own
+clock (every second here), so the check waits for them — bounded, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import aiohttp
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from osmcloud_localstack import monitoring
+from osmcloud_localstack.paths import ToolMissing, prometheus_binary, repo_root
+
+WAIT_SECONDS = 90
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def prometheus(stack, tmp_path_factory) -> Iterator[str]:
+    if not stack.service_urls:
+        pytest.skip(f"mode {stack.mode!r} does not name the services' own addresses")
+    try:
+        binary = prometheus_binary()
+    except ToolMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    directory = tmp_path_factory.mktemp("prometheus")
+    targets = {name: [urlparse(url).netloc] for name, url in stack.service_urls.items()}
+    config = monitoring.write_prometheus_config(directory, targets, repo_root(), interval="1s")
+    listen = f"127.0.0.1:{_free_port()}"
+    log = open(directory / "prometheus.log", "wb")
+    proc = subprocess.Popen(monitoring.prometheus_argv(binary, config, directory / "data", listen),
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    url = f"http://{listen}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, f"prometheus exited: {(directory / 'prometheus.log').read_text()[-2000:]}"
+            try:
+                with socket.create_connection(("127.0.0.1", int(listen.rsplit(":", 1)[1])), timeout=1):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "prometheus did not listen within 60 s"
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+async def _get(http: aiohttp.ClientSession, url: str) -> dict:
+    async with http.get(url) as reply:
+        assert reply.status == 200, await reply.text()
+        return await reply.json()
+
+
+async def _until(what: str, check, timeout: float = WAIT_SECONDS):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        assert asyncio.get_running_loop().time() < deadline, f"not within {timeout:.0f} s: {what}"
+        await asyncio.sleep(0.5)
+
+
+async def test_prometheus_scrapes_every_service_of_the_stack(stack, prometheus, http):
+    async def all_up():
+        targets = (await _get(http, f"{prometheus}/api/v1/targets"))["data"]["activeTargets"]
+        healthy = {t["labels"]["service"] for t in targets if t["health"] == "up"}
+        return healthy if healthy >= set(stack.service_urls) else None
+
+    assert await _until("every service scraped", all_up) == set(stack.service_urls)
+    query = await _get(http, f"{prometheus}/api/v1/query?query=max%20by%20(group)%20(kafka_consumer_lag)")
+    groups = {r["metric"]["group"] for r in query["data"]["result"]}
+    assert {f"{stack.topic_prefix}trash", f"{stack.topic_prefix}billing", f"{stack.topic_prefix}files"} <= groups
+
+
+async def test_an_unreadable_event_fires_the_dead_letters_alert(stack, prometheus, http):
+    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(f"{stack.topic_prefix}files", b"{not an event",
+                                     key=f"monitoring-probe-{uuid.uuid4().hex}".encode())
+    finally:
+        await producer.stop()
+
+    async def firing():
+        alerts = (await _get(http, f"{prometheus}/api/v1/alerts"))["data"]["alerts"]
+        return [a for a in alerts if a["labels"]["alertname"] == "OsmcloudDeadLetters" and a["state"] == "firing"]
+
+    fired = await _until("OsmcloudDeadLetters firing", firing)
+    groups = {a["labels"]["group"] for a in fired}
+    assert f"{stack.topic_prefix}trash" in groups, fired
+    assert all(a["labels"]["event_type"] == "unreadable" for a in fired)
+    assert fired[0]["annotations"]["runbook"] == "docs/observability.md#osmclouddeadletters"
+    assert Path(repo_root() / "docs" / "observability.md").read_text().count("## OsmcloudDeadLetters") == 1
