@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import aiohttp
 import pytest
@@ -118,3 +118,39 @@ async def test_an_unreadable_event_fires_the_dead_letters_alert(stack, prometheu
     assert all(a["labels"]["event_type"] == "unreadable" for a in fired)
     assert fired[0]["annotations"]["runbook"] == "docs/observability.md#osmclouddeadletters"
     assert Path(repo_root() / "docs" / "observability.md").read_text().count("## OsmcloudDeadLetters") == 1
+
+
+async def test_a_stopped_consumer_makes_the_lag_alert_pending(stack, prometheus, http, gateway):
+    """trash stopped: the account-registered events of new sign-ups (auth's topic, which trash
+    also reads for account-deleted) pile up for trash's group. The other services measure that
+    lag from the broker, so OsmcloudConsumerLagGrowing turns pending (it fires after 10 min)."""
+    from osmcloud_localstack.client import login
+    from osmcloud_localstack.testing import CannotControl
+
+    group, topic = f"{stack.topic_prefix}trash", f"{stack.topic_prefix}auth"
+    # first, trash's group is known to read auth's topic (it committed there): a sign-up it applies
+    await login(gateway, stack.smtp_sink_url)
+
+    async def measured():
+        query = f'kafka_consumer_lag{{group="{group}",topic="{topic}"}}'
+        reply = await _get(http, f"{prometheus}/api/v1/query?query={quote(query)}")
+        return reply["data"]["result"]
+    await _until("trash's lag on auth's topic measured", measured)
+    try:
+        await asyncio.to_thread(stack.stop_service, "trash")
+    except CannotControl as exc:
+        pytest.skip(str(exc))
+    try:
+        for _ in range(3):
+            await login(gateway, stack.smtp_sink_url)
+
+        async def pending():
+            alerts = (await _get(http, f"{prometheus}/api/v1/alerts"))["data"]["alerts"]
+            return [a for a in alerts if a["labels"]["alertname"] == "OsmcloudConsumerLagGrowing"
+                    and a["labels"]["group"] == group]
+
+        (alert,) = await _until("OsmcloudConsumerLagGrowing pending for trash's group", pending)
+        assert alert["state"] == "pending"  # `for: 10m`
+        assert float(alert["value"]) >= 3
+    finally:
+        await asyncio.to_thread(stack.start_service, "trash")

@@ -136,14 +136,25 @@ class FakeAdmin:
 
 
 class FakeEnds:
+    """A consumer's view of the topics: two partitions each, 12 events in each, the first 2 of
+    them gone by retention."""
+
+    def partitions_for_topic(self, topic):
+        return {0, 1}
+
     async def end_offsets(self, partitions):
         return {tp: 12 for tp in partitions}
+
+    async def beginning_offsets(self, partitions):
+        return {tp: 2 for tp in partitions}
 
 
 async def test_lag_is_measured_for_every_group_of_the_deployment_per_partition():
     monitor = LagMonitor("x", "p.")
     await monitor.measure_once(FakeAdmin(), FakeEnds())
-    assert monitor.lag == {("p.trash", "p.files", 0): 7, ("p.files", "p.trash", 0): 3}
+    # partition 1 of each topic has no commit of the group yet: all its events count
+    assert monitor.lag == {("p.trash", "p.files", 0): 7, ("p.trash", "p.files", 1): 10,
+                           ("p.files", "p.trash", 0): 3, ("p.files", "p.trash", 1): 10}
     assert monitor.measured_at > 0
     registry = CollectorRegistry()
     gauge_function(registry, "kafka_consumer_lag", "lag", lambda: (((g, t, str(p)), n) for (g, t, p), n in

@@ -10,6 +10,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.structs import TopicPartition
 from pydantic import ValidationError
 
 from .events import CATALOGUE, DOMAINS, Event, topic_for
@@ -365,14 +366,22 @@ class LagMonitor:
         self.measured_at: float = 0.0
 
     async def measure_once(self, admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer) -> None:
+        """A group's topics are those it has committed on; a partition of them it has never
+        committed on (no event there yet when it last ran) counts from the partition's start."""
         groups = sorted(g[0] for g in await admin.list_consumer_groups() if str(g[0]).startswith(self._prefix))
-        committed: dict[tuple[str, object], int] = {}
+        committed: dict[tuple[str, TopicPartition], int] = {}
         for group in groups:
-            for tp, meta in (await admin.list_consumer_group_offsets(group)).items():
+            offsets = await admin.list_consumer_group_offsets(group)
+            for topic in {tp.topic for tp, meta in offsets.items() if meta.offset >= 0}:
+                for partition in consumer.partitions_for_topic(topic) or ():
+                    committed[(group, TopicPartition(topic, partition))] = -1
+            for tp, meta in offsets.items():
                 if meta.offset >= 0:
                     committed[(group, tp)] = meta.offset
-        ends = await consumer.end_offsets(sorted({tp for _, tp in committed})) if committed else {}
-        self.lag = {(group, tp.topic, tp.partition): max(0, ends[tp] - offset)
+        partitions = sorted({tp for _, tp in committed})
+        ends = await consumer.end_offsets(partitions) if partitions else {}
+        starts = await consumer.beginning_offsets(partitions) if -1 in committed.values() else {}
+        self.lag = {(group, tp.topic, tp.partition): max(0, ends[tp] - (offset if offset >= 0 else starts.get(tp, 0)))
                     for (group, tp), offset in committed.items() if tp in ends}
         self.measured_at = datetime.now(UTC).timestamp()
 
