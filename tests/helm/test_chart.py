@@ -169,15 +169,27 @@ def test_each_workload_scales_alone_and_has_a_disruption_budget(production, rend
     assert len(_of_kind(defaults, "HorizontalPodAutoscaler")) == len(COMPONENTS)
 
 
+def _consumers() -> set[str]:
+    """Services that run a consumer group: their composition registers event handlers."""
+    handler = re.compile(r"\.on_(?:event|events|account_deleted)\(")
+    return {s for s in SERVICES
+            if any(handler.search(p.read_text()) for p in (ROOT / "services" / s / "src").rglob("*.py"))}
+
+
 def test_topics_have_a_partition_for_every_replica_of_a_consuming_service(production, render, inline_values):
     hpas = {_component(h): h["spec"]["maxReplicas"] for h in _of_kind(production, "HorizontalPodAutoscaler")}
     deployments = _deployments(production)
-    most = max(hpas.get(name) or deployments[name]["spec"]["replicas"] for name in ("files", "trash", "billing"))
+    consumers = _consumers()
+    assert consumers == {"auth", "files", "trash", "billing"}  # each has handlers today
+    most = max(hpas.get(name) or deployments[name]["spec"]["replicas"] for name in consumers)
     assert most == 12  # files' HPA in the example
     for name in SERVICES:
         assert int(_env(deployments[name])["KAFKA_TOPIC_PARTITIONS"]["value"]) >= most
     raised = _deployments(render(inline_values, sets=("kafka.topicPartitions=24",)))
     assert _env(raised["files"])["KAFKA_TOPIC_PARTITIONS"]["value"] == "24"
+    for name in consumers:  # the chart counts each consumer: scaling any one raises the partitions
+        scaled = _deployments(render(inline_values, sets=(f"{name}.autoscaling.maxReplicas=20",)))
+        assert _env(scaled["billing"])["KAFKA_TOPIC_PARTITIONS"]["value"] == "20", name
 
 
 def test_secrets_come_only_from_secrets_and_none_is_a_published_default(production, render, inline_values):

@@ -87,6 +87,33 @@ async def _until(what: str, check, timeout: float = WAIT_SECONDS):
         await asyncio.sleep(0.5)
 
 
+async def test_each_service_measures_every_groups_lag_from_the_broker(stack, http, gateway):
+    """Without Prometheus: a service's own /metrics (not through the gateway) reports the lag of
+    every consumer group of the deployment and its outbox backlog. A group is measured once it
+    has committed: a sign-up (auth's topic: billing and trash) and a plan (billing's: files)."""
+    if not stack.service_urls:
+        pytest.skip(f"mode {stack.mode!r} does not name the services' own addresses")
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from osmcloud_localstack.client import login
+    me, _ = await login(gateway, stack.smtp_sink_url)
+    assert (await me.call("POST", "/api/billing/start")).status == 201
+
+    async def lag_groups():
+        async with http.get(f"{stack.service_urls['auth']}/metrics") as reply:
+            text = await reply.text()
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        groups = {s.labels["group"] for s in families["kafka_consumer_lag"].samples}
+        return (families, groups) if {f"{stack.topic_prefix}{g}" for g in ("files", "trash", "billing")} <= groups \
+            else None
+
+    families, groups = await _until("auth measuring files', trash's and billing's lag", lag_groups, timeout=60)
+    assert all(s.value >= 0 for s in families["kafka_consumer_lag"].samples)
+    collections = {s.labels["collection"] for s in families["outbox_pending_documents"].samples}
+    assert {"users", "devices"} <= collections
+    assert families["kafka_consumer_lag_measured_timestamp_seconds"].samples[0].value > time.time() - 60
+
+
 async def test_prometheus_scrapes_every_service_of_the_stack(stack, prometheus, http):
     async def all_up():
         targets = (await _get(http, f"{prometheus}/api/v1/targets"))["data"]["activeTargets"]

@@ -11,7 +11,7 @@ auth:
   calls: [billing]
   uses: [mongo, kafka, smtp]
   peers: true
-  consumes: false
+  consumes: true
 files:
   calls: [auth]
   uses: [mongo, kafka, s3]
@@ -88,7 +88,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if eq $set 0 -}}
 {{- $needed -}}
 {{- else if lt $set $needed -}}
-{{- fail (printf "kafka.topicPartitions=%d is below %d, the most replicas a consuming service (files, trash, billing) may run: a consumer group leaves replicas beyond the partition count idle. Raise it or leave it 0." $set $needed) -}}
+{{- fail (printf "kafka.topicPartitions=%d is below %d, the most replicas a consuming service (every service runs a consumer group) may run: a consumer group leaves replicas beyond the partition count idle. Raise it or leave it 0." $set $needed) -}}
 {{- else -}}
 {{- $set -}}
 {{- end -}}
