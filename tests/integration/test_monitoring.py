@@ -114,16 +114,23 @@ async def test_each_service_measures_every_groups_lag_from_the_broker(stack, htt
     assert families["kafka_consumer_lag_measured_timestamp_seconds"].samples[0].value > time.time() - 60
 
 
-async def test_prometheus_scrapes_every_service_of_the_stack(stack, prometheus, http):
+async def test_prometheus_scrapes_every_service_of_the_stack(stack, prometheus, http, gateway):
+    from osmcloud_localstack.client import login
+    me, _ = await login(gateway, stack.smtp_sink_url)  # events on auth's and billing's topics:
+    assert (await me.call("POST", "/api/billing/start")).status == 201  # every group commits
+
     async def all_up():
         targets = (await _get(http, f"{prometheus}/api/v1/targets"))["data"]["activeTargets"]
         healthy = {t["labels"]["service"] for t in targets if t["health"] == "up"}
         return healthy if healthy >= set(stack.service_urls) else None
 
     assert await _until("every service scraped", all_up) == set(stack.service_urls)
-    query = await _get(http, f"{prometheus}/api/v1/query?query=max%20by%20(group)%20(kafka_consumer_lag)")
-    groups = {r["metric"]["group"] for r in query["data"]["result"]}
-    assert {f"{stack.topic_prefix}trash", f"{stack.topic_prefix}billing", f"{stack.topic_prefix}files"} <= groups
+
+    async def groups():
+        query = await _get(http, f"{prometheus}/api/v1/query?query={quote('max by (group) (kafka_consumer_lag)')}")
+        found = {r["metric"]["group"] for r in query["data"]["result"]}
+        return found if {f"{stack.topic_prefix}{g}" for g in ("auth", "files", "trash", "billing")} <= found else None
+    await _until("every group's lag in Prometheus", groups)
 
 
 async def test_an_unreadable_event_fires_the_dead_letters_alert(stack, prometheus, http):

@@ -184,8 +184,9 @@ class EventConsumer:
         self._skip = skip  # e.g. events of an account already deleted here
         self.handled = 0
         self.connected = False
-        # events set aside in `dead_letters`, by event type ("unreadable" when unparsable)
-        self.dead_lettered: dict[str, int] = {}
+        # events set aside in `dead_letters`, by event type ("unreadable" when unparsable); every
+        # type starts at 0, so that a first dead letter is an increase Prometheus can see
+        self.dead_lettered: dict[str, int] = {t: 0 for t in (*sorted(handlers), *sorted(batch_handlers), "unreadable")}
 
     @property
     def group_id(self) -> str:
