@@ -1,5 +1,6 @@
 # osmcloud: the two commands (see docs/operations.md).
 #   make up     install what is missing (infra/bootstrap.sh), start the whole system on port 8080
+#               (PROMETHEUS=1: with Prometheus on port 8096 watching it)
 #   make down   stop what `make up` started
 #   make test   install what is missing, run unit + integration tests on their own stack
 #               (base port 28080, state in .state/test), then stop that stack even on failure
@@ -11,6 +12,8 @@ SHELL := /bin/bash
 STACK := .venv/bin/osmcloud-stack
 UP_STATE := .state/up
 UP_PORT ?= 8080
+# PROMETHEUS=1: make up also runs Prometheus (base port + 16) with deploy/prometheus/alerts.yml
+PROMETHEUS ?=
 TEST_STATE := .state/test
 PYTEST_ARGS ?=
 
@@ -28,7 +31,7 @@ bootstrap:
 # in $(UP_STATE)/stack.json (mode 0600, git-ignored). SANDBOX_STORE=1 turns on billing's sandbox
 # store (signed test receipts; never in a deployment).
 up: bootstrap
-	@$(STACK) up --base-port $(UP_PORT) --state-dir $(UP_STATE) $(if $(filter 1 true yes,$(SANDBOX_STORE)),--sandbox-store)
+	@$(STACK) up --base-port $(UP_PORT) --state-dir $(UP_STATE) $(if $(filter 1 true yes,$(SANDBOX_STORE)),--sandbox-store) $(if $(filter 1 true yes,$(PROMETHEUS)),--prometheus)
 
 down:
 	@if [ -x $(STACK) ]; then $(STACK) down --state-dir $(UP_STATE); \

@@ -10,6 +10,9 @@
 #     versitygw-1.8.0/versitygw  S3 server (go install from the Go module proxy)
 #     npm/                       npm's cache for the web app (clients/web: npm ci, then vite build
 #                                into clients/web/dist, again only when its sources change)
+#     helm-4.3.2/helm            Helm 4 (go install; tests/helm lints and renders the chart)
+#     prometheus-0.316.0/        Prometheus 3.16 and promtool (go install, without the cloud
+#                                service discoveries; `make up` runs it, make test checks rules)
 # plus Maven's (~/.m2), Go's (~/go/pkg/mod, ~/.cache/go-build) and uv's own caches.
 # The Python virtualenv is REPO/.venv (uv sync --frozen).
 #
@@ -19,6 +22,8 @@ set -uo pipefail
 
 KAFKA_VERSION=4.1.1
 VERSITYGW_VERSION=1.8.0
+HELM_VERSION=4.3.2                 # keep in step with osmcloud_localstack.paths
+PROMETHEUS_MODULE_VERSION=0.316.0  # Prometheus 3.16 (its Go module's version)
 MIN_PYTHON=3.11
 MIN_JAVA=17
 MIN_NODE=18.19  # Debian 12's nodejs; Vite 6 and Vitest 3 run on it
@@ -294,6 +299,45 @@ else
     apt_install chromium
     [ -x /usr/bin/chromium ] || fail "/usr/bin/chromium missing after apt-get install chromium"
     info "$(/usr/bin/chromium --version 2>/dev/null | head -n1)"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# go_install_tool NAME DIR "ARGS...": go install ARGS into DIR (atomically: a half-built
+# directory is never taken for a finished one)
+go_install_tool() {
+    local name=$1 dir=$2
+    shift 2
+    local tmp="$dir.tmp.$$"
+    rm -rf "$tmp" && mkdir -p "$tmp" || fail "cannot create $tmp"
+    LOG="$LOGDIR/go-install-$name.log"
+    (cd "$CACHE" && GOFLAGS=-buildvcs=false GOBIN="$tmp" "$GO" install "$@") >"$LOG" 2>&1 \
+        || { rm -rf "$tmp"; fail "go install $name failed (network access to the Go module proxy?)" \
+                "to see details: GOBIN=/tmp/$name go install $*"; }
+    rm -rf "$dir" && mv "$tmp" "$dir" || fail "cannot move $tmp to $dir"
+}
+
+step "helm $HELM_VERSION (chart checks)"
+HELM_DIR="$CACHE/helm-$HELM_VERSION"
+if [ -x "$HELM_DIR/helm" ]; then
+    info "cached: $HELM_DIR/helm"
+else
+    info "go install helm.sh/helm/v4/cmd/helm@v$HELM_VERSION (a few minutes when cold)"
+    T0=$(date +%s)
+    go_install_tool helm "$HELM_DIR" "helm.sh/helm/v4/cmd/helm@v$HELM_VERSION"
+    info "built in $(( $(date +%s) - T0 )) s"
+fi
+
+step "prometheus and promtool $PROMETHEUS_MODULE_VERSION (monitoring; rule checks)"
+PROM_DIR="$CACHE/prometheus-$PROMETHEUS_MODULE_VERSION"
+if [ -x "$PROM_DIR/prometheus" ] && [ -x "$PROM_DIR/promtool" ]; then
+    info "cached: $PROM_DIR"
+else
+    info "go install prometheus, promtool @v$PROMETHEUS_MODULE_VERSION -tags remove_all_sd (several minutes when cold)"
+    T0=$(date +%s)
+    go_install_tool prometheus "$PROM_DIR" -tags remove_all_sd \
+        "github.com/prometheus/prometheus/cmd/prometheus@v$PROMETHEUS_MODULE_VERSION" \
+        "github.com/prometheus/prometheus/cmd/promtool@v$PROMETHEUS_MODULE_VERSION"
+    info "built in $(( $(date +%s) - T0 )) s"
 fi
 
 echo "[bootstrap] done in $(( $(date +%s) - START )) s (cache: $CACHE)"

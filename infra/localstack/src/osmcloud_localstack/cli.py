@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--s3-endpoint", default=None, help="use this S3 server (host:port) instead of versitygw")
     up.add_argument("--s3-access-key", default=None)
     up.add_argument("--s3-secret-key", default=None)
+    up.add_argument("--prometheus", action="store_true",
+                    help="also run Prometheus on base port + 16, scraping the stack with deploy/prometheus/alerts.yml")
 
     down = sub.add_parser("down", help="stop every process recorded in the state directory")
     state_arg(down)
@@ -91,6 +93,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         sandbox_store=args.sandbox_store,
         trusted_proxies=tuple(args.trusted_proxy),
+        prometheus=args.prometheus,
     )
     stack = Stack(config, log=_say)
     running = [n for n in stack.process_names() if stack.procs.running(n)]
@@ -101,6 +104,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     endpoints = stack.up()
     print(flush=True)
     print(f"osmcloud is up: {endpoints.gateway_url}", flush=True)
+    if config.prometheus:
+        print(f"  prometheus: http://127.0.0.1:{stack.ports.port('prometheus')} (alerts: /api/v1/alerts)", flush=True)
     print(f"  logs:  {state_dir / 'logs'}", flush=True)
     print(f"  stop:  osmcloud-stack down --state-dir {state_dir}", flush=True)
     return 0

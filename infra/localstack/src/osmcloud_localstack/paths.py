@@ -15,6 +15,9 @@ from pathlib import Path
 KAFKA_VERSION = "4.1.1"
 FERRETDB_VERSION = "1.24.2"
 VERSITYGW_VERSION = "1.8.0"
+HELM_VERSION = "4.3.2"
+# Prometheus 3.16's Go module version (github.com/prometheus/prometheus v0.316.0)
+PROMETHEUS_MODULE_VERSION = "0.316.0"
 
 
 class ToolMissing(RuntimeError):
@@ -101,6 +104,21 @@ def web_dist(repo: Path) -> Path:
     if not (dist / "index.html").is_file():
         raise ToolMissing(f"the web app is not built ({dist / 'index.html'} missing); {_hint()}")
     return dist
+
+
+def helm_binary() -> Path:
+    binary = cache_dir() / f"helm-{HELM_VERSION}" / "helm"
+    if not os.access(binary, os.X_OK):
+        raise ToolMissing(f"helm {HELM_VERSION} not found at {binary}; {_hint()}")
+    return binary
+
+
+def prometheus_binary(name: str = "prometheus") -> Path:
+    """prometheus or promtool, built by bootstrap from the Go module proxy."""
+    binary = cache_dir() / f"prometheus-{PROMETHEUS_MODULE_VERSION}" / name
+    if not os.access(binary, os.X_OK):
+        raise ToolMissing(f"{name} ({PROMETHEUS_MODULE_VERSION}) not found at {binary}; {_hint()}")
+    return binary
 
 
 def java_binary() -> str:

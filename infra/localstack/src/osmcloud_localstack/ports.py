@@ -5,7 +5,7 @@ never collide:
 
     gateway B+0   auth B+1   files B+2   trash B+3   billing B+4
     kafka broker B+10   kafka controller B+11   ferretdb B+12   versitygw B+13
-    smtp sink (SMTP) B+14   smtp sink (HTTP read API) B+15
+    smtp sink (SMTP) B+14   smtp sink (HTTP read API) B+15   prometheus B+16 (make up PROMETHEUS=1)
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ PORT_OFFSETS: dict[str, int] = {
     "versitygw": 13,
     "smtp-sink": 14,
     "smtp-sink-http": 15,
+    "prometheus": 16,
 }
 
 # process name -> the port roles it listens on
@@ -43,6 +44,7 @@ PROCESS_PORTS: dict[str, tuple[str, ...]] = {
     "trash": ("trash",),
     "billing": ("billing",),
     "gateway": ("gateway",),
+    "prometheus": ("prometheus",),
 }
 
 HOST = "127.0.0.1"

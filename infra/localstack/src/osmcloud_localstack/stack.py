@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import paths, readiness
+from . import monitoring, paths, readiness
 from .gateway import write_gateway_config
 from .ports import HOST, PROCESS_PORTS, PortLayout, find_conflicts
 from .procs import PidRecord, ProcessManager, group_members, proc_state, tail
@@ -43,7 +43,7 @@ SERVICES = ("auth", "files", "trash", "billing")
 GENERATED_SECRETS = ("s3_access_key", "s3_secret_key", "sandbox_receipt_key")
 INFRA = ("kafka", "ferretdb", "versitygw")
 # start order; stop runs in reverse
-ALL_PROCESSES = ("kafka", "ferretdb", "versitygw", "smtp-sink", *SERVICES, "gateway")
+ALL_PROCESSES = ("kafka", "ferretdb", "versitygw", "smtp-sink", *SERVICES, "gateway", "prometheus")
 
 
 
@@ -132,6 +132,7 @@ class StackConfig:
     trusted_proxies: tuple[str, ...] = ()
     kafka_heap: str = "512m"
     timeouts: dict[str, float] = field(default_factory=dict)  # per process readiness timeout override
+    prometheus: bool = False  # also run Prometheus (deploy/prometheus/alerts.yml) scraping the stack
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir).absolute()
@@ -244,6 +245,7 @@ class Stack:
             gateway_secret=meta["gateway_secret"],
             sandbox_store=meta.get("sandbox_store", False),
             trusted_proxies=tuple(meta.get("trusted_proxies") or ()),
+            prometheus=meta.get("prometheus", False),
         )
         stack = cls(cfg, log)
         stack._generated = dict(meta.get("secrets") or {})
@@ -271,6 +273,7 @@ class Stack:
             "sandbox_store": c.sandbox_store,
             "trusted_proxies": list(c.trusted_proxies),
             "secrets": {name: self._generated_secret(name) for name in GENERATED_SECRETS},
+            "prometheus": c.prometheus,
             "processes": list(self.process_names()),
             "repo": str(self.repo),
         }
@@ -316,6 +319,8 @@ class Stack:
         if self.config.services:
             names += SERVICES
         names.append("gateway")
+        if self.config.prometheus:
+            names.append("prometheus")
         return tuple(names)
 
     def endpoints(self) -> Endpoints:
@@ -372,6 +377,9 @@ class Stack:
                     self._wait_ready(name, rec, spec)
             name, rec, spec = self._spawn("gateway")
             self._wait_ready(name, rec, spec)
+            if self.config.prometheus:
+                name, rec, spec = self._spawn("prometheus")
+                self._wait_ready(name, rec, spec)
         except BaseException:
             self._log("start failed; stopping what was started")
             self.down()
@@ -454,6 +462,8 @@ class Stack:
             if "versitygw" in names:
                 paths.versitygw_binary()
             paths.nginx_binary()
+            if "prometheus" in names:
+                paths.prometheus_binary()
         except paths.ToolMissing as exc:
             raise StackError(str(exc)) from exc
         if self.config.services:
@@ -525,6 +535,7 @@ class Stack:
             "versitygw": lambda: readiness.http_ok(f"http://{HOST}:{p.versitygw}/healthz"),
             "smtp-sink": lambda: readiness.http_ok(f"http://{HOST}:{p.smtp_http}/healthz") or readiness.tcp(HOST, p.smtp),
             "gateway": lambda: readiness.http_ok(f"http://{HOST}:{p.gateway}/healthz"),
+            "prometheus": lambda: readiness.http_ok(f"http://{HOST}:{p.port('prometheus')}/-/ready"),
         }
         for s in SERVICES:
             probes[s] = (lambda port: lambda: readiness.http_ok(f"http://{HOST}:{port}/readyz"))(p.port(s))
@@ -617,6 +628,19 @@ class Stack:
                 ready=self._ready(name),
                 timeout=timeout,
                 cwd=prefix,
+            )
+        if name == "prometheus":
+            directory = self.state / "prometheus"
+            own = f"{HOST}:{p.port('prometheus')}"
+            targets = {s: [f"{HOST}:{p.port(s)}"] for s in SERVICES if self.config.services}
+            config = monitoring.write_prometheus_config(directory, {**targets, "prometheus": [own]}, self.repo)
+            return _Spec(
+                argv=monitoring.prometheus_argv(paths.prometheus_binary(), config, directory / "data", own),
+                env={},
+                match=str(config),
+                ready=self._ready(name),
+                timeout=timeout,
+                cwd=directory,
             )
         raise StackError(f"unknown process {name!r}")
 

@@ -87,10 +87,13 @@ class StackHandle:
     # where the stack's processes write their logs ("" when they are not on this machine)
     logs_dir: str = ""
     services: bool = True
-    # each service's own address (not the gateway's): they report the test clock they read
+    # each service's own address (not through the gateway): they report the test clock they read, and
+    # the test controls the stack there
     service_urls: dict[str, str] = field(default_factory=dict)
     _stop_kafka: Callable[[], None] | None = field(default=None, repr=False)
     _start_kafka: Callable[[], None] | None = field(default=None, repr=False)
+    _stop_process: Callable[[str], str] | None = field(default=None, repr=False)
+    _start_process: Callable[[str], None] | None = field(default=None, repr=False)
 
     def url(self, path: str) -> str:
         return self.gateway_url.rstrip("/") + path
@@ -106,6 +109,18 @@ class StackHandle:
         if self._start_kafka is None:
             raise CannotControl(f"cannot start Kafka in mode {self.mode!r}")
         self._start_kafka()
+
+    def stop_service(self, name: str) -> None:
+        """Stop one service's process (blocking); CannotControl where the system is not ours."""
+        if self._stop_process is None:
+            raise CannotControl(f"cannot stop {name} in mode {self.mode!r}")
+        self._stop_process(name)
+
+    def start_service(self, name: str) -> None:
+        """Start a stopped service again and wait until it is ready (blocking)."""
+        if self._start_process is None:
+            raise CannotControl(f"cannot start {name} in mode {self.mode!r}")
+        self._start_process(name)
 
 
 # ---- mode selection -------------------------------------------------------------------------
@@ -230,6 +245,8 @@ def local_stack(say: Callable[[str], None]) -> Iterator[StackHandle]:
             services,
             _stop_kafka=lambda: stack.stop_process("kafka"),
             _start_kafka=lambda: stack.start_process("kafka"),
+            _stop_process=stack.stop_process,
+            _start_process=stack.start_process,
         )
     finally:
         say("stopping the local test stack")
@@ -262,7 +279,8 @@ def testcontainers_stack(say: Callable[[str], None], on_death: Callable[[Any], N
             endpoints = stack.up()  # waits for the containers' Kafka/Mongo/S3 first
         except StackError as exc:
             raise StackUnavailable(f"the test stack did not start:\n{exc}") from exc
-        yield _handle("testcontainers", endpoints, services, _stop_kafka=infra.stop_kafka, _start_kafka=infra.start_kafka)
+        yield _handle("testcontainers", endpoints, services, _stop_kafka=infra.stop_kafka, _start_kafka=infra.start_kafka,
+                      _stop_process=stack.stop_process, _start_process=stack.start_process)
     finally:
         if stack is not None:
             say("stopping the local processes of the test stack")

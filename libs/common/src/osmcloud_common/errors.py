@@ -17,6 +17,16 @@ class ApiError(Exception):
             self.status = status
         self.details = details or {}
 
+    @property
+    def reason(self) -> str:
+        """Why the request was refused, for metrics: the code, unless a translation into
+        another protocol's shape kept the original one (`translated_from`)."""
+        return getattr(self, "_reason", None) or self.code
+
+    def translated_from(self, original: "ApiError") -> "ApiError":
+        self._reason = original.reason
+        return self
+
     def body(self) -> dict[str, Any]:
         error: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.details:

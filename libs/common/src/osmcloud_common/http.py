@@ -69,6 +69,10 @@ def create_app(service: str, *, gateway_secret: str = "",
     secret_bytes = gateway_secret.encode()
     requests = Counter("http_requests_total", "HTTP requests", ["method", "route", "status"], registry=registry)
     latency = Histogram("http_request_seconds", "HTTP request latency", ["method", "route"], registry=registry)
+    # requests refused with a reason a person can act on (4xx), by that reason: quota refusals
+    # are reason=~"quota_exceeded|file_quota_exceeded|file_too_large" (deploy/prometheus)
+    refusals = Counter("http_refusals_total", "requests refused, by the error's code", ["method", "route", "reason"],
+                       registry=registry)
 
     @web.middleware
     async def middleware(request: web.Request, handler):
@@ -87,6 +91,8 @@ def create_app(service: str, *, gateway_secret: str = "",
         except ApiError as exc:
             response = error_response(exc, request.path)
             status = response.status
+            if exc.status < 500:  # OsmAnd's shape answers 400 for everything: count by the error's own
+                refusals.labels(request.method, route, exc.reason).inc()
         except web.HTTPException as exc:
             if exc.status >= 400:
                 message = exc.reason if exc.text is None or exc.text.startswith(str(exc.status)) else exc.text

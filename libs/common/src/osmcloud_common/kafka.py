@@ -11,6 +11,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.structs import TopicPartition
 from pydantic import ValidationError
 
 from .events import CATALOGUE, DOMAINS, AccountDeleted, Event, topic_for
@@ -92,19 +93,42 @@ class KafkaProducer:
                 pass
 
 
-async def ensure_topics(bootstrap: str, prefix: str, partitions: int = 4, domains=DOMAINS) -> None:
+async def ensure_topics(bootstrap: str, prefix: str, partitions: int = 4, domains=DOMAINS,
+                        replication_factor: int = 1) -> None:
+    """Creates the topics that are missing. Existing topics are left as they are (adding
+    partitions would send a user's next events to another partition than the earlier ones,
+    breaking their order); one with fewer partitions than asked is logged, since a consumer
+    group then leaves replicas beyond its partition count idle."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
     await admin.start()
     try:
+        wanted = [topic_for(d, prefix) for d in domains]
         existing = set(await admin.list_topics())
-        missing = [topic_for(d, prefix) for d in domains if topic_for(d, prefix) not in existing]
+        missing = [t for t in wanted if t not in existing]
         if missing:
             try:
-                await admin.create_topics([NewTopic(t, partitions, 1) for t in missing])
+                await admin.create_topics([NewTopic(t, partitions, replication_factor) for t in missing])
             except TopicAlreadyExistsError:
                 pass
+        present = [t for t in wanted if t in existing]
+        if present:
+            await _warn_about_few_partitions(admin, present, partitions)
     finally:
         await admin.close()
+
+
+async def _warn_about_few_partitions(admin: AIOKafkaAdminClient, topics: list[str], partitions: int) -> None:
+    try:
+        described = await admin.describe_topics(topics)
+    except KafkaError as exc:
+        log.warning("could not describe topics", error=repr(exc))
+        return
+    for topic in described:
+        have = len(topic.get("partitions") or ())
+        if 0 < have < partitions:
+            log.warning("topic has fewer partitions than configured; replicas beyond that count stay idle "
+                        "(raise them with kafka-topics.sh --alter once its consumers have caught up)",
+                        topic=topic.get("topic"), partitions=have, configured=partitions)
 
 
 async def kafka_reachable(bootstrap: str) -> bool:
@@ -173,6 +197,16 @@ class EventConsumer:
         self._skip = skip  # e.g. events of an account already deleted here
         self.handled = 0
         self.connected = False
+        # events set aside in `dead_letters`, by event type ("unreadable" when unparsable); every
+        # type starts at 0, so that a first dead letter is an increase Prometheus can see
+        self.dead_lettered: dict[str, int] = {t: 0 for t in (*sorted(handlers), *sorted(batch_handlers), "unreadable")}
+
+    @property
+    def group_id(self) -> str:
+        return self._group_id
+
+    def _dead_lettered(self, event_type: str) -> None:
+        self.dead_lettered[event_type] = self.dead_lettered.get(event_type, 0) + 1
 
     async def run(self) -> None:
         while True:
@@ -284,6 +318,7 @@ class EventConsumer:
                 raw = message.value.decode(errors="replace")
                 await self._dead_letters.insert_one(
                     {"raw": raw, "user_id": _user_id_of(raw), "error": str(exc), "at": datetime.now(UTC)})
+                self._dead_lettered("unreadable")
                 return
         handler = self._handlers.get(event.type)
         if handler is None:
@@ -319,6 +354,7 @@ class EventConsumer:
                         await self._dead_letters.insert_one(
                             {"event": event.model_dump(mode="json"), "user_id": event.user_id, "error": repr(exc),
                              "at": datetime.now(UTC)})
+                        self._dead_lettered(event.type)
                     else:
                         log.warning("batch handler gave up; applying its events one by one", error=repr(exc))
                     return False
@@ -338,3 +374,57 @@ class EventConsumer:
         await self._processed.update_one({"_id": event.id}, {"$setOnInsert": fields}, upsert=True)
         self.handled += 1
         log.info("event handled")
+
+
+class LagMonitor:
+    """Measures every consumer group of this deployment (groups named `<prefix>...`) from the
+    broker: per partition, the end offset minus the group's committed offset. Each service
+    runs one, so a group's lag stays visible while the consumer itself is down or stuck."""
+
+    def __init__(self, bootstrap: str, prefix: str, interval_seconds: float = 15.0) -> None:
+        self._bootstrap, self._prefix, self._interval = bootstrap, prefix, interval_seconds
+        # (group, topic, partition) -> messages not yet committed, as of the last measurement
+        self.lag: dict[tuple[str, str, int], int] = {}
+        self.measured_at: float = 0.0
+
+    async def measure_once(self, admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer) -> None:
+        """A group's topics are those it has committed on; a partition of them it has never
+        committed on (no event there yet when it last ran) counts from the partition's start."""
+        groups = sorted(g[0] for g in await admin.list_consumer_groups() if str(g[0]).startswith(self._prefix))
+        committed: dict[tuple[str, TopicPartition], int] = {}
+        for group in groups:
+            offsets = await admin.list_consumer_group_offsets(group)
+            for topic in {tp.topic for tp, meta in offsets.items() if meta.offset >= 0}:
+                for partition in consumer.partitions_for_topic(topic) or ():
+                    committed[(group, TopicPartition(topic, partition))] = -1
+            for tp, meta in offsets.items():
+                if meta.offset >= 0:
+                    committed[(group, tp)] = meta.offset
+        partitions = sorted({tp for _, tp in committed})
+        ends = await consumer.end_offsets(partitions) if partitions else {}
+        starts = await consumer.beginning_offsets(partitions) if -1 in committed.values() else {}
+        self.lag = {(group, tp.topic, tp.partition): max(0, ends[tp] - (offset if offset >= 0 else starts.get(tp, 0)))
+                    for (group, tp), offset in committed.items() if tp in ends}
+        self.measured_at = datetime.now(UTC).timestamp()
+
+    async def run(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, request_timeout_ms=5000)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False,
+                                    request_timeout_ms=5000)
+        try:
+            await admin.start()
+            await consumer.start()
+            while True:
+                try:
+                    await self.measure_once(admin, consumer)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # Kafka away: the last figures stay, measured_at tells their age
+                    log.warning("consumer lag not measured", error=repr(exc))
+                await asyncio.sleep(self._interval)
+        finally:
+            for client in (consumer, admin):
+                try:
+                    await (client.stop() if client is consumer else client.close())
+                except Exception:
+                    pass

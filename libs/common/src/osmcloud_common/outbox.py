@@ -8,6 +8,7 @@ removal publishes again: delivery is at least once and consumers are idempotent.
 
 import asyncio
 import json
+import time
 from typing import Any
 
 from .events import Event, topic_for, CATALOGUE
@@ -64,6 +65,20 @@ class OutboxRelay:
         self._again: set[tuple[int, Any]] = set()
         self._hints: dict[int, tuple[Any, set]] = {}
         self.published = 0
+        # the backlog as the scans see it: per collection, the pending documents and when a
+        # scan first found each pending (wall time); a publish removes its document
+        self._pending_since: dict[str, dict[Any, float]] = {}
+
+    def backlog(self) -> dict[str, tuple[int, float]]:
+        """Per collection: (documents with unpublished events, seconds the oldest of them has
+        been waiting, as seen by the scans — at most one scan late)."""
+        now = time.time()
+        return {name: (len(since), now - min(since.values()) if since else 0.0)
+                for name, since in self._pending_since.items()}
+
+    @staticmethod
+    def _name(collection) -> str:
+        return str(getattr(collection, "name", "") or "")
 
     def add_collection(self, collection) -> None:
         self._collections.append(collection)
@@ -130,11 +145,19 @@ class OutboxRelay:
                 wait, backoff = backoff, min(backoff * 2, 10.0)
 
     async def flush(self) -> int:
-        """Publishes every pending event once; returns how many were published."""
-        sent = 0
+        """Publishes every pending event once; returns how many were published. Every
+        collection is listed before anything is published, so the backlog figures hold while
+        Kafka is away."""
+        listed = []
         for collection in self._collections:
             # collect the ids first: no cursor stays open while events are published
             pending = [doc["_id"] async for doc in collection.find({PENDING_FIELD: True}, {"_id": 1})]
+            seen = self._pending_since.get(self._name(collection), {})
+            now = time.time()
+            self._pending_since[self._name(collection)] = {doc_id: seen.get(doc_id, now) for doc_id in pending}
+            listed.append((collection, pending))
+        sent = 0
+        for collection, pending in listed:
             for doc_id in pending:
                 sent += await self._flush_doc(collection, doc_id)
         return sent
@@ -160,6 +183,7 @@ class OutboxRelay:
         # condition scans the collection, which cost files' relay 100+ ms at p99)
         doc = await collection.find_one({"_id": doc_id}, {OUTBOX_FIELD: 1, PENDING_FIELD: 1})
         if doc is None or not doc.get(PENDING_FIELD):
+            self._pending_since.get(self._name(collection), {}).pop(doc_id, None)
             return 0
         entries = doc.get(OUTBOX_FIELD) or []
         # all in flight at once: a purge batch carries thousands of events
@@ -176,6 +200,7 @@ class OutboxRelay:
             # clear the flag only if no new event was pushed meanwhile
             await collection.update_one({"_id": doc_id, OUTBOX_FIELD: {"$size": 0}}, {"$unset": {PENDING_FIELD: ""}})
         self.published += len(entries)
+        self._pending_since.get(self._name(collection), {}).pop(doc_id, None)
         return len(entries)
 
 

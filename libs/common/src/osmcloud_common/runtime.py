@@ -20,8 +20,9 @@ from .errors import BadRequest
 from .events import AccountDeleted, Event, Payload, make_event
 from .handover import Handover, apply_events, parse_events
 from .http import REGISTRY_KEY, add_readiness_check, create_app
-from .kafka import BatchHandler, EventConsumer, Handler, KafkaProducer, ensure_topics, kafka_reachable
+from .kafka import BatchHandler, EventConsumer, Handler, KafkaProducer, LagMonitor, ensure_topics, kafka_reachable
 from .logging import configure_logging, get_logger
+from .metrics import counter_function, gauge_function
 from .mongo import connect, delete_user_data, mongo_reachable
 from .outbox import OutboxRelay, outbox_entry
 from .settings import ConfigurationError, ServiceSettings
@@ -37,6 +38,8 @@ class Runtime:
         self.clock: Clock = SharedTestClock(self.mongo) if settings.test_clock else SystemClock()
         self.producer = KafkaProducer(settings.kafka_bootstrap, client_id=settings.service_name)
         self.relay = OutboxRelay(self.producer, [], poll_seconds=settings.outbox_poll_seconds)
+        self.lag_monitor = LagMonitor(settings.kafka_bootstrap, settings.kafka_topic_prefix,
+                                      settings.consumer_lag_poll_seconds)
         self.blobs = (BlobStore(settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key,
                                 settings.s3_bucket, settings.s3_secure) if uses_blobs else None)
         self._handlers: dict[str, Handler] = {}
@@ -160,7 +163,9 @@ class Runtime:
             await self._retry_forever(getattr(step, "__name__", "startup"), step)
 
         async def topics() -> None:
-            await ensure_topics(self.settings.kafka_bootstrap, self.settings.kafka_topic_prefix)
+            await ensure_topics(self.settings.kafka_bootstrap, self.settings.kafka_topic_prefix,
+                                partitions=self.settings.kafka_topic_partitions,
+                                replication_factor=self.settings.kafka_topic_replication_factor)
             self._topics_ready = True
         await self._retry_forever("kafka-topics", topics)
         self._started = True
@@ -175,7 +180,8 @@ class Runtime:
 
         async def after_start() -> None:
             await tasks[0]
-            runners = [self._keep_running("outbox-relay", self.relay.run)]
+            runners = [self._keep_running("outbox-relay", self.relay.run),
+                       self._keep_running("consumer-lag", self.lag_monitor.run)]
             if self._handlers or self._batch_handlers:
                 self.consumer = EventConsumer(
                     bootstrap=self.settings.kafka_bootstrap, topic_prefix=self.settings.kafka_topic_prefix,
@@ -221,15 +227,34 @@ class Runtime:
         self.readiness(app)
         app.cleanup_ctx.append(self.lifecycle)
         app.router.add_post("/internal/events", self._events_handed_over)
-        registry = app[REGISTRY_KEY]
-        relay = self.relay
+        self._bind_metrics(app[REGISTRY_KEY])
+        return app
+
+    def _bind_metrics(self, registry) -> None:
+        """What an operator watches (docs/observability.md): events relayed and applied, the
+        outbox backlog, dead letters, every consumer group's lag and failed hand-overs."""
+        relay, lag = self.relay, self.lag_monitor
         Gauge("outbox_published_total", "events relayed to Kafka", registry=registry).set_function(
             lambda: relay.published)
         Gauge("events_handled_total", "events consumed and applied", registry=registry).set_function(
             lambda: self.consumer.handled if self.consumer else 0)
         Gauge("handover_failed_total", "hand-overs to another service that failed (Kafka brought the events)",
               registry=registry).set_function(lambda: sum(h.failed for h in self.handovers.values()))
-        return app
+        gauge_function(registry, "outbox_pending_documents", "documents holding events not yet relayed to Kafka",
+                       lambda: (((name,), n) for name, (n, _) in relay.backlog().items()), ("collection",))
+        gauge_function(registry, "outbox_oldest_pending_seconds",
+                       "how long the oldest unrelayed event has waited (0: none)",
+                       lambda: (((name,), age) for name, (_, age) in relay.backlog().items()), ("collection",))
+        counter_function(registry, "events_dead_lettered", "events set aside in dead_letters by this process",
+                         lambda: (((self.consumer.group_id, t), n) for t, n in
+                                  (self.consumer.dead_lettered.items() if self.consumer else ())),
+                         ("group", "event_type"))
+        gauge_function(registry, "kafka_consumer_lag", "messages of a partition its group has not yet committed",
+                       lambda: (((g, t, str(p)), n) for (g, t, p), n in lag.lag.items()),
+                       ("group", "topic", "partition"))
+        gauge_function(registry, "kafka_consumer_lag_measured_timestamp_seconds",
+                       "when kafka_consumer_lag was last measured (0: never)",
+                       lambda: [((), lag.measured_at)])
 
 
 def serve(app: web.Application, settings: ServiceSettings) -> None:

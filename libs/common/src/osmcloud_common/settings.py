@@ -48,6 +48,11 @@ class ServiceSettings(BaseSettings):
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_topic_prefix: str = "osmcloud."
+    # topics this service creates when missing: partitions (a consumer group spreads over at
+    # most that many replicas, so at least the largest replica count of a consuming service;
+    # the Helm chart computes it) and copies per partition (1 for the local single broker)
+    kafka_topic_partitions: int = Field(default=4, ge=1)
+    kafka_topic_replication_factor: int = Field(default=1, ge=1)
 
     s3_endpoint: str = "127.0.0.1:9000"
     s3_access_key: str = ""
@@ -73,6 +78,8 @@ class ServiceSettings(BaseSettings):
     # clients may see the lag). Only for measuring what the hand-over costs
     # (benchmarks/read_your_writes.py); never in production.
     handover: bool = True
+    # how often every consumer group's lag is measured from the broker (/metrics)
+    consumer_lag_poll_seconds: float = Field(default=15.0, gt=0)
 
     @property
     def database_name(self) -> str:

@@ -109,9 +109,11 @@ def as_osmand_error(error: ApiError, quota_bytes: int | None) -> ApiError:
     if isinstance(error, OsmandError) or error.status >= 500:
         return error
     if error.status == 413:
-        return OsmandError(ErrorCode.SIZE_EXCEEDED, size_exceeded_message(quota_bytes, error.message))
-    if error.status == 403:
-        return OsmandError(ErrorCode.NO_VALID_SUBSCRIPTION, error.message)
-    if error.status == 404:
-        return OsmandError(ErrorCode.FILE_NOT_AVAILABLE, error.message)
-    return OsmandError(MALFORMED_REQUEST, error.message)
+        translated = OsmandError(ErrorCode.SIZE_EXCEEDED, size_exceeded_message(quota_bytes, error.message))
+    elif error.status == 403:
+        translated = OsmandError(ErrorCode.NO_VALID_SUBSCRIPTION, error.message)
+    elif error.status == 404:
+        translated = OsmandError(ErrorCode.FILE_NOT_AVAILABLE, error.message)
+    else:
+        translated = OsmandError(MALFORMED_REQUEST, error.message)
+    return translated.translated_from(error)  # metrics count it by files' own reason

@@ -42,6 +42,7 @@ class Purger:
         self.purged: Counter | None = None
         self.lag: Histogram | None = None
         self.in_trash: Gauge | None = None
+        self.last_pass: Gauge | None = None
         self._counted_at: float | None = None
 
     def bind_metrics(self, registry: CollectorRegistry) -> None:
@@ -50,6 +51,10 @@ class Purger:
         self.lag = Histogram("trash_purge_lag_seconds", "seconds between an item's expiry and its purge",
                              buckets=(0.5, 1, 2, 5, 10, 30, 60, 300, 3600, 86400), registry=registry)
         self.in_trash = Gauge("trash_items", "items in the trash (all users)", registry=registry)
+        # a purge that falls behind stops finishing passes (each pass purges everything due)
+        self.last_pass = Gauge("trash_purge_last_pass_timestamp_seconds",
+                               "when this replica last finished a purge pass (every due item purged)",
+                               registry=registry)
 
     # ------------------------------------------------------------ purging a set of items
     async def purge(self, items: list[dict], reason: PurgeReason) -> list[str]:
@@ -154,6 +159,8 @@ class Purger:
                 break  # what is left is claimed by others (a restore, another replica): next round
         await self.store.forget_relayed_batches(wall_now() - timedelta(seconds=2 * self.settings.claim_lease_seconds))
         await self._refresh_items_gauge()
+        if self.last_pass is not None:
+            self.last_pass.set(wall_now().timestamp())
         return total
 
     async def _refresh_items_gauge(self) -> None:
