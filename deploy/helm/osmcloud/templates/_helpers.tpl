@@ -13,7 +13,7 @@ auth:
   peers: true
   consumes: true
 files:
-  calls: [auth]
+  calls: [auth, trash]
   uses: [mongo, kafka, s3]
   peers: false
   consumes: true
@@ -23,7 +23,7 @@ trash:
   peers: false
   consumes: true
 billing:
-  calls: []
+  calls: [files]
   uses: [mongo, kafka]
   peers: false
   consumes: true
