@@ -24,7 +24,15 @@ from osmcloud_localstack.testing import advance_clock, events_of
 LOOPS = 50
 PARALLEL = 5  # accounts worked on at once (each account's pairs stay strictly in order)
 SOURCE_ADDRESS = "127.0.0.23"
-SANDBOX_KEY = "osmcloud-sandbox-key"  # billing's default SANDBOX_RECEIPT_KEY
+SANDBOX_KEY = ""  # the test stack's random SANDBOX_RECEIPT_KEY, set by _sandbox_key below
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _sandbox_key(stack):
+    """Receipts are signed with the stack's own sandbox key (billing has no default key)."""
+    global SANDBOX_KEY
+    SANDBOX_KEY = stack.sandbox_receipt_key
+    assert SANDBOX_KEY, "the test stack runs billing's sandbox store"
 BOUNDARY = "CowMooCowMooCowCowCow"
 
 

@@ -16,6 +16,7 @@ without a case here fails `test_every_documented_operation_has_a_tenancy_case`."
 
 from __future__ import annotations
 
+import pytest
 import asyncio
 import gzip
 import hashlib
@@ -39,7 +40,15 @@ from osmcloud_localstack.testing import advance_clock
 
 SPEC = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 METHODS = ("get", "put", "post", "delete", "patch")
-SANDBOX_KEY = "osmcloud-sandbox-key"  # billing's default SANDBOX_RECEIPT_KEY in the test stack
+SANDBOX_KEY = ""  # the test stack's random SANDBOX_RECEIPT_KEY, set by _sandbox_key below
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _sandbox_key(stack):
+    """Receipts are signed with the stack's own sandbox key (billing has no default key)."""
+    global SANDBOX_KEY
+    SANDBOX_KEY = stack.sandbox_receipt_key
+    assert SANDBOX_KEY, "the test stack runs billing's sandbox store"
 PRO_PRODUCT = "osmcloud.pro.monthly"
 
 

@@ -20,7 +20,7 @@ import schemathesis
 GATEWAY = os.environ["OSMCLOUD_ST_GATEWAY"].rstrip("/")
 SINK = os.environ["OSMCLOUD_ST_SMTP_SINK"].rstrip("/")
 ENDS_SESSION = re.compile(r"^(POST /api/auth/logout|DELETE /api/auth/devices/.+|POST /api/auth/account/delete)$")
-CODE = re.compile(r"\b(\d{4,8})\b")
+CODE = re.compile(r"\b(\d{4,18})\b")
 
 _generation = {"n": 0}
 _first = {"token": os.environ["OSMCLOUD_ST_TOKEN"]}

@@ -106,7 +106,7 @@ class OsmandAccounts:
         # as in the reference, where the account exists from the first user-register on: a
         # sign-up still waiting for its code is a registered e-mail too (the app then logs in)
         known = await self.store.user_by_email(email) is not None or \
-            await self.store.code_state(email, Purpose.LOGIN) is not None
+            await self.codes.any_requested(email, Purpose.OSMAND_LOGIN)
         if known and _field(params, "login") != "true":
             raise OsmandError(ErrorCode.USER_ALREADY_REGISTERED, "this e-mail is already registered; log in instead")
         orderid = _order_field(params)
