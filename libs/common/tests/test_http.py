@@ -118,7 +118,10 @@ async def test_userdata_errors_are_in_osmands_shape_whatever_raised_them():
         code, message = await answer("POST", "/userdata/boom")
         assert code == TRY_LATER and "bug" not in message
         assert (await answer("POST", "/userdata/conflict"))[0] == 400
-        assert (await answer("GET", "/userdata/limited"))[0] == 400  # method not allowed
+        # a method the route does not take: OsmAnd's body with HTTP's 405 and Allow
+        wrong = await client.request("GET", "/userdata/limited", headers=secret)
+        assert wrong.status == 405 and wrong.headers["Allow"] == "POST", wrong
+        assert (await wrong.json())["error"]["errorCode"] == 405
         assert (await answer("GET", "/userdata/nothing-here"))[0] == 400
         assert (await answer("POST", "/userdata/limited", headers={}))[0] == 400  # no gateway secret
         metrics = await (await client.get("/metrics")).text()

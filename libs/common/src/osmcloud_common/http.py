@@ -96,7 +96,12 @@ def create_app(service: str, *, gateway_secret: str = "",
         except web.HTTPException as exc:
             if exc.status >= 400:
                 message = exc.reason if exc.text is None or exc.text.startswith(str(exc.status)) else exc.text
-                if request.path.startswith(OSMAND_PREFIX):
+                if request.path.startswith(OSMAND_PREFIX) and exc.status == 405:
+                    # a method the app never sends: OsmAnd's body, but HTTP's own 405 and Allow
+                    # (as the gateway answers it), so clients and checkers can tell what is allowed
+                    response = web.json_response({"error": {"errorCode": 405, "message": message}}, status=405,
+                                                 headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"})
+                elif request.path.startswith(OSMAND_PREFIX):
                     response = error_response(ApiError(message, status=exc.status), request.path)
                 else:
                     response = web.json_response(
