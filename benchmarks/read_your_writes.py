@@ -40,7 +40,6 @@ from osmcloud_localstack.ports import PORT_OFFSETS
 from osmcloud_localstack.stack import SERVICES, Stack, StackConfig
 
 REPO = Path(__file__).resolve().parents[1]
-SANDBOX_KEY = "osmcloud-sandbox-key"
 BODY = b"x" * 1024
 
 
@@ -101,7 +100,8 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-async def phase(gateway_url: str, sink_url: str, count: int, accounts: int, t: Timings) -> None:
+async def phase(gateway_url: str, sink_url: str, sandbox_key: str, count: int, accounts: int,
+                t: Timings) -> None:
     async with aiohttp.ClientSession() as session:
         gw = GatewayClient(session, gateway_url)
         users = []
@@ -114,7 +114,7 @@ async def phase(gateway_url: str, sink_url: str, count: int, accounts: int, t: T
         for u, me in enumerate(users):
             order = f"GPA.{uuid.uuid4().hex[:12]}"
             for i in range(per_user):
-                receipt = sign_sandbox_receipt(SANDBOX_KEY, platform="sandbox", order_id=order,
+                receipt = sign_sandbox_receipt(sandbox_key, platform="sandbox", order_id=order,
                                                product_id="osmcloud.pro.monthly", purchased_at=now,
                                                expires_at=now + timedelta(days=30 + i))
                 body = {"platform": "sandbox", "product_id": "osmcloud.pro.monthly", "order_id": order,
@@ -175,7 +175,7 @@ def main() -> int:
     state = REPO / ".state" / f"bench-{base}"
     print(f"starting a local stack on base port {base} (state {state})")
     os.environ["HANDOVER"] = "false"
-    stack = Stack(StackConfig(state_dir=state, base_port=base), log=lambda m: None)
+    stack = Stack(StackConfig(state_dir=state, base_port=base, sandbox_store=True), log=lambda m: None)
     endpoints = stack.up()
     before, after = Timings(), Timings()
     try:
@@ -185,7 +185,8 @@ def main() -> int:
                     restart_services(stack, handover)
                 label = "after (hand-over on)" if handover else "before (HANDOVER=false)"
                 started = time.monotonic()
-                asyncio.run(phase(endpoints.gateway_url, endpoints.smtp_sink_url, args.count, args.accounts, timings))
+                asyncio.run(phase(endpoints.gateway_url, endpoints.smtp_sink_url, endpoints.sandbox_receipt_key,
+                                  args.count, args.accounts, timings))
                 print(f"  round {r + 1}, {label}: {time.monotonic() - started:.1f} s")
         return 0 if report(before, after) else 1
     finally:
