@@ -8,6 +8,7 @@ from osmcloud_files.domain import (check_backup_enabled, check_may_upload, decod
                                    upload_need)
 from osmcloud_files.errors import (BackupDisabled, FileCountExceeded, FileTooLarge, InvalidInput, NotAllowed,
                                    QuotaExceeded, VersionConflict)
+from osmcloud_files.model import FileHead, Version
 from osmcloud_files.native_errors import api_error
 from osmcloud_files.routes import _byte_range
 
@@ -111,12 +112,14 @@ def test_refusals_say_quota_and_name_the_limits():
 
 
 def test_the_conflict_rule_of_uploads():
-    live = {"type": "GPX", "name": "a.gpx", "category": "my_places",
-            "head": {"version_id": "v1", "size": 3, "updated_ms": 1, "deleted": False}}
+    live = FileHead.from_doc({"_id": "u/GPX/a.gpx", "user_id": "u", "type": "GPX", "name": "a.gpx",
+                              "category": "my_places",
+                              "head": {"version_id": "v1", "size": 3, "updated_ms": 1, "deleted": False}})
     assert expected_head(None, None, False) is None
     assert expected_head(live, "v1", False) == "v1"
     assert expected_head(live, None, True) == "v1"  # OsmAnd's upload-file: always over the head
-    assert expected_head({**live, "head": {**live["head"], "deleted": True}}, None, False) == "v1"
+    trashed = FileHead.from_doc({**live.to_doc(), "head": {**live.to_doc()["head"], "deleted": True}})
+    assert expected_head(trashed, None, False) == "v1"
     with pytest.raises(VersionConflict) as exists:
         expected_head(live, None, False)
     answer = api_error(exists.value)
@@ -129,14 +132,15 @@ def test_the_conflict_rule_of_uploads():
 
 # ---------------------------------------------------------------- removing a version
 def _v(vid, deleted=False, size=10):
-    return {"_id": vid, "deleted": deleted, "size": -1 if deleted else size}
+    return Version(vid, "u", "GPX", "a.gpx", None if deleted else f"users/u/{vid}", -1 if deleted else size, None, 1,
+                   None, None, deleted, None, None, None)
 
 
 def test_removing_the_head_falls_back_to_the_version_before_it():
     history = [_v("c"), _v("b", deleted=True), _v("a")]
-    assert head_after_removal(history, "c")["_id"] == "b"  # a delete marker, as on the reference server
+    assert head_after_removal(history, "c").id == "b"  # a delete marker, as on the reference server
     assert head_after_removal([_v("a")], "a") is None
-    assert live_version_before(history, "b")["_id"] == "a"
+    assert live_version_before(history, "b").id == "a"
     assert live_version_before([_v("b", deleted=True)], "b") is None
 
 
@@ -166,3 +170,20 @@ def test_cursors_are_opaque_and_checked():
 def test_the_feed_stops_below_changes_still_being_written():
     assert feed_horizon(10, []) == 10
     assert feed_horizon(10, [7, 9]) == 7
+
+
+# ---------------------------------------------------------------- typed heads and versions
+def test_documents_survive_a_round_trip_through_the_typed_values_with_fields_they_do_not_name():
+    from datetime import UTC, datetime
+    version = {"_id": "v1", "version_id": "v1", "user_id": "u", "type": "GPX", "name": "a.gpx",
+               "blob_key": "users/u/v1", "size": 5, "checksum": "sha256:00", "updated_ms": 7, "client_ms": None,
+               "device_id": "d", "deleted": False, "seq": 3, "op": "o", "created_at": datetime(2026, 1, 1, tzinfo=UTC),
+               "device_num": 4, "zip_size": 3}
+    assert Version.from_doc(version).to_doc() == version
+    head_doc = {"_id": "u/GPX/a.gpx", "user_id": "u", "type": "GPX", "name": "a.gpx", "category": "my_places",
+                "head": {"version_id": "v2", "size": 5, "checksum": None, "updated_ms": 8, "client_ms": None,
+                         "device_id": "d", "deleted": False, "seq": 4, "restored_from": "m1"},
+                "_usage_pending": [{"op": "o", "bytes": 5, "files": 1, "stored": 261}]}
+    typed = FileHead.from_doc(head_doc)
+    assert typed.to_doc() == head_doc and typed.head is not None and typed.head.restored_from == "m1"
+    assert typed.pending_of(frozenset({"o"})) == head_doc["_usage_pending"] and typed.pending_of(frozenset()) == []

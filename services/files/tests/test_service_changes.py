@@ -31,8 +31,8 @@ async def test_an_upload_stores_its_blob_moves_the_head_and_settles_usage_with_i
     await world.give_plan("u", PRO)
     head, account = await world.process().uploader.upload(UploadRequest(GPX, "dev-1", body(b"x" * 300), 300))
     assert (account["used_bytes"], account["file_count"]) == (300, 1) and nothing_in_flight(account)
-    assert world.blobs.objects[blob_key("u", head["version_id"])] == b"x" * 300
-    assert world.heads.docs[GPX.key]["head"]["version_id"] == head["version_id"]
+    assert world.blobs.objects[blob_key("u", head.version_id)] == b"x" * 300
+    assert world.heads.docs[GPX.key]["head"]["version_id"] == head.version_id
     assert world.heads.docs[GPX.key]["_usage_pending"][0]["op"] not in account["ops"]
     # the events sit in the documents they describe (the outbox), the relay is woken for both
     assert world.events_in(world.heads, GPX.key) == ["file-uploaded"]
@@ -44,7 +44,7 @@ async def test_a_chunked_upload_reserves_as_it_streams_and_a_replacement_counts_
     world = World()
     await world.give_plan("u", PRO)
     first = await upload(world, b"a" * 4000, declared=False)
-    await upload(world, b"b" * 6000, declared=False, base=first["version_id"])
+    await upload(world, b"b" * 6000, declared=False, base=first.version_id)
     account = world.account("u")
     assert (account["used_bytes"], account["file_count"]) == (6000, 1) and nothing_in_flight(account)
     assert account["stored_bytes"] == 4000 + 6000 + 2 * 256  # both versions are kept
@@ -96,8 +96,8 @@ async def test_a_delete_puts_a_marker_on_top_hands_the_event_to_trash_and_lowers
     first = await upload(world, b"x" * 500)
     with pytest.raises(VersionConflict):
         await world.process().ops.delete_file(GPX, "not-the-head", "dev-1", None)
-    marker = await world.process().ops.delete_file(GPX, first["version_id"], "dev-1", None)
-    assert marker["deleted"] and world.heads.docs[GPX.key]["head"]["version_id"] == marker["version_id"]
+    marker = await world.process().ops.delete_file(GPX, first.version_id, "dev-1", None)
+    assert marker.deleted and world.heads.docs[GPX.key]["head"]["version_id"] == marker.version_id
     account = world.account("u")
     assert (account["used_bytes"], account["file_count"]) == (0, 0) and nothing_in_flight(account)
     assert [e["key"] for e in world.publisher.handed_to_trash] == ["u"]
@@ -111,14 +111,14 @@ async def test_removing_the_delete_marker_brings_the_file_back_under_the_quota()
     marker = await world.process().ops.delete_file(GPX, None, "dev-1", None)
     await upload(world, b"y" * 5000, ref=parse_file_ref("u", "GPX", "other.gpx"))
     with pytest.raises(QuotaExceeded):  # 6000 back + 5000 live > 10000
-        await world.process().ops.remove_version(GPX, marker["version_id"])
+        await world.process().ops.remove_version(GPX, marker.version_id)
     assert world.heads.docs[GPX.key]["head"]["deleted"] and nothing_in_flight(world.account("u"))
     await world.process().ops.delete_file(parse_file_ref("u", "GPX", "other.gpx"), None, "dev-1", None)
-    result = await world.process().ops.remove_version(GPX, marker["version_id"])
-    assert result["head"]["size"] == 6000 and not result["head"]["deleted"]
+    result = await world.process().ops.remove_version(GPX, marker.version_id)
+    assert result is not None and result.head is not None and result.head.size == 6000 and not result.head.deleted
     account = world.account("u")
     assert (account["used_bytes"], account["file_count"]) == (6000, 1) and nothing_in_flight(account)
-    assert marker["version_id"] not in world.versions.docs
+    assert marker.version_id not in world.versions.docs
 
 
 # ---------------------------------------------------------------- restore from the trash
@@ -132,16 +132,16 @@ async def test_a_restore_saves_the_last_version_again_as_a_ledger_operation():
     world = World()
     await world.give_plan("u", PRO)
     live, marker = await trashed(world)
-    head, retried = await world.process().ops.restore(GPX, marker["version_id"], live["version_id"], "dev-2")
-    assert not retried and head["version_id"] != live["version_id"] and head["restored_from"] == marker["version_id"]
-    assert world.blobs.objects[blob_key("u", head["version_id"])] == b"r" * 700  # a copy of its own
-    assert head["seq"] > marker["seq"]  # the changes feed shows it
+    head, retried = await world.process().ops.restore(GPX, marker.version_id, live.version_id, "dev-2")
+    assert not retried and head.version_id != live.version_id and head.restored_from == marker.version_id
+    assert world.blobs.objects[blob_key("u", head.version_id)] == b"r" * 700  # a copy of its own
+    assert head.seq > marker.seq  # the changes feed shows it
     account = world.account("u")
     assert (account["used_bytes"], account["file_count"]) == (700, 1) and nothing_in_flight(account)
     assert world.events_in(world.heads, GPX.key)[-1] == "file-restored"
     assert world.events_in(world.accounts, "u")[-1] == "storage-usage-changed"
-    again, retried = await world.process().ops.restore(GPX, marker["version_id"], live["version_id"], "dev-2")
-    assert retried and again["version_id"] == head["version_id"] and world.account("u")["used_bytes"] == 700
+    again, retried = await world.process().ops.restore(GPX, marker.version_id, live.version_id, "dev-2")
+    assert retried and again.version_id == head.version_id and world.account("u")["used_bytes"] == 700
 
 
 async def test_a_restore_over_the_quota_or_of_a_changed_or_purged_file_is_refused_and_reserves_nothing():
@@ -150,16 +150,16 @@ async def test_a_restore_over_the_quota_or_of_a_changed_or_purged_file_is_refuse
     live, marker = await trashed(world, size=6000)
     await upload(world, b"y" * 5000, ref=parse_file_ref("u", "GPX", "other.gpx"))
     with pytest.raises(QuotaExceeded):
-        await world.process().ops.restore(GPX, marker["version_id"], live["version_id"], "d")
+        await world.process().ops.restore(GPX, marker.version_id, live.version_id, "d")
     with pytest.raises(FileChanged):
-        await world.process().ops.restore(GPX, "an-older-marker", live["version_id"], "d")
-    del world.blobs.objects[blob_key("u", live["version_id"])]  # purged meanwhile
+        await world.process().ops.restore(GPX, "an-older-marker", live.version_id, "d")
+    del world.blobs.objects[blob_key("u", live.version_id)]  # purged meanwhile
     await world.give_plan("u", {**PRO, "quota_bytes": 100_000})
     with pytest.raises(VersionNotFound):
-        await world.process().ops.restore(GPX, marker["version_id"], live["version_id"], "d")
+        await world.process().ops.restore(GPX, marker.version_id, live.version_id, "d")
     account = world.account("u")
     assert nothing_in_flight(account) and account["used_bytes"] == 5000
-    assert world.heads.docs[GPX.key]["head"]["version_id"] == marker["version_id"]
+    assert world.heads.docs[GPX.key]["head"]["version_id"] == marker.version_id
     assert len(world.versions.docs) == 3  # the two of the trashed file, other.gpx's
 
 

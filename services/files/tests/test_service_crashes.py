@@ -91,7 +91,7 @@ async def test_crash_after_the_version_is_recorded_before_its_event_is_published
     relay = OutboxRelay(Producer(), [world.heads, world.accounts])
     assert await relay.flush() == 2
     assert [key for _, key, _ in published] == ["u", "u"]
-    assert any(head["version_id"] in value for _, _, value in published)
+    assert any(head.version_id in value for _, _, value in published)
     assert world.events_in(world.heads, GPX.key) == [] and await relay.flush() == 0
 
 
@@ -104,8 +104,8 @@ async def test_crash_between_two_uploads_of_one_file_undoes_the_second_and_keeps
     assert await reconcile(world) == 1
     account = world.account("u")
     assert clean(account) and account["used_bytes"] == 100
-    assert world.heads.docs[GPX.key]["head"]["version_id"] == first["version_id"]
-    assert list(world.blobs.objects) == [blob_key("u", first["version_id"])]
+    assert world.heads.docs[GPX.key]["head"]["version_id"] == first.version_id
+    assert list(world.blobs.objects) == [blob_key("u", first.version_id)]
 
 
 # ---------------------------------------------------------------- deletes
@@ -117,7 +117,7 @@ async def test_crash_before_a_delete_marker_becomes_the_head_the_delete_is_undon
         await world.process(head_move("update_one")).ops.delete_file(GPX, None, "dev", None)
     assert len(world.versions.docs) == 2
     assert await reconcile(world) == 1
-    assert list(world.versions.docs) == [live["version_id"]] and clean(world.account("u"))
+    assert list(world.versions.docs) == [live.version_id] and clean(world.account("u"))
     assert world.account("u")["used_bytes"] == 100
 
 
@@ -141,11 +141,11 @@ async def test_crash_after_a_removed_head_moved_before_its_version_is_dropped_th
     second = await upload(world.process(), b"b" * 200)
     plan = at("versions", "delete_one")
     with pytest.raises(Crash):
-        await world.process(plan).ops.remove_version(GPX, second["version_id"])
-    assert world.heads.docs[GPX.key]["head"]["version_id"] == first["version_id"]
-    assert second["version_id"] in world.versions.docs  # the head no longer names it
+        await world.process(plan).ops.remove_version(GPX, second.version_id)
+    assert world.heads.docs[GPX.key]["head"]["version_id"] == first.version_id
+    assert second.version_id in world.versions.docs  # the head no longer names it
     assert await reconcile(world) == 0  # settled already: the operation finished before the drop
-    assert second["version_id"] in world.versions.docs
+    assert second.version_id in world.versions.docs
 
 
 async def test_crash_after_a_removed_head_moved_before_settling_the_reconciler_drops_the_version():
@@ -155,10 +155,10 @@ async def test_crash_after_a_removed_head_moved_before_settling_the_reconciler_d
     second = await upload(world.process(), b"b" * 200)
     with pytest.raises(Crash):
         await world.process(at("accounts", "find_one_and_update", settling)).ops.remove_version(
-            GPX, second["version_id"])
+            GPX, second.version_id)
     assert await reconcile(world) == 1
-    assert list(world.versions.docs) == [first["version_id"]]
-    assert list(world.blobs.objects) == [blob_key("u", first["version_id"])]
+    assert list(world.versions.docs) == [first.version_id]
+    assert list(world.blobs.objects) == [blob_key("u", first.version_id)]
     account = world.account("u")
     assert clean(account) and account["used_bytes"] == 100 and account["stored_bytes"] == 100 + 256
 
@@ -175,16 +175,16 @@ async def test_crash_after_the_restored_copy_is_written_before_the_head_moves_th
     await world.give_plan("u", PRO)
     live, marker = await trashed(world)
     with pytest.raises(Crash):
-        await world.process(head_move("update_one")).ops.restore(GPX, marker["version_id"], live["version_id"], "d")
+        await world.process(head_move("update_one")).ops.restore(GPX, marker.version_id, live.version_id, "d")
     assert len(world.blobs.objects) == 2 and world.account("u")["reserved_bytes"] == 700
     assert await reconcile(world) == 1
-    assert list(world.blobs.objects) == [blob_key("u", live["version_id"])]
-    assert set(world.versions.docs) == {live["version_id"], marker["version_id"]}
+    assert list(world.blobs.objects) == [blob_key("u", live.version_id)]
+    assert set(world.versions.docs) == {live.version_id, marker.version_id}
     account = world.account("u")
     assert clean(account) and (account["used_bytes"], account["file_count"]) == (0, 0)
     # the item is still in the trash, and restoring it again works
-    head, _ = await world.process().ops.restore(GPX, marker["version_id"], live["version_id"], "d")
-    assert world.account("u")["used_bytes"] == 700 and head["restored_from"] == marker["version_id"]
+    head, _ = await world.process().ops.restore(GPX, marker.version_id, live.version_id, "d")
+    assert world.account("u")["used_bytes"] == 700 and head.restored_from == marker.version_id
 
 
 async def test_crash_after_the_restore_moved_the_head_before_usage_is_settled_usage_follows():
@@ -193,7 +193,7 @@ async def test_crash_after_the_restore_moved_the_head_before_usage_is_settled_us
     live, marker = await trashed(world)
     with pytest.raises(Crash):
         await world.process(at("accounts", "find_one_and_update", settling)).ops.restore(
-            GPX, marker["version_id"], live["version_id"], "d")
+            GPX, marker.version_id, live.version_id, "d")
     assert not world.heads.docs[GPX.key]["head"]["deleted"] and world.account("u")["used_bytes"] == 0
     assert await reconcile(world) == 1
     account = world.account("u")

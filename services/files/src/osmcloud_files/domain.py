@@ -8,8 +8,8 @@ from typing import Any
 from osmcloud_common.datatypes import START_TYPES, TYPE_CATEGORIES, Category, category_of
 from osmcloud_common.events import Entitlement
 
-from .errors import (BackupDisabled, FileCountExceeded, FileTooLarge, InvalidCursor, InvalidName, NoPlan, NotInPlan,
-                     QuotaExceeded, UnknownType, VersionConflict)
+from .errors import BackupDisabled, FileTooLarge, InvalidCursor, InvalidName, NoPlan, NotInPlan, UnknownType, VersionConflict
+from .model import FileHead, Version
 
 MAX_NAME_LENGTH = 1024
 
@@ -75,19 +75,20 @@ def blob_key(user_id: str, version_id: str) -> str:
     return blob_prefix(user_id) + version_id
 
 
-def expected_head(current: dict[str, Any] | None, base: str | None, overwrite: bool) -> str | None:
+def expected_head(current: FileHead | None, base: str | None, overwrite: bool) -> str | None:
     """Which head a new version must replace (the conflict rule): the named base, or,
     without one, nothing / a deleted file, or anything when overwriting explicitly
     (OsmAnd's upload-file always overwrites)."""
     if base is not None:
-        if current is None or current["head"]["version_id"] != base:
-            raise VersionConflict(current)
+        if current is None or current.version_id != base:
+            raise VersionConflict(current.to_doc() if current else None)
         return base
-    if current is None:
+    if current is None or current.head is None:
         return None
-    if current["head"]["deleted"] or overwrite:
-        return str(current["head"]["version_id"])
-    raise VersionConflict(current, "the file exists: name its head version as base_version, or pass overwrite=true")
+    if current.head.deleted or overwrite:
+        return current.head.version_id
+    raise VersionConflict(current.to_doc(),
+                          "the file exists: name its head version as base_version, or pass overwrite=true")
 
 
 def next_update_ms(now_ms: int, previous_ms: int | None) -> int:
@@ -136,21 +137,21 @@ def check_backup_enabled(file_type: str, switched_off: list[str] | None) -> None
 
 
 # ---------------------------------------------------------------- versions: removing one
-def head_after_removal(versions_newest_first: list[dict], removed_id: str) -> dict | None:
+def head_after_removal(versions_newest_first: list[Version], removed_id: str) -> Version | None:
     """The version that becomes head when `removed_id` (the current head) is deleted
     permanently: the one before it, whatever it is (a delete marker included, as on the
     reference server), or None when it was the only one."""
-    remaining = [v for v in versions_newest_first if v["_id"] != removed_id]
+    remaining = [v for v in versions_newest_first if v.id != removed_id]
     return remaining[0] if remaining else None
 
 
-def live_version_before(versions_newest_first: list[dict], marker_id: str) -> dict | None:
+def live_version_before(versions_newest_first: list[Version], marker_id: str) -> Version | None:
     """The newest live version older than a delete marker: what the trash offers to restore."""
     seen = False
     for v in versions_newest_first:
-        if v["_id"] == marker_id:
+        if v.id == marker_id:
             seen = True
-        elif seen and not v.get("deleted"):
+        elif seen and not v.deleted:
             return v
     return None
 

@@ -27,11 +27,11 @@ from .domain import (FileRef, blob_key, blob_prefix, head_after_removal, live_ve
 from .errors import (Busy, FileChanged, FileCountExceeded, FileNotFound, FileTooLarge, QuotaExceeded,
                      VersionConflict, VersionInFlight, VersionNotFound)
 from .ledger import Ledger, UsageEvent
+from .model import FileHead, Head, Version
 from .ports import BlobMissing, Blobs, Clock, EventPublisher
 from .storage_bound import StorageBound
 from .storage_rule import RECORD_BYTES, version_cost
 from .store import FilesStore, HeadMoved
-from .views import head_view
 
 log = get_logger(__name__)
 
@@ -62,10 +62,10 @@ class HeadChange:
     really changes; `events` go with the head's move, `finish_events` with the settlement."""
     ref: FileRef
     op_id: str
-    current: dict[str, Any] | None
+    current: FileHead | None
     in_flight: frozenset[str]
     expected: str | None
-    head: dict[str, Any] | None
+    head: Head | None
     events: list[dict[str, Any]]
     reserved: Usage
     delta: Usage
@@ -98,8 +98,7 @@ class Operations:
         """Steps 2b and 3: moves the head (HeadMoved if it moved meanwhile) and settles;
         returns the account document after the settlement."""
         ref, op_id = change.ref, change.op_id
-        keep = [e for e in (change.current or {}).get("_usage_pending", [])
-                if e["op"] in change.in_flight and e["op"] != op_id]
+        keep = change.current.pending_of(change.in_flight, but=op_id) if change.current else []
         await self.store.change_head(ref, change.expected, change.head, change.events,
                                      pending={"op": op_id, "bytes": change.delta.bytes, "files": change.delta.files,
                                               "stored": change.delta.stored},
@@ -124,14 +123,14 @@ class Operations:
 
     # ------------------------------------------------------------ delete (delete marker)
     async def delete_file(self, ref: FileRef, base: str | None, device_id: str, client_ms: int | None,
-                          extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                          extra: dict[str, Any] | None = None) -> Head:
         """A delete marker as the file's new head; `extra`: more fields for its version document."""
-        current = await self.store.head(ref)
-        if current is None or current["head"]["deleted"]:
+        current = await self.store.file_head(ref)
+        if current is None or current.head is None or current.head.deleted:
             raise FileNotFound(f"no such file: {ref.file_type}/{ref.name}")
-        if base is not None and current["head"]["version_id"] != base:
-            raise VersionConflict(current)
-        last = current["head"]
+        if base is not None and current.head.version_id != base:
+            raise VersionConflict(current.to_doc())
+        last = current.head
         account = await self.ledger.get(ref.user_id)
         op_id, tombstone_id = new_id(), new_id()
         began = await self.begin_plain(ref.user_id, op_id, {"kind": "delete", "file": ref.key,
@@ -139,20 +138,18 @@ class Operations:
                                        floor=account["change_seq"])
         seq = began["change_seq"]
         now = self.clock.now()
-        head = {"version_id": tombstone_id, "size": -1, "checksum": None, "deleted": True, "seq": seq,
-                "updated_ms": next_update_ms(int(now.timestamp() * 1000), last["updated_ms"]),
-                "client_ms": client_ms, "device_id": device_id}
+        head = Head(tombstone_id, -1, None, next_update_ms(int(now.timestamp() * 1000), last.updated_ms),
+                    client_ms, device_id, deleted=True, seq=seq)
         try:
-            await self.store.add_version({"_id": tombstone_id, "user_id": ref.user_id, "type": ref.file_type,
-                                          "name": ref.name, "blob_key": None, **head, **(extra or {}),
-                                          "op": op_id, "created_at": now})
+            await self.store.add_version(Version.of(ref.user_id, ref.file_type, ref.name, head, None, op_id, now,
+                                                    extra))
             event = self.events.event(FileDeleted(file_type=ref.file_type, name=ref.name, category=ref.category,
-                                              tombstone_version_id=tombstone_id,
-                                              last_version_id=last["version_id"], size=last["size"],
-                                              deleted_at=now, tombstone_update_ms=head["updated_ms"]), ref.user_id)
+                                                  tombstone_version_id=tombstone_id,
+                                                  last_version_id=last.version_id, size=last.size,
+                                                  deleted_at=now, tombstone_update_ms=head.updated_ms), ref.user_id)
             after = await self.commit(HeadChange(
-                ref, op_id, current, frozenset(began["ops"]), last["version_id"], head, [event], reserved=Usage(),
-                delta=Usage(-last["size"], -1, RECORD_BYTES), seq=seq))
+                ref, op_id, current, frozenset(began["ops"]), last.version_id, head, [event], reserved=Usage(),
+                delta=Usage(-last.size, -1, RECORD_BYTES), seq=seq))
         except HeadMoved:
             await self.settle_or_undo(ref.user_id, op_id)
             raise VersionConflict(await self.store.head(ref)) from None
@@ -164,39 +161,40 @@ class Operations:
         return head
 
     # ------------------------------------------------------------ delete one version permanently
-    async def remove_version(self, ref: FileRef, version_id: str) -> dict[str, Any]:
-        """Deletes one version for good. Removing the head makes the version before it the
-        head (a delete marker included, as on the reference server), or leaves no file when
-        it was the only one; usage follows. Emits file-versions-pruned for the version (trash
-        drops the item of a removed delete marker). Removing the delete marker of a file in
-        the trash brings its last version back — OsmAnd's "restore" — under the quota and
-        plan rules of a restore, with file-restored; a delete marker that becomes the head
-        again puts the file back in the trash (file-deleted)."""
-        current = await self.store.head(ref)
-        version = await self.store.version(ref, version_id)
+    async def remove_version(self, ref: FileRef, version_id: str) -> FileHead | None:
+        """Deletes one version for good; returns the file's head document afterwards (None:
+        no version left). Removing the head makes the version before it the head (a delete
+        marker included, as on the reference server), or leaves no file when it was the only
+        one; usage follows. Emits file-versions-pruned for the version (trash drops the item
+        of a removed delete marker). Removing the delete marker of a file in the trash brings
+        its last version back — OsmAnd's "restore" — under the quota and plan rules of a
+        restore, with file-restored; a delete marker that becomes the head again puts the
+        file back in the trash (file-deleted)."""
+        current = await self.store.file_head(ref)
+        version = await self.store.find_version(ref, version_id)
         account = await self.ledger.get(ref.user_id)
         if version is None:
             raise VersionNotFound(f"{ref.file_type}/{ref.name} has no version {version_id}")
-        if version.get("op") in account["ops"]:
+        if version.op in account["ops"]:
             raise VersionInFlight(version_id)
-        is_head = current is not None and current["head"]["version_id"] == version_id
+        is_head = current is not None and current.version_id == version_id
         pruned = self.events.event(FileVersionsPruned(file_type=ref.file_type, version_ids=[version_id],
-                                                  freed_bytes=max(0, version["size"])), ref.user_id)
+                                                      freed_bytes=max(0, version.size)), ref.user_id)
         op_id = new_id()
         op = {"kind": "remove-version", "file": ref.key, "version_id": version_id,
-              "blob_key": version.get("blob_key"), "events": [pruned]}
+              "blob_key": version.blob_key, "events": [pruned]}
         history = await self.store.history_for_removal(ref) if is_head else []
         below = head_after_removal(history, version_id) if is_head else None
-        was_live = is_head and not current["head"]["deleted"]
-        now_live = below is not None and not below.get("deleted")
+        was_live = is_head and current is not None and current.live
+        now_live = below is not None and not below.deleted
         # a file that comes back to life takes quota like a restore: reserved before the change
-        grows = max(0, below["size"]) if now_live and not was_live else 0
+        grows = max(0, below.size) if below is not None and now_live and not was_live else 0
         revives = int(now_live and not was_live)
         quota, quota_field, max_files = 0, "quota_bytes", None
         if revives:
             entitlement = Entitlement.model_validate(account["entitlement"]) if account.get("entitlement") else None
             quota, quota_field = restore_quota(entitlement, ref.file_type)
-            max_files = entitlement.max_files if quota_field == "quota_bytes" else None
+            max_files = entitlement.max_files if entitlement is not None and quota_field == "quota_bytes" else None
         await self.ledger.ensure(ref.user_id)
         began = await self.ledger.begin(ref.user_id, op_id, op, quota=quota, max_files=max_files, bytes_=grows,
                                         files=revives, floor=account["change_seq"] if is_head else None,
@@ -208,38 +206,32 @@ class Operations:
             if max_files is not None and latest["committed_files"] + 1 > max_files:
                 raise FileCountExceeded(max_files, latest["file_count"])
             raise QuotaExceeded(grows, latest["committed_bytes"], quota)
-        if not is_head:
+        if current is None or not is_head:
             await self._drop_version(version)
-            await self.ledger.finish(ref.user_id, op_id, 0, 0, events=[pruned],
-                                     stored_delta=-version_cost(version["size"]))
+            await self.ledger.finish(ref.user_id, op_id, 0, 0, events=[pruned], stored_delta=-version_cost(version.size))
             self.events.account_written(ref.user_id)
             await self.hand_to_trash([pruned])
-            return {"removed_version_id": version_id, "head": head_view(current) if current else None}
+            return current
 
-        new_head, events = None, []
-        if below is not None:
-            new_head = {"version_id": below["_id"], **{k: below.get(k) for k in (
-                "size", "checksum", "updated_ms", "client_ms", "device_id", "deleted", "seq")}}
-            if below.get("deleted"):
-                # the file reads as deleted again, as it was before: back to the trash (an item
-                # that still exists stays as it is: trash adds by the marker's id)
-                before = live_version_before(history, below["_id"])
-                events.append(self.events.event(FileDeleted(
-                    file_type=ref.file_type, name=ref.name, category=ref.category,
-                    tombstone_version_id=below["_id"], last_version_id=(before or below)["_id"],
-                    size=before["size"] if before else 0, deleted_at=below["created_at"],
-                    tombstone_update_ms=below["updated_ms"]), ref.user_id))
-            elif not was_live:
-                events.append(self.events.event(FileRestored(file_type=ref.file_type, name=ref.name,
-                                                         version_id=below["_id"],
+        events = []
+        if below is not None and below.deleted:
+            # the file reads as deleted again, as it was before: back to the trash (an item
+            # that still exists stays as it is: trash adds by the marker's id)
+            before = live_version_before(history, below.id)
+            events.append(self.events.event(FileDeleted(
+                file_type=ref.file_type, name=ref.name, category=ref.category, tombstone_version_id=below.id,
+                last_version_id=(before or below).id, size=before.size if before else 0,
+                deleted_at=below.created_at, tombstone_update_ms=below.updated_ms), ref.user_id))
+        elif below is not None and not was_live:
+            events.append(self.events.event(FileRestored(file_type=ref.file_type, name=ref.name, version_id=below.id,
                                                          tombstone_version_id=version_id), ref.user_id))
+        live_after = below.size if below is not None and now_live else 0
+        live_before = current.head.size if current.head is not None and was_live else 0
         try:
-            live_after = new_head["size"] if new_head is not None and now_live else 0
-            live_before = current["head"]["size"] if current is not None and was_live else 0
             await self.commit(HeadChange(
-                ref, op_id, current, frozenset(began["ops"]), version_id, new_head, events,
+                ref, op_id, current, frozenset(began["ops"]), version_id, below.head if below else None, events,
                 reserved=Usage(grows, revives),
-                delta=Usage(live_after - live_before, int(now_live) - int(was_live), -version_cost(version["size"])),
+                delta=Usage(live_after - live_before, int(now_live) - int(was_live), -version_cost(version.size)),
                 seq=began["change_seq"], reverted=True, finish_events=[pruned]))
         except HeadMoved:
             await self.ledger.finish(ref.user_id, op_id, grows, revives)
@@ -247,40 +239,39 @@ class Operations:
         # the head no longer names it: a crash before these lines is completed by the reconciler
         await self._drop_version(version)
         await self.hand_to_trash([*events, pruned])
-        after = await self.store.head(ref)
-        return {"removed_version_id": version_id, "head": head_view(after) if after else None}
+        return await self.store.file_head(ref)
 
-    async def _drop_version(self, version: dict[str, Any]) -> None:
-        await self.store.remove_version(version["_id"])
-        if version.get("blob_key"):
-            await self.blobs.delete(version["blob_key"])
+    async def _drop_version(self, version: Version) -> None:
+        await self.store.remove_version(version.id)
+        if version.blob_key:
+            await self.blobs.delete(version.blob_key)
 
     # ------------------------------------------------------------ restore from the trash
     async def restore(self, ref: FileRef, tombstone_id: str, last_version_id: str, device_id: str | None
-                      ) -> tuple[dict[str, Any], bool]:
+                      ) -> tuple[Head, bool]:
         """Brings a trashed file back: its last live version saved again as a NEW version (new
         id and server time; its blob a server-side copy, so no blob is shared by two versions),
         under the quota and plan rules of a restore (domain.restore_quota), and the head moves
         from the delete marker to it — a ledger operation like any other change, so a crash
         at any point is finished or undone by the reconciler. Returns the new head and whether
         the restore had been made before (a retry finds the head it made)."""
-        current = await self.store.head(ref)
-        if current is None:
+        current = await self.store.file_head(ref)
+        if current is None or current.head is None:
             raise FileNotFound(f"{ref.file_type}/{ref.name} is gone (purged)")
-        head = current["head"]
-        if head.get("restored_from") == tombstone_id:
-            return dict(head), True
-        if head["version_id"] != tombstone_id:
+        head = current.head
+        if head.restored_from == tombstone_id:
+            return head, True
+        if head.version_id != tombstone_id:
             raise FileChanged(f"{ref.file_type}/{ref.name} changed since it was deleted (uploaded or restored "
                               "again); download the trashed version instead if you want it back")
         gone = VersionNotFound(f"the trashed version of {ref.file_type}/{ref.name} is gone (purged)")
-        source = await self.store.version(ref, last_version_id)
-        if source is None or source.get("deleted") or not source.get("blob_key"):
+        source = await self.store.find_version(ref, last_version_id)
+        if source is None or source.deleted or not source.blob_key:
             raise gone
         account = await self.ledger.get(ref.user_id)
         entitlement = Entitlement.model_validate(account["entitlement"]) if account.get("entitlement") else None
         quota, quota_field = restore_quota(entitlement, ref.file_type)
-        size = int(source["size"])  # the restored copy takes exactly the trashed version's bytes
+        size = source.size  # the restored copy takes exactly the trashed version's bytes
         # during grace what Pro stored comes back whatever Start's per-file limit says
         per_file = entitlement.max_file_bytes if entitlement is not None and quota_field == "quota_bytes" else None
         limit = min(x for x in (per_file, self.max_upload_bytes) if x is not None)
@@ -300,17 +291,15 @@ class Operations:
             raise QuotaExceeded(size, latest["committed_bytes"], quota)
         try:
             try:
-                await self.blobs.copy(source["blob_key"], key)
+                await self.blobs.copy(source.blob_key, key)
             except BlobMissing:
                 raise gone from None
             now = self.clock.now()
-            new_head = {"version_id": version_id, "size": size, "checksum": source.get("checksum"),
-                        "updated_ms": next_update_ms(int(now.timestamp() * 1000), head["updated_ms"]),
-                        "client_ms": source.get("client_ms"), "device_id": device_id or None,
-                        "deleted": False, "restored_from": tombstone_id, "seq": began["change_seq"]}
-            await self.store.add_version({"_id": version_id, "user_id": ref.user_id, "type": ref.file_type,
-                                          "name": ref.name, "blob_key": key, **new_head, "op": op_id,
-                                          "created_at": now})
+            new_head = Head(version_id, size, source.checksum, next_update_ms(int(now.timestamp() * 1000),
+                                                                              head.updated_ms),
+                            source.client_ms, device_id or None, deleted=False, seq=began["change_seq"],
+                            extra={"restored_from": tombstone_id})
+            await self.store.add_version(Version.of(ref.user_id, ref.file_type, ref.name, new_head, key, op_id, now))
             event = self.events.event(FileRestored(file_type=ref.file_type, name=ref.name, version_id=version_id,
                                                    tombstone_version_id=tombstone_id), ref.user_id)
             after = await self.commit(HeadChange(
@@ -417,7 +406,7 @@ class Operations:
         account = await self.ledger.get(user_id)
         op_id = new_id()
         began = await self.begin_plain(user_id, op_id, op)
-        in_flight = set(began["ops"])
+        in_flight = frozenset(began["ops"])
         # one block of change numbers for all the markers, drawn in one atomic step
         last_seq = await self.ledger.draw(user_id, op_id, account["change_seq"], len(heads)) if heads else 0
         if last_seq is None:
@@ -426,26 +415,24 @@ class Operations:
         seqs = iter(range(last_seq - len(heads) + 1, last_seq + 1))
         deleted, skipped, delta_bytes, trashed = [], [], 0, []
         now = self.clock.now()
-        for current in heads:
-            ref = ref_of(user_id, current)
-            last = current["head"]
+        for doc in heads:
+            current = FileHead.from_doc(doc)
+            ref = ref_of(user_id, doc)
+            last = current.head
+            assert last is not None
             tombstone_id, seq = new_id(), next(seqs)
-            head = {"version_id": tombstone_id, "size": -1, "checksum": None, "deleted": True, "seq": seq,
-                    "updated_ms": next_update_ms(int(now.timestamp() * 1000), last["updated_ms"]),
-                    "client_ms": None, "device_id": device_id, **(marker_fields or {})}
-            await self.store.add_version({"_id": tombstone_id, "user_id": user_id, "type": ref.file_type,
-                                          "name": ref.name, "blob_key": None, **head, "op": op_id,
-                                          "created_at": now})
+            head = Head(tombstone_id, -1, None, next_update_ms(int(now.timestamp() * 1000), last.updated_ms), None,
+                        device_id, deleted=True, seq=seq, extra=dict(marker_fields or {}))
+            await self.store.add_version(Version.of(user_id, ref.file_type, ref.name, head, None, op_id, now))
             event = self.events.event(FileDeleted(file_type=ref.file_type, name=ref.name, category=ref.category,
-                                              tombstone_version_id=tombstone_id,
-                                              last_version_id=last["version_id"], size=last["size"],
-                                              deleted_at=now, tombstone_update_ms=head["updated_ms"]), user_id)
-            keep = [e for e in current.get("_usage_pending", []) if e["op"] in in_flight]
+                                                  tombstone_version_id=tombstone_id,
+                                                  last_version_id=last.version_id, size=last.size,
+                                                  deleted_at=now, tombstone_update_ms=head.updated_ms), user_id)
             try:
-                await self.store.change_head(ref, last["version_id"], head, [event],
-                                             pending={"op": op_id, "bytes": -last["size"], "files": -1,
+                await self.store.change_head(ref, last.version_id, head, [event],
+                                             pending={"op": op_id, "bytes": -last.size, "files": -1,
                                                       "stored": RECORD_BYTES},
-                                             keep_pending=keep, changed_seq=seq)
+                                             keep_pending=current.pending_of(in_flight), changed_seq=seq)
             except HeadMoved:  # changed meanwhile by another device: left as it is now
                 await self.store.remove_version(tombstone_id)
                 skipped.append(ref.name)
@@ -453,7 +440,7 @@ class Operations:
             self.events.head_written(ref.key)
             deleted.append(ref.name)
             trashed.append(event)
-            delta_bytes -= last["size"]
+            delta_bytes -= last.size
         await self.ledger.finish(user_id, op_id, 0, 0, delta_bytes, -len(deleted),
                                  usage_event=self.usage_event(user_id), stored_delta=RECORD_BYTES * len(deleted))
         self.events.account_written(user_id)

@@ -194,9 +194,9 @@ class OsmandFilesRoutes:
             raise OsmandError(ErrorCode.GZIP_ONLY, f"File is submitted not in gzip format: {exc}") from None
         except FilesError as exc:
             raise await self._as_osmand(exc, who.user_id, _changed(ref, "changed during the upload; upload again"))
-        log.info("version stored (osmand)", type=ref.file_type, name=ref.name, version_id=head["version_id"],
-                 size=head["size"], zip_size=gunzip.compressed)
-        return web.json_response(upload_answer(ref.file_type, ref.name, head, gunzip.compressed))
+        log.info("version stored (osmand)", type=ref.file_type, name=ref.name, version_id=head.version_id,
+                 size=head.size, zip_size=gunzip.compressed)
+        return web.json_response(upload_answer(ref.file_type, ref.name, head.to_doc(), gunzip.compressed))
 
     # ------------------------------------------------------------ download-file
     async def download_file(self, request: web.Request) -> web.StreamResponse:

@@ -35,5 +35,5 @@ class RestoreRoute:
         ref = parse_file_ref(who.user_id, body.file_type, body.name)
         head, retried = await self.ops.restore(ref, body.tombstone_version_id, body.last_version_id, who.device_id)
         if retried:
-            return web.json_response(version_view(ref.file_type, ref.name, head))
-        return web.json_response({**version_view(ref.file_type, ref.name, head), "category": ref.category})
+            return web.json_response(version_view(ref.file_type, ref.name, head.to_doc()))
+        return web.json_response({**version_view(ref.file_type, ref.name, head.to_doc()), "category": ref.category})

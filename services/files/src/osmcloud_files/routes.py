@@ -120,10 +120,10 @@ class FilesRoutes:
         head, account = await self.uploader.upload(UploadRequest(
             ref, who.device_id, complete_or_refused(request.content.read), request.content_length, base, overwrite,
             client_ms, extra=lambda: device_num(request)))
-        log.info("version stored", type=ref.file_type, name=ref.name, version_id=head["version_id"], size=head["size"])
+        log.info("version stored", type=ref.file_type, name=ref.name, version_id=head.version_id, size=head.size)
         usage = {"used_bytes": account["used_bytes"], "file_count": account["file_count"],
                  "quota_bytes": (account.get("entitlement") or {}).get("quota_bytes")}
-        return web.json_response({**version_view(ref.file_type, ref.name, head), "category": ref.category,
+        return web.json_response({**version_view(ref.file_type, ref.name, head.to_doc()), "category": ref.category,
                                   "usage": usage}, status=201)
 
     # ------------------------------------------------------------ download, list, history, usage
@@ -211,9 +211,11 @@ class FilesRoutes:
         ref = self._ref(request)
         version_id = request.query.get("version")
         if version_id:
-            result = await self.ops.remove_version(ref, version_id)
-            return web.json_response({"status": "version_deleted", "type": ref.file_type, "name": ref.name, **result})
+            after = await self.ops.remove_version(ref, version_id)
+            return web.json_response({"status": "version_deleted", "type": ref.file_type, "name": ref.name,
+                                      "removed_version_id": version_id,
+                                      "head": head_view(after.to_doc()) if after else None})
         base = request.query.get("base_version") or request.headers.get("If-Match", "").strip('"') or None
         head = await self.ops.delete_file(ref, base, who.device_id, _int_param(request, "clienttime"),
                                           extra=device_num(request))
-        return web.json_response({"status": "deleted", **version_view(ref.file_type, ref.name, head)})
+        return web.json_response({"status": "deleted", **version_view(ref.file_type, ref.name, head.to_doc())})

@@ -22,6 +22,7 @@ from osmcloud_common.outbox import new_document_with_events, with_events
 
 from .domain import FileRef
 from .ledger import Ledger
+from .model import FileHead, Head, Version
 
 
 class HeadMoved(Exception):
@@ -61,8 +62,13 @@ class FilesStore:
         doc = await self.heads.find_one({"_id": ref.key}, {"_outbox": 0})
         return doc if doc and doc.get("head") else None
 
-    async def add_version(self, version: dict[str, Any]) -> None:
-        await self.versions.insert_one(version)
+    async def file_head(self, ref: FileRef) -> FileHead | None:
+        """The file's head document, typed, or None if the file never existed or has no version left."""
+        doc = await self.head(ref)
+        return FileHead.from_doc(doc) if doc else None
+
+    async def add_version(self, version: Version) -> None:
+        await self.versions.insert_one(version.to_doc())
 
     async def remove_version(self, version_id: str) -> None:
         await self.versions.delete_one({"_id": version_id})
@@ -71,20 +77,24 @@ class FilesStore:
         return await self.versions.find_one({"_id": version_id, "user_id": ref.user_id, "type": ref.file_type,
                                              "name": ref.name})
 
-    async def change_head(self, ref: FileRef, expected_version_id: str | None, head: dict[str, Any] | None,
-                          events: list[dict], *, pending: dict[str, Any] | None = None,
-                          keep_pending: list[dict] = (), changed_seq: int | None = None,
+    async def find_version(self, ref: FileRef, version_id: str) -> Version | None:
+        doc = await self.version(ref, version_id)
+        return Version.from_doc(doc) if doc else None
+
+    async def change_head(self, ref: FileRef, expected_version_id: str | None, head: Head | None,
+                          events: list[dict[str, Any]], *, pending: dict[str, Any] | None = None,
+                          keep_pending: list[dict[str, Any]] | None = None, changed_seq: int | None = None,
                           reverted: bool = False) -> None:
         """Points the file at a new head version if its head is still `expected_version_id`
         (None: the file must not exist yet, or has no version left), and records `events` in
         the same write; HeadMoved otherwise. `pending` is the ledger operation's usage change,
         recorded until the operation settles; `keep_pending` are the entries of operations
         still in flight (settled ones are dropped here, sparing a write)."""
-        fields: dict[str, Any] = {"head": head, "reverted": reverted}
+        fields: dict[str, Any] = {"head": head.to_doc() if head else None, "reverted": reverted}
         if changed_seq is not None:
             fields["changed_seq"] = changed_seq
         if pending is not None:
-            fields["_usage_pending"] = [*keep_pending, pending]
+            fields["_usage_pending"] = [*(keep_pending or []), pending]
         if expected_version_id is None:
             # a new file, or one whose last version was deleted permanently
             result = await self.heads.update_one({"_id": ref.key, "head": None}, with_events({"$set": fields}, events))
@@ -137,7 +147,7 @@ class FilesStore:
         return await self.versions.find_one({"user_id": ref.user_id, "type": ref.file_type, "name": ref.name,
                                              "updated_ms": updated_ms})
 
-    async def history_for_removal(self, ref: FileRef) -> list[dict[str, Any]]:
+    async def history_for_removal(self, ref: FileRef) -> list[Version]:
         """What removing the head needs, newest first: the head, the version below it and,
         when that one is a delete marker, the newest live version below the marker."""
         top = await self.history(ref, 2)
@@ -147,7 +157,7 @@ class FilesStore:
                  "updated_ms": {"$lt": top[1]["updated_ms"]}}, sort=[("updated_ms", -1)])
             if live is not None:
                 top.append(live)
-        return top
+        return [Version.from_doc(v) for v in top]
 
     def stream_versions(self, user_id: str, types: list[str] | None, batch: int = 500):
         """Every version of the account (of some types), newest first, read in batches."""

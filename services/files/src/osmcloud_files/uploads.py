@@ -17,6 +17,7 @@ from .domain import (FileRef, UploadNeed, blob_key, check_backup_enabled, check_
 from .errors import (Busy, FileCountExceeded, FileTooLarge, FilesError, QuotaExceeded, UploadAbandoned,
                      UploadIncomplete, VersionConflict)
 from .ledger import Ledger
+from .model import Head, Version
 from .operations import HeadChange, Operations, Usage, new_id
 from .ports import Blobs, Clock, EventPublisher
 from .storage_rule import version_cost
@@ -58,7 +59,7 @@ class Uploader:
         self.clock, self.events, self.store, self.ledger, self.blobs = clock, events, store, ledger, blobs
         self.ops, self.max_upload_bytes = ops, max_upload_bytes
 
-    async def upload(self, req: UploadRequest) -> tuple[dict[str, Any], dict[str, Any]]:
+    async def upload(self, req: UploadRequest) -> tuple[Head, dict[str, Any]]:
         """Returns (head, account after). VersionConflict when the head is not the one the
         upload is based on (before any byte is read, or when the head moved meanwhile)."""
         ref, declared, read = req.ref, req.declared_size, req.read
@@ -66,12 +67,14 @@ class Uploader:
             account = await self.ledger.get(ref.user_id)
             entitlement = Entitlement.model_validate(account["entitlement"]) if account.get("entitlement") else None
             check_may_upload(entitlement, ref.file_type)
+            assert entitlement is not None  # check_may_upload refuses an account without a plan
             check_backup_enabled(ref.file_type, account.get("backup_off"))
-            current = await self.store.head(ref)
+            current = await self.store.file_head(ref)
             expected = expected_head(current, req.base, req.overwrite)
-            was_live = current is not None and not current["head"]["deleted"]
-            need = upload_need(declared, current["head"]["size"] if was_live else 0, not was_live, entitlement,
-                               self.max_upload_bytes)
+            last = current.head if current is not None else None
+            was_live = last is not None and not last.deleted
+            need = upload_need(declared, last.size if last is not None and was_live else 0, not was_live,
+                               entitlement, self.max_upload_bytes)
             op_id, version_id = new_id(), new_id()
             key = blob_key(ref.user_id, version_id)
             small = declared is not None and declared <= PART_SIZE  # draws its change number right away
@@ -96,15 +99,13 @@ class Uploader:
             if seq is None:
                 raise UploadAbandoned()
             now = self.clock.now()
-            head = {"version_id": version_id, "size": blob.size, "checksum": f"sha256:{blob.sha256}",
-                    "updated_ms": next_update_ms(int(now.timestamp() * 1000),
-                                                 current["head"]["updated_ms"] if current else None),
-                    "client_ms": req.client_ms, "device_id": req.device_id, "deleted": False, "seq": seq}
-            await self.store.add_version({"_id": version_id, "user_id": ref.user_id, "type": ref.file_type,
-                                          "name": ref.name, "blob_key": key, **head,
-                                          **req.extra(), "op": op_id, "created_at": now})
+            head = Head(version_id, blob.size, f"sha256:{blob.sha256}",
+                        next_update_ms(int(now.timestamp() * 1000), last.updated_ms if last else None),
+                        req.client_ms, req.device_id, deleted=False, seq=seq)
+            await self.store.add_version(Version.of(ref.user_id, ref.file_type, ref.name, head, key, op_id, now,
+                                                    req.extra()))
             event = self.events.event(FileUploaded(file_type=ref.file_type, name=ref.name, version_id=version_id,
-                                                   size=blob.size, checksum=head["checksum"],
+                                                   size=blob.size, checksum=head.checksum,
                                                    device_id=req.device_id, updated_at=now), ref.user_id)
             after = await self.ops.commit(HeadChange(
                 ref, op_id, current, frozenset(began["ops"]), expected, head, [event],
@@ -118,7 +119,7 @@ class Uploader:
             raise
         # before answering: what this upload put above the storage limit is freed already
         await self.ops.bound.enforce(ref, version_cost(blob.size), after)
-        if current is not None and current["head"]["deleted"]:
+        if last is not None and last.deleted:
             await self.ops.hand_to_trash([event])  # the file leaves the trash page at once
         return head, after
 
