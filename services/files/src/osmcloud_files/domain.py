@@ -62,6 +62,7 @@ def restore_quota(entitlement: Entitlement | None, file_type: str) -> tuple[int,
     if entitlement is not None and entitlement.grace_until is not None and entitlement.grace_quota_bytes is not None:
         return entitlement.grace_quota_bytes, "grace_quota_bytes"
     check_may_upload(entitlement, file_type)
+    assert entitlement is not None  # check_may_upload refuses an account without a plan
     return entitlement.quota_bytes, "quota_bytes"
 
 
@@ -158,20 +159,21 @@ def live_version_before(versions_newest_first: list[Version], marker_id: str) ->
 
 # ---------------------------------------------------------------- storage page
 def storage_breakdown(heads: list[tuple[str, int]], used_bytes: int, file_count: int,
-                      entitlement: dict | None, switched_off: list[str]) -> dict:
+                      entitlement: dict[str, Any] | None, switched_off: list[str]) -> dict[str, Any]:
     """Used bytes and file counts per category and per type (newest version of each live
     file), against the quota; every catalogue type is listed with its backup switch."""
-    per_type = {t: {"type": t, "category": str(c), "used_bytes": 0, "file_count": 0,
-                    "backup_enabled": t not in switched_off,
-                    "allowed_by_plan": entitlement is not None and (
-                        entitlement.get("allowed_types") is None or t in entitlement["allowed_types"])}
-                for t, c in TYPE_CATEGORIES.items()}
+    per_type: dict[str, dict[str, Any]] = {
+        t: {"type": t, "category": str(c), "used_bytes": 0, "file_count": 0, "backup_enabled": t not in switched_off,
+            "allowed_by_plan": entitlement is not None and (
+                entitlement.get("allowed_types") is None or t in entitlement["allowed_types"])}
+        for t, c in TYPE_CATEGORIES.items()}
     for file_type, size in heads:
         entry = per_type.get(file_type)
         if entry is not None:
             entry["used_bytes"] += size
             entry["file_count"] += 1
-    categories = {str(c): {"category": str(c), "used_bytes": 0, "file_count": 0} for c in Category}
+    categories: dict[str, dict[str, Any]] = {str(c): {"category": str(c), "used_bytes": 0, "file_count": 0}
+                                             for c in Category}
     for entry in per_type.values():
         categories[entry["category"]]["used_bytes"] += entry["used_bytes"]
         categories[entry["category"]]["file_count"] += entry["file_count"]

@@ -221,7 +221,7 @@ class Operations:
             events.append(self.events.event(FileDeleted(
                 file_type=ref.file_type, name=ref.name, category=ref.category, tombstone_version_id=below.id,
                 last_version_id=(before or below).id, size=before.size if before else 0,
-                deleted_at=below.created_at, tombstone_update_ms=below.updated_ms), ref.user_id))
+                deleted_at=below.created_at or self.clock.now(), tombstone_update_ms=below.updated_ms), ref.user_id))
         elif below is not None and not was_live:
             events.append(self.events.event(FileRestored(file_type=ref.file_type, name=ref.name, version_id=below.id,
                                                          tombstone_version_id=version_id), ref.user_id))

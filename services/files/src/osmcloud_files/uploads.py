@@ -99,13 +99,14 @@ class Uploader:
             if seq is None:
                 raise UploadAbandoned()
             now = self.clock.now()
-            head = Head(version_id, blob.size, f"sha256:{blob.sha256}",
+            checksum = f"sha256:{blob.sha256}"
+            head = Head(version_id, blob.size, checksum,
                         next_update_ms(int(now.timestamp() * 1000), last.updated_ms if last else None),
                         req.client_ms, req.device_id, deleted=False, seq=seq)
             await self.store.add_version(Version.of(ref.user_id, ref.file_type, ref.name, head, key, op_id, now,
                                                     req.extra()))
             event = self.events.event(FileUploaded(file_type=ref.file_type, name=ref.name, version_id=version_id,
-                                                   size=blob.size, checksum=head.checksum,
+                                                   size=blob.size, checksum=checksum,
                                                    device_id=req.device_id, updated_at=now), ref.user_id)
             after = await self.ops.commit(HeadChange(
                 ref, op_id, current, frozenset(began["ops"]), expected, head, [event],
