@@ -177,3 +177,32 @@ async def test_delete_all_refuses_new_changes_while_it_runs_and_empties_everythi
     assert (account["used_bytes"], account["file_count"], account["stored_bytes"]) == (0, 0, 0)
     assert nothing_in_flight(account) and account["frozen"] is None
     assert world.blobs.objects == {} and world.versions.docs == {} and world.heads.docs == {}
+
+
+# ---------------------------------------------------------------- old versions
+async def test_prune_keeps_the_head_of_every_live_file_and_the_versions_of_trashed_ones():
+    world = World()
+    await world.give_plan("u", PRO)
+    for data in (b"a" * 10, b"b" * 20, b"c" * 30):
+        await upload(world, data, overwrite=True)
+    other = parse_file_ref("u", "GPX", "gone.gpx")
+    await upload(world, b"x", ref=other)
+    await upload(world, b"y", ref=other, overwrite=True)
+    await world.process().ops.delete_file(other, None, "d", None)
+    result = await world.process().ops.prune("u", None)
+    assert result == {"type": None, "removed_versions": 2, "freed_bytes": 30}
+    kept = sorted(v["size"] for v in world.versions.docs.values())
+    assert kept == [-1, 1, 1, 30]  # a.gpx's head; gone.gpx's marker and both its versions
+    assert world.account("u")["stored_bytes"] == 30 + 1 + 1 + 4 * 256
+    assert world.events_in(world.accounts, "u")[-1] == "file-versions-pruned"
+
+
+async def test_an_upload_over_the_storage_limit_frees_the_oldest_old_versions_of_the_same_file():
+    world = World()
+    await world.give_plan("u", {**PRO, "storage_limit_bytes": 3000})
+    for data in (b"a" * 1000, b"b" * 1000, b"c" * 1000):
+        await upload(world, data, overwrite=True)
+    sizes = sorted((v["updated_ms"], v["size"]) for v in world.versions.docs.values())
+    assert len(sizes) == 2  # the oldest went to make room for the newest
+    assert world.account("u")["stored_bytes"] <= 3000
+    assert [e["key"] for e in world.publisher.handed_to_trash] == ["u"]  # file-versions-pruned, at once

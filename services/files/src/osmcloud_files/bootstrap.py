@@ -1,7 +1,7 @@
 """The files service's composition root for its application layer, as cosmicpython's
 bootstrap: it receives the ports (ports.py) — clock, event publisher, heads/versions store,
 usage ledger, blob store — and wires the application services on them. app.py passes the
-real adapters; the service-layer tests (tests/fakes.py) pass fakes."""
+real adapters; the service-layer tests (tests/files_fakes.py) pass fakes."""
 
 from dataclasses import dataclass
 

@@ -3,7 +3,7 @@
 The composition root (`bootstrap.py`) receives one of each: the clock, the event publisher
 (the outbox and the hand-over to trash), the heads/versions store (`store.FilesStore`), the
 usage ledger (`ledger.Ledger`) and the blob store. app.py passes the real adapters (Mongo,
-S3, Kafka through the shared Runtime); the service-layer tests (tests/fakes.py) pass fakes."""
+S3, Kafka through the shared Runtime); the service-layer tests (tests/files_fakes.py) pass fakes."""
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
