@@ -27,9 +27,12 @@ from osmcloud_common.events import Payload, make_event
 from osmcloud_common.mongo import SerializedCollection
 from osmcloud_common.outbox import OUTBOX_FIELD, outbox_entry
 from osmcloud_files.bootstrap import FilesServices, bootstrap
+from osmcloud_files.domain import FileRef
 from osmcloud_files.ledger import OP_TTL_SECONDS, Ledger
+from osmcloud_files.model import Head
 from osmcloud_files.ports import BlobMissing
 from osmcloud_files.store import FilesStore
+from osmcloud_files.uploads import UploadRequest
 
 MISSING = object()
 
@@ -390,3 +393,11 @@ def body(data: bytes, piece: int = 1000) -> Callable[[int], Awaitable[bytes]]:
         offset += len(chunk)
         return chunk
     return read
+
+
+async def trashed(world: World, ref: FileRef, size: int = 700) -> tuple[Head, Head]:
+    """A file of `size` bytes uploaded and deleted: (its live version, its delete marker)."""
+    live, _ = await world.process().uploader.upload(UploadRequest(ref, "dev", body(b"r" * size), size,
+                                                                  overwrite=True))
+    marker = await world.process().ops.delete_file(ref, None, "dev", None)
+    return live, marker

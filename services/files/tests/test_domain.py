@@ -8,7 +8,7 @@ from osmcloud_files.domain import (check_backup_enabled, check_may_upload, decod
                                    upload_need)
 from osmcloud_files.errors import (BackupDisabled, FileCountExceeded, FileTooLarge, InvalidInput, NotAllowed,
                                    QuotaExceeded, VersionConflict)
-from osmcloud_files.model import FileHead, Version
+from osmcloud_files.model import FileHead, Head, Version
 from osmcloud_files.native_errors import api_error
 from osmcloud_files.routes import _byte_range
 
@@ -132,8 +132,8 @@ def test_the_conflict_rule_of_uploads():
 
 # ---------------------------------------------------------------- removing a version
 def _v(vid, deleted=False, size=10):
-    return Version(vid, "u", "GPX", "a.gpx", None if deleted else f"users/u/{vid}", -1 if deleted else size, None, 1,
-                   None, None, deleted, None, None, None)
+    return Version("u", "GPX", "a.gpx", Head(vid, -1 if deleted else size, None, 1, None, None, deleted, None),
+                   None if deleted else f"users/u/{vid}", None, None)
 
 
 def test_removing_the_head_falls_back_to_the_version_before_it():

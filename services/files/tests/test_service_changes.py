@@ -3,7 +3,7 @@ removal of a version, restores and the ledger's limits — the application code 
 store and ledger adapters, over in-memory collections, blobs and a fixed clock."""
 
 import pytest
-from files_fakes import PRO, START, World, body
+from files_fakes import PRO, START, World, body, trashed
 
 from osmcloud_files.domain import blob_key, parse_file_ref
 from osmcloud_files.errors import (Busy, FileChanged, FileCountExceeded, FileTooLarge, NoPlan, QuotaExceeded,
@@ -122,16 +122,10 @@ async def test_removing_the_delete_marker_brings_the_file_back_under_the_quota()
 
 
 # ---------------------------------------------------------------- restore from the trash
-async def trashed(world: World, size: int = 700) -> tuple[dict, dict]:
-    live = await upload(world, b"r" * size)
-    marker = await world.process().ops.delete_file(GPX, None, "dev-1", None)
-    return live, marker
-
-
 async def test_a_restore_saves_the_last_version_again_as_a_ledger_operation():
     world = World()
     await world.give_plan("u", PRO)
-    live, marker = await trashed(world)
+    live, marker = await trashed(world, GPX)
     head, retried = await world.process().ops.restore(GPX, marker.version_id, live.version_id, "dev-2")
     assert not retried and head.version_id != live.version_id and head.restored_from == marker.version_id
     assert world.blobs.objects[blob_key("u", head.version_id)] == b"r" * 700  # a copy of its own
@@ -147,7 +141,7 @@ async def test_a_restore_saves_the_last_version_again_as_a_ledger_operation():
 async def test_a_restore_over_the_quota_or_of_a_changed_or_purged_file_is_refused_and_reserves_nothing():
     world = World()
     await world.give_plan("u", PRO)
-    live, marker = await trashed(world, size=6000)
+    live, marker = await trashed(world, GPX, size=6000)
     await upload(world, b"y" * 5000, ref=parse_file_ref("u", "GPX", "other.gpx"))
     with pytest.raises(QuotaExceeded):
         await world.process().ops.restore(GPX, marker.version_id, live.version_id, "d")

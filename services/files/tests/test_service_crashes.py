@@ -5,7 +5,7 @@ passes, and another process's reconciler finishes or undoes what it left."""
 from typing import Any
 
 import pytest
-from files_fakes import PRO, Crash, CrashPlan, World, body
+from files_fakes import PRO, Crash, CrashPlan, World, body, trashed
 
 from osmcloud_common.outbox import OutboxRelay
 from osmcloud_files.domain import blob_key, parse_file_ref
@@ -164,16 +164,10 @@ async def test_crash_after_a_removed_head_moved_before_settling_the_reconciler_d
 
 
 # ---------------------------------------------------------------- restore
-async def trashed(world: World) -> tuple[dict[str, Any], dict[str, Any]]:
-    live = await upload(world.process(), b"r" * 700)
-    marker = await world.process().ops.delete_file(GPX, None, "dev", None)
-    return live, marker
-
-
 async def test_crash_after_the_restored_copy_is_written_before_the_head_moves_the_restore_is_undone():
     world = World()
     await world.give_plan("u", PRO)
-    live, marker = await trashed(world)
+    live, marker = await trashed(world, GPX)
     with pytest.raises(Crash):
         await world.process(head_move("update_one")).ops.restore(GPX, marker.version_id, live.version_id, "d")
     assert len(world.blobs.objects) == 2 and world.account("u")["reserved_bytes"] == 700
@@ -190,7 +184,7 @@ async def test_crash_after_the_restored_copy_is_written_before_the_head_moves_th
 async def test_crash_after_the_restore_moved_the_head_before_usage_is_settled_usage_follows():
     world = World()
     await world.give_plan("u", PRO)
-    live, marker = await trashed(world)
+    live, marker = await trashed(world, GPX)
     with pytest.raises(Crash):
         await world.process(at("accounts", "find_one_and_update", settling)).ops.restore(
             GPX, marker.version_id, live.version_id, "d")

@@ -10,8 +10,8 @@ from datetime import datetime
 from typing import Any
 
 HEAD_FIELDS = ("version_id", "size", "checksum", "updated_ms", "client_ms", "device_id", "deleted", "seq")
-VERSION_FIELDS = ("_id", "version_id", "user_id", "type", "name", "blob_key", "size", "checksum", "updated_ms", "client_ms",
-                  "device_id", "deleted", "seq", "op", "created_at")
+HEAD_EXTRA = ("restored_from", "grace_end")  # fields a head may carry besides, into its version document
+VERSION_FIELDS = ("_id", "user_id", "type", "name", "blob_key", "op", "created_at")
 
 
 @dataclass(frozen=True)
@@ -90,48 +90,40 @@ class FileHead:
 
 @dataclass(frozen=True)
 class Version:
-    """A version document: one version of a file, a delete marker included."""
-    id: str
+    """A version document: the file, the version's own fields as a head holds them (a delete
+    marker included), its blob, the operation that wrote it, and fields only the version
+    document has (`extra`: OsmAnd's `device_num` and `zip_size`)."""
     user_id: str
     file_type: str
     name: str
+    head: Head
     blob_key: str | None
-    size: int
-    checksum: str | None
-    updated_ms: int
-    client_ms: int | None
-    device_id: str | None
-    deleted: bool
-    seq: int | None
     op: str | None
     created_at: datetime | None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def head(self) -> Head:
-        """This version as a file's head."""
-        return Head(self.id, self.size, self.checksum, self.updated_ms, self.client_ms, self.device_id, self.deleted,
-                    self.seq, {k: v for k, v in self.extra.items() if k in ("restored_from", "grace_end")})
+    def id(self) -> str:
+        return self.head.version_id
 
-    @classmethod
-    def of(cls, user_id: str, file_type: str, name: str, head: Head, blob_key: str | None, op: str | None,
-           created_at: datetime, extra: dict[str, Any] | None = None) -> "Version":
-        """The version document of a new head."""
-        return cls(head.version_id, user_id, file_type, name, blob_key, head.size, head.checksum, head.updated_ms,
-                   head.client_ms, head.device_id, head.deleted, head.seq, op, created_at,
-                   {**head.extra, **(extra or {})})
+    @property
+    def size(self) -> int:
+        return self.head.size
+
+    @property
+    def deleted(self) -> bool:
+        return self.head.deleted
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> "Version":
-        return cls(id=doc["_id"], user_id=doc["user_id"], file_type=doc["type"], name=doc["name"],
-                   blob_key=doc.get("blob_key"), size=doc["size"], checksum=doc.get("checksum"),
-                   updated_ms=doc["updated_ms"], client_ms=doc.get("client_ms"), device_id=doc.get("device_id"),
-                   deleted=bool(doc.get("deleted")), seq=doc.get("seq"), op=doc.get("op"),
-                   created_at=doc.get("created_at"), extra={k: v for k, v in doc.items() if k not in VERSION_FIELDS})
+        head = Head.from_doc({**{k: v for k, v in doc.items() if k in HEAD_FIELDS or k in HEAD_EXTRA},
+                              "version_id": doc["_id"]})
+        return cls(user_id=doc["user_id"], file_type=doc["type"], name=doc["name"], head=head,
+                   blob_key=doc.get("blob_key"), op=doc.get("op"), created_at=doc.get("created_at"),
+                   extra={k: v for k, v in doc.items() if k not in VERSION_FIELDS + HEAD_FIELDS + HEAD_EXTRA})
 
     def to_doc(self) -> dict[str, Any]:
-        """As stored; `version_id` repeats `_id` (the document is the head's fields plus the file's)."""
-        return {"_id": self.id, "version_id": self.id, "user_id": self.user_id, "type": self.file_type, "name": self.name,
-                "blob_key": self.blob_key, "size": self.size, "checksum": self.checksum,
-                "updated_ms": self.updated_ms, "client_ms": self.client_ms, "device_id": self.device_id,
-                "deleted": self.deleted, "seq": self.seq, "op": self.op, "created_at": self.created_at, **self.extra}
+        """As stored: the head's fields (`version_id` repeats `_id`) plus the file's and the version's own."""
+        return {"_id": self.id, "user_id": self.user_id, "type": self.file_type, "name": self.name,
+                "blob_key": self.blob_key, **self.head.to_doc(), "op": self.op, "created_at": self.created_at,
+                **self.extra}

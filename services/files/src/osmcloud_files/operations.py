@@ -14,7 +14,7 @@ otherwise the operation's version document and blob are removed and the reservat
 
 import asyncio
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from osmcloud_common.events import (Entitlement, FileDeleted, FileRestored, FileVersionsPruned,
@@ -44,6 +44,11 @@ def new_id() -> str:
 
 def ref_of(user_id: str, doc: dict[str, Any]) -> FileRef:
     return parse_file_ref(user_id, doc["type"], doc["name"])
+
+
+def as_head(version: Version | None) -> Head | None:
+    """A version that becomes the head again (its successor removed): its own fields only."""
+    return replace(version.head, extra={}) if version is not None else None
 
 
 @dataclass(frozen=True)
@@ -141,8 +146,8 @@ class Operations:
         head = Head(tombstone_id, -1, None, next_update_ms(int(now.timestamp() * 1000), last.updated_ms),
                     client_ms, device_id, deleted=True, seq=seq)
         try:
-            await self.store.add_version(Version.of(ref.user_id, ref.file_type, ref.name, head, None, op_id, now,
-                                                    extra))
+            await self.store.add_version(Version(ref.user_id, ref.file_type, ref.name, head, None, op_id, now,
+                                                 extra or {}))
             event = self.events.event(FileDeleted(file_type=ref.file_type, name=ref.name, category=ref.category,
                                                   tombstone_version_id=tombstone_id,
                                                   last_version_id=last.version_id, size=last.size,
@@ -221,7 +226,7 @@ class Operations:
             events.append(self.events.event(FileDeleted(
                 file_type=ref.file_type, name=ref.name, category=ref.category, tombstone_version_id=below.id,
                 last_version_id=(before or below).id, size=before.size if before else 0,
-                deleted_at=below.created_at or self.clock.now(), tombstone_update_ms=below.updated_ms), ref.user_id))
+                deleted_at=below.created_at or self.clock.now(), tombstone_update_ms=below.head.updated_ms), ref.user_id))
         elif below is not None and not was_live:
             events.append(self.events.event(FileRestored(file_type=ref.file_type, name=ref.name, version_id=below.id,
                                                          tombstone_version_id=version_id), ref.user_id))
@@ -229,7 +234,7 @@ class Operations:
         live_before = current.head.size if current.head is not None and was_live else 0
         try:
             await self.commit(HeadChange(
-                ref, op_id, current, frozenset(began["ops"]), version_id, below.head if below else None, events,
+                ref, op_id, current, frozenset(began["ops"]), version_id, as_head(below), events,
                 reserved=Usage(grows, revives),
                 delta=Usage(live_after - live_before, int(now_live) - int(was_live), -version_cost(version.size)),
                 seq=began["change_seq"], reverted=True, finish_events=[pruned]))
@@ -295,11 +300,11 @@ class Operations:
             except BlobMissing:
                 raise gone from None
             now = self.clock.now()
-            new_head = Head(version_id, size, source.checksum, next_update_ms(int(now.timestamp() * 1000),
+            new_head = Head(version_id, size, source.head.checksum, next_update_ms(int(now.timestamp() * 1000),
                                                                               head.updated_ms),
-                            source.client_ms, device_id or None, deleted=False, seq=began["change_seq"],
+                            source.head.client_ms, device_id or None, deleted=False, seq=began["change_seq"],
                             extra={"restored_from": tombstone_id})
-            await self.store.add_version(Version.of(ref.user_id, ref.file_type, ref.name, new_head, key, op_id, now))
+            await self.store.add_version(Version(ref.user_id, ref.file_type, ref.name, new_head, key, op_id, now))
             event = self.events.event(FileRestored(file_type=ref.file_type, name=ref.name, version_id=version_id,
                                                    tombstone_version_id=tombstone_id), ref.user_id)
             after = await self.commit(HeadChange(
@@ -423,7 +428,7 @@ class Operations:
             tombstone_id, seq = new_id(), next(seqs)
             head = Head(tombstone_id, -1, None, next_update_ms(int(now.timestamp() * 1000), last.updated_ms), None,
                         device_id, deleted=True, seq=seq, extra=dict(marker_fields or {}))
-            await self.store.add_version(Version.of(user_id, ref.file_type, ref.name, head, None, op_id, now))
+            await self.store.add_version(Version(user_id, ref.file_type, ref.name, head, None, op_id, now))
             event = self.events.event(FileDeleted(file_type=ref.file_type, name=ref.name, category=ref.category,
                                                   tombstone_version_id=tombstone_id,
                                                   last_version_id=last.version_id, size=last.size,

@@ -103,7 +103,7 @@ class Uploader:
             head = Head(version_id, blob.size, checksum,
                         next_update_ms(int(now.timestamp() * 1000), last.updated_ms if last else None),
                         req.client_ms, req.device_id, deleted=False, seq=seq)
-            await self.store.add_version(Version.of(ref.user_id, ref.file_type, ref.name, head, key, op_id, now,
+            await self.store.add_version(Version(ref.user_id, ref.file_type, ref.name, head, key, op_id, now,
                                                     req.extra()))
             event = self.events.event(FileUploaded(file_type=ref.file_type, name=ref.name, version_id=version_id,
                                                    size=blob.size, checksum=checksum,
