@@ -1,11 +1,15 @@
 import pytest
 
-from osmcloud_common.errors import BadRequest, Conflict, Forbidden, PayloadTooLarge
+from osmcloud_common.errors import BadRequest
 from osmcloud_common.events import Entitlement
 from osmcloud_files.domain import (check_backup_enabled, check_may_upload, decode_cursor, encode_cursor,
-                                   feed_horizon, file_count_exceeded, growth_to_reserve, head_after_removal,
-                                   live_version_before, next_update_ms, parse_file_ref, quota_exceeded,
-                                   storage_breakdown, upload_need)
+                                   expected_head, feed_horizon, growth_to_reserve, head_after_removal,
+                                   live_version_before, next_update_ms, parse_file_ref, storage_breakdown,
+                                   upload_need)
+from osmcloud_files.errors import (BackupDisabled, FileCountExceeded, FileTooLarge, InvalidInput, NotAllowed,
+                                   QuotaExceeded, VersionConflict)
+from osmcloud_files.model import FileHead, Head, Version
+from osmcloud_files.native_errors import api_error
 from osmcloud_files.routes import _byte_range
 
 START = Entitlement(plan="start", quota_bytes=5_000_000, max_file_bytes=2_000_000, max_files=10_000,
@@ -21,15 +25,17 @@ def test_file_identity_and_category():
 @pytest.mark.parametrize("file_type,name", [("NOPE", "a"), ("GPX", ""), ("GPX", "/abs"), ("GPX", "a/../b"),
                                             ("GPX", "a//b"), ("GPX", "a\x00b"), ("GPX", "x" * 1025)])
 def test_bad_identities_are_400s(file_type, name):
-    with pytest.raises(BadRequest):
+    with pytest.raises(InvalidInput) as info:
         parse_file_ref("u", file_type, name)
+    assert api_error(info.value).status == 400
 
 
 def test_plan_rules_for_uploads():
-    with pytest.raises(Forbidden) as no_plan:
+    with pytest.raises(NotAllowed) as no_plan:
         check_may_upload(None, "FAVOURITES")
     assert "Start" in no_plan.value.message and "Pro" in no_plan.value.message
-    with pytest.raises(Forbidden) as pro_only:
+    assert api_error(no_plan.value).status == 403 and no_plan.value.code == "no_plan"
+    with pytest.raises(NotAllowed) as pro_only:
         check_may_upload(START, "GPX")
     assert "Pro plan" in pro_only.value.message
     check_may_upload(START, "FAVOURITES")
@@ -39,7 +45,7 @@ def test_plan_rules_for_uploads():
 def test_uploads_during_grace_name_the_grace_period():
     from datetime import UTC, datetime
     grace = START.model_copy(update={"grace_until": datetime(2027, 7, 1, tzinfo=UTC)})
-    with pytest.raises(Forbidden) as info:
+    with pytest.raises(NotAllowed) as info:
         check_may_upload(grace, "GPX")
     assert info.value.code == "grace_period" and "grace period" in info.value.message
     check_may_upload(grace, "FAVOURITES")
@@ -74,7 +80,7 @@ def test_a_declared_body_reserves_only_what_it_adds():
     assert upload_need(1000, 400, False, START, 10**9).bytes == 600
     assert upload_need(None, 0, True, PRO, 50_000_000).bytes == 0  # chunked: reserves as it streams
     assert upload_need(None, 0, True, PRO, 50_000_000).limit == 50_000_000
-    with pytest.raises(PayloadTooLarge) as too_big:
+    with pytest.raises(FileTooLarge) as too_big:
         upload_need(2_000_001, 0, True, START, 10**9)
     assert too_big.value.code == "file_too_large"
 
@@ -91,26 +97,50 @@ def test_a_streamed_body_reserves_in_steps_up_to_the_per_file_limit():
 
 
 def test_refusals_say_quota_and_name_the_limits():
-    error = quota_exceeded(500, 4_900_000, 5_000_000)
+    error = api_error(QuotaExceeded(500, 4_900_000, 5_000_000))
     assert error.status == 413 and error.code == "quota_exceeded" and "quota" in error.message
-    files_error = file_count_exceeded(10, 10)
+    assert error.body()["error"] == {"code": "quota_exceeded", "quota_bytes": 5_000_000, "used_bytes": 4_900_000,
+                                     "message": "storage quota exceeded: the file needs 500 bytes but only "
+                                                "100000 of 5000000 bytes are free"}
+    files_error = api_error(FileCountExceeded(10, 10))
     assert files_error.status == 413 and "quota" in files_error.message and files_error.details["max_files"] == 10
     check_backup_enabled("GPX", ["FAVOURITES"])
-    with pytest.raises(Conflict) as off:
+    with pytest.raises(BackupDisabled) as off:
         check_backup_enabled("FAVOURITES", ["FAVOURITES"])
     assert off.value.code == "backup_disabled" and "backup-types/FAVOURITES" in off.value.message
+    assert api_error(off.value).status == 409
+
+
+def test_the_conflict_rule_of_uploads():
+    live = FileHead.from_doc({"_id": "u/GPX/a.gpx", "user_id": "u", "type": "GPX", "name": "a.gpx",
+                              "category": "my_places",
+                              "head": {"version_id": "v1", "size": 3, "updated_ms": 1, "deleted": False}})
+    assert expected_head(None, None, False) is None
+    assert expected_head(live, "v1", False) == "v1"
+    assert expected_head(live, None, True) == "v1"  # OsmAnd's upload-file: always over the head
+    trashed = FileHead.from_doc({**live.to_doc(), "head": {**live.to_doc()["head"], "deleted": True}})
+    assert expected_head(trashed, None, False) == "v1"
+    with pytest.raises(VersionConflict) as exists:
+        expected_head(live, None, False)
+    answer = api_error(exists.value)
+    assert answer.status == 409 and answer.code == "version_conflict" and "overwrite=true" in answer.message
+    assert answer.details["head"]["version_id"] == "v1"
+    with pytest.raises(VersionConflict) as stale:
+        expected_head(None, "v0", False)
+    assert api_error(stale.value).details == {"head": None}
 
 
 # ---------------------------------------------------------------- removing a version
 def _v(vid, deleted=False, size=10):
-    return {"_id": vid, "deleted": deleted, "size": -1 if deleted else size}
+    return Version("u", "GPX", "a.gpx", Head(vid, -1 if deleted else size, None, 1, None, None, deleted, None),
+                   None if deleted else f"users/u/{vid}", None, None)
 
 
 def test_removing_the_head_falls_back_to_the_version_before_it():
     history = [_v("c"), _v("b", deleted=True), _v("a")]
-    assert head_after_removal(history, "c")["_id"] == "b"  # a delete marker, as on the reference server
+    assert head_after_removal(history, "c").id == "b"  # a delete marker, as on the reference server
     assert head_after_removal([_v("a")], "a") is None
-    assert live_version_before(history, "b")["_id"] == "a"
+    assert live_version_before(history, "b").id == "a"
     assert live_version_before([_v("b", deleted=True)], "b") is None
 
 
@@ -133,10 +163,27 @@ def test_cursors_are_opaque_and_checked():
     assert decode_cursor(encode_cursor(12345)) == 12345
     assert not encode_cursor(7).isdigit()
     for bad in ("12", "c1.!!", "c1." + "LTE", "xyz"):
-        with pytest.raises(BadRequest):
+        with pytest.raises(InvalidInput):
             decode_cursor(bad)
 
 
 def test_the_feed_stops_below_changes_still_being_written():
     assert feed_horizon(10, []) == 10
     assert feed_horizon(10, [7, 9]) == 7
+
+
+# ---------------------------------------------------------------- typed heads and versions
+def test_documents_survive_a_round_trip_through_the_typed_values_with_fields_they_do_not_name():
+    from datetime import UTC, datetime
+    version = {"_id": "v1", "version_id": "v1", "user_id": "u", "type": "GPX", "name": "a.gpx",
+               "blob_key": "users/u/v1", "size": 5, "checksum": "sha256:00", "updated_ms": 7, "client_ms": None,
+               "device_id": "d", "deleted": False, "seq": 3, "op": "o", "created_at": datetime(2026, 1, 1, tzinfo=UTC),
+               "device_num": 4, "zip_size": 3}
+    assert Version.from_doc(version).to_doc() == version
+    head_doc = {"_id": "u/GPX/a.gpx", "user_id": "u", "type": "GPX", "name": "a.gpx", "category": "my_places",
+                "head": {"version_id": "v2", "size": 5, "checksum": None, "updated_ms": 8, "client_ms": None,
+                         "device_id": "d", "deleted": False, "seq": 4, "restored_from": "m1"},
+                "_usage_pending": [{"op": "o", "bytes": 5, "files": 1, "stored": 261}]}
+    typed = FileHead.from_doc(head_doc)
+    assert typed.to_doc() == head_doc and typed.head is not None and typed.head.restored_from == "m1"
+    assert typed.pending_of(frozenset({"o"})) == head_doc["_usage_pending"] and typed.pending_of(frozenset()) == []

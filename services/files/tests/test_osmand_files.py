@@ -1,10 +1,9 @@
 """OsmAnd's list-files entries and totals, the upload answer and the error mapping."""
 
-from osmcloud_common.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
 from osmcloud_common.osmand import OsmandError
 
-from osmcloud_files.osmand_files import (as_osmand_error, file_entry, list_files_result, parse_types,
-                                         upload_answer)
+from osmcloud_files.errors import Busy, FileNotFound, InvalidName, NotInPlan, QuotaExceeded, VersionConflict
+from osmcloud_files.osmand_files import file_entry, list_files_result, osmand_error, parse_types, upload_answer
 
 F_FIELDS = {"userid", "id", "deviceid", "filesize", "type", "name", "updatetimems", "clienttimems", "zipSize"}
 
@@ -66,14 +65,15 @@ def test_upload_answer():
 
 
 def test_errors_become_protocol_codes():
-    over = as_osmand_error(PayloadTooLarge("storage quota exceeded: …", code="quota_exceeded"), 5 * 1024 * 1024)
-    assert isinstance(over, OsmandError) and over.error_code == 108
+    over = osmand_error(QuotaExceeded(10, 0, 5), 5 * 1024 * 1024, "changed")
+    assert isinstance(over, OsmandError) and over.error_code == 108 and over.reason == "quota_exceeded"
     # the app shows the figure between the prefix and the first '.'
     message = over.message
     prefix = "Maximum size of OsmAnd Cloud exceeded "
     assert message.startswith(prefix) and message[len(prefix):message.index(".")] == "5 MB"
-    assert as_osmand_error(Forbidden("needs Pro", code="type_not_in_plan"), None).error_code == 102
-    assert as_osmand_error(NotFound("gone"), None).error_code == 106
-    assert as_osmand_error(BadRequest("bad name"), None).error_code == 400
-    mine = OsmandError(107, "not gzip")
-    assert as_osmand_error(mine, None) is mine
+    assert osmand_error(NotInPlan("needs Pro"), None, "changed").error_code == 102
+    assert osmand_error(FileNotFound("gone"), None, "changed").error_code == 106
+    assert osmand_error(InvalidName("bad name"), None, "changed").error_code == 400
+    assert osmand_error(Busy(), None, "changed").error_code == 400
+    changed = osmand_error(VersionConflict(None), None, "GPX/a.gpx changed meanwhile; retry")
+    assert (changed.error_code, changed.message) == (400, "GPX/a.gpx changed meanwhile; retry")

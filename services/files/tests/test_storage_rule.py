@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from osmcloud_common.errors import Forbidden
+from osmcloud_files.errors import NotAllowed
 from osmcloud_common.events import STORAGE_FACTOR, Entitlement
 from osmcloud_files.domain import restore_quota
 from osmcloud_files.storage_rule import RECORD_BYTES, bytes_to_free, protected_ids, take_oldest, version_cost
@@ -64,7 +64,7 @@ def test_restores_in_grace_take_any_type_within_the_lapsed_quota():
     grace = START.model_copy(update={"grace_until": datetime(2030, 1, 1, tzinfo=UTC), "grace_quota_bytes": 3000 * MB})
     assert restore_quota(grace, "GPX") == (3000 * MB, "grace_quota_bytes")
     assert restore_quota(START, "FAVOURITES") == (5 * MB, "quota_bytes")
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotAllowed):
         restore_quota(START, "GPX")  # on Start (no grace) a type Start lacks stays in the trash
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotAllowed):
         restore_quota(None, "FAVOURITES")

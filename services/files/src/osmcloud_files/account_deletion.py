@@ -5,14 +5,14 @@ blob under the user's prefix. Idempotent: a second run finds nothing to remove."
 from osmcloud_common.logging import get_logger
 from osmcloud_common.runtime import Runtime
 
+from .domain import blob_prefix
+
 log = get_logger(__name__)
 
 
-def blob_prefix(user_id: str) -> str:
-    return f"users/{user_id}/"
-
-
 def register_account_deletion(runtime: Runtime) -> None:
+    assert runtime.blobs is not None
+
     async def erase(user_id: str) -> None:
         # blobs first: if the sweep of documents failed afterwards, the retry finds them again;
         # the other way round a crash would leave blobs no document points to

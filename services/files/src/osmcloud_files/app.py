@@ -1,4 +1,6 @@
-"""Composition root of the files service."""
+"""Composition root of the files service: builds the real adapters (Mongo collections, S3,
+the Kafka outbox through the shared Runtime), hands them as ports to bootstrap.py, and
+registers routes, event handlers and background jobs."""
 
 from aiohttp import web
 
@@ -7,11 +9,13 @@ from osmcloud_common.runtime import Runtime, serve
 
 from .account_deletion import register_account_deletion
 from .account_routes import AccountRoutes
+from .bootstrap import bootstrap
 from .grace import register_grace_end
 from .handlers import register_handlers
-from .operations import Operations
+from .ledger import Ledger
+from .native_errors import native_errors
 from .osmand_compat import OsmandFilesRoutes
-from .reconcile import Reconciler
+from .ports import RuntimePublisher, S3Blobs
 from .restore import RestoreRoute
 from .routes import FilesRoutes
 from .settings import FilesSettings
@@ -22,25 +26,31 @@ from .trash_reactions import register_trash_reactions
 def build_app(settings: FilesSettings | None = None) -> web.Application:
     settings = settings or FilesSettings()
     runtime = Runtime(settings, uses_blobs=True)
+    assert runtime.blobs is not None
     runtime.hand_over_to("trash", settings.trash_url)
     # one update at a time per document (FerretDB's updates are not atomic, see SerializedCollection)
     heads, accounts = SerializedCollection(runtime.db["heads"]), SerializedCollection(runtime.db["accounts"])
     runtime.relay.add_collection(heads)
     runtime.relay.add_collection(accounts)
-    store = FilesStore(heads=heads, versions=SerializedCollection(runtime.db["versions"]), accounts=accounts)
+    ledger = Ledger(accounts)
+    store = FilesStore(heads=heads, versions=SerializedCollection(runtime.db["versions"]), accounts=accounts,
+                       ledger=ledger)
+    services = bootstrap(clock=runtime.clock, events=RuntimePublisher(runtime, heads, accounts), store=store,
+                         ledger=ledger, blobs=S3Blobs(runtime.blobs), max_upload_bytes=settings.max_upload_bytes,
+                         reconcile_seconds=settings.reconcile_seconds)
     runtime.on_startup(store.create_indexes)
     runtime.on_startup(runtime.blobs.ensure_bucket)
     register_handlers(runtime, store)
     register_account_deletion(runtime)
     register_trash_reactions(runtime, store)
-    ops = Operations(runtime, store, runtime.blobs)
-    register_grace_end(runtime, store, ops)
-    runtime.background(Reconciler(ops, settings.reconcile_seconds).run)
+    register_grace_end(runtime, store, services.ops)
+    runtime.background(services.reconciler.run)
     app = runtime.create_app()
-    AccountRoutes(store, ops).register(app)
-    FilesRoutes(runtime, store, runtime.blobs, settings, ops).register(app)
-    RestoreRoute(runtime, store, runtime.blobs, settings).register(app)
-    OsmandFilesRoutes(runtime, store, runtime.blobs, settings, ops).register(app)
+    app.middlewares.append(native_errors)
+    AccountRoutes(store, services.ops).register(app)
+    FilesRoutes(services, settings).register(app)
+    RestoreRoute(services.ops).register(app)
+    OsmandFilesRoutes(services, settings).register(app)
     return app
 
 

@@ -3,10 +3,13 @@ version removal, the storage page and the changes feed's cursor."""
 
 import base64
 from dataclasses import dataclass
+from typing import Any
 
 from osmcloud_common.datatypes import START_TYPES, TYPE_CATEGORIES, Category, category_of
-from osmcloud_common.errors import ApiError, BadRequest, Conflict, Forbidden, PayloadTooLarge
 from osmcloud_common.events import Entitlement
+
+from .errors import BackupDisabled, FileTooLarge, InvalidCursor, InvalidName, NoPlan, NotInPlan, UnknownType, VersionConflict
+from .model import FileHead, Version
 
 MAX_NAME_LENGTH = 1024
 
@@ -28,29 +31,26 @@ class FileRef:
 
 def parse_file_ref(user_id: str, file_type: str, name: str) -> FileRef:
     if file_type not in TYPE_CATEGORIES:
-        raise BadRequest(f"unknown file type '{file_type}'; known types: {', '.join(sorted(TYPE_CATEGORIES))}",
-                         code="unknown_type")
+        raise UnknownType(file_type)
     if not name or len(name) > MAX_NAME_LENGTH:
-        raise BadRequest(f"a file name must have 1 to {MAX_NAME_LENGTH} characters", code="invalid_name")
+        raise InvalidName(f"a file name must have 1 to {MAX_NAME_LENGTH} characters")
     parts = name.split("/")
     if name.startswith("/") or any(p in ("", ".", "..") for p in parts) or any(ord(c) < 32 for c in name):
-        raise BadRequest(f"'{name}' is not a valid file name (no empty, '.' or '..' folders, no control characters)",
-                         code="invalid_name")
+        raise InvalidName(f"'{name}' is not a valid file name (no empty, '.' or '..' folders, no control characters)")
     return FileRef(user_id, file_type, name)
 
 
 def check_may_upload(entitlement: Entitlement | None, file_type: str) -> None:
     if entitlement is None:
-        raise Forbidden("this account has no plan: activate the free Start plan or buy Pro to upload",
-                        code="no_plan")
+        raise NoPlan()
     if entitlement.allowed_types is not None and file_type not in entitlement.allowed_types:
         if entitlement.grace_until is not None:
-            raise Forbidden(f"the Pro subscription has expired: during its grace period (until "
+            raise NotInPlan(f"the Pro subscription has expired: during its grace period (until "
                             f"{entitlement.grace_until:%Y-%m-%d %H:%M} UTC) stored {file_type} files can still be "
                             f"listed, downloaded, restored and deleted, but uploads follow the Start rules, which "
                             f"do not include {file_type}; renew Pro to upload them", code="grace_period")
         plan = "Start or Pro" if file_type in START_TYPES else "Pro"
-        raise Forbidden(f"files of type {file_type} need the {plan} plan; the account's uploads follow "
+        raise NotInPlan(f"files of type {file_type} need the {plan} plan; the account's uploads follow "
                         f"the {entitlement.plan.capitalize()} rules", code="type_not_in_plan")
 
 
@@ -62,13 +62,34 @@ def restore_quota(entitlement: Entitlement | None, file_type: str) -> tuple[int,
     if entitlement is not None and entitlement.grace_until is not None and entitlement.grace_quota_bytes is not None:
         return entitlement.grace_quota_bytes, "grace_quota_bytes"
     check_may_upload(entitlement, file_type)
+    assert entitlement is not None  # check_may_upload refuses an account without a plan
     return entitlement.quota_bytes, "quota_bytes"
 
 
-def quota_exceeded(needed: int, used: int, quota: int) -> ApiError:
-    return PayloadTooLarge(
-        f"storage quota exceeded: the file needs {needed} bytes but only {max(0, quota - used)} of "
-        f"{quota} bytes are free", code="quota_exceeded", details={"quota_bytes": quota, "used_bytes": used})
+def blob_prefix(user_id: str) -> str:
+    """Where an account's blobs live in the bucket (one place for the key format)."""
+    return f"users/{user_id}/"
+
+
+def blob_key(user_id: str, version_id: str) -> str:
+    """The blob of one version: a new key per version, so no blob is shared by two."""
+    return blob_prefix(user_id) + version_id
+
+
+def expected_head(current: FileHead | None, base: str | None, overwrite: bool) -> str | None:
+    """Which head a new version must replace (the conflict rule): the named base, or,
+    without one, nothing / a deleted file, or anything when overwriting explicitly
+    (OsmAnd's upload-file always overwrites)."""
+    if base is not None:
+        if current is None or current.version_id != base:
+            raise VersionConflict(current.to_doc() if current else None)
+        return base
+    if current is None or current.head is None:
+        return None
+    if current.head.deleted or overwrite:
+        return current.head.version_id
+    raise VersionConflict(current.to_doc(),
+                          "the file exists: name its head version as base_version, or pass overwrite=true")
 
 
 def next_update_ms(now_ms: int, previous_ms: int | None) -> int:
@@ -94,8 +115,8 @@ def upload_need(declared_size: int | None, old_live_size: int, creates_file: boo
     streams (see `growth_to_reserve`), never past the per-file limit."""
     limit = min(x for x in (entitlement.max_file_bytes, hard_limit) if x is not None)
     if declared_size is not None and declared_size > limit:
-        raise PayloadTooLarge(f"the file has {declared_size} bytes; at most {limit} bytes are allowed per file",
-                              code="file_too_large", details={"max_file_bytes": limit})
+        raise FileTooLarge(f"the file has {declared_size} bytes; at most {limit} bytes are allowed per file",
+                           details={"max_file_bytes": limit})
     needed = max(0, declared_size - old_live_size) if declared_size is not None else 0
     return UploadNeed(bytes=needed, files=1 if creates_file else 0, limit=limit, old_size=old_live_size)
 
@@ -111,56 +132,48 @@ def growth_to_reserve(received: int, old_size: int, reserved: int, step: int, li
     return max(needed, min(reserved + step, ceiling)) - reserved
 
 
-def file_count_exceeded(max_files: int, file_count: int) -> ApiError:
-    return PayloadTooLarge(
-        f"file quota exceeded: the plan allows {max_files} files and the account has {file_count}; "
-        f"delete files or upgrade the plan", code="file_quota_exceeded",
-        details={"max_files": max_files, "file_count": file_count})
-
-
 def check_backup_enabled(file_type: str, switched_off: list[str] | None) -> None:
     if switched_off and file_type in switched_off:
-        raise Conflict(f"backup of {file_type} files is switched off for this account; switch it on with "
-                       f"PUT /api/files/backup-types/{file_type} {{\"enabled\": true}} to upload",
-                       code="backup_disabled", details={"type": file_type})
+        raise BackupDisabled(file_type)
 
 
 # ---------------------------------------------------------------- versions: removing one
-def head_after_removal(versions_newest_first: list[dict], removed_id: str) -> dict | None:
+def head_after_removal(versions_newest_first: list[Version], removed_id: str) -> Version | None:
     """The version that becomes head when `removed_id` (the current head) is deleted
     permanently: the one before it, whatever it is (a delete marker included, as on the
     reference server), or None when it was the only one."""
-    remaining = [v for v in versions_newest_first if v["_id"] != removed_id]
+    remaining = [v for v in versions_newest_first if v.id != removed_id]
     return remaining[0] if remaining else None
 
 
-def live_version_before(versions_newest_first: list[dict], marker_id: str) -> dict | None:
+def live_version_before(versions_newest_first: list[Version], marker_id: str) -> Version | None:
     """The newest live version older than a delete marker: what the trash offers to restore."""
     seen = False
     for v in versions_newest_first:
-        if v["_id"] == marker_id:
+        if v.id == marker_id:
             seen = True
-        elif seen and not v.get("deleted"):
+        elif seen and not v.deleted:
             return v
     return None
 
 
 # ---------------------------------------------------------------- storage page
 def storage_breakdown(heads: list[tuple[str, int]], used_bytes: int, file_count: int,
-                      entitlement: dict | None, switched_off: list[str]) -> dict:
+                      entitlement: dict[str, Any] | None, switched_off: list[str]) -> dict[str, Any]:
     """Used bytes and file counts per category and per type (newest version of each live
     file), against the quota; every catalogue type is listed with its backup switch."""
-    per_type = {t: {"type": t, "category": str(c), "used_bytes": 0, "file_count": 0,
-                    "backup_enabled": t not in switched_off,
-                    "allowed_by_plan": entitlement is not None and (
-                        entitlement.get("allowed_types") is None or t in entitlement["allowed_types"])}
-                for t, c in TYPE_CATEGORIES.items()}
+    per_type: dict[str, dict[str, Any]] = {
+        t: {"type": t, "category": str(c), "used_bytes": 0, "file_count": 0, "backup_enabled": t not in switched_off,
+            "allowed_by_plan": entitlement is not None and (
+                entitlement.get("allowed_types") is None or t in entitlement["allowed_types"])}
+        for t, c in TYPE_CATEGORIES.items()}
     for file_type, size in heads:
         entry = per_type.get(file_type)
         if entry is not None:
             entry["used_bytes"] += size
             entry["file_count"] += 1
-    categories = {str(c): {"category": str(c), "used_bytes": 0, "file_count": 0} for c in Category}
+    categories: dict[str, dict[str, Any]] = {str(c): {"category": str(c), "used_bytes": 0, "file_count": 0}
+                                             for c in Category}
     for entry in per_type.values():
         categories[entry["category"]]["used_bytes"] += entry["used_bytes"]
         categories[entry["category"]]["file_count"] += entry["file_count"]
@@ -193,8 +206,7 @@ def decode_cursor(cursor: str | None) -> int:
             raise ValueError
         return seq
     except ValueError:
-        raise BadRequest("the cursor is not one this server issued; start again without a cursor",
-                         code="invalid_cursor")
+        raise InvalidCursor() from None
 
 
 def feed_horizon(change_seq: int, op_floors: list[int]) -> int:

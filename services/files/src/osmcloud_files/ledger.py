@@ -141,18 +141,6 @@ class Ledger:
         quota = (doc.get("entitlement") or {}).get("quota_bytes")
         return usage_event(figures["usage_seq"], figures["used_bytes"], figures["file_count"], quota)
 
-    async def settle(self, user_id: str, delta_bytes: int, delta_files: int, reserved: int,
-                     usage_event: UsageEvent, stored_delta: int = 0) -> dict[str, Any]:
-        """Usage change outside an operation (an anonymous reservation of `reserved` bytes)."""
-        def build(doc):
-            figures = {"used_bytes": doc["used_bytes"] + delta_bytes, "file_count": doc["file_count"] + delta_files,
-                       "usage_seq": doc.get("usage_seq", 0) + 1}
-            update = {"$set": figures, "$inc": {"committed_bytes": delta_bytes - reserved, "reserved_bytes": -reserved,
-                                                "committed_files": delta_files, "stored_bytes": stored_delta}}
-            return ({"usage_seq": doc.get("usage_seq", 0)},
-                    with_events(update, [self._usage_entry(doc, figures, usage_event)]))
-        return await self.accounts.modify(user_id, build)
-
     async def add_stored(self, user_id: str, delta: int) -> None:
         """A change of stored_bytes outside an operation (versions removed for good)."""
         if delta:

@@ -14,22 +14,24 @@ otherwise the operation's version document and blob are removed and the reservat
 
 import asyncio
 import uuid
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from osmcloud_common.blobstore import BlobStore
-from osmcloud_common.errors import Conflict, NotFound
 from osmcloud_common.events import (Entitlement, FileDeleted, FileRestored, FileVersionsPruned,
                                     StorageUsageChanged)
 from osmcloud_common.logging import get_logger
 from osmcloud_common.mongo import find_by_ids
-from osmcloud_common.runtime import Runtime
 
-from .domain import (FileRef, file_count_exceeded, head_after_removal, live_version_before, next_update_ms,
-                     parse_file_ref, quota_exceeded, restore_quota)
+from .domain import (FileRef, blob_key, blob_prefix, head_after_removal, live_version_before, next_update_ms,
+                     parse_file_ref, restore_quota)
+from .errors import (Busy, FileChanged, FileCountExceeded, FileNotFound, FileTooLarge, QuotaExceeded,
+                     VersionConflict, VersionInFlight, VersionNotFound)
+from .ledger import Ledger, UsageEvent
+from .model import FileHead, Head, Version
+from .ports import BlobMissing, Blobs, Clock, EventPublisher
 from .storage_bound import StorageBound
 from .storage_rule import RECORD_BYTES, version_cost
 from .store import FilesStore, HeadMoved
-from .views import head_view
 
 log = get_logger(__name__)
 
@@ -44,59 +46,75 @@ def ref_of(user_id: str, doc: dict[str, Any]) -> FileRef:
     return parse_file_ref(user_id, doc["type"], doc["name"])
 
 
-class Busy(Conflict):
-    def __init__(self) -> None:
-        super().__init__("all data of this account is being deleted right now; try again in a moment",
-                         code="account_busy")
+def as_head(version: Version | None) -> Head | None:
+    """A version that becomes the head again (its successor removed): its own fields only."""
+    return replace(version.head, extra={}) if version is not None else None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """An amount of the account's usage: bytes of live files, live files, stored bytes."""
+    bytes: int = 0
+    files: int = 0
+    stored: int = 0
+
+
+@dataclass(frozen=True)
+class HeadChange:
+    """One ledger operation's move of one file's head (steps 2b and 3 of the module doc):
+    `current` is the head document it was based on and `expected` the head version it
+    replaces (None: no file yet); `reserved` is what `begin` reserved, `delta` the usage it
+    really changes; `events` go with the head's move, `finish_events` with the settlement."""
+    ref: FileRef
+    op_id: str
+    current: FileHead | None
+    in_flight: frozenset[str]
+    expected: str | None
+    head: Head | None
+    events: list[dict[str, Any]]
+    reserved: Usage
+    delta: Usage
+    seq: int | None
+    reverted: bool = False
+    finish_events: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Operations:
-    def __init__(self, runtime: Runtime, store: FilesStore, blobs: BlobStore) -> None:
-        self.rt, self.store, self.blobs, self.ledger = runtime, store, blobs, store.ledger
-        self.bound = StorageBound(runtime, store, blobs)
+    def __init__(self, clock: Clock, events: EventPublisher, store: FilesStore, ledger: Ledger, blobs: Blobs,
+                 bound: StorageBound, max_upload_bytes: int) -> None:
+        self.clock, self.events, self.store, self.ledger, self.blobs = clock, events, store, ledger, blobs
+        self.bound, self.max_upload_bytes = bound, max_upload_bytes
 
     # ------------------------------------------------------------ shared steps
-    def usage_event(self, user_id: str):
-        def make(seq: int, used: int, files: int, quota: int | None) -> dict:
-            return self.rt.event(StorageUsageChanged(sequence=seq, used_bytes=used, file_count=files,
-                                                     quota_bytes=quota), user_id)
+    def usage_event(self, user_id: str) -> UsageEvent:
+        """storage-usage-changed with the account's new absolute figures (the one place it is made)."""
+        def make(seq: int, used: int, files: int, quota: int | None) -> dict[str, Any]:
+            return self.events.event(StorageUsageChanged(sequence=seq, used_bytes=used, file_count=files,
+                                                         quota_bytes=quota), user_id)
         return make
 
-    def written(self, head_key: str | None = None, user_id: str | None = None) -> None:
-        """Wakes the outbox relay for the documents that just got events."""
-        if head_key:
-            self.rt.events_written(self.store.heads, head_key)
-        if user_id:
-            self.rt.events_written(self.store.accounts, user_id)
-
-    async def hand_to_trash(self, entries: list[dict]) -> None:
+    async def hand_to_trash(self, entries: list[dict[str, Any]]) -> None:
         """The trash page is the client's next read after a delete, a restore by version
         removal or an upload over a trashed file: trash applies these events before we answer
         (read-your-writes, osmcloud_common.handover); Kafka still carries them."""
-        await self.rt.hand_over("trash", entries)
+        await self.events.hand_to_trash(entries)
 
-    def now_ms(self) -> int:
-        return int(self.rt.clock.now().timestamp() * 1000)
-
-    async def commit(self, ref: FileRef, op_id: str, current: dict | None, in_flight: set[str],
-                     expected: str | None, head: dict | None, events: list[dict], *, reserved_bytes: int,
-                     reserved_files: int, delta_bytes: int, delta_files: int, seq: int | None,
-                     reverted: bool = False, finish_events: list[dict] | None = None,
-                     stored_delta: int = 0) -> dict[str, Any]:
-        """Steps 2b and 3: moves the head (HeadMoved if it moved meanwhile) and settles.
-        `stored_delta`: the change of the account's stored bytes (storage_rule.py)."""
-        keep = [e for e in (current or {}).get("_usage_pending", []) if e["op"] in in_flight and e["op"] != op_id]
-        await self.store.change_head(ref, expected, head, events,
-                                     pending={"op": op_id, "bytes": delta_bytes, "files": delta_files,
-                                              "stored": stored_delta},
-                                     keep_pending=keep, changed_seq=seq, reverted=reverted)
-        self.written(head_key=ref.key)
-        after = await self.ledger.finish(ref.user_id, op_id, reserved_bytes, reserved_files, delta_bytes,
-                                         delta_files, finish_events, self.usage_event(ref.user_id),
-                                         stored_delta=stored_delta)
+    async def commit(self, change: HeadChange) -> dict[str, Any]:
+        """Steps 2b and 3: moves the head (HeadMoved if it moved meanwhile) and settles;
+        returns the account document after the settlement."""
+        ref, op_id = change.ref, change.op_id
+        keep = change.current.pending_of(change.in_flight, but=op_id) if change.current else []
+        await self.store.change_head(ref, change.expected, change.head, change.events,
+                                     pending={"op": op_id, "bytes": change.delta.bytes, "files": change.delta.files,
+                                              "stored": change.delta.stored},
+                                     keep_pending=keep, changed_seq=change.seq, reverted=change.reverted)
+        self.events.head_written(ref.key)
+        after = await self.ledger.finish(ref.user_id, op_id, change.reserved.bytes, change.reserved.files,
+                                         change.delta.bytes, change.delta.files, change.finish_events or None,
+                                         self.usage_event(ref.user_id), stored_delta=change.delta.stored)
         if after is None:  # the reconciler finished it first (the op had expired)
             after = await self.ledger.get(ref.user_id)
-        self.written(user_id=ref.user_id)
+        self.events.account_written(ref.user_id)
         return after
 
     async def begin_plain(self, user_id: str, op_id: str, op: dict[str, Any], floor: int | None = None
@@ -110,38 +128,36 @@ class Operations:
 
     # ------------------------------------------------------------ delete (delete marker)
     async def delete_file(self, ref: FileRef, base: str | None, device_id: str, client_ms: int | None,
-                          conflict, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                          extra: dict[str, Any] | None = None) -> Head:
         """A delete marker as the file's new head; `extra`: more fields for its version document."""
-        current = await self.store.head(ref)
-        if current is None or current["head"]["deleted"]:
-            raise NotFound(f"no such file: {ref.file_type}/{ref.name}", code="file_not_found")
-        if base is not None and current["head"]["version_id"] != base:
-            raise conflict(current)
-        last = current["head"]
+        current = await self.store.file_head(ref)
+        if current is None or current.head is None or current.head.deleted:
+            raise FileNotFound(f"no such file: {ref.file_type}/{ref.name}")
+        if base is not None and current.head.version_id != base:
+            raise VersionConflict(current.to_doc())
+        last = current.head
         account = await self.ledger.get(ref.user_id)
         op_id, tombstone_id = new_id(), new_id()
         began = await self.begin_plain(ref.user_id, op_id, {"kind": "delete", "file": ref.key,
                                                             "version_id": tombstone_id, "blob_key": None},
                                        floor=account["change_seq"])
         seq = began["change_seq"]
-        now = self.rt.clock.now()
-        head = {"version_id": tombstone_id, "size": -1, "checksum": None, "deleted": True, "seq": seq,
-                "updated_ms": next_update_ms(int(now.timestamp() * 1000), last["updated_ms"]),
-                "client_ms": client_ms, "device_id": device_id}
+        now = self.clock.now()
+        head = Head(tombstone_id, -1, None, next_update_ms(int(now.timestamp() * 1000), last.updated_ms),
+                    client_ms, device_id, deleted=True, seq=seq)
         try:
-            await self.store.add_version({"_id": tombstone_id, "user_id": ref.user_id, "type": ref.file_type,
-                                          "name": ref.name, "blob_key": None, **head, **(extra or {}),
-                                          "op": op_id, "created_at": now})
-            event = self.rt.event(FileDeleted(file_type=ref.file_type, name=ref.name, category=ref.category,
-                                              tombstone_version_id=tombstone_id,
-                                              last_version_id=last["version_id"], size=last["size"],
-                                              deleted_at=now, tombstone_update_ms=head["updated_ms"]), ref.user_id)
-            after = await self.commit(ref, op_id, current, set(began["ops"]), last["version_id"], head, [event],
-                                      reserved_bytes=0, reserved_files=0, delta_bytes=-last["size"], delta_files=-1,
-                                      seq=seq, stored_delta=RECORD_BYTES)
+            await self.store.add_version(Version(ref.user_id, ref.file_type, ref.name, head, None, op_id, now,
+                                                 extra or {}))
+            event = self.events.event(FileDeleted(file_type=ref.file_type, name=ref.name, category=ref.category,
+                                                  tombstone_version_id=tombstone_id,
+                                                  last_version_id=last.version_id, size=last.size,
+                                                  deleted_at=now, tombstone_update_ms=head.updated_ms), ref.user_id)
+            after = await self.commit(HeadChange(
+                ref, op_id, current, frozenset(began["ops"]), last.version_id, head, [event], reserved=Usage(),
+                delta=Usage(-last.size, -1, RECORD_BYTES), seq=seq))
         except HeadMoved:
             await self.settle_or_undo(ref.user_id, op_id)
-            raise conflict(await self.store.head(ref))
+            raise VersionConflict(await self.store.head(ref)) from None
         except BaseException:
             await self.settle_or_undo(ref.user_id, op_id)
             raise
@@ -150,40 +166,40 @@ class Operations:
         return head
 
     # ------------------------------------------------------------ delete one version permanently
-    async def remove_version(self, ref: FileRef, version_id: str, conflict) -> dict[str, Any]:
-        """Deletes one version for good. Removing the head makes the version before it the
-        head (a delete marker included, as on the reference server), or leaves no file when
-        it was the only one; usage follows. Emits file-versions-pruned for the version (trash
-        drops the item of a removed delete marker). Removing the delete marker of a file in
-        the trash brings its last version back — OsmAnd's "restore" — under the quota and
-        plan rules of a restore, with file-restored; a delete marker that becomes the head
-        again puts the file back in the trash (file-deleted)."""
-        current = await self.store.head(ref)
-        version = await self.store.version(ref, version_id)
+    async def remove_version(self, ref: FileRef, version_id: str) -> FileHead | None:
+        """Deletes one version for good; returns the file's head document afterwards (None:
+        no version left). Removing the head makes the version before it the head (a delete
+        marker included, as on the reference server), or leaves no file when it was the only
+        one; usage follows. Emits file-versions-pruned for the version (trash drops the item
+        of a removed delete marker). Removing the delete marker of a file in the trash brings
+        its last version back — OsmAnd's "restore" — under the quota and plan rules of a
+        restore, with file-restored; a delete marker that becomes the head again puts the
+        file back in the trash (file-deleted)."""
+        current = await self.store.file_head(ref)
+        version = await self.store.find_version(ref, version_id)
         account = await self.ledger.get(ref.user_id)
         if version is None:
-            raise NotFound(f"{ref.file_type}/{ref.name} has no version {version_id}", code="version_not_found")
-        if version.get("op") in account["ops"]:
-            raise Conflict(f"version {version_id} is still being written; try again in a moment",
-                           code="version_in_flight")
-        is_head = current is not None and current["head"]["version_id"] == version_id
-        pruned = self.rt.event(FileVersionsPruned(file_type=ref.file_type, version_ids=[version_id],
-                                                  freed_bytes=max(0, version["size"])), ref.user_id)
+            raise VersionNotFound(f"{ref.file_type}/{ref.name} has no version {version_id}")
+        if version.op in account["ops"]:
+            raise VersionInFlight(version_id)
+        is_head = current is not None and current.version_id == version_id
+        pruned = self.events.event(FileVersionsPruned(file_type=ref.file_type, version_ids=[version_id],
+                                                      freed_bytes=max(0, version.size)), ref.user_id)
         op_id = new_id()
         op = {"kind": "remove-version", "file": ref.key, "version_id": version_id,
-              "blob_key": version.get("blob_key"), "events": [pruned]}
+              "blob_key": version.blob_key, "events": [pruned]}
         history = await self.store.history_for_removal(ref) if is_head else []
         below = head_after_removal(history, version_id) if is_head else None
-        was_live = is_head and not current["head"]["deleted"]
-        now_live = below is not None and not below.get("deleted")
+        was_live = is_head and current is not None and current.live
+        now_live = below is not None and not below.deleted
         # a file that comes back to life takes quota like a restore: reserved before the change
-        grows = max(0, below["size"]) if now_live and not was_live else 0
+        grows = max(0, below.size) if below is not None and now_live and not was_live else 0
         revives = int(now_live and not was_live)
         quota, quota_field, max_files = 0, "quota_bytes", None
         if revives:
             entitlement = Entitlement.model_validate(account["entitlement"]) if account.get("entitlement") else None
             quota, quota_field = restore_quota(entitlement, ref.file_type)
-            max_files = entitlement.max_files if quota_field == "quota_bytes" else None
+            max_files = entitlement.max_files if entitlement is not None and quota_field == "quota_bytes" else None
         await self.ledger.ensure(ref.user_id)
         began = await self.ledger.begin(ref.user_id, op_id, op, quota=quota, max_files=max_files, bytes_=grows,
                                         files=revives, floor=account["change_seq"] if is_head else None,
@@ -193,52 +209,116 @@ class Operations:
             if latest.get("frozen") or not revives:
                 raise Busy()
             if max_files is not None and latest["committed_files"] + 1 > max_files:
-                raise file_count_exceeded(max_files, latest["file_count"])
-            raise quota_exceeded(grows, latest["committed_bytes"], quota)
-        if not is_head:
+                raise FileCountExceeded(max_files, latest["file_count"])
+            raise QuotaExceeded(grows, latest["committed_bytes"], quota)
+        if current is None or not is_head:
             await self._drop_version(version)
-            await self.ledger.finish(ref.user_id, op_id, 0, 0, events=[pruned],
-                                     stored_delta=-version_cost(version["size"]))
-            self.written(user_id=ref.user_id)
+            await self.ledger.finish(ref.user_id, op_id, 0, 0, events=[pruned], stored_delta=-version_cost(version.size))
+            self.events.account_written(ref.user_id)
             await self.hand_to_trash([pruned])
-            return {"removed_version_id": version_id, "head": head_view(current) if current else None}
+            return current
 
-        new_head, events = None, []
-        if below is not None:
-            new_head = {"version_id": below["_id"], **{k: below.get(k) for k in (
-                "size", "checksum", "updated_ms", "client_ms", "device_id", "deleted", "seq")}}
-            if below.get("deleted"):
-                # the file reads as deleted again, as it was before: back to the trash (an item
-                # that still exists stays as it is: trash adds by the marker's id)
-                before = live_version_before(history, below["_id"])
-                events.append(self.rt.event(FileDeleted(
-                    file_type=ref.file_type, name=ref.name, category=ref.category,
-                    tombstone_version_id=below["_id"], last_version_id=(before or below)["_id"],
-                    size=before["size"] if before else 0, deleted_at=below["created_at"],
-                    tombstone_update_ms=below["updated_ms"]), ref.user_id))
-            elif not was_live:
-                events.append(self.rt.event(FileRestored(file_type=ref.file_type, name=ref.name,
-                                                         version_id=below["_id"],
+        events = []
+        if below is not None and below.deleted:
+            # the file reads as deleted again, as it was before: back to the trash (an item
+            # that still exists stays as it is: trash adds by the marker's id)
+            before = live_version_before(history, below.id)
+            events.append(self.events.event(FileDeleted(
+                file_type=ref.file_type, name=ref.name, category=ref.category, tombstone_version_id=below.id,
+                last_version_id=(before or below).id, size=before.size if before else 0,
+                deleted_at=below.created_at or self.clock.now(), tombstone_update_ms=below.head.updated_ms), ref.user_id))
+        elif below is not None and not was_live:
+            events.append(self.events.event(FileRestored(file_type=ref.file_type, name=ref.name, version_id=below.id,
                                                          tombstone_version_id=version_id), ref.user_id))
+        live_after = below.size if below is not None and now_live else 0
+        live_before = current.head.size if current.head is not None and was_live else 0
         try:
-            await self.commit(ref, op_id, current, set(began["ops"]), version_id, new_head, events,
-                              reserved_bytes=grows, reserved_files=revives,
-                              delta_bytes=(new_head["size"] if now_live else 0) - (current["head"]["size"] if was_live else 0),
-                              delta_files=int(now_live) - int(was_live), seq=began["change_seq"], reverted=True,
-                              finish_events=[pruned], stored_delta=-version_cost(version["size"]))
+            await self.commit(HeadChange(
+                ref, op_id, current, frozenset(began["ops"]), version_id, as_head(below), events,
+                reserved=Usage(grows, revives),
+                delta=Usage(live_after - live_before, int(now_live) - int(was_live), -version_cost(version.size)),
+                seq=began["change_seq"], reverted=True, finish_events=[pruned]))
         except HeadMoved:
             await self.ledger.finish(ref.user_id, op_id, grows, revives)
-            raise conflict(await self.store.head(ref))
+            raise VersionConflict(await self.store.head(ref)) from None
         # the head no longer names it: a crash before these lines is completed by the reconciler
         await self._drop_version(version)
         await self.hand_to_trash([*events, pruned])
-        after = await self.store.head(ref)
-        return {"removed_version_id": version_id, "head": head_view(after) if after else None}
+        return await self.store.file_head(ref)
 
-    async def _drop_version(self, version: dict[str, Any]) -> None:
-        await self.store.remove_version(version["_id"])
-        if version.get("blob_key"):
-            await self.blobs.delete(version["blob_key"])
+    async def _drop_version(self, version: Version) -> None:
+        await self.store.remove_version(version.id)
+        if version.blob_key:
+            await self.blobs.delete(version.blob_key)
+
+    # ------------------------------------------------------------ restore from the trash
+    async def restore(self, ref: FileRef, tombstone_id: str, last_version_id: str, device_id: str | None
+                      ) -> tuple[Head, bool]:
+        """Brings a trashed file back: its last live version saved again as a NEW version (new
+        id and server time; its blob a server-side copy, so no blob is shared by two versions),
+        under the quota and plan rules of a restore (domain.restore_quota), and the head moves
+        from the delete marker to it — a ledger operation like any other change, so a crash
+        at any point is finished or undone by the reconciler. Returns the new head and whether
+        the restore had been made before (a retry finds the head it made)."""
+        current = await self.store.file_head(ref)
+        if current is None or current.head is None:
+            raise FileNotFound(f"{ref.file_type}/{ref.name} is gone (purged)")
+        head = current.head
+        if head.restored_from == tombstone_id:
+            return head, True
+        if head.version_id != tombstone_id:
+            raise FileChanged(f"{ref.file_type}/{ref.name} changed since it was deleted (uploaded or restored "
+                              "again); download the trashed version instead if you want it back")
+        gone = VersionNotFound(f"the trashed version of {ref.file_type}/{ref.name} is gone (purged)")
+        source = await self.store.find_version(ref, last_version_id)
+        if source is None or source.deleted or not source.blob_key:
+            raise gone
+        account = await self.ledger.get(ref.user_id)
+        entitlement = Entitlement.model_validate(account["entitlement"]) if account.get("entitlement") else None
+        quota, quota_field = restore_quota(entitlement, ref.file_type)
+        size = source.size  # the restored copy takes exactly the trashed version's bytes
+        # during grace what Pro stored comes back whatever Start's per-file limit says
+        per_file = entitlement.max_file_bytes if entitlement is not None and quota_field == "quota_bytes" else None
+        limit = min(x for x in (per_file, self.max_upload_bytes) if x is not None)
+        if size > limit:
+            raise FileTooLarge(f"the file has {size} bytes; the plan allows at most {limit} bytes per file")
+        op_id, version_id = new_id(), new_id()
+        key = blob_key(ref.user_id, version_id)
+        await self.ledger.ensure(ref.user_id)
+        began = await self.ledger.begin(ref.user_id, op_id, {"kind": "restore", "file": ref.key,
+                                                             "version_id": version_id, "blob_key": key},
+                                        quota=quota, max_files=None, bytes_=size, files=1,
+                                        floor=account["change_seq"], quota_field=quota_field)
+        if began is None:
+            latest = await self.ledger.get(ref.user_id)
+            if latest.get("frozen"):
+                raise Busy()
+            raise QuotaExceeded(size, latest["committed_bytes"], quota)
+        try:
+            try:
+                await self.blobs.copy(source.blob_key, key)
+            except BlobMissing:
+                raise gone from None
+            now = self.clock.now()
+            new_head = Head(version_id, size, source.head.checksum, next_update_ms(int(now.timestamp() * 1000),
+                                                                              head.updated_ms),
+                            source.head.client_ms, device_id or None, deleted=False, seq=began["change_seq"],
+                            extra={"restored_from": tombstone_id})
+            await self.store.add_version(Version(ref.user_id, ref.file_type, ref.name, new_head, key, op_id, now))
+            event = self.events.event(FileRestored(file_type=ref.file_type, name=ref.name, version_id=version_id,
+                                                   tombstone_version_id=tombstone_id), ref.user_id)
+            after = await self.commit(HeadChange(
+                ref, op_id, current, frozenset(began["ops"]), tombstone_id, new_head, [event],
+                reserved=Usage(size, 1), delta=Usage(size, 1, version_cost(size)), seq=began["change_seq"]))
+        except HeadMoved:
+            await self.settle_or_undo(ref.user_id, op_id)
+            raise FileChanged(f"{ref.file_type}/{ref.name} changed while it was being restored") from None
+        except BaseException:
+            await self.settle_or_undo(ref.user_id, op_id)
+            raise
+        await self.bound.enforce(ref, version_cost(size), after)  # the restored copy is new stored bytes
+        log.info("file restored", type=ref.file_type, name=ref.name, version_id=version_id, tombstone=tombstone_id)
+        return new_head, False
 
     # ------------------------------------------------------------ delete old versions
     async def prune(self, user_id: str, file_type: str | None) -> dict[str, Any]:
@@ -278,9 +358,9 @@ class Operations:
                 continue
             size = sum(max(0, v["size"]) for v in doomed)
             # the event first: a crash after it leaves versions the next prune removes
-            await self.ledger.add_events(user_id, [self.rt.event(FileVersionsPruned(
+            await self.ledger.add_events(user_id, [self.events.event(FileVersionsPruned(
                 file_type=file_type, version_ids=[v["_id"] for v in doomed], freed_bytes=size), user_id)])
-            self.written(user_id=user_id)
+            self.events.account_written(user_id)
             await self.store.delete_versions([v["_id"] for v in doomed])
             await self.blobs.delete_many([v["blob_key"] for v in doomed if v.get("blob_key")])
             await self.ledger.add_stored(user_id, -sum(version_cost(v["size"]) for v in doomed))
@@ -307,12 +387,12 @@ class Operations:
 
     async def _delete_all(self, user_id: str, op_id: str) -> dict[str, Any]:
         count, freed = await self.store.count_versions(user_id)
-        await self.blobs.delete_prefix(f"users/{user_id}/")
+        await self.blobs.delete_prefix(blob_prefix(user_id))
         await self.store.delete_everything_of(user_id)
-        event = self.rt.event(FileVersionsPruned(file_type=None, version_ids=[], freed_bytes=freed,
+        event = self.events.event(FileVersionsPruned(file_type=None, version_ids=[], freed_bytes=freed,
                                                  everything=True), user_id)
         await self.ledger.clear_usage(user_id, op_id, [event], self.usage_event(user_id))
-        self.written(user_id=user_id)
+        self.events.account_written(user_id)
         await self.hand_to_trash([event])
         return {"removed_versions": count, "freed_bytes": freed}
 
@@ -331,7 +411,7 @@ class Operations:
         account = await self.ledger.get(user_id)
         op_id = new_id()
         began = await self.begin_plain(user_id, op_id, op)
-        in_flight = set(began["ops"])
+        in_flight = frozenset(began["ops"])
         # one block of change numbers for all the markers, drawn in one atomic step
         last_seq = await self.ledger.draw(user_id, op_id, account["change_seq"], len(heads)) if heads else 0
         if last_seq is None:
@@ -339,38 +419,36 @@ class Operations:
             raise Busy()
         seqs = iter(range(last_seq - len(heads) + 1, last_seq + 1))
         deleted, skipped, delta_bytes, trashed = [], [], 0, []
-        now = self.rt.clock.now()
-        for current in heads:
-            ref = ref_of(user_id, current)
-            last = current["head"]
+        now = self.clock.now()
+        for doc in heads:
+            current = FileHead.from_doc(doc)
+            ref = ref_of(user_id, doc)
+            last = current.head
+            assert last is not None
             tombstone_id, seq = new_id(), next(seqs)
-            head = {"version_id": tombstone_id, "size": -1, "checksum": None, "deleted": True, "seq": seq,
-                    "updated_ms": next_update_ms(int(now.timestamp() * 1000), last["updated_ms"]),
-                    "client_ms": None, "device_id": device_id, **(marker_fields or {})}
-            await self.store.add_version({"_id": tombstone_id, "user_id": user_id, "type": ref.file_type,
-                                          "name": ref.name, "blob_key": None, **head, "op": op_id,
-                                          "created_at": now})
-            event = self.rt.event(FileDeleted(file_type=ref.file_type, name=ref.name, category=ref.category,
-                                              tombstone_version_id=tombstone_id,
-                                              last_version_id=last["version_id"], size=last["size"],
-                                              deleted_at=now, tombstone_update_ms=head["updated_ms"]), user_id)
-            keep = [e for e in current.get("_usage_pending", []) if e["op"] in in_flight]
+            head = Head(tombstone_id, -1, None, next_update_ms(int(now.timestamp() * 1000), last.updated_ms), None,
+                        device_id, deleted=True, seq=seq, extra=dict(marker_fields or {}))
+            await self.store.add_version(Version(user_id, ref.file_type, ref.name, head, None, op_id, now))
+            event = self.events.event(FileDeleted(file_type=ref.file_type, name=ref.name, category=ref.category,
+                                                  tombstone_version_id=tombstone_id,
+                                                  last_version_id=last.version_id, size=last.size,
+                                                  deleted_at=now, tombstone_update_ms=head.updated_ms), user_id)
             try:
-                await self.store.change_head(ref, last["version_id"], head, [event],
-                                             pending={"op": op_id, "bytes": -last["size"], "files": -1,
+                await self.store.change_head(ref, last.version_id, head, [event],
+                                             pending={"op": op_id, "bytes": -last.size, "files": -1,
                                                       "stored": RECORD_BYTES},
-                                             keep_pending=keep, changed_seq=seq)
+                                             keep_pending=current.pending_of(in_flight), changed_seq=seq)
             except HeadMoved:  # changed meanwhile by another device: left as it is now
                 await self.store.remove_version(tombstone_id)
                 skipped.append(ref.name)
                 continue
-            self.written(head_key=ref.key)
+            self.events.head_written(ref.key)
             deleted.append(ref.name)
             trashed.append(event)
-            delta_bytes -= last["size"]
+            delta_bytes -= last.size
         await self.ledger.finish(user_id, op_id, 0, 0, delta_bytes, -len(deleted),
                                  usage_event=self.usage_event(user_id), stored_delta=RECORD_BYTES * len(deleted))
-        self.written(user_id=user_id)
+        self.events.account_written(user_id)
         await self.hand_to_trash(trashed)
         return {"deleted": len(deleted), "skipped": skipped}
 
@@ -402,7 +480,7 @@ class Operations:
         delta_files = sum(e["files"] for entries in mine.values() for e in entries)
         stored_delta = sum(e.get("stored", 0) for entries in mine.values() for e in entries)
         events = op.get("events") or None
-        if kind in ("upload", "delete") and not heads and op.get("version_id"):
+        if kind in ("upload", "delete", "restore") and not heads and op.get("version_id"):
             await self.store.remove_version(op["version_id"])  # the head never moved to it
             if op.get("blob_key"):
                 await self.blobs.delete(op["blob_key"])
@@ -426,4 +504,4 @@ class Operations:
                                  events, self.usage_event(user_id), stored_delta=stored_delta)
         for key, entries in mine.items():
             await self.store.drop_pending(key, entries)
-        self.written(user_id=user_id)
+        self.events.account_written(user_id)

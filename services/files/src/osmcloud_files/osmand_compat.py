@@ -20,21 +20,20 @@ import aiohttp
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from osmcloud_common.blobstore import BlobStore
-from osmcloud_common.errors import ApiError, NotFound
+from osmcloud_common.errors import ApiError
 from osmcloud_common.logging import get_logger
 from osmcloud_common.mongo import find_by_ids
 from osmcloud_common.osmand import MALFORMED_REQUEST, CompatAuthenticator, CompatIdentity, ErrorCode, OsmandError
 from osmcloud_common.osmand import compat_params, device_credentials
-from osmcloud_common.runtime import Runtime
 
+from .bodies import complete_or_refused
+from .bootstrap import FilesServices
 from .domain import FileRef, parse_file_ref
+from .errors import FilesError, InvalidInput, Missing, OverLimit
 from .gzip_stream import Gunzip, NotGzip, gzip_chunks
-from .operations import Operations
-from .osmand_files import ListFilesAnswer, as_osmand_error, parse_types, upload_answer
+from .osmand_files import ListFilesAnswer, osmand_error, parse_types, upload_answer
 from .settings import FilesSettings
-from .store import FilesStore
-from .uploads import Uploader
+from .uploads import UploadRequest
 
 log = get_logger(__name__)
 
@@ -60,12 +59,10 @@ def _optional_int(params: dict[str, str], name: str) -> int | None:
         raise OsmandError(MALFORMED_REQUEST, f"the parameter '{name}' must be an integer (ms since 1970), got '{raw}'")
 
 
-def _changed_meanwhile(ref: FileRef, what: str = "changed meanwhile; retry"):
-    """The conflict answer for a file that changed while this call worked on it (the native
+def _changed(ref: FileRef, what: str = "changed meanwhile; retry") -> str:
+    """What OsmAnd is told of a file that changed while this call worked on it (the native
     API answers 409; the app knows no such code, so a compat error asking to retry)."""
-    def conflict(current=None, message=None) -> OsmandError:
-        return OsmandError(MALFORMED_REQUEST, f"{ref.file_type}/{ref.name} {what}")
-    return conflict
+    return f"{ref.file_type}/{ref.name} {what}"
 
 
 def _quota_of(account: dict[str, Any]) -> int | None:
@@ -77,10 +74,9 @@ def _truthy(raw: str | None) -> bool:
 
 
 class OsmandFilesRoutes:
-    def __init__(self, runtime: Runtime, store: FilesStore, blobs: BlobStore, settings: FilesSettings,
-                 ops: Operations) -> None:
-        self.rt, self.store, self.blobs, self.settings, self.ops = runtime, store, blobs, settings, ops
-        self.uploader = Uploader(runtime, store, blobs, ops, settings.max_upload_bytes)
+    def __init__(self, services: FilesServices, settings: FilesSettings) -> None:
+        self.store, self.blobs, self.settings = services.store, services.blobs, settings
+        self.ops, self.uploader = services.ops, services.uploader
 
     def register(self, app: web.Application) -> None:
         app.cleanup_ctx.append(self._authenticator)
@@ -108,17 +104,15 @@ class OsmandFilesRoutes:
     async def _quota(self, user_id: str) -> int | None:
         return _quota_of(await self.store.account(user_id))
 
-    async def _as_osmand(self, error: ApiError, user_id: str) -> ApiError:
-        return as_osmand_error(error, await self._quota(user_id) if error.status == 413 else None)
+    async def _as_osmand(self, error: FilesError, user_id: str, changed: str) -> OsmandError:
+        return osmand_error(error, await self._quota(user_id) if isinstance(error, OverLimit) else None, changed)
 
     @staticmethod
     def _ref(who: CompatIdentity, params: dict[str, str]) -> FileRef:
         try:
             return parse_file_ref(who.user_id, _required(params, "type"), _required(params, "name"))
-        except OsmandError:
-            raise
-        except ApiError as exc:
-            raise OsmandError(MALFORMED_REQUEST, exc.message)
+        except InvalidInput as exc:
+            raise OsmandError(MALFORMED_REQUEST, exc.message) from None
 
     async def _version_at(self, ref: FileRef, updatetime: int | None) -> dict[str, Any] | None:
         """The version with that server time, or the newest (a delete marker included)."""
@@ -169,7 +163,7 @@ class OsmandFilesRoutes:
     async def upload_file(self, request: web.Request) -> web.Response:
         try:
             return await self._upload_file(request)
-        except ApiError:
+        except (ApiError, FilesError):
             await _drain(request)
             raise
 
@@ -191,21 +185,18 @@ class OsmandFilesRoutes:
             raise OsmandError(MALFORMED_REQUEST, f"the multipart body could not be read ({exc})")
         if part is None or not isinstance(part, aiohttp.BodyPartReader):
             raise OsmandError(MALFORMED_REQUEST, "the multipart body has no part named 'file'")
-        gunzip = Gunzip(part.read_chunk)
+        gunzip = Gunzip(complete_or_refused(part.read_chunk))
         try:
-            head, _ = await self.uploader.upload(
-                request, ref, who.device_id, None, True, client_ms,
-                expected_head=lambda current, base, overwrite: current["head"]["version_id"] if current else None,
-                conflict=_changed_meanwhile(ref, "changed during the upload; upload again"),
-                source=gunzip.read,
-                extra=lambda: {"device_num": who.device_num, "zip_size": gunzip.compressed})
+            head, _ = await self.uploader.upload(UploadRequest(
+                ref, who.device_id, gunzip.read, None, overwrite=True, client_ms=client_ms,
+                extra=lambda: {"device_num": who.device_num, "zip_size": gunzip.compressed}))
         except NotGzip as exc:
-            raise OsmandError(ErrorCode.GZIP_ONLY, f"File is submitted not in gzip format: {exc}")
-        except ApiError as exc:
-            raise await self._as_osmand(exc, who.user_id)
-        log.info("version stored (osmand)", type=ref.file_type, name=ref.name, version_id=head["version_id"],
-                 size=head["size"], zip_size=gunzip.compressed)
-        return web.json_response(upload_answer(ref.file_type, ref.name, head, gunzip.compressed))
+            raise OsmandError(ErrorCode.GZIP_ONLY, f"File is submitted not in gzip format: {exc}") from None
+        except FilesError as exc:
+            raise await self._as_osmand(exc, who.user_id, _changed(ref, "changed during the upload; upload again"))
+        log.info("version stored (osmand)", type=ref.file_type, name=ref.name, version_id=head.version_id,
+                 size=head.size, zip_size=gunzip.compressed)
+        return web.json_response(upload_answer(ref.file_type, ref.name, head.to_doc(), gunzip.compressed))
 
     # ------------------------------------------------------------ download-file
     async def download_file(self, request: web.Request) -> web.StreamResponse:
@@ -240,12 +231,12 @@ class OsmandFilesRoutes:
         if current is not None and current["head"]["deleted"]:
             return web.json_response({"status": "ok"})  # deleted already: nothing more to do
         try:
-            await self.ops.delete_file(ref, None, who.device_id, None, _changed_meanwhile(ref),
-                                       extra={"device_num": who.device_num})
-        except NotFound:
-            raise OsmandError(ErrorCode.FILE_NOT_AVAILABLE, f"File is not available: {ref.file_type}/{ref.name}")
-        except ApiError as exc:
-            raise await self._as_osmand(exc, who.user_id)
+            await self.ops.delete_file(ref, None, who.device_id, None, extra={"device_num": who.device_num})
+        except Missing:
+            raise OsmandError(ErrorCode.FILE_NOT_AVAILABLE,
+                              f"File is not available: {ref.file_type}/{ref.name}") from None
+        except FilesError as exc:
+            raise await self._as_osmand(exc, who.user_id, _changed(ref)) from None
         return web.json_response({"status": "ok"})
 
     async def delete_file_version(self, request: web.Request) -> web.Response:
@@ -259,12 +250,12 @@ class OsmandFilesRoutes:
             raise OsmandError(ErrorCode.FILE_NOT_AVAILABLE,
                               f"File is not available: {ref.file_type}/{ref.name} has no version {updatetime}")
         try:
-            await self.ops.remove_version(ref, version["_id"], _changed_meanwhile(ref))
-        except NotFound:
+            await self.ops.remove_version(ref, version["_id"])
+        except Missing:
             raise OsmandError(ErrorCode.FILE_NOT_AVAILABLE,
-                              f"File is not available: {ref.file_type}/{ref.name} has no version {updatetime}")
-        except ApiError as exc:
-            raise await self._as_osmand(exc, who.user_id)
+                              f"File is not available: {ref.file_type}/{ref.name} has no version {updatetime}") from None
+        except FilesError as exc:
+            raise await self._as_osmand(exc, who.user_id, _changed(ref)) from None
         return web.json_response({"status": "ok"})
 
     # ------------------------------------------------------------ check-file-on-server

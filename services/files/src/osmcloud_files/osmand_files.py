@@ -6,8 +6,10 @@ UserFileNoData, UserFilesResults, ResponseFileStatus)."""
 
 from typing import Any
 
-from osmcloud_common.errors import ApiError
 from osmcloud_common.osmand import MALFORMED_REQUEST, ErrorCode, OsmandError
+
+from .errors import FilesError, Missing, NotAllowed, OverLimit, VersionConflict
+from .native_errors import api_error
 
 MB = 1024 * 1024
 SIZE_EXCEEDED_PREFIX = "Maximum size of OsmAnd Cloud exceeded "
@@ -102,18 +104,21 @@ def size_exceeded_message(quota_bytes: int | None, detail: str) -> str:
     return f"{SIZE_EXCEEDED_PREFIX}{figure}. {detail}"
 
 
-def as_osmand_error(error: ApiError, quota_bytes: int | None) -> ApiError:
-    """files' own refusals in the protocol's terms: over a plan limit (quota, file size, file
-    count) → 108; a type the plan does not allow or no plan → 102; a missing file or version
-    → 106; other bad input → 400 in the protocol's shape. Server-side failures (5xx) stay."""
-    if isinstance(error, OsmandError) or error.status >= 500:
-        return error
-    if error.status == 413:
+def osmand_error(error: FilesError, quota_bytes: int | None, changed: str) -> OsmandError:
+    """files' own refusals in the protocol's terms (the one place /userdata/ maps them): over
+    a plan limit (quota, file size, file count) → 108 naming the quota; a type the plan does
+    not allow or no plan → 102; a missing file or version → 106; a file changed meanwhile →
+    `changed` (the app knows no conflict code: a message asking to retry); other bad input
+    → 400 in the protocol's shape."""
+    if isinstance(error, VersionConflict):
+        return OsmandError(MALFORMED_REQUEST, changed)
+    if isinstance(error, OverLimit):
         translated = OsmandError(ErrorCode.SIZE_EXCEEDED, size_exceeded_message(quota_bytes, error.message))
-    elif error.status == 403:
+    elif isinstance(error, NotAllowed):
         translated = OsmandError(ErrorCode.NO_VALID_SUBSCRIPTION, error.message)
-    elif error.status == 404:
+    elif isinstance(error, Missing):
         translated = OsmandError(ErrorCode.FILE_NOT_AVAILABLE, error.message)
     else:
         translated = OsmandError(MALFORMED_REQUEST, error.message)
-    return translated.translated_from(error)  # metrics count it by files' own reason
+    translated.translated_from(api_error(error))  # metrics count it by files' own reason
+    return translated

@@ -4,22 +4,23 @@ calls (storage page, backup switches, prune, delete all, delete a type, changes 
 account_routes.py."""
 
 import re
+from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
 
-from osmcloud_common.blobstore import BlobStore
-from osmcloud_common.errors import ApiError, BadRequest, Conflict, NotFound
-from osmcloud_common.events import Entitlement, StorageUsageChanged
+from osmcloud_common.errors import ApiError, BadRequest
+from osmcloud_common.events import Entitlement
 from osmcloud_common.http import identity
 from osmcloud_common.logging import get_logger
-from osmcloud_common.runtime import Runtime
 
+from .bodies import complete_or_refused
+from .bootstrap import FilesServices
 from .domain import FileRef, parse_file_ref
-from .operations import Operations
+from .errors import FileNotFound
+from .ports import Blobs
 from .settings import FilesSettings
-from .store import FilesStore
-from .uploads import Uploader
+from .uploads import UploadRequest
 from .views import head_view, stored_version_view, version_view
 
 log = get_logger(__name__)
@@ -75,7 +76,7 @@ def _byte_range(header: str, size: int) -> tuple[int, int] | None:
 PLAIN_ID = re.compile(r"^[0-9A-Za-z_-]+$")
 
 
-async def blob_redirect(blobs: BlobStore, version: dict, span: tuple[int, int] | None) -> str | None:
+async def blob_redirect(blobs: Blobs, version: dict[str, Any], span: tuple[int, int] | None) -> str | None:
     """The internal URI for the gateway's /_blob/ location: what it must add to S3's answer
     (our ETag, version id and checksum), the byte range to ask for ("all" or bytes=a-b; the
     Range header was judged here, so the answer is the same as when files streams), then
@@ -93,11 +94,9 @@ async def blob_redirect(blobs: BlobStore, version: dict, span: tuple[int, int] |
 
 
 class FilesRoutes:
-    def __init__(self, runtime: Runtime, store: FilesStore, blobs: BlobStore, settings: FilesSettings,
-                 ops: Operations | None = None) -> None:
-        self.rt, self.store, self.blobs, self.settings = runtime, store, blobs, settings
-        self.ops = ops or Operations(runtime, store, blobs)
-        self.uploader = Uploader(runtime, store, blobs, self.ops, settings.max_upload_bytes)
+    def __init__(self, services: FilesServices, settings: FilesSettings) -> None:
+        self.store, self.blobs, self.settings = services.store, services.blobs, settings
+        self.ops, self.uploader = services.ops, services.uploader
 
     def register(self, app: web.Application) -> None:
         app.router.add_get("/api/files", self.list_files)
@@ -111,12 +110,6 @@ class FilesRoutes:
         who = identity(request)
         return parse_file_ref(who.user_id, request.match_info["file_type"], request.match_info["name"])
 
-    def _usage_event(self, user_id: str):
-        def make(seq: int, used: int, files: int, quota: int | None) -> dict:
-            return self.rt.event(StorageUsageChanged(sequence=seq, used_bytes=used, file_count=files,
-                                                     quota_bytes=quota), user_id)
-        return make
-
     # ------------------------------------------------------------ upload
     async def upload(self, request: web.Request) -> web.Response:
         who = identity(request)
@@ -124,33 +117,14 @@ class FilesRoutes:
         base = request.query.get("base_version") or request.headers.get("If-Match", "").strip('"') or None
         overwrite = request.query.get("overwrite", "").lower() in ("1", "true", "yes")
         client_ms = _int_param(request, "clienttime")
-        head, account = await self.uploader.upload(
-            request, ref, who.device_id, base, overwrite, client_ms,
-            expected_head=lambda current, b, o: self._expected_head(ref, current, b, o), conflict=self._conflict,
-            extra=lambda: device_num(request))
-        log.info("version stored", type=ref.file_type, name=ref.name, version_id=head["version_id"], size=head["size"])
+        head, account = await self.uploader.upload(UploadRequest(
+            ref, who.device_id, complete_or_refused(request.content.read), request.content_length, base, overwrite,
+            client_ms, extra=lambda: device_num(request)))
+        log.info("version stored", type=ref.file_type, name=ref.name, version_id=head.version_id, size=head.size)
         usage = {"used_bytes": account["used_bytes"], "file_count": account["file_count"],
                  "quota_bytes": (account.get("entitlement") or {}).get("quota_bytes")}
-        return web.json_response({**version_view(ref.file_type, ref.name, head), "category": ref.category,
+        return web.json_response({**version_view(ref.file_type, ref.name, head.to_doc()), "category": ref.category,
                                   "usage": usage}, status=201)
-
-    def _expected_head(self, ref: FileRef, current: dict | None, base: str | None, overwrite: bool) -> str | None:
-        """Which head the new version must replace (the conflict rule): the named base, or,
-        without one, nothing / a deleted file, or anything when overwriting explicitly."""
-        if base is not None:
-            if current is None or current["head"]["version_id"] != base:
-                raise self._conflict(current)
-            return base
-        if current is None:
-            return None
-        if current["head"]["deleted"] or overwrite:
-            return current["head"]["version_id"]
-        raise self._conflict(current, "the file exists: name its head version as base_version, "
-                                      "or pass overwrite=true")
-
-    def _conflict(self, current: dict | None, message: str | None = None) -> Conflict:
-        return Conflict(message or "the file changed since the version this upload is based on",
-                        code="version_conflict", details={"head": head_view(current) if current else None})
 
     # ------------------------------------------------------------ download, list, history, usage
     async def download(self, request: web.Request) -> web.StreamResponse:
@@ -163,7 +137,7 @@ class FilesRoutes:
             version = (await self.store.version(ref, head["head"]["version_id"])
                        if head and not head["head"]["deleted"] else None)
         if version is None or version.get("deleted"):
-            raise NotFound(f"no such file or version: {ref.file_type}/{ref.name}", code="file_not_found")
+            raise FileNotFound(f"no such file or version: {ref.file_type}/{ref.name}")
         size = version["size"]
         span = _byte_range(request.headers.get("Range", ""), size)
         if size and request.method == "GET" and self._gateway_streams_blobs(request):
@@ -209,7 +183,7 @@ class FilesRoutes:
         before = _int_param(request, "before")
         versions = await self.store.history(ref, limit + 1, before)
         if not versions and before is None:
-            raise NotFound(f"no such file: {ref.file_type}/{ref.name}", code="file_not_found")
+            raise FileNotFound(f"no such file: {ref.file_type}/{ref.name}")
         page = versions[:limit]
         return web.json_response({"type": ref.file_type, "name": ref.name,
                                   "versions": [stored_version_view(v) for v in page],
@@ -237,9 +211,11 @@ class FilesRoutes:
         ref = self._ref(request)
         version_id = request.query.get("version")
         if version_id:
-            result = await self.ops.remove_version(ref, version_id, self._conflict)
-            return web.json_response({"status": "version_deleted", "type": ref.file_type, "name": ref.name, **result})
+            after = await self.ops.remove_version(ref, version_id)
+            return web.json_response({"status": "version_deleted", "type": ref.file_type, "name": ref.name,
+                                      "removed_version_id": version_id,
+                                      "head": head_view(after.to_doc()) if after else None})
         base = request.query.get("base_version") or request.headers.get("If-Match", "").strip('"') or None
-        head = await self.ops.delete_file(ref, base, who.device_id, _int_param(request, "clienttime"), self._conflict,
+        head = await self.ops.delete_file(ref, base, who.device_id, _int_param(request, "clienttime"),
                                           extra=device_num(request))
-        return web.json_response({"status": "deleted", **version_view(ref.file_type, ref.name, head)})
+        return web.json_response({"status": "deleted", **version_view(ref.file_type, ref.name, head.to_doc())})

@@ -10,13 +10,13 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 
-from osmcloud_common.blobstore import BlobStore
 from osmcloud_common.events import Entitlement
 from osmcloud_common.logging import get_logger
 from osmcloud_common.mongo import delete_by_ids, find_by_ids
-from osmcloud_common.runtime import Runtime
 
 from .domain import FileRef
+from .ledger import Ledger
+from .ports import Blobs, EventPublisher
 from .storage_rule import bytes_to_free, protected_ids, take_oldest, version_cost
 from .store import FilesStore
 from .trash_reactions import pruned_payloads
@@ -29,8 +29,8 @@ FIELDS = {"_id": 1, "user_id": 1, "type": 1, "name": 1, "size": 1, "blob_key": 1
 
 
 class StorageBound:
-    def __init__(self, runtime: Runtime, store: FilesStore, blobs: BlobStore) -> None:
-        self.rt, self.store, self.blobs, self.ledger = runtime, store, blobs, store.ledger
+    def __init__(self, events: EventPublisher, store: FilesStore, ledger: Ledger, blobs: Blobs) -> None:
+        self.events, self.store, self.ledger, self.blobs = events, store, ledger, blobs
 
     async def enforce(self, ref: FileRef, added: int, account: dict[str, Any] | None = None) -> int:
         """Frees what this change (`added` stored bytes, on file `ref`) put above the limit;
@@ -167,8 +167,8 @@ class StorageBound:
 
     async def _record(self, user_id: str, versions: list[dict[str, Any]]) -> None:
         """file-versions-pruned first: a crash after it leaves versions a later pass removes."""
-        events = [self.rt.event(p, user_id) for p in pruned_payloads(versions)]
+        events = [self.events.event(p, user_id) for p in pruned_payloads(versions)]
         await self.ledger.add_events(user_id, events)
-        self.rt.events_written(self.store.accounts, user_id)
+        self.events.account_written(user_id)
         # trash drops the items whose versions went before the change answers (read-your-writes)
-        await self.rt.hand_over("trash", events)
+        await self.events.hand_to_trash(events)

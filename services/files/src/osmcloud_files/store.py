@@ -13,7 +13,7 @@ A version document: {_id: version id, user_id, type, name, blob_key, size, check
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import DuplicateKeyError
 
 from osmcloud_common.events import Entitlement
@@ -22,6 +22,7 @@ from osmcloud_common.outbox import new_document_with_events, with_events
 
 from .domain import FileRef
 from .ledger import Ledger
+from .model import FileHead, Head, Version
 
 
 class HeadMoved(Exception):
@@ -29,11 +30,11 @@ class HeadMoved(Exception):
 
 
 class FilesStore:
-    def __init__(self, heads, versions, accounts) -> None:
-        def serialized(c):
+    def __init__(self, heads: Any, versions: Any, accounts: Any, ledger: Ledger | None = None) -> None:
+        def serialized(c: Any) -> SerializedCollection:
             return c if isinstance(c, SerializedCollection) else SerializedCollection(c)
         self.heads, self.versions, self.accounts = serialized(heads), serialized(versions), serialized(accounts)
-        self.ledger = Ledger(accounts)
+        self.ledger = ledger or Ledger(self.accounts)
 
     async def create_indexes(self) -> None:
         await self.heads.create_index([("user_id", ASCENDING), ("type", ASCENDING), ("name", ASCENDING)])
@@ -55,40 +56,19 @@ class FilesStore:
             {"_id": user_id, "$or": [{"entitlement_as_of": None}, {"entitlement_as_of": {"$lte": as_of}}]},
             {"$set": {"entitlement": entitlement.model_dump(), "entitlement_as_of": as_of}})
 
-    async def _ensure_account(self, user_id: str) -> None:
-        await self.ledger.ensure(user_id)
-
-    # The three methods below reserve without naming an operation (kept for callers that
-    # need no crash recovery); uploads and deletes go through ledger operations instead.
-    async def reserve(self, user_id: str, quota: int, amount: int, quota_field: str = "quota_bytes") -> bool:
-        """Atomically reserves `amount` bytes unless used + reserved would pass the quota (the
-        entitlement's `quota_field`)."""
-        result = await self.accounts.update_one(
-            {"_id": user_id, f"entitlement.{quota_field}": quota, "committed_bytes": {"$lte": quota - amount}},
-            {"$inc": {"committed_bytes": amount, "reserved_bytes": amount}})
-        return result.modified_count == 1
-
-    async def release(self, user_id: str, amount: int) -> None:
-        if amount:
-            await self.accounts.update_one({"_id": user_id},
-                                           {"$inc": {"committed_bytes": -amount, "reserved_bytes": -amount}})
-
-    async def settle_usage(self, user_id: str, delta_bytes: int, delta_files: int, reserved: int,
-                           make_event, stored_delta: int = 0) -> dict[str, Any]:
-        """Moves a reservation into usage and records `storage-usage-changed` with the new
-        absolute figures (made by `make_event(seq, used, files, quota)`) in the same write."""
-        doc = await self.ledger.settle(user_id, delta_bytes, delta_files, reserved, make_event, stored_delta)
-        quota = (doc.get("entitlement") or {}).get("quota_bytes")
-        return {"used_bytes": doc["used_bytes"], "file_count": doc["file_count"], "quota_bytes": quota}
-
     # ------------------------------------------------------------ files and versions
     async def head(self, ref: FileRef) -> dict[str, Any] | None:
         """The file's head document, or None if the file never existed or has no version left."""
         doc = await self.heads.find_one({"_id": ref.key}, {"_outbox": 0})
         return doc if doc and doc.get("head") else None
 
-    async def add_version(self, version: dict[str, Any]) -> None:
-        await self.versions.insert_one(version)
+    async def file_head(self, ref: FileRef) -> FileHead | None:
+        """The file's head document, typed, or None if the file never existed or has no version left."""
+        doc = await self.head(ref)
+        return FileHead.from_doc(doc) if doc else None
+
+    async def add_version(self, version: Version) -> None:
+        await self.versions.insert_one(version.to_doc())
 
     async def remove_version(self, version_id: str) -> None:
         await self.versions.delete_one({"_id": version_id})
@@ -97,33 +77,24 @@ class FilesStore:
         return await self.versions.find_one({"_id": version_id, "user_id": ref.user_id, "type": ref.file_type,
                                              "name": ref.name})
 
-    async def move_head(self, ref: FileRef, expected_version_id: str | None, head: dict[str, Any],
-                        events: list[dict]) -> None:
-        """Points the file at a new head version if its head is still `expected_version_id`
-        (None: the file must not exist yet). Records `events` in the same write.
+    async def find_version(self, ref: FileRef, version_id: str) -> Version | None:
+        doc = await self.version(ref, version_id)
+        return Version.from_doc(doc) if doc else None
 
-        For callers outside ledger operations (see operations.py, which also recover from
-        crashes and keep file counts exact): a head without a change number gets one here, so
-        the changes feed shows it (without the feed's guard against numbers still in flight)."""
-        if head.get("seq") is None:
-            doc = await self.accounts.find_one_and_update({"_id": ref.user_id}, {"$inc": {"change_seq": 1}},
-                                                          return_document=ReturnDocument.AFTER)
-            head = {**head, "seq": doc["change_seq"]}
-            await self.versions.update_one({"_id": head["version_id"]}, {"$set": {"seq": head["seq"]}})
-        await self.change_head(ref, expected_version_id, head, events, changed_seq=head["seq"])
-
-    async def change_head(self, ref: FileRef, expected_version_id: str | None, head: dict[str, Any] | None,
-                          events: list[dict], *, pending: dict[str, Any] | None = None,
-                          keep_pending: list[dict] = (), changed_seq: int | None = None,
+    async def change_head(self, ref: FileRef, expected_version_id: str | None, head: Head | None,
+                          events: list[dict[str, Any]], *, pending: dict[str, Any] | None = None,
+                          keep_pending: list[dict[str, Any]] | None = None, changed_seq: int | None = None,
                           reverted: bool = False) -> None:
-        """move_head with the bookkeeping of ledger operations: `pending` is this operation's
-        usage change, recorded until the operation settles; `keep_pending` are the entries of
-        operations still in flight (settled ones are dropped here, sparing a write)."""
-        fields: dict[str, Any] = {"head": head, "reverted": reverted}
+        """Points the file at a new head version if its head is still `expected_version_id`
+        (None: the file must not exist yet, or has no version left), and records `events` in
+        the same write; HeadMoved otherwise. `pending` is the ledger operation's usage change,
+        recorded until the operation settles; `keep_pending` are the entries of operations
+        still in flight (settled ones are dropped here, sparing a write)."""
+        fields: dict[str, Any] = {"head": head.to_doc() if head else None, "reverted": reverted}
         if changed_seq is not None:
             fields["changed_seq"] = changed_seq
         if pending is not None:
-            fields["_usage_pending"] = [*keep_pending, pending]
+            fields["_usage_pending"] = [*(keep_pending or []), pending]
         if expected_version_id is None:
             # a new file, or one whose last version was deleted permanently
             result = await self.heads.update_one({"_id": ref.key, "head": None}, with_events({"$set": fields}, events))
@@ -176,7 +147,7 @@ class FilesStore:
         return await self.versions.find_one({"user_id": ref.user_id, "type": ref.file_type, "name": ref.name,
                                              "updated_ms": updated_ms})
 
-    async def history_for_removal(self, ref: FileRef) -> list[dict[str, Any]]:
+    async def history_for_removal(self, ref: FileRef) -> list[Version]:
         """What removing the head needs, newest first: the head, the version below it and,
         when that one is a delete marker, the newest live version below the marker."""
         top = await self.history(ref, 2)
@@ -186,7 +157,7 @@ class FilesStore:
                  "updated_ms": {"$lt": top[1]["updated_ms"]}}, sort=[("updated_ms", -1)])
             if live is not None:
                 top.append(live)
-        return top
+        return [Version.from_doc(v) for v in top]
 
     def stream_versions(self, user_id: str, types: list[str] | None, batch: int = 500):
         """Every version of the account (of some types), newest first, read in batches."""

@@ -5,29 +5,46 @@ then the version committed as a ledger operation (operations.py). Any failure le
 version, no blob and no reservation behind."""
 
 import time
-import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
-from aiohttp.client_exceptions import ClientPayloadError
-from aiohttp.http_exceptions import HttpProcessingError
-
-from osmcloud_common.blobstore import PART_SIZE, BlobStore, BodyTooLarge
-from osmcloud_common.errors import ApiError, BadRequest, PayloadTooLarge
+from osmcloud_common.blobstore import PART_SIZE, BodyTooLarge, StoredBlob
 from osmcloud_common.events import Entitlement, FileUploaded
-from osmcloud_common.runtime import Runtime
 
-from .domain import (FileRef, UploadNeed, check_backup_enabled, check_may_upload, file_count_exceeded,
-                     growth_to_reserve, next_update_ms, quota_exceeded, upload_need)
-from .operations import Busy, Operations
+from .domain import (FileRef, UploadNeed, blob_key, check_backup_enabled, check_may_upload, expected_head,
+                     growth_to_reserve, next_update_ms, upload_need)
+from .errors import (Busy, FileCountExceeded, FileTooLarge, FilesError, QuotaExceeded, UploadAbandoned,
+                     UploadIncomplete, VersionConflict)
+from .ledger import Ledger
+from .model import Head, Version
+from .operations import HeadChange, Operations, Usage, new_id
+from .ports import Blobs, Clock, EventPublisher
 from .storage_rule import version_cost
 from .store import FilesStore, HeadMoved
 
 GROW_STEP = 8 * 1024 * 1024      # a chunked body reserves quota in steps of this many bytes
 RENEW_SECONDS = 60.0             # a long upload renews its operation this often
-CUT_OFF = (ClientPayloadError, ConnectionError, HttpProcessingError)
+
+
+def _no_extra() -> dict[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True)
+class UploadRequest:
+    """One upload, whichever API received it: `read(n)` gives the file's content (at most n
+    bytes, b"" at the end; a cut-off body raises UploadIncomplete), `declared_size` its length
+    when known up front. `base` / `overwrite`: the conflict rule (domain.expected_head);
+    `extra()` gives more fields for the version document once the body is stored."""
+    ref: FileRef
+    device_id: str
+    read: Callable[[int], Awaitable[bytes]]
+    declared_size: int | None
+    base: str | None = None
+    overwrite: bool = False
+    client_ms: int | None = None
+    extra: Callable[[], dict[str, Any]] = field(default=_no_extra)
 
 
 @dataclass
@@ -37,37 +54,33 @@ class Reservation:
 
 
 class Uploader:
-    def __init__(self, runtime: Runtime, store: FilesStore, blobs: BlobStore, ops: Operations,
-                 max_upload_bytes: int) -> None:
-        self.rt, self.store, self.blobs, self.ops, self.ledger = runtime, store, blobs, ops, store.ledger
-        self.max_upload_bytes = max_upload_bytes
+    def __init__(self, clock: Clock, events: EventPublisher, store: FilesStore, ledger: Ledger, blobs: Blobs,
+                 ops: Operations, max_upload_bytes: int) -> None:
+        self.clock, self.events, self.store, self.ledger, self.blobs = clock, events, store, ledger, blobs
+        self.ops, self.max_upload_bytes = ops, max_upload_bytes
 
-    async def upload(self, request: web.Request, ref: FileRef, device_id: str, base: str | None,
-                     overwrite: bool, client_ms: int | None, expected_head, conflict, *,
-                     source: Callable[[int], Awaitable[bytes]] | None = None,
-                     extra: Callable[[], dict[str, Any]] | None = None) -> tuple[dict, dict]:
-        """Returns (head, account after). `expected_head(current, base, overwrite)` applies the
-        conflict rule; `conflict(head_doc)` builds the 409. `source(n)` replaces the request
-        body as the file's content (then of unknown length: /userdata/ gunzips a multipart
-        part); `extra()` gives more fields for the version document once the body is stored."""
-        declared = request.content_length if source is None else None
-        read = source or request.content.read
+    async def upload(self, req: UploadRequest) -> tuple[Head, dict[str, Any]]:
+        """Returns (head, account after). VersionConflict when the head is not the one the
+        upload is based on (before any byte is read, or when the head moved meanwhile)."""
+        ref, declared, read = req.ref, req.declared_size, req.read
         for _ in range(3):  # the entitlement may change between reading it and reserving
             account = await self.ledger.get(ref.user_id)
             entitlement = Entitlement.model_validate(account["entitlement"]) if account.get("entitlement") else None
             check_may_upload(entitlement, ref.file_type)
+            assert entitlement is not None  # check_may_upload refuses an account without a plan
             check_backup_enabled(ref.file_type, account.get("backup_off"))
-            current = await self.store.head(ref)
-            expected = expected_head(current, base, overwrite)
-            was_live = current is not None and not current["head"]["deleted"]
-            need = upload_need(declared, current["head"]["size"] if was_live else 0, not was_live, entitlement,
-                               self.max_upload_bytes)
-            op_id, version_id = uuid.uuid4().hex, uuid.uuid4().hex
-            blob_key = f"users/{ref.user_id}/{version_id}"
+            current = await self.store.file_head(ref)
+            expected = expected_head(current, req.base, req.overwrite)
+            last = current.head if current is not None else None
+            was_live = last is not None and not last.deleted
+            need = upload_need(declared, last.size if last is not None and was_live else 0, not was_live,
+                               entitlement, self.max_upload_bytes)
+            op_id, version_id = new_id(), new_id()
+            key = blob_key(ref.user_id, version_id)
             small = declared is not None and declared <= PART_SIZE  # draws its change number right away
             began = await self.ledger.begin(
                 ref.user_id, op_id, {"kind": "upload", "file": ref.key, "version_id": version_id,
-                                     "blob_key": blob_key},
+                                     "blob_key": key},
                 quota=entitlement.quota_bytes, max_files=entitlement.max_files, bytes_=need.bytes,
                 files=need.files, floor=account["change_seq"] if small else None)
             if began is not None:
@@ -81,48 +94,47 @@ class Uploader:
         reservation = Reservation(need.bytes)
         try:
             blob = await self._stream(read, declared, ref.user_id, op_id, entitlement.quota_bytes, need,
-                                      blob_key, reservation)
+                                      key, reservation)
             seq = began["change_seq"] if small else await self.ledger.draw(ref.user_id, op_id, began["change_seq"])
             if seq is None:
-                raise ApiError("the upload took too long or all data of the account was deleted meanwhile; "
-                               "upload again", code="upload_abandoned", status=409)
-            now = self.rt.clock.now()
-            head = {"version_id": version_id, "size": blob.size, "checksum": f"sha256:{blob.sha256}",
-                    "updated_ms": next_update_ms(int(now.timestamp() * 1000),
-                                                 current["head"]["updated_ms"] if current else None),
-                    "client_ms": client_ms, "device_id": device_id, "deleted": False, "seq": seq}
-            await self.store.add_version({"_id": version_id, "user_id": ref.user_id, "type": ref.file_type,
-                                          "name": ref.name, "blob_key": blob_key, **head,
-                                          **(extra() if extra else {}), "op": op_id, "created_at": now})
-            event = self.rt.event(FileUploaded(file_type=ref.file_type, name=ref.name, version_id=version_id,
-                                               size=blob.size, checksum=head["checksum"], device_id=device_id,
-                                               updated_at=now), ref.user_id)
-            after = await self.ops.commit(
-                ref, op_id, current, set(began["ops"]), expected, head, [event], reserved_bytes=reservation.bytes,
-                reserved_files=need.files, delta_bytes=blob.size - need.old_size, delta_files=need.files, seq=seq,
-                stored_delta=version_cost(blob.size))
+                raise UploadAbandoned()
+            now = self.clock.now()
+            checksum = f"sha256:{blob.sha256}"
+            head = Head(version_id, blob.size, checksum,
+                        next_update_ms(int(now.timestamp() * 1000), last.updated_ms if last else None),
+                        req.client_ms, req.device_id, deleted=False, seq=seq)
+            await self.store.add_version(Version(ref.user_id, ref.file_type, ref.name, head, key, op_id, now,
+                                                    req.extra()))
+            event = self.events.event(FileUploaded(file_type=ref.file_type, name=ref.name, version_id=version_id,
+                                                   size=blob.size, checksum=checksum,
+                                                   device_id=req.device_id, updated_at=now), ref.user_id)
+            after = await self.ops.commit(HeadChange(
+                ref, op_id, current, frozenset(began["ops"]), expected, head, [event],
+                reserved=Usage(reservation.bytes, need.files),
+                delta=Usage(blob.size - need.old_size, need.files, version_cost(blob.size)), seq=seq))
         except HeadMoved:
             await self.ops.settle_or_undo(ref.user_id, op_id)
-            raise conflict(await self.store.head(ref))
+            raise VersionConflict(await self.store.head(ref)) from None
         except BaseException:
             await self.ops.settle_or_undo(ref.user_id, op_id)
             raise
         # before answering: what this upload put above the storage limit is freed already
         await self.ops.bound.enforce(ref, version_cost(blob.size), after)
-        if current is not None and current["head"]["deleted"]:
+        if last is not None and last.deleted:
             await self.ops.hand_to_trash([event])  # the file leaves the trash page at once
         return head, after
 
-    def _refusal(self, account: dict[str, Any], entitlement: Entitlement, need: UploadNeed) -> ApiError:
+    @staticmethod
+    def _refusal(account: dict[str, Any], entitlement: Entitlement, need: UploadNeed) -> FilesError:
         if account.get("frozen"):
             return Busy()
         if need.files and entitlement.max_files is not None and \
                 account["committed_files"] + need.files > entitlement.max_files:
-            return file_count_exceeded(entitlement.max_files, account["file_count"])
-        return quota_exceeded(need.bytes, account["committed_bytes"], entitlement.quota_bytes)
+            return FileCountExceeded(entitlement.max_files, account["file_count"])
+        return QuotaExceeded(need.bytes, account["committed_bytes"], entitlement.quota_bytes)
 
     async def _stream(self, source: Callable[[int], Awaitable[bytes]], declared: int | None, user_id: str,
-                      op_id: str, quota: int, need: UploadNeed, blob_key: str, reservation: "Reservation"):
+                      op_id: str, quota: int, need: UploadNeed, key: str, reservation: Reservation) -> StoredBlob:
         received = 0
         renewed = time.monotonic()
 
@@ -141,8 +153,8 @@ class Uploader:
                     if not await self.ledger.grow(user_id, op_id, quota, more):
                         if least >= more or not await self.ledger.grow(user_id, op_id, quota, least):
                             latest = await self.ledger.get(user_id)
-                            raise quota_exceeded(received - need.old_size,
-                                                 latest["committed_bytes"] - reservation.bytes, quota)
+                            raise QuotaExceeded(received - need.old_size,
+                                                latest["committed_bytes"] - reservation.bytes, quota)
                         more = least
                     reservation.bytes += more
                     renewed = time.monotonic()
@@ -152,14 +164,10 @@ class Uploader:
             return chunk
 
         try:
-            blob = await self.blobs.put_stream(blob_key, read, limit=need.limit)
+            blob = await self.blobs.put_stream(key, read, limit=need.limit)
         except BodyTooLarge:
-            raise PayloadTooLarge(f"the body is larger than the {need.limit} bytes one file may have",
-                                  code="file_too_large", details={"max_file_bytes": need.limit})
-        except CUT_OFF as exc:
-            raise BadRequest(f"the upload was cut off before it ended ({exc.__class__.__name__})",
-                             code="upload_incomplete")
+            raise FileTooLarge(f"the body is larger than the {need.limit} bytes one file may have",
+                               details={"max_file_bytes": need.limit}) from None
         if declared is not None and blob.size != declared:
-            raise BadRequest(f"the body has {blob.size} bytes but Content-Length said {declared}",
-                             code="upload_incomplete")
+            raise UploadIncomplete(f"the body has {blob.size} bytes but Content-Length said {declared}")
         return blob

@@ -1,0 +1,36 @@
+"""The files service's composition root for its application layer, as cosmicpython's
+bootstrap: it receives the ports (ports.py) — clock, event publisher, heads/versions store,
+usage ledger, blob store — and wires the application services on them. app.py passes the
+real adapters; the service-layer tests (tests/files_fakes.py) pass fakes."""
+
+from dataclasses import dataclass
+
+from .ledger import Ledger
+from .operations import Operations
+from .ports import Blobs, Clock, EventPublisher
+from .reconcile import Reconciler
+from .storage_bound import StorageBound
+from .store import FilesStore
+from .uploads import Uploader
+
+
+@dataclass(frozen=True)
+class FilesServices:
+    clock: Clock
+    events: EventPublisher
+    store: FilesStore
+    ledger: Ledger
+    blobs: Blobs
+    bound: StorageBound
+    ops: Operations
+    uploader: Uploader
+    reconciler: Reconciler
+
+
+def bootstrap(*, clock: Clock, events: EventPublisher, store: FilesStore, ledger: Ledger, blobs: Blobs,
+              max_upload_bytes: int, reconcile_seconds: float) -> FilesServices:
+    bound = StorageBound(events, store, ledger, blobs)
+    ops = Operations(clock, events, store, ledger, blobs, bound, max_upload_bytes)
+    uploader = Uploader(clock, events, store, ledger, blobs, ops, max_upload_bytes)
+    return FilesServices(clock=clock, events=events, store=store, ledger=ledger, blobs=blobs, bound=bound, ops=ops,
+                         uploader=uploader, reconciler=Reconciler(ops, reconcile_seconds))

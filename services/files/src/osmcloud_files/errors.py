@@ -1,0 +1,160 @@
+"""The files service's refusals, free of HTTP: what the domain and application code raise.
+
+Each error carries what its message needs and a stable `code`. The APIs translate them in
+one place each: the native routes in `native_errors.py` (our JSON shape; the status follows
+the error's kind), OsmAnd's `/userdata/` calls in `osmand_files.osmand_error` (the protocol's
+error codes)."""
+
+from typing import Any
+
+from osmcloud_common.datatypes import TYPE_CATEGORIES
+
+
+class FilesError(Exception):
+    """A refusal a person can act on: `code` names it, `message` says what to do."""
+
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        self.details: dict[str, Any] = details or {}
+
+
+# ---------------------------------------------------------------- kinds (the APIs map these)
+class InvalidInput(FilesError):
+    """The request names something that cannot be (a type, a name, a cursor)."""
+
+
+class NotAllowed(FilesError):
+    """The account's plan does not allow it."""
+
+
+class Missing(FilesError):
+    """The file or version is not there."""
+
+
+class Refused(FilesError):
+    """The account's or the file's state does not allow it now (a conflict)."""
+
+
+class OverLimit(FilesError):
+    """Beyond a limit of the plan: quota, file count, size of one file."""
+
+
+# ---------------------------------------------------------------- input
+class UnknownType(InvalidInput):
+    code = "unknown_type"
+
+    def __init__(self, file_type: str) -> None:
+        super().__init__(f"unknown file type '{file_type}'; known types: {', '.join(sorted(TYPE_CATEGORIES))}")
+
+
+class InvalidName(InvalidInput):
+    code = "invalid_name"
+
+
+class InvalidCursor(InvalidInput):
+    code = "invalid_cursor"
+
+    def __init__(self) -> None:
+        super().__init__("the cursor is not one this server issued; start again without a cursor")
+
+
+class UploadIncomplete(InvalidInput):
+    code = "upload_incomplete"
+
+
+# ---------------------------------------------------------------- plan
+class NoPlan(NotAllowed):
+    code = "no_plan"
+
+    def __init__(self) -> None:
+        super().__init__("this account has no plan: activate the free Start plan or buy Pro to upload")
+
+
+class NotInPlan(NotAllowed):
+    """A type the account's upload rules do not include (`code`: type_not_in_plan, or
+    grace_period while a lapsed Pro's grace year runs)."""
+
+    code = "type_not_in_plan"
+
+
+# ---------------------------------------------------------------- missing
+class FileNotFound(Missing):
+    code = "file_not_found"
+
+
+class VersionNotFound(Missing):
+    code = "version_not_found"
+
+
+# ---------------------------------------------------------------- state
+class Busy(Refused):
+    code = "account_busy"
+
+    def __init__(self) -> None:
+        super().__init__("all data of this account is being deleted right now; try again in a moment")
+
+
+class VersionConflict(Refused):
+    """The file's head is not the one the change was based on. `current` is the head
+    document as it is now (None: no file), for the answer to show."""
+
+    code = "version_conflict"
+
+    def __init__(self, current: dict[str, Any] | None,
+                 message: str = "the file changed since the version this upload is based on") -> None:
+        super().__init__(message)
+        self.current = current
+
+
+class VersionInFlight(Refused):
+    code = "version_in_flight"
+
+    def __init__(self, version_id: str) -> None:
+        super().__init__(f"version {version_id} is still being written; try again in a moment")
+
+
+class FileChanged(Refused):
+    code = "file_changed"
+
+
+class BackupDisabled(Refused):
+    code = "backup_disabled"
+
+    def __init__(self, file_type: str) -> None:
+        super().__init__(f"backup of {file_type} files is switched off for this account; switch it on with "
+                         f"PUT /api/files/backup-types/{file_type} {{\"enabled\": true}} to upload",
+                         details={"type": file_type})
+
+
+class UploadAbandoned(Refused):
+    code = "upload_abandoned"
+
+    def __init__(self) -> None:
+        super().__init__("the upload took too long or all data of the account was deleted meanwhile; upload again")
+
+
+# ---------------------------------------------------------------- limits
+class QuotaExceeded(OverLimit):
+    code = "quota_exceeded"
+
+    def __init__(self, needed: int, used: int, quota: int) -> None:
+        super().__init__(f"storage quota exceeded: the file needs {needed} bytes but only {max(0, quota - used)} "
+                         f"of {quota} bytes are free", details={"quota_bytes": quota, "used_bytes": used})
+
+
+class FileCountExceeded(OverLimit):
+    code = "file_quota_exceeded"
+
+    def __init__(self, max_files: int, file_count: int) -> None:
+        super().__init__(f"file quota exceeded: the plan allows {max_files} files and the account has "
+                         f"{file_count}; delete files or upgrade the plan",
+                         details={"max_files": max_files, "file_count": file_count})
+
+
+class FileTooLarge(OverLimit):
+    code = "file_too_large"

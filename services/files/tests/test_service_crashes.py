@@ -1,0 +1,218 @@
+"""The crash points the reconciler handles, each simulated with the fakes: a process dies at
+a chosen write (files_fakes.CrashPlan: no clean-up runs), the operation's time-to-live
+passes, and another process's reconciler finishes or undoes what it left."""
+
+from typing import Any
+
+import pytest
+from files_fakes import PRO, Crash, CrashPlan, World, body, trashed
+
+from osmcloud_common.outbox import OutboxRelay
+from osmcloud_files.domain import blob_key, parse_file_ref
+from osmcloud_files.uploads import UploadRequest
+
+GPX = parse_file_ref("u", "GPX", "a.gpx")
+
+
+def at(collection: str, method: str, test: Any = None) -> CrashPlan:
+    """Dies at the first `collection.method` call whose first argument passes `test`."""
+    return CrashPlan(lambda c, m, args: c == collection and m == method and (test is None or test(args)))
+
+
+def settling(args: tuple[Any, ...]) -> bool:
+    """The ledger's settlement of an operation: the write that removes it from the account."""
+    update = args[1] if len(args) > 1 else {}
+    return any(k.startswith("ops.") for k in update.get("$unset", {}))
+
+
+def head_move(method: str) -> CrashPlan:
+    return at("heads", method)
+
+
+def clean(account: dict[str, Any]) -> bool:
+    return (account["ops"] == {} and account["op_count"] == 0 and account["reserved_bytes"] == 0
+            and account["reserved_files"] == 0 and account["committed_bytes"] == account["used_bytes"]
+            and account["committed_files"] == account["file_count"])
+
+
+async def reconcile(world: World) -> int:
+    world.later()
+    return await world.process().reconciler.once()
+
+
+async def upload(services: Any, data: bytes, ref: Any = GPX) -> dict[str, Any]:
+    head, _ = await services.uploader.upload(UploadRequest(ref, "dev", body(data), len(data), overwrite=True))
+    return head
+
+
+# ---------------------------------------------------------------- uploads
+async def test_crash_after_the_blob_is_written_before_the_head_moves_the_upload_is_undone():
+    world = World()
+    await world.give_plan("u", PRO)
+    with pytest.raises(Crash):
+        await upload(world.process(head_move("insert_one")), b"x" * 400)
+    assert len(world.blobs.objects) == 1 and len(world.versions.docs) == 1  # left behind
+    assert world.account("u")["reserved_bytes"] == 400
+    assert await world.process().reconciler.once() == 0  # within its time-to-live it is left alone
+    assert await reconcile(world) == 1
+    account = world.account("u")
+    assert clean(account) and (account["used_bytes"], account["file_count"]) == (0, 0)
+    assert world.blobs.objects == {} and world.versions.docs == {} and world.heads.docs == {}
+
+
+async def test_crash_after_the_head_moved_before_usage_is_settled_the_upload_is_settled():
+    world = World()
+    await world.give_plan("u", PRO)
+    with pytest.raises(Crash):
+        await upload(world.process(at("accounts", "find_one_and_update", settling)), b"x" * 400)
+    assert world.account("u")["used_bytes"] == 0 and world.heads.docs[GPX.key]["_usage_pending"]
+    assert await reconcile(world) == 1
+    account = world.account("u")
+    assert clean(account) and (account["used_bytes"], account["file_count"]) == (400, 1)
+    assert account["stored_bytes"] == 400 + 256
+    assert world.heads.docs[GPX.key]["_usage_pending"] == []
+    assert world.events_in(world.accounts, "u") == ["storage-usage-changed"]
+    assert await reconcile(world) == 0  # done once
+
+
+async def test_crash_after_the_version_is_recorded_before_its_event_is_published_the_relay_publishes_it():
+    world = World()
+    await world.give_plan("u", PRO)
+    services = world.process()
+    head = await upload(services, b"x" * 10)
+    # the process dies now: it never woke the relay. The event waits in the head's outbox,
+    # and a relay's scan (another process, or this one restarted) publishes it.
+    published: list[tuple[str, str, str]] = []
+
+    class Producer:
+        async def publish_many(self, messages: list[tuple[str, str, str, dict[str, str]]]) -> None:
+            published.extend((topic, key, value) for topic, key, value, _ in messages)
+
+    relay = OutboxRelay(Producer(), [world.heads, world.accounts])
+    assert await relay.flush() == 2
+    assert [key for _, key, _ in published] == ["u", "u"]
+    assert any(head.version_id in value for _, _, value in published)
+    assert world.events_in(world.heads, GPX.key) == [] and await relay.flush() == 0
+
+
+async def test_crash_between_two_uploads_of_one_file_undoes_the_second_and_keeps_the_first():
+    world = World()
+    await world.give_plan("u", PRO)
+    first = await upload(world.process(), b"a" * 100)
+    with pytest.raises(Crash):
+        await upload(world.process(head_move("update_one")), b"b" * 300)
+    assert await reconcile(world) == 1
+    account = world.account("u")
+    assert clean(account) and account["used_bytes"] == 100
+    assert world.heads.docs[GPX.key]["head"]["version_id"] == first.version_id
+    assert list(world.blobs.objects) == [blob_key("u", first.version_id)]
+
+
+# ---------------------------------------------------------------- deletes
+async def test_crash_before_a_delete_marker_becomes_the_head_the_delete_is_undone():
+    world = World()
+    await world.give_plan("u", PRO)
+    live = await upload(world.process(), b"x" * 100)
+    with pytest.raises(Crash):
+        await world.process(head_move("update_one")).ops.delete_file(GPX, None, "dev", None)
+    assert len(world.versions.docs) == 2
+    assert await reconcile(world) == 1
+    assert list(world.versions.docs) == [live.version_id] and clean(world.account("u"))
+    assert world.account("u")["used_bytes"] == 100
+
+
+async def test_crash_after_the_delete_marker_became_the_head_before_usage_is_settled_usage_follows():
+    world = World()
+    await world.give_plan("u", PRO)
+    await upload(world.process(), b"x" * 100)
+    with pytest.raises(Crash):
+        await world.process(at("accounts", "find_one_and_update", settling)).ops.delete_file(GPX, None, "dev", None)
+    assert world.heads.docs[GPX.key]["head"]["deleted"] and world.account("u")["used_bytes"] == 100
+    assert await reconcile(world) == 1
+    account = world.account("u")
+    assert clean(account) and (account["used_bytes"], account["file_count"]) == (0, 0)
+    assert world.events_in(world.heads, GPX.key)[-1] == "file-deleted"  # trash learns it through Kafka
+
+
+async def test_crash_after_a_removed_head_moved_before_its_version_is_dropped_the_version_goes():
+    world = World()
+    await world.give_plan("u", PRO)
+    first = await upload(world.process(), b"a" * 100)
+    second = await upload(world.process(), b"b" * 200)
+    plan = at("versions", "delete_one")
+    with pytest.raises(Crash):
+        await world.process(plan).ops.remove_version(GPX, second.version_id)
+    assert world.heads.docs[GPX.key]["head"]["version_id"] == first.version_id
+    assert second.version_id in world.versions.docs  # the head no longer names it
+    assert await reconcile(world) == 0  # settled already: the operation finished before the drop
+    assert second.version_id in world.versions.docs
+
+
+async def test_crash_after_a_removed_head_moved_before_settling_the_reconciler_drops_the_version():
+    world = World()
+    await world.give_plan("u", PRO)
+    first = await upload(world.process(), b"a" * 100)
+    second = await upload(world.process(), b"b" * 200)
+    with pytest.raises(Crash):
+        await world.process(at("accounts", "find_one_and_update", settling)).ops.remove_version(
+            GPX, second.version_id)
+    assert await reconcile(world) == 1
+    assert list(world.versions.docs) == [first.version_id]
+    assert list(world.blobs.objects) == [blob_key("u", first.version_id)]
+    account = world.account("u")
+    assert clean(account) and account["used_bytes"] == 100 and account["stored_bytes"] == 100 + 256
+
+
+# ---------------------------------------------------------------- restore
+async def test_crash_after_the_restored_copy_is_written_before_the_head_moves_the_restore_is_undone():
+    world = World()
+    await world.give_plan("u", PRO)
+    live, marker = await trashed(world, GPX)
+    with pytest.raises(Crash):
+        await world.process(head_move("update_one")).ops.restore(GPX, marker.version_id, live.version_id, "d")
+    assert len(world.blobs.objects) == 2 and world.account("u")["reserved_bytes"] == 700
+    assert await reconcile(world) == 1
+    assert list(world.blobs.objects) == [blob_key("u", live.version_id)]
+    assert set(world.versions.docs) == {live.version_id, marker.version_id}
+    account = world.account("u")
+    assert clean(account) and (account["used_bytes"], account["file_count"]) == (0, 0)
+    # the item is still in the trash, and restoring it again works
+    head, _ = await world.process().ops.restore(GPX, marker.version_id, live.version_id, "d")
+    assert world.account("u")["used_bytes"] == 700 and head.restored_from == marker.version_id
+
+
+async def test_crash_after_the_restore_moved_the_head_before_usage_is_settled_usage_follows():
+    world = World()
+    await world.give_plan("u", PRO)
+    live, marker = await trashed(world, GPX)
+    with pytest.raises(Crash):
+        await world.process(at("accounts", "find_one_and_update", settling)).ops.restore(
+            GPX, marker.version_id, live.version_id, "d")
+    assert not world.heads.docs[GPX.key]["head"]["deleted"] and world.account("u")["used_bytes"] == 0
+    assert await reconcile(world) == 1
+    account = world.account("u")
+    assert clean(account) and (account["used_bytes"], account["file_count"]) == (700, 1)
+    assert world.events_in(world.heads, GPX.key)[-1] == "file-restored"
+
+
+# ---------------------------------------------------------------- bulk
+async def test_crash_in_the_middle_of_a_bulk_delete_settles_the_files_it_moved():
+    world = World()
+    await world.give_plan("u", PRO)
+    for name in ("a.gpx", "b.gpx", "c.gpx"):
+        await upload(world.process(), b"x" * 100, ref=parse_file_ref("u", "GPX", name))
+    moves = 0
+
+    def third_move(collection: str, method: str, args: tuple[Any, ...]) -> bool:
+        nonlocal moves
+        if collection == "heads" and method == "update_one":
+            moves += 1
+        return moves == 3
+    with pytest.raises(Crash):
+        await world.process(CrashPlan(third_move)).ops.delete_type("u", "GPX", "dev")
+    assert await reconcile(world) == 1
+    account = world.account("u")
+    assert clean(account) and (account["used_bytes"], account["file_count"]) == (100, 1)
+    live = [k for k, d in world.heads.docs.items() if not d["head"]["deleted"]]
+    assert live == ["u/GPX/c.gpx"]
+    assert len(world.versions.docs) == 5  # three files, two markers; the third marker went
