@@ -4,12 +4,13 @@ bootstrap.py, and subscribes the handlers and routes."""
 
 from aiohttp import web
 
+from osmcloud_common.domain_errors import map_domain_errors
 from osmcloud_common.events import AccountRegistered, StorageUsageChanged
 from osmcloud_common.runtime import Runtime, serve
 
 from .bootstrap import bootstrap
 from .receipts import verifier_from
-from .routes import BillingRoutes
+from .routes import BillingRoutes, native_error
 from .settings import BillingSettings
 from .store import BillingStore
 
@@ -27,6 +28,7 @@ def build_app(settings: BillingSettings | None = None) -> web.Application:
     runtime.on_account_deleted()  # every document of the user; idempotent
     runtime.background(billing.deadlines.run)
     app = runtime.create_app()
+    map_domain_errors(app, native_error)
     BillingRoutes(billing).register(app)
     return app
 

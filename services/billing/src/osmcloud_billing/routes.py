@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from osmcloud_common.domain_errors import map_domain_errors, status_mapper
+from osmcloud_common.domain_errors import status_mapper
 from osmcloud_common.http import identity, json_body
 from osmcloud_common.logging import get_logger
 
@@ -56,7 +56,6 @@ class BillingRoutes:
         self.billing, self.store, self.subscriptions = billing, billing.store, billing.subscriptions
 
     def register(self, app: web.Application) -> None:
-        map_domain_errors(app, native_error)
         app.router.add_post("/api/billing/start", self.activate_start)
         app.router.add_post("/api/billing/purchases", self.purchase)
         app.router.add_post("/api/billing/notifications/{platform}", self.notification)
