@@ -328,6 +328,12 @@ def test_each_api_answers_domain_errors_in_its_own_shape() -> None:
     assert (native_error(limited).status, native_error(limited).body()) == (429, {"error": {
         "code": "code_recently_sent", "message": "a code was sent moments ago; ask again in 12 s",
         "retry_after_seconds": 12}})
+    assert osmand_error(limited).body() == {"error": {"errorCode": 6, "message": (
+        "a code was sent moments ago; ask again in 12 s; retry in 12 s")}} and osmand_error(limited).status == 400
+    assert osmand_error(limited).reason == "code_recently_sent"  # counted by its own code
+    mail = osmand_error(MailFailed("the code could not be mailed; try again shortly"))
+    assert mail.body()["error"] == {"errorCode": 6, "message": "the code could not be mailed; try again shortly; "
+                                                               "retry in a few seconds"}
     wrong = CodeRejected("the code is wrong", code="code_wrong")
     assert native_error(wrong).status == 400
     assert osmand_error(wrong).body() == {"error": {"errorCode": 104, "message": "the code is wrong"}}

@@ -13,13 +13,14 @@ from aiohttp import web
 from osmcloud_common.domain_errors import DomainError
 from osmcloud_common.errors import ApiError
 from osmcloud_common.osmand import (MALFORMED_REQUEST, CompatIdentity, ErrorCode, OsmandError, compat_params,
-                                    device_credentials)
+                                    device_credentials, try_later)
 
 from .account_deletion import AccountDeletion
 from .accounts import VIA_OSMAND, Accounts
 from .codes import Codes
 from .domain import Purpose, digest
-from .errors import AccountGone, CodeRejected, InvalidEmail, OrderRefused
+from .errors import (AccountGone, CodeRejected, InvalidEmail, MailFailed, OrderRefused, PurchasesUnavailable,
+                     TooManyCodes)
 from .osmand_orders import OrderIds
 from .osmand_views import compat_email, device_json, user_json
 from .routes import client_address, native_error
@@ -49,8 +50,12 @@ def _order_field(params: dict[str, str]) -> str:
 
 
 def osmand_error(error: DomainError) -> ApiError:
-    """Auth's domain errors on /userdata/, in the protocol's codes; any other as natively, which
-    the app's error middleware puts in the protocol's shape (limits and outages: try later)."""
+    """Auth's domain errors on /userdata/, in the protocol's codes; limits and outages as the
+    apps' "try later" with when (the metrics keep counting them by their own code)."""
+    if isinstance(error, TooManyCodes):
+        return try_later(error.message, error.retry_after_seconds).translated_from(native_error(error))
+    if isinstance(error, (MailFailed, PurchasesUnavailable)):
+        return try_later(error.message).translated_from(native_error(error))
     if isinstance(error, CodeRejected):
         return OsmandError(ErrorCode.TOKEN_INVALID, error.message)
     if isinstance(error, InvalidEmail):
@@ -60,7 +65,7 @@ def osmand_error(error: DomainError) -> ApiError:
     if isinstance(error, OrderRefused):
         return OsmandError(ErrorCode.SUBSCRIPTION_USED_BY_OTHER if error.outcome == "other_account"
                            else ErrorCode.NO_VALID_SUBSCRIPTION, error.message)
-    return native_error(error)
+    return native_error(error)  # none of the /userdata/ calls raises another: the middleware's shape
 
 
 async def verify_device(store: AuthStore, device_num: int, token: str) -> CompatIdentity | None:

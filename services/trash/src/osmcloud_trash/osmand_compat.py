@@ -25,8 +25,9 @@ log = get_logger(__name__)
 
 
 def osmand_error(error: DomainError) -> ApiError:
-    """Trash's domain errors on /userdata/: a malformed request in the protocol's shape; any
-    other as natively, which the app's error middleware puts in that shape (try later, or 400)."""
+    """Trash's domain errors on /userdata/: a malformed request in the protocol's shape. empty-trash
+    raises no other (files' outages are answered per entry); the app's error middleware would
+    put one in that shape."""
     if isinstance(error, MalformedEntries):
         return OsmandError(MALFORMED_REQUEST, error.message)
     return native_error(error)
