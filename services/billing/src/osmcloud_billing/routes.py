@@ -93,7 +93,7 @@ class BillingRoutes:
 
     async def account(self, request: web.Request) -> web.Response:
         who = identity(request)
-        await self.store.ensure_account(who.user_id, self.subscriptions.clock.now())
+        await self.subscriptions.open_account(who.user_id)
         return web.json_response(await self._view(who.user_id))
 
     async def osmand_order(self, request: web.Request) -> web.Response:

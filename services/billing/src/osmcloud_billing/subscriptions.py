@@ -41,8 +41,12 @@ class Subscriptions:
                 return transition
         raise SubscriptionBusy("the subscription changed meanwhile; try again")
 
-    async def activate_start(self, user_id: str) -> Transition:
+    async def open_account(self, user_id: str) -> None:
+        """The account's document, made on first sight (before any plan)."""
         await self.store.ensure_account(user_id, self.clock.now())
+
+    async def activate_start(self, user_id: str) -> Transition:
+        await self.open_account(user_id)
         return await self.apply(user_id, lambda sub: activate_start(sub, self.plans))
 
     def verified(self, platform: str, receipt: str) -> VerifiedPurchase:
