@@ -4,7 +4,7 @@ import pytest
 
 from osmcloud_auth.domain import (CodeVerdict, StoredCode, digest, new_code, normalize_email, seconds_until,
                                   try_budget, verdict_without_match, yearly_guess_probability)
-from osmcloud_common.errors import BadRequest
+from osmcloud_auth.errors import InvalidEmail
 
 NOW = datetime(2026, 5, 1, tzinfo=UTC)
 
@@ -12,7 +12,7 @@ NOW = datetime(2026, 5, 1, tzinfo=UTC)
 @pytest.mark.parametrize("raw", ["", "plain", "a@b", "a b@c.de", "@c.de", "x@" + "d" * 260 + ".com",
                                  "a\x14b@c.de", "a@c\x7f.de"])  # control characters cannot be mailed
 def test_malformed_emails_are_refused_with_a_message(raw):
-    with pytest.raises(BadRequest) as info:
+    with pytest.raises(InvalidEmail) as info:
         normalize_email(raw)
     assert "e-mail" in info.value.message
 

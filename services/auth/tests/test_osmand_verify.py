@@ -30,8 +30,8 @@ class FakeStore:
 def app() -> web.Application:
     runtime = SimpleNamespace(clock=SimpleNamespace(now=lambda: NOW))
     application = create_app("auth")
-    OsmandAccounts(runtime, FakeStore(), codes=None, deletion=None, orders=None).register(application)
-    AuthRoutes(runtime, FakeStore(), codes=None).register(application)
+    OsmandAccounts(FakeStore(), codes=None, accounts=None, deletion=None, orders=None).register(application)
+    AuthRoutes(runtime.clock, FakeStore(), codes=None, accounts=None, deletion=None).register(application)
     return application
 
 
@@ -66,7 +66,7 @@ async def test_cached_verify_fails_once_the_revocation_drops_the_device():
     cache = TokenCache(max_entries=10, lease_seconds=5, max_age_seconds=60, last_seen_every=timedelta(seconds=60))
     cache.registered(time.monotonic())
     application = create_app("auth")
-    AuthRoutes(SimpleNamespace(clock=SimpleNamespace(now=lambda: NOW)), store, None, cache).register(application)
+    AuthRoutes(SimpleNamespace(now=lambda: NOW), store, None, None, None, cache).register(application)
     bearer = {"Authorization": "Bearer good"}
     async with TestClient(TestServer(application)) as client:
         for _ in range(3):

@@ -6,7 +6,7 @@ from osmcloud_billing.lifecycle import Subscription, activate_start, apply_purch
 from osmcloud_billing.plans import plans_from
 from osmcloud_billing.receipts import VerifiedPurchase
 from osmcloud_billing.settings import BillingSettings
-from osmcloud_common.errors import Conflict
+from osmcloud_billing.errors import ReceiptExpired, StartNotAvailable
 
 PLANS = plans_from(BillingSettings())
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -22,7 +22,7 @@ def test_start_is_explicit_and_refused_while_pro_is_active_or_in_grace():
     assert t.after == Subscription(plan="start", status="active") and t.event.event_type == "subscription-activated"
     assert activate_start(t.after, PLANS).event is None  # already on Start
     for status in ("active", "grace"):
-        with pytest.raises(Conflict) as info:
+        with pytest.raises(StartNotAvailable) as info:
             activate_start(Subscription(plan="pro", status=status, expires_at=NOW), PLANS)
         assert "Pro" in info.value.message
 
@@ -37,7 +37,7 @@ def test_purchase_activates_then_renews_and_a_repeated_receipt_changes_nothing()
 
 
 def test_an_expired_receipt_is_refused():
-    with pytest.raises(Conflict):
+    with pytest.raises(ReceiptExpired):
         apply_purchase(Subscription(), _purchase(NOW - timedelta(seconds=1)), NOW, PLANS)
 
 

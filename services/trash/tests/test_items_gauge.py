@@ -19,7 +19,7 @@ class CountingStore:
 
 def purger(seconds: float) -> tuple[Purger, CountingStore]:
     store = CountingStore()
-    p = Purger(runtime=None, store=store, settings=TrashSettings(items_gauge_seconds=seconds))
+    p = Purger(store, None, None, TrashSettings(items_gauge_seconds=seconds))  # type: ignore[arg-type]
     p.bind_metrics(CollectorRegistry())
     return p, store
 

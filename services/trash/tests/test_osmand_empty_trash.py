@@ -1,7 +1,7 @@
-"""OsmandTrash.answer on fakes: which entries reach the purge, and how the rest are answered."""
+"""EmptyTrash.answer on fakes: which entries reach the purge, and how the rest are answered."""
 
 from osmcloud_trash.files_client import FilesUnavailable
-from osmcloud_trash.osmand_compat import OsmandTrash
+from osmcloud_trash.empty_trash import EmptyTrash
 from osmcloud_trash.osmand_rules import TrashEntry
 
 ITEM = {"_id": "t-a", "user_id": "u1", "type": "GPX", "name": "a.gpx", "tombstone_update_ms": 100}
@@ -44,7 +44,7 @@ class FakeFiles:
 
 def trash(items=(ITEM, LEGACY), histories=None, batches=(), down=False):
     purger = FakePurger()
-    return OsmandTrash(FakeStore(list(items), batches), purger, FakeFiles(histories or {}, down), auth=None), purger
+    return EmptyTrash(FakeStore(list(items), batches), purger, FakeFiles(histories or {}, down)), purger
 
 
 async def statuses(service, entries):

@@ -1,6 +1,7 @@
 import pytest
 
-from osmcloud_common.osmand import OsmandError
+from osmcloud_trash.errors import MalformedEntries
+from osmcloud_trash.osmand_compat import osmand_error
 from osmcloud_trash.osmand_rules import (MAX_ENTRIES, FileState, TrashEntry, judge_without_item, newest_version,
                                          parse_entries, split_duplicates)
 
@@ -32,13 +33,14 @@ def test_a_whole_number_written_with_a_fraction_is_that_integer():
     [{"name": "a", "type": "GPX", "updatetime": 2**63}],    # beyond a Java long
 ])
 def test_wrong_shapes_are_one_compat_400(body):
-    with pytest.raises(OsmandError) as caught:
+    with pytest.raises(MalformedEntries) as caught:
         parse_entries(body)
-    assert caught.value.status == 400 and caught.value.error_code == 400
+    answer = osmand_error(caught.value)
+    assert answer.status == 400 and answer.body()["error"] == {"errorCode": 400, "message": caught.value.message}
 
 
 def test_more_than_50_entries_refuse_the_whole_request():
-    with pytest.raises(OsmandError) as caught:
+    with pytest.raises(MalformedEntries) as caught:
         parse_entries([{"name": f"n{i}", "type": "GPX", "updatetime": i} for i in range(MAX_ENTRIES + 1)])
     assert "at most 50" in caught.value.message and "nothing was deleted" in caught.value.message
 

@@ -59,9 +59,14 @@ def as_osmand_error(status: int, message: str, retry_after: int | None = None) -
     our native one): a limit (429), an outage or a failure (5xx) answers TRY_LATER with when to
     retry; anything else is a request none of the protocol's codes fits."""
     if status == 429 or status >= 500:
-        when = f"retry in {retry_after} s" if retry_after else "retry in a few seconds"
-        return OsmandError(TRY_LATER, f"{message.rstrip('.; ')}; {when}")
+        return try_later(message, retry_after)
     return OsmandError(MALFORMED_REQUEST, message)
+
+
+def try_later(message: str, retry_after: int | None = None) -> "OsmandError":
+    """TRY_LATER with when to retry: a limit, an outage or a failure, as the app shows them."""
+    when = f"retry in {retry_after} s" if retry_after else "retry in a few seconds"
+    return OsmandError(TRY_LATER, f"{message.rstrip('.; ')}; {when}")
 
 
 async def compat_params(request: web.Request) -> dict[str, str]:

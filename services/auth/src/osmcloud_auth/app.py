@@ -7,17 +7,16 @@ from aiohttp import web
 from prometheus_client import Gauge
 
 from osmcloud_common.deleted_accounts import COLLECTION as DELETED_ACCOUNTS
+from osmcloud_common.domain_errors import map_domain_errors
 from osmcloud_common.http import REGISTRY_KEY
 from osmcloud_common.runtime import Runtime, serve
 
-from .account_deletion import AccountDeletion
 from .billing_client import BillingClient
-from .codes import Codes
+from .bootstrap import bootstrap
 from .limits import RequestLimits
 from .mailer import Mailer
-from .osmand_compat import OsmandAccounts
-from .osmand_orders import OrderIds
-from .routes import LAST_SEEN_EVERY, AuthRoutes
+from .osmand_compat import OsmandAccounts, osmand_error
+from .routes import LAST_SEEN_EVERY, AuthRoutes, native_error
 from .settings import AuthSettings
 from .store import AuthStore
 from .token_cache import TokenCache
@@ -60,18 +59,22 @@ def build_app(settings: AuthSettings | None = None) -> web.Application:
             await store.purge_known_addresses(now - timedelta(days=settings.known_address_days))
     runtime.background(purge_stale_codes_and_limits)
 
-    codes = Codes(runtime, store, limits, Mailer(settings.smtp_host, settings.smtp_port, settings.mail_from),
-                  settings)
-    deletion = AccountDeletion(runtime, store, codes, limits)
-    deletion.register_events()
+    billing = BillingClient(settings.billing_url, settings.gateway_secret, settings.billing_timeout_seconds)
+    auth = bootstrap(settings, store=store, limits=limits,
+                     mailer=Mailer(settings.smtp_host, settings.smtp_port, settings.mail_from),
+                     publisher=runtime, clock=runtime.clock, billing=billing)
+
+    async def erase(user_id: str) -> None:
+        await auth.deletion.erase(user_id)
+    runtime.on_account_deleted(erase)  # before the app: the consumer is built from the handlers
     app = runtime.create_app()
-    AuthRoutes(runtime, store, codes, cache, settings.browser_session_days * 86400).register(app)
+    map_domain_errors(app, native_error, osmand_error)
+    AuthRoutes(runtime.clock, store, auth.codes, auth.accounts, auth.deletion, cache,
+               settings.browser_session_days * 86400).register(app)
     peers.register(app)
     _cache_metrics(app, cache, peers)
-    deletion.register(app)
-    billing = BillingClient(settings.billing_url, settings.gateway_secret, settings.billing_timeout_seconds)
     app.on_cleanup.append(lambda _: billing.close())
-    OsmandAccounts(runtime, store, codes, deletion, OrderIds(billing, store)).register(app)
+    OsmandAccounts(store, auth.codes, auth.accounts, auth.deletion, auth.orders).register(app)
     return app
 
 

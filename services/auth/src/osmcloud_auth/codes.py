@@ -9,16 +9,15 @@ against a code before it is judged, which bounds how many guesses an account can
 
 from datetime import timedelta
 
-from osmcloud_common.errors import ApiError, BadRequest, TooManyRequests
+from osmcloud_common.clock import Clock
 from osmcloud_common.logging import get_logger
-from osmcloud_common.runtime import Runtime
 
 from .domain import (CodeVerdict, Purpose, StoredCode, digest, matches, new_code, seconds_until, try_budget,
                      verdict_without_match)
-from .limits import RequestLimits, address_key, email_address_key, email_key, known_addresses_key
-from .mailer import Mailer
+from .errors import CodeRejected, MailFailed, TooManyCodes
+from .limits import address_key, email_address_key, email_key, known_addresses_key
+from .ports import CodeStorePort, LimitsPort, MailerPort
 from .settings import AuthSettings
-from .store import AuthStore
 
 log = get_logger(__name__)
 
@@ -37,22 +36,22 @@ ASK_FOR_ONE = {
 }
 
 
-def _too_many(code: str, message: str, wait: int) -> TooManyRequests:
-    return TooManyRequests(f"{message}; ask again in {wait} s", code=code, details={"retry_after_seconds": wait})
+def _too_many(code: str, message: str, wait: int) -> TooManyCodes:
+    return TooManyCodes(f"{message}; ask again in {wait} s", code=code, retry_after_seconds=wait)
 
 
 class Codes:
-    def __init__(self, runtime: Runtime, store: AuthStore, limits: RequestLimits, mailer: Mailer,
+    def __init__(self, clock: Clock, store: CodeStorePort, limits: LimitsPort, mailer: MailerPort,
                  settings: AuthSettings) -> None:
-        self.rt, self.store, self.limits, self.mailer, self.settings = runtime, store, limits, mailer, settings
+        self.clock, self.store, self.limits, self.mailer, self.settings = clock, store, limits, mailer, settings
 
-    async def issue(self, email: str, purpose: Purpose, address: str | None) -> dict:
-        """Mails a new code unless a limit says no (429 with `retry_after_seconds`).
+    async def issue(self, email: str, purpose: Purpose, address: str | None) -> dict[str, int | str]:
+        """Mails a new code unless a limit says no (TooManyCodes, with when to ask again).
 
         Order: the hourly limits (this address over all e-mails; this e-mail from this address;
         this e-mail from all unknown addresses, or from all its known ones) count the request first; if a later one or the resend
         cooldown refuses it, the counts are given back, so only mailed codes count."""
-        s, now = self.settings, self.rt.clock.now()
+        s, now = self.settings, self.clock.now()
         where = address_key(address)
         known = await self.store.is_known_address(email, where, now - timedelta(days=s.known_address_days))
         everywhere = ((known_addresses_key(email), s.code_requests_per_email_hour_known, "from the addresses it "
@@ -78,7 +77,7 @@ class Codes:
                                                      timedelta(seconds=s.code_resend_seconds))
             if retry_at is not None:
                 raise _too_many("code_recently_sent", "a code was sent moments ago", seconds_until(retry_at, now))
-        except TooManyRequests:
+        except TooManyCodes:
             for key in taken:
                 await self.limits.give_back(key)
             raise
@@ -86,17 +85,17 @@ class Codes:
             await self.mailer.send_code(email, code, purpose, s.code_ttl_seconds // 60)
         except Exception as exc:
             log.error("mail failed", error=repr(exc))
-            raise ApiError("the code could not be mailed; try again shortly", code="mail_failed", status=503)
+            raise MailFailed("the code could not be mailed; try again shortly")
         return {"status": "sent", "expires_in_seconds": s.code_ttl_seconds,
                 "resend_after_seconds": s.code_resend_seconds}
 
     async def check(self, email: str, purpose: Purpose, offered: str, address: str | None, *,
                     use: bool = True) -> None:
         """Accepts the code (and uses it up unless `use` is False: OsmAnd's confirm-code only
-        asks), or raises 400 saying why not. The try is counted against every live code of this
+        asks), or raises CodeRejected saying why not. The try is counted against every live code of this
         e-mail and purpose it is compared with, in the budget this address may spend, before
         it is judged."""
-        s, now, where = self.settings, self.rt.clock.now(), address_key(address)
+        s, now, where = self.settings, self.clock.now(), address_key(address)
         codes = [StoredCode.from_doc(doc) for doc in await self.store.codes_for(email, purpose)]
         judged = False
         for code in codes:
@@ -111,10 +110,10 @@ class Codes:
                 return
         verdict = verdict_without_match(codes, offered, now, judged)
         if verdict is CodeVerdict.UNKNOWN:
-            raise BadRequest(f"no code was requested for this purpose; ask for one first ({ASK_FOR_ONE[purpose]})",
-                             code="code_unknown")
+            raise CodeRejected(f"no code was requested for this purpose; ask for one first ({ASK_FOR_ONE[purpose]})",
+                               code="code_unknown")
         error_code, message = CODE_ERRORS[verdict]
-        raise BadRequest(message, code=error_code)
+        raise CodeRejected(message, code=error_code)
 
     async def any_requested(self, email: str, purpose: Purpose) -> bool:
         return bool(await self.store.codes_for(email, purpose))

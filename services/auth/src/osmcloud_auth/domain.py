@@ -8,8 +8,9 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
-from osmcloud_common.errors import BadRequest
+from .errors import InvalidEmail
 
 # no blank (Unicode white space) and no ASCII control character: one could not be mailed
 _EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
@@ -18,7 +19,7 @@ _EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f
 def normalize_email(raw: str) -> str:
     email = (raw or "").strip().lower()
     if len(email) > 254 or not _EMAIL.match(email):
-        raise BadRequest(f"'{raw}' is not a valid e-mail address", code="invalid_email")
+        raise InvalidEmail(f"'{raw}' is not a valid e-mail address")
     return email
 
 
@@ -64,7 +65,7 @@ class StoredCode:
     used: bool
 
     @classmethod
-    def from_doc(cls, doc: dict) -> "StoredCode":
+    def from_doc(cls, doc: dict[str, Any]) -> "StoredCode":
         return cls(doc["_id"], doc.get("address", ""), doc["code_digest"], doc["expires_at"], bool(doc.get("used")))
 
     def live(self, now: datetime) -> bool:
@@ -100,7 +101,7 @@ def yearly_guess_probability(digits: int, codes_per_hour: int, tries_per_code: i
     """Worst-case chance that guessing ever hits a code of one account in a year: every try is
     judged against one code and counted first, so at most codes_per_hour * 8760 codes with
     tries_per_code tries each, each try right with probability 10**-digits (union bound)."""
-    return codes_per_hour * 24 * 365 * tries_per_code / 10 ** digits
+    return codes_per_hour * 24 * 365 * tries_per_code / float(10 ** digits)
 
 
 def next_resend_at(sent_at: datetime, resend_seconds: int) -> datetime:

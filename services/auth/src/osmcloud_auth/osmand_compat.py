@@ -10,24 +10,22 @@ from typing import Any
 
 from aiohttp import web
 
+from osmcloud_common.domain_errors import DomainError
 from osmcloud_common.errors import ApiError
-from osmcloud_common.events import AccountRegistered, DeviceLoggedOut
-from osmcloud_common.logging import get_logger
 from osmcloud_common.osmand import (MALFORMED_REQUEST, CompatIdentity, ErrorCode, OsmandError, compat_params,
-                                    device_credentials)
-from osmcloud_common.runtime import Runtime
+                                    device_credentials, try_later)
 
 from .account_deletion import AccountDeletion
+from .accounts import VIA_OSMAND, Accounts
 from .codes import Codes
-from .domain import Purpose, digest, new_token
+from .domain import Purpose, digest
+from .errors import (AccountGone, CodeRejected, InvalidEmail, MailFailed, OrderRefused, PurchasesUnavailable,
+                     TooManyCodes)
 from .osmand_orders import OrderIds
 from .osmand_views import compat_email, device_json, user_json
-from .routes import client_address
+from .routes import client_address, native_error
 from .store import AuthStore
 
-log = get_logger(__name__)
-
-VIA_OSMAND = "osmand"
 MAX_FIELD = 200
 MAX_ORDERID = 20_000
 
@@ -51,8 +49,23 @@ def _order_field(params: dict[str, str]) -> str:
     return (params.get("orderid") or "").strip()[:MAX_ORDERID]
 
 
-def _as_code_error(exc: ApiError) -> OsmandError:
-    return OsmandError(ErrorCode.TOKEN_INVALID, exc.message)
+def osmand_error(error: DomainError) -> ApiError:
+    """Auth's domain errors on /userdata/, in the protocol's codes; limits and outages as the
+    apps' "try later" with when (the metrics keep counting them by their own code)."""
+    if isinstance(error, TooManyCodes):
+        return try_later(error.message, error.retry_after_seconds).translated_from(native_error(error))
+    if isinstance(error, (MailFailed, PurchasesUnavailable)):
+        return try_later(error.message).translated_from(native_error(error))
+    if isinstance(error, CodeRejected):
+        return OsmandError(ErrorCode.TOKEN_INVALID, error.message)
+    if isinstance(error, InvalidEmail):
+        return OsmandError(ErrorCode.EMAIL_INVALID, error.message)
+    if isinstance(error, AccountGone):
+        return OsmandError(ErrorCode.DEVICE_NOT_AUTHORIZED, error.message)
+    if isinstance(error, OrderRefused):
+        return OsmandError(ErrorCode.SUBSCRIPTION_USED_BY_OTHER if error.outcome == "other_account"
+                           else ErrorCode.NO_VALID_SUBSCRIPTION, error.message)
+    return native_error(error)  # none of the /userdata/ calls raises another: the middleware's shape
 
 
 async def verify_device(store: AuthStore, device_num: int, token: str) -> CompatIdentity | None:
@@ -63,9 +76,9 @@ async def verify_device(store: AuthStore, device_num: int, token: str) -> Compat
 
 
 class OsmandAccounts:
-    def __init__(self, runtime: Runtime, store: AuthStore, codes: Codes, deletion: AccountDeletion,
+    def __init__(self, store: AuthStore, codes: Codes, accounts: Accounts, deletion: AccountDeletion,
                  orders: OrderIds) -> None:
-        self.rt, self.store, self.codes, self.deletion, self.orders = runtime, store, codes, deletion, orders
+        self.store, self.codes, self.accounts, self.deletion, self.orders = store, codes, accounts, deletion, orders
 
     def register(self, app: web.Application) -> None:
         app.router.add_post("/userdata/user-register", self.user_register)
@@ -125,42 +138,14 @@ class OsmandAccounts:
         token = _field(params, "token")
         if not token:  # the app's login probe: "does this account exist?" — never a 200, no try spent
             raise OsmandError(ErrorCode.TOKEN_INVALID, "send the code mailed by user-register")
-        try:
-            await self.codes.check(email, Purpose.OSMAND_LOGIN, token, client_address(request))
-        except ApiError as exc:
-            raise _as_code_error(exc)
-        now = self.rt.clock.now()
-        registered: list[dict] = []
-
-        def events(user_id: str) -> list[dict]:
-            registered[:] = [self.rt.event(AccountRegistered(email=email, via=VIA_OSMAND), user_id)]
-            return registered
-        user, created = await self.store.create_user(email, now, events)
-        if created:
-            self.rt.events_written()
-            # the app backs up right after signing up: billing (and through it files) has the
-            # Start plan before this answers
-            await self.rt.hand_over("billing", registered)
+        signed = await self.accounts.sign_in(email, Purpose.OSMAND_LOGIN, token, client_address(request),
+                                             via=VIA_OSMAND)
         orderid = _order_field(params)
         if orderid:
-            await self.orders.link_quietly(user["_id"], orderid)
-        phone_id, model = _field(params, "deviceid"), _field(params, "model")
-        await self._replace_earlier_registrations(user["_id"], phone_id, model)
-        access_token = new_token()
-        brand = _field(params, "brand")
-        device = await self.store.add_device(
-            user["_id"], digest(access_token),
-            {"name": f"{brand} {model}".strip(), "brand": brand, "model": model, "platform": "osmand",
-             "phone_id": phone_id}, now, user_num=await self.store.user_num(user))
-        log.info("osmand device registered", user_id=user["_id"], device_id=device["device_id"], new_account=created)
+            await self.orders.link_quietly(signed.user["_id"], orderid)
+        access_token, device = await self.accounts.register_osmand_device(
+            signed, _field(params, "deviceid"), _field(params, "brand"), _field(params, "model"))
         return web.json_response(device_json({**device, "token": access_token}))
-
-    async def _replace_earlier_registrations(self, user_id: str, phone_id: str, model: str) -> None:
-        """A new registration of the same (user, phone, model) logs the earlier one out."""
-        for earlier in await self.store.live_devices_like(user_id, phone_id, model):
-            event = self.rt.event(DeviceLoggedOut(device_id=earlier["device_id"]), user_id)
-            if await self.store.revoke_device(user_id, earlier["device_id"], self.rt.clock.now(), [event]):
-                self.rt.events_written()
 
     async def user_update_orderid(self, request: web.Request) -> web.Response:
         """The call carries no credential, so it may only do what a verified order proves: the
@@ -185,25 +170,21 @@ class OsmandAccounts:
         who = await self._authenticate(request)
         user = await self.store.user(who.user_id)
         if user is None:
-            raise OsmandError(ErrorCode.DEVICE_NOT_AUTHORIZED, "this account no longer exists")
+            raise AccountGone("this account no longer exists")
         return web.json_response(user_json(user, who.user_num))
 
     # ------------------------------------------------------------ account deletion
     async def _email_of(self, who: CompatIdentity) -> str:
         """The account's own address. Like the reference, the e-mail or username in the body is
         not what counts: the code always goes to, and is checked for, the device's account."""
-        user = await self.store.user(who.user_id)
-        if user is None:
-            raise OsmandError(ErrorCode.DEVICE_NOT_AUTHORIZED, "this account no longer exists")
-        return user["email"]
+        return await self.deletion.email_of(who.user_id)
 
     async def send_code(self, request: web.Request) -> web.Response:
         who = await self._authenticate(request)
         body = await _json_object(request)
         if body.get("action") != "delete":
             raise OsmandError(MALFORMED_REQUEST, "the only supported action is 'delete'")
-        email = await self._email_of(who)
-        await self.codes.issue(email, Purpose.OSMAND_DELETE_ACCOUNT, client_address(request))
+        await self.deletion.request_code(who.user_id, client_address(request), Purpose.OSMAND_DELETE_ACCOUNT)
         return web.json_response({"status": "ok"})
 
     async def confirm_code(self, request: web.Request) -> web.Response:
@@ -218,7 +199,7 @@ class OsmandAccounts:
         try:
             await self.codes.check(email, Purpose.OSMAND_DELETE_ACCOUNT, token.strip(), client_address(request),
                                    use=False)
-        except ApiError:
+        except CodeRejected:  # unauthenticated: never says which of these it was
             raise OsmandError(ErrorCode.TOKEN_INVALID, "the code is wrong, expired or used up; ask for a new one")
         return web.json_response({"status": "ok"})
 
@@ -229,9 +210,6 @@ class OsmandAccounts:
         token = body.get("token")
         if not isinstance(token, str) or not token.strip():
             raise OsmandError(ErrorCode.TOKEN_INVALID, "send the code mailed by send-code")
-        try:
-            await self.codes.check(email, Purpose.OSMAND_DELETE_ACCOUNT, token.strip(), client_address(request))
-        except ApiError as exc:
-            raise _as_code_error(exc)
+        await self.codes.check(email, Purpose.OSMAND_DELETE_ACCOUNT, token.strip(), client_address(request))
         await self.deletion.delete_account(who.user_id)
         return web.json_response({"status": "ok"})

@@ -19,37 +19,45 @@ What the reference server (OsmAnd-tools UserdataController) does, and what we do
 Expired orders answer 102 like the reference's order check (it keeps 110 for uploads of an
 account whose subscription lapsed)."""
 
-from osmcloud_common.errors import ApiError
-from osmcloud_common.logging import get_logger
-from osmcloud_common.osmand import ErrorCode, OsmandError
+from typing import Protocol
 
-from .billing_client import BillingClient, BillingUnavailable, OrderAnswer
-from .store import AuthStore
+from osmcloud_common.logging import get_logger
+
+from .billing_client import BillingUnavailable, OrderAnswer
+from .errors import OrderRefused, PurchasesUnavailable
+from .ports import AccountStorePort
 
 log = get_logger(__name__)
 
 ACCEPTED = ("linked", "valid")
 
 
-def order_error(answer: OrderAnswer) -> OsmandError | None:
-    """The protocol's error for billing's verdict on an order, None when it is accepted."""
+class BillingPort(Protocol):
+    async def order(self, orderid: str, user_id: str | None, link: bool) -> OrderAnswer:
+        """billing's verdict; BillingUnavailable when it does not answer."""
+        ...
+
+
+def order_error(answer: OrderAnswer) -> OrderRefused | None:
+    """Why billing's verdict on an order refuses it (osmand_compat answers 109 for another
+    account's order, 102 for any other), None when it is accepted."""
     if answer.outcome in ACCEPTED:
         return None
     if answer.outcome == "other_account":
-        return OsmandError(ErrorCode.SUBSCRIPTION_USED_BY_OTHER, answer.message or "the order belongs to another account")
-    return OsmandError(ErrorCode.NO_VALID_SUBSCRIPTION, answer.message or "no valid subscription present")
+        return OrderRefused(answer.outcome, answer.message or "the order belongs to another account")
+    return OrderRefused(answer.outcome, answer.message or "no valid subscription present")
 
 
-def unavailable() -> ApiError:
-    return ApiError("purchases cannot be verified right now; retry shortly", code="unavailable", status=503)
+def unavailable() -> PurchasesUnavailable:
+    return PurchasesUnavailable("purchases cannot be verified right now; retry shortly")
 
 
 class OrderIds:
-    def __init__(self, billing: BillingClient, store: AuthStore) -> None:
+    def __init__(self, billing: BillingPort, store: AccountStorePort) -> None:
         self.billing, self.store = billing, store
 
     async def check_for_sign_up(self, orderid: str) -> None:
-        """A verified order or 102 / 109, linking nothing: user-register of a new e-mail
+        """A verified order or OrderRefused (102 / 109), linking nothing: user-register of a new e-mail
         (before a code is mailed), user-update-orderid (before the e-mail is looked at)."""
         try:
             answer = await self.billing.order(orderid, None, link=False)
@@ -61,7 +69,7 @@ class OrderIds:
             raise error
 
     async def link(self, user_id: str, orderid: str) -> None:
-        """user-update-orderid: linked and recorded on the account, or 102 / 109."""
+        """user-update-orderid: linked and recorded on the account, or OrderRefused (102 / 109)."""
         try:
             answer = await self.billing.order(orderid, user_id, link=True)
         except BillingUnavailable as exc:
@@ -76,5 +84,5 @@ class OrderIds:
         """device-register: linked when billing accepts it, otherwise left alone."""
         try:
             await self.link(user_id, orderid)
-        except ApiError as exc:
+        except (OrderRefused, PurchasesUnavailable) as exc:
             log.info("orderid sent with device-register not linked", user_id=user_id, reason=exc.message)

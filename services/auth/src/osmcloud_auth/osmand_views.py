@@ -3,7 +3,6 @@
 from datetime import datetime
 from typing import Any
 
-from osmcloud_common.errors import BadRequest
 from osmcloud_common.osmand import ErrorCode, OsmandError
 
 from .domain import normalize_email
@@ -18,13 +17,11 @@ def java_medium_date(moment: datetime) -> str:
 
 
 def compat_email(raw: str | None) -> str:
-    """The normalized e-mail, or 101 (the protocol's 'e-mail invalid')."""
+    """The normalized e-mail, or 101 (the protocol's 'e-mail invalid'; an address the domain
+    refuses raises InvalidEmail, which osmand_compat.osmand_error answers 101 too)."""
     if not raw or "@" not in raw:
         raise OsmandError(ErrorCode.EMAIL_INVALID, "send a valid e-mail address (it must contain '@')")
-    try:
-        return normalize_email(raw)
-    except BadRequest as exc:
-        raise OsmandError(ErrorCode.EMAIL_INVALID, exc.message)
+    return normalize_email(raw)
 
 
 def device_json(device: dict[str, Any]) -> dict[str, str]:

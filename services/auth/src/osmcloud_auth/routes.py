@@ -1,23 +1,36 @@
-"""Auth's HTTP API (behind the gateway) and the gateway's verification sub-request."""
+"""Auth's HTTP API (behind the gateway) and the gateway's verification sub-request. The use
+cases live in accounts.py, codes.py and account_deletion.py; `native_error` is the one place
+auth's domain errors become native answers."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from osmcloud_common.errors import NotFound, Unauthorized
-from osmcloud_common.events import AccountRegistered, DeviceLoggedOut
+from osmcloud_common.clock import Clock
+from osmcloud_common.domain_errors import DomainError, status_mapper
+from osmcloud_common.errors import ApiError, Unauthorized
 from osmcloud_common.http import identity, json_body
-from osmcloud_common.logging import get_logger
-from osmcloud_common.runtime import Runtime
 
+from .account_deletion import AccountDeletion
+from .accounts import Accounts
 from .browser_sessions import clear_session_cookies, credential, set_session_cookies
 from .codes import Codes
-from .domain import Purpose, digest, new_token, normalize_email
+from .domain import Purpose, digest, normalize_email
+from .errors import (AccountGone, CodeRejected, DeviceNotFound, InvalidEmail, MailFailed, PurchasesUnavailable,
+                     TooManyCodes)
 from .store import AuthStore
 from .token_cache import TokenCache, Verified
 
-log = get_logger(__name__)
+_by_status = status_mapper({InvalidEmail: 400, CodeRejected: 400, TooManyCodes: 429, MailFailed: 503,
+                            DeviceNotFound: 404, PurchasesUnavailable: 503})
+
+
+def native_error(error: DomainError) -> ApiError:
+    if isinstance(error, AccountGone):
+        return Unauthorized(error.message)
+    return _by_status(error)
 
 # last_seen_at is written at most once a minute per device: verify stays a single read
 LAST_SEEN_EVERY = timedelta(seconds=60)
@@ -40,6 +53,10 @@ class LoginRequest(BaseModel):
     device: DeviceDescription = DeviceDescription()
 
 
+class DeleteRequest(BaseModel):
+    code: str = Field(max_length=32)
+
+
 class BrowserLoginRequest(BaseModel):
     email: str
     code: str = Field(max_length=32)
@@ -52,7 +69,7 @@ def client_address(request: web.Request) -> str | None:
     return request.headers.get("X-Real-IP") or None
 
 
-def device_view(doc: dict, current_device_id: str = "") -> dict:
+def device_view(doc: dict[str, Any], current_device_id: str = "") -> dict[str, Any]:
     return {"id": doc["device_id"], "name": doc.get("name", ""), "brand": doc.get("brand", ""),
             "model": doc.get("model", ""), "platform": doc.get("platform", ""),
             "created_at": doc["created_at"].isoformat(), "last_seen_at": doc["last_seen_at"].isoformat(),
@@ -60,9 +77,9 @@ def device_view(doc: dict, current_device_id: str = "") -> dict:
 
 
 class AuthRoutes:
-    def __init__(self, runtime: Runtime, store: AuthStore, codes: Codes, cache: TokenCache | None = None,
-                 browser_session_seconds: int = 90 * 86400) -> None:
-        self.rt, self.store, self.codes = runtime, store, codes
+    def __init__(self, clock: Clock, store: AuthStore, codes: Codes, accounts: Accounts, deletion: AccountDeletion,
+                 cache: TokenCache | None = None, browser_session_seconds: int = 90 * 86400) -> None:
+        self.clock, self.store, self.codes, self.accounts, self.deletion = clock, store, codes, accounts, deletion
         self.browser_session_seconds = browser_session_seconds
         self.cache = cache if cache is not None else TokenCache(
             max_entries=0, lease_seconds=1, max_age_seconds=0, last_seen_every=LAST_SEEN_EVERY)
@@ -75,17 +92,21 @@ class AuthRoutes:
         app.router.add_get("/api/auth/devices", self.devices)
         app.router.add_delete("/api/auth/devices/{device_id}", self.log_out_device)
         app.router.add_post("/api/auth/logout", self.log_out)
+        app.router.add_post("/api/auth/account/deletion-codes", self.request_deletion_code)
+        app.router.add_post("/api/auth/account/delete", self.delete_account)
         app.router.add_get("/internal/verify", self.verify)
 
     async def request_code(self, request: web.Request) -> web.Response:
         body = await json_body(request, CodeRequest)
+        assert isinstance(body, CodeRequest)
         sent = await self.codes.issue(normalize_email(body.email), Purpose.LOGIN, client_address(request))
         return web.json_response(sent, status=202)
 
     async def login(self, request: web.Request) -> web.Response:
         body = await json_body(request, LoginRequest)
-        token, user, device, created = await self._register_device(body.email, body.code, body.device.model_dump(),
-                                                                    client_address(request))
+        assert isinstance(body, LoginRequest)
+        token, user, device, created = await self.accounts.register_device(
+            body.email, body.code, body.device.model_dump(), client_address(request))
         return web.json_response({"token": token, "user_id": user["_id"], "device_id": device["device_id"],
                                   "new_account": created}, status=201)
 
@@ -93,29 +114,14 @@ class AuthRoutes:
         """The web app's sign-in: the token goes into an HttpOnly cookie, never into the body
         (browser_sessions.py)."""
         body = await json_body(request, BrowserLoginRequest)
+        assert isinstance(body, BrowserLoginRequest)
         description = {"name": body.browser.strip() or "Web browser", "brand": "", "model": "", "platform": "web"}
-        token, user, device, created = await self._register_device(body.email, body.code, description,
-                                                                    client_address(request))
+        token, user, device, created = await self.accounts.register_device(body.email, body.code, description,
+                                                                            client_address(request))
         response = web.json_response({"user_id": user["_id"], "device_id": device["device_id"],
                                       "new_account": created}, status=201)
         set_session_cookies(response, token, self.browser_session_seconds)
         return response
-
-    async def _register_device(self, email: str, code: str, description: dict,
-                               address: str) -> tuple[str, dict, dict, bool]:
-        """Checks the mailed login code, creates the account on first use, registers a device;
-        returns (token, user, device, account created)."""
-        email = normalize_email(email)
-        await self.codes.check(email, Purpose.LOGIN, code.strip(), address)
-        now = self.rt.clock.now()
-        user, created = await self.store.create_user(
-            email, now, lambda user_id: [self.rt.event(AccountRegistered(email=email), user_id)])
-        if created:
-            self.rt.events_written()
-        token = new_token()
-        device = await self.store.add_device(user["_id"], digest(token), description, now)
-        log.info("device registered", user_id=user["_id"], device_id=device["device_id"], new_account=created)
-        return token, user, device, created
 
     async def account(self, request: web.Request) -> web.Response:
         who = identity(request)
@@ -132,24 +138,31 @@ class AuthRoutes:
         devices = await self.store.devices_of(who.user_id)
         return web.json_response({"devices": [device_view(d, who.device_id) for d in devices]})
 
-    async def _revoke(self, user_id: str, device_id: str) -> None:
-        event = self.rt.event(DeviceLoggedOut(device_id=device_id), user_id)
-        if not await self.store.revoke_device(user_id, device_id, self.rt.clock.now(), [event]):
-            raise NotFound(f"this account has no logged-in device '{device_id}'", code="device_not_found")
-        self.rt.events_written()
-        log.info("device logged out", user_id=user_id, device_id=device_id)
-
     async def log_out_device(self, request: web.Request) -> web.Response:
         who = identity(request)
         device_id = request.match_info["device_id"]
-        await self._revoke(who.user_id, device_id)
+        await self.accounts.log_out(who.user_id, device_id)
         return web.json_response({"status": "logged_out", "device_id": device_id,
                                   "this_device": device_id == who.device_id})
 
     async def log_out(self, request: web.Request) -> web.Response:
         who = identity(request)
-        await self._revoke(who.user_id, who.device_id)
+        await self.accounts.log_out(who.user_id, who.device_id)
         response = web.json_response({"status": "logged_out", "device_id": who.device_id, "this_device": True})
+        clear_session_cookies(response)
+        return response
+
+    async def request_deletion_code(self, request: web.Request) -> web.Response:
+        who = identity(request)
+        sent = await self.deletion.request_code(who.user_id, client_address(request))
+        return web.json_response(sent, status=202)
+
+    async def delete_account(self, request: web.Request) -> web.Response:
+        who = identity(request)
+        body = await json_body(request, DeleteRequest)
+        assert isinstance(body, DeleteRequest)
+        await self.deletion.delete_with_code(who.user_id, body.code, client_address(request))
+        response = web.json_response({"status": "deleted", "user_id": who.user_id})
         clear_session_cookies(response)
         return response
 
@@ -161,13 +174,13 @@ class AuthRoutes:
         write at most once a minute per device)."""
         token = credential(request.headers, request.headers.get("X-Original-Method", request.method))
         token_digest = digest(token)
-        now = self.rt.clock.now()
+        now = self.clock.now()
         verified = self.cache.get(token_digest, now)
         if verified is None:
             verified = await self._verify_from_database(token_digest, now)
         return web.Response(status=200, headers=verified.headers)
 
-    async def _verify_from_database(self, token_digest: str, now) -> Verified:
+    async def _verify_from_database(self, token_digest: str, now: datetime) -> Verified:
         ticket = self.cache.ticket()
         device = await self.store.device_by_token(token_digest)
         if device is None:

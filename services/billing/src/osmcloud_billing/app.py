@@ -1,15 +1,16 @@
-"""Composition root of the billing service."""
+"""Composition root of the billing service: builds the real adapters (MongoDB store, the
+runtime's outbox publisher and clock, the configured receipt verifier), hands them to
+bootstrap.py, and subscribes the handlers and routes."""
 
 from aiohttp import web
 
+from osmcloud_common.domain_errors import map_domain_errors
+from osmcloud_common.events import AccountRegistered, StorageUsageChanged
 from osmcloud_common.runtime import Runtime, serve
 
-from .deadlines import DeadlineJob
-from .handlers import register_handlers
-from .osmand_orders import OsmandOrders
-from .plans import plans_from
+from .bootstrap import bootstrap
 from .receipts import verifier_from
-from .routes import BillingRoutes
+from .routes import BillingRoutes, native_error
 from .settings import BillingSettings
 from .store import BillingStore
 
@@ -19,16 +20,16 @@ def build_app(settings: BillingSettings | None = None) -> web.Application:
     runtime = Runtime(settings)
     runtime.hand_over_to("files", settings.files_url)
     store = BillingStore(accounts=runtime.outbox_collection("accounts"), orders=runtime.db["orders"])
-    plans = plans_from(settings)
+    billing = bootstrap(settings, store=store, publisher=runtime, clock=runtime.clock,
+                        verifier=verifier_from(settings.sandbox_store, settings.sandbox_receipt_key))
     runtime.on_startup(store.create_indexes)
-    register_handlers(runtime, store, settings)
+    runtime.on_event(AccountRegistered, billing.handlers.account_registered)
+    runtime.on_events(StorageUsageChanged, billing.handlers.usage_changed)
     runtime.on_account_deleted()  # every document of the user; idempotent
-    runtime.background(DeadlineJob(runtime, store, plans, settings.deadline_scan_seconds).run)
+    runtime.background(billing.deadlines.run)
     app = runtime.create_app()
-    verifier = verifier_from(settings.sandbox_store, settings.sandbox_receipt_key)
-    routes = BillingRoutes(runtime, store, plans, verifier, settings)
-    routes.register(app)
-    OsmandOrders(runtime, store, verifier, settings, routes).register(app)
+    map_domain_errors(app, native_error)
+    BillingRoutes(billing).register(app)
     return app
 
 

@@ -4,34 +4,37 @@ that carries its event, so only one replica's write wins."""
 
 import asyncio
 
+from osmcloud_common.clock import Clock
 from osmcloud_common.logging import get_logger
-from osmcloud_common.runtime import Runtime
+from osmcloud_common.publisher import EventPublisher
 
 from .lifecycle import Plans, due_transition
-from .store import BillingStore, subscription_of
+from .ports import BillingStorePort
+from .store import subscription_of
 
 log = get_logger(__name__)
 
 
 class DeadlineJob:
-    def __init__(self, runtime: Runtime, store: BillingStore, plans: Plans, interval: float) -> None:
-        self.rt, self.store, self.plans, self.interval = runtime, store, plans, interval
+    def __init__(self, store: BillingStorePort, publisher: EventPublisher, clock: Clock, plans: Plans,
+                 interval: float) -> None:
+        self.store, self.publisher, self.clock, self.plans, self.interval = store, publisher, clock, plans, interval
         self.applied = 0
 
     async def run_once(self) -> int:
-        now = self.rt.clock.now()
+        now = self.clock.now()
         applied = 0
         for doc in await self.store.due(now):
             before = subscription_of(doc)
             transition = due_transition(before, now, self.plans)
-            if transition is None:
+            if transition is None or transition.event is None:
                 continue
             if await self.store.transition(doc["_id"], before, transition.after,
-                                           [self.rt.event(transition.event, doc["_id"])]):
+                                           [self.publisher.event(transition.event, doc["_id"])]):
                 applied += 1
                 log.info("deadline passed", user_id=doc["_id"], event_type=transition.event.event_type)
         if applied:
-            self.rt.events_written()
+            self.publisher.events_written()
         self.applied += applied
         return applied
 

@@ -1,37 +1,38 @@
-"""How billing reacts to events. Every handler is idempotent."""
+"""How billing reacts to events. Every handler is idempotent; the composition root (app.py)
+subscribes them."""
 
-from osmcloud_common.events import AccountRegistered, Event, StorageUsageChanged
-from osmcloud_common.runtime import Runtime
+from osmcloud_common.events import Event, StorageUsageChanged
 
-from .osmand_signup import activate_start_if_osmand
-from .settings import BillingSettings
-from .store import BillingStore
+from .ports import BillingStorePort
+from .subscriptions import Subscriptions
 
 
-def register_handlers(runtime: Runtime, store: BillingStore, settings: BillingSettings) -> None:
-    async def account_registered(event: Event) -> None:
-        await store.ensure_account(event.user_id, event.occurred_at)
-        await activate_start_if_osmand(runtime, store, settings, event)
+class Handlers:
+    def __init__(self, store: BillingStorePort, subscriptions: Subscriptions) -> None:
+        self.store, self.subscriptions = store, subscriptions
 
-    async def usage_changed(events: list[Event]) -> None:
+    async def account_registered(self, event: Event) -> None:
+        await self.store.ensure_account(event.user_id, event.occurred_at)
+        await self.subscriptions.start_for_osmand_signup(event)
+
+    async def usage_changed(self, events: list[Event]) -> None:
         """A batch of usage figures: only each account's newest counts (record_usage keeps the
         highest sequence anyway), so one update per account. The account document is made
         only when that update found none, not tried for every event."""
         for event, p in newest_usage(events):
             figures = {"used_bytes": p.used_bytes, "file_count": p.file_count}
-            if not await store.record_usage(event.user_id, p.sequence, figures):
-                await store.ensure_account(event.user_id, event.occurred_at)
-                await store.record_usage(event.user_id, p.sequence, figures)
-
-    runtime.on_event(AccountRegistered, account_registered)
-    runtime.on_events(StorageUsageChanged, usage_changed)
+            if not await self.store.record_usage(event.user_id, p.sequence, figures):
+                await self.store.ensure_account(event.user_id, event.occurred_at)
+                await self.store.record_usage(event.user_id, p.sequence, figures)
 
 
 def newest_usage(events: list[Event]) -> list[tuple[Event, StorageUsageChanged]]:
     """Each account's event with the highest sequence, in the order accounts first appear."""
     newest: dict[str, tuple[Event, StorageUsageChanged]] = {}
     for event in events:
-        p: StorageUsageChanged = event.payload()
+        p = event.payload()
+        if not isinstance(p, StorageUsageChanged):
+            continue
         if event.user_id not in newest or p.sequence > newest[event.user_id][1].sequence:
             newest[event.user_id] = (event, p)
     return list(newest.values())

@@ -12,10 +12,10 @@ deleting keep working. Renewal at any point restores Pro."""
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from osmcloud_common.errors import Conflict
 from osmcloud_common.events import (Entitlement, GracePeriodEnded, Payload, SubscriptionActivated,
                                     SubscriptionExpired, SubscriptionRenewed)
 
+from .errors import ReceiptExpired, StartNotAvailable
 from .receipts import VerifiedPurchase
 
 
@@ -47,7 +47,7 @@ class Transition:
 def activate_start(sub: Subscription, plans: Plans) -> Transition:
     if sub.plan == "pro" and sub.status in ("active", "grace"):
         state = "active" if sub.status == "active" else "in its grace period"
-        raise Conflict(f"the Start plan is not available: this account has Pro ({state})", code="start_not_available")
+        raise StartNotAvailable(f"the Start plan is not available: this account has Pro ({state})")
     if sub.plan == "start" or sub.status == "expired":
         return Transition(sub, None)  # already on Start rules
     return Transition(Subscription(plan="start", status="active"),
@@ -56,7 +56,7 @@ def activate_start(sub: Subscription, plans: Plans) -> Transition:
 
 def apply_purchase(sub: Subscription, purchase: VerifiedPurchase, now: datetime, plans: Plans) -> Transition:
     if purchase.expires_at <= now:
-        raise Conflict("the receipt has already expired; renew the subscription in the store", code="receipt_expired")
+        raise ReceiptExpired("the receipt has already expired; renew the subscription in the store")
     if sub.plan == "pro" and sub.status in ("active", "grace"):
         if sub.expires_at is not None and purchase.expires_at <= sub.expires_at:
             return Transition(sub, None)

@@ -18,20 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from aiohttp import web
-from pydantic import BaseModel, Field
+from osmcloud_common.clock import Clock
 
-from osmcloud_common.errors import Conflict
-from osmcloud_common.http import json_body
-from osmcloud_common.logging import get_logger
-from osmcloud_common.runtime import Runtime
-
-from .receipts import ReceiptRejected, ReceiptVerifier, VerifiedPurchase
-from .routes import BillingRoutes
-from .settings import BillingSettings
-from .store import BillingStore
-
-log = get_logger(__name__)
+from .errors import OrderLinkedElsewhere, ReceiptExpired, ReceiptRejected, SubscriptionBusy
+from .ports import BillingStorePort
+from .receipts import ReceiptVerifier, VerifiedPurchase
+from .subscriptions import Subscriptions
 
 Outcome = Literal["linked", "valid", "unknown", "not_eligible", "other_account", "expired"]
 
@@ -67,41 +59,31 @@ def judge_known_orders(orders: list[dict[str, Any]], user_id: str | None, now: d
     return OrderVerdict("linked", "the order is linked to this account")
 
 
-class OrderCheck(BaseModel):
-    orderid: str = Field(min_length=1, max_length=20_000)
-    user_id: str | None = Field(default=None, max_length=200)  # None: before the account exists
-    link: bool = False  # False: only say whether it could be linked
-
-
 class OsmandOrders:
-    def __init__(self, runtime: Runtime, store: BillingStore, verifier: ReceiptVerifier, settings: BillingSettings,
-                 routes: BillingRoutes) -> None:
-        self.rt, self.store, self.verifier, self.settings, self.routes = runtime, store, verifier, settings, routes
+    """The use case behind `POST /internal/osmand-order` (routes.py): judge an orderid for an
+    account, and link it through the same purchase path as the native API."""
 
-    def register(self, app: web.Application) -> None:
-        app.router.add_post("/internal/osmand-order", self.check)
-
-    async def check(self, request: web.Request) -> web.Response:
-        body = await json_body(request, OrderCheck)
-        verdict = await self.decide(body.orderid.strip(), body.user_id, body.link and body.user_id is not None)
-        log.info("osmand order checked", user_id=body.user_id, outcome=verdict.outcome)
-        return web.json_response({"outcome": verdict.outcome, "message": verdict.message})
+    def __init__(self, subscriptions: Subscriptions, store: BillingStorePort, verifier: ReceiptVerifier,
+                 clock: Clock, pro_products: frozenset[str]) -> None:
+        self.subscriptions, self.store, self.verifier = subscriptions, store, verifier
+        self.clock, self.pro_products = clock, pro_products
 
     async def decide(self, orderid: str, user_id: str | None, link: bool) -> OrderVerdict:
-        now = self.rt.clock.now()
+        now = self.clock.now()
         try:
             purchase = self.verifier.verify_order_token(orderid)
         except ReceiptRejected:
             return judge_known_orders(await self.store.orders_by_order_id(orderid), user_id, now)
         existing = await self.store.order(purchase.platform, purchase.order_id)
-        refusal = judge_verified_order(purchase, existing, user_id, now, self.settings.pro_product_ids)
+        refusal = judge_verified_order(purchase, existing, user_id, now, self.pro_products)
         if refusal is not None:
             return refusal
-        if not link:
+        if not link or user_id is None:
             return OrderVerdict("valid", "the order is valid and can be linked")
         try:
-            await self.routes.link_purchase(user_id, purchase, now)
-        except Conflict as exc:  # linked elsewhere meanwhile, or expired on the way
-            outcome: Outcome = "other_account" if exc.code == "order_linked_elsewhere" else "expired"
-            return OrderVerdict(outcome, exc.message)
+            await self.subscriptions.link_purchase(user_id, purchase, now)
+        except OrderLinkedElsewhere as exc:  # linked elsewhere meanwhile
+            return OrderVerdict("other_account", exc.message)
+        except (ReceiptExpired, SubscriptionBusy) as exc:  # expired on the way
+            return OrderVerdict("expired", exc.message)
         return OrderVerdict("linked", "the order is linked to this account; its plan applies")

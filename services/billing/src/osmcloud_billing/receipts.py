@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from osmcloud_common.errors import BadRequest
+from .errors import ReceiptRejected
 
-
-class ReceiptRejected(BadRequest):
-    code = "receipt_invalid"
+__all__ = ["NoStoreVerifier", "ReceiptRejected", "ReceiptVerifier", "SandboxVerifier", "VerifiedPurchase",
+           "sign_sandbox_receipt", "verifier_from"]
 
 
 @dataclass(frozen=True)

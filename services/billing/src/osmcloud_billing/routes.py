@@ -1,16 +1,28 @@
-"""Billing's HTTP API: Start activation, purchases, store notifications, the account view."""
+"""Billing's HTTP API: Start activation, purchases, store notifications, the account view, and
+auth's internal orderid check. The one place billing's domain errors become answers
+(`native_error`); the use cases live in subscriptions.py and osmand_orders.py."""
+
+from datetime import datetime
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from osmcloud_common.errors import BadRequest, Conflict, NotFound
+from osmcloud_common.domain_errors import status_mapper
 from osmcloud_common.http import identity, json_body
-from osmcloud_common.runtime import Runtime
+from osmcloud_common.logging import get_logger
 
-from .lifecycle import Plans, Transition, activate_start, apply_purchase
-from .receipts import ReceiptVerifier, VerifiedPurchase
-from .settings import BillingSettings
-from .store import BillingStore, OrderLinkedElsewhere, subscription_of
+from .bootstrap import Billing
+from .errors import (OrderLinkedElsewhere, ReceiptExpired, ReceiptMismatch, ReceiptRejected, StartNotAvailable,
+                     SubscriptionBusy, UnknownOrder, UnknownProduct)
+from .store import subscription_of
+
+log = get_logger(__name__)
+
+native_error = status_mapper({
+    StartNotAvailable: 409, ReceiptExpired: 409, OrderLinkedElsewhere: 409, SubscriptionBusy: 409,
+    ReceiptRejected: 400, UnknownProduct: 400, ReceiptMismatch: 400, UnknownOrder: 404,
+})
 
 
 class PurchaseRequest(BaseModel):
@@ -24,106 +36,70 @@ class StoreNotification(BaseModel):
     receipt: str = Field(min_length=1, max_length=20_000)
 
 
-def _iso(value):
+class OrderCheck(BaseModel):
+    orderid: str = Field(min_length=1, max_length=20_000)
+    user_id: str | None = Field(default=None, max_length=200)  # None: before the account exists
+    link: bool = False  # False: only say whether it could be linked
+
+
+def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def order_view(doc: dict) -> dict:
+def order_view(doc: dict[str, Any]) -> dict[str, Any]:
     return {"platform": doc["platform"], "order_id": doc["order_id"], "product_id": doc["product_id"],
             "linked_at": _iso(doc["linked_at"]), "expires_at": _iso(doc.get("expires_at"))}
 
 
 class BillingRoutes:
-    def __init__(self, runtime: Runtime, store: BillingStore, plans: Plans, verifier: ReceiptVerifier,
-                 settings: BillingSettings) -> None:
-        self.rt, self.store, self.plans, self.verifier, self.settings = runtime, store, plans, verifier, settings
+    def __init__(self, billing: Billing) -> None:
+        self.billing, self.store, self.subscriptions = billing, billing.store, billing.subscriptions
 
     def register(self, app: web.Application) -> None:
         app.router.add_post("/api/billing/start", self.activate_start)
         app.router.add_post("/api/billing/purchases", self.purchase)
         app.router.add_post("/api/billing/notifications/{platform}", self.notification)
         app.router.add_get("/api/billing/account", self.account)
+        # OsmAnd's orderid, for auth's /userdata/ endpoints (service to service with the
+        # gateway secret; nginx answers /internal/ with 404)
+        app.router.add_post("/internal/osmand-order", self.osmand_order)
 
-    async def _view(self, user_id: str) -> dict:
-        doc = await self.store.account(user_id)
+    async def _view(self, user_id: str) -> dict[str, Any]:
+        doc = await self.store.account(user_id) or {}
         sub = subscription_of(doc)
         return {"plan": sub.plan, "status": sub.view_status, "expires_at": _iso(sub.expires_at),
                 "grace_until": _iso(sub.grace_until), "usage": doc.get("usage"),
                 "orders": [order_view(o) for o in await self.store.orders_of(user_id)]}
 
-    async def _apply(self, user_id: str, decide) -> Transition:
-        """Decides on the current state and writes the result; retried if the state moved."""
-        for _ in range(5):
-            before = subscription_of(await self.store.account(user_id))
-            transition = decide(before)
-            if transition.event is None:
-                return transition
-            entry = self.rt.event(transition.event, user_id)
-            if await self.store.transition(user_id, before, transition.after, [entry]):
-                self.rt.events_written()
-                # the client's next upload is judged on files' copy of the plan: it has it first
-                await self.rt.hand_over("files", [entry])
-                return transition
-        raise Conflict("the subscription changed meanwhile; try again", code="busy")
-
     async def activate_start(self, request: web.Request) -> web.Response:
         who = identity(request)
-        await self.store.ensure_account(who.user_id, self.rt.clock.now())
-        transition = await self._apply(who.user_id, lambda sub: activate_start(sub, self.plans))
+        transition = await self.subscriptions.activate_start(who.user_id)
         return web.json_response(await self._view(who.user_id), status=201 if transition.event else 200)
-
-    def _verified(self, platform: str, receipt: str) -> VerifiedPurchase:
-        purchase = self.verifier.verify(platform, receipt)
-        if purchase.product_id not in self.settings.pro_product_ids:
-            raise BadRequest(f"unknown product '{purchase.product_id}'; known: "
-                             f"{', '.join(sorted(self.settings.pro_product_ids))}", code="unknown_product")
-        return purchase
 
     async def purchase(self, request: web.Request) -> web.Response:
         who = identity(request)
         body = await json_body(request, PurchaseRequest)
-        if body.product_id not in self.settings.pro_product_ids:
-            raise BadRequest(f"unknown product '{body.product_id}'", code="unknown_product")
-        purchase = self._verified(body.platform, body.receipt)
-        if (purchase.order_id, purchase.product_id) != (body.order_id, body.product_id):
-            raise BadRequest("the receipt is for another order or product", code="receipt_mismatch")
-        now = self.rt.clock.now()
-        if purchase.expires_at <= now:
-            raise Conflict("the receipt has already expired; renew the subscription in the store",
-                           code="receipt_expired")
-        transition = await self.link_purchase(who.user_id, purchase, now)
+        assert isinstance(body, PurchaseRequest)
+        transition = await self.subscriptions.purchase(who.user_id, body.platform, body.product_id, body.order_id,
+                                                       body.receipt)
         return web.json_response(await self._view(who.user_id), status=201 if transition.event else 200)
 
-    async def link_purchase(self, user_id: str, purchase: VerifiedPurchase, now) -> Transition:
-        """A verified purchase: its order linked to the account (one account per order), and
-        the plan it grants applied with its event. Also OsmAnd's orderid path (osmand_orders)."""
-        await self.store.ensure_account(user_id, now)
-        try:
-            await self.store.link_order(user_id, purchase, now)
-        except OrderLinkedElsewhere:
-            raise Conflict("this order is already linked to another account", code="order_linked_elsewhere")
-        return await self._apply(user_id, lambda sub: apply_purchase(sub, purchase, now, self.plans))
-
     async def notification(self, request: web.Request) -> web.Response:
-        """A store tells us about a renewal. Authenticated by the receipt's signature, not by
-        a device token; only orders already linked to an account are accepted."""
-        platform = request.match_info["platform"]
         body = await json_body(request, StoreNotification)
-        purchase = self._verified(platform, body.receipt)
-        order = await self.store.order(platform, purchase.order_id)
-        if order is None:
-            raise NotFound(f"unknown order '{purchase.order_id}': it was never linked to an account",
-                           code="unknown_order")
-        now = self.rt.clock.now()
-        if purchase.expires_at <= now:
-            raise Conflict("the receipt has already expired", code="receipt_expired")
-        await self.store.link_order(order["user_id"], purchase, now)
-        transition = await self._apply(order["user_id"],
-                                       lambda sub: apply_purchase(sub, purchase, now, self.plans))
+        assert isinstance(body, StoreNotification)
+        transition = await self.subscriptions.store_notification(request.match_info["platform"], body.receipt)
         return web.json_response({"status": "applied" if transition.event else "unchanged",
                                   "event": transition.event.event_type if transition.event else None})
 
     async def account(self, request: web.Request) -> web.Response:
         who = identity(request)
-        await self.store.ensure_account(who.user_id, self.rt.clock.now())
+        await self.subscriptions.open_account(who.user_id)
         return web.json_response(await self._view(who.user_id))
+
+    async def osmand_order(self, request: web.Request) -> web.Response:
+        body = await json_body(request, OrderCheck)
+        assert isinstance(body, OrderCheck)
+        verdict = await self.billing.orders.decide(body.orderid.strip(), body.user_id,
+                                                   body.link and body.user_id is not None)
+        log.info("osmand order checked", user_id=body.user_id, outcome=verdict.outcome)
+        return web.json_response({"outcome": verdict.outcome, "message": verdict.message})

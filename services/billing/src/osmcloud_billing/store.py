@@ -8,12 +8,9 @@ from pymongo.errors import DuplicateKeyError
 
 from osmcloud_common.outbox import with_events
 
+from .errors import OrderLinkedElsewhere
 from .lifecycle import Subscription
 from .receipts import VerifiedPurchase
-
-
-class OrderLinkedElsewhere(Exception):
-    pass
 
 
 def subscription_of(doc: dict[str, Any]) -> Subscription:

@@ -3,7 +3,7 @@ purge claims and the events a purge batch carries."""
 
 from datetime import datetime, timedelta
 from itertools import groupby
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from osmcloud_common.events import TrashEmptied, TrashItemPurged
 
@@ -15,12 +15,14 @@ def expires_at(deleted_at: datetime, retention_days: int) -> datetime:
 
 
 def is_due(item: dict[str, Any], now: datetime) -> bool:
-    return item["expires_at"] <= now
+    expires: datetime = item["expires_at"]
+    return expires <= now
 
 
 def purge_lag_seconds(item: dict[str, Any], purged_at: datetime) -> float:
     """How late an expired item was purged (0 when on time or early)."""
-    return max(0.0, (purged_at - item["expires_at"]).total_seconds())
+    expires: datetime = item["expires_at"]
+    return max(0.0, (purged_at - expires).total_seconds())
 
 
 def group_by_month(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -56,5 +58,8 @@ def emptied_payload(item_count: int) -> TrashEmptied:
     return TrashEmptied(item_count=item_count)
 
 
-def chunks(items: list, size: int) -> list[list]:
+T = TypeVar("T")
+
+
+def chunks(items: list[T], size: int) -> list[list[T]]:
     return [items[i:i + size] for i in range(0, len(items), size)]

@@ -10,26 +10,36 @@ import aiohttp
 
 from osmcloud_common.service_client import ServiceClient
 
+from .errors import FilesUnavailable, RestoreRefused
 
-class FilesUnavailable(Exception):
-    """files did not answer (down, timeout): the outcome is unknown to trash."""
+__all__ = ["FilesClient", "FilesUnavailable"]
 
 
 class FilesClient(ServiceClient):
-    async def restore(self, item: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """(status, JSON body) of files' restore of the item's file."""
-        body = {"file_type": item["type"], "name": item["name"], "tombstone_version_id": item["_id"],
-                "last_version_id": item["last_version_id"]}
+    """The files port (ports.FilesPort) over HTTP."""
+
+    async def restore(self, item: dict[str, Any]) -> dict[str, Any]:
+        """files' answer to the restore of the item's file; RestoreRefused with files' reason
+        and status when it refuses."""
+        wanted = {"file_type": item["type"], "name": item["name"], "tombstone_version_id": item["_id"],
+                  "last_version_id": item["last_version_id"]}
         try:
-            async with self.session().post(f"{self.base_url}/internal/restore", json=body,
+            async with self.session().post(f"{self.base_url}/internal/restore", json=wanted,
                                            headers=self.headers(item["user_id"])) as reply:
                 try:
                     payload = await reply.json(content_type=None)
                 except ValueError:
                     payload = {}
-                return reply.status, payload if isinstance(payload, dict) else {}
+                body: dict[str, Any] = payload if isinstance(payload, dict) else {}
+                status = reply.status
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise FilesUnavailable(repr(exc)) from exc
+        if status >= 300:
+            error = body.get("error") or {}
+            raise RestoreRefused(error.get("message") or f"files refused the restore ({status})",
+                                 code=error.get("code") or "restore_refused", files_status=status,
+                                 details={k: v for k, v in error.items() if k not in ("code", "message")})
+        return body
 
     async def history(self, user_id: str, file_type: str, name: str) -> list[dict[str, Any]]:
         """The file's versions (files' own history route, called as that user); [] when the

@@ -1,49 +1,50 @@
-"""How trash reacts to events. Every handler is idempotent."""
+"""How trash reacts to events. Every handler is idempotent; the composition root (app.py)
+subscribes them."""
 
 from osmcloud_common.events import Event, FileDeleted, FileRestored, FileUploaded, FileVersionsPruned
-from osmcloud_common.runtime import Runtime
 
 from .domain import expires_at
-from .settings import TrashSettings
-from .store import TrashStore
+from .ports import TrashStorePort
 
 
-def register_handlers(runtime: Runtime, store: TrashStore, settings: TrashSettings) -> None:
-    async def file_deleted(event: Event) -> None:
-        p: FileDeleted = event.payload()
-        await store.add({"_id": p.tombstone_version_id, "user_id": event.user_id, "type": p.file_type,
-                         "name": p.name, "category": p.category, "size": p.size,
-                         "last_version_id": p.last_version_id, "deleted_at": p.deleted_at,
-                         "tombstone_update_ms": p.tombstone_update_ms,
-                         "expires_at": expires_at(p.deleted_at, settings.retention_days)})
+class Handlers:
+    def __init__(self, store: TrashStorePort, retention_days: int) -> None:
+        self.store, self.retention_days = store, retention_days
 
-    async def files_uploaded(events: list[Event]) -> None:
+    async def file_deleted(self, event: Event) -> None:
+        p = event.payload()
+        assert isinstance(p, FileDeleted)
+        await self.store.add({"_id": p.tombstone_version_id, "user_id": event.user_id, "type": p.file_type,
+                              "name": p.name, "category": p.category, "size": p.size,
+                              "last_version_id": p.last_version_id, "deleted_at": p.deleted_at,
+                              "tombstone_update_ms": p.tombstone_update_ms,
+                              "expires_at": expires_at(p.deleted_at, self.retention_days)})
+
+    async def files_uploaded(self, events: list[Event]) -> None:
         """Idempotent as a whole (an item deleted after an upload is never taken by that
         upload's event, however often it comes), so no processed-event bookkeeping: one
         delete per upload instead of three commands."""
         for event in events:
-            p: FileUploaded = event.payload()
-            await store.remove_file(event.user_id, p.file_type, p.name, p.updated_at)
+            p = event.payload()
+            assert isinstance(p, FileUploaded)
+            await self.store.remove_file(event.user_id, p.file_type, p.name, p.updated_at)
 
-    async def file_restored(event: Event) -> None:
+    async def file_restored(self, event: Event) -> None:
         """The restore's HTTP answer normally removes the item; this covers a trash replica
         that died between files' answer and its own write."""
-        p: FileRestored = event.payload()
+        p = event.payload()
+        assert isinstance(p, FileRestored)
         if p.tombstone_version_id:
-            await store.remove_item(p.tombstone_version_id)
+            await self.store.remove_item(p.tombstone_version_id)
 
-    async def versions_pruned(event: Event) -> None:
+    async def versions_pruned(self, event: Event) -> None:
         """'Delete all my data' in files: nothing of the account is left to restore. Versions
         deleted for good: an item whose delete marker is among them is gone (an item's id is
         its marker's version id), e.g. OsmAnd's restore or "delete permanently", which delete
         the marker as a version."""
-        p: FileVersionsPruned = event.payload()
+        p = event.payload()
+        assert isinstance(p, FileVersionsPruned)
         if p.everything:
-            await store.remove_user(event.user_id)
+            await self.store.remove_user(event.user_id)
         elif p.version_ids:
-            await store.remove_items(p.version_ids)
-
-    runtime.on_event(FileDeleted, file_deleted)
-    runtime.on_events(FileUploaded, files_uploaded)
-    runtime.on_event(FileRestored, file_restored)
-    runtime.on_event(FileVersionsPruned, versions_pruned)
+            await self.store.remove_items(p.version_ids)

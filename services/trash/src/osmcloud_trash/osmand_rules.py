@@ -17,7 +17,7 @@ still the file's newest version; then every version of the file goes, exactly as
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from osmcloud_common.osmand import MALFORMED_REQUEST, OsmandError
+from .errors import MalformedEntries
 
 MAX_ENTRIES = 50  # the app sends at most 50 per call (EmptyTrashCommand.CHUNK_SIZE)
 MAX_FIELD = 1024
@@ -50,29 +50,29 @@ class EntryResult:
 def _entry(index: int, raw: Any) -> TrashEntry:
     where = f"entry {index}"
     if not isinstance(raw, dict):
-        raise OsmandError(MALFORMED_REQUEST, f"{where} must be an object {{\"name\",\"type\",\"updatetime\"}}")
+        raise MalformedEntries(f"{where} must be an object {{\"name\",\"type\",\"updatetime\"}}")
     name, file_type, updatetime = raw.get("name"), raw.get("type"), raw.get("updatetime")
     if not isinstance(name, str) or not name or len(name) > MAX_FIELD:
-        raise OsmandError(MALFORMED_REQUEST, f"{where}: 'name' must be a non-empty string")
+        raise MalformedEntries(f"{where}: 'name' must be a non-empty string")
     if not isinstance(file_type, str) or not file_type or len(file_type) > MAX_FIELD:
-        raise OsmandError(MALFORMED_REQUEST, f"{where}: 'type' must be a non-empty string")
+        raise MalformedEntries(f"{where}: 'type' must be a non-empty string")
     # JSON numbers only, whole milliseconds (1700000000000.0 is one, as JSON Schema's integer has
     # it), within a 64-bit long like the app's: a bool is an int in Python but not a time
     if isinstance(updatetime, float) and updatetime.is_integer():
         updatetime = int(updatetime)
     if isinstance(updatetime, bool) or not isinstance(updatetime, int) or not 0 <= updatetime <= MAX_UPDATETIME:
-        raise OsmandError(MALFORMED_REQUEST, f"{where}: 'updatetime' must be the delete marker's "
-                                             "server time in milliseconds (an integer from 0 to 2^63-1)")
+        raise MalformedEntries(f"{where}: 'updatetime' must be the delete marker's "
+                               "server time in milliseconds (an integer from 0 to 2^63-1)")
     return TrashEntry(name=name, type=file_type, updatetime=updatetime)
 
 
 def parse_entries(body: Any) -> list[TrashEntry]:
-    """The request's entries, or one compat error for the whole request (nothing is deleted)."""
+    """The request's entries, or one MalformedEntries for the whole request (nothing is deleted)."""
     if not isinstance(body, list):
-        raise OsmandError(MALFORMED_REQUEST, "the body must be a JSON array of {\"name\",\"type\",\"updatetime\"}")
+        raise MalformedEntries("the body must be a JSON array of {\"name\",\"type\",\"updatetime\"}")
     if len(body) > MAX_ENTRIES:
-        raise OsmandError(MALFORMED_REQUEST, f"at most {MAX_ENTRIES} entries per empty-trash call, got "
-                                             f"{len(body)}; nothing was deleted, send them in chunks of {MAX_ENTRIES}")
+        raise MalformedEntries(f"at most {MAX_ENTRIES} entries per empty-trash call, got "
+                               f"{len(body)}; nothing was deleted, send them in chunks of {MAX_ENTRIES}")
     return [_entry(i, raw) for i, raw in enumerate(body)]
 
 
@@ -110,7 +110,8 @@ def split_duplicates(entries: list[TrashEntry]) -> tuple[list[TrashEntry], list[
     """(first occurrences, repeats): a repeat of an entry in the same request is answered
     already_missing, since the first one deletes it."""
     seen: set[TrashEntry] = set()
-    first, repeats = [], []
+    first: list[TrashEntry] = []
+    repeats: list[TrashEntry] = []
     for entry in entries:
         (repeats if entry in seen else first).append(entry)
         seen.add(entry)

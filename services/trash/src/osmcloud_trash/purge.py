@@ -11,33 +11,36 @@ purge (or a restore) finished first: it is dropped without an event. A replica t
 after 1 leaves claims without a batch: once the claim lease has passed, any replica
 completes that batch from the claims alone (same batch id, and batch documents are kept
 for twice the lease, so at most one batch document — one event per item — ever exists).
-Claim leases use wall time, not the test clock, so moving the shared clock never makes a
-fresh claim look stale."""
+Claim leases use wall time (`wall_clock`), not the test clock, so moving the shared clock never
+makes a fresh claim look stale.
+
+The store, the event publisher and both clocks are ports (bootstrap.py wires them), so the
+crash points above are tested on fakes (tests/test_service_layer.py)."""
 
 import asyncio
 import uuid
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from osmcloud_common.clock import Clock, SystemClock
 from osmcloud_common.logging import StepTimer, get_logger
-from osmcloud_common.runtime import Runtime
+from osmcloud_common.publisher import EventPublisher
 
 from .domain import PurgeReason, batch_payloads, chunks, emptied_payload, purge_claim, purge_lag_seconds
+from .ports import TrashStorePort
 from .settings import TrashSettings
-from .store import TrashStore
 
 log = get_logger(__name__)
 
 
-def wall_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class Purger:
-    def __init__(self, runtime: Runtime, store: TrashStore, settings: TrashSettings) -> None:
-        self.rt, self.store, self.settings = runtime, store, settings
+    def __init__(self, store: TrashStorePort, publisher: EventPublisher, clock: Clock, settings: TrashSettings,
+                 wall_clock: Clock | None = None) -> None:
+        self.store, self.publisher, self.clock, self.settings = store, publisher, clock, settings
+        self.wall: Clock = wall_clock or SystemClock()
         self.replica = f"trash-{uuid.uuid4().hex[:8]}"
         self.purged: Counter | None = None
         self.lag: Histogram | None = None
@@ -57,17 +60,17 @@ class Purger:
                                registry=registry)
 
     # ------------------------------------------------------------ purging a set of items
-    async def purge(self, items: list[dict], reason: PurgeReason) -> list[str]:
+    async def purge(self, items: list[dict[str, Any]], reason: PurgeReason) -> list[str]:
         """Purges the items this call manages to claim; returns their ids. A chunk of items
         takes one claim insert, one check, one batch document per user and one removal,
         whatever the number of users in it."""
         purged: list[str] = []
-        handed: list[dict] = []
+        handed: list[dict[str, Any]] = []
         for chunk in chunks(items, self.settings.purge_batch_size):
             timer = StepTimer()
             batch_of = {user_id: uuid.uuid4().hex for user_id in sorted({i["user_id"] for i in chunk})}
             claims = [purge_claim(i, batch_id=batch_of[i["user_id"]], reason=reason, claimed_by=self.replica,
-                                  claimed_at=wall_now()) for i in chunk]
+                                  claimed_at=self.wall.now()) for i in chunk]
             won = await self.store.claim_many(claims)
             timer.step("claim")
             won = await self._still_in_trash(won)
@@ -79,31 +82,31 @@ class Purger:
             # a client asked: its next look at history, list-files, the changes feed or the
             # storage page must not show what went, so files applies the purge before we answer
             # (read-your-writes, osmcloud_common.handover); expiry has no client waiting
-            await self.rt.hand_over("files", handed)
+            await self.publisher.hand_over("files", handed)
         return purged
 
-    async def _still_in_trash(self, claims: list[dict]) -> list[dict]:
+    async def _still_in_trash(self, claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Claims whose item is gone came after another purge (or a restore) had finished:
         that one removed the item before releasing its claim. Drop them."""
         present = await self.store.existing([c["_id"] for c in claims])
         await self.store.release_many([c["_id"] for c in claims if c["_id"] not in present])
         return [c for c in claims if c["_id"] in present]
 
-    async def complete(self, claims: list[dict], timer: StepTimer | None = None) -> list[dict]:
+    async def complete(self, claims: list[dict[str, Any]], timer: StepTimer | None = None) -> list[dict[str, Any]]:
         """Steps 2 and 3 for claims of one or more batches; idempotent, so a takeover may
         repeat them (a batch document that exists already keeps the events it has). Returns
         the events (outbox entries) of the batches."""
-        by_batch: dict[str, list[dict]] = defaultdict(list)
+        by_batch: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for claim in claims:
             by_batch[claim["batch_id"]].append(claim)
-        now, written_at = self.rt.clock.now(), wall_now()
+        now, written_at = self.clock.now(), self.wall.now()
         batches = [(batch_id, own[0]["user_id"], sorted(c["_id"] for c in own),
-                    [self.rt.event(p, own[0]["user_id"]) for p in batch_payloads(own)])
+                    [self.publisher.event(p, own[0]["user_id"]) for p in batch_payloads(own)])
                    for batch_id, own in sorted(by_batch.items())]
         timer = timer or StepTimer()
         written = await self.store.write_batches(batches, now, written_at)
         for batch_id, *_ in batches:
-            self.rt.events_written(self.store.batches, batch_id)
+            self.publisher.events_written(self.store.batches, batch_id)
         timer.step("events")
         ids = sorted(c["_id"] for c in claims)
         await self.store.remove_items(ids)
@@ -121,20 +124,20 @@ class Purger:
                  took_over=len(written) < len(batches), seconds=timer.seconds)
         return [entry for *_, entries in batches for entry in entries]
 
-    async def empty(self, user_id: str) -> dict:
+    async def empty(self, user_id: str) -> dict[str, int]:
         items = await self.store.of_user(user_id)
         purged = await self.purge(items, "emptied")
         batch_id = f"emptied-{uuid.uuid4().hex}"
-        await self.store.write_batches([(batch_id, user_id, [], [self.rt.event(emptied_payload(len(purged)), user_id)])],
-                                       self.rt.clock.now(), wall_now())
-        self.rt.events_written(self.store.batches, batch_id)
+        await self.store.write_batches([(batch_id, user_id, [], [self.publisher.event(emptied_payload(len(purged)), user_id)])],
+                                       self.clock.now(), self.wall.now())
+        self.publisher.events_written(self.store.batches, batch_id)
         return {"purged": len(purged), "skipped": len(items) - len(purged)}
 
     # ------------------------------------------------------------ the periodic job
     async def take_over_stale_claims(self) -> int:
         """Completes purges and releases restores left behind by a replica that died."""
-        stale = await self.store.stale_claims(wall_now() - timedelta(seconds=self.settings.claim_lease_seconds))
-        batches: dict[str, list[dict]] = defaultdict(list)
+        stale = await self.store.stale_claims(self.wall.now() - timedelta(seconds=self.settings.claim_lease_seconds))
+        batches: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for claim in stale:
             if claim.get("action") == "purge":
                 batches[claim["batch_id"]].append(claim)
@@ -150,17 +153,17 @@ class Purger:
         await self.take_over_stale_claims()
         total = 0
         while True:
-            due = await self.store.due(self.rt.clock.now(), self.settings.purge_batch_size)
+            due = await self.store.due(self.clock.now(), self.settings.purge_batch_size)
             if not due:
                 break
             purged = await self.purge(due, "expired")
             total += len(purged)
             if not purged:
                 break  # what is left is claimed by others (a restore, another replica): next round
-        await self.store.forget_relayed_batches(wall_now() - timedelta(seconds=2 * self.settings.claim_lease_seconds))
+        await self.store.forget_relayed_batches(self.wall.now() - timedelta(seconds=2 * self.settings.claim_lease_seconds))
         await self._refresh_items_gauge()
         if self.last_pass is not None:
-            self.last_pass.set(wall_now().timestamp())
+            self.last_pass.set(self.wall.now().timestamp())
         return total
 
     async def _refresh_items_gauge(self) -> None:
