@@ -3,6 +3,7 @@
 import aiohttp
 from aiohttp import web
 
+from osmcloud_common import tracing
 from osmcloud_common.http import REGISTRY_KEY
 from osmcloud_common.osmand import CompatAuthenticator
 from osmcloud_common.runtime import Runtime, serve
@@ -43,7 +44,7 @@ def register_osmand(app: web.Application, settings: TrashSettings, store: TrashS
     auth = CompatAuthenticator(None, settings.auth_url, settings.gateway_secret)  # type: ignore[arg-type]
 
     async def open_session(_: web.Application) -> None:
-        auth.session = aiohttp.ClientSession()
+        auth.session = aiohttp.ClientSession(trace_configs=tracing.client_trace_configs())
 
     async def close_session(_: web.Application) -> None:
         if auth.session is not None:
