@@ -270,6 +270,6 @@ def serve(app: web.Application, settings: ServiceSettings) -> None:
         log.error("configuration refused", reason=str(exc))
         print(str(exc), file=sys.stderr, flush=True)
         raise SystemExit(2)
-    log.info("listening", host=settings.http_host, port=settings.http_port)
+    log.info("listening", host=settings.http_host, port=settings.http_port, traces=tracing.enabled())
     web.run_app(app, host=settings.http_host, port=settings.http_port, print=None, access_log=None,
                 shutdown_timeout=5)

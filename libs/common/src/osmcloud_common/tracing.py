@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from .logging import get_logger
@@ -37,6 +37,7 @@ _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 _tracer: trace.Tracer | None = None  # None: tracing is off
 _provider = None
+_propagate: Any = None  # opentelemetry.propagate, imported when tracing is turned on (its import reads entry points)
 _trace_id_hint: contextvars.ContextVar[int | None] = contextvars.ContextVar("osmcloud_trace_id_hint", default=None)
 
 
@@ -100,7 +101,7 @@ def configure(service_name: str, settings: Any = None, *, exporters: Iterable[An
     The exporters, the sampler (`OTEL_TRACES_SAMPLER`), resource attributes
     (`OTEL_RESOURCE_ATTRIBUTES`) and batching (`OTEL_BSP_*`) read their standard variables
     themselves. Returns whether tracing is on."""
-    global _tracer, _provider
+    global _tracer, _provider, _propagate
     if _tracer is not None:
         return True
     if exporters is None:
@@ -122,9 +123,10 @@ def configure(service_name: str, settings: Any = None, *, exporters: Iterable[An
     provider = TracerProvider(resource=Resource.create(own), id_generator=_RequestIdTraceIds())
     for exporter in exporters:
         provider.add_span_processor(SimpleSpanProcessor(exporter) if simple else BatchSpanProcessor(exporter))
+    from opentelemetry import propagate
+    _propagate = propagate
     _provider = provider
     _tracer = provider.get_tracer("osmcloud")
-    log.info("tracing on", service=service_name)
     return True
 
 
@@ -166,7 +168,7 @@ def add_trace_ids(logger: Any, method: str, event_dict: dict) -> dict:
 def inject(carrier: dict[str, str]) -> dict[str, str]:
     """Adds the current trace context (`traceparent`, `tracestate`) to `carrier`."""
     if _tracer is not None:
-        propagate.inject(carrier)
+        _propagate.inject(carrier)
     return carrier
 
 
@@ -180,7 +182,7 @@ def current_traceparent() -> str | None:
 def _extract(headers: Mapping[str, str] | None) -> otel_context.Context | None:
     if not headers or TRACEPARENT not in headers:
         return None
-    ctx = propagate.extract(headers)
+    ctx = _propagate.extract(headers)
     return ctx if trace.get_current_span(ctx).get_span_context().is_valid else None
 
 
@@ -226,7 +228,7 @@ async def _client_start(session, ctx, params: aiohttp.TraceRequestStartParams) -
         "http.request.method": params.method, "url.full": str(url.with_query(None)),
         "server.address": url.host or "", "server.port": url.port or 0})
     ctx.span = span
-    propagate.inject(params.headers, context=trace.set_span_in_context(span))
+    _propagate.inject(params.headers, context=trace.set_span_in_context(span))
 
 
 async def _client_end(session, ctx, params: aiohttp.TraceRequestEndParams) -> None:
@@ -276,7 +278,7 @@ class ProducerSpans:
             "messaging.kafka.message.key": key, "messaging.message.id": headers.get("event_id", "")})
         self._spans.append(span)
         carrier = {k: v for k, v in headers.items() if k not in (TRACEPARENT, "tracestate")}
-        propagate.inject(carrier, context=trace.set_span_in_context(span))
+        _propagate.inject(carrier, context=trace.set_span_in_context(span))
         return carrier
 
     def end(self, error: BaseException | None = None) -> None:
