@@ -216,6 +216,20 @@ def _peers_selecting(rules: list[dict]) -> set[str]:
             and "app.kubernetes.io/component" in peer["podSelector"].get("matchLabels", {})}
 
 
+def test_traces_go_to_the_named_collector_and_only_there(production, render, inline_values):
+    """otel.endpoint: every service exports there (OTEL_EXPORTER_OTLP_ENDPOINT) and may reach its
+    port; without it (the default), no service traces and no egress is opened for it."""
+    policies = {p["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/component"): p
+                for p in _of_kind(production, "NetworkPolicy")}
+    for name in SERVICES:
+        assert _env(_deployments(production)[name])["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == \
+            "http://otel-collector.monitoring.svc:4318"
+        assert any(port["port"] == 4318 for rule in policies[name]["spec"]["egress"] for port in rule["ports"]), name
+    plain = render(inline_values)
+    for name in SERVICES:
+        assert not any(v.startswith("OTEL_") for v in _env(_deployments(plain)[name])), name
+
+
 def test_network_policies_deny_by_default_and_admit_only_the_gateway_and_documented_callers(production):
     policies = _of_kind(production, "NetworkPolicy")
     deny = [p for p in policies if not p["spec"].get("ingress") and not p["spec"].get("egress")]

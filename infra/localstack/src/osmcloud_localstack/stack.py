@@ -403,15 +403,16 @@ class Stack:
         self._log(f"{name}: {result}")
         return result
 
-    def start_process(self, name: str) -> None:
-        """(Re)start one process of this stack and wait until it is ready."""
+    def start_process(self, name: str, extra_env: dict[str, str] | None = None) -> None:
+        """(Re)start one process of this stack and wait until it is ready; `extra_env` is added
+        to its environment this time only (e.g. a test's OTEL_* variables)."""
         self._known(name)
         if self.procs.running(name):
             raise StackError(f"{name} is already running")
         self._check_ports((name,))
         if name == "kafka":
             self._format_kafka()
-        name, rec, spec = self._spawn(name)
+        name, rec, spec = self._spawn(name, extra_env)
         self._wait_ready(name, rec, spec)
 
     def status(self) -> list[dict[str, Any]]:
@@ -483,8 +484,9 @@ class Stack:
                 "stop whatever holds them (osmcloud-stack down --state-dir <dir> for an old stack) or choose another --base-port"
             )
 
-    def _spawn(self, name: str) -> tuple[str, PidRecord, _Spec]:
+    def _spawn(self, name: str, extra_env: dict[str, str] | None = None) -> tuple[str, PidRecord, _Spec]:
         spec = self._spec(name)
+        spec.env.update(extra_env or {})
         self._log(f"starting {name} ({', '.join(f'{HOST}:{self.ports.port(r)}' for r in PROCESS_PORTS[name])})")
         rec = self.procs.start(name, spec.argv, env=spec.env, cwd=spec.cwd, match=spec.match)
         return name, rec, spec

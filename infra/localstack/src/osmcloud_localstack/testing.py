@@ -93,7 +93,7 @@ class StackHandle:
     _stop_kafka: Callable[[], None] | None = field(default=None, repr=False)
     _start_kafka: Callable[[], None] | None = field(default=None, repr=False)
     _stop_process: Callable[[str], str] | None = field(default=None, repr=False)
-    _start_process: Callable[[str], None] | None = field(default=None, repr=False)
+    _start_process: Callable[..., None] | None = field(default=None, repr=False)
 
     def url(self, path: str) -> str:
         return self.gateway_url.rstrip("/") + path
@@ -116,11 +116,15 @@ class StackHandle:
             raise CannotControl(f"cannot stop {name} in mode {self.mode!r}")
         self._stop_process(name)
 
-    def start_service(self, name: str) -> None:
-        """Start a stopped service again and wait until it is ready (blocking)."""
+    def start_service(self, name: str, extra_env: dict[str, str] | None = None) -> None:
+        """Start a stopped service again and wait until it is ready (blocking); `extra_env` is
+        added to its environment until it is restarted without."""
         if self._start_process is None:
             raise CannotControl(f"cannot start {name} in mode {self.mode!r}")
-        self._start_process(name)
+        if extra_env:
+            self._start_process(name, extra_env)
+        else:
+            self._start_process(name)
 
 
 # ---- mode selection -------------------------------------------------------------------------

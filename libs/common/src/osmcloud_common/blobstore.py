@@ -21,6 +21,9 @@ from minio.datatypes import Part
 from minio.commonconfig import CopySource
 from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
+from opentelemetry.trace import SpanKind
+
+from . import tracing
 
 PART_SIZE = 5 * 1024 * 1024  # S3's smallest part: less memory per part in flight
 PARTS_IN_FLIGHT = 3  # parts sent at once (hides S3's per-part latency); memory ~ (this + 1) parts
@@ -53,17 +56,25 @@ class BlobStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
 
+    async def _s3(self, fn, *args, **kwargs):
+        """A call of the S3 SDK (`fn`, named after the S3 operation) in a worker thread; with
+        traces on, a CLIENT span around it."""
+        with tracing.span(f"S3 {fn.__name__.strip('_')}", SpanKind.CLIENT,
+                          {"rpc.system": "aws-api", "rpc.service": "S3", "rpc.method": fn.__name__.strip("_"),
+                           "aws.s3.bucket": self.bucket}):
+            return await self._run(fn, *args, **kwargs)
+
     async def ensure_bucket(self) -> None:
-        if not await self._run(self._client.bucket_exists, self.bucket):
+        if not await self._s3(self._client.bucket_exists, self.bucket):
             try:
-                await self._run(self._client.make_bucket, self.bucket)
+                await self._s3(self._client.make_bucket, self.bucket)
             except S3Error as exc:
                 if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                     raise
 
     async def reachable(self) -> bool:
         try:
-            return await asyncio.wait_for(self._run(self._client.bucket_exists, self.bucket), timeout=3)
+            return await asyncio.wait_for(self._s3(self._client.bucket_exists, self.bucket), timeout=3)
         except Exception:
             return False
 
@@ -99,11 +110,11 @@ class BlobStore:
                 sha.update(part)
             else:
                 await self._run(sha.update, part)
-            await self._run(self._client.put_object, self.bucket, key, io.BytesIO(part), len(part),
+            await self._s3(self._client.put_object, self.bucket, key, io.BytesIO(part), len(part),
                             content_type=content_type)
             return StoredBlob(key=key, size=total, sha256=sha.hexdigest())
 
-        upload_id = await self._run(self._client._create_multipart_upload, self.bucket, key,
+        upload_id = await self._s3(self._client._create_multipart_upload, self.bucket, key,
                                     {"Content-Type": content_type})
         sending: list[asyncio.Future] = []  # parts in flight, oldest first
         try:
@@ -114,7 +125,7 @@ class BlobStore:
                 if hashing is not None:
                     await hashing  # the running hash sees the parts in order
                 hashing = asyncio.ensure_future(self._run(sha.update, part))
-                sending.append(asyncio.ensure_future(self._run(
+                sending.append(asyncio.ensure_future(self._s3(
                     self._client._upload_part, self.bucket, key, part, None, upload_id, number)))
                 if len(sending) >= PARTS_IN_FLIGHT:
                     etags.append(await sending.pop(0))
@@ -123,25 +134,25 @@ class BlobStore:
                 etags.append(await sending.pop(0))
             await hashing
             parts = [Part(n, etag) for n, etag in enumerate(etags, start=1)]
-            await self._run(self._client._complete_multipart_upload, self.bucket, key, upload_id, parts)
+            await self._s3(self._client._complete_multipart_upload, self.bucket, key, upload_id, parts)
         except BaseException:
             for future in sending:  # never leave a part in flight behind
                 with contextlib.suppress(BaseException):
                     await future
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._run(self._client._abort_multipart_upload, self.bucket, key, upload_id))
+                await asyncio.shield(self._s3(self._client._abort_multipart_upload, self.bucket, key, upload_id))
             raise
         return StoredBlob(key=key, size=total, sha256=sha.hexdigest())
 
     async def put_bytes(self, key: str, data: bytes) -> StoredBlob:
-        await self._run(self._client.put_object, self.bucket, key, io.BytesIO(data), length=len(data))
+        await self._s3(self._client.put_object, self.bucket, key, io.BytesIO(data), length=len(data))
         return StoredBlob(key=key, size=len(data), sha256=hashlib.sha256(data).hexdigest())
 
     async def stream(self, key: str, offset: int = 0, length: int = 0, chunk_size: int = DOWNLOAD_CHUNK
                      ) -> AsyncIterator[bytes]:
         """Yields the blob in chunks; the next chunk is read from S3 while the caller sends
         the current one."""
-        response = await self._run(self._client.get_object, self.bucket, key, offset=offset, length=length)
+        response = await self._s3(self._client.get_object, self.bucket, key, offset=offset, length=length)
         try:
             reading = asyncio.ensure_future(self._run(response.read, chunk_size))
             while True:
@@ -169,7 +180,7 @@ class BlobStore:
 
     async def exists(self, key: str) -> bool:
         try:
-            await self._run(self._client.stat_object, self.bucket, key)
+            await self._s3(self._client.stat_object, self.bucket, key)
             return True
         except S3Error as exc:
             if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
@@ -179,7 +190,7 @@ class BlobStore:
     async def delete(self, key: str) -> None:
         """Idempotent: deleting a missing blob is fine."""
         try:
-            await self._run(self._client.remove_object, self.bucket, key)
+            await self._s3(self._client.remove_object, self.bucket, key)
         except S3Error as exc:
             if exc.code not in ("NoSuchKey", "NoSuchObject", "NotFound"):
                 raise
@@ -187,34 +198,34 @@ class BlobStore:
     async def copy(self, source_key: str, target_key: str) -> None:
         """Server-side copy inside the bucket: the bytes never pass through the service, and
         the two objects share nothing afterwards."""
-        await self._run(self._client.copy_object, self.bucket, target_key, CopySource(self.bucket, source_key))
+        await self._s3(self._client.copy_object, self.bucket, target_key, CopySource(self.bucket, source_key))
 
     async def delete_many(self, keys: list[str], batch: int = 250, parallel: int = 4) -> int:
         """Batched deletes (S3 DeleteObjects, `batch` keys a request, `parallel` requests at
         a time: a server deletes one request's keys one after another); idempotent.
         Returns how many keys were asked for; raises if the server reports a failure."""
-        def _remove(chunk: list[str]) -> list[str]:
+        def remove_objects(chunk: list[str]) -> list[str]:
             errors = self._client.remove_objects(self.bucket, (DeleteObject(k) for k in chunk))
             return [f"{e.name}: {e.code}" for e in errors if e.code not in ("NoSuchKey", "NoSuchObject", "NotFound")]
         failed: list[str] = []
         chunks = [keys[start:start + batch] for start in range(0, len(keys), batch)]
         for wave in range(0, len(chunks), parallel):
-            for errors in await asyncio.gather(*(self._run(_remove, c) for c in chunks[wave:wave + parallel])):
+            for errors in await asyncio.gather(*(self._s3(remove_objects, c) for c in chunks[wave:wave + parallel])):
                 failed += errors
         if failed:
             raise RuntimeError(f"S3 refused to delete {len(failed)} object(s): {failed[:5]}")
         return len(keys)
 
     async def delete_prefix(self, prefix: str) -> int:
-        def _remove_all() -> int:
+        def remove_prefix() -> int:
             count = 0
             for obj in self._client.list_objects(self.bucket, prefix=prefix, recursive=True):
                 self._client.remove_object(self.bucket, obj.object_name)
                 count += 1
             return count
-        return await self._run(_remove_all)
+        return await self._s3(remove_prefix)
 
     async def list_keys(self, prefix: str = "") -> list[str]:
-        def _list() -> list[str]:
+        def list_objects() -> list[str]:
             return [o.object_name for o in self._client.list_objects(self.bucket, prefix=prefix, recursive=True)]
-        return await self._run(_list)
+        return await self._s3(list_objects)

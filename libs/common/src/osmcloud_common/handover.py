@@ -6,7 +6,8 @@ events it has just recorded straight to that service, before answering: `POST
 its Kafka consumer runs (idempotent; single handlers also record the event id as
 processed), so when Kafka delivers the same events later nothing changes. Events still
 drive everything: the outbox relay publishes every one of them as before, and every other
-consumer learns of them only from Kafka.
+consumer learns of them only from Kafka. With traces on, the hand-over is a call within the
+write's trace (its `traceparent` goes along) and each event applied is a span in it.
 
 A hand-over that fails (the reader is down, slow or refuses) is logged and counted; the
 write has happened and still answers success, and the reader catches up from Kafka. While a
@@ -21,6 +22,7 @@ import aiohttp
 from pydantic import ValidationError
 from pymongo.errors import BulkWriteError
 
+from . import tracing
 from .errors import BadRequest
 from .events import Event
 from .logging import get_logger
@@ -111,8 +113,10 @@ async def apply_events(events: list[Event], *, handlers: dict[str, Handler], bat
             seen = await processed_among(processed, run)
             fresh = [e for e in run if e.id not in seen]
             if fresh:
-                await batch_handlers[run[0].type](fresh)
-                await record_processed(processed, fresh)
+                with tracing.span(f"apply {run[0].type} batch", attributes={"osmcloud.event_type": run[0].type,
+                                                                            "messaging.batch.message_count": len(fresh)}):
+                    await batch_handlers[run[0].type](fresh)
+                    await record_processed(processed, fresh)
             applied += len(fresh)
             run.clear()
 
@@ -129,7 +133,9 @@ async def apply_events(events: list[Event], *, handlers: dict[str, Handler], bat
         await flush()
         if await processed.find_one({"_id": event.id}, {"_id": 1}):
             continue
-        await handlers[event.type](event)
+        with tracing.span(f"apply {event.type}", attributes={"osmcloud.event_type": event.type,
+                                                             "messaging.message.id": event.id}):
+            await handlers[event.type](event)
         await processed.update_one({"_id": event.id}, {"$setOnInsert": {"type": event.type, "at": datetime.now(UTC)}},
                                    upsert=True)
         applied += 1

@@ -13,6 +13,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import BaseModel, ValidationError
 
+from . import tracing
 from .errors import ApiError, BadRequest, Unauthorized
 from .logging import get_logger
 from .osmand import OsmandError, as_osmand_error
@@ -78,6 +79,12 @@ def create_app(service: str, *, gateway_secret: str = "",
     async def middleware(request: web.Request, handler):
         request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
         route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+        with tracing.server_span(request.method, route, request.path, request.headers, request_id) as span:
+            response = await answer(request, handler, request_id, route)
+            tracing.finish_server_span(span, response.status)
+        return response
+
+    async def answer(request: web.Request, handler, request_id: str, route: str) -> web.StreamResponse:
         started = time.perf_counter()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         status = 500

@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.structs import TopicPartition
 from pydantic import ValidationError
 
+from . import tracing
 from .events import CATALOGUE, DOMAINS, AccountDeleted, Event, topic_for
 from .handover import processed_among
 from .logging import get_logger
@@ -56,17 +57,7 @@ class KafkaProducer:
             return self._producer
 
     async def publish(self, topic: str, key: str, value: str, headers: dict[str, str] | None = None) -> None:
-        producer = await self._connected()
-        try:
-            await producer.send_and_wait(
-                topic,
-                value=value.encode(),
-                key=key.encode(),
-                headers=[(k, v.encode()) for k, v in (headers or {}).items()],
-            )
-        except KafkaError:
-            await self.close()  # start afresh next time
-            raise
+        await self.publish_many([(topic, key, value, headers or {})])
 
     async def publish_many(self, messages: list[tuple[str, str, str, dict[str, str]]]) -> None:
         """Publishes (topic, key, value, headers) messages, all in flight at once, and returns
@@ -74,14 +65,19 @@ class KafkaProducer:
         all: at least once). One user's messages share a partition and keep their order: the
         idempotent producer never reorders a partition's batches."""
         producer = await self._connected()
+        spans = tracing.ProducerSpans()  # with traces on: a span per message, its context in the headers
         try:
             futures = [await producer.send(topic, value=value.encode(), key=key.encode(),
-                                           headers=[(k, v.encode()) for k, v in headers.items()])
+                                           headers=[(k, v.encode()) for k, v in
+                                                    spans.headers(topic, key, headers).items()])
                        for topic, key, value, headers in messages]
             await asyncio.gather(*futures)
-        except KafkaError:
-            await self.close()
+        except BaseException as exc:
+            spans.end(exc)
+            if isinstance(exc, KafkaError):
+                await self.close()  # start afresh next time
             raise
+        spans.end()
 
     async def close(self) -> None:
         async with self._lock:
@@ -269,11 +265,14 @@ class EventConsumer:
             heads = [queue for queue in queues if queue]
             if not heads:
                 break
-            event_type, run = heads[0][0][1].type, []
+            event_type, run, contexts = heads[0][0][1].type, [], []
             for queue in heads:  # every partition's leading run of that type
                 while queue and self._batchable(queue[0][1]) and queue[0][1].type == event_type:
-                    run.append(queue.popleft()[1])
-            await self._apply_batch(event_type, run)
+                    message, event = queue.popleft()
+                    run.append(event)
+                    contexts.append(tracing.message_context(message))
+            with tracing.batch_span(event_type, contexts):  # linked to (or continuing) the messages' traces
+                await self._apply_batch(event_type, run)
 
     async def _apply_batch(self, event_type: str, events: list[Event]) -> None:
         """The batch handler is idempotent as a whole, so processed ids are not recorded (a
@@ -323,6 +322,10 @@ class EventConsumer:
         handler = self._handlers.get(event.type)
         if handler is None:
             return
+        with tracing.consumer_span(message, event):  # continues the trace the message's headers carry
+            await self._handle_event(message, event, handler)
+
+    async def _handle_event(self, message, event: Event, handler: Handler) -> None:
         # both reads at once: they sit between the event's arrival and its effect
         seen, skip = await asyncio.gather(self._processed.find_one({"_id": event.id}, {"_id": 1}),
                                           self._skip(event) if self._skip is not None else _false())

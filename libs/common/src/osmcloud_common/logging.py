@@ -12,9 +12,11 @@ def configure_logging(service: str, level: str = "info") -> None:
     logging.basicConfig(stream=sys.stdout, level=numeric, format="%(message)s")
     # aiokafka is very chatty while a broker is away; its retries are ours to report
     logging.getLogger("aiokafka").setLevel(max(numeric, logging.WARNING))
+    from . import tracing  # (it logs through this module)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            *([tracing.add_trace_ids] if tracing.enabled() else []),
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,

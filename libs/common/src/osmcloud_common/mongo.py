@@ -7,12 +7,15 @@ import weakref
 from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.errors import BulkWriteError
 
+from . import tracing
+
 DUPLICATE_KEY = 11000
 
 
 def connect(url: str) -> AsyncMongoClient:
+    """With traces on (tracing.configure before this), every command is a span."""
     return AsyncMongoClient(url, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000, tz_aware=True,
-                            uuidRepresentation="standard")
+                            uuidRepresentation="standard", event_listeners=tracing.mongo_listeners())
 
 
 async def mongo_reachable(client: AsyncMongoClient) -> bool:

@@ -11,6 +11,7 @@ import json
 import time
 from typing import Any
 
+from . import tracing
 from .events import Event, topic_for, CATALOGUE
 from .logging import current_request_id, get_logger
 
@@ -24,13 +25,17 @@ def outbox_entry(event: Event, topic_prefix: str) -> dict[str, Any]:
     """A pending event as stored: plain strings only, so it can be removed by equality
     ($pullAll; FerretDB does not match documents inside $pull conditions)."""
     domain = CATALOGUE[event.type].domain
-    return {
+    entry = {
         "id": event.id,
         "topic": topic_for(domain, topic_prefix),
         "key": event.user_id,
         "value": event.to_json(),
         "request_id": current_request_id() or "",
     }
+    traceparent = tracing.current_traceparent()  # traces on: the relay's publish continues this trace
+    if traceparent:
+        entry["traceparent"] = traceparent
+    return entry
 
 
 def with_events(update: dict[str, Any], entries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -188,8 +193,7 @@ class OutboxRelay:
         entries = doc.get(OUTBOX_FIELD) or []
         # all in flight at once: a purge batch carries thousands of events
         await self._producer.publish_many([
-            (entry["topic"], entry["key"], entry["value"],
-             {"event_id": entry["id"], "request_id": entry.get("request_id", "")})
+            (entry["topic"], entry["key"], entry["value"], _headers(entry))
             for entry in entries])
         # usually nothing was added meanwhile: one write clears the outbox and the flag
         done = await collection.update_one({"_id": doc_id, OUTBOX_FIELD: entries},
@@ -202,6 +206,15 @@ class OutboxRelay:
         self.published += len(entries)
         self._pending_since.get(self._name(collection), {}).pop(doc_id, None)
         return len(entries)
+
+
+def _headers(entry: dict[str, Any]) -> dict[str, str]:
+    """A pending event's Kafka headers: its id, the request that recorded it and, when that
+    request was traced, its trace context (the producer sends its own span's in its place)."""
+    headers = {"event_id": entry["id"], "request_id": entry.get("request_id", "")}
+    if entry.get("traceparent"):
+        headers["traceparent"] = entry["traceparent"]
+    return headers
 
 
 def decode_value(entry: dict[str, Any]) -> Event:

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import Gauge
 
+from . import tracing
 from .blobstore import BlobStore
 from .clock import Clock, SharedTestClock, SystemClock
 from .deleted_accounts import DeletedAccounts, Erase
@@ -33,6 +34,7 @@ log = get_logger(__name__)
 class Runtime:
     def __init__(self, settings: ServiceSettings, *, uses_blobs: bool = False) -> None:
         self.settings = settings
+        tracing.configure(settings.service_name, settings)  # first: the clients below trace when it is on
         self.mongo = connect(settings.mongo_url)
         self.db = self.mongo[settings.database_name]
         self.clock: Clock = SharedTestClock(self.mongo) if settings.test_clock else SystemClock()
@@ -202,6 +204,7 @@ class Runtime:
         for handover in self.handovers.values():
             await handover.close()
         await self.mongo.close()
+        tracing.flush()  # the spans of the last requests, before the process exits
 
     def readiness(self, app: web.Application) -> None:
         async def mongo() -> bool:
@@ -267,6 +270,6 @@ def serve(app: web.Application, settings: ServiceSettings) -> None:
         log.error("configuration refused", reason=str(exc))
         print(str(exc), file=sys.stderr, flush=True)
         raise SystemExit(2)
-    log.info("listening", host=settings.http_host, port=settings.http_port)
+    log.info("listening", host=settings.http_host, port=settings.http_port, traces=tracing.enabled())
     web.run_app(app, host=settings.http_host, port=settings.http_port, print=None, access_log=None,
                 shutdown_timeout=5)

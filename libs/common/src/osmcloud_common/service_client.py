@@ -1,9 +1,11 @@
 """The base of every service-to-service HTTP client: the other service's address, one
 session opened on first use, and the headers an internal call carries (the gateway secret
-the services check, the request id for the logs, and the user the call acts for)."""
+the services check, the request id for the logs, and the user the call acts for); with
+traces on, each call is a CLIENT span whose context goes along as `traceparent`."""
 
 import aiohttp
 
+from . import tracing
 from .logging import current_request_id
 
 
@@ -16,7 +18,7 @@ class ServiceClient:
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
+            self._session = aiohttp.ClientSession(timeout=self.timeout, trace_configs=tracing.client_trace_configs())
         return self._session
 
     def headers(self, user_id: str | None = None) -> dict[str, str]:

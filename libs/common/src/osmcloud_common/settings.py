@@ -9,6 +9,8 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from . import tracing
+
 # Values that appear in this repository's history, its docs or common examples: a deployment
 # that kept one of them would run with a secret anyone can read.
 KNOWN_DEFAULT_SECRETS = frozenset({
@@ -81,6 +83,16 @@ class ServiceSettings(BaseSettings):
     # how often every consumer group's lag is measured from the broker (/metrics)
     consumer_lag_poll_seconds: float = Field(default=15.0, gt=0)
 
+    # traces (tracing.py): the standard OpenTelemetry variables; off unless an exporter or an
+    # OTLP endpoint is named. The SDK reads the others it knows (sampler, headers, batching).
+    otel_sdk_disabled: bool = False
+    otel_traces_exporter: str = ""
+    otel_exporter_otlp_endpoint: str = ""
+    otel_exporter_otlp_traces_endpoint: str = ""
+    otel_exporter_otlp_protocol: str = ""
+    otel_exporter_otlp_traces_protocol: str = ""
+    otel_service_name: str = ""
+
     @property
     def database_name(self) -> str:
         return self.mongo_db or f"osmcloud_{self.service_name}"
@@ -93,6 +105,10 @@ class ServiceSettings(BaseSettings):
                 problems.append(f"S3_ACCESS_KEY is {'empty' if not self.s3_access_key else 'a published default'}"
                                 f"; set the access key of the S3 server's account")
             problems.append(secret_problem("S3_SECRET_KEY", self.s3_secret_key))
+        if not self.otel_sdk_disabled:
+            problems += tracing.problems(traces_exporter=self.otel_traces_exporter,
+                                         otlp_protocol=self.otel_exporter_otlp_protocol,
+                                         otlp_traces_protocol=self.otel_exporter_otlp_traces_protocol)
         return [p for p in problems if p]
 
     def check_startup(self) -> None:

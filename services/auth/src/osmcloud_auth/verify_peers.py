@@ -26,6 +26,7 @@ import aiohttp
 from aiohttp import web
 from pymongo.errors import PyMongoError
 
+from osmcloud_common import tracing
 from osmcloud_common.logging import get_logger
 
 from .token_cache import TokenCache
@@ -129,7 +130,8 @@ class VerifyPeers:
 
     async def _tell(self, peer: dict, body: dict) -> bool:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.peer_timeout))
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.peer_timeout),
+                                                  trace_configs=tracing.client_trace_configs())
         try:
             async with self._session.post(f"{peer['url']}{DROP_PATH}", json=body,
                                           headers={"X-Gateway-Secret": self.gateway_secret}) as response:

@@ -20,6 +20,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from osmcloud_common import tracing
 from osmcloud_common.errors import ApiError
 from osmcloud_common.logging import get_logger
 from osmcloud_common.mongo import find_by_ids
@@ -88,7 +89,7 @@ class OsmandFilesRoutes:
         app.router.add_get("/userdata/check-file-on-server", self.check_file_on_server)
 
     async def _authenticator(self, app: web.Application) -> AsyncIterator[None]:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(trace_configs=tracing.client_trace_configs()) as session:
             app[AUTHENTICATOR] = CompatAuthenticator(session, self.settings.auth_url, self.settings.gateway_secret)
             yield
 

@@ -5,6 +5,7 @@ and subscribes the handlers, the purge job, the routes and the error mapping."""
 import aiohttp
 from aiohttp import web
 
+from osmcloud_common import tracing
 from osmcloud_common.domain_errors import map_domain_errors
 from osmcloud_common.events import FileDeleted, FileRestored, FileUploaded, FileVersionsPruned
 from osmcloud_common.http import REGISTRY_KEY
@@ -49,7 +50,7 @@ def register_osmand(app: web.Application, settings: TrashSettings, trash: Trash)
     auth = CompatAuthenticator(None, settings.auth_url, settings.gateway_secret)  # type: ignore[arg-type]
 
     async def open_session(_: web.Application) -> None:
-        auth.session = aiohttp.ClientSession()
+        auth.session = aiohttp.ClientSession(trace_configs=tracing.client_trace_configs())
 
     async def close_session(_: web.Application) -> None:
         if auth.session is not None:
