@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from pydantic import BaseModel, ValidationError
 
 from .errors import ApiError, BadRequest, Unauthorized
+from .faults import unavailable_dependency
 from .logging import get_logger
 from .osmand import OsmandError, as_osmand_error
 
@@ -61,6 +62,23 @@ def error_response(error: ApiError, path: str = "") -> web.Response:
         retry = error.details.get("retry_after_seconds")
         error = as_osmand_error(error.status, error.message, retry if isinstance(retry, int) else None)
     return web.json_response(error.body(), status=error.status)
+
+
+# the longest one readiness check may take before it counts as failed
+READINESS_CHECK_SECONDS = 4.0
+# seconds a client is told to wait before retrying while a dependency is away
+DEPENDENCY_RETRY_AFTER = 5
+
+
+def dependency_unavailable_response(away: str, path: str) -> web.Response:
+    """503 JSON (OsmAnd's "try later" on /userdata/) with Retry-After: what a request that met
+    an unreachable dependency is answered, instead of a 500."""
+    error = ApiError(f"the {away} is not reachable right now; retry shortly"
+                     if away != "storage (disk full)" else "the storage is full right now; retry later",
+                     code="unavailable", status=503, details={"retry_after_seconds": DEPENDENCY_RETRY_AFTER})
+    response = error_response(error, path)
+    response.headers["Retry-After"] = str(DEPENDENCY_RETRY_AFTER)
+    return response
 
 
 def create_app(service: str, *, gateway_secret: str = "",
@@ -112,16 +130,23 @@ def create_app(service: str, *, gateway_secret: str = "",
                 raise
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("unhandled error", path=request.path)
-            if request.path.startswith(OSMAND_PREFIX):
-                response = error_response(ApiError(f"internal error (request {request_id})", status=500),
-                                          request.path)
+        except Exception as exc:
+            away = unavailable_dependency(exc)
+            if away is not None:  # not the request's fault, nor a bug: the client may retry
+                log.warning("dependency unavailable", path=request.path, dependency=away,
+                            error=f"{type(exc).__name__}: {str(exc)[:300]}")
+                response = dependency_unavailable_response(away, request.path)
+                status = 503
             else:
-                response = web.json_response(
-                    {"error": {"code": "internal", "message": "internal error; see the service log",
-                               "request_id": request_id}}, status=500)
-            status = 500  # counted as what it was, whatever shape answered it
+                log.exception("unhandled error", path=request.path)
+                if request.path.startswith(OSMAND_PREFIX):
+                    response = error_response(ApiError(f"internal error (request {request_id})", status=500),
+                                              request.path)
+                else:
+                    response = web.json_response(
+                        {"error": {"code": "internal", "message": "internal error; see the service log",
+                                   "request_id": request_id}}, status=500)
+                status = 500  # counted as what it was, whatever shape answered it
         finally:
             requests.labels(request.method, route, str(status)).inc()
             latency.labels(request.method, route).observe(time.perf_counter() - started)
@@ -143,7 +168,10 @@ def create_app(service: str, *, gateway_secret: str = "",
 
     async def readyz(request: web.Request) -> web.Response:
         checks = request.app[CHECKS_KEY]
-        results = await asyncio.gather(*(check() for check in checks.values()), return_exceptions=True)
+        # a check that hangs (a dependency that accepts connections but never answers) counts
+        # as failed after READINESS_CHECK_SECONDS: /readyz itself answers quickly, always
+        results = await asyncio.gather(*(asyncio.wait_for(check(), READINESS_CHECK_SECONDS) for check in checks.values()),
+                                       return_exceptions=True)
         status = {name: (result is True) for name, result in zip(checks, results)}
         ready = all(status.values())
         return web.json_response({"ready": ready, "checks": status}, status=200 if ready else 503)

@@ -41,7 +41,9 @@ class Runtime:
         self.lag_monitor = LagMonitor(settings.kafka_bootstrap, settings.kafka_topic_prefix,
                                       settings.consumer_lag_poll_seconds)
         self.blobs = (BlobStore(settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key,
-                                settings.s3_bucket, settings.s3_secure) if uses_blobs else None)
+                                settings.s3_bucket, settings.s3_secure,
+                                connect_timeout=settings.s3_connect_timeout_seconds,
+                                read_timeout=settings.s3_read_timeout_seconds) if uses_blobs else None)
         self._handlers: dict[str, Handler] = {}
         self._batch_handlers: dict[str, BatchHandler] = {}
         self._jobs: list[Callable[[], Awaitable[None]]] = []
