@@ -126,3 +126,25 @@ async def test_a_readiness_check_that_hangs_fails_in_bounded_time():
         assert await reply.json() == {"ready": False, "checks": {"s3": False, "mongo": True}}
     finally:
         await client.close()
+
+
+async def test_a_replica_that_is_setting_up_answers_503_at_once():
+    state = {"set_up": False}
+    app = create_app("demo", serving=lambda: state["set_up"])
+
+    async def hello(request):
+        return web.json_response({"hello": True})
+    app.router.add_get("/api/hello", hello)
+    app.router.add_get("/userdata/list-files", hello)
+    client = await _client(app)
+    try:
+        reply = await client.get("/api/hello")
+        assert reply.status == 503 and reply.headers["Retry-After"] == "1"
+        assert (await reply.json())["error"]["code"] == "unavailable"
+        osmand = await client.get("/userdata/list-files")
+        assert osmand.status == 400 and (await osmand.json())["error"]["errorCode"] == 6
+        assert (await client.get("/healthz")).status == 200  # alive, and says so
+        state["set_up"] = True
+        assert (await client.get("/api/hello")).status == 200
+    finally:
+        await client.close()

@@ -82,7 +82,11 @@ def dependency_unavailable_response(away: str, path: str) -> web.Response:
 
 
 def create_app(service: str, *, gateway_secret: str = "",
-               clock_report: Callable[[], dict] | None = None) -> web.Application:
+               clock_report: Callable[[], dict] | None = None,
+               serving: Callable[[], bool] | None = None) -> web.Application:
+    """The app with its middleware. `serving()` False (a replica still setting up: indexes,
+    bucket) answers every request but /healthz, /readyz and /metrics 503 JSON at once, so the
+    gateway passes it to another replica instead of waiting on this one."""
     registry = CollectorRegistry()
     secret_bytes = gateway_secret.encode()
     requests = Counter("http_requests_total", "HTTP requests", ["method", "route", "status"], registry=registry)
@@ -104,11 +108,16 @@ def create_app(service: str, *, gateway_secret: str = "",
                 offered = request.headers.get("X-Gateway-Secret", "").encode()
                 if not hmac.compare_digest(offered, secret_bytes):  # constant time
                     raise Unauthorized("requests must come through the gateway")
+            if serving is not None and request.path not in PUBLIC_PATHS and not serving():
+                raise ApiError(f"this {service} replica is starting; retry shortly", code="unavailable", status=503,
+                               details={"retry_after_seconds": 1})
             response = await handler(request)
             status = response.status
         except ApiError as exc:
             response = error_response(exc, request.path)
             status = response.status
+            if exc.status == 503 and isinstance(exc.details.get("retry_after_seconds"), int):
+                response.headers["Retry-After"] = str(exc.details["retry_after_seconds"])
             if exc.status < 500:  # OsmAnd's shape answers 400 for everything: count by the error's own
                 refusals.labels(request.method, route, exc.reason).inc()
         except web.HTTPException as exc:
