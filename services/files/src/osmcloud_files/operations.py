@@ -13,6 +13,7 @@ otherwise the operation's version document and blob are removed and the reservat
 """
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -24,6 +25,7 @@ from osmcloud_common.logging import get_logger
 from osmcloud_common.mongo import find_by_ids
 from osmcloud_common.runtime import Runtime
 
+from .blob_cleanup import DeferredBlobDeletions
 from .domain import (FileRef, file_count_exceeded, head_after_removal, live_version_before, next_update_ms,
                      parse_file_ref, quota_exceeded, restore_quota)
 from .storage_bound import StorageBound
@@ -54,6 +56,7 @@ class Operations:
     def __init__(self, runtime: Runtime, store: FilesStore, blobs: BlobStore) -> None:
         self.rt, self.store, self.blobs, self.ledger = runtime, store, blobs, store.ledger
         self.bound = StorageBound(runtime, store, blobs)
+        self.deferred = DeferredBlobDeletions(runtime.db["blob_deletions"], blobs, time.time)
 
     # ------------------------------------------------------------ shared steps
     def usage_event(self, user_id: str):
@@ -404,8 +407,8 @@ class Operations:
         events = op.get("events") or None
         if kind in ("upload", "delete") and not heads and op.get("version_id"):
             await self.store.remove_version(op["version_id"])  # the head never moved to it
-            if op.get("blob_key"):
-                await self.blobs.delete(op["blob_key"])
+            if op.get("blob_key"):  # S3 away (the upload failed for it): deleted once it is back
+                await self.deferred.delete_or_defer(user_id, op["blob_key"])
             events = None
         elif kind == "remove-version":
             current = await self.store.head_doc(op["file"])
