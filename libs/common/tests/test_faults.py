@@ -31,6 +31,7 @@ def test_driver_errors_that_mean_away_are_recognised():
     assert unavailable_dependency(ServerError("503 from S3", 503)) == "blob store"
     assert unavailable_dependency(_s3_error("ServiceUnavailable")) == "blob store"
     assert unavailable_dependency(OSError(errno.ENOSPC, "No space left on device")) == "storage (disk full)"
+    assert unavailable_dependency(_s3_error("InsufficientStorage")) == "storage (disk full)"  # versitygw, disk full
     assert unavailable_dependency(aiohttp.ClientConnectorError(None, OSError(111, "refused"))) == "another service"
     try:
         try:

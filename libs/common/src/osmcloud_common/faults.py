@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import errno
 
-# S3 error codes that say "the store cannot take this now" (a full disk included), not "your request is wrong"
-S3_UNAVAILABLE_CODES = frozenset({
-    "ServiceUnavailable", "SlowDown", "InternalError", "RequestTimeout", "XMinioStorageFull",
-    "XMinioServerNotInitialized", "StorageFull", "InsufficientStorage",
-})
+# S3 error codes that say "the store cannot take this now", not "your request is wrong"
+S3_UNAVAILABLE_CODES = frozenset({"ServiceUnavailable", "SlowDown", "InternalError", "RequestTimeout",
+                                  "XMinioServerNotInitialized"})
+# ... and those of a full disk (versitygw answers 507 InsufficientStorage when its directory's
+# filesystem is full; MinIO XMinioStorageFull)
+S3_FULL_CODES = frozenset({"InsufficientStorage", "XMinioStorageFull", "StorageFull"})
+DISK_FULL = "storage (disk full)"
 _DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
@@ -37,6 +39,8 @@ def _classify_one(exc: BaseException) -> str | None:
 
         if isinstance(exc, ServerError):
             return "blob store"
+        if isinstance(exc, S3Error) and exc.code in S3_FULL_CODES:
+            return DISK_FULL
         if isinstance(exc, S3Error) and exc.code in S3_UNAVAILABLE_CODES:
             return "blob store"
         return None
@@ -51,14 +55,14 @@ def _classify_one(exc: BaseException) -> str | None:
             return "another service"
         return None
     if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
-        return "storage (disk full)"
+        return DISK_FULL
     if isinstance(exc, (ConnectionError, asyncio.TimeoutError, TimeoutError)):
         return "a dependency"
     return None
 
 
 def unavailable_dependency(exc: BaseException) -> str | None:
-    """What is away ("database", "blob store", "event bus", "another service", ...) when `exc`
+    """What is away ("database", "blob store", "event bus", "another service", DISK_FULL, ...) when `exc`
     (or an exception it was raised from) means a dependency cannot answer now; else None."""
     seen: set[int] = set()
     current: BaseException | None = exc

@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from pydantic import BaseModel, ValidationError
 
 from .errors import ApiError, BadRequest, Unauthorized
-from .faults import unavailable_dependency
+from .faults import DISK_FULL, unavailable_dependency
 from .logging import get_logger
 from .osmand import OsmandError, as_osmand_error
 
@@ -73,9 +73,12 @@ DEPENDENCY_RETRY_AFTER = 5
 def dependency_unavailable_response(away: str, path: str) -> web.Response:
     """503 JSON (OsmAnd's "try later" on /userdata/) with Retry-After: what a request that met
     an unreachable dependency is answered, instead of a 500."""
-    error = ApiError(f"the {away} is not reachable right now; retry shortly"
-                     if away != "storage (disk full)" else "the storage is full right now; retry later",
-                     code="unavailable", status=503, details={"retry_after_seconds": DEPENDENCY_RETRY_AFTER})
+    if away == DISK_FULL:  # 503, not 507: to a client both mean "not now, nothing was stored"
+        error = ApiError("the server's storage is full right now; nothing was stored, retry later",
+                         code="storage_full", status=503, details={"retry_after_seconds": DEPENDENCY_RETRY_AFTER})
+    else:
+        error = ApiError(f"the {away} is not reachable right now; retry shortly", code="unavailable", status=503,
+                         details={"retry_after_seconds": DEPENDENCY_RETRY_AFTER})
     response = error_response(error, path)
     response.headers["Retry-After"] = str(DEPENDENCY_RETRY_AFTER)
     return response
