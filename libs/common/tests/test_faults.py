@@ -149,3 +149,39 @@ async def test_a_replica_that_is_setting_up_answers_503_at_once():
         assert (await client.get("/api/hello")).status == 200
     finally:
         await client.close()
+
+
+async def test_an_s3_server_that_never_answers_fails_a_blob_write_in_bounded_time():
+    """A slow dependency: connections are accepted, no answer comes. The S3 SDK's own client
+    would wait 5 minutes per try; ours gives up after the read timeout."""
+    from osmcloud_common.blobstore import BlobStore
+
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(reader, writer):
+        held.append(writer)  # read nothing, answer nothing
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = BlobStore(f"127.0.0.1:{port}", "access-key", "secret-key-secret", "bucket",
+                      connect_timeout=0.5, read_timeout=0.5)
+    body = [b"some bytes", b""]
+
+    async def read(n):
+        return body.pop(0)
+    started = asyncio.get_running_loop().time()
+    try:
+        try:
+            await store.put_stream("users/u/v", read)
+        except Exception as exc:  # noqa: BLE001 - what matters is which, and when
+            failure = exc
+        else:
+            raise AssertionError("a write to a silent S3 server succeeded")
+        took = asyncio.get_running_loop().time() - started
+        assert unavailable_dependency(failure) == "blob store", repr(failure)
+        assert took < 5, f"took {took:.1f} s"
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
