@@ -6,8 +6,6 @@ start timeout); after it, the client's calls are made at once, with no retry."""
 
 import asyncio
 
-import pytest
-
 from osmcloud_localstack.client import eventually, login
 
 # a service, the MongoDB-protocol server and the gateway itself, all at once
@@ -15,15 +13,8 @@ KILLED = ("files", "ferretdb", "gateway")
 RECOVERY_SECONDS = 90
 
 
-@pytest.fixture
-def supervised(stack):
-    if stack.local is None or not stack.local.supervised():
-        pytest.skip(f"mode {stack.mode}: the stack's processes are not ours to kill")
-    return stack
-
-
-async def test_killed_processes_are_restarted_and_the_next_request_succeeds(supervised, gateway):
-    stack = supervised
+async def test_killed_processes_are_restarted_and_the_next_request_succeeds(supervised_stack, gateway):
+    stack = supervised_stack
     me, _ = await login(gateway, stack.smtp_sink_url)
     assert (await me.call("POST", "/api/billing/start")).status == 201
 
@@ -54,9 +45,9 @@ async def test_killed_processes_are_restarted_and_the_next_request_succeeds(supe
     assert {f["name"] for f in listing.body["files"]} >= {"before.osn", "after.osn"}, listing.body
 
 
-async def test_a_process_stopped_on_purpose_is_not_restarted(supervised, gateway):
+async def test_a_process_stopped_on_purpose_is_not_restarted(supervised_stack, gateway):
     """As compose's unless-stopped: stop_process holds it; start_process brings it back."""
-    stack = supervised
+    stack = supervised_stack
     await asyncio.to_thread(stack.stop_service, "billing")
     try:
         assert stack.process_info("billing")["state"] == "held"

@@ -9,7 +9,6 @@ import asyncio
 import os
 import re
 import shutil
-import socket
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -23,18 +22,13 @@ from osmcloud_localstack.gateway import write_gateway_config
 from osmcloud_localstack.paths import repo_root
 from osmcloud_localstack.procs import ProcessManager
 from osmcloud_localstack.readiness import http_ok
+from osmcloud_localstack.testing import free_port
 
 NGINX = "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else shutil.which("nginx")
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx not installed (run infra/bootstrap.sh)")
 
 SECRET = "gw-secret-for-replica-tests"
 TOKEN = {"Authorization": "Bearer good"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -82,10 +76,10 @@ class Gateway:
 
 @pytest.fixture
 async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
-    a, b = Replica("a", _free_port()), Replica("b", _free_port())
+    a, b = Replica("a", free_port()), Replica("b", free_port())
     for replica in (a, b):
         await replica.start()
-    port = _free_port()
+    port = free_port()
     conf = write_gateway_config(
         repo=repo_root(), prefix=tmp_path / "nginx", logs=tmp_path / "logs", listen=f"127.0.0.1:{port}",
         upstreams={"auth": f"127.0.0.1:{a.port}", "files": f"127.0.0.1:{a.port}", "trash": f"127.0.0.1:{a.port}",
