@@ -1,7 +1,8 @@
 # osmcloud: the two commands (see docs/operations.md).
 #   make up     install what is missing (infra/bootstrap.sh), start the whole system on port 8080
 #               (PROMETHEUS=1: with Prometheus on port 8096 watching it)
-#   make down   stop what `make up` started
+#   make down   stop what `make up` started (its supervisor first, then every process)
+#   make status every process: state, restarts, last exit (JSON=1: as JSON)
 #   make test   install what is missing, run unit + integration tests on their own stack
 #               (base port 28080, state in .state/test), then stop that stack even on failure
 #   make test-containers   the same tests with Kafka, MongoDB-protocol and S3 servers in containers
@@ -38,7 +39,7 @@ down:
 	else echo "nothing to stop: no .venv (run make up first)"; fi
 
 status:
-	@$(STACK) status --state-dir $(UP_STATE)
+	@$(STACK) status --state-dir $(UP_STATE) $(if $(filter 1 true yes,$(JSON)),--json)
 
 # pytest's exit code is preserved; the test stack is stopped whatever happened (also on Ctrl-C).
 # Exit code 5 (no tests collected) fails the target with a message.

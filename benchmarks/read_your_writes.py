@@ -138,14 +138,12 @@ async def phase(gateway_url: str, sink_url: str, sandbox_key: str, count: int, a
 
 
 def restart_services(stack: Stack, handover: bool) -> None:
-    if handover:
-        os.environ.pop("HANDOVER", None)
-    else:
-        os.environ["HANDOVER"] = "false"
+    # the stack's supervisor starts them, with this on top of the environment it inherited
+    env = {"HANDOVER": "true" if handover else "false"}
     for name in SERVICES:
         stack.stop_process(name)
     for name in SERVICES:
-        stack.start_process(name)
+        stack.start_process(name, env=env)
 
 
 def report(before: Timings, after: Timings) -> bool:

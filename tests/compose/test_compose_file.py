@@ -106,6 +106,13 @@ def rule_no_fixed_names(project: dict) -> list[str]:
             for name, svc in services(project).items() if svc.get("container_name")]
 
 
+def rule_restart(project: dict) -> list[str]:
+    """Every container comes back after a crash, as the local stack's supervisor brings back its
+    processes (docs/operations.md "Faults and restarts"); `docker compose stop` still stops it."""
+    return [f"{name}: restart is {svc.get('restart')!r}, not unless-stopped (a crashed container would stay down)"
+            for name, svc in services(project).items() if svc.get("restart") != "unless-stopped"]
+
+
 def rule_depends_on(project: dict) -> list[str]:
     problems = []
     svcs = services(project)
@@ -351,7 +358,7 @@ def rule_workspace_manifests(dockerfile: dict, members: list[str]) -> list[str]:
 
 def all_problems(report: dict, template_text: str | None, members: list[str]) -> list[str]:
     project, dockerfile = report["project"], report["dockerfiles"][0]
-    return (rule_ports(project) + rule_no_fixed_names(project) + rule_depends_on(project)
+    return (rule_ports(project) + rule_no_fixed_names(project) + rule_restart(project) + rule_depends_on(project)
             + rule_app_services(project) + rule_infrastructure_wiring(project)
             + rule_data_volumes(project) + rule_gateway(project, template_text)
             + rule_images(project, dockerfile) + rule_workspace_manifests(dockerfile, members))
@@ -523,6 +530,10 @@ def test_no_fixed_container_names_so_services_scale(checked):
     assert "container_name" not in COMPOSE_FILE.read_text()
 
 
+def test_every_service_restarts_unless_stopped(checked):
+    assert rule_restart(checked["project"]) == []
+
+
 def test_every_dependency_exists_and_every_awaited_health_is_checked(checked):
     assert rule_depends_on(checked["project"]) == []
 
@@ -597,6 +608,8 @@ def _mutations():
         "app publishes a port": (put([S, "files", "ports"], [{"host_ip": "127.0.0.1", "target": 8082, "published": "8082"}]), "files: publishes"),
         "gateway on all interfaces": (put([S, GATEWAY, "ports", 0, "host_ip"], ""), "not bound to 127.0.0.1"),
         "container name": (put([S, "files", "container_name"], "files"), "container_name"),
+        "no restart": (drop([S, "kafka", "restart"]), "kafka: restart is None"),
+        "restart always off": (put([S, "files", "restart"], "no"), "files: restart is 'no'"),
         "healthcheck disabled": (put([S, "trash", "healthcheck"], {"disable": True}), "trash: no healthcheck"),
         "awaited health unchecked": (drop([S, "mongo", "healthcheck"]), "mongo has no healthcheck"),
         "missing variable": (drop([S, "auth", "environment", "SMTP_HOST"]), "auth: environment lacks SMTP_HOST"),

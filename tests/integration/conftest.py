@@ -28,6 +28,8 @@ Fixtures:
   smtp          (session) SmtpSinkClient: ``await smtp.wait_for(address)`` -> newest mail to it
                 ({"to", "from", "subject", "body", "received_at"}), polling until one arrives
   unique_email  (function) a fresh address, so every test has its own user
+  supervised_stack (function) the stack where its processes are ours (kill, stop_service,
+                process_info, wait_ready), else the test is skipped
   files_data    (function) FilesData: read-only looks at files' database and the bucket
                 (versions, head, blob_keys, wait_purged) to prove bytes are gone
 """
@@ -129,6 +131,15 @@ def _stop_run_for_dead_container(signum: int, frame: object) -> None:
     if _DEATHS:
         during = f" during {_RUNNING[0]}" if _RUNNING else ""
         pytest.exit(f"stopping the run{during}: {_DEATHS[0]}", returncode=3)
+
+
+@pytest.fixture
+def supervised_stack(stack: StackHandle) -> StackHandle:
+    """The stack, where its processes run here under their supervisor (modes local and
+    testcontainers): fault tests kill, stop and start them. Skips otherwise, saying why."""
+    if stack.local is None or not stack.local.supervised():
+        pytest.skip(f"mode {stack.mode}: the stack's processes are not ours to kill or stop")
+    return stack
 
 
 @pytest.fixture

@@ -206,10 +206,15 @@ class MemoryCollection:
         self.docs[doc["_id"]] = copy.deepcopy(doc)
         return SimpleNamespace(inserted_id=doc["_id"])
 
-    async def update_one(self, filter_: dict[str, Any], update: dict[str, Any]) -> SimpleNamespace:
+    async def update_one(self, filter_: dict[str, Any], update: dict[str, Any], upsert: bool = False) -> SimpleNamespace:
         found = self._found(filter_)
         if found:
             apply_update(found[0], update)
+        elif upsert:
+            doc = {k: v for k, v in filter_.items() if not k.startswith("$") and not isinstance(v, dict)}
+            apply_update(doc, {op: fields for op, fields in update.items() if op != "$setOnInsert"})
+            doc.update(copy.deepcopy(update.get("$setOnInsert", {})))
+            self.docs[doc["_id"]] = doc
         return SimpleNamespace(modified_count=1 if found else 0, matched_count=len(found[:1]))
 
     async def find_one_and_update(self, filter_: dict[str, Any], update: dict[str, Any],
@@ -347,6 +352,7 @@ class World:
         self.heads, self.versions, self.accounts = (MemoryCollection("heads"), MemoryCollection("versions"),
                                                     MemoryCollection("accounts"))
         self.blobs = MemoryBlobs()
+        self.blob_deletions = MemoryCollection("blob_deletions")
         self.clock = FixedClock(datetime(2026, 1, 1, tzinfo=UTC))
         self.system_time = 1_000_000.0  # the ledger's operational clock (op time-to-live)
         self.publisher = RecordingPublisher(self.clock)
@@ -361,6 +367,7 @@ class World:
         ledger = Ledger(accounts_, now=lambda: self.system_time)
         store = FilesStore(SerializedCollection(heads), SerializedCollection(versions), accounts_, ledger)
         return bootstrap(clock=self.clock, events=self.publisher, store=store, ledger=ledger, blobs=blobs,
+                         blob_deletions=self.blob_deletions,
                          max_upload_bytes=max_upload_bytes, reconcile_seconds=10.0)
 
     def later(self) -> None:

@@ -2,7 +2,7 @@
 
     osmcloud-stack up     [--state-dir D] [--base-port B] [--test-clock] [--infra-only] [--sandbox-store] [external infra options]
     osmcloud-stack down   [--state-dir D]
-    osmcloud-stack status [--state-dir D]
+    osmcloud-stack status [--state-dir D] [--json]   # per process: state, restarts, last exit
     osmcloud-stack env    [--state-dir D]     # prints OSMCLOUD_* exports so tests can use this running stack
 
 Installs nothing: run ``bash infra/bootstrap.sh`` first (``make up`` does).
@@ -11,12 +11,14 @@ Installs nothing: run ``bash infra/bootstrap.sh`` first (``make up`` does).
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 from pathlib import Path
 
 from . import paths
 from .stack import ExternalInfra, Stack, StackConfig, StackError
+from .supervisor import BackoffPolicy
 
 
 def _say(msg: str) -> None:
@@ -47,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--sandbox-store", action="store_true",
                     help="billing accepts receipts signed with the stack's random sandbox key (dev and tests only)")
     up.add_argument("--log-level", default="info")
+    up.add_argument("--no-supervise", action="store_true",
+                    help="no supervisor: nothing restarts a process that dies")
+    up.add_argument("--restart-backoff", type=float, nargs=2, metavar=("FIRST", "CAP"), default=None,
+                    help="seconds before the first restart of a process that died, and the longest wait (default 0.25 30)")
     up.add_argument("--kafka-bootstrap", default=None, help="use this Kafka instead of starting one (with --mongo-url, --s3-endpoint)")
     up.add_argument("--mongo-url", default=None, help="use this MongoDB-protocol server instead of FerretDB")
     up.add_argument("--s3-endpoint", default=None, help="use this S3 server (host:port) instead of versitygw")
@@ -57,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     down = sub.add_parser("down", help="stop every process recorded in the state directory")
     state_arg(down)
-    status = sub.add_parser("status", help="show what runs and whether it is ready")
+    status = sub.add_parser("status", help="show what runs, whether it is ready, its restarts and last exit")
     state_arg(status)
+    status.add_argument("--json", action="store_true", help="one JSON object: {\"state_dir\", \"gateway\", \"processes\": [...]}")
     env = sub.add_parser("env", help="print shell exports of the running stack's endpoints (OSMCLOUD_*)")
     state_arg(env)
     return parser
@@ -94,6 +101,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         sandbox_store=args.sandbox_store,
         trusted_proxies=tuple(args.trusted_proxy),
         prometheus=args.prometheus,
+        supervise=not args.no_supervise,
+        restart_backoff=BackoffPolicy(*args.restart_backoff) if args.restart_backoff else BackoffPolicy(),
     )
     stack = Stack(config, log=_say)
     running = [n for n in stack.process_names() if stack.procs.running(n)]
@@ -132,10 +141,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"no stack in {state_dir}")
         return 1
     rows = stack.status()
-    print(f"state: {state_dir}   gateway: {stack.endpoints().gateway_url}")
-    for r in rows:
-        ports = ",".join(str(p) for p in r["ports"])
-        print(f"  {r['name']:<10} pid {str(r['pid'] or '-'):<8} ports {ports:<12} {r['state']}")
+    if args.json:
+        print(json.dumps({"state_dir": str(state_dir), "gateway": stack.endpoints().gateway_url, "processes": rows}, indent=1))
+    else:
+        print(f"state: {state_dir}   gateway: {stack.endpoints().gateway_url}")
+        print(f"  {'process':<10} {'pid':<8} {'ports':<12} {'restarts':>8}  {'last exit':<20} state")
+        for r in rows:
+            ports = ",".join(str(p) for p in r["ports"]) or "-"
+            print(f"  {r['name']:<10} {str(r['pid'] or '-'):<8} {ports:<12} {r['restarts']:>8}  {r['last_exit'] or '-':<20} {r['state']}")
     return 0 if all(r["state"] == "ready" for r in rows) else 3
 
 

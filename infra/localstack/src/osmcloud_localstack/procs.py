@@ -172,8 +172,19 @@ class ProcessManager:
 
     def exit_code(self, rec: PidRecord) -> int | None:
         """Exit code if we are the parent and it has exited, else None."""
-        proc = self._popen.get(rec.pid)
-        return proc.poll() if proc else None
+        return self.exit_code_of(rec.pid)
+
+    def exit_code_of(self, pid: int, wait: float = 0.0) -> int | None:
+        """How a child we started ended (Popen's returncode: negative = killed by that
+        signal), waiting up to `wait` seconds for it (a big process killed with SIGKILL takes
+        a moment to become a zombie); None while it runs or when this process did not start it."""
+        proc = self._popen.get(pid)
+        if proc is None:
+            return None
+        try:
+            return proc.wait(wait) if wait > 0 else proc.poll()
+        except subprocess.TimeoutExpired:
+            return None
 
     # -- stop ------------------------------------------------------------------------------
     def stop(self, name: str, timeout: float = 15.0, on_kill: Callable[[str], None] | None = None) -> str:

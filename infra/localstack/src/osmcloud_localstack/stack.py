@@ -37,13 +37,14 @@ from . import monitoring, paths, readiness
 from .gateway import write_gateway_config
 from .ports import HOST, PROCESS_PORTS, PortLayout, find_conflicts
 from .procs import PidRecord, ProcessManager, group_members, proc_state, tail
+from .supervisor import SUPERVISOR, BackoffPolicy, held_marker, read_status, start_request, status_path
 
 SERVICES = ("auth", "files", "trash", "billing")
 # secrets a stack generates once and keeps in its stack.json
 GENERATED_SECRETS = ("s3_access_key", "s3_secret_key", "sandbox_receipt_key")
 INFRA = ("kafka", "ferretdb", "versitygw")
-# start order; stop runs in reverse
-ALL_PROCESSES = ("kafka", "ferretdb", "versitygw", "smtp-sink", *SERVICES, "gateway", "prometheus")
+# start order; stop runs in reverse (the supervisor, which restarts the others, stops first)
+ALL_PROCESSES = ("kafka", "ferretdb", "versitygw", "smtp-sink", *SERVICES, "gateway", "prometheus", SUPERVISOR)
 
 
 
@@ -133,11 +134,17 @@ class StackConfig:
     kafka_heap: str = "512m"
     timeouts: dict[str, float] = field(default_factory=dict)  # per process readiness timeout override
     prometheus: bool = False  # also run Prometheus (deploy/prometheus/alerts.yml) scraping the stack
+    # a supervisor process starts everything and restarts what dies (supervisor.py); False:
+    # the caller starts the processes itself and nothing restarts them
+    supervise: bool = True
+    restart_backoff: BackoffPolicy | dict[str, float] = field(default_factory=BackoffPolicy)
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir).absolute()
         if isinstance(self.external, dict):
             self.external = ExternalInfra(**self.external)
+        if isinstance(self.restart_backoff, dict):
+            self.restart_backoff = BackoffPolicy(**self.restart_backoff)
         PortLayout(self.base_port)  # validates
 
 
@@ -246,6 +253,10 @@ class Stack:
             sandbox_store=meta.get("sandbox_store", False),
             trusted_proxies=tuple(meta.get("trusted_proxies") or ()),
             prometheus=meta.get("prometheus", False),
+            supervise=meta.get("supervise", False),
+            restart_backoff=meta.get("restart_backoff") or BackoffPolicy(),
+            kafka_heap=meta.get("kafka_heap", "512m"),
+            timeouts=dict(meta.get("timeouts") or {}),
         )
         stack = cls(cfg, log)
         stack._generated = dict(meta.get("secrets") or {})
@@ -274,6 +285,10 @@ class Stack:
             "trusted_proxies": list(c.trusted_proxies),
             "secrets": {name: self._generated_secret(name) for name in GENERATED_SECRETS},
             "prometheus": c.prometheus,
+            "supervise": c.supervise,
+            "restart_backoff": asdict(self.backoff),
+            "kafka_heap": c.kafka_heap,
+            "timeouts": dict(c.timeouts),
             "processes": list(self.process_names()),
             "repo": str(self.repo),
         }
@@ -283,6 +298,11 @@ class Stack:
         os.chmod(path, 0o600)
 
     # ---- what runs ---------------------------------------------------------------------------
+    @property
+    def backoff(self) -> BackoffPolicy:
+        b = self.config.restart_backoff
+        return b if isinstance(b, BackoffPolicy) else BackoffPolicy(**b)
+
     @property
     def external(self) -> ExternalInfra | None:
         ext = self.config.external
@@ -348,10 +368,12 @@ class Stack:
 
     # ---- up / down -----------------------------------------------------------------------------
     def up(self) -> Endpoints:
-        """Start everything and wait until it is ready; on failure stop what was started and raise StackError."""
+        """Start everything and wait until it is ready; on failure stop what was started and raise
+        StackError. With `supervise` (the default) a supervisor process does the starting and
+        then restarts whatever dies (supervisor.py); this call follows its log."""
         t0 = time.monotonic()
         self._check_state_dir()
-        running = [n for n in self.process_names() if self.procs.running(n)]
+        running = [n for n in (*self.process_names(), SUPERVISOR) if self.procs.running(n)]
         if running:
             raise StackError(
                 f"processes of a stack in {self.state} are already running ({', '.join(running)}); "
@@ -359,7 +381,21 @@ class Stack:
             )
         self._check_tools()
         self._check_ports(self.process_names())
+        for name in self.process_names():  # a new start forgets earlier stops on purpose
+            held_marker(self.procs.run_dir, name).unlink(missing_ok=True)
+            start_request(self.procs.run_dir, name).unlink(missing_ok=True)
+        status_path(self.state).unlink(missing_ok=True)
         self._write_meta()
+        if self.config.supervise:
+            self._start_supervised()
+        else:
+            self.start_all()
+        self._log(f"stack ready in {time.monotonic() - t0:.1f} s: gateway {self.endpoints().gateway_url}")
+        return self.endpoints()
+
+    def start_all(self) -> None:
+        """Start every process in order, waiting for each to be ready (run by the supervisor,
+        or by up() itself without one); on failure stop what was started and raise."""
         try:
             first = [n for n in ("ferretdb", "versitygw", "smtp-sink") if n in self.process_names()]
             if self.external:
@@ -382,54 +418,175 @@ class Stack:
                 self._wait_ready(name, rec, spec)
         except BaseException:
             self._log("start failed; stopping what was started")
+            self._stop_all(supervisor=False)
+            raise
+
+    def _start_supervised(self) -> None:
+        """Start the supervisor, which starts the stack; forward its log lines until it reports
+        that everything runs, or raise StackError with what it reports (or its last lines)."""
+        log = self.procs.log_path(SUPERVISOR)
+        offset = log.stat().st_size if log.exists() else 0
+        argv = [paths.venv_python(self.repo), "-m", "osmcloud_localstack.supervise", "--state-dir", str(self.state)]
+        rec = self.procs.start(SUPERVISOR, argv, env={"PYTHONUNBUFFERED": "1"}, cwd=self.state,
+                               match=f"osmcloud_localstack.supervise --state-dir {self.state}")
+        self._log(f"supervisor started (pid {rec.pid}); it starts the stack and restarts what dies")
+
+        def forward() -> None:
+            nonlocal offset
+            try:
+                with open(log, "rb") as f:
+                    f.seek(offset)
+                    data = f.read()
+            except OSError:
+                return
+            end = data.rfind(b"\n") + 1
+            offset += end
+            for line in data[:end].decode(errors="replace").splitlines():
+                if line and not line.startswith("=== "):
+                    self._log(line)
+
+        try:
+            while True:
+                forward()
+                status = read_status(self.state) or {}
+                if status.get("phase") == "running":
+                    return
+                if status.get("phase") == "failed":
+                    raise StackError(status.get("error") or f"the start failed; see {log}")
+                if not self.procs.running(SUPERVISOR):
+                    forward()
+                    raise StackError(f"the supervisor exited while starting the stack; last lines of {log}:\n{tail(log)}")
+                time.sleep(0.1)
+        except BaseException:
             self.down()
             raise
-        self._log(f"stack ready in {time.monotonic() - t0:.1f} s: gateway {self.endpoints().gateway_url}")
-        return self.endpoints()
 
     def down(self) -> dict[str, str]:
-        """Stop every process recorded in the state directory (reverse start order)."""
-        names = self.procs.recorded_names()
-        order = [n for n in reversed(ALL_PROCESSES) if n in names] + [n for n in names if n not in ALL_PROCESSES]
+        """Stop every process recorded in the state directory: the supervisor first (so that
+        nothing is restarted), then the others in reverse start order."""
+        return self._stop_all(supervisor=True)
+
+    def _stop_all(self, supervisor: bool) -> dict[str, str]:
         results = {}
+        if supervisor and self.procs.read(SUPERVISOR) is not None:
+            results[SUPERVISOR] = self.procs.stop(SUPERVISOR, timeout=STOP_TIMEOUTS.get(SUPERVISOR, 15.0), on_kill=self._log)
+            self._log(f"{SUPERVISOR}: {results[SUPERVISOR]}")
+        names = [n for n in self.procs.recorded_names() if n != SUPERVISOR]
+        order = [n for n in reversed(ALL_PROCESSES) if n in names] + [n for n in names if n not in ALL_PROCESSES]
         for name in order:
             results[name] = self.procs.stop(name, timeout=STOP_TIMEOUTS.get(name, 15.0), on_kill=self._log)
             self._log(f"{name}: {results[name]}")
         return results
 
+    # ---- one process -----------------------------------------------------------------------
+    def supervised(self) -> bool:
+        """Whether a supervisor watches this stack's processes right now."""
+        status = read_status(self.state)
+        return bool(self.procs.running(SUPERVISOR)) and bool(status) and status.get("phase") == "running"
+
     def stop_process(self, name: str) -> str:
+        """Stop one process on purpose: the supervisor holds it (no restart) until
+        start_process(name)."""
         self._known(name)
+        held_marker(self.procs.run_dir, name).write_text(f"{time.time()}\n")
+        if self.supervised():
+            self._wait_supervisor(lambda s: s.get("state") == "held", name, "take note of the hold")
         result = self.procs.stop(name, timeout=STOP_TIMEOUTS.get(name, 15.0), on_kill=self._log)
         self._log(f"{name}: {result}")
         return result
 
-    def start_process(self, name: str, extra_env: dict[str, str] | None = None) -> None:
-        """(Re)start one process of this stack and wait until it is ready; `extra_env` is added
-        to its environment this time only (e.g. a test's OTEL_* variables)."""
+    def start_process(self, name: str, env: dict[str, str] | None = None) -> None:
+        """(Re)start one process of this stack and wait until it is ready. With a supervisor,
+        it starts the process (now, whatever its backoff) and keeps `env` (extra environment)
+        for later restarts too. Works after stop_process and after a crash."""
         self._known(name)
         if self.procs.running(name):
             raise StackError(f"{name} is already running")
+        spec = self._spec(name)
+        if not self.supervised():
+            held_marker(self.procs.run_dir, name).unlink(missing_ok=True)
+            self._wait_ready(name, self.spawn(name, env), spec)
+            return
+        request = start_request(self.procs.run_dir, name)
+        tmp = request.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"env": env or {}}))
+        tmp.replace(request)
+        self._wait_supervisor(lambda s: not request.exists(), name, "take the start request")
+        self.wait_ready(name, spec.timeout)
+
+    def wait_ready(self, name: str, timeout: float | None = None) -> None:
+        """Wait until `name` runs and answers its readiness probe (StackError after `timeout`
+        seconds, default that process's start timeout): after a restart by the supervisor."""
+        self._known(name)
+        timeout = timeout if timeout is not None else self.config.timeouts.get(name, DEFAULT_TIMEOUTS.get(name, 60.0))
+        probe = self._ready(name)
+        t0 = time.monotonic()
+        reason: str | None = "not running"
+        while time.monotonic() - t0 < timeout:
+            if self.procs.running(name):
+                reason = probe()
+                if reason is None:
+                    self._log(f"{name} ready after {time.monotonic() - t0:.1f} s")
+                    return
+            else:
+                reason = "not running"
+            time.sleep(0.1)
+        log = self.procs.log_path(name)
+        raise StackError(f"{name} not ready within {timeout:.0f} s ({reason}); last lines of {log}:\n{tail(log)}")
+
+    def _wait_supervisor(self, done: Callable[[dict[str, Any]], bool], name: str, what: str, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            status = read_status(self.state) or {}
+            if done((status.get("processes") or {}).get(name) or {}):
+                return
+            if time.monotonic() > deadline:
+                raise StackError(f"the supervisor did not {what} of {name} within {timeout:.0f} s; see {self.procs.log_path(SUPERVISOR)}")
+            time.sleep(0.05)
+
+    def spawn(self, name: str, env: dict[str, str] | None = None) -> PidRecord:
+        """Start one process without waiting (the supervisor's restart): its ports must be free."""
+        self._known(name)
         self._check_ports((name,))
         if name == "kafka":
             self._format_kafka()
-        name, rec, spec = self._spawn(name, extra_env)
-        self._wait_ready(name, rec, spec)
+        return self._spawn(name, env)[1]
+
+    def process_info(self) -> dict[str, dict[str, Any]]:
+        """Per process what the supervisor saw: state (running, waiting to restart, held),
+        pid, restarts, last_exit ('code 1', 'signal 9 (SIGKILL)'), last_exit_at,
+        next_restart_at; {} without a supervisor status."""
+        return dict((read_status(self.state) or {}).get("processes") or {})
 
     def status(self) -> list[dict[str, Any]]:
         rows = []
+        info = self.process_info()
         for name in self.process_names():
             rec = self.procs.read(name)
             running = self.procs.running(name)
             ports = [self.ports.port(r) for r in PROCESS_PORTS[name]]
+            seen = info.get(name, {})
             if running:
                 reason = self._ready(name)()
                 state = "ready" if reason is None else f"running, not ready ({reason})"
+            elif held_marker(self.procs.run_dir, name).exists():
+                state = "stopped on purpose (held: not restarted)"
+            elif seen.get("state") == "waiting" and self.supervised():
+                state = f"dead, restart due in {max(0.0, (seen.get('next_restart_at') or 0) - time.time()):.1f} s"
             elif rec:
                 left = group_members(rec) if proc_state(rec.pid) in (None, "Z", "X") else []
                 state = f"dead, {len(left)} child process(es) left (run down)" if left else "dead (stale PID file)"
             else:
                 state = "stopped"
-            rows.append({"name": name, "pid": running.pid if running else None, "ports": ports, "state": state})
+            rows.append({"name": name, "pid": running.pid if running else None, "ports": ports, "state": state,
+                         "restarts": seen.get("restarts", 0), "last_exit": seen.get("last_exit", ""),
+                         "last_exit_at": seen.get("last_exit_at")})
+        if self.config.supervise or self.procs.read(SUPERVISOR):
+            sup = self.procs.running(SUPERVISOR)
+            phase = (read_status(self.state) or {}).get("phase", "")
+            state = ("ready" if phase == "running" else f"running ({phase or 'no status yet'})") if sup else "stopped"
+            rows.append({"name": SUPERVISOR, "pid": sup.pid if sup else None, "ports": [], "state": state,
+                         "restarts": 0, "last_exit": "", "last_exit_at": None})
         return rows
 
     # ---- internals -------------------------------------------------------------------------
@@ -484,11 +641,10 @@ class Stack:
                 "stop whatever holds them (osmcloud-stack down --state-dir <dir> for an old stack) or choose another --base-port"
             )
 
-    def _spawn(self, name: str, extra_env: dict[str, str] | None = None) -> tuple[str, PidRecord, _Spec]:
+    def _spawn(self, name: str, env: dict[str, str] | None = None) -> tuple[str, PidRecord, _Spec]:
         spec = self._spec(name)
-        spec.env.update(extra_env or {})
         self._log(f"starting {name} ({', '.join(f'{HOST}:{self.ports.port(r)}' for r in PROCESS_PORTS[name])})")
-        rec = self.procs.start(name, spec.argv, env=spec.env, cwd=spec.cwd, match=spec.match)
+        rec = self.procs.start(name, spec.argv, env={**spec.env, **(env or {})}, cwd=spec.cwd, match=spec.match)
         return name, rec, spec
 
     def _wait_ready(self, name: str, rec: PidRecord, spec: _Spec) -> None:

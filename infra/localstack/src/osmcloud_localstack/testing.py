@@ -94,6 +94,8 @@ class StackHandle:
     _start_kafka: Callable[[], None] | None = field(default=None, repr=False)
     _stop_process: Callable[[str], str] | None = field(default=None, repr=False)
     _start_process: Callable[..., None] | None = field(default=None, repr=False)
+    # the Stack whose processes run on this machine (modes local and testcontainers), else None
+    local: Stack | None = field(default=None, repr=False)
 
     def url(self, path: str) -> str:
         return self.gateway_url.rstrip("/") + path
@@ -125,6 +127,28 @@ class StackHandle:
             self._start_process(name, extra_env)
         else:
             self._start_process(name)
+
+    def _control(self, what: str) -> Stack:
+        if self.local is None or not self.local.supervised():
+            raise CannotControl(f"cannot {what} in mode {self.mode!r}: no supervised local stack")
+        return self.local
+
+    def kill(self, name: str, sig: int = 9) -> int:
+        """Send `sig` (SIGKILL) to one process of the stack (a service or a server), as a crash
+        would; returns its PID. Its supervisor restarts it (process_info, wait_ready)."""
+        rec = self._control(f"kill {name}").procs.running(name)
+        if rec is None:
+            raise AssertionError(f"{name} is not running")
+        os.kill(rec.pid, sig)
+        return rec.pid
+
+    def process_info(self, name: str) -> dict[str, Any]:
+        """What the supervisor saw of `name`: state, pid, restarts, last_exit, ... (Stack.process_info)."""
+        return self._control("read the supervisor's status").process_info().get(name, {})
+
+    def wait_ready(self, name: str, timeout: float) -> None:
+        """Wait (blocking) until `name` runs again and answers its readiness probe."""
+        self._control(f"wait for {name}").wait_ready(name, timeout)
 
 
 # ---- mode selection -------------------------------------------------------------------------
@@ -251,6 +275,7 @@ def local_stack(say: Callable[[str], None]) -> Iterator[StackHandle]:
             _start_kafka=lambda: stack.start_process("kafka"),
             _stop_process=stack.stop_process,
             _start_process=stack.start_process,
+            local=stack,
         )
     finally:
         say("stopping the local test stack")
@@ -284,7 +309,7 @@ def testcontainers_stack(say: Callable[[str], None], on_death: Callable[[Any], N
         except StackError as exc:
             raise StackUnavailable(f"the test stack did not start:\n{exc}") from exc
         yield _handle("testcontainers", endpoints, services, _stop_kafka=infra.stop_kafka, _start_kafka=infra.start_kafka,
-                      _stop_process=stack.stop_process, _start_process=stack.start_process)
+                      _stop_process=stack.stop_process, _start_process=stack.start_process, local=stack)
     finally:
         if stack is not None:
             say("stopping the local processes of the test stack")

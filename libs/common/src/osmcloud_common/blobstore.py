@@ -10,12 +10,15 @@ import asyncio
 import contextlib
 import hashlib
 import io
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
+import certifi
+import urllib3
 from minio import Minio
 from minio.datatypes import Part
 from minio.commonconfig import CopySource
@@ -47,8 +50,19 @@ class StoredBlob:
 
 class BlobStore:
     def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str, secure: bool = False,
-                 threads: int = 16) -> None:
-        self._client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure)
+                 threads: int = 16, connect_timeout: float = 3.0, read_timeout: float = 30.0) -> None:
+        # the SDK's own client waits 5 minutes to connect and retries 5 times: an S3 server
+        # that is down or stuck would hold a request that long. Ours fails within about
+        # connect_timeout (twice, with one retry) or read_timeout, and the request gets a 503
+        # (faults.py); one connection per worker thread.
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
+            maxsize=threads,
+            cert_reqs="CERT_REQUIRED" if secure else "CERT_NONE",
+            ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+            retries=urllib3.Retry(total=1, connect=1, read=0, backoff_factor=0.2, status_forcelist=[502, 503, 504]),
+        )
+        self._client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, http_client=http)
         self.bucket, self.secure = bucket, secure
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3")
 

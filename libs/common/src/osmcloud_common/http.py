@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from . import tracing
 from .errors import ApiError, BadRequest, Unauthorized
+from .faults import DISK_FULL, unavailable_dependency
 from .logging import get_logger
 from .osmand import OsmandError, as_osmand_error
 
@@ -64,8 +65,32 @@ def error_response(error: ApiError, path: str = "") -> web.Response:
     return web.json_response(error.body(), status=error.status)
 
 
+# the longest one readiness check may take before it counts as failed
+READINESS_CHECK_SECONDS = 4.0
+# seconds a client is told to wait before retrying while a dependency is away
+DEPENDENCY_RETRY_AFTER = 5
+
+
+def dependency_unavailable_response(away: str, path: str) -> web.Response:
+    """503 JSON (OsmAnd's "try later" on /userdata/) with Retry-After: what a request that met
+    an unreachable dependency is answered, instead of a 500."""
+    if away == DISK_FULL:  # 503, not 507: to a client both mean "not now, nothing was stored"
+        error = ApiError("the server's storage is full right now; nothing was stored, retry later",
+                         code="storage_full", status=503, details={"retry_after_seconds": DEPENDENCY_RETRY_AFTER})
+    else:
+        error = ApiError(f"the {away} is not reachable right now; retry shortly", code="unavailable", status=503,
+                         details={"retry_after_seconds": DEPENDENCY_RETRY_AFTER})
+    response = error_response(error, path)
+    response.headers["Retry-After"] = str(DEPENDENCY_RETRY_AFTER)
+    return response
+
+
 def create_app(service: str, *, gateway_secret: str = "",
-               clock_report: Callable[[], dict] | None = None) -> web.Application:
+               clock_report: Callable[[], dict] | None = None,
+               serving: Callable[[], bool] | None = None) -> web.Application:
+    """The app with its middleware. `serving()` False (a replica still setting up: indexes,
+    bucket) answers every request but /healthz, /readyz and /metrics 503 JSON at once, so the
+    gateway passes it to another replica instead of waiting on this one."""
     registry = CollectorRegistry()
     secret_bytes = gateway_secret.encode()
     requests = Counter("http_requests_total", "HTTP requests", ["method", "route", "status"], registry=registry)
@@ -93,11 +118,16 @@ def create_app(service: str, *, gateway_secret: str = "",
                 offered = request.headers.get("X-Gateway-Secret", "").encode()
                 if not hmac.compare_digest(offered, secret_bytes):  # constant time
                     raise Unauthorized("requests must come through the gateway")
+            if serving is not None and request.path not in PUBLIC_PATHS and not serving():
+                raise ApiError(f"this {service} replica is starting; retry shortly", code="unavailable", status=503,
+                               details={"retry_after_seconds": 1})
             response = await handler(request)
             status = response.status
         except ApiError as exc:
             response = error_response(exc, request.path)
             status = response.status
+            if exc.status == 503 and isinstance(exc.details.get("retry_after_seconds"), int):
+                response.headers["Retry-After"] = str(exc.details["retry_after_seconds"])
             if exc.status < 500:  # OsmAnd's shape answers 400 for everything: count by the error's own
                 refusals.labels(request.method, route, exc.reason).inc()
         except web.HTTPException as exc:
@@ -119,16 +149,23 @@ def create_app(service: str, *, gateway_secret: str = "",
                 raise
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("unhandled error", path=request.path)
-            if request.path.startswith(OSMAND_PREFIX):
-                response = error_response(ApiError(f"internal error (request {request_id})", status=500),
-                                          request.path)
+        except Exception as exc:
+            away = unavailable_dependency(exc)
+            if away is not None:  # not the request's fault, nor a bug: the client may retry
+                log.warning("dependency unavailable", path=request.path, dependency=away,
+                            error=f"{type(exc).__name__}: {str(exc)[:300]}")
+                response = dependency_unavailable_response(away, request.path)
+                status = 503
             else:
-                response = web.json_response(
-                    {"error": {"code": "internal", "message": "internal error; see the service log",
-                               "request_id": request_id}}, status=500)
-            status = 500  # counted as what it was, whatever shape answered it
+                log.exception("unhandled error", path=request.path)
+                if request.path.startswith(OSMAND_PREFIX):
+                    response = error_response(ApiError(f"internal error (request {request_id})", status=500),
+                                              request.path)
+                else:
+                    response = web.json_response(
+                        {"error": {"code": "internal", "message": "internal error; see the service log",
+                                   "request_id": request_id}}, status=500)
+                status = 500  # counted as what it was, whatever shape answered it
         finally:
             requests.labels(request.method, route, str(status)).inc()
             latency.labels(request.method, route).observe(time.perf_counter() - started)
@@ -150,7 +187,10 @@ def create_app(service: str, *, gateway_secret: str = "",
 
     async def readyz(request: web.Request) -> web.Response:
         checks = request.app[CHECKS_KEY]
-        results = await asyncio.gather(*(check() for check in checks.values()), return_exceptions=True)
+        # a check that hangs (a dependency that accepts connections but never answers) counts
+        # as failed after READINESS_CHECK_SECONDS: /readyz itself answers quickly, always
+        results = await asyncio.gather(*(asyncio.wait_for(check(), READINESS_CHECK_SECONDS) for check in checks.values()),
+                                       return_exceptions=True)
         status = {name: (result is True) for name, result in zip(checks, results)}
         ready = all(status.values())
         return web.json_response({"ready": ready, "checks": status}, status=200 if ready else 503)

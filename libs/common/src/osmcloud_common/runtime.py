@@ -43,12 +43,15 @@ class Runtime:
         self.lag_monitor = LagMonitor(settings.kafka_bootstrap, settings.kafka_topic_prefix,
                                       settings.consumer_lag_poll_seconds)
         self.blobs = (BlobStore(settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key,
-                                settings.s3_bucket, settings.s3_secure) if uses_blobs else None)
+                                settings.s3_bucket, settings.s3_secure,
+                                connect_timeout=settings.s3_connect_timeout_seconds,
+                                read_timeout=settings.s3_read_timeout_seconds) if uses_blobs else None)
         self._handlers: dict[str, Handler] = {}
         self._batch_handlers: dict[str, BatchHandler] = {}
         self._jobs: list[Callable[[], Awaitable[None]]] = []
         self._startup: list[Callable[[], Awaitable[None]]] = []
         self._topics_ready = False
+        self._set_up = False  # the start-up steps ran: requests are served (Kafka may still be away)
         self._started = False
         self.consumer: EventConsumer | None = None
         self.deleted_accounts: DeletedAccounts | None = None
@@ -163,6 +166,7 @@ class Runtime:
     async def _start(self) -> None:
         for step in self._startup:
             await self._retry_forever(getattr(step, "__name__", "startup"), step)
+        self._set_up = True
 
         async def topics() -> None:
             await ensure_topics(self.settings.kafka_bootstrap, self.settings.kafka_topic_prefix,
@@ -226,7 +230,7 @@ class Runtime:
     def create_app(self) -> web.Application:
         report = self.clock.report if isinstance(self.clock, SharedTestClock) else None
         app = create_app(self.settings.service_name, gateway_secret=self.settings.gateway_secret,
-                         clock_report=report)
+                         clock_report=report, serving=lambda: self._set_up)
         self.readiness(app)
         app.cleanup_ctx.append(self.lifecycle)
         app.router.add_post("/internal/events", self._events_handed_over)

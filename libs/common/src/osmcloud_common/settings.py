@@ -61,6 +61,10 @@ class ServiceSettings(BaseSettings):
     s3_secret_key: str = ""
     s3_bucket: str = "osmcloud-blobs"
     s3_secure: bool = False
+    # S3 that is away or stuck fails a request in bounded time (a 503), never hangs it:
+    # connecting, and waiting for each answer (a part of an upload included)
+    s3_connect_timeout_seconds: float = Field(default=3.0, gt=0)
+    s3_read_timeout_seconds: float = Field(default=30.0, gt=0)
 
     # required: services answer only requests that carry it (nginx adds it)
     gateway_secret: str = ""

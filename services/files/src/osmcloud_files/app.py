@@ -36,7 +36,8 @@ def build_app(settings: FilesSettings | None = None) -> web.Application:
     store = FilesStore(heads=heads, versions=SerializedCollection(runtime.db["versions"]), accounts=accounts,
                        ledger=ledger)
     services = bootstrap(clock=runtime.clock, events=RuntimePublisher(runtime, heads, accounts), store=store,
-                         ledger=ledger, blobs=S3Blobs(runtime.blobs), max_upload_bytes=settings.max_upload_bytes,
+                         ledger=ledger, blobs=S3Blobs(runtime.blobs), blob_deletions=runtime.db["blob_deletions"],
+                         max_upload_bytes=settings.max_upload_bytes,
                          reconcile_seconds=settings.reconcile_seconds)
     runtime.on_startup(store.create_indexes)
     runtime.on_startup(runtime.blobs.ensure_bucket)

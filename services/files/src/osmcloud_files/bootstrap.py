@@ -4,6 +4,9 @@ usage ledger, blob store — and wires the application services on them. app.py 
 real adapters; the service-layer tests (tests/files_fakes.py) pass fakes."""
 
 from dataclasses import dataclass
+from typing import Any
+
+from .blob_cleanup import DeferredBlobDeletions
 
 from .ledger import Ledger
 from .operations import Operations
@@ -28,9 +31,11 @@ class FilesServices:
 
 
 def bootstrap(*, clock: Clock, events: EventPublisher, store: FilesStore, ledger: Ledger, blobs: Blobs,
-              max_upload_bytes: int, reconcile_seconds: float) -> FilesServices:
+              blob_deletions: Any, max_upload_bytes: int, reconcile_seconds: float) -> FilesServices:
+    """`blob_deletions` is the collection of blob keys whose deletion waits for S3 (blob_cleanup.py)."""
     bound = StorageBound(events, store, ledger, blobs)
-    ops = Operations(clock, events, store, ledger, blobs, bound, max_upload_bytes)
+    deferred = DeferredBlobDeletions(blob_deletions, blobs, clock)
+    ops = Operations(clock, events, store, ledger, blobs, bound, deferred, max_upload_bytes)
     uploader = Uploader(clock, events, store, ledger, blobs, ops, max_upload_bytes)
     return FilesServices(clock=clock, events=events, store=store, ledger=ledger, blobs=blobs, bound=bound, ops=ops,
                          uploader=uploader, reconciler=Reconciler(ops, reconcile_seconds))

@@ -22,6 +22,7 @@ from osmcloud_common.events import (Entitlement, FileDeleted, FileRestored, File
 from osmcloud_common.logging import get_logger
 from osmcloud_common.mongo import find_by_ids
 
+from .blob_cleanup import DeferredBlobDeletions
 from .domain import (FileRef, blob_key, blob_prefix, head_after_removal, live_version_before, next_update_ms,
                      parse_file_ref, restore_quota)
 from .errors import (Busy, FileChanged, FileCountExceeded, FileNotFound, FileTooLarge, QuotaExceeded,
@@ -81,9 +82,9 @@ class HeadChange:
 
 class Operations:
     def __init__(self, clock: Clock, events: EventPublisher, store: FilesStore, ledger: Ledger, blobs: Blobs,
-                 bound: StorageBound, max_upload_bytes: int) -> None:
+                 bound: StorageBound, deferred: DeferredBlobDeletions, max_upload_bytes: int) -> None:
         self.clock, self.events, self.store, self.ledger, self.blobs = clock, events, store, ledger, blobs
-        self.bound, self.max_upload_bytes = bound, max_upload_bytes
+        self.bound, self.deferred, self.max_upload_bytes = bound, deferred, max_upload_bytes
 
     # ------------------------------------------------------------ shared steps
     def usage_event(self, user_id: str) -> UsageEvent:
@@ -482,8 +483,8 @@ class Operations:
         events = op.get("events") or None
         if kind in ("upload", "delete", "restore") and not heads and op.get("version_id"):
             await self.store.remove_version(op["version_id"])  # the head never moved to it
-            if op.get("blob_key"):
-                await self.blobs.delete(op["blob_key"])
+            if op.get("blob_key"):  # S3 away (the upload failed for it): deleted once it is back
+                await self.deferred.delete_or_defer(user_id, op["blob_key"])
             events = None
         elif kind == "remove-version":
             current = await self.store.head_doc(op["file"])

@@ -4,6 +4,7 @@
   renews while it streams) is finished if its head moved (the usage it changed is settled)
   or undone if not (its version document and blob are removed, its reservation released).
   This closes the window between storing a blob and moving the head.
+- Blobs of undone operations whose deletion waited for S3 (blob_cleanup.py) are deleted.
 Safe with several replicas: every step is conditional on the account document or repeatable."""
 
 import asyncio
@@ -41,4 +42,5 @@ class Reconciler:
                     await self.ops.recover(account, op_id, op)
                     done += 1
         self.recovered += done
+        await self.ops.deferred.retry()
         return done
