@@ -133,6 +133,8 @@ class StackConfig:
     kafka_heap: str = "512m"
     timeouts: dict[str, float] = field(default_factory=dict)  # per process readiness timeout override
     prometheus: bool = False  # also run Prometheus (deploy/prometheus/alerts.yml) scraping the stack
+    # more environment for every service process (the chaos command's OPERATION_TTL_SECONDS)
+    service_env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir).absolute()
@@ -246,6 +248,7 @@ class Stack:
             sandbox_store=meta.get("sandbox_store", False),
             trusted_proxies=tuple(meta.get("trusted_proxies") or ()),
             prometheus=meta.get("prometheus", False),
+            service_env=dict(meta.get("service_env") or {}),
         )
         stack = cls(cfg, log)
         stack._generated = dict(meta.get("secrets") or {})
@@ -274,6 +277,7 @@ class Stack:
             "trusted_proxies": list(c.trusted_proxies),
             "secrets": {name: self._generated_secret(name) for name in GENERATED_SECRETS},
             "prometheus": c.prometheus,
+            "service_env": c.service_env,
             "processes": list(self.process_names()),
             "repo": str(self.repo),
         }
@@ -658,6 +662,7 @@ class Stack:
                              "SANDBOX_STORE": "true" if c.sandbox_store else "false",
                              "SANDBOX_RECEIPT_KEY": e.sandbox_receipt_key}}.get(name, {})
         return {
+            **c.service_env,
             **extra,
             "HTTP_HOST": HOST,
             "HTTP_PORT": str(self.ports.port(name)),

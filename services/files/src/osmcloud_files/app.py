@@ -27,7 +27,8 @@ def build_app(settings: FilesSettings | None = None) -> web.Application:
     heads, accounts = SerializedCollection(runtime.db["heads"]), SerializedCollection(runtime.db["accounts"])
     runtime.relay.add_collection(heads)
     runtime.relay.add_collection(accounts)
-    store = FilesStore(heads=heads, versions=SerializedCollection(runtime.db["versions"]), accounts=accounts)
+    store = FilesStore(heads=heads, versions=SerializedCollection(runtime.db["versions"]), accounts=accounts,
+                       operation_ttl=settings.operation_ttl_seconds)
     runtime.on_startup(store.create_indexes)
     runtime.on_startup(runtime.blobs.ensure_bucket)
     register_handlers(runtime, store)
@@ -35,7 +36,8 @@ def build_app(settings: FilesSettings | None = None) -> web.Application:
     register_trash_reactions(runtime, store)
     ops = Operations(runtime, store, runtime.blobs)
     register_grace_end(runtime, store, ops)
-    runtime.background(Reconciler(ops, settings.reconcile_seconds).run)
+    runtime.background(Reconciler(ops, settings.reconcile_seconds,
+                                  grace_seconds=min(30.0, settings.operation_ttl_seconds / 4)).run)
     app = runtime.create_app()
     AccountRoutes(store, ops).register(app)
     FilesRoutes(runtime, store, runtime.blobs, settings, ops).register(app)

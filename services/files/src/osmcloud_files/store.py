@@ -21,7 +21,7 @@ from osmcloud_common.mongo import SerializedCollection, id_chunks
 from osmcloud_common.outbox import new_document_with_events, with_events
 
 from .domain import FileRef
-from .ledger import Ledger
+from .ledger import OP_TTL_SECONDS, Ledger
 
 
 class HeadMoved(Exception):
@@ -29,11 +29,11 @@ class HeadMoved(Exception):
 
 
 class FilesStore:
-    def __init__(self, heads, versions, accounts) -> None:
+    def __init__(self, heads, versions, accounts, operation_ttl: float = OP_TTL_SECONDS) -> None:
         def serialized(c):
             return c if isinstance(c, SerializedCollection) else SerializedCollection(c)
         self.heads, self.versions, self.accounts = serialized(heads), serialized(versions), serialized(accounts)
-        self.ledger = Ledger(accounts)
+        self.ledger = Ledger(accounts, ttl=operation_ttl)
 
     async def create_indexes(self) -> None:
         await self.heads.create_index([("user_id", ASCENDING), ("type", ASCENDING), ("name", ASCENDING)])
