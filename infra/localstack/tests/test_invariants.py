@@ -7,7 +7,8 @@ import pytest
 
 from osmcloud_localstack.invariants import (Book, FileClaim, Outcome, RequestRecord, Snapshot,
                                             account_erasure, acknowledged_outcomes, answers_outside_faults,
-                                            blobs_match_versions, check_all, effects_once, outboxes_drained,
+                                            blobs_match_versions, check_all, effects_once, is_osmand_unavailable,
+                                            outboxes_drained,
                                             redelivered, sha256_of, trash_matches_deletes, usage_matches_versions)
 
 U = "u1"
@@ -164,12 +165,24 @@ def test_failures_outside_a_fault_window_and_non_503_inside_are_reported():
         RequestRecord("GET", "/api/files", 30, 31, 500, True),      # outside
         RequestRecord("GET", "/api/files", 32, 33, 0, False, "timeout"),  # outside, no answer
         RequestRecord("GET", "/api/files", 34, 35, 200, True),      # fine
+        RequestRecord("POST", "/userdata/upload-file", 15, 16, 400, True, "", True),  # OsmAnd's 503, inside
+        RequestRecord("POST", "/userdata/upload-file", 36, 37, 400, True, "", True),  # ... outside
+        RequestRecord("POST", "/userdata/upload-file", 38, 39, 400, True),  # a plain refusal: fine
     ]
     found = answers_outside_faults(book, windows)
-    assert len(found) == 4, found
+    assert len(found) == 5, found
+    assert "/userdata/upload-file: 400 errorCode 6 (unavailable) outside" in found[4]
     assert "502 without JSON during a fault" in found[0]
     assert "503 without JSON during a fault" in found[1]
     assert "500 outside" in found[2] and "no answer (timeout) outside" in found[3]
+
+
+def test_osmand_unavailable_is_told_from_other_refusals():
+    unavailable = {"error": {"errorCode": 6, "message": "the service is not reachable right now; retry in 5 s"}}
+    limited = {"error": {"errorCode": 6, "message": "too many requests from this address; retry in 1 s"}}
+    assert is_osmand_unavailable("/userdata/upload-file", 400, unavailable)
+    assert not is_osmand_unavailable("/userdata/upload-file", 400, limited)
+    assert not is_osmand_unavailable("/api/files/x", 400, unavailable)
 
 
 def test_check_all_names_each_planted_violation_once():

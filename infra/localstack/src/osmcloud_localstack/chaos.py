@@ -31,7 +31,7 @@ import aiohttp
 
 from .client import count_mails, read_code
 from .invariants import (Book, FileClaim, Outcome, RequestRecord, Snapshot, answers_outside_faults, check_all,
-                         read_snapshot, redelivered, sha256_of)
+                         is_osmand_unavailable, read_snapshot, redelivered, sha256_of)
 from .procs import group_members, is_running, record_matches
 from .stack import SERVICES, Stack
 
@@ -136,9 +136,9 @@ class Http:
         status, body, is_json, error = 0, None, False, ""
         try:
             async with self.session.request(method, self.base + path, headers=headers, **kw) as response:
-                raw = await response.read()
+                data = await response.read()
                 status, is_json = response.status, response.content_type == "application/json"
-                body = raw
+                body = data
                 if is_json and not raw:
                     try:
                         body = await response.json()
@@ -147,8 +147,9 @@ class Http:
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             error = type(exc).__name__
         if record:
-            self.book.requests.append(RequestRecord(method, path.split("?")[0], started, time.monotonic(), status,
-                                                    is_json, error))
+            path = path.split("?")[0]
+            self.book.requests.append(RequestRecord(method, path, started, time.monotonic(), status, is_json, error,
+                                                    is_osmand_unavailable(path, status, body)))
         return status, body
 
 
@@ -182,7 +183,7 @@ class Client:
         self.pro = False
         self.files: dict[str, FileState] = {}
         self.counter = 0
-        self.refused = 0
+        self.refusals: Counter = Counter()  # 4xx answers (nothing changed), by call and reason
 
     # -------------------------------------------------------- bookkeeping
     def _claim(self, f: FileState, outcomes: list[Outcome]) -> None:
@@ -201,9 +202,13 @@ class Client:
         status, body = await self.http.call(method, path, token=self.token, **kw)
         if status in ok:
             return body
-        if status == 0 or status >= 500:
+        if status == 0 or status >= 500 or is_osmand_unavailable(path, status, body):
+            await asyncio.sleep(0.3)  # a client backs off while the server is away
             raise Unanswered(f"{method} {path}: {status}")
-        self.refused += 1
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        self.refusals[f"{method} {'/'.join(path.split('/')[:3])} {status} "
+                      f"{error.get('code') or error.get('errorCode') or ''} {str(error.get('message'))[:60]}"] += 1
+        await asyncio.sleep(0.05)
         return None
 
     # -------------------------------------------------------- sign-up and plans
@@ -272,8 +277,10 @@ class Client:
             f = FileState(self.rng.choice(types), self._new_name(), b"", None)
         size = self.plan.large_bytes if large and self.pro else self.rng.randint(200, 4096)
         content = os.urandom(16).hex().encode() * (size // 32 + 1)
-        before = self._live(f) if f.version_id else (Outcome("deleted", version_id=f.marker) if f.marker
-                                                      else Outcome("purged"))
+        if f.marker:
+            before = Outcome("deleted", version_id=None if f.marker == "?" else f.marker)
+        else:
+            before = self._live(f) if f.content else Outcome("purged")  # a new file did not exist
         try:
             if self.osmand:
                 body = await self._osmand_upload(f, content)
@@ -372,12 +379,23 @@ class Client:
         except Unanswered:
             for f in trashed:
                 self._uncertain(f, Outcome("deleted", version_id=f.marker), Outcome("purged"))
+            self._emptied(certain=False)
             return
         if body is None:
             return
         for f in trashed:
             self.files.pop(f"{f.file_type}/{f.name}", None)
             self._claim(f, [Outcome("purged")])
+        self._emptied(certain=True)
+
+    def _emptied(self, certain: bool) -> None:
+        """Emptying the trash also purges files this client left alone after an uncertain
+        call, where that call left them in the trash."""
+        for claim in self.book.claims.values():
+            if claim.user_id != self.user_id or not any(o.kind == "deleted" for o in claim.outcomes):
+                continue
+            outcomes = [o for o in claim.outcomes if o.kind != "deleted" or not certain]
+            claim.outcomes = list(dict.fromkeys([*outcomes, Outcome("purged")]))
 
     async def delete_account(self) -> bool:
         """Native clients older than the code resend pause (30 s) delete their account; True if
@@ -427,7 +445,8 @@ class Client:
             await self.upload()
 
 
-async def run_clients(clients: list[Client], running: asyncio.Event, stop: asyncio.Event) -> None:
+async def run_clients(clients: list[Client], running: asyncio.Event, stop: asyncio.Event,
+                      failures: Counter) -> None:
     """Each client steps while `running` is set, until `stop`; a failed step (no answer) is
     retried after a short pause — the client's book already says what it may have done."""
     async def loop(c: Client) -> None:
@@ -437,7 +456,8 @@ async def run_clients(clients: list[Client], running: asyncio.Event, stop: async
                 continue
             try:
                 await c.step()
-            except (Unanswered, TimeoutError, aiohttp.ClientError, KeyError, TypeError, ValueError):
+            except (Unanswered, TimeoutError, aiohttp.ClientError, KeyError, TypeError, ValueError) as exc:
+                failures[f"{type(exc).__name__}: {str(exc)[:80]}"] += 1
                 if c.token is None or not c.user_id:
                     c.token = None  # sign-up cut off: start again
                 await asyncio.sleep(0.3)
@@ -451,6 +471,8 @@ class Chaos:
         self.book = Book()
         self.windows: list[tuple[float, float]] = []
         self.rows: list[FaultRow] = []
+        self.failures: Counter = Counter()  # client steps that failed, by reason
+        self.clients: list[Client] = []
 
     async def run(self) -> list[FaultRow]:
         from minio import Minio
@@ -464,9 +486,10 @@ class Chaos:
             http = Http(session, e.gateway_url, self.book)
             clients = [Client(n, http, self.book, e.smtp_sink_url, e.sandbox_receipt_key, plan,
                               random.Random(rng.random()), osmand=n % 2 == 1) for n in range(plan.clients)]
+            self.clients = clients
             running, stop = asyncio.Event(), asyncio.Event()
             running.set()
-            workers = asyncio.create_task(run_clients(clients, running, stop))
+            workers = asyncio.create_task(run_clients(clients, running, stop, self.failures))
             tokens = lambda: {c.user_id: c.token for c in clients if c.token}  # noqa: E731
             try:
                 for _ in range(plan.kills):
@@ -503,9 +526,14 @@ class Chaos:
         row.requests = len(phase)
         during = [r for r in phase if r.started <= window[1] and r.ended >= window[0]]
         row.errors_during = sum(1 for r in during if r.status == 0 or r.status >= 500)
-        statuses = Counter(r.status for r in during)
+        statuses = Counter(r.status or f"none ({r.error})" for r in during)
+        if self.failures:
+            self.say(f"{name}: failed client steps so far: {dict(self.failures.most_common(6))}")
+        refusals = sum((c.refusals for c in self.clients), Counter())
+        if refusals:
+            self.say(f"{name}: refusals (4xx) so far: {dict(refusals.most_common(8))}")
         self.say(f"{name}: answers during the fault window: "
-                 + ", ".join(f"{k or 'none'} x{v}" for k, v in sorted(statuses.items())))
+                 + ", ".join(f"{k} x{v}" for k, v in sorted(statuses.items(), key=str)))
         t_settle = time.monotonic()
         violations: dict[str, list[str]] = {}
         snap = Snapshot()

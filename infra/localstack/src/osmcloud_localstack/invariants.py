@@ -67,6 +67,15 @@ class RequestRecord:
     status: int
     json_body: bool  # the answer was JSON
     error: str = ""  # transport error, when status is 0
+    # the gateway's "not reachable" in OsmAnd's form (/userdata/ errors are HTTP 400 with an
+    # errorCode: 400 + errorCode 6 stands for our 503 there)
+    osmand_unavailable: bool = False
+
+
+def is_osmand_unavailable(path: str, status: int, body: Any) -> bool:
+    error = body.get("error") if isinstance(body, dict) else None
+    return (path.startswith("/userdata/") and status == 400 and isinstance(error, dict)
+            and error.get("errorCode") == 6 and "not reachable" in str(error.get("message")))
 
 
 @dataclass
@@ -265,18 +274,20 @@ def account_erasure(snap: Snapshot, book: Book) -> list[str]:
 
 def answers_outside_faults(book: Book, windows: list[tuple[float, float]]) -> list[str]:
     """No 5xx (and no call without an answer) outside a fault window; inside one, a failing
-    call is a 503 with JSON (or no answer at all, while the gateway itself is down)."""
+    call is a 503 with JSON — on /userdata/, OsmAnd's form of it (400, errorCode 6) — or no
+    answer at all, while the gateway itself is down."""
     out = []
     for r in book.requests:
-        bad = r.status == 0 or r.status >= 500
+        bad = r.status == 0 or r.status >= 500 or r.osmand_unavailable
         if not bad:
             continue
         inside = any(r.started <= end and r.ended >= start for start, end in windows)
-        what = f"{r.method} {r.path}: " + (f"no answer ({r.error})" if r.status == 0 else f"{r.status}"
-                                            + ("" if r.json_body else " without JSON"))
+        what = f"{r.method} {r.path}: " + (
+            f"no answer ({r.error})" if r.status == 0 else "400 errorCode 6 (unavailable)" if r.osmand_unavailable
+            else f"{r.status}" + ("" if r.json_body else " without JSON"))
         if not inside:
             out.append(f"{what} outside any fault window")
-        elif r.status and (r.status != 503 or not r.json_body):
+        elif r.status and not r.osmand_unavailable and (r.status != 503 or not r.json_body):
             out.append(f"{what} during a fault (only 503 with JSON is allowed)")
     return out
 
