@@ -7,7 +7,7 @@ import pytest
 
 from osmcloud_localstack.invariants import (Book, FileClaim, Outcome, RequestRecord, Snapshot,
                                             account_erasure, acknowledged_outcomes, answers_outside_faults,
-                                            blobs_match_versions, check_all, effects_once, is_osmand_unavailable,
+                                            blobs_match_versions, check_all, effects_once, osmand_status,
                                             outboxes_drained,
                                             redelivered, sha256_of, trash_matches_deletes, usage_matches_versions)
 
@@ -165,24 +165,29 @@ def test_failures_outside_a_fault_window_and_non_503_inside_are_reported():
         RequestRecord("GET", "/api/files", 30, 31, 500, True),      # outside
         RequestRecord("GET", "/api/files", 32, 33, 0, False, "timeout"),  # outside, no answer
         RequestRecord("GET", "/api/files", 34, 35, 200, True),      # fine
-        RequestRecord("POST", "/userdata/upload-file", 15, 16, 400, True, "", True),  # OsmAnd's 503, inside
-        RequestRecord("POST", "/userdata/upload-file", 36, 37, 400, True, "", True),  # ... outside
+        RequestRecord("POST", "/userdata/upload-file", 15, 16, 400, True, "", 503),  # OsmAnd's 503, inside
+        RequestRecord("POST", "/userdata/delete-file", 16, 17, 400, True, "", 500),  # OsmAnd's 500, inside
+        RequestRecord("POST", "/userdata/upload-file", 36, 37, 400, True, "", 503),  # OsmAnd's 503, outside
         RequestRecord("POST", "/userdata/upload-file", 38, 39, 400, True),  # a plain refusal: fine
     ]
     found = answers_outside_faults(book, windows)
-    assert len(found) == 5, found
-    assert "/userdata/upload-file: 400 errorCode 6 (unavailable) outside" in found[4]
+    assert len(found) == 6, found
+    assert "/userdata/delete-file: 400 errorCode 6 standing for 500 during a fault" in found[4]
+    assert "/userdata/upload-file: 400 errorCode 6 standing for 503 outside" in found[5]
     assert "502 without JSON during a fault" in found[0]
     assert "503 without JSON during a fault" in found[1]
     assert "500 outside" in found[2] and "no answer (timeout) outside" in found[3]
 
 
-def test_osmand_unavailable_is_told_from_other_refusals():
-    unavailable = {"error": {"errorCode": 6, "message": "the service is not reachable right now; retry in 5 s"}}
-    limited = {"error": {"errorCode": 6, "message": "too many requests from this address; retry in 1 s"}}
-    assert is_osmand_unavailable("/userdata/upload-file", 400, unavailable)
-    assert not is_osmand_unavailable("/userdata/upload-file", 400, limited)
-    assert not is_osmand_unavailable("/api/files/x", 400, unavailable)
+def test_osmand_try_later_is_read_as_the_status_it_stands_for():
+    def answer(message):
+        return {"error": {"errorCode": 6, "message": message}}
+    assert osmand_status("/userdata/upload-file", 400, answer("the service is not reachable right now; retry in 5 s")) == 503
+    assert osmand_status("/userdata/upload-file", 400, answer("authentication is unavailable right now; retry")) == 503
+    assert osmand_status("/userdata/upload-file", 400, answer("internal error (request 1); retry shortly")) == 500
+    assert osmand_status("/userdata/upload-file", 400, answer("too many requests from this address")) == 429
+    assert osmand_status("/userdata/upload-file", 400, {"error": {"errorCode": 106, "message": "gone"}}) == 0
+    assert osmand_status("/api/files/x", 400, answer("not reachable")) == 0
 
 
 def test_check_all_names_each_planted_violation_once():

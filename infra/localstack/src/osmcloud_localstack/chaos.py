@@ -31,7 +31,7 @@ import aiohttp
 
 from .client import count_mails, read_code
 from .invariants import (Book, FileClaim, Outcome, RequestRecord, Snapshot, answers_outside_faults, check_all,
-                         is_osmand_unavailable, read_snapshot, redelivered, sha256_of)
+                         osmand_status, read_snapshot, redelivered, sha256_of)
 from .procs import group_members, is_running, record_matches
 from .stack import SERVICES, Stack
 
@@ -149,7 +149,7 @@ class Http:
         if record:
             path = path.split("?")[0]
             self.book.requests.append(RequestRecord(method, path, started, time.monotonic(), status, is_json, error,
-                                                    is_osmand_unavailable(path, status, body)))
+                                                    osmand_status(path, status, body)))
         return status, body
 
 
@@ -202,7 +202,7 @@ class Client:
         status, body = await self.http.call(method, path, token=self.token, **kw)
         if status in ok:
             return body
-        if status == 0 or status >= 500 or is_osmand_unavailable(path, status, body):
+        if status == 0 or status >= 500 or osmand_status(path, status, body) >= 500:
             await asyncio.sleep(0.3)  # a client backs off while the server is away
             raise Unanswered(f"{method} {path}: {status}")
         error = body.get("error", {}) if isinstance(body, dict) else {}

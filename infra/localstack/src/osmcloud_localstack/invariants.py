@@ -67,15 +67,20 @@ class RequestRecord:
     status: int
     json_body: bool  # the answer was JSON
     error: str = ""  # transport error, when status is 0
-    # the gateway's "not reachable" in OsmAnd's form (/userdata/ errors are HTTP 400 with an
-    # errorCode: 400 + errorCode 6 stands for our 503 there)
-    osmand_unavailable: bool = False
+    # what a /userdata/ error stands for: OsmAnd's errors are HTTP 400 with an errorCode, and
+    # 6 (try later) answers our 503, a 500 ("internal error") and a 429 alike (osmand_status)
+    osmand_equivalent: int = 0
 
 
-def is_osmand_unavailable(path: str, status: int, body: Any) -> bool:
+def osmand_status(path: str, status: int, body: Any) -> int:
+    """The native status a /userdata/ answer of errorCode 6 stands for (503, 500 or 429); 0
+    for any other answer."""
     error = body.get("error") if isinstance(body, dict) else None
-    return (path.startswith("/userdata/") and status == 400 and isinstance(error, dict)
-            and error.get("errorCode") == 6 and "not reachable" in str(error.get("message")))
+    if not (path.startswith("/userdata/") and status == 400 and isinstance(error, dict)
+            and error.get("errorCode") == 6):
+        return 0
+    message = str(error.get("message"))
+    return 429 if "too many requests" in message else 500 if "internal error" in message else 503
 
 
 @dataclass
@@ -278,16 +283,16 @@ def answers_outside_faults(book: Book, windows: list[tuple[float, float]]) -> li
     answer at all, while the gateway itself is down."""
     out = []
     for r in book.requests:
-        bad = r.status == 0 or r.status >= 500 or r.osmand_unavailable
-        if not bad:
+        status = r.osmand_equivalent or r.status
+        if status and status < 500:
             continue
         inside = any(r.started <= end and r.ended >= start for start, end in windows)
         what = f"{r.method} {r.path}: " + (
-            f"no answer ({r.error})" if r.status == 0 else "400 errorCode 6 (unavailable)" if r.osmand_unavailable
-            else f"{r.status}" + ("" if r.json_body else " without JSON"))
+            f"no answer ({r.error})" if r.status == 0 else f"400 errorCode 6 standing for {status}"
+            if r.osmand_equivalent else f"{r.status}" + ("" if r.json_body else " without JSON"))
         if not inside:
             out.append(f"{what} outside any fault window")
-        elif r.status and not r.osmand_unavailable and (r.status != 503 or not r.json_body):
+        elif status and (status != 503 or not r.json_body):
             out.append(f"{what} during a fault (only 503 with JSON is allowed)")
     return out
 
