@@ -9,15 +9,18 @@ outside a fault and only 503 JSON inside one. The full run is `make chaos` (docs
 import asyncio
 import os
 
+import pytest
+
 from osmcloud_localstack.chaos import CHAOS_SERVICE_ENV, FAULTS, Chaos, LocalControl, Plan, table
 from osmcloud_localstack.own_stack import own_stack
 
 # its own block of ports beside the test stack's (OSMCLOUD_TEST_BASE_PORT .. +16)
 BASE_PORT = int(os.environ.get("OSMCLOUD_TEST_BASE_PORT", "28080")) + 40
 SHORT = Plan(faults=FAULTS, kills=1, clients=4, warm=1.5, after=1.0, restart_after=2.0, margin=2.0, settle=45.0,
-             deadline=240.0, large_bytes=512 * 1024)
+             deadline=600.0, large_bytes=512 * 1024)
 
 
+@pytest.mark.timeout(900)  # bounded by the plan; the stack alone takes 20-80 s to start on a busy machine
 def test_every_process_killed_once_loses_nothing():
     lines: list[str] = []
     with own_stack("chaos-test", base_port=BASE_PORT, sandbox_store=True, log_level="warning",
