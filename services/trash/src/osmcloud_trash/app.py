@@ -21,11 +21,11 @@ def build_app(settings: TrashSettings | None = None) -> web.Application:
     runtime = Runtime(settings)
     runtime.hand_over_to("files", settings.files_url)
     store = TrashStore(items=runtime.db["items"], claims=runtime.db["claims"],
-                       batches=runtime.outbox_collection("purge_batches"))
+                       batches=runtime.outbox_collection("purge_batches"), empties=runtime.db["empties"])
     runtime.on_startup(store.create_indexes)
-    register_handlers(runtime, store, settings)
-    runtime.on_account_deleted()  # every document of the user; idempotent
     purger = Purger(runtime, store, settings)
+    register_handlers(runtime, store, settings, purger)
+    runtime.on_account_deleted()  # every document of the user; idempotent
     runtime.background(purger.run)
     files = FilesClient(settings.files_url, settings.gateway_secret, settings.files_timeout_seconds)
     app = runtime.create_app()

@@ -8,14 +8,25 @@ from .settings import TrashSettings
 from .store import TrashStore
 
 
-def register_handlers(runtime: Runtime, store: TrashStore, settings: TrashSettings) -> None:
+async def add_deleted(store: TrashStore, purger, item: dict, occurred_at) -> None:
+    """A deleted file enters the trash — unless the user emptied the trash after the delete
+    happened (`occurred_at`, the event's time: the event arrived late, trash was away when
+    files answered the delete and Kafka brought it after the "empty trash" had answered):
+    then it is purged at once, as emptying promised. (A marker that becomes a file's head
+    again after an empty — its newer version deleted for good — is a new event and stays.)"""
+    await store.add(item)
+    if await store.emptied_since(item["user_id"], occurred_at):
+        await purger.purge([item], "emptied")
+
+
+def register_handlers(runtime: Runtime, store: TrashStore, settings: TrashSettings, purger) -> None:
     async def file_deleted(event: Event) -> None:
         p: FileDeleted = event.payload()
-        await store.add({"_id": p.tombstone_version_id, "user_id": event.user_id, "type": p.file_type,
-                         "name": p.name, "category": p.category, "size": p.size,
-                         "last_version_id": p.last_version_id, "deleted_at": p.deleted_at,
-                         "tombstone_update_ms": p.tombstone_update_ms,
-                         "expires_at": expires_at(p.deleted_at, settings.retention_days)})
+        await add_deleted(store, purger, {
+            "_id": p.tombstone_version_id, "user_id": event.user_id, "type": p.file_type, "name": p.name,
+            "category": p.category, "size": p.size, "last_version_id": p.last_version_id,
+            "deleted_at": p.deleted_at, "tombstone_update_ms": p.tombstone_update_ms,
+            "expires_at": expires_at(p.deleted_at, settings.retention_days)}, event.occurred_at)
 
     async def files_uploaded(events: list[Event]) -> None:
         """Idempotent as a whole (an item deleted after an upload is never taken by that
