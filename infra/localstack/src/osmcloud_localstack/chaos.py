@@ -525,7 +525,8 @@ class Chaos:
         phase = self.book.requests[first:]
         row.requests = len(phase)
         during = [r for r in phase if r.started <= window[1] and r.ended >= window[0]]
-        row.errors_during = sum(1 for r in during if r.status == 0 or r.status >= 500)
+        # no answer, a 5xx, or OsmAnd's form of one (400 with errorCode 6)
+        row.errors_during = sum(1 for r in during if r.status == 0 or (r.osmand_equivalent or r.status) >= 500)
         statuses = Counter(r.status or f"none ({r.error})" for r in during)
         if self.failures:
             self.say(f"{name}: failed client steps so far: {dict(self.failures.most_common(6))}")
