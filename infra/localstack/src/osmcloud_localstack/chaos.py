@@ -573,10 +573,11 @@ class Chaos:
                 try:
                     await asyncio.to_thread(self.control.start, name)
                     started_here = True
-                except Exception as exc:  # started meanwhile by a supervisor
+                except Exception as exc:  # started meanwhile by a supervisor, or slow to get ready
                     if self.control.pid(name) is None:
                         raise
-                    self.say(f"{name} was restarted meanwhile: {exc}")
+                    started_here = "not ready within" in str(exc)  # ours, still starting: waited for below
+                    self.say(f"{name}: {str(exc).splitlines()[0]}")
                 break
             await asyncio.sleep(0.1)
         ready_by = time.monotonic() + 180
