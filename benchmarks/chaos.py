@@ -48,8 +48,9 @@ def main() -> int:
     plan = Plan(faults=faults, kills=args.kills, clients=args.clients, warm=args.warm, after=args.after,
                 settle=args.settle, deadline=args.deadline, seed=args.seed)
     started = time.monotonic()
+    logs = Path(".state") / f"chaos-logs-{int(time.time())}"
     with own_stack("chaos", sandbox_store=True, log_level="warning", service_env=dict(CHAOS_SERVICE_ENV),
-                   log=lambda m: print(f"  [stack] {m}", flush=True)) as (stack, endpoints):
+                   log=lambda m: print(f"  [stack] {m}", flush=True), keep_logs=logs) as (stack, endpoints):
         print(f"chaos on {endpoints.gateway_url}: {len(faults)} processes x {plan.kills}, {plan.clients} clients",
               flush=True)
         rows = asyncio.run(Chaos(LocalControl(stack), endpoints, plan, say=lambda m: print(m, flush=True)).run())
@@ -58,6 +59,7 @@ def main() -> int:
     bad = [r for r in rows if not r.ok]
     print(f"\n{len(rows)} faults in {time.monotonic() - started:.0f} s; "
           + (f"VIOLATIONS after {', '.join(r.fault for r in bad)}" if bad else "every invariant held after every fault"))
+    print(f"the stack's logs: {logs}")
     if args.markdown:
         args.markdown.write_text(markdown_table(rows) + "\n")
     return 1 if bad else 0

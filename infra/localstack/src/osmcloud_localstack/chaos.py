@@ -506,6 +506,7 @@ class Chaos:
 
     async def fault(self, name: str, http: Http, running: asyncio.Event, s3, tokens) -> FaultRow:
         plan, row = self.plan, FaultRow(name)
+        died = await self._died_unprompted()
         first = len(self.book.requests)
         running.set()
         await asyncio.sleep(plan.warm)
@@ -547,6 +548,7 @@ class Chaos:
         row.settle_s = time.monotonic() - t_settle
         violations["answers (5xx only inside a fault, 503 JSON)"] = answers_outside_faults(
             Book(requests=phase), self.windows)
+        violations["no process dies unprompted"] = died
         row.violations = violations
         row.lost = len(violations["acknowledged outcomes"]) + len(violations["deleted accounts erased"])
         row.orphans = len(violations["versions ↔ blobs"]) + len(violations["deletes ↔ trash items"])
@@ -560,6 +562,18 @@ class Chaos:
             for line in v[:5]:
                 self.say(f"  VIOLATION [{k}] {line}")
         return row
+
+    async def _died_unprompted(self) -> list[str]:
+        """Processes that are not running though nobody killed them since the last check:
+        reported, and started again (by a supervisor, or here)."""
+        died = []
+        for name in FAULTS:
+            if self.control.pid(name) is None:
+                await asyncio.sleep(self.plan.restart_after)
+                if self.control.pid(name) is None:
+                    died.append(f"{name} was not running before its turn (it died on its own; see its log)")
+                    await asyncio.to_thread(self.control.start, name)
+        return died
 
     async def _bring_back(self, name: str, old_pid: int, t_kill: float) -> str:
         """Waits for a restart by something else; starts it ourselves after restart_after s."""

@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from .paths import repo_root
@@ -41,9 +42,9 @@ def _free(port: int) -> bool:
 
 @contextlib.contextmanager
 def own_stack(name: str, base_port: int | None = None, log: Callable[[str], None] | None = None,
-              **config: Any) -> Iterator[tuple[Stack, Endpoints]]:
+              keep_logs: Path | None = None, **config: Any) -> Iterator[tuple[Stack, Endpoints]]:
     """Starts a stack (StackConfig fields as keywords) and yields it with its endpoints; stops
-    it and removes its state directory afterwards."""
+    it and removes its state directory afterwards (copying its logs to `keep_logs` first)."""
     base = base_port or free_base_port()
     state = repo_root() / ".state" / f"{name}-{base}"
     shutil.rmtree(state, ignore_errors=True)
@@ -52,4 +53,6 @@ def own_stack(name: str, base_port: int | None = None, log: Callable[[str], None
         yield stack, stack.up()
     finally:
         stack.down()
+        if keep_logs is not None and (state / "logs").is_dir():
+            shutil.copytree(state / "logs", keep_logs, dirs_exist_ok=True)
         shutil.rmtree(state, ignore_errors=True)
