@@ -18,10 +18,11 @@ PROMETHEUS ?=
 TEST_STATE := .state/test
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap up down status test
+.PHONY: help bootstrap up down status test chaos
 
 help:
 	@echo "make up | make down | make status | make test [PYTEST_ARGS='-k kafka'] | make bootstrap"
+	@echo "make chaos [CHAOS_ARGS='--kills 1 --faults files,kafka']"
 	@echo "make test-containers [PYTEST_ARGS=...] | make images [IMAGES='kafka nginx'] | make docker-start | make docker-stop"
 	@echo "make compose-up | make compose-test | make compose-scale | make compose-down"
 
@@ -51,6 +52,12 @@ test: bootstrap
 	if [ $$rc -eq 5 ]; then echo "[make test] FAILED: pytest collected no tests (exit code 5)"; fi; \
 	if [ $$rc -ne 0 ]; then echo "[make test] pytest exit code $$rc"; fi; \
 	exit $$rc
+
+# SIGKILL to every process of its own stack in turn under a client mix; invariants after each
+# fault; one table; non-zero exit on any violation (benchmarks/chaos.py, docs/faults.md)
+CHAOS_ARGS ?=
+chaos: bootstrap
+	@.venv/bin/python benchmarks/chaos.py $(CHAOS_ARGS)
 
 # ---- containers: our own Docker engine on its own socket (never /var/run/docker.sock, so
 # ---- `make test` stays in local-process mode), images built here, testcontainers, compose.

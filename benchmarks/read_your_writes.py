@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import sys
 import time
@@ -36,28 +35,11 @@ import aiohttp
 
 from osmcloud_billing.receipts import sign_sandbox_receipt
 from osmcloud_localstack.client import GatewayClient, login
-from osmcloud_localstack.ports import PORT_OFFSETS
+from osmcloud_localstack.own_stack import free_base_port
 from osmcloud_localstack.stack import SERVICES, Stack, StackConfig
 
 REPO = Path(__file__).resolve().parents[1]
 BODY = b"x" * 1024
-
-
-def free_base_port() -> int:
-    span = max(PORT_OFFSETS.values()) + 1
-    for _ in range(200):
-        base = 21000 + int.from_bytes(os.urandom(2), "big") % 11000  # below Linux's ephemeral ports
-        free = True
-        for port in range(base, base + span):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    free = False
-                    break
-        if free:
-            return base
-    raise RuntimeError("no free base port found")
 
 
 class Timings:

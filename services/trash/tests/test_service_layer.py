@@ -34,6 +34,7 @@ class FakeTrashStore:
         self.items: dict[str, dict[str, Any]] = {}
         self.claims: dict[str, dict[str, Any]] = {}
         self.batches: dict[str, dict[str, Any]] = {}
+        self.emptied: dict[str, datetime] = {}
         self.crash_in: str | None = None
 
     def _maybe_crash(self, method: str, work: list[Any]) -> None:
@@ -86,6 +87,12 @@ class FakeTrashStore:
 
     async def count(self) -> int:
         return len(self.items)
+
+    async def mark_emptied(self, user_id: str, at: datetime) -> None:
+        self.emptied[user_id] = max(at, self.emptied.get(user_id, at))
+
+    async def emptied_since(self, user_id: str, at: datetime) -> bool:
+        return user_id in self.emptied and self.emptied[user_id] >= at
 
     async def claim_many(self, claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
         won = [c for c in claims if c["_id"] not in self.claims]

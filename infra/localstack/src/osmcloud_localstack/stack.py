@@ -138,6 +138,8 @@ class StackConfig:
     # the caller starts the processes itself and nothing restarts them
     supervise: bool = True
     restart_backoff: BackoffPolicy | dict[str, float] = field(default_factory=BackoffPolicy)
+    # more environment for every service process (the chaos command's OPERATION_TTL_SECONDS)
+    service_env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir).absolute()
@@ -257,6 +259,7 @@ class Stack:
             restart_backoff=meta.get("restart_backoff") or BackoffPolicy(),
             kafka_heap=meta.get("kafka_heap", "512m"),
             timeouts=dict(meta.get("timeouts") or {}),
+            service_env=dict(meta.get("service_env") or {}),
         )
         stack = cls(cfg, log)
         stack._generated = dict(meta.get("secrets") or {})
@@ -289,6 +292,7 @@ class Stack:
             "restart_backoff": asdict(self.backoff),
             "kafka_heap": c.kafka_heap,
             "timeouts": dict(c.timeouts),
+            "service_env": c.service_env,
             "processes": list(self.process_names()),
             "repo": str(self.repo),
         }
@@ -816,6 +820,7 @@ class Stack:
                              "SANDBOX_STORE": "true" if c.sandbox_store else "false",
                              "SANDBOX_RECEIPT_KEY": e.sandbox_receipt_key}}.get(name, {})
         return {
+            **c.service_env,
             **extra,
             "HTTP_HOST": HOST,
             "HTTP_PORT": str(self.ports.port(name)),

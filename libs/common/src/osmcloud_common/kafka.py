@@ -31,11 +31,15 @@ class KafkaProducer:
     """Connects lazily and reconnects after failures; publish raises while Kafka is away
     so that the outbox keeps the event and retries."""
 
-    def __init__(self, bootstrap: str, client_id: str) -> None:
+    def __init__(self, bootstrap: str, client_id: str, publish_timeout: float = 30.0) -> None:
         self._bootstrap = bootstrap
         self._client_id = client_id
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
+        # a send whose acknowledgement never comes (seen after Kafka was SIGKILLed and came
+        # back: the outbox relay waited for ever and published nothing more, issue 21) fails
+        # after this long, so the relay starts afresh with a new producer and retries
+        self._publish_timeout = publish_timeout
 
     async def _connected(self) -> AIOKafkaProducer:
         async with self._lock:
@@ -66,15 +70,18 @@ class KafkaProducer:
         idempotent producer never reorders a partition's batches."""
         producer = await self._connected()
         spans = tracing.ProducerSpans()  # with traces on: a span per message, its context in the headers
-        try:
+
+        async def send_all() -> None:
             futures = [await producer.send(topic, value=value.encode(), key=key.encode(),
                                            headers=[(k, v.encode()) for k, v in
                                                     spans.headers(topic, key, headers).items()])
                        for topic, key, value, headers in messages]
             await asyncio.gather(*futures)
+        try:
+            await asyncio.wait_for(send_all(), timeout=self._publish_timeout)
         except BaseException as exc:
             spans.end(exc)
-            if isinstance(exc, KafkaError):
+            if isinstance(exc, (KafkaError, asyncio.TimeoutError)):
                 await self.close()  # start afresh next time
             raise
         spans.end()
@@ -83,8 +90,8 @@ class KafkaProducer:
         async with self._lock:
             producer, self._producer = self._producer, None
         if producer is not None:
-            try:
-                await producer.stop()
+            try:  # stop() flushes what is pending: bounded, as the sends are
+                await asyncio.wait_for(producer.stop(), timeout=self._publish_timeout)
             except Exception:
                 pass
 

@@ -32,13 +32,14 @@ def build_app(settings: FilesSettings | None = None) -> web.Application:
     heads, accounts = SerializedCollection(runtime.db["heads"]), SerializedCollection(runtime.db["accounts"])
     runtime.relay.add_collection(heads)
     runtime.relay.add_collection(accounts)
-    ledger = Ledger(accounts)
+    ledger = Ledger(accounts, ttl=settings.operation_ttl_seconds)
     store = FilesStore(heads=heads, versions=SerializedCollection(runtime.db["versions"]), accounts=accounts,
                        ledger=ledger)
     services = bootstrap(clock=runtime.clock, events=RuntimePublisher(runtime, heads, accounts), store=store,
                          ledger=ledger, blobs=S3Blobs(runtime.blobs), blob_deletions=runtime.db["blob_deletions"],
                          max_upload_bytes=settings.max_upload_bytes,
-                         reconcile_seconds=settings.reconcile_seconds)
+                         reconcile_seconds=settings.reconcile_seconds,
+                         reconcile_grace_seconds=min(30.0, settings.operation_ttl_seconds / 4))
     runtime.on_startup(store.create_indexes)
     runtime.on_startup(runtime.blobs.ensure_bucket)
     register_handlers(runtime, store)

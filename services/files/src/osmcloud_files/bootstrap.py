@@ -31,11 +31,12 @@ class FilesServices:
 
 
 def bootstrap(*, clock: Clock, events: EventPublisher, store: FilesStore, ledger: Ledger, blobs: Blobs,
-              blob_deletions: Any, max_upload_bytes: int, reconcile_seconds: float) -> FilesServices:
+              blob_deletions: Any, max_upload_bytes: int, reconcile_seconds: float,
+              reconcile_grace_seconds: float = 30.0) -> FilesServices:
     """`blob_deletions` is the collection of blob keys whose deletion waits for S3 (blob_cleanup.py)."""
     bound = StorageBound(events, store, ledger, blobs)
     deferred = DeferredBlobDeletions(blob_deletions, blobs, clock)
     ops = Operations(clock, events, store, ledger, blobs, bound, deferred, max_upload_bytes)
     uploader = Uploader(clock, events, store, ledger, blobs, ops, max_upload_bytes)
     return FilesServices(clock=clock, events=events, store=store, ledger=ledger, blobs=blobs, bound=bound, ops=ops,
-                         uploader=uploader, reconciler=Reconciler(ops, reconcile_seconds))
+                         uploader=uploader, reconciler=Reconciler(ops, reconcile_seconds, reconcile_grace_seconds))

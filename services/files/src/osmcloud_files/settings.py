@@ -16,6 +16,11 @@ class FilesSettings(ServiceSettings):
     max_upload_bytes: int = 4 * 1024 * 1024 * 1024
     # how often the reconciler looks for abandoned operations and unpublished usage
     reconcile_seconds: float = 10.0
+    # an operation (upload, delete, ...) whose process stopped renewing it for this long is
+    # taken for dead and finished or undone by the reconciler; its reservation drains then.
+    # Uploads renew every tenth of it. The chaos command's stack shortens it to see
+    # reservations drain within its run (benchmarks/chaos.py)
+    operation_ttl_seconds: float = 600.0
     # the relay is woken for each written document; this poll only finds what an outage or
     # a crash left (a query for documents flagged pending per outbox collection), so files,
     # whose collections are the largest, polls less often than the other services' 1 s

@@ -24,7 +24,7 @@ from .storage_rule import version_cost
 from .store import FilesStore, HeadMoved
 
 GROW_STEP = 8 * 1024 * 1024      # a chunked body reserves quota in steps of this many bytes
-RENEW_SECONDS = 60.0             # a long upload renews its operation this often
+RENEW_SECONDS = 60.0             # a long upload renews its operation this often (at most a tenth of its TTL)
 
 
 def _no_extra() -> dict[str, Any]:
@@ -158,7 +158,7 @@ class Uploader:
                         more = least
                     reservation.bytes += more
                     renewed = time.monotonic()
-            if time.monotonic() - renewed > RENEW_SECONDS:
+            if time.monotonic() - renewed > min(RENEW_SECONDS, self.ledger.ttl / 10):
                 await self.ledger.renew(user_id, op_id)
                 renewed = time.monotonic()
             return chunk

@@ -25,7 +25,7 @@ def build_app(settings: TrashSettings | None = None) -> web.Application:
     runtime = Runtime(settings)
     runtime.hand_over_to("files", settings.files_url)
     store = TrashStore(items=runtime.db["items"], claims=runtime.db["claims"],
-                       batches=runtime.outbox_collection("purge_batches"))
+                       batches=runtime.outbox_collection("purge_batches"), empties=runtime.db["empties"])
     files = FilesClient(settings.files_url, settings.gateway_secret, settings.files_timeout_seconds)
     trash = bootstrap(settings, store=store, publisher=runtime, clock=runtime.clock, files=files)
     runtime.on_startup(store.create_indexes)

@@ -1,24 +1,41 @@
 """How trash reacts to events. Every handler is idempotent; the composition root (app.py)
 subscribes them."""
 
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
 from osmcloud_common.events import Event, FileDeleted, FileRestored, FileUploaded, FileVersionsPruned
 
 from .domain import expires_at
 from .ports import TrashStorePort
 
+if TYPE_CHECKING:
+    from .purge import Purger
+
+
+async def add_deleted(store: TrashStorePort, purger: "Purger", item: dict[str, Any], occurred_at: datetime) -> None:
+    """A deleted file enters the trash — unless the user emptied the trash after the delete
+    happened (`occurred_at`, the event's time: the event arrived late, trash was away when
+    files answered the delete and Kafka brought it after the "empty trash" had answered):
+    then it is purged at once, as emptying promised. (A marker that becomes a file's head
+    again after an empty — its newer version deleted for good — is a new event and stays.)"""
+    await store.add(item)
+    if await store.emptied_since(item["user_id"], occurred_at):
+        await purger.purge([item], "emptied")
+
 
 class Handlers:
-    def __init__(self, store: TrashStorePort, retention_days: int) -> None:
-        self.store, self.retention_days = store, retention_days
+    def __init__(self, store: TrashStorePort, retention_days: int, purger: "Purger") -> None:
+        self.store, self.retention_days, self.purger = store, retention_days, purger
 
     async def file_deleted(self, event: Event) -> None:
         p = event.payload()
         assert isinstance(p, FileDeleted)
-        await self.store.add({"_id": p.tombstone_version_id, "user_id": event.user_id, "type": p.file_type,
-                              "name": p.name, "category": p.category, "size": p.size,
-                              "last_version_id": p.last_version_id, "deleted_at": p.deleted_at,
-                              "tombstone_update_ms": p.tombstone_update_ms,
-                              "expires_at": expires_at(p.deleted_at, self.retention_days)})
+        await add_deleted(self.store, self.purger, {
+            "_id": p.tombstone_version_id, "user_id": event.user_id, "type": p.file_type, "name": p.name,
+            "category": p.category, "size": p.size, "last_version_id": p.last_version_id,
+            "deleted_at": p.deleted_at, "tombstone_update_ms": p.tombstone_update_ms,
+            "expires_at": expires_at(p.deleted_at, self.retention_days)}, event.occurred_at)
 
     async def files_uploaded(self, events: list[Event]) -> None:
         """Idempotent as a whole (an item deleted after an upload is never taken by that

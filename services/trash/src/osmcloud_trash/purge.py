@@ -125,6 +125,9 @@ class Purger:
         return [entry for *_, entries in batches for entry in entries]
 
     async def empty(self, user_id: str) -> dict[str, int]:
+        # marked first: an item deleted before now that reaches the trash only later (its
+        # hand-over failed while trash was away, Kafka brings it) is purged on arrival
+        await self.store.mark_emptied(user_id, self.clock.now())
         items = await self.store.of_user(user_id)
         purged = await self.purge(items, "emptied")
         batch_id = f"emptied-{uuid.uuid4().hex}"

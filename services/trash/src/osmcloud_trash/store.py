@@ -18,8 +18,8 @@ from osmcloud_common.outbox import new_document_with_events
 
 
 class TrashStore:
-    def __init__(self, items, claims, batches) -> None:
-        self.items, self.claims, self.batches = items, claims, batches
+    def __init__(self, items, claims, batches, empties=None) -> None:
+        self.items, self.claims, self.batches, self.empties = items, claims, batches, empties
 
     async def create_indexes(self) -> None:
         await self.items.create_index([("user_id", ASCENDING), ("deleted_at", ASCENDING)])
@@ -83,6 +83,18 @@ class TrashStore:
 
     async def count(self) -> int:
         return await self.items.estimated_document_count()
+
+    # ------------------------------------------------------------ "empty trash" marks
+    async def mark_emptied(self, user_id: str, at: datetime) -> None:
+        """Remembers when the user last emptied the trash (a later time replaces an earlier)."""
+        try:
+            await self.empties.insert_one({"_id": user_id, "user_id": user_id, "emptied_at": at})
+        except DuplicateKeyError:
+            await self.empties.update_one({"_id": user_id, "emptied_at": {"$lt": at}}, {"$set": {"emptied_at": at}})
+
+    async def emptied_since(self, user_id: str, at: datetime) -> bool:
+        """Whether the user emptied the trash at or after `at`."""
+        return await self.empties.find_one({"_id": user_id, "emptied_at": {"$gte": at}}, {"_id": 1}) is not None
 
     # ------------------------------------------------------------ claims
     async def claim_many(self, claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
