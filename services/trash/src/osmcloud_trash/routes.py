@@ -91,8 +91,11 @@ class TrashRoutes:
                                code="unavailable", status=503)
             if status >= 300:
                 error = body.get("error") or {}
+                # files unavailable (503: a dependency of its is away) stays 503, so the client
+                # retries; any other failure of files is a bad gateway for us
                 raise ApiError(error.get("message") or f"files refused the restore ({status})",
-                               code=error.get("code") or "restore_refused", status=status if status < 500 else 502,
+                               code=error.get("code") or "restore_refused",
+                               status=status if status < 500 or status == 503 else 502,
                                details={k: v for k, v in error.items() if k not in ("code", "message")})
             await self.store.remove_item(item["_id"])
         finally:
