@@ -492,13 +492,11 @@ class Chaos:
             workers = asyncio.create_task(run_clients(clients, running, stop, self.failures))
             tokens = lambda: {c.user_id: c.token for c in clients if c.token}  # noqa: E731
             try:
-                for _ in range(plan.kills):
-                    for fault in plan.faults:
-                        if time.monotonic() > t_end:
-                            self.say(f"deadline of {plan.deadline:.0f} s reached: no more faults")
-                            break
-                        row = await self.fault(fault, http, running, s3, tokens)
-                        self.rows.append(row)
+                for fault in [f for _ in range(plan.kills) for f in plan.faults]:
+                    if time.monotonic() > t_end:
+                        self.say(f"deadline of {plan.deadline:.0f} s reached: no more faults")
+                        break
+                    self.rows.append(await self.fault(fault, http, running, s3, tokens))
             finally:
                 stop.set()
                 await workers

@@ -19,8 +19,11 @@ STATUSES: dict[type[DomainError], int] = {ItemNotFound: 404, RestoreInProgress: 
 
 
 def native_error(error: DomainError) -> ApiError:
-    if isinstance(error, RestoreRefused):  # files' own refusal, with its status (a failure of files: 502)
-        status = error.files_status if error.files_status < 500 else 502
+    if isinstance(error, RestoreRefused):
+        # files' own refusal keeps its status; files unavailable (503: a dependency of its is
+        # away) stays 503 so the client retries (the chaos run's FerretDB fault); any other
+        # failure of files is a bad gateway for us
+        status = error.files_status if error.files_status < 500 or error.files_status == 503 else 502
     else:
         status = STATUSES.get(type(error), 400)
     return ApiError(error.message, code=error.code, status=status, details=error.details)
