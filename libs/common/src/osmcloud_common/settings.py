@@ -9,6 +9,8 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .operators import digest_problems
+
 # Values that appear in this repository's history, its docs or common examples: a deployment
 # that kept one of them would run with a secret anyone can read.
 KNOWN_DEFAULT_SECRETS = frozenset({
@@ -80,6 +82,11 @@ class ServiceSettings(BaseSettings):
     handover: bool = True
     # how often every consumer group's lag is measured from the broker (/metrics)
     consumer_lag_poll_seconds: float = Field(default=15.0, gt=0)
+    # the admin API (/admin/api/<service>/, docs/operators.md): SHA-256 digests (hex, comma-
+    # separated) of the operator tokens; empty: the admin API is off (its routes answer 404)
+    operator_token_sha256: str = ""
+    # how long audit log entries are kept (docs/operators.md "Audit log")
+    audit_retention_days: float = Field(default=365.0, gt=0)
 
     @property
     def database_name(self) -> str:
@@ -87,7 +94,7 @@ class ServiceSettings(BaseSettings):
 
     def startup_problems(self) -> list[str]:
         """Every reason this configuration must not start (empty: it may). Services add theirs."""
-        problems = [secret_problem("GATEWAY_SECRET", self.gateway_secret)]
+        problems = [secret_problem("GATEWAY_SECRET", self.gateway_secret), *digest_problems(self.operator_token_sha256)]
         if self.uses_s3:
             if not self.s3_access_key or self.s3_access_key.lower() in KNOWN_DEFAULT_SECRETS:
                 problems.append(f"S3_ACCESS_KEY is {'empty' if not self.s3_access_key else 'a published default'}"

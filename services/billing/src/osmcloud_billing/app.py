@@ -4,9 +4,12 @@ from aiohttp import web
 
 from osmcloud_common.runtime import Runtime, serve
 
+from .admin_routes import BillingAdminRoutes
 from .deadlines import DeadlineJob
 from .handlers import register_handlers
+from .operator_service import OperatorPlans
 from .osmand_orders import OsmandOrders
+from .plan_audit import register_plan_audit
 from .plans import plans_from
 from .receipts import verifier_from
 from .routes import BillingRoutes
@@ -21,7 +24,9 @@ def build_app(settings: BillingSettings | None = None) -> web.Application:
     store = BillingStore(accounts=runtime.outbox_collection("accounts"), orders=runtime.db["orders"])
     plans = plans_from(settings)
     runtime.on_startup(store.create_indexes)
-    register_handlers(runtime, store, settings)
+    operator_plans = OperatorPlans(runtime, store, plans, settings.default_plan)
+    register_handlers(runtime, store, settings, operator_plans.apply_default_plan)
+    register_plan_audit(runtime)
     runtime.on_account_deleted()  # every document of the user; idempotent
     runtime.background(DeadlineJob(runtime, store, plans, settings.deadline_scan_seconds).run)
     app = runtime.create_app()
@@ -29,6 +34,7 @@ def build_app(settings: BillingSettings | None = None) -> web.Application:
     routes = BillingRoutes(runtime, store, plans, verifier, settings)
     routes.register(app)
     OsmandOrders(runtime, store, verifier, settings, routes).register(app)
+    BillingAdminRoutes(store, operator_plans).register(runtime.admin)
     return app
 
 

@@ -8,6 +8,7 @@ from osmcloud_common.logging import get_logger
 from osmcloud_common.runtime import Runtime
 
 from .lifecycle import Plans, due_transition
+from .operator_plans import overrides_of, plans_for
 from .store import BillingStore, subscription_of
 
 log = get_logger(__name__)
@@ -23,11 +24,11 @@ class DeadlineJob:
         applied = 0
         for doc in await self.store.due(now):
             before = subscription_of(doc)
-            transition = due_transition(before, now, self.plans)
+            transition = due_transition(before, now, plans_for(self.plans, doc))
             if transition is None:
                 continue
             if await self.store.transition(doc["_id"], before, transition.after,
-                                           [self.rt.event(transition.event, doc["_id"])]):
+                                           [self.rt.event(transition.event, doc["_id"])], expect=overrides_of(doc)):
                 applied += 1
                 log.info("deadline passed", user_id=doc["_id"], event_type=transition.event.event_type)
         if applied:

@@ -1,5 +1,7 @@
 """How billing reacts to events. Every handler is idempotent."""
 
+from collections.abc import Awaitable, Callable
+
 from osmcloud_common.events import AccountRegistered, Event, StorageUsageChanged
 from osmcloud_common.runtime import Runtime
 
@@ -8,9 +10,12 @@ from .settings import BillingSettings
 from .store import BillingStore
 
 
-def register_handlers(runtime: Runtime, store: BillingStore, settings: BillingSettings) -> None:
+def register_handlers(runtime: Runtime, store: BillingStore, settings: BillingSettings,
+                      default_plan: Callable[[Event], Awaitable[None]] | None = None) -> None:
     async def account_registered(event: Event) -> None:
         await store.ensure_account(event.user_id, event.occurred_at)
+        if default_plan is not None:  # the deployment's default plan (operator_service.py) first
+            await default_plan(event)
         await activate_start_if_osmand(runtime, store, settings, event)
 
     async def usage_changed(events: list[Event]) -> None:

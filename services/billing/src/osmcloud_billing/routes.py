@@ -8,6 +8,7 @@ from osmcloud_common.http import identity, json_body
 from osmcloud_common.runtime import Runtime
 
 from .lifecycle import Plans, Transition, activate_start, apply_purchase
+from .plan_changes import change_plan
 from .receipts import ReceiptVerifier, VerifiedPurchase
 from .settings import BillingSettings
 from .store import BillingStore, OrderLinkedElsewhere, subscription_of
@@ -52,24 +53,13 @@ class BillingRoutes:
                 "orders": [order_view(o) for o in await self.store.orders_of(user_id)]}
 
     async def _apply(self, user_id: str, decide) -> Transition:
-        """Decides on the current state and writes the result; retried if the state moved."""
-        for _ in range(5):
-            before = subscription_of(await self.store.account(user_id))
-            transition = decide(before)
-            if transition.event is None:
-                return transition
-            entry = self.rt.event(transition.event, user_id)
-            if await self.store.transition(user_id, before, transition.after, [entry]):
-                self.rt.events_written()
-                # the client's next upload is judged on files' copy of the plan: it has it first
-                await self.rt.hand_over("files", [entry])
-                return transition
-        raise Conflict("the subscription changed meanwhile; try again", code="busy")
+        """Decides on the current state and writes the result (plan_changes.py)."""
+        return await change_plan(self.rt, self.store, self.plans, user_id, decide)
 
     async def activate_start(self, request: web.Request) -> web.Response:
         who = identity(request)
         await self.store.ensure_account(who.user_id, self.rt.clock.now())
-        transition = await self._apply(who.user_id, lambda sub: activate_start(sub, self.plans))
+        transition = await self._apply(who.user_id, activate_start)
         return web.json_response(await self._view(who.user_id), status=201 if transition.event else 200)
 
     def _verified(self, platform: str, receipt: str) -> VerifiedPurchase:
@@ -102,7 +92,7 @@ class BillingRoutes:
             await self.store.link_order(user_id, purchase, now)
         except OrderLinkedElsewhere:
             raise Conflict("this order is already linked to another account", code="order_linked_elsewhere")
-        return await self._apply(user_id, lambda sub: apply_purchase(sub, purchase, now, self.plans))
+        return await self._apply(user_id, lambda sub, plans: apply_purchase(sub, purchase, now, plans))
 
     async def notification(self, request: web.Request) -> web.Response:
         """A store tells us about a renewal. Authenticated by the receipt's signature, not by
@@ -119,7 +109,7 @@ class BillingRoutes:
             raise Conflict("the receipt has already expired", code="receipt_expired")
         await self.store.link_order(order["user_id"], purchase, now)
         transition = await self._apply(order["user_id"],
-                                       lambda sub: apply_purchase(sub, purchase, now, self.plans))
+                                       lambda sub, plans: apply_purchase(sub, purchase, now, plans))
         return web.json_response({"status": "applied" if transition.event else "unchanged",
                                   "event": transition.event.event_type if transition.event else None})
 

@@ -1,0 +1,93 @@
+"""Billing's part of the admin API (/admin/api/billing/, docs/admin-openapi.yaml): an account's
+plan as billing sees it, and the operator's plan and override actions (operator_service.py)."""
+
+from datetime import datetime
+from typing import Literal
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+
+from osmcloud_common.admin import AdminApi
+from osmcloud_common.errors import BadRequest, Conflict, NotFound
+from osmcloud_common.http import json_body
+
+from .operator_plans import OperatorPlanRefused
+from .operator_service import OperatorPlans
+from .routes import order_view
+from .store import BillingStore, subscription_of
+
+MAX_QUOTA_BYTES = 1 << 50  # 1 PiB: far above any disk, below any integer trouble
+MAX_FILES = 100_000_000
+
+
+class PlanRequest(BaseModel):
+    plan: Literal["pro", "start", "none"]
+    until: datetime | None = None  # Pro's end; none: no end date
+
+
+class OverridesRequest(BaseModel):
+    quota_bytes: int | None = Field(default=None, ge=0, le=MAX_QUOTA_BYTES)
+    max_files: int | None = Field(default=None, ge=0, le=MAX_FILES)
+
+
+def _iso(value):
+    return value.isoformat() if value else None
+
+
+def refused(exc: OperatorPlanRefused) -> Exception:
+    if exc.code == "unknown_account":
+        return NotFound(exc.message, code=exc.code)
+    return Conflict(exc.message, code=exc.code) if exc.code == "end_in_past" else BadRequest(exc.message, code=exc.code)
+
+
+class BillingAdminRoutes:
+    def __init__(self, store: BillingStore, operator_plans: OperatorPlans) -> None:
+        self.store, self.ops = store, operator_plans
+
+    def register(self, admin: AdminApi) -> None:
+        admin.route("GET", "/accounts/{user_id}", self.account, action="account-viewed")
+        admin.route("PUT", "/accounts/{user_id}/plan", self.plan, action="plan-set")
+        admin.route("PUT", "/accounts/{user_id}/overrides", self.overrides, action="overrides-set")
+
+    async def view(self, user_id: str) -> dict:
+        doc = await self.store.account(user_id)
+        if doc is None:
+            raise NotFound(f"billing knows no account '{user_id}'", code="unknown_account")
+        sub = subscription_of(doc)
+        operator = doc.get("operator")
+        return {"user_id": user_id, "plan": sub.plan, "status": sub.view_status, "expires_at": _iso(sub.expires_at),
+                "grace_until": _iso(sub.grace_until), "usage": doc.get("usage"),
+                "operator_grant": {**operator, "until": _iso(operator.get("until")), "at": _iso(operator.get("at"))}
+                if operator else None,
+                "overrides": doc.get("overrides"),
+                "orders": [order_view(o) for o in await self.store.orders_of(user_id)]}
+
+    async def account(self, request: web.Request, operator: str) -> web.Response:
+        return web.json_response(await self.view(request.match_info["user_id"]))
+
+    async def plan(self, request: web.Request, operator: str) -> web.Response:
+        user_id = request.match_info["user_id"]
+        body = await json_body(request, PlanRequest)
+        if body.until is not None and body.until.tzinfo is None:
+            raise BadRequest("'until' needs a UTC offset, e.g. 2027-01-01T00:00:00+00:00")
+        try:
+            if body.plan == "none":
+                if body.until is not None:
+                    raise BadRequest("revoking takes no 'until'")
+                transition = await self.ops.revoke(user_id, operator)
+            else:
+                transition = await self.ops.grant(user_id, body.plan, body.until, operator)
+        except OperatorPlanRefused as exc:
+            raise refused(exc)
+        return web.json_response({**await self.view(user_id),
+                                  "event": transition.event.event_type if transition.event else None})
+
+    async def overrides(self, request: web.Request, operator: str) -> web.Response:
+        user_id = request.match_info["user_id"]
+        body = await json_body(request, OverridesRequest)
+        try:
+            transition = await self.ops.set_overrides(user_id, body.quota_bytes, body.max_files)
+        except OperatorPlanRefused as exc:
+            raise refused(exc)
+        return web.json_response({**await self.view(user_id),
+                                  "event": transition.event.event_type if transition.event else None})
