@@ -11,6 +11,8 @@ from osmcloud_common.http import REGISTRY_KEY
 from osmcloud_common.runtime import Runtime, serve
 
 from .account_deletion import AccountDeletion
+from .admin_routes import AuthAdminRoutes
+from .audit_trail import audit_middleware
 from .billing_client import BillingClient
 from .codes import Codes
 from .limits import RequestLimits
@@ -72,6 +74,8 @@ def build_app(settings: AuthSettings | None = None) -> web.Application:
     billing = BillingClient(settings.billing_url, settings.gateway_secret, settings.billing_timeout_seconds)
     app.on_cleanup.append(lambda _: billing.close())
     OsmandAccounts(runtime, store, codes, deletion, OrderIds(billing, store)).register(app)
+    AuthAdminRoutes(runtime, store, deletion).register(runtime.admin)
+    app.middlewares.append(audit_middleware(runtime))
     return app
 
 

@@ -7,6 +7,7 @@ from osmcloud_common.runtime import Runtime, serve
 
 from .account_deletion import register_account_deletion
 from .account_routes import AccountRoutes
+from .admin_routes import FilesAdminRoutes
 from .grace import register_grace_end
 from .handlers import register_handlers
 from .operations import Operations
@@ -35,12 +36,14 @@ def build_app(settings: FilesSettings | None = None) -> web.Application:
     register_trash_reactions(runtime, store)
     ops = Operations(runtime, store, runtime.blobs)
     register_grace_end(runtime, store, ops)
-    runtime.background(Reconciler(ops, settings.reconcile_seconds).run)
+    reconciler = Reconciler(ops, settings.reconcile_seconds)
+    runtime.background(reconciler.run)
     app = runtime.create_app()
     AccountRoutes(store, ops).register(app)
     FilesRoutes(runtime, store, runtime.blobs, settings, ops).register(app)
     RestoreRoute(runtime, store, runtime.blobs, settings).register(app)
     OsmandFilesRoutes(runtime, store, runtime.blobs, settings, ops).register(app)
+    FilesAdminRoutes(store, runtime.blobs, reconciler).register(runtime.admin)
     return app
 
 

@@ -7,6 +7,7 @@ from osmcloud_common.http import REGISTRY_KEY
 from osmcloud_common.osmand import CompatAuthenticator
 from osmcloud_common.runtime import Runtime, serve
 
+from .admin_routes import TrashAdminRoutes
 from .files_client import FilesClient
 from .handlers import register_handlers
 from .osmand_compat import OsmandTrash
@@ -33,6 +34,7 @@ def build_app(settings: TrashSettings | None = None) -> web.Application:
     app.on_cleanup.append(lambda _: files.close())
     TrashRoutes(store, purger, files).register(app)
     register_osmand(app, settings, store, purger, files)
+    TrashAdminRoutes(purger).register(runtime.admin)
     return app
 
 
