@@ -108,10 +108,16 @@ class AuthRoutes:
         email = normalize_email(email)
         await self.codes.check(email, Purpose.LOGIN, code.strip(), address)
         now = self.rt.clock.now()
-        user, created = await self.store.create_user(
-            email, now, lambda user_id: [self.rt.event(AccountRegistered(email=email), user_id)])
+        registered: list[dict] = []
+
+        def events(user_id: str) -> list[dict]:
+            registered[:] = [self.rt.event(AccountRegistered(email=email), user_id)]
+            return registered
+        user, created = await self.store.create_user(email, now, events)
         if created:
             self.rt.events_written()
+            # billing knows the account (and its default plan, DEFAULT_PLAN) before this answers
+            await self.rt.hand_over("billing", registered)
         token = new_token()
         device = await self.store.add_device(user["_id"], digest(token), description, now)
         log.info("device registered", user_id=user["_id"], device_id=device["device_id"], new_account=created)
