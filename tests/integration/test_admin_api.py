@@ -20,7 +20,7 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient
 
 from osmcloud_common.events import Entitlement, SubscriptionActivated, make_event
-from osmcloud_localstack.client import GatewayClient, eventually, login
+from osmcloud_localstack.client import GatewayClient, count_mails, eventually, login, osmand_sign_up, read_code
 
 SPEC = Path(__file__).resolve().parents[2] / "docs" / "admin-openapi.yaml"
 SERVICES = ("auth", "files", "trash", "billing")
@@ -253,14 +253,23 @@ async def test_a_dead_letter_is_listed_replayed_once_and_discarded(stack, gatewa
 async def test_lookup_logout_delete_and_the_audit_trail_of_an_account(stack, gateway, operator):
     address = new_address()
     email = f"user-{uuid.uuid4().hex[:12]}@example.com"
-    # a failed code first: audited with the e-mail and the address, never the code
-    await gateway.call("POST", "/api/auth/login-codes", json={"email": email}, headers={"X-Forwarded-For": address})
-    wrong = await gateway.call("POST", "/api/auth/sessions", headers={"X-Forwarded-For": address},
-                               json={"email": email, "code": "000000000001", "device": {"name": "x"}})
-    assert wrong.status in (400, 401, 403), wrong
     phone, session = await login(gateway, stack.smtp_sink_url, email=email)
-    tablet, _ = await login(gateway, stack.smtp_sink_url, email=email)
     user_id = session["user_id"]
+    # a second device, from another address (codes are per address), after a wrong code there:
+    # the failure is audited with the e-mail and the address, never the code
+    here = {"X-Forwarded-For": address}
+    before = await count_mails(gateway.session, stack.smtp_sink_url, email)
+    assert (await gateway.call("POST", "/api/auth/login-codes", json={"email": email}, headers=here)).status == 202
+    code = await read_code(gateway.session, stack.smtp_sink_url, email, after=before)
+    wrong_code = "1" + code[1:] if code[0] != "1" else "2" + code[1:]
+    device = {"name": "tablet", "brand": "Acme", "model": "T1", "platform": "android"}
+    wrong = await gateway.call("POST", "/api/auth/sessions", headers=here,
+                               json={"email": email, "code": wrong_code, "device": device})
+    assert wrong.status in (400, 401, 403), wrong
+    second = await gateway.call("POST", "/api/auth/sessions", headers=here,
+                                json={"email": email, "code": code, "device": device})
+    assert second.status == 201, second
+    tablet = gateway.with_token(second.body["token"])
 
     found = await operator.call("GET", "/admin/api/auth/accounts", params={"email": email.upper()})
     assert found.status == 200 and found.body["user_id"] == user_id and len(found.body["devices"]) == 2
@@ -280,7 +289,9 @@ async def test_lookup_logout_delete_and_the_audit_trail_of_an_account(stack, gat
     assert actions.count("login") == 2 and actions.count("devices-logged-out") == 2
     refused = [e for e in await operator.audit("auth", action="login-refused", limit=500)
                if e["detail"].get("email") == email]
-    assert refused and refused[0]["address"] == address and "000000000001" not in json.dumps(refused)
+    assert refused and refused[0]["address"] == address and wrong_code not in json.dumps(refused)
+    logins = [e for e in entries if e["action"] == "login"]
+    assert {e["address"] for e in logins} >= {address} and all(e["actor"] == user_id for e in logins)
 
     deleted = await operator.call("DELETE", f"/admin/api/auth/accounts/{user_id}")
     assert deleted.status == 200
@@ -302,3 +313,11 @@ async def test_health_reconcile_and_purge_now(operator):
     purge = await operator.call("POST", "/admin/api/trash/purge")
     assert purge.status == 200 and purge.body["purged"] >= 0
     assert [e["action"] for e in await operator.audit("trash", action="trash-purge-run")]
+
+
+async def test_an_osmand_sign_in_is_audited_under_the_account(stack, gateway, operator):
+    email = f"osmand-{uuid.uuid4().hex[:12]}@example.com"
+    await osmand_sign_up(gateway, stack.smtp_sink_url, email=email)
+    user_id = (await operator.call("GET", "/admin/api/auth/accounts", params={"email": email})).body["user_id"]
+    actions = [e["action"] for e in await operator.audit("auth", user_id=user_id)]
+    assert "login" in actions and "account-looked-up" in actions

@@ -75,7 +75,7 @@ def build_app(settings: AuthSettings | None = None) -> web.Application:
     app.on_cleanup.append(lambda _: billing.close())
     OsmandAccounts(runtime, store, codes, deletion, OrderIds(billing, store)).register(app)
     AuthAdminRoutes(runtime, store, deletion).register(runtime.admin)
-    app.middlewares.append(audit_middleware(runtime))
+    app.middlewares.append(audit_middleware(runtime, store))
     return app
 
 

@@ -13,6 +13,8 @@ from osmcloud_common.deleted_accounts import account_key
 from osmcloud_common.errors import ApiError
 from osmcloud_common.runtime import Runtime
 
+from .store import AuthStore
+
 # (method, route) -> action
 ACTIONS = {
     ("POST", "/api/auth/sessions"): "login",
@@ -43,7 +45,19 @@ async def _email(request: web.Request) -> str | None:
     return email[:320] if isinstance(email, str) else None
 
 
-def audit_middleware(runtime: Runtime):
+async def _user_id(body: dict, store: AuthStore) -> str | None:
+    """The account an answer names: the native API's user_id, or OsmAnd's integer userid."""
+    if isinstance(body.get("user_id"), str):
+        return body["user_id"]
+    try:
+        num = int(body.get("userid"))
+    except (TypeError, ValueError):
+        return None
+    user = await store.users.find_one({"num": num}, {"_id": 1})
+    return user["_id"] if user else None
+
+
+def audit_middleware(runtime: Runtime, store: AuthStore):
     @web.middleware
     async def audit(request: web.Request, handler):
         resource = request.match_info.route.resource
@@ -62,8 +76,7 @@ def audit_middleware(runtime: Runtime):
             await runtime.audit.record(f"{action}-refused", actor=user_id or "anonymous", user_id=user_id,
                                        address=client_address(request), outcome=exc.code, detail=detail)
             raise
-        body = _json(response)
-        user_id = user_id or body.get("user_id") or body.get("userid")
+        user_id = user_id or await _user_id(_json(response), store)
         if action == "account-deleted" and user_id:
             # the account's own entries are erased with it; this one only says it happened
             detail["account"] = account_key(str(user_id))
