@@ -24,7 +24,7 @@ class _Sink:
         self.offset = 0
 
     def write(self, data: bytes) -> int:
-        self.parts.append(bytes(data))
+        self.parts.append(data if isinstance(data, bytes) else bytes(data))
         self.offset += len(data)
         return len(data)
 
@@ -35,7 +35,8 @@ class _Sink:
         pass
 
     def take(self) -> bytes:
-        data, self.parts = b"".join(self.parts), []
+        data = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
+        self.parts = []
         return data
 
 
