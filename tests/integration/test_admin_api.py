@@ -321,3 +321,12 @@ async def test_an_osmand_sign_in_is_audited_under_the_account(stack, gateway, op
     user_id = (await operator.call("GET", "/admin/api/auth/accounts", params={"email": email})).body["user_id"]
     actions = [e["action"] for e in await operator.audit("auth", user_id=user_id)]
     assert "login" in actions and "account-looked-up" in actions
+
+
+async def test_a_users_own_plan_change_is_audited_with_its_address(stack, gateway, operator):
+    me, session = await login(gateway, stack.smtp_sink_url)
+    address = new_address()
+    assert (await me.call("POST", "/api/billing/start", headers={"X-Forwarded-For": address})).status == 201
+    requested = await operator.audit("billing", user_id=session["user_id"], action="plan-requested")
+    assert [(e["actor"], e["address"], e["outcome"], e["detail"]["asked"]) for e in requested] == \
+        [(session["user_id"], address, "ok", "start")]

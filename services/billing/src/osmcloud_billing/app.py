@@ -9,7 +9,7 @@ from .deadlines import DeadlineJob
 from .handlers import register_handlers
 from .operator_service import OperatorPlans
 from .osmand_orders import OsmandOrders
-from .plan_audit import register_plan_audit
+from .plan_audit import plan_request_middleware, register_plan_audit
 from .plans import plans_from
 from .receipts import verifier_from
 from .routes import BillingRoutes
@@ -35,6 +35,7 @@ def build_app(settings: BillingSettings | None = None) -> web.Application:
     routes.register(app)
     OsmandOrders(runtime, store, verifier, settings, routes).register(app)
     BillingAdminRoutes(store, operator_plans).register(runtime.admin)
+    app.middlewares.append(plan_request_middleware(runtime))
     return app
 
 

@@ -1,11 +1,19 @@
 """Every plan change, whoever caused it (the user's purchase or Start, a store renewal, an
 operator, the deadline job), written to billing's audit log from its own events on Kafka:
-one entry per event (its id is the entry's), so a redelivery writes nothing new. An
-operator's call is also recorded by the admin API with the operator and address."""
+one entry per event (its id is the entry's), so a redelivery writes nothing new. Who asked
+and from where is recorded as the request is answered: a user's Start or purchase by the
+middleware below (`plan-requested`), an operator's call by the admin API (`plan-set`)."""
 
+from aiohttp import web
+
+from osmcloud_common.admin import client_address
+from osmcloud_common.errors import ApiError
 from osmcloud_common.events import (EntitlementChanged, Event, GracePeriodEnded, SubscriptionActivated,
                                     SubscriptionExpired, SubscriptionRenewed)
 from osmcloud_common.runtime import Runtime
+
+# a user's own plan requests: (method, route) -> what was asked
+PLAN_REQUESTS = {("POST", "/api/billing/start"): "start", ("POST", "/api/billing/purchases"): "purchase"}
 
 PLAN_EVENTS = (SubscriptionActivated, SubscriptionRenewed, SubscriptionExpired, GracePeriodEnded, EntitlementChanged)
 
@@ -21,3 +29,23 @@ def register_plan_audit(runtime: Runtime) -> None:
 
     for payload_type in PLAN_EVENTS:
         runtime.on_event(payload_type, plan_changed)
+
+
+def plan_request_middleware(runtime: Runtime):
+    @web.middleware
+    async def audit(request: web.Request, handler):
+        resource = request.match_info.route.resource
+        asked = PLAN_REQUESTS.get((request.method, resource.canonical if resource else ""))
+        if asked is None:
+            return await handler(request)
+        user_id = request.headers.get("X-User-Id") or None
+        outcome = "ok"
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            outcome = exc.code
+            raise
+        finally:
+            await runtime.audit.record("plan-requested", actor=user_id or "anonymous", user_id=user_id,
+                                       address=client_address(request), outcome=outcome, detail={"asked": asked})
+    return audit
