@@ -34,6 +34,7 @@ log = get_logger(__name__)
 
 AdminHandler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 MAX_DEAD_LETTERS = 200
+AUDITED_USER = "audited_user_id"  # a handler sets request[AUDITED_USER] when the path names no account
 
 
 def client_address(request: web.Request) -> str | None:
@@ -102,7 +103,9 @@ class AdminApi:
                 raise
             finally:
                 if action:
-                    await self.rt.audit.record(action, actor=operator, user_id=request.match_info.get("user_id"),
+                    # the account concerned: the path's, or the one a lookup found (AUDITED_USER)
+                    user_id = request.get(AUDITED_USER) or request.match_info.get("user_id")
+                    await self.rt.audit.record(action, actor=operator, user_id=user_id,
                                                address=address, outcome=outcome,
                                                detail={"method": request.method, "path": request.path})
         self.app.router.add_route(method, self.prefix + path, guarded)

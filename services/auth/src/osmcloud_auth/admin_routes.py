@@ -5,7 +5,7 @@ an account (no code: the operator decides; the same deletion as the user's, even
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from osmcloud_common.admin import AdminApi
+from osmcloud_common.admin import AUDITED_USER, AdminApi
 from osmcloud_common.errors import BadRequest, NotFound
 from osmcloud_common.events import DeviceLoggedOut
 from osmcloud_common.http import json_body
@@ -51,6 +51,7 @@ class AuthAdminRoutes:
         user = await self.store.user_by_email(normalize_email(email))
         if user is None:
             raise NotFound("no account has this e-mail address", code="unknown_account")
+        request[AUDITED_USER] = user["_id"]
         return web.json_response(await self._view(user))
 
     async def account(self, request: web.Request, operator: str) -> web.Response:
