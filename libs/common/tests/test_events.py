@@ -4,7 +4,7 @@ from osmcloud_common.events import CATALOGUE, DOMAINS, Entitlement, Event, FileD
 
 
 def test_every_event_type_is_unique_and_belongs_to_a_domain():
-    assert len(CATALOGUE) == 14
+    assert len(CATALOGUE) == 15
     for name, payload in CATALOGUE.items():
         assert payload.event_type == name
         assert payload.domain in DOMAINS

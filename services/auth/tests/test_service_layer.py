@@ -148,6 +148,9 @@ class FakeAuthStore:
         return [d for d in self.devices.values() if (d["user_id"], d.get("phone_id"), d.get("model"),
                                                      d["revoked_at"]) == (user_id, phone_id, model, None)]
 
+    async def devices_of(self, user_id: str) -> list[dict[str, Any]]:
+        return [d for d in self.devices.values() if (d["user_id"], d["revoked_at"]) == (user_id, None)]
+
     async def revoke_device(self, user_id: str, device_id: str, now: datetime, events: list[dict[str, Any]]) -> bool:
         for device in self.devices.values():
             if (device["device_id"], device["user_id"], device["revoked_at"]) == (device_id, user_id, None):
@@ -210,11 +213,14 @@ async def test_a_mailed_code_signs_in_once_and_creates_the_account_with_its_even
     code = await world.mailed_code()
     signed = await world.auth.accounts.sign_in(EMAIL, Purpose.LOGIN, code, HOME)
     assert signed.created and outbox(signed.user) == ["account-registered"]
-    assert world.publisher.handed == []  # a native sign-up: billing learns it from Kafka
+    # every sign-up is handed to billing before it answers (its default plan, an operator's grant)
+    assert [(t, [decode_value(e).type for e in entries]) for t, entries in world.publisher.handed] == \
+        [("billing", ["account-registered"])]
     assert await world.rejected(code) == "code_used"
     world.clock.advance(timedelta(minutes=1))
     again = await world.auth.accounts.sign_in(EMAIL, Purpose.LOGIN, await world.mailed_code(), HOME)
     assert not again.created and again.user["_id"] == signed.user["_id"]
+    assert len(world.publisher.handed) == 1  # a sign-in to an existing account hands nothing over
 
 
 async def test_wrong_tries_are_counted_first_and_exhaust_the_code(world: World) -> None:

@@ -42,7 +42,8 @@ class FakeBillingStore:
         return None if doc is None else {k: v for k, v in doc.items() if k != "_outbox"}
 
     async def transition(self, user_id: str, before: Subscription, after: Subscription,
-                         events: list[dict[str, Any]]) -> bool:
+                         events: list[dict[str, Any]], also: dict[str, Any] | None = None,
+                         expect: dict[str, Any] | None = None) -> bool:
         doc = self.accounts.get(user_id)
         if self.lose_races:
             self.lose_races -= 1
@@ -50,7 +51,10 @@ class FakeBillingStore:
         if doc is None or (doc["plan"], doc["status"], doc["expires_at"], doc["grace_until"]) != \
                 (before.plan, before.status, before.expires_at, before.grace_until):
             return False
-        doc.update(plan=after.plan, status=after.status, expires_at=after.expires_at, grace_until=after.grace_until)
+        if any(doc.get(k) != v for k, v in (expect or {}).items()):
+            return False
+        doc.update(plan=after.plan, status=after.status, expires_at=after.expires_at, grace_until=after.grace_until,
+                   **(also or {}))
         doc["_outbox"] += events
         return True
 

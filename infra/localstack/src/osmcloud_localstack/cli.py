@@ -1,6 +1,6 @@
 """osmcloud-stack: start, stop and inspect the local osmcloud stack.
 
-    osmcloud-stack up     [--state-dir D] [--base-port B] [--test-clock] [--infra-only] [--sandbox-store] [external infra options]
+    osmcloud-stack up     [--state-dir D] [--base-port B] [--test-clock] [--infra-only] [--sandbox-store] [--admin-api] [external infra options]
     osmcloud-stack down   [--state-dir D]
     osmcloud-stack status [--state-dir D] [--json]   # per process: state, restarts, last exit
     osmcloud-stack env    [--state-dir D]     # prints OSMCLOUD_* exports so tests can use this running stack
@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--infra-only", action="store_true", help="do not start the four services")
     up.add_argument("--trusted-proxy", action="append", default=[], metavar="CIDR",
                     help="a proxy in front of the gateway whose X-Forwarded-For is believed (repeatable; default none)")
+    up.add_argument("--admin-api", action="store_true",
+                    help="turn the admin API on with a random operator token (printed by `env` as OSMCLOUD_OPERATOR_TOKEN)")
     up.add_argument("--sandbox-store", action="store_true",
                     help="billing accepts receipts signed with the stack's random sandbox key (dev and tests only)")
     up.add_argument("--log-level", default="info")
@@ -99,6 +101,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         external=_external(args),
         log_level=args.log_level,
         sandbox_store=args.sandbox_store,
+        admin_api=args.admin_api,
         trusted_proxies=tuple(args.trusted_proxy),
         prometheus=args.prometheus,
         supervise=not args.no_supervise,

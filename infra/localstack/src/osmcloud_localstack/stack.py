@@ -21,6 +21,7 @@ Nothing is installed here: ``bash infra/bootstrap.sh`` must have run.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import secrets
@@ -41,7 +42,7 @@ from .supervisor import SUPERVISOR, BackoffPolicy, held_marker, read_status, sta
 
 SERVICES = ("auth", "files", "trash", "billing")
 # secrets a stack generates once and keeps in its stack.json
-GENERATED_SECRETS = ("s3_access_key", "s3_secret_key", "sandbox_receipt_key")
+GENERATED_SECRETS = ("s3_access_key", "s3_secret_key", "sandbox_receipt_key", "operator_token")
 INFRA = ("kafka", "ferretdb", "versitygw")
 # start order; stop runs in reverse (the supervisor, which restarts the others, stops first)
 ALL_PROCESSES = ("kafka", "ferretdb", "versitygw", "smtp-sink", *SERVICES, "gateway", "prometheus", SUPERVISOR)
@@ -129,6 +130,8 @@ class StackConfig:
     gateway_secret: str | None = None  # None: random per stack (kept in stack.json)
     # billing's sandbox store (signed test receipts): on for the test stack, off for `make up`
     sandbox_store: bool = False
+    # the admin API with a random operator token (kept in stack.json): on for the test stack
+    admin_api: bool = False
     # address ranges of proxies in front of the gateway whose X-Forwarded-For is believed
     trusted_proxies: tuple[str, ...] = ()
     kafka_heap: str = "512m"
@@ -170,6 +173,7 @@ class Endpoints:
     sandbox_receipt_key: str  # "" when the sandbox store is off
     state_dir: str
     service_urls: dict[str, str]
+    operator_token: str = ""  # the admin API's operator token; "" when it is off
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -193,6 +197,7 @@ class Endpoints:
             "OSMCLOUD_DB_PREFIX": self.db_prefix,
             "OSMCLOUD_TEST_CLOCK": "true" if self.test_clock else "false",
             "OSMCLOUD_SANDBOX_RECEIPT_KEY": self.sandbox_receipt_key,
+            "OSMCLOUD_OPERATOR_TOKEN": self.operator_token,
             "OSMCLOUD_SERVICE_URLS": ",".join(f"{k}={v}" for k, v in sorted(self.service_urls.items())),
         }
 
@@ -253,6 +258,7 @@ class Stack:
             log_level=meta["log_level"],
             gateway_secret=meta["gateway_secret"],
             sandbox_store=meta.get("sandbox_store", False),
+            admin_api=meta.get("admin_api", False),
             trusted_proxies=tuple(meta.get("trusted_proxies") or ()),
             prometheus=meta.get("prometheus", False),
             supervise=meta.get("supervise", False),
@@ -285,6 +291,7 @@ class Stack:
             "log_level": c.log_level,
             "gateway_secret": self.gateway_secret,
             "sandbox_store": c.sandbox_store,
+            "admin_api": c.admin_api,
             "trusted_proxies": list(c.trusted_proxies),
             "secrets": {name: self._generated_secret(name) for name in GENERATED_SECRETS},
             "prometheus": c.prometheus,
@@ -335,6 +342,10 @@ class Stack:
     def sandbox_receipt_key(self) -> str:
         return self._generated_secret("sandbox_receipt_key") if self.config.sandbox_store else ""
 
+    @property
+    def operator_token(self) -> str:
+        return self._generated_secret("operator_token") if self.config.admin_api else ""
+
     def process_names(self) -> tuple[str, ...]:
         names: list[str] = []
         if self.external is None:
@@ -368,6 +379,7 @@ class Stack:
             sandbox_receipt_key=self.sandbox_receipt_key,
             state_dir=str(self.state),
             service_urls={name: f"http://{HOST}:{p.port(name)}" for name in SERVICES},
+            operator_token=self.operator_token,
         )
 
     # ---- up / down -----------------------------------------------------------------------------
@@ -836,6 +848,8 @@ class Stack:
             "SMTP_HOST": e.smtp_host,
             "SMTP_PORT": str(e.smtp_port),
             "GATEWAY_SECRET": self.gateway_secret,
+            # the admin API: only the token's digest is configured (docs/operators.md)
+            "OPERATOR_TOKEN_SHA256": hashlib.sha256(e.operator_token.encode()).hexdigest() if e.operator_token else "",
             "TEST_CLOCK": "true" if c.test_clock else "false",
             "LOG_LEVEL": c.log_level,
             "PYTHONUNBUFFERED": "1",

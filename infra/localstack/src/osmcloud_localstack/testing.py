@@ -62,6 +62,7 @@ ENV_VARS = {
     "OSMCLOUD_TOPIC_PREFIX": "topic_prefix",
     "OSMCLOUD_DB_PREFIX": "db_prefix",
     "OSMCLOUD_SANDBOX_RECEIPT_KEY": "sandbox_receipt_key",
+    "OSMCLOUD_OPERATOR_TOKEN": "operator_token",
 }
 
 
@@ -84,6 +85,8 @@ class StackHandle:
     db_prefix: str = "osmcloud_"
     # key of billing's sandbox store ("" when it is off: then no receipt verifies)
     sandbox_receipt_key: str = ""
+    # the admin API's operator token ("" when the stack runs without the admin API)
+    operator_token: str = ""
     # where the stack's processes write their logs ("" when they are not on this machine)
     logs_dir: str = ""
     services: bool = True
@@ -244,6 +247,7 @@ def _handle(mode: str, endpoints: Any, services: bool, **kw: Any) -> StackHandle
         topic_prefix=e.topic_prefix,
         db_prefix=e.db_prefix,
         sandbox_receipt_key=e.sandbox_receipt_key,
+        operator_token=e.operator_token,
         logs_dir=str(Path(e.state_dir) / "logs"),
         services=services,
         service_urls=dict(e.service_urls) if services else {},
@@ -259,7 +263,7 @@ def local_stack(say: Callable[[str], None]) -> Iterator[StackHandle]:
     wipe_state_dir(LOCAL_STATE_DIR)
     stack = Stack(
         StackConfig(state_dir=LOCAL_STATE_DIR, base_port=LOCAL_BASE_PORT, test_clock=True, services=services,
-                    sandbox_store=True, trusted_proxies=TEST_TRUSTED_PROXIES),
+                    sandbox_store=True, admin_api=True, trusted_proxies=TEST_TRUSTED_PROXIES),
         log=say,
     )
     try:
@@ -301,7 +305,7 @@ def testcontainers_stack(say: Callable[[str], None], on_death: Callable[[Any], N
         services = services_present()
         stack = Stack(
             StackConfig(state_dir=state_dir, base_port=LOCAL_BASE_PORT, test_clock=True, services=services, external=external,
-                        sandbox_store=True, trusted_proxies=TEST_TRUSTED_PROXIES),
+                        sandbox_store=True, admin_api=True, trusted_proxies=TEST_TRUSTED_PROXIES),
             log=say,
         )
         try:

@@ -204,13 +204,21 @@ class GracePeriodEnded(Payload):
     entitlement: Entitlement  # Start rules from now on
 
 
+class EntitlementChanged(Payload):
+    """The account's allowance changed without a change of plan: an operator set or cleared a
+    per-account quota or file-count override (services/billing operator_plans.py)."""
+    event_type: ClassVar[str] = "entitlement-changed"
+    domain: ClassVar[str] = "billing"
+    entitlement: Entitlement
+
+
 CATALOGUE: dict[str, type[Payload]] = {
     p.event_type: p
     for p in (
         AccountRegistered, DeviceLoggedOut, AccountDeleted,
         FileUploaded, FileDeleted, FileRestored, FileVersionsPruned, StorageUsageChanged,
         TrashItemPurged, TrashEmptied,
-        SubscriptionActivated, SubscriptionRenewed, SubscriptionExpired, GracePeriodEnded,
+        SubscriptionActivated, SubscriptionRenewed, SubscriptionExpired, GracePeriodEnded, EntitlementChanged,
     )
 }
 

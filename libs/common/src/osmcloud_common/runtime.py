@@ -14,6 +14,8 @@ from aiohttp import web
 from prometheus_client import Gauge
 
 from . import tracing
+from .admin import AdminApi
+from .audit import AuditLog
 from .blobstore import BlobStore
 from .clock import Clock, SharedTestClock, SystemClock
 from .deleted_accounts import DeletedAccounts, Erase
@@ -56,6 +58,18 @@ class Runtime:
         self.consumer: EventConsumer | None = None
         self.deleted_accounts: DeletedAccounts | None = None
         self.handovers: dict[str, Handover] = {}
+        self._audit: AuditLog | None = None
+        self.admin: AdminApi | None = None  # made with the app (create_app)
+        self._startup.append(lambda: self.audit.create_indexes())
+        self._jobs.append(lambda: self.audit.run_purge())
+
+    @property
+    def audit(self) -> AuditLog:
+        """This service's audit log (audit.py), in its own database."""
+        if self._audit is None:
+            self._audit = AuditLog(self.db["audit_log"], self.clock, self.settings.service_name,
+                                   self.settings.audit_retention_days)
+        return self._audit
 
     # ------------------------------------------------------------ registration
     def outbox_collection(self, name: str):
@@ -83,6 +97,7 @@ class Runtime:
         async def account_deleted(event: Event) -> None:
             await deleted.remember(event.user_id, event.occurred_at)
             await erase(event.user_id)
+            await self.audit.erase(event.user_id)  # but for a record that the deletion happened
         self.on_event(AccountDeleted, account_deleted)
 
     async def erase_user_documents(self, user_id: str) -> int:
@@ -133,10 +148,12 @@ class Runtime:
             body = await request.json()
         except ValueError:
             raise BadRequest("the body must be JSON: {\"events\": [...]}")
-        events = parse_events(body)
-        applied = await apply_events(events, handlers=self._handlers, batch_handlers=self._batch_handlers,
-                                     processed=self.db["processed_events"], skip=self._of_deleted_account)
-        return web.json_response({"applied": applied})
+        return web.json_response({"applied": await self.apply_handed_over(parse_events(body))})
+
+    async def apply_handed_over(self, events: list[Event]) -> int:
+        """Applies events as the consumer would (a hand-over, a dead letter replayed): each once."""
+        return await apply_events(events, handlers=self._handlers, batch_handlers=self._batch_handlers,
+                                  processed=self.db["processed_events"], skip=self._of_deleted_account)
 
     # ------------------------------------------------------------ lifecycle
     async def _retry_forever(self, name: str, step: Callable[[], Awaitable[None]]) -> None:
@@ -234,6 +251,7 @@ class Runtime:
         self.readiness(app)
         app.cleanup_ctx.append(self.lifecycle)
         app.router.add_post("/internal/events", self._events_handed_over)
+        self.admin = AdminApi(self, app)
         self._bind_metrics(app[REGISTRY_KEY])
         return app
 

@@ -10,6 +10,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from . import tracing
+from .operators import digest_problems
 
 # Values that appear in this repository's history, its docs or common examples: a deployment
 # that kept one of them would run with a secret anyone can read.
@@ -86,6 +87,11 @@ class ServiceSettings(BaseSettings):
     handover: bool = True
     # how often every consumer group's lag is measured from the broker (/metrics)
     consumer_lag_poll_seconds: float = Field(default=15.0, gt=0)
+    # the admin API (/admin/api/<service>/, docs/operators.md): SHA-256 digests (hex, comma-
+    # separated) of the operator tokens; empty: the admin API is off (its routes answer 404)
+    operator_token_sha256: str = ""
+    # how long audit log entries are kept (docs/operators.md "Audit log")
+    audit_retention_days: float = Field(default=365.0, gt=0)
 
     # traces (tracing.py): the standard OpenTelemetry variables; off unless an exporter or an
     # OTLP endpoint is named. The SDK reads the others it knows (sampler, headers, batching).
@@ -103,7 +109,7 @@ class ServiceSettings(BaseSettings):
 
     def startup_problems(self) -> list[str]:
         """Every reason this configuration must not start (empty: it may). Services add theirs."""
-        problems = [secret_problem("GATEWAY_SECRET", self.gateway_secret)]
+        problems = [secret_problem("GATEWAY_SECRET", self.gateway_secret), *digest_problems(self.operator_token_sha256)]
         if self.uses_s3:
             if not self.s3_access_key or self.s3_access_key.lower() in KNOWN_DEFAULT_SECRETS:
                 problems.append(f"S3_ACCESS_KEY is {'empty' if not self.s3_access_key else 'a published default'}"

@@ -46,10 +46,10 @@ class Accounts:
         user, created = await self.store.create_user(email, now, events)
         if created:
             self.publisher.events_written()
-            if via == VIA_OSMAND:
-                # the app backs up right after signing up: billing (and through it files) has the
-                # Start plan before this answers
-                await self.publisher.hand_over("billing", registered)
+            # billing knows the account before this answers: OsmAnd's app backs up right after
+            # signing up (billing, and through it files, has the Start plan), and a native
+            # sign-up's default plan (DEFAULT_PLAN) or an operator's grant right after it sees it
+            await self.publisher.hand_over("billing", registered)
         return SignIn(user, created, now)
 
     async def register_device(self, email: str, code: str, description: dict[str, str],
@@ -82,6 +82,14 @@ class Accounts:
         if not await self._revoke(user_id, device_id):
             raise DeviceNotFound(f"this account has no logged-in device '{device_id}'")
         log.info("device logged out", user_id=user_id, device_id=device_id)
+
+    async def log_out_all(self, user_id: str) -> list[str]:
+        """Every logged-in device of the account (an operator's logout): the ids logged out."""
+        logged_out = [d["device_id"] for d in await self.store.devices_of(user_id)
+                      if await self._revoke(user_id, d["device_id"])]
+        if logged_out:
+            log.info("devices logged out", user_id=user_id, devices=len(logged_out))
+        return logged_out
 
     async def _revoke(self, user_id: str, device_id: str) -> bool:
         event = self.publisher.event(DeviceLoggedOut(device_id=device_id), user_id)

@@ -11,6 +11,8 @@ from osmcloud_common.domain_errors import map_domain_errors
 from osmcloud_common.http import REGISTRY_KEY
 from osmcloud_common.runtime import Runtime, serve
 
+from .admin_routes import AuthAdminRoutes
+from .audit_trail import audit_middleware
 from .billing_client import BillingClient
 from .bootstrap import bootstrap
 from .limits import RequestLimits
@@ -75,6 +77,8 @@ def build_app(settings: AuthSettings | None = None) -> web.Application:
     _cache_metrics(app, cache, peers)
     app.on_cleanup.append(lambda _: billing.close())
     OsmandAccounts(store, auth.codes, auth.accounts, auth.deletion, auth.orders).register(app)
+    AuthAdminRoutes(store, auth.accounts, auth.deletion).register(runtime.admin)
+    app.middlewares.append(audit_middleware(runtime, store))
     return app
 
 

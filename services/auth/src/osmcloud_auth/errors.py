@@ -35,6 +35,11 @@ class DeviceNotFound(AuthError):
     code = "device_not_found"
 
 
+class UnknownAccount(AuthError):
+    """An operator named an account that does not exist (the admin API)."""
+    code = "unknown_account"
+
+
 class AccountGone(AuthError):
     """The caller's account was deleted meanwhile."""
     code = "account_gone"

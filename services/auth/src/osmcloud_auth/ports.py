@@ -63,6 +63,10 @@ class AccountStorePort(Protocol):
 
     async def live_devices_like(self, user_id: str, phone_id: str, model: str) -> list[dict[str, Any]]: ...
 
+    async def devices_of(self, user_id: str) -> list[dict[str, Any]]:
+        """The account's logged-in devices, oldest first."""
+        ...
+
     async def revoke_device(self, user_id: str, device_id: str, now: datetime, events: list[dict[str, Any]]) -> bool:
         """False when it is not a live device of that user; the event rides in the device's document."""
         ...

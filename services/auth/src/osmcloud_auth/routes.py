@@ -19,12 +19,12 @@ from .browser_sessions import clear_session_cookies, credential, set_session_coo
 from .codes import Codes
 from .domain import Purpose, digest, normalize_email
 from .errors import (AccountGone, CodeRejected, DeviceNotFound, InvalidEmail, MailFailed, PurchasesUnavailable,
-                     TooManyCodes)
+                     TooManyCodes, UnknownAccount)
 from .store import AuthStore
 from .token_cache import TokenCache, Verified
 
 _by_status = status_mapper({InvalidEmail: 400, CodeRejected: 400, TooManyCodes: 429, MailFailed: 503,
-                            DeviceNotFound: 404, PurchasesUnavailable: 503})
+                            DeviceNotFound: 404, UnknownAccount: 404, PurchasesUnavailable: 503})
 
 
 def native_error(error: DomainError) -> ApiError:

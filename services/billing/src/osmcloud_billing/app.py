@@ -8,7 +8,9 @@ from osmcloud_common.domain_errors import map_domain_errors
 from osmcloud_common.events import AccountRegistered, StorageUsageChanged
 from osmcloud_common.runtime import Runtime, serve
 
+from .admin_routes import BillingAdminRoutes
 from .bootstrap import bootstrap
+from .plan_audit import plan_request_middleware, register_plan_audit
 from .receipts import verifier_from
 from .routes import BillingRoutes, native_error
 from .settings import BillingSettings
@@ -25,11 +27,14 @@ def build_app(settings: BillingSettings | None = None) -> web.Application:
     runtime.on_startup(store.create_indexes)
     runtime.on_event(AccountRegistered, billing.handlers.account_registered)
     runtime.on_events(StorageUsageChanged, billing.handlers.usage_changed)
+    register_plan_audit(runtime)
     runtime.on_account_deleted()  # every document of the user; idempotent
     runtime.background(billing.deadlines.run)
     app = runtime.create_app()
     map_domain_errors(app, native_error)
     BillingRoutes(billing).register(app)
+    BillingAdminRoutes(store, billing.operators).register(runtime.admin)
+    app.middlewares.append(plan_request_middleware(runtime))
     return app
 
 

@@ -9,6 +9,7 @@ from osmcloud_common.logging import get_logger
 from osmcloud_common.publisher import EventPublisher
 
 from .lifecycle import Plans, due_transition
+from .operator_plans import overrides_of, plans_for
 from .ports import BillingStorePort
 from .store import subscription_of
 
@@ -26,11 +27,13 @@ class DeadlineJob:
         applied = 0
         for doc in await self.store.due(now):
             before = subscription_of(doc)
-            transition = due_transition(before, now, self.plans)
+            # the account's overrides shape the entitlement; the write expects them unchanged
+            transition = due_transition(before, now, plans_for(self.plans, doc))
             if transition is None or transition.event is None:
                 continue
             if await self.store.transition(doc["_id"], before, transition.after,
-                                           [self.publisher.event(transition.event, doc["_id"])]):
+                                           [self.publisher.event(transition.event, doc["_id"])],
+                                           expect=overrides_of(doc)):
                 applied += 1
                 log.info("deadline passed", user_id=doc["_id"], event_type=transition.event.event_type)
         if applied:

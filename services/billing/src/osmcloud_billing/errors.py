@@ -45,3 +45,22 @@ class OrderLinkedElsewhere(BillingError):
 class SubscriptionBusy(BillingError):
     """The account's subscription kept changing under a decision (racing writers)."""
     code = "busy"
+
+
+class OperatorPlanRefused(BillingError):
+    """An operator's plan request that cannot be applied (operator_plans.py); the message says
+    what to change (`code`: bad_plan, bad_override, …)."""
+    code = "operator_plan_refused"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+
+
+class EndInPast(OperatorPlanRefused):
+    """An operator's Pro grant whose end date has passed."""
+    code = "end_in_past"
+
+
+class UnknownAccount(OperatorPlanRefused):
+    """An operator named an account billing does not know."""
+    code = "unknown_account"

@@ -1,6 +1,8 @@
 """How billing reacts to events. Every handler is idempotent; the composition root (app.py)
 subscribes them."""
 
+from collections.abc import Awaitable, Callable
+
 from osmcloud_common.events import Event, StorageUsageChanged
 
 from .ports import BillingStorePort
@@ -8,11 +10,14 @@ from .subscriptions import Subscriptions
 
 
 class Handlers:
-    def __init__(self, store: BillingStorePort, subscriptions: Subscriptions) -> None:
-        self.store, self.subscriptions = store, subscriptions
+    def __init__(self, store: BillingStorePort, subscriptions: Subscriptions,
+                 default_plan: Callable[[Event], Awaitable[None]] | None = None) -> None:
+        self.store, self.subscriptions, self.default_plan = store, subscriptions, default_plan
 
     async def account_registered(self, event: Event) -> None:
         await self.store.ensure_account(event.user_id, event.occurred_at)
+        if self.default_plan is not None:  # the deployment's default plan (operator_service.py) first
+            await self.default_plan(event)
         await self.subscriptions.start_for_osmand_signup(event)
 
     async def usage_changed(self, events: list[Event]) -> None:

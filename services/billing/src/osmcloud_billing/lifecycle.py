@@ -6,6 +6,9 @@
     pro/active ──expires_at passes──> pro/grace         (subscription-expired, grace_until = expiry + 1 year)
     pro/grace ──grace_until passes──> pro/expired       (grace-period-ended)
 
+An operator's grants and revocations (operator_plans.py) move along the same states; a Pro
+without an end date (expires_at None) has no deadline and no receipt shortens it.
+
 During grace and after it, uploads follow Start rules; listing, downloading, restoring and
 deleting keep working. Renewal at any point restores Pro."""
 
@@ -57,6 +60,8 @@ def activate_start(sub: Subscription, plans: Plans) -> Transition:
 def apply_purchase(sub: Subscription, purchase: VerifiedPurchase, now: datetime, plans: Plans) -> Transition:
     if purchase.expires_at <= now:
         raise ReceiptExpired("the receipt has already expired; renew the subscription in the store")
+    if sub.plan == "pro" and sub.status == "active" and sub.expires_at is None:
+        return Transition(sub, None)  # an operator's Pro without an end date outlasts any receipt
     if sub.plan == "pro" and sub.status in ("active", "grace"):
         if sub.expires_at is not None and purchase.expires_at <= sub.expires_at:
             return Transition(sub, None)
@@ -66,16 +71,19 @@ def apply_purchase(sub: Subscription, purchase: VerifiedPurchase, now: datetime,
     return Transition(after, SubscriptionActivated(entitlement=plans.pro, expires_at=purchase.expires_at))
 
 
+def grace_entitlement(plans: Plans, grace_until: datetime) -> Entitlement:
+    """Uploads follow Start; what Pro stored stays, restorable and within Pro's storage bound."""
+    return plans.start.model_copy(update={"grace_until": grace_until, "grace_quota_bytes": plans.pro.quota_bytes,
+                                          "storage_limit_bytes": plans.pro.storage_limit})
+
+
 def due_transition(sub: Subscription, now: datetime, plans: Plans) -> Transition | None:
     """The deadline that has passed, if any: expiry, then the end of grace."""
     if sub.plan == "pro" and sub.status == "active" and sub.expires_at and sub.expires_at <= now:
         grace_until = sub.expires_at + plans.grace
-        # uploads follow Start; what Pro stored stays, restorable and within Pro's storage bound
-        grace = plans.start.model_copy(update={"grace_until": grace_until,
-                                               "grace_quota_bytes": plans.pro.quota_bytes,
-                                               "storage_limit_bytes": plans.pro.storage_limit})
         return Transition(replace(sub, status="grace", grace_until=grace_until),
-                          SubscriptionExpired(entitlement=grace, grace_until=grace_until))
+                          SubscriptionExpired(entitlement=grace_entitlement(plans, grace_until),
+                                              grace_until=grace_until))
     if sub.plan == "pro" and sub.status == "grace" and sub.grace_until and sub.grace_until <= now:
         return Transition(replace(sub, status="expired"), GracePeriodEnded(entitlement=plans.start))
     return None

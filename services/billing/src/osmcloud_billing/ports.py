@@ -15,8 +15,10 @@ class BillingStorePort(Protocol):
     async def account(self, user_id: str) -> dict[str, Any] | None: ...
 
     async def transition(self, user_id: str, before: Subscription, after: Subscription,
-                         events: list[dict[str, Any]]) -> bool:
-        """`before` → `after` with its events in one write, only if still in `before`."""
+                         events: list[dict[str, Any]], also: dict[str, Any] | None = None,
+                         expect: dict[str, Any] | None = None) -> bool:
+        """`before` → `after` with its events in one write, only if still in `before` (and still
+        holding the fields in `expect`); `also`: more fields set in the same write."""
         ...
 
     async def due(self, now: datetime, limit: int = 100) -> list[dict[str, Any]]: ...

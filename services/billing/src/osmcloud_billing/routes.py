@@ -13,8 +13,9 @@ from osmcloud_common.http import identity, json_body
 from osmcloud_common.logging import get_logger
 
 from .bootstrap import Billing
-from .errors import (OrderLinkedElsewhere, ReceiptExpired, ReceiptMismatch, ReceiptRejected, StartNotAvailable,
-                     SubscriptionBusy, UnknownOrder, UnknownProduct)
+from .errors import (EndInPast, OperatorPlanRefused, OrderLinkedElsewhere, ReceiptExpired, ReceiptMismatch,
+                     ReceiptRejected, StartNotAvailable, SubscriptionBusy, UnknownAccount, UnknownOrder,
+                     UnknownProduct)
 from .store import subscription_of
 
 log = get_logger(__name__)
@@ -22,6 +23,8 @@ log = get_logger(__name__)
 native_error = status_mapper({
     StartNotAvailable: 409, ReceiptExpired: 409, OrderLinkedElsewhere: 409, SubscriptionBusy: 409,
     ReceiptRejected: 400, UnknownProduct: 400, ReceiptMismatch: 400, UnknownOrder: 404,
+    # an operator's requests (admin_routes.py)
+    UnknownAccount: 404, EndInPast: 409, OperatorPlanRefused: 400,
 })
 
 

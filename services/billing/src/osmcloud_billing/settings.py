@@ -1,3 +1,5 @@
+from typing import Literal
+
 from osmcloud_common.settings import ServiceSettings, secret_problem
 
 MIB = 1024 * 1024
@@ -20,6 +22,9 @@ class BillingSettings(ServiceSettings):
     sandbox_receipt_key: str = ""
     # how often the deadline job looks for expiries and grace ends
     deadline_scan_seconds: float = 1.0
+    # the plan every new account gets (docs/operators.md): none (the user chooses Start or buys
+    # Pro; OsmAnd's sign-ups get Start), start, or pro (Pro without an end date, e.g. a family server)
+    default_plan: Literal["none", "start", "pro"] = "none"
     # files' own address: a plan change is handed over there before it answers (read-your-writes)
     files_url: str = "http://127.0.0.1:8082"
 

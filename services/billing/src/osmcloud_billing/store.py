@@ -39,14 +39,17 @@ class BillingStore:
     async def account(self, user_id: str) -> dict[str, Any] | None:
         return await self.accounts.find_one({"_id": user_id}, {"_outbox": 0})
 
-    async def transition(self, user_id: str, before: Subscription, after: Subscription, events: list[dict]) -> bool:
+    async def transition(self, user_id: str, before: Subscription, after: Subscription, events: list[dict],
+                         also: dict[str, Any] | None = None, expect: dict[str, Any] | None = None) -> bool:
         """Moves the account from `before` to `after` with its event in one write, only if it
-        is still in `before` (two replicas or two requests never apply one transition twice)."""
+        is still in `before` (two replicas or two requests never apply one transition twice).
+        `also`: more fields set in the same write (an operator's grant, see operator_plans.py);
+        `expect`: more fields the account must still have (the overrides the event was made with)."""
         result = await self.accounts.update_one(
             {"_id": user_id, "plan": before.plan, "status": before.status, "expires_at": before.expires_at,
-             "grace_until": before.grace_until},
+             "grace_until": before.grace_until, **(expect or {})},
             with_events({"$set": {"plan": after.plan, "status": after.status, "expires_at": after.expires_at,
-                                  "grace_until": after.grace_until}}, events))
+                                  "grace_until": after.grace_until, **(also or {})}}, events))
         return result.modified_count == 1
 
     async def due(self, now: datetime, limit: int = 100) -> list[dict[str, Any]]:

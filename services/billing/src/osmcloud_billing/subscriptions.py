@@ -3,21 +3,19 @@ OsmAnd's orderid through osmand_orders, the sign-up handler). Each decides on th
 current state with lifecycle.py and writes the result with its event in one document (the
 outbox), then hands the event to files, whose copy of the plan the client's next upload reads."""
 
-from collections.abc import Callable
 from datetime import datetime
 
 from osmcloud_common.clock import Clock
 from osmcloud_common.events import AccountRegistered, Event
 from osmcloud_common.publisher import EventPublisher
 
-from .errors import ReceiptExpired, ReceiptMismatch, SubscriptionBusy, UnknownOrder, UnknownProduct
+from .errors import ReceiptExpired, ReceiptMismatch, UnknownOrder, UnknownProduct
 from .lifecycle import Plans, Subscription, Transition, activate_start, apply_purchase
+from .plan_changes import Decide, change_plan
 from .ports import BillingStorePort
 from .receipts import ReceiptVerifier, VerifiedPurchase
-from .store import subscription_of
 
 VIA_OSMAND = "osmand"
-ATTEMPTS = 5  # decisions retried when the state moved under them
 
 
 class Subscriptions:
@@ -26,20 +24,10 @@ class Subscriptions:
         self.store, self.publisher, self.clock, self.plans = store, publisher, clock, plans
         self.verifier, self.pro_products = verifier, pro_products
 
-    async def apply(self, user_id: str, decide: Callable[[Subscription], Transition]) -> Transition:
-        """Decides on the current state and writes the result; retried if the state moved."""
-        for _ in range(ATTEMPTS):
-            before = subscription_of(await self.store.account(user_id) or {})
-            transition = decide(before)
-            if transition.event is None:
-                return transition
-            entry = self.publisher.event(transition.event, user_id)
-            if await self.store.transition(user_id, before, transition.after, [entry]):
-                self.publisher.events_written()
-                # the client's next upload is judged on files' copy of the plan: it has it first
-                await self.publisher.hand_over("files", [entry])
-                return transition
-        raise SubscriptionBusy("the subscription changed meanwhile; try again")
+    async def apply(self, user_id: str, decide: Decide) -> Transition:
+        """Decides on the current state (with the account's overrides) and writes the result
+        with its event, handed to files; retried if the state moved (plan_changes.py)."""
+        return await change_plan(self.store, self.publisher, self.plans, user_id, decide)
 
     async def open_account(self, user_id: str) -> None:
         """The account's document, made on first sight (before any plan)."""
@@ -47,7 +35,7 @@ class Subscriptions:
 
     async def activate_start(self, user_id: str) -> Transition:
         await self.open_account(user_id)
-        return await self.apply(user_id, lambda sub: activate_start(sub, self.plans))
+        return await self.apply(user_id, activate_start)
 
     def verified(self, platform: str, receipt: str) -> VerifiedPurchase:
         """The store's word on a receipt, for a product that grants Pro."""
@@ -75,7 +63,7 @@ class Subscriptions:
         the plan it grants applied with its event. Also OsmAnd's orderid path (osmand_orders)."""
         await self.store.ensure_account(user_id, now)
         await self.store.link_order(user_id, purchase, now)  # OrderLinkedElsewhere
-        return await self.apply(user_id, lambda sub: apply_purchase(sub, purchase, now, self.plans))
+        return await self.apply(user_id, lambda sub, plans: apply_purchase(sub, purchase, now, plans))
 
     async def store_notification(self, platform: str, receipt: str) -> Transition:
         """A store tells us about a renewal. Authenticated by the receipt's signature, not by
@@ -88,7 +76,7 @@ class Subscriptions:
         if purchase.expires_at <= now:
             raise ReceiptExpired("the receipt has already expired")
         await self.store.link_order(order["user_id"], purchase, now)
-        return await self.apply(order["user_id"], lambda sub: apply_purchase(sub, purchase, now, self.plans))
+        return await self.apply(order["user_id"], lambda sub, plans: apply_purchase(sub, purchase, now, plans))
 
     async def start_for_osmand_signup(self, event: Event) -> None:
         """Accounts that sign up through OsmAnd's /userdata/ API: the app never asks for a plan,
@@ -99,14 +87,11 @@ class Subscriptions:
         payload = event.payload()
         if not isinstance(payload, AccountRegistered) or payload.via != VIA_OSMAND:
             return
-        before = subscription_of(await self.store.account(event.user_id) or {})
-        if before.plan is not None:
+        if (await self.store.account(event.user_id) or {}).get("plan") is not None:
             return
-        transition = activate_start(before, self.plans)
-        if transition.event is None:
-            return
-        entry = self.publisher.event(transition.event, event.user_id)
-        if await self.store.transition(event.user_id, before, transition.after, [entry]):
-            self.publisher.events_written()
-            # the app uploads right after signing up: files knows the plan before the sign-up answers
-            await self.publisher.hand_over("files", [entry])
+        # the app uploads right after signing up: files knows the plan before the sign-up answers
+        await self.apply(event.user_id, _start_if_no_plan)
+
+
+def _start_if_no_plan(sub: Subscription, plans: Plans) -> Transition:
+    return Transition(sub, None) if sub.plan is not None else activate_start(sub, plans)

@@ -9,6 +9,7 @@ from osmcloud_common.runtime import Runtime, serve
 
 from .account_deletion import register_account_deletion
 from .account_routes import AccountRoutes
+from .admin_routes import FilesAdminRoutes
 from .bootstrap import bootstrap
 from .grace import register_grace_end
 from .handlers import register_handlers
@@ -53,6 +54,7 @@ def build_app(settings: FilesSettings | None = None) -> web.Application:
     FilesRoutes(services, settings).register(app)
     RestoreRoute(services.ops).register(app)
     OsmandFilesRoutes(services, settings).register(app)
+    FilesAdminRoutes(store, runtime.blobs, services.reconciler).register(runtime.admin)
     return app
 
 

@@ -1,6 +1,7 @@
 """How files reacts to other services' events. Every handler is idempotent."""
 
-from osmcloud_common.events import Event, SubscriptionActivated, SubscriptionExpired, SubscriptionRenewed
+from osmcloud_common.events import (EntitlementChanged, Event, SubscriptionActivated, SubscriptionExpired,
+                                    SubscriptionRenewed)
 from osmcloud_common.runtime import Runtime
 
 from .store import FilesStore
@@ -12,5 +13,5 @@ def register_handlers(runtime: Runtime, store: FilesStore) -> None:
         await store.set_entitlement(event.user_id, payload.entitlement, event.occurred_at)
 
     # grace-period-ended also sends files to the trash: see grace.py
-    for payload_type in (SubscriptionActivated, SubscriptionRenewed, SubscriptionExpired):
+    for payload_type in (SubscriptionActivated, SubscriptionRenewed, SubscriptionExpired, EntitlementChanged):
         runtime.on_event(payload_type, entitlement_changed)

@@ -12,6 +12,7 @@ from osmcloud_common.http import REGISTRY_KEY
 from osmcloud_common.osmand import CompatAuthenticator
 from osmcloud_common.runtime import Runtime, serve
 
+from .admin_routes import TrashAdminRoutes
 from .bootstrap import Trash, bootstrap
 from .files_client import FilesClient
 from .osmand_compat import OsmandTrash, osmand_error
@@ -41,6 +42,7 @@ def build_app(settings: TrashSettings | None = None) -> web.Application:
     map_domain_errors(app, native_error, osmand_error)
     TrashRoutes(store, trash.items).register(app)
     register_osmand(app, settings, trash)
+    TrashAdminRoutes(trash.purger).register(runtime.admin)
     return app
 
 
