@@ -11,7 +11,7 @@ import pytest
 from osmcloud_auth.billing_client import OrderAnswer
 from osmcloud_auth.bootstrap import Auth, bootstrap
 from osmcloud_auth.domain import Purpose
-from osmcloud_auth.errors import AccountGone, CodeRejected, DeviceNotFound, MailFailed, TooManyCodes
+from osmcloud_auth.errors import AccountGone, CodeRejected, DeviceNotFound, MailFailed, TooManyCodes, UnknownAccount
 from osmcloud_auth.limits import address_key, email_key
 from osmcloud_auth.osmand_compat import osmand_error
 from osmcloud_auth.routes import native_error
@@ -312,6 +312,15 @@ async def test_logging_out_a_device_writes_its_event_and_an_unknown_one_is_not_f
         await world.auth.accounts.log_out(user["_id"], device["device_id"])
 
 
+async def test_an_operators_logout_of_every_device_writes_one_event_each(world: World) -> None:
+    _, user, first, _ = await world.auth.accounts.register_device(EMAIL, await world.mailed_code(), {}, HOME)
+    world.clock.advance(timedelta(minutes=1))
+    _, _, second, _ = await world.auth.accounts.register_device(EMAIL, await world.mailed_code(), {}, HOME)
+    assert await world.auth.accounts.log_out_all(user["_id"]) == [first["device_id"], second["device_id"]]
+    assert outbox(first) == ["device-logged-out"] == outbox(second)
+    assert await world.auth.accounts.log_out_all(user["_id"]) == []  # none left: nothing written
+
+
 async def test_deleting_an_account_records_one_event_and_erases_it(world: World) -> None:
     _, user, _, _ = await world.auth.accounts.register_device(EMAIL, await world.mailed_code(), {}, HOME)
     world.clock.advance(timedelta(minutes=1))
@@ -340,6 +349,8 @@ def test_each_api_answers_domain_errors_in_its_own_shape() -> None:
     mail = osmand_error(MailFailed("the code could not be mailed; try again shortly"))
     assert mail.body()["error"] == {"errorCode": 6, "message": "the code could not be mailed; try again shortly; "
                                                                "retry in a few seconds"}
+    unknown = native_error(UnknownAccount("no account has this e-mail address"))  # the admin API's lookups
+    assert (unknown.status, unknown.code) == (404, "unknown_account")
     wrong = CodeRejected("the code is wrong", code="code_wrong")
     assert native_error(wrong).status == 400
     assert osmand_error(wrong).body() == {"error": {"errorCode": 104, "message": "the code is wrong"}}

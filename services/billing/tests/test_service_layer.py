@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from osmcloud_billing.bootstrap import Billing, bootstrap
-from osmcloud_billing.errors import (OrderLinkedElsewhere, ReceiptExpired, ReceiptMismatch, StartNotAvailable,
-                                     SubscriptionBusy, UnknownOrder, UnknownProduct)
+from osmcloud_billing.errors import (EndInPast, OperatorPlanRefused, OrderLinkedElsewhere, ReceiptExpired,
+                                     ReceiptMismatch, StartNotAvailable, SubscriptionBusy, UnknownAccount,
+                                     UnknownOrder, UnknownProduct)
 from osmcloud_billing.lifecycle import Subscription
 from osmcloud_billing.receipts import SandboxVerifier, VerifiedPurchase, sign_sandbox_receipt
 from osmcloud_billing.routes import native_error
@@ -94,11 +95,11 @@ class FakeBillingStore:
 
 
 class World:
-    def __init__(self) -> None:
+    def __init__(self, default_plan: str = "none") -> None:
         self.clock = FixedClock(START)
         self.store = FakeBillingStore()
         self.publisher = RecordingPublisher(self.clock, producer="billing")
-        settings = BillingSettings(sandbox_store=True, sandbox_receipt_key=KEY)
+        settings = BillingSettings(sandbox_store=True, sandbox_receipt_key=KEY, default_plan=default_plan)
         self.billing: Billing = bootstrap(settings, store=self.store, publisher=self.publisher, clock=self.clock,
                                           verifier=SandboxVerifier(KEY))
 
@@ -241,3 +242,65 @@ def test_domain_errors_answer_as_the_api_always_did() -> None:
     assert (native_error(UnknownOrder("x")).status, native_error(UnknownOrder("x")).code) == (404, "unknown_order")
     assert native_error(OrderLinkedElsewhere()).body()["error"] == {
         "code": "order_linked_elsewhere", "message": "this order is already linked to another account"}
+
+
+def _entitlements(world: World, user_id: str) -> list[tuple[str, int, int]]:
+    """(event, quota, max files) of each event in the account's outbox."""
+    events = [decode_value(e) for e in world.store.accounts[user_id]["_outbox"]]
+    return [(e.type, e.data["entitlement"]["quota_bytes"], e.data["entitlement"]["max_files"]) for e in events]
+
+
+@pytest.mark.parametrize("default_plan, plan", [("none", "start"), ("start", "start"), ("pro", "pro")])
+async def test_the_default_plan_comes_before_an_osmand_sign_ups_start(default_plan: str, plan: str) -> None:
+    world = World(default_plan)
+    for _ in range(2):  # at least once delivery
+        await world.billing.handlers.account_registered(_registered("u1", "osmand"))
+    assert world.store.outbox("u1") == ["subscription-activated"] == world.handed()
+    assert world.store.accounts["u1"]["plan"] == plan
+    assert (world.store.accounts["u1"].get("operator") or {}).get("by") == (None if default_plan == "none"
+                                                                          else "default-plan")
+
+
+async def test_a_users_own_plan_changes_carry_the_operators_overrides(world: World) -> None:
+    await world.store.ensure_account("u1", START)
+    operators = world.billing.operators
+    assert (await operators.set_overrides("u1", 1234, 7)).event is None  # no plan yet: nothing to send
+    await world.billing.subscriptions.activate_start("u1")
+    await world.buy("u1", days=30)
+    world.clock.advance(timedelta(days=30))
+    assert await world.billing.deadlines.run_once() == 1
+    assert [(kind, files) for kind, _, files in _entitlements(world, "u1")] == [
+        ("subscription-activated", 7), ("subscription-activated", 7), ("subscription-expired", 7)]
+    assert {quota for _, quota, _ in _entitlements(world, "u1")} == {1234}
+
+
+async def test_the_deadline_job_does_not_expire_on_overrides_changed_under_it(world: World) -> None:
+    await world.buy("u1", days=30)
+    world.clock.advance(timedelta(days=30))
+    due = await world.store.due(world.clock.now())
+    stale = [dict(d) for d in due]
+
+    async def due_before_the_override(now: datetime, limit: int = 100) -> list[dict[str, Any]]:
+        return stale
+    world.store.due = due_before_the_override  # type: ignore[method-assign]
+    world.store.accounts["u1"]["overrides"] = {"quota_bytes": 1, "max_files": 1}  # an operator, meanwhile
+    assert await world.billing.deadlines.run_once() == 0  # computed without them: not written
+    assert world.store.accounts["u1"]["status"] == "active"
+
+
+async def test_operator_refusals_are_domain_errors_with_the_admin_apis_answers(world: World) -> None:
+    operators = world.billing.operators
+    with pytest.raises(UnknownAccount):
+        await operators.grant("nobody", "pro", None, "op")
+    await world.store.ensure_account("u1", START)
+    with pytest.raises(EndInPast):
+        await operators.grant("u1", "pro", START - timedelta(days=1), "op")
+    with pytest.raises(OperatorPlanRefused) as refused:
+        await operators.grant("u1", "start", START + timedelta(days=1), "op")
+    world.store.lose_races = 5
+    with pytest.raises(SubscriptionBusy):
+        await operators.grant("u1", "pro", None, "op")
+    assert world.store.outbox("u1") == []
+    answers = [(native_error(e).status, native_error(e).code) for e in (
+        UnknownAccount("x"), EndInPast("x"), refused.value, SubscriptionBusy("x"))]
+    assert answers == [(404, "unknown_account"), (409, "end_in_past"), (400, "bad_plan"), (409, "busy")]
