@@ -13,7 +13,7 @@ from osmcloud_common.publisher import EventPublisher
 from .errors import OperatorPlanRefused, UnknownAccount
 from .lifecycle import Plans, Transition
 from .operator_plans import grant_pro, grant_start, revoke, set_overrides, validate_overrides
-from .plan_changes import change_plan
+from .plan_changes import Decide, change_plan
 from .ports import BillingStorePort
 
 DEFAULT_PLAN_ACTOR = "default-plan"
@@ -36,7 +36,7 @@ class OperatorPlans:
         ends = [o["expires_at"] for o in await self.store.orders_of(user_id) if o.get("expires_at")]
         return max(ends) if ends else None
 
-    async def _change(self, user_id: str, decide: Any, **kwargs: Any) -> Transition:
+    async def _change(self, user_id: str, decide: Decide, **kwargs: Any) -> Transition:
         return await change_plan(self.store, self.publisher, self.plans, user_id, decide, **kwargs)
 
     async def grant(self, user_id: str, plan: str, until: datetime | None, by: str) -> Transition:

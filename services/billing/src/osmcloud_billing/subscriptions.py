@@ -87,8 +87,6 @@ class Subscriptions:
         payload = event.payload()
         if not isinstance(payload, AccountRegistered) or payload.via != VIA_OSMAND:
             return
-        if (await self.store.account(event.user_id) or {}).get("plan") is not None:
-            return
         # the app uploads right after signing up: files knows the plan before the sign-up answers
         await self.apply(event.user_id, _start_if_no_plan)
 
