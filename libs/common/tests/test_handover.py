@@ -77,3 +77,39 @@ def test_a_hand_over_body_is_a_list_of_envelopes():
     for bad in ([], {"events": "x"}, {"events": [{"type": "file-deleted"}]}, {"events": [{}] * 1001}):
         with pytest.raises(BadRequest):
             parse_events(bad)
+
+
+async def test_a_lost_connection_is_tried_once_more_and_a_second_loss_falls_back_to_kafka():
+    """The receiver drops the connection without answering (a pooled connection it had closed,
+    a replica going away): the hand-over tries once more; twice lost, it reports failure."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from osmcloud_common.handover import Handover
+    from osmcloud_common.outbox import outbox_entry
+
+    calls: list[int] = []
+    drops = {"left": 1}
+
+    async def events(request: web.Request) -> web.Response:
+        calls.append(len((await request.json())["events"]))
+        if drops["left"] > 0:
+            drops["left"] -= 1
+            request.transport.close()  # no answer at all
+        return web.json_response({"applied": calls[-1]})
+
+    app = web.Application()
+    app.router.add_post("/internal/events", events)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    handover = Handover("trash", str(server.make_url("")), "secret", 5.0)
+    entries = [outbox_entry(event(deleted("x")), "t.")]
+    try:
+        assert await handover.deliver(entries) is True
+        assert calls == [1, 1] and handover.failed == 0
+        drops["left"] = 2
+        assert await handover.deliver(entries) is False
+        assert handover.failed == 1
+    finally:
+        await handover.close()
+        await server.close()

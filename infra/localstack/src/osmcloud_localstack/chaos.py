@@ -379,23 +379,25 @@ class Client:
         except Unanswered:
             for f in trashed:
                 self._uncertain(f, Outcome("deleted", version_id=f.marker), Outcome("purged"))
-            self._emptied(certain=False)
+            self._emptied()
             return
         if body is None:
             return
         for f in trashed:
             self.files.pop(f"{f.file_type}/{f.name}", None)
             self._claim(f, [Outcome("purged")])
-        self._emptied(certain=True)
+        self._emptied()
 
-    def _emptied(self, certain: bool) -> None:
+    def _emptied(self) -> None:
         """Emptying the trash also purges files this client left alone after an uncertain
-        call, where that call left them in the trash."""
+        call, where that call left them in the trash. Even a certain empty keeps "deleted"
+        possible for them: an uncertain delete may take effect only after the empty answered
+        (the process died mid-delete and the reconciler finished the operation later), and
+        then its file lands in the trash after the empty, as a delete made after it would."""
         for claim in self.book.claims.values():
             if claim.user_id != self.user_id or not any(o.kind == "deleted" for o in claim.outcomes):
                 continue
-            outcomes = [o for o in claim.outcomes if o.kind != "deleted" or not certain]
-            claim.outcomes = list(dict.fromkeys([*outcomes, Outcome("purged")]))
+            claim.outcomes = list(dict.fromkeys([*claim.outcomes, Outcome("purged")]))
 
     async def delete_account(self) -> bool:
         """Native clients older than the code resend pause (30 s) delete their account; True if

@@ -115,9 +115,14 @@ class StackHandle:
             raise CannotControl(f"cannot start Kafka in mode {self.mode!r}")
         self._start_kafka()
 
+    def controls(self, name: str) -> bool:
+        """Whether `name` is a process this stack runs itself (not a container or a server
+        named from outside, as the servers are in mode testcontainers)."""
+        return self.local is not None and name in self.local.process_names()
+
     def stop_service(self, name: str) -> None:
         """Stop one service's process (blocking); CannotControl where the system is not ours."""
-        if self._stop_process is None:
+        if self._stop_process is None or (self.local is not None and not self.controls(name)):
             raise CannotControl(f"cannot stop {name} in mode {self.mode!r}")
         self._stop_process(name)
 
@@ -139,6 +144,8 @@ class StackHandle:
     def kill(self, name: str, sig: int = 9) -> int:
         """Send `sig` (SIGKILL) to one process of the stack (a service or a server), as a crash
         would; returns its PID. Its supervisor restarts it (process_info, wait_ready)."""
+        if not self.controls(name):
+            raise CannotControl(f"cannot kill {name} in mode {self.mode!r}: not a process of this stack")
         rec = self._control(f"kill {name}").procs.running(name)
         if rec is None:
             raise AssertionError(f"{name} is not running")

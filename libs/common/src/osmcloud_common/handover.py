@@ -9,7 +9,8 @@ drive everything: the outbox relay publishes every one of them as before, and ev
 consumer learns of them only from Kafka. With traces on, the hand-over is a call within the
 write's trace (its `traceparent` goes along) and each event applied is a span in it.
 
-A hand-over that fails (the reader is down, slow or refuses) is logged and counted; the
+A connection lost without an answer is tried once more (applying is idempotent). A
+hand-over that fails (the reader is down, slow or refuses) is logged and counted; the
 write has happened and still answers success, and the reader catches up from Kafka. While a
 reader is down its own pages fail too, so a client sees no contradiction; a reader that
 answers too slowly for the hand-over's timeout is the one case where the lag can show."""
@@ -53,16 +54,27 @@ class Handover(ServiceClient):
         for start in range(0, len(values), MAX_EVENTS):
             part = values[start:start + MAX_EVENTS]
             try:
-                async with self.session().post(f"{self.base_url}/internal/events", json={"events": part},
-                                               headers=self.headers()) as reply:
-                    if reply.status != 200:
-                        raise RuntimeError(f"{self.target} answered {reply.status}: {(await reply.text())[:300]}")
+                try:
+                    await self._post(part)
+                except aiohttp.ClientConnectionError as exc:
+                    if isinstance(exc, TimeoutError):
+                        raise  # a slow receiver: waiting twice as long would only delay the answer
+                    # a pooled connection the receiver had closed, or a replica that went away:
+                    # applying is idempotent, so one more try (on a new connection) is safe
+                    log.info("hand-over connection lost; trying once more", target=self.target, error=repr(exc))
+                    await self._post(part)
             except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:
                 self.failed += 1
                 log.warning("hand-over failed; the reader catches up from Kafka", target=self.target,
                             events=len(part), error=repr(exc))
                 return False
         return True
+
+    async def _post(self, events: list[dict]) -> None:
+        async with self.session().post(f"{self.base_url}/internal/events", json={"events": events},
+                                       headers=self.headers()) as reply:
+            if reply.status != 200:
+                raise RuntimeError(f"{self.target} answered {reply.status}: {(await reply.text())[:300]}")
 
 
 async def processed_among(processed, events: list[Event]) -> set[str]:
