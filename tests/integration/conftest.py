@@ -32,6 +32,8 @@ Fixtures:
                 process_info, wait_ready), else the test is skipped
   files_data    (function) FilesData: read-only looks at files' database and the bucket
                 (versions, head, blob_keys, wait_purged) to prove bytes are gone
+  receipts      (session) SandboxReceipts: ``receipts.sign(order_id, purchased_at, expires_at)``,
+                a Pro receipt signed with the stack's own sandbox key (billing has no default)
 """
 
 from __future__ import annotations
@@ -42,12 +44,14 @@ import signal
 import threading
 import uuid
 from collections.abc import AsyncIterator, Generator, Iterator
+from datetime import datetime
 
 import aiohttp
 import pytest
 from minio import Minio
 from pymongo import AsyncMongoClient
 
+from osmcloud_billing.receipts import sign_sandbox_receipt
 from osmcloud_localstack import testing
 from osmcloud_localstack.client import GatewayClient, eventually
 from osmcloud_localstack.testing import CannotControl, SmtpSinkClient, StackHandle, StackUnavailable
@@ -158,6 +162,26 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 @pytest.fixture(scope="session")
 async def smtp(stack: StackHandle, http: aiohttp.ClientSession) -> SmtpSinkClient:
     return SmtpSinkClient(stack.smtp_sink_url, http)
+
+
+PRO_PRODUCT = "osmcloud.pro.monthly"
+
+
+class SandboxReceipts:
+    """Receipts as the sandbox store hands them out, signed with the stack's key."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def sign(self, order_id: str, purchased_at: datetime, expires_at: datetime, product_id: str = PRO_PRODUCT) -> str:
+        return sign_sandbox_receipt(self.key, platform="sandbox", order_id=order_id, product_id=product_id,
+                                    purchased_at=purchased_at, expires_at=expires_at)
+
+
+@pytest.fixture(scope="session")
+def receipts(stack: StackHandle) -> SandboxReceipts:
+    assert stack.sandbox_receipt_key, "the test stack runs billing's sandbox store"
+    return SandboxReceipts(stack.sandbox_receipt_key)
 
 
 @pytest.fixture

@@ -15,15 +15,6 @@ from osmcloud_common.clock import freeze_shared_clock, set_shared_offset, shared
 from osmcloud_localstack.client import GatewayClient, eventually, login
 from osmcloud_localstack.testing import clock_confirmer
 
-SANDBOX_KEY = ""  # the test stack's random SANDBOX_RECEIPT_KEY, set by _sandbox_key below
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _sandbox_key(stack):
-    """Receipts are signed with the stack's own sandbox key (billing has no default key)."""
-    global SANDBOX_KEY
-    SANDBOX_KEY = stack.sandbox_receipt_key
-    assert SANDBOX_KEY, "the test stack runs billing's sandbox store"
 
 
 MONTH = timedelta(days=30)
@@ -55,16 +46,11 @@ async def clock(stack):
     await mongo.close()
 
 
-def receipt_for(order_id: str, purchased_at: datetime, expires_at: datetime) -> str:
-    return sign_sandbox_receipt(SANDBOX_KEY, platform="sandbox", order_id=order_id,
-                                product_id="osmcloud.pro.monthly", purchased_at=purchased_at, expires_at=expires_at)
-
-
-async def buy_pro(me: GatewayClient, purchased_at: datetime, expires_at: datetime) -> dict:
+async def buy_pro(me: GatewayClient, receipts, purchased_at: datetime, expires_at: datetime) -> dict:
     order_id = f"GPA.{uuid.uuid4().hex[:10]}"
     reply = await me.call("POST", "/api/billing/purchases", json={
         "platform": "sandbox", "product_id": "osmcloud.pro.monthly", "order_id": order_id,
-        "receipt": receipt_for(order_id, purchased_at, expires_at)})
+        "receipt": receipts.sign(order_id, purchased_at, expires_at)})
     assert reply.status == 201, reply
     assert reply.body["plan"] == "pro" and reply.body["status"] == "active"
     return reply.body
@@ -88,21 +74,22 @@ async def trash_names(me: GatewayClient) -> set[str]:
     return {item["name"] for month in trash["months"] for item in month["items"]}
 
 
-async def pro_user_with_files(gateway, stack, t0: datetime, term: timedelta = MONTH) -> tuple[GatewayClient, str]:
+async def pro_user_with_files(gateway, stack, receipts, t0: datetime, term: timedelta = MONTH
+                              ) -> tuple[GatewayClient, str]:
     me, session = await login(gateway, stack.smtp_sink_url)
-    await buy_pro(me, t0, t0 + term)
+    await buy_pro(me, receipts, t0, t0 + term)
     await wait_quota(me, "pro")
     assert (await me.call("PUT", "/api/files/GPX/tracks/ride.gpx", data=TRACK)).status == 201
     assert (await me.call("PUT", "/api/files/FAVOURITES/favourites.gpx", data=FAVS)).status == 201
     return me, session["user_id"]
 
 
-async def test_expiry_grace_end_renewal_and_purge(stack, gateway, clock):
+async def test_expiry_grace_end_renewal_and_purge(stack, gateway, clock, receipts):
     t0 = clock.start
-    renewer, _ = await pro_user_with_files(gateway, stack, t0)
-    lapsed, lapsed_id = await pro_user_with_files(gateway, stack, t0)
+    renewer, _ = await pro_user_with_files(gateway, stack, receipts, t0)
+    lapsed, lapsed_id = await pro_user_with_files(gateway, stack, receipts, t0)
     # its grace ends a day earlier: proof that the deadline job ran before "nothing happened yet"
-    earlier, _ = await pro_user_with_files(gateway, stack, t0, MONTH - timedelta(days=1))
+    earlier, _ = await pro_user_with_files(gateway, stack, receipts, t0, MONTH - timedelta(days=1))
 
     await clock(MONTH + timedelta(seconds=1))
     for me in (renewer, lapsed):
@@ -135,7 +122,7 @@ async def test_expiry_grace_end_renewal_and_purge(stack, gateway, clock):
 
     # buying Pro again restores uploads (and the trashed tracks stay restorable)
     now = t0 + MONTH + YEAR + timedelta(seconds=2)
-    await buy_pro(renewer, now, now + MONTH)
+    await buy_pro(renewer, receipts, now, now + MONTH)
     await wait_quota(renewer, "pro")
     assert (await renewer.call("PUT", "/api/files/GPX/tracks/again.gpx", data=TRACK)).status == 201
 
@@ -163,15 +150,15 @@ async def test_expiry_grace_end_renewal_and_purge(stack, gateway, clock):
     assert blobs == [f"users/{lapsed_id}/{fav_versions[0]['_id']}"]
 
 
-async def test_renewal_mid_grace_trashes_nothing(stack, gateway, clock):
+async def test_renewal_mid_grace_trashes_nothing(stack, gateway, clock, receipts):
     t0 = clock.start
-    me, _ = await pro_user_with_files(gateway, stack, t0)
-    control, _ = await pro_user_with_files(gateway, stack, t0)  # same dates, never renewed
+    me, _ = await pro_user_with_files(gateway, stack, receipts, t0)
+    control, _ = await pro_user_with_files(gateway, stack, receipts, t0)  # same dates, never renewed
     await clock(MONTH + timedelta(days=100))
     await wait_status(me, "in_grace")
     await wait_quota(me, "start")  # files has applied the expiry before the renewal arrives
     now = t0 + MONTH + timedelta(days=100)
-    renewed = await buy_pro(me, now, now + YEAR + MONTH)
+    renewed = await buy_pro(me, receipts, now, now + YEAR + MONTH)
     assert renewed["grace_until"] is None
     await wait_quota(me, "pro")
     assert (await me.call("PUT", "/api/files/GPX/tracks/more.gpx", data=TRACK)).status == 201
@@ -189,12 +176,12 @@ async def test_renewal_mid_grace_trashes_nothing(stack, gateway, clock):
     assert names == {"tracks/ride.gpx", "tracks/more.gpx", "favourites.gpx"}
 
 
-async def test_bad_purchases_change_nothing(stack, gateway):
+async def test_bad_purchases_change_nothing(stack, gateway, receipts):
     me, _ = await login(gateway, stack.smtp_sink_url)
     other, _ = await login(gateway, stack.smtp_sink_url)
     t0 = datetime.now(UTC)
     order_id = f"GPA.{uuid.uuid4().hex[:10]}"
-    good = receipt_for(order_id, t0, t0 + MONTH)
+    good = receipts.sign(order_id, t0, t0 + MONTH)
     body = {"platform": "sandbox", "product_id": "osmcloud.pro.monthly", "order_id": order_id}
     forged = sign_sandbox_receipt("wrong-key", platform="sandbox", order_id=order_id,
                                   product_id="osmcloud.pro.monthly", purchased_at=t0, expires_at=t0 + MONTH)
@@ -220,7 +207,7 @@ async def test_bad_purchases_change_nothing(stack, gateway):
     unknown = f"GPA.{uuid.uuid4().hex[:10]}"
     anonymous = gateway.with_token(None)
     reply = await anonymous.call("POST", "/api/billing/notifications/sandbox",
-                                 json={"receipt": receipt_for(unknown, t0, t0 + MONTH)})
+                                 json={"receipt": receipts.sign(unknown, t0, t0 + MONTH)})
     assert reply.status == 404 and reply.error_code() == "unknown_order"
     forged_renewal = await anonymous.call("POST", "/api/billing/notifications/sandbox", json={
         "receipt": sign_sandbox_receipt("wrong-key", platform="sandbox", order_id=order_id,
@@ -229,7 +216,7 @@ async def test_bad_purchases_change_nothing(stack, gateway):
     assert (await me.call("GET", "/api/billing/account")).body == before  # nothing changed
 
     # a real renewal notification extends the subscription, idempotently
-    renewal = {"receipt": receipt_for(order_id, t0, t0 + 2 * MONTH)}
+    renewal = {"receipt": receipts.sign(order_id, t0, t0 + 2 * MONTH)}
     first = await anonymous.call("POST", "/api/billing/notifications/sandbox", json=renewal)
     assert first.status == 200 and first.body == {"status": "applied", "event": "subscription-renewed"}
     again = await anonymous.call("POST", "/api/billing/notifications/sandbox", json=renewal)
@@ -239,7 +226,7 @@ async def test_bad_purchases_change_nothing(stack, gateway):
 MIB = 1024 * 1024
 
 
-async def test_grace_year_keeps_reads_and_restores_then_grace_end_trashes_beyond_start(stack, gateway, clock):
+async def test_grace_year_keeps_reads_and_restores_then_grace_end_trashes_beyond_start(stack, gateway, clock, receipts):
     """PRODUCT.md §2 on the shared clock: during grace every stored type can be listed,
     downloaded, restored and deleted while uploads follow Start; at grace end the rule of
     docs/adr/0006-grace-end-rule.md trashes what lies beyond Start (types Start lacks, files
@@ -247,7 +234,7 @@ async def test_grace_year_keeps_reads_and_restores_then_grace_end_trashes_beyond
     Start; buying Pro again lets the user restore from the trash."""
     t0 = clock.start
     me, session = await login(gateway, stack.smtp_sink_url)
-    await buy_pro(me, t0, t0 + MONTH)
+    await buy_pro(me, receipts, t0, t0 + MONTH)
     await wait_quota(me, "pro")
     # one upload per second of the shared clock: each file's change time is distinct
     uploads = [("GPX", "tracks/ride.gpx", TRACK), ("GPX", "tracks/old.gpx", TRACK),
@@ -296,7 +283,7 @@ async def test_grace_year_keeps_reads_and_restores_then_grace_end_trashes_beyond
 
     # Pro bought after grace end: what the rule trashed comes back from the trash
     now = t0 + MONTH + YEAR + timedelta(seconds=40)
-    await buy_pro(me, now, now + MONTH)
+    await buy_pro(me, receipts, now, now + MONTH)
     await wait_quota(me, "pro")
     for name in ("tracks/ride.gpx", "big.gpx"):
         item = await _trash_item(me, name)

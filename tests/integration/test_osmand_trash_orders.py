@@ -7,28 +7,15 @@ Deleted files are made through the native API (the /userdata/ upload belongs to 
 the protocol); a trash entry's updatetime is its delete marker's server time, read from the
 native trash page (`tombstone_update_ms`) and cross-checked against files' own history."""
 
-import pytest
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
 from pymongo import AsyncMongoClient
 
-from osmcloud_billing.receipts import sign_sandbox_receipt
 from osmcloud_common.clock import shared_offset
 from osmcloud_localstack.client import GatewayClient, Reply, count_mails, eventually, login, read_code
 from osmcloud_localstack.testing import events_of
-
-SANDBOX_KEY = ""  # the test stack's random SANDBOX_RECEIPT_KEY, set by _sandbox_key below
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _sandbox_key(stack):
-    """Receipts are signed with the stack's own sandbox key (billing has no default key)."""
-    global SANDBOX_KEY
-    SANDBOX_KEY = stack.sandbox_receipt_key
-    assert SANDBOX_KEY, "the test stack runs billing's sandbox store"
-
 
 PRO_PRODUCT = "osmcloud.pro.annual"
 
@@ -144,12 +131,6 @@ async def service_now(stack) -> datetime:
         await mongo.close()
 
 
-def order_token(order_id: str, purchased_at: datetime, expires_at: datetime) -> str:
-    """An order as the sandbox store hands it out: a signed receipt, verifiable on its own."""
-    return sign_sandbox_receipt(SANDBOX_KEY, platform="sandbox", order_id=order_id, product_id=PRO_PRODUCT,
-                                purchased_at=purchased_at, expires_at=expires_at)
-
-
 # ---------------------------------------------------------------------------------------------
 # empty-trash
 # ---------------------------------------------------------------------------------------------
@@ -257,10 +238,11 @@ async def test_empty_trash_bad_requests_are_protocol_errors_and_delete_nothing(s
 # orderid
 # ---------------------------------------------------------------------------------------------
 
-async def test_unknown_and_expired_orders_answer_102(stack, gateway, unique_email):
+async def test_unknown_and_expired_orders_answer_102(stack, gateway, unique_email, receipts):
     app, me, _ = await osmand_user(stack, gateway, unique_email)
     now = await service_now(stack)
-    expired = order_token("GPA.expired-" + unique_email[5:17], now - timedelta(days=40), now - timedelta(days=10))
+    expired = receipts.sign("GPA.expired-" + unique_email[5:17], now - timedelta(days=40), now - timedelta(days=10),
+                            PRO_PRODUCT)
     for orderid in ("GPA.0000-0000-0000-00000", expired, "garbage.not-a-receipt"):
         reply = await app.update_orderid(unique_email, orderid)
         assert osmand_error(reply) == 102, (orderid, reply)
@@ -272,10 +254,10 @@ async def test_unknown_and_expired_orders_answer_102(stack, gateway, unique_emai
     assert await count_mails(gateway.session, stack.smtp_sink_url, newcomer) == 0
 
 
-async def test_an_order_of_another_account_answers_109(stack, gateway, unique_email):
+async def test_an_order_of_another_account_answers_109(stack, gateway, unique_email, receipts):
     now = await service_now(stack)
     order_id = "GPA.other-" + unique_email[5:17]
-    token = order_token(order_id, now, now + timedelta(days=30))
+    token = receipts.sign(order_id, now, now + timedelta(days=30), PRO_PRODUCT)
     owner, _ = await login(gateway, stack.smtp_sink_url)
     bought = await owner.call("POST", "/api/billing/purchases", json={
         "platform": "sandbox", "product_id": PRO_PRODUCT, "order_id": order_id, "receipt": token})
@@ -291,12 +273,12 @@ async def test_an_order_of_another_account_answers_109(stack, gateway, unique_em
     assert osmand_error(reply) == 109, reply
 
 
-async def test_a_valid_order_links_and_brings_its_plan(stack, gateway, unique_email):
+async def test_a_valid_order_links_and_brings_its_plan(stack, gateway, unique_email, receipts):
     app, me, user_id = await osmand_user(stack, gateway, unique_email)
     assert (await me.call("GET", "/api/billing/account")).body["plan"] == "start"
     now = await service_now(stack)
     order_id = "GPA.valid-" + unique_email[5:17]
-    token = order_token(order_id, now, now + timedelta(days=30))
+    token = receipts.sign(order_id, now, now + timedelta(days=30), PRO_PRODUCT)
 
     reply = await app.update_orderid(unique_email, token)
     assert reply.status == 200 and reply.body == {"status": "ok"}, reply
@@ -322,10 +304,10 @@ async def test_a_valid_order_links_and_brings_its_plan(stack, gateway, unique_em
     assert (await me.call("GET", "/api/billing/account")).body["plan"] == "pro"
 
 
-async def test_sign_up_with_an_order_links_it_at_device_register(stack, gateway, unique_email):
+async def test_sign_up_with_an_order_links_it_at_device_register(stack, gateway, unique_email, receipts):
     now = await service_now(stack)
     order_id = "GPA.signup-" + unique_email[5:17]
-    token = order_token(order_id, now, now + timedelta(days=30))
+    token = receipts.sign(order_id, now, now + timedelta(days=30), PRO_PRODUCT)
     app = App(gateway)
     await app.sign_in(stack.smtp_sink_url, unique_email, orderid=token)
     assert (await app.validate_sub()).body["orderid"] == token

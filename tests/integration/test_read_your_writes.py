@@ -8,6 +8,7 @@ The accounts of this module sign up from their own loopback address (127.0.0.23)
 hourly cap of the address the rest of the suite uses."""
 
 import asyncio
+import contextlib
 import gzip
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,6 @@ import aiohttp
 import pytest
 from pymongo import AsyncMongoClient
 
-from osmcloud_billing.receipts import sign_sandbox_receipt
 from osmcloud_common.clock import shared_offset
 from osmcloud_localstack.client import GatewayClient, Reply, count_mails, eventually, login, read_code
 from osmcloud_localstack.testing import advance_clock, events_of
@@ -24,15 +24,6 @@ from osmcloud_localstack.testing import advance_clock, events_of
 LOOPS = 50
 PARALLEL = 5  # accounts worked on at once (each account's pairs stay strictly in order)
 SOURCE_ADDRESS = "127.0.0.23"
-SANDBOX_KEY = ""  # the test stack's random SANDBOX_RECEIPT_KEY, set by _sandbox_key below
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _sandbox_key(stack):
-    """Receipts are signed with the stack's own sandbox key (billing has no default key)."""
-    global SANDBOX_KEY
-    SANDBOX_KEY = stack.sandbox_receipt_key
-    assert SANDBOX_KEY, "the test stack runs billing's sandbox store"
 BOUNDARY = "CowMooCowMooCowCowCow"
 
 
@@ -41,6 +32,20 @@ async def client(stack):
     connector = aiohttp.TCPConnector(local_addr=(SOURCE_ADDRESS, 0), limit=PARALLEL * 2)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
         yield GatewayClient(session, stack.gateway_url)
+
+
+@pytest.fixture
+async def client_at(stack):
+    """Clients of their own source addresses: many accounts are many people, and the gateway's
+    per-address limits on codes and sign-up count each apart (one address for all fifty ran
+    into them on a fast machine)."""
+    async with contextlib.AsyncExitStack() as sessions:
+        async def client(address: str) -> GatewayClient:
+            connector = aiohttp.TCPConnector(local_addr=(address, 0))
+            session = await sessions.enter_async_context(
+                aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)))
+            return GatewayClient(session, stack.gateway_url)
+        yield client
 
 
 async def each(count: int, work) -> list:
@@ -63,11 +68,6 @@ async def service_now(stack) -> datetime:
         return datetime.now(UTC) + await shared_offset(mongo)
     finally:
         await mongo.close()
-
-
-def receipt(order_id: str, purchased_at: datetime, expires_at: datetime) -> str:
-    return sign_sandbox_receipt(SANDBOX_KEY, platform="sandbox", order_id=order_id,
-                                product_id="osmcloud.pro.monthly", purchased_at=purchased_at, expires_at=expires_at)
 
 
 # ---------------------------------------------------------------- OsmAnd's side
@@ -141,13 +141,13 @@ async def trash_item(me: GatewayClient, name: str) -> dict:
 # =============================================================================================
 # plans: started, bought, renewed, renewed by the store → the upload the plan allows
 # =============================================================================================
-async def test_plan_changes_allow_the_very_next_upload(stack, client):
+async def test_plan_changes_allow_the_very_next_upload(stack, client, client_at, receipts):
     """Start, a purchase, a renewal in grace and a store notification in grace, each followed at
     once by an upload only the new plan allows; the same 50 accounts go through all four."""
     accounts: list[dict] = [{} for _ in range(LOOPS)]
 
     async def start(i: int) -> None:
-        me, _ = await login(client, stack.smtp_sink_url)
+        me, _ = await login(await client_at(f"127.0.24.{i + 1}"), stack.smtp_sink_url)
         assert (await me.call("POST", "/api/billing/start")).status == 201
         reply = await put(me, "FAVOURITES", "first.gpx")
         assert reply.status == 201, reply  # was 403 no_plan: files had not heard of the plan yet
@@ -160,7 +160,7 @@ async def test_plan_changes_allow_the_very_next_upload(stack, client):
         a = accounts[i]
         reply = await a["me"].call("POST", "/api/billing/purchases", json={
             "platform": "sandbox", "product_id": "osmcloud.pro.monthly", "order_id": a["order"],
-            "receipt": receipt(a["order"], now, expires)})
+            "receipt": receipts.sign(a["order"], now, expires)})
         assert reply.status == 201, reply
         reply = await put(a["me"], "GPX", f"bought-{expires.timestamp():.0f}.gpx")
         assert reply.status == 201, reply  # a track: Pro only
@@ -187,7 +187,7 @@ async def test_plan_changes_allow_the_very_next_upload(stack, client):
     async def notified(i: int) -> None:
         a = accounts[i]
         reply = await client.call("POST", "/api/billing/notifications/sandbox", json={
-            "receipt": receipt(a["order"], now, now + timedelta(hours=1))})
+            "receipt": receipts.sign(a["order"], now, now + timedelta(hours=1))})
         assert reply.status == 200 and reply.body["status"] == "applied", reply
         reply = await put(a["me"], "GPX", "notified.gpx")
         assert reply.status == 201, reply
@@ -201,16 +201,11 @@ async def test_plan_changes_allow_the_very_next_upload(stack, client):
     await each(LOOPS, logout)
 
 
-async def test_osmand_sign_up_then_upload_then_delete_account(stack, client):
+async def test_osmand_sign_up_then_upload_then_delete_account(stack, client, client_at):
     """The app's first backup right after signing up (was errorCode 102: no plan yet), and an
     account deletion refusing the device at once."""
-    async def one(i: int) -> None:
-        # fifty phones are fifty clients: each signs up from an address of its own, as the
-        # gateway's per-address limits on sign-up expect (one address for all of them ran into
-        # them on a fast machine)
-        connector = aiohttp.TCPConnector(local_addr=(f"127.0.23.{i + 1}", 0))
-        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
-            await sign_up_upload_delete(GatewayClient(session, stack.gateway_url))
+    async def one(i: int) -> None:  # fifty phones: fifty people
+        await sign_up_upload_delete(await client_at(f"127.0.23.{i + 1}"))
 
     async def sign_up_upload_delete(gateway: GatewayClient) -> None:
         email = f"ryw-{uuid.uuid4().hex[:12]}@example.test"

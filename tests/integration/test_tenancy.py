@@ -16,7 +16,6 @@ without a case here fails `test_every_documented_operation_has_a_tenancy_case`."
 
 from __future__ import annotations
 
-import pytest
 import asyncio
 import gzip
 import hashlib
@@ -33,22 +32,12 @@ import yaml
 from minio import Minio
 from pymongo import AsyncMongoClient
 
-from osmcloud_billing.receipts import sign_sandbox_receipt
 from osmcloud_common.clock import shared_offset
 from osmcloud_localstack.client import GatewayClient, Reply, count_mails, eventually, login, osmand_sign_up, read_code
 from osmcloud_localstack.testing import advance_clock
 
 SPEC = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 METHODS = ("get", "put", "post", "delete", "patch")
-SANDBOX_KEY = ""  # the test stack's random SANDBOX_RECEIPT_KEY, set by _sandbox_key below
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _sandbox_key(stack):
-    """Receipts are signed with the stack's own sandbox key (billing has no default key)."""
-    global SANDBOX_KEY
-    SANDBOX_KEY = stack.sandbox_receipt_key
-    assert SANDBOX_KEY, "the test stack runs billing's sandbox store"
 PRO_PRODUCT = "osmcloud.pro.monthly"
 
 
@@ -134,7 +123,7 @@ class World:
         return {m for m in found if m}
 
 
-async def build_world(stack, gateway: GatewayClient) -> World:
+async def build_world(stack, gateway: GatewayClient, receipts) -> World:
     tag = uuid.uuid4().hex[:10]
     a = await sign_up(stack, gateway, f"tenant-a-{tag}@example.test")
     b = await sign_up(stack, gateway, f"tenant-b-{tag}@example.test")
@@ -144,9 +133,7 @@ async def build_world(stack, gateway: GatewayClient) -> World:
     # with two versions (native, then OsmAnd) and a favourites file it deletes (the trash)
     now = await service_now(stack)
     world.order_id = f"GPA.tenant-a-{tag}"
-    world.receipt = sign_sandbox_receipt(SANDBOX_KEY, platform="sandbox", order_id=world.order_id,
-                                         product_id=PRO_PRODUCT, purchased_at=now,
-                                         expires_at=now + timedelta(days=30))
+    world.receipt = receipts.sign(world.order_id, now, now + timedelta(days=30))
     reply = await a.api.call("POST", "/api/billing/purchases", json={
         "platform": "sandbox", "product_id": PRO_PRODUCT, "order_id": world.order_id, "receipt": world.receipt})
     assert reply.status == 201, reply
@@ -184,8 +171,7 @@ async def build_world(stack, gateway: GatewayClient) -> World:
     b_order = f"GPA.tenant-b-{tag}"
     reply = await b.api.call("POST", "/api/billing/purchases", json={
         "platform": "sandbox", "product_id": PRO_PRODUCT, "order_id": b_order,
-        "receipt": sign_sandbox_receipt(SANDBOX_KEY, platform="sandbox", order_id=b_order, product_id=PRO_PRODUCT,
-                                        purchased_at=b_now, expires_at=b_now + timedelta(days=30))})
+        "receipt": receipts.sign(b_order, b_now, b_now + timedelta(days=30))})
     assert reply.status == 201, reply
 
     async def b_pro():
@@ -681,8 +667,8 @@ def judge(outcome: Outcome, markers: set[str]) -> list[str]:
     return problems
 
 
-async def test_b_cannot_read_or_change_anything_of_a(stack, gateway):
-    world = await build_world(stack, gateway)
+async def test_b_cannot_read_or_change_anything_of_a(stack, gateway, receipts):
+    world = await build_world(stack, gateway, receipts)
     before = await snapshot(world)
     markers = world.markers()
     last = [tuple(op.split(" ", 1)) for op in LAST]

@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from playwright.async_api import expect
 from pymongo import AsyncMongoClient
 
-from osmcloud_billing.receipts import sign_sandbox_receipt
 from osmcloud_common.clock import shared_offset
 from osmcloud_localstack.client import GatewayClient, count_mails, eventually, login, read_code
 from osmcloud_localstack.testing import advance_clock
@@ -46,7 +45,7 @@ def new_email() -> str:
     return f"web-{uuid.uuid4().hex[:12]}@example.test"
 
 
-async def buy_pro(stack, phone: GatewayClient) -> None:
+async def buy_pro(stack, receipts, phone: GatewayClient) -> None:
     """Test set-up: Pro through the sandbox store, then until files has the entitlement."""
     mongo = AsyncMongoClient(stack.mongo_url)
     try:
@@ -54,8 +53,7 @@ async def buy_pro(stack, phone: GatewayClient) -> None:
     finally:
         await mongo.close()
     order_id = f"GPA.{uuid.uuid4().hex[:10]}"
-    receipt = sign_sandbox_receipt(stack.sandbox_receipt_key, platform="sandbox", order_id=order_id, product_id="osmcloud.pro.monthly",
-                                   purchased_at=now - timedelta(days=1), expires_at=now + timedelta(days=30))
+    receipt = receipts.sign(order_id, now - timedelta(days=1), now + timedelta(days=30))
     reply = await phone.call("POST", "/api/billing/purchases", json={
         "platform": "sandbox", "product_id": "osmcloud.pro.monthly", "order_id": order_id, "receipt": receipt})
     assert reply.status == 201, reply
@@ -80,7 +78,8 @@ async def drop_file(page, name: str, content: bytes) -> None:
     )
 
 
-async def test_sign_in_files_versions_trash_storage_map_devices_and_account_deletion(web, stack, http) -> None:
+async def test_sign_in_files_versions_trash_storage_map_devices_and_account_deletion(web, stack, http, receipts
+                                                                                     ) -> None:
     page, violations = web.page, []
     email = new_email()
 
@@ -102,7 +101,7 @@ async def test_sign_in_files_versions_trash_storage_map_devices_and_account_dele
     await advance_clock(stack, RESEND_SECONDS + 1)
     phone, _ = await login(GatewayClient(http, stack.gateway_url), stack.smtp_sink_url, email=email,
                            device={"name": "Pixel", "brand": "Google", "model": "Pixel 8", "platform": "android"})
-    await buy_pro(stack, phone)
+    await buy_pro(stack, receipts, phone)
 
     # ---- upload by the file chooser, twice (two versions), and by drag and drop ---------------
     rows = page.locator("li.file-row")
