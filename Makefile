@@ -18,7 +18,7 @@ PROMETHEUS ?=
 TEST_STATE := .state/test
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap up down status test chaos
+.PHONY: help bootstrap up down status test lint chaos
 
 help:
 	@echo "make up | make down | make status | make test [PYTEST_ARGS='-k kafka'] | make bootstrap"
@@ -41,6 +41,11 @@ down:
 
 status:
 	@$(STACK) status --state-dir $(UP_STATE) $(if $(filter 1 true yes,$(JSON)),--json)
+
+# ruff (lint and import order), mypy (strict on the shared library and the domain modules) and
+# vulture (dead code) on all Python; `make test` runs the same checks (tests/contract/test_code_quality.py)
+lint: bootstrap
+	@.venv/bin/ruff check . && .venv/bin/mypy && .venv/bin/vulture
 
 # pytest's exit code is preserved; the test stack is stopped whatever happened (also on Ctrl-C).
 # Exit code 5 (no tests collected) fails the target with a message.

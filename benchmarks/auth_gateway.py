@@ -29,11 +29,10 @@ machine; `--no-floods` skips part 3.
 
 from __future__ import annotations
 
-import os
-
 import argparse
 import asyncio
 import json
+import os
 import re
 import shutil
 import subprocess

@@ -87,7 +87,7 @@ class RssSampler:
             self.peak = max(self.peak, rss_bytes(self.pid))
             time.sleep(self.every)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self._thread.start()
         return self
 

@@ -12,8 +12,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from minio import Minio
 from pymongo import AsyncMongoClient
 
-from osmcloud_localstack.testing import advance_clock
 from osmcloud_localstack.client import GatewayClient, count_mails, eventually, login, read_code
+from osmcloud_localstack.testing import advance_clock
 
 SERVICES = ("auth", "files", "trash", "billing")
 RESEND_SECONDS = 30

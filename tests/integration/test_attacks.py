@@ -8,7 +8,7 @@ import contextlib
 import ipaddress
 import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import aiohttp

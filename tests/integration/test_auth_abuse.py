@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from osmcloud_localstack.testing import advance_clock
 from osmcloud_localstack.client import GatewayClient, count_mails, login, read_code
+from osmcloud_localstack.testing import advance_clock
 
 # what gateway/default.conf.template allows per client address on the code endpoints
 GATEWAY_RATE_PER_SECOND = 5

@@ -15,8 +15,6 @@ from osmcloud_common.clock import freeze_shared_clock, set_shared_offset, shared
 from osmcloud_localstack.client import GatewayClient, eventually, login
 from osmcloud_localstack.testing import clock_confirmer
 
-
-
 MONTH = timedelta(days=30)
 YEAR = timedelta(days=365)
 TRACK = b"<gpx><trk><name>ride</name></trk></gpx>"

@@ -4,8 +4,8 @@
 
 
 
-from osmcloud_localstack.testing import advance_clock, events_of
 from osmcloud_localstack.client import eventually, login
+from osmcloud_localstack.testing import advance_clock, events_of
 
 RESEND_SECONDS = 30
 PHONE = {"name": "Ann's phone", "brand": "Acme", "model": "A1", "platform": "android"}

@@ -6,9 +6,8 @@ by the native API, and one logout (either API) ends both."""
 import re
 import uuid
 
-
-from osmcloud_localstack.testing import advance_clock
 from osmcloud_localstack.client import GatewayClient, Reply, count_mails, eventually, login, read_code
+from osmcloud_localstack.testing import advance_clock
 
 RESEND_SECONDS = 30
 FIVE_DEVICE_FIELDS = ("id", "userid", "deviceid", "accesstoken", "udpatetime")

@@ -317,6 +317,7 @@ async def test_a_purge_left_halfway_by_a_dead_replica_is_completed(stack):
 async def test_delete_all_my_data_empties_the_trash(stack, gateway):
     """files' 'delete all my data' says everything=true in file-versions-pruned; trash drops the items."""
     from aiokafka import AIOKafkaProducer
+
     from osmcloud_common.events import FileVersionsPruned, make_event
 
     me, user_id = await start_user(gateway, stack)

@@ -81,8 +81,8 @@ def _exposed_metrics() -> set[str]:
     """Every sample name the services expose (one app per service, nothing needs to run)."""
     from osmcloud_auth.app import build_app as auth_app
     from osmcloud_billing.app import build_app as billing_app
-    from osmcloud_files.app import build_app as files_app
     from osmcloud_common.http import REGISTRY_KEY
+    from osmcloud_files.app import build_app as files_app
     from osmcloud_trash.app import build_app as trash_app
 
     names = set()

@@ -5,8 +5,17 @@ from pathlib import Path
 
 import pytest
 
-from osmcloud_cli.layout import (FOLDER_TYPES, TYPE_FOLDERS, Key, LayoutError, key_of, local_path, resolve_type, scan,
-                                 syncable_name)
+from osmcloud_cli.layout import (
+    FOLDER_TYPES,
+    TYPE_FOLDERS,
+    Key,
+    LayoutError,
+    key_of,
+    local_path,
+    resolve_type,
+    scan,
+    syncable_name,
+)
 from osmcloud_common.datatypes import TYPE_CATEGORIES
 
 

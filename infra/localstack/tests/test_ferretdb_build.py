@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from osmcloud_localstack import paths
 
 REPO = Path(__file__).resolve().parents[3]

@@ -5,11 +5,25 @@ import copy
 
 import pytest
 
-from osmcloud_localstack.invariants import (Book, FileClaim, Outcome, RequestRecord, Snapshot,
-                                            account_erasure, acknowledged_outcomes, answers_outside_faults,
-                                            blobs_match_versions, check_all, effects_once, osmand_status,
-                                            outboxes_drained,
-                                            redelivered, sha256_of, trash_matches_deletes, usage_matches_versions)
+from osmcloud_localstack.invariants import (
+    Book,
+    FileClaim,
+    Outcome,
+    RequestRecord,
+    Snapshot,
+    account_erasure,
+    acknowledged_outcomes,
+    answers_outside_faults,
+    blobs_match_versions,
+    check_all,
+    effects_once,
+    osmand_status,
+    outboxes_drained,
+    redelivered,
+    sha256_of,
+    trash_matches_deletes,
+    usage_matches_versions,
+)
 
 U = "u1"
 LIVE_SUM = sha256_of(b"hello")

@@ -6,8 +6,8 @@ that only the bad event is set aside."""
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
-from osmcloud_common.events import FileDeleted, StorageUsageChanged, TrashItemPurged, make_event
 from osmcloud_common import kafka
+from osmcloud_common.events import FileDeleted, StorageUsageChanged, TrashItemPurged, make_event
 from osmcloud_common.kafka import EventConsumer
 
 AT = datetime(2026, 3, 1, tzinfo=UTC)

@@ -1,6 +1,14 @@
 from datetime import UTC, datetime
 
-from osmcloud_common.events import CATALOGUE, DOMAINS, Entitlement, Event, FileDeleted, SubscriptionActivated, make_event
+from osmcloud_common.events import (
+    CATALOGUE,
+    DOMAINS,
+    Entitlement,
+    Event,
+    FileDeleted,
+    SubscriptionActivated,
+    make_event,
+)
 
 
 def test_every_event_type_is_unique_and_belongs_to_a_domain():

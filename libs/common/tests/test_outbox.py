@@ -2,8 +2,14 @@ import asyncio
 from datetime import UTC, datetime
 
 from osmcloud_common.events import AccountRegistered, make_event
-from osmcloud_common.outbox import (OUTBOX_FIELD, PENDING_FIELD, OutboxRelay, new_document_with_events,
-                                    outbox_entry, with_events)
+from osmcloud_common.outbox import (
+    OUTBOX_FIELD,
+    PENDING_FIELD,
+    OutboxRelay,
+    new_document_with_events,
+    outbox_entry,
+    with_events,
+)
 
 
 def _entry(user="u1"):

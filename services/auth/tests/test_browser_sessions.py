@@ -4,8 +4,15 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
-from osmcloud_auth.browser_sessions import (CSRF_COOKIE, SESSION_COOKIE, clear_session_cookies, cookie_value,
-                                            credential, csrf_token, set_session_cookies)
+from osmcloud_auth.browser_sessions import (
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    clear_session_cookies,
+    cookie_value,
+    credential,
+    csrf_token,
+    set_session_cookies,
+)
 from osmcloud_common.errors import Forbidden, Unauthorized
 
 TOKEN = "tok-" + "a" * 40

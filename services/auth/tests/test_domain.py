@@ -2,8 +2,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from osmcloud_auth.domain import (CodeVerdict, StoredCode, digest, new_code, normalize_email, seconds_until,
-                                  try_budget, verdict_without_match, yearly_guess_probability)
+from osmcloud_auth.domain import (
+    CodeVerdict,
+    StoredCode,
+    digest,
+    new_code,
+    normalize_email,
+    seconds_until,
+    try_budget,
+    verdict_without_match,
+    yearly_guess_probability,
+)
 from osmcloud_auth.errors import InvalidEmail
 
 NOW = datetime(2026, 5, 1, tzinfo=UTC)

@@ -2,11 +2,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from osmcloud_billing.errors import ReceiptExpired, StartNotAvailable
 from osmcloud_billing.lifecycle import Subscription, activate_start, apply_purchase, due_transition
 from osmcloud_billing.plans import plans_from
 from osmcloud_billing.receipts import VerifiedPurchase
 from osmcloud_billing.settings import BillingSettings
-from osmcloud_billing.errors import ReceiptExpired, StartNotAvailable
 
 PLANS = plans_from(BillingSettings())
 NOW = datetime(2026, 6, 1, tzinfo=UTC)

@@ -3,8 +3,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from osmcloud_billing.lifecycle import Subscription, apply_purchase, due_transition
-from osmcloud_billing.operator_plans import (OperatorPlanRefused, Overrides, grant_pro, grant_start, plans_for,
-                                             revoke, set_overrides, validate_overrides)
+from osmcloud_billing.operator_plans import (
+    OperatorPlanRefused,
+    Overrides,
+    grant_pro,
+    grant_start,
+    plans_for,
+    revoke,
+    set_overrides,
+    validate_overrides,
+)
 from osmcloud_billing.plans import plans_from
 from osmcloud_billing.receipts import VerifiedPurchase
 from osmcloud_billing.settings import BillingSettings

@@ -8,9 +8,18 @@ from typing import Any
 import pytest
 
 from osmcloud_billing.bootstrap import Billing, bootstrap
-from osmcloud_billing.errors import (EndInPast, OperatorPlanRefused, OrderLinkedElsewhere, ReceiptExpired,
-                                     ReceiptMismatch, StartNotAvailable, SubscriptionBusy, UnknownAccount,
-                                     UnknownOrder, UnknownProduct)
+from osmcloud_billing.errors import (
+    EndInPast,
+    OperatorPlanRefused,
+    OrderLinkedElsewhere,
+    ReceiptExpired,
+    ReceiptMismatch,
+    StartNotAvailable,
+    SubscriptionBusy,
+    UnknownAccount,
+    UnknownOrder,
+    UnknownProduct,
+)
 from osmcloud_billing.lifecycle import Subscription
 from osmcloud_billing.receipts import SandboxVerifier, VerifiedPurchase, sign_sandbox_receipt
 from osmcloud_billing.routes import native_error

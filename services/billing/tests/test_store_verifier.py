@@ -4,7 +4,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from osmcloud_billing.receipts import NoStoreVerifier, ReceiptRejected, SandboxVerifier, sign_sandbox_receipt, verifier_from
+from osmcloud_billing.receipts import (
+    NoStoreVerifier,
+    ReceiptRejected,
+    SandboxVerifier,
+    sign_sandbox_receipt,
+    verifier_from,
+)
 from osmcloud_billing.settings import BillingSettings
 from osmcloud_common.settings import ConfigurationError
 

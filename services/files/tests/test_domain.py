@@ -2,12 +2,30 @@ import pytest
 
 from osmcloud_common.errors import BadRequest
 from osmcloud_common.events import Entitlement
-from osmcloud_files.domain import (check_backup_enabled, check_may_upload, decode_cursor, encode_cursor,
-                                   expected_head, feed_horizon, growth_to_reserve, head_after_removal,
-                                   live_version_before, next_update_ms, parse_file_ref, storage_breakdown,
-                                   upload_need)
-from osmcloud_files.errors import (BackupDisabled, FileCountExceeded, FileTooLarge, InvalidInput, NotAllowed,
-                                   QuotaExceeded, VersionConflict)
+from osmcloud_files.domain import (
+    check_backup_enabled,
+    check_may_upload,
+    decode_cursor,
+    encode_cursor,
+    expected_head,
+    feed_horizon,
+    growth_to_reserve,
+    head_after_removal,
+    live_version_before,
+    next_update_ms,
+    parse_file_ref,
+    storage_breakdown,
+    upload_need,
+)
+from osmcloud_files.errors import (
+    BackupDisabled,
+    FileCountExceeded,
+    FileTooLarge,
+    InvalidInput,
+    NotAllowed,
+    QuotaExceeded,
+    VersionConflict,
+)
 from osmcloud_files.model import FileHead, Head, Version
 from osmcloud_files.native_errors import api_error
 from osmcloud_files.routes import _byte_range

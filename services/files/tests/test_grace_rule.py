@@ -1,5 +1,13 @@
-from osmcloud_files.grace_rule import (REASON_FILE_SIZE, REASON_OVER_ALLOWANCE, REASON_TYPE, LiveFile,
-                                      StartAllowance, decide, files_to_trash, grace_end_order)
+from osmcloud_files.grace_rule import (
+    REASON_FILE_SIZE,
+    REASON_OVER_ALLOWANCE,
+    REASON_TYPE,
+    LiveFile,
+    StartAllowance,
+    decide,
+    files_to_trash,
+    grace_end_order,
+)
 
 MB = 1024 * 1024
 START = StartAllowance(allowed_types=frozenset({"FAVOURITES", "GLOBAL", "PROFILE", "OSM_EDITS", "OSM_NOTES"}),

@@ -1,7 +1,6 @@
 """OsmAnd's list-files entries and totals, the upload answer and the error mapping."""
 
 from osmcloud_common.osmand import OsmandError
-
 from osmcloud_files.errors import Busy, FileNotFound, InvalidName, NotInPlan, QuotaExceeded, VersionConflict
 from osmcloud_files.osmand_files import file_entry, list_files_result, osmand_error, parse_types, upload_answer
 

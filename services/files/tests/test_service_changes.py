@@ -6,8 +6,17 @@ import pytest
 from files_fakes import PRO, START, World, body, trashed
 
 from osmcloud_files.domain import blob_key, parse_file_ref
-from osmcloud_files.errors import (Busy, FileChanged, FileCountExceeded, FileTooLarge, NoPlan, QuotaExceeded,
-                                   UploadIncomplete, VersionConflict, VersionNotFound)
+from osmcloud_files.errors import (
+    Busy,
+    FileChanged,
+    FileCountExceeded,
+    FileTooLarge,
+    NoPlan,
+    QuotaExceeded,
+    UploadIncomplete,
+    VersionConflict,
+    VersionNotFound,
+)
 from osmcloud_files.uploads import UploadRequest
 
 GPX = parse_file_ref("u", "GPX", "tracks/a.gpx")

@@ -2,9 +2,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from osmcloud_files.errors import NotAllowed
 from osmcloud_common.events import STORAGE_FACTOR, Entitlement
 from osmcloud_files.domain import restore_quota
+from osmcloud_files.errors import NotAllowed
 from osmcloud_files.storage_rule import RECORD_BYTES, bytes_to_free, protected_ids, take_oldest, version_cost
 
 MB = 1024 * 1024

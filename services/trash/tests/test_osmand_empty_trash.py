@@ -1,7 +1,7 @@
 """EmptyTrash.answer on fakes: which entries reach the purge, and how the rest are answered."""
 
-from osmcloud_trash.files_client import FilesUnavailable
 from osmcloud_trash.empty_trash import EmptyTrash
+from osmcloud_trash.files_client import FilesUnavailable
 from osmcloud_trash.osmand_rules import TrashEntry
 
 ITEM = {"_id": "t-a", "user_id": "u1", "type": "GPX", "name": "a.gpx", "tombstone_update_ms": 100}

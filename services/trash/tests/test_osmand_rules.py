@@ -2,8 +2,15 @@ import pytest
 
 from osmcloud_trash.errors import MalformedEntries
 from osmcloud_trash.osmand_compat import osmand_error
-from osmcloud_trash.osmand_rules import (MAX_ENTRIES, FileState, TrashEntry, judge_without_item, newest_version,
-                                         parse_entries, split_duplicates)
+from osmcloud_trash.osmand_rules import (
+    MAX_ENTRIES,
+    FileState,
+    TrashEntry,
+    judge_without_item,
+    newest_version,
+    parse_entries,
+    split_duplicates,
+)
 
 E = TrashEntry(name="tracks/a.gpx", type="GPX", updatetime=1_700_000_000_123)
 

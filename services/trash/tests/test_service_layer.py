@@ -12,8 +12,7 @@ from osmcloud_common.events import FileDeleted, make_event
 from osmcloud_common.outbox import decode_value
 from osmcloud_common.publisher import RecordingPublisher
 from osmcloud_trash.bootstrap import Trash, bootstrap
-from osmcloud_trash.errors import (FilesUnavailable, ItemNotFound, RestoreInProgress, RestoreRefused,
-                                   RestoreUnavailable)
+from osmcloud_trash.errors import FilesUnavailable, ItemNotFound, RestoreInProgress, RestoreRefused, RestoreUnavailable
 from osmcloud_trash.routes import native_error
 from osmcloud_trash.settings import TrashSettings
 

@@ -15,8 +15,7 @@ import typer
 from . import config, output
 from .api import Api
 from .engine import Engine, QuietReporter
-from .errors import (EXIT_CONFLICTS, EXIT_INTERRUPTED, EXIT_REFUSED, BadInput, CliError, NotLoggedIn,
-                     Offline, Refused)
+from .errors import EXIT_CONFLICTS, EXIT_INTERRUPTED, EXIT_REFUSED, BadInput, CliError, NotLoggedIn, Offline, Refused
 from .layout import TYPE_FOLDERS, Key, LayoutError, key_of, local_path, resolve_type
 from .output import emit_json, err, out
 from .state import FolderOwnedElsewhere, State

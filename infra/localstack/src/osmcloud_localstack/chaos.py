@@ -30,8 +30,19 @@ from typing import Any
 import aiohttp
 
 from .client import count_mails, read_code
-from .invariants import (Book, FileClaim, Outcome, RequestRecord, Snapshot, answers_outside_faults, check_all,
-                         osmand_status, read_snapshot, redelivered, sha256_of)
+from .invariants import (
+    Book,
+    FileClaim,
+    Outcome,
+    RequestRecord,
+    Snapshot,
+    answers_outside_faults,
+    check_all,
+    osmand_status,
+    read_snapshot,
+    redelivered,
+    sha256_of,
+)
 from .procs import group_members, is_running, record_matches
 from .stack import SERVICES, Stack
 
@@ -144,7 +155,7 @@ class Http:
                         body = await response.json()
                     except ValueError:
                         is_json = False
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             error = type(exc).__name__
         if record:
             path = path.split("?")[0]

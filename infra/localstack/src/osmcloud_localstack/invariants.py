@@ -187,7 +187,7 @@ def usage_matches_versions(snap: Snapshot, users: Iterable[str] | None = None) -
                        f"but its live files hold {sum(sizes)} bytes in {len(sizes)}")
         left = {k: a.get(k) for k in ("reserved_bytes", "reserved_files", "op_count") if a.get(k)}
         if left or a.get("ops"):
-            out.append(f"account {uid}: reservations not drained: {left} ops {sorted((a.get('ops') or {}))}")
+            out.append(f"account {uid}: reservations not drained: {left} ops {sorted(a.get('ops') or {})}")
         if a.get("committed_bytes") != a.get("used_bytes") or a.get("committed_files") != a.get("file_count"):
             out.append(f"account {uid}: committed {a.get('committed_bytes')} bytes / {a.get('committed_files')} "
                        f"files differs from used {a.get('used_bytes')} / {a.get('file_count')}")

@@ -360,7 +360,7 @@ class SmtpSinkClient:
             resp.raise_for_status()
 
 
-async def advance_clock(stack: "StackHandle", seconds: float) -> None:
+async def advance_clock(stack: StackHandle, seconds: float) -> None:
     """Moves every service's clock forward by `seconds` (never back): for tests that must
     pass a cooldown or an expiry."""
     from datetime import timedelta
@@ -376,7 +376,7 @@ async def advance_clock(stack: "StackHandle", seconds: float) -> None:
         await mongo.close()
 
 
-def clock_confirmer(stack: "StackHandle"):
+def clock_confirmer(stack: StackHandle):
     """`confirm(set_at)` for osmcloud_common.clock: waits until every service reports (on its
     /healthz) that it applied the clock setting written at `set_at` — a confirmation, not a
     guess of how long they take. None when the services' addresses are unknown (mode env
@@ -405,7 +405,7 @@ def clock_confirmer(stack: "StackHandle"):
     return confirm
 
 
-async def events_of(stack: "StackHandle", domain: str, user_id: str, *,
+async def events_of(stack: StackHandle, domain: str, user_id: str, *,
                     until: Callable[[list[dict]], Any] = bool, types: set[str] | None = None,
                     timeout: float = 30, settle_polls: int = 0) -> list[dict]:
     """One user's events on a domain's topic (optionally only some types), read from the
@@ -446,7 +446,7 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def service_replica(stack: "StackHandle", service: str, log_path: Path,
+async def service_replica(stack: StackHandle, service: str, log_path: Path,
                           ready: Callable[[aiohttp.ClientSession, str], Any],
                           extra_env: dict[str, str] | None = None):
     """Another process of one of our services on the same database and Kafka (what a scaled

@@ -23,7 +23,6 @@ from bson.errors import InvalidId
 from .domain_errors import DomainError
 from .errors import ApiError, BadRequest, Conflict, NotFound
 from .events import Event
-from .handover import apply_events
 from .http import CHECKS_KEY
 from .logging import get_logger
 from .operators import OperatorTokens

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from . import tracing
-from .events import Event, topic_for, CATALOGUE
+from .events import CATALOGUE, Event, topic_for
 from .logging import current_request_id, get_logger
 
 OUTBOX_FIELD = "_outbox"
@@ -133,7 +133,7 @@ class OutboxRelay:
         while True:
             try:
                 await asyncio.wait_for(self._scan_wake.wait(), timeout=wait)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._scan_wake.clear()
             started = loop.time()

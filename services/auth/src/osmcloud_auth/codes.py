@@ -12,8 +12,17 @@ from datetime import timedelta
 from osmcloud_common.clock import Clock
 from osmcloud_common.logging import get_logger
 
-from .domain import (CodeVerdict, Purpose, StoredCode, digest, matches, new_code, seconds_until, try_budget,
-                     verdict_without_match)
+from .domain import (
+    CodeVerdict,
+    Purpose,
+    StoredCode,
+    digest,
+    matches,
+    new_code,
+    seconds_until,
+    try_budget,
+    verdict_without_match,
+)
 from .errors import CodeRejected, MailFailed, TooManyCodes
 from .limits import address_key, email_address_key, email_key, known_addresses_key
 from .ports import CodeStorePort, LimitsPort, MailerPort

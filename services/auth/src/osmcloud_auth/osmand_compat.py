@@ -12,15 +12,29 @@ from aiohttp import web
 
 from osmcloud_common.domain_errors import DomainError
 from osmcloud_common.errors import ApiError
-from osmcloud_common.osmand import (MALFORMED_REQUEST, CompatIdentity, ErrorCode, OsmandError, compat_params,
-                                    device_credentials, try_later)
+from osmcloud_common.osmand import (
+    MALFORMED_REQUEST,
+    CompatIdentity,
+    ErrorCode,
+    OsmandError,
+    compat_params,
+    device_credentials,
+    try_later,
+)
 
 from .account_deletion import AccountDeletion
 from .accounts import VIA_OSMAND, Accounts
 from .codes import Codes
 from .domain import Purpose, digest
-from .errors import (AccountGone, CodeRejected, InvalidEmail, MailFailed, OrderRefused, PurchasesUnavailable,
-                     TooManyCodes)
+from .errors import (
+    AccountGone,
+    CodeRejected,
+    InvalidEmail,
+    MailFailed,
+    OrderRefused,
+    PurchasesUnavailable,
+    TooManyCodes,
+)
 from .osmand_orders import OrderIds
 from .osmand_views import compat_email, device_json, user_json
 from .routes import client_address, native_error

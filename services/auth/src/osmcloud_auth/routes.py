@@ -18,8 +18,16 @@ from .accounts import Accounts
 from .browser_sessions import clear_session_cookies, credential, set_session_cookies
 from .codes import Codes
 from .domain import Purpose, digest, normalize_email
-from .errors import (AccountGone, CodeRejected, DeviceNotFound, InvalidEmail, MailFailed, PurchasesUnavailable,
-                     TooManyCodes, UnknownAccount)
+from .errors import (
+    AccountGone,
+    CodeRejected,
+    DeviceNotFound,
+    InvalidEmail,
+    MailFailed,
+    PurchasesUnavailable,
+    TooManyCodes,
+    UnknownAccount,
+)
 from .store import AuthStore
 from .token_cache import TokenCache, Verified
 

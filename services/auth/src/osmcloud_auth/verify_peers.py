@@ -138,7 +138,7 @@ class VerifyPeers:
                 answer = await response.json() if response.status == 200 else {}
             # the address may now belong to another process: only the registered one counts
             return answer.get("replica_id") == peer["_id"]
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+        except (TimeoutError, aiohttp.ClientError, ValueError):
             return False
 
     # ------------------------------------------------------------ being told

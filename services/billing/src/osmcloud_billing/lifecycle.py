@@ -15,8 +15,14 @@ deleting keep working. Renewal at any point restores Pro."""
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from osmcloud_common.events import (Entitlement, GracePeriodEnded, Payload, SubscriptionActivated,
-                                    SubscriptionExpired, SubscriptionRenewed)
+from osmcloud_common.events import (
+    Entitlement,
+    GracePeriodEnded,
+    Payload,
+    SubscriptionActivated,
+    SubscriptionExpired,
+    SubscriptionRenewed,
+)
 
 from .errors import ReceiptExpired, StartNotAvailable
 from .receipts import VerifiedPurchase

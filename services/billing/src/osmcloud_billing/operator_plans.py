@@ -17,8 +17,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from osmcloud_common.events import STORAGE_FACTOR, Entitlement, EntitlementChanged, SubscriptionActivated, \
-    SubscriptionRenewed
+from osmcloud_common.events import (
+    STORAGE_FACTOR,
+    Entitlement,
+    EntitlementChanged,
+    SubscriptionActivated,
+    SubscriptionRenewed,
+)
 
 from .errors import EndInPast, OperatorPlanRefused
 from .lifecycle import Plans, Subscription, Transition, activate_start, due_transition, grace_entitlement

@@ -9,8 +9,14 @@ from aiohttp import web
 from osmcloud_common.admin import client_address
 from osmcloud_common.domain_errors import DomainError
 from osmcloud_common.errors import ApiError
-from osmcloud_common.events import (EntitlementChanged, Event, GracePeriodEnded, SubscriptionActivated,
-                                    SubscriptionExpired, SubscriptionRenewed)
+from osmcloud_common.events import (
+    EntitlementChanged,
+    Event,
+    GracePeriodEnded,
+    SubscriptionActivated,
+    SubscriptionExpired,
+    SubscriptionRenewed,
+)
 from osmcloud_common.runtime import Runtime
 
 # a user's own plan requests: (method, route) -> what was asked

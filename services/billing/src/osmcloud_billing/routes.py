@@ -13,9 +13,19 @@ from osmcloud_common.http import identity, json_body
 from osmcloud_common.logging import get_logger
 
 from .bootstrap import Billing
-from .errors import (EndInPast, OperatorPlanRefused, OrderLinkedElsewhere, ReceiptExpired, ReceiptMismatch,
-                     ReceiptRejected, StartNotAvailable, SubscriptionBusy, UnknownAccount, UnknownOrder,
-                     UnknownProduct)
+from .errors import (
+    EndInPast,
+    OperatorPlanRefused,
+    OrderLinkedElsewhere,
+    ReceiptExpired,
+    ReceiptMismatch,
+    ReceiptRejected,
+    StartNotAvailable,
+    SubscriptionBusy,
+    UnknownAccount,
+    UnknownOrder,
+    UnknownProduct,
+)
 from .store import subscription_of
 
 log = get_logger(__name__)

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from .blob_cleanup import DeferredBlobDeletions
-
 from .ledger import Ledger
 from .operations import Operations
 from .ports import Blobs, Clock, EventPublisher

@@ -8,7 +8,16 @@ from typing import Any
 from osmcloud_common.datatypes import START_TYPES, TYPE_CATEGORIES, Category, category_of
 from osmcloud_common.events import Entitlement
 
-from .errors import BackupDisabled, FileTooLarge, InvalidCursor, InvalidName, NoPlan, NotInPlan, UnknownType, VersionConflict
+from .errors import (
+    BackupDisabled,
+    FileTooLarge,
+    InvalidCursor,
+    InvalidName,
+    NoPlan,
+    NotInPlan,
+    UnknownType,
+    VersionConflict,
+)
 from .model import FileHead, Version
 
 MAX_NAME_LENGTH = 1024

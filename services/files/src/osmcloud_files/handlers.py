@@ -1,7 +1,12 @@
 """How files reacts to other services' events. Every handler is idempotent."""
 
-from osmcloud_common.events import (EntitlementChanged, Event, SubscriptionActivated, SubscriptionExpired,
-                                    SubscriptionRenewed)
+from osmcloud_common.events import (
+    EntitlementChanged,
+    Event,
+    SubscriptionActivated,
+    SubscriptionExpired,
+    SubscriptionRenewed,
+)
 from osmcloud_common.runtime import Runtime
 
 from .store import FilesStore

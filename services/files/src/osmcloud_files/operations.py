@@ -17,16 +17,32 @@ import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from osmcloud_common.events import (Entitlement, FileDeleted, FileRestored, FileVersionsPruned,
-                                    StorageUsageChanged)
+from osmcloud_common.events import Entitlement, FileDeleted, FileRestored, FileVersionsPruned, StorageUsageChanged
 from osmcloud_common.logging import get_logger
 from osmcloud_common.mongo import find_by_ids
 
 from .blob_cleanup import DeferredBlobDeletions
-from .domain import (FileRef, blob_key, blob_prefix, head_after_removal, live_version_before, next_update_ms,
-                     parse_file_ref, restore_quota)
-from .errors import (Busy, FileChanged, FileCountExceeded, FileNotFound, FileTooLarge, QuotaExceeded,
-                     VersionConflict, VersionInFlight, VersionNotFound)
+from .domain import (
+    FileRef,
+    blob_key,
+    blob_prefix,
+    head_after_removal,
+    live_version_before,
+    next_update_ms,
+    parse_file_ref,
+    restore_quota,
+)
+from .errors import (
+    Busy,
+    FileChanged,
+    FileCountExceeded,
+    FileNotFound,
+    FileTooLarge,
+    QuotaExceeded,
+    VersionConflict,
+    VersionInFlight,
+    VersionNotFound,
+)
 from .ledger import Ledger, UsageEvent
 from .model import FileHead, Head, Version
 from .ports import BlobMissing, Blobs, Clock, EventPublisher

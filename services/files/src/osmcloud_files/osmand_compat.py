@@ -24,8 +24,15 @@ from osmcloud_common import tracing
 from osmcloud_common.errors import ApiError
 from osmcloud_common.logging import get_logger
 from osmcloud_common.mongo import find_by_ids
-from osmcloud_common.osmand import MALFORMED_REQUEST, CompatAuthenticator, CompatIdentity, ErrorCode, OsmandError
-from osmcloud_common.osmand import compat_params, device_credentials
+from osmcloud_common.osmand import (
+    MALFORMED_REQUEST,
+    CompatAuthenticator,
+    CompatIdentity,
+    ErrorCode,
+    OsmandError,
+    compat_params,
+    device_credentials,
+)
 
 from .bodies import complete_or_refused
 from .bootstrap import FilesServices

@@ -12,10 +12,27 @@ from typing import Any
 from osmcloud_common.blobstore import PART_SIZE, BodyTooLarge, StoredBlob
 from osmcloud_common.events import Entitlement, FileUploaded
 
-from .domain import (FileRef, UploadNeed, blob_key, check_backup_enabled, check_may_upload, expected_head,
-                     growth_to_reserve, next_update_ms, upload_need)
-from .errors import (Busy, FileCountExceeded, FileTooLarge, FilesError, QuotaExceeded, UploadAbandoned,
-                     UploadIncomplete, VersionConflict)
+from .domain import (
+    FileRef,
+    UploadNeed,
+    blob_key,
+    check_backup_enabled,
+    check_may_upload,
+    expected_head,
+    growth_to_reserve,
+    next_update_ms,
+    upload_need,
+)
+from .errors import (
+    Busy,
+    FileCountExceeded,
+    FilesError,
+    FileTooLarge,
+    QuotaExceeded,
+    UploadAbandoned,
+    UploadIncomplete,
+    VersionConflict,
+)
 from .ledger import Ledger
 from .model import Head, Version
 from .operations import HeadChange, Operations, Usage, new_id
