@@ -206,7 +206,8 @@ class MemoryCollection:
         self.docs[doc["_id"]] = copy.deepcopy(doc)
         return SimpleNamespace(inserted_id=doc["_id"])
 
-    async def update_one(self, filter_: dict[str, Any], update: dict[str, Any], upsert: bool = False) -> SimpleNamespace:
+    async def update_one(self, filter_: dict[str, Any], update: dict[str, Any],
+                         upsert: bool = False) -> SimpleNamespace:
         found = self._found(filter_)
         if found:
             apply_update(found[0], update)

@@ -64,7 +64,7 @@ async def test_newest_versions_and_manifest_streamed_in_chunks():
                 version("v3", "FAVOURITES", "favourites.gpx", b"<gpx/>", 3000),
                 version("v4", "GPX", "gone.gpx", b"", 4000, deleted=True)]
     heads = [{"head": {"version_id": "v2"}}, {"head": {"version_id": "v3"}}, {"head": {"version_id": "v4"}}]
-    blobs = FakeBlobs({f"b/{v['_id']}": d for v, d in zip(versions, (b"old", big, b"<gpx/>", b""))})
+    blobs = FakeBlobs({f"b/{v['_id']}": d for v, d in zip(versions, (b"old", big, b"<gpx/>", b""), strict=True)})
     sent: list[bytes] = []
 
     async def send(data):

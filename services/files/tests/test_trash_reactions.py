@@ -48,7 +48,8 @@ def test_a_redelivered_batch_plans_nothing():
 
 
 def test_pruned_events_per_type_in_chunks_with_the_freed_bytes():
-    victims = [hv("u", f"n{i}", f"v{i}", i, size=2) for i in range(5)] + [hv("u", "m", "t", 9, size=-1, file_type="FAVOURITES")]
+    victims = [hv("u", f"n{i}", f"v{i}", i, size=2) for i in range(5)]
+    victims.append(hv("u", "m", "t", 9, size=-1, file_type="FAVOURITES"))
     payloads = pruned_payloads(victims, chunk=2)
     assert [(p.file_type, p.version_ids, p.freed_bytes) for p in payloads] == [
         ("FAVOURITES", ["t"], 0), ("GPX", ["v0", "v1"], 4), ("GPX", ["v2", "v3"], 4), ("GPX", ["v4"], 2)]

@@ -28,8 +28,8 @@ class DeferredBlobDeletions:
             if unavailable_dependency(exc) is None:
                 raise
             # every document of a user's carries user_id: account deletion sweeps these too
-            await self.collection.update_one({"_id": key}, {"$setOnInsert": {"user_id": user_id, "since": self.clock.now()}},
-                                              upsert=True)
+            await self.collection.update_one(
+                {"_id": key}, {"$setOnInsert": {"user_id": user_id, "since": self.clock.now()}}, upsert=True)
             log.warning("blob deletion deferred until S3 answers", key=key, error=repr(exc))
 
     async def retry(self) -> int:

@@ -54,7 +54,8 @@ class GraceEndJudge:
             return REASON_TYPE
         if a.max_file_bytes is not None and f.size > a.max_file_bytes:
             return REASON_FILE_SIZE
-        if self.full or self.used + f.size > a.quota_bytes or (a.max_files is not None and self.count + 1 > a.max_files):
+        too_many = a.max_files is not None and self.count + 1 > a.max_files
+        if self.full or self.used + f.size > a.quota_bytes or too_many:
             self.full = True
             return REASON_OVER_ALLOWANCE
         self.used += f.size

@@ -230,7 +230,8 @@ class Operations:
             raise QuotaExceeded(grows, latest["committed_bytes"], quota)
         if current is None or not is_head:
             await self._drop_version(version)
-            await self.ledger.finish(ref.user_id, op_id, 0, 0, events=[pruned], stored_delta=-version_cost(version.size))
+            await self.ledger.finish(ref.user_id, op_id, 0, 0, events=[pruned],
+                                     stored_delta=-version_cost(version.size))
             self.events.account_written(ref.user_id)
             await self.hand_to_trash([pruned])
             return current
@@ -243,7 +244,8 @@ class Operations:
             events.append(self.events.event(FileDeleted(
                 file_type=ref.file_type, name=ref.name, category=ref.category, tombstone_version_id=below.id,
                 last_version_id=(before or below).id, size=before.size if before else 0,
-                deleted_at=below.created_at or self.clock.now(), tombstone_update_ms=below.head.updated_ms), ref.user_id))
+                deleted_at=below.created_at or self.clock.now(), tombstone_update_ms=below.head.updated_ms),
+                ref.user_id))
         elif below is not None and not was_live:
             events.append(self.events.event(FileRestored(file_type=ref.file_type, name=ref.name, version_id=below.id,
                                                          tombstone_version_id=version_id), ref.user_id))

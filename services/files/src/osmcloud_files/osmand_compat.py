@@ -64,7 +64,8 @@ def _optional_int(params: dict[str, str], name: str) -> int | None:
     try:
         return int(raw)
     except ValueError:
-        raise OsmandError(MALFORMED_REQUEST, f"the parameter '{name}' must be an integer (ms since 1970), got '{raw}'")
+        raise OsmandError(MALFORMED_REQUEST,
+                          f"the parameter '{name}' must be an integer (ms since 1970), got '{raw}'") from None
 
 
 def _changed(ref: FileRef, what: str = "changed meanwhile; retry") -> str:
@@ -190,7 +191,7 @@ class OsmandFilesRoutes:
                 part = await reader.next()
         except (ValueError, AssertionError, aiohttp.ClientError, HttpProcessingError) as exc:
             # HttpProcessingError: a part's headers are not HTTP headers (aiohttp's parser refuses them)
-            raise OsmandError(MALFORMED_REQUEST, f"the multipart body could not be read ({exc})")
+            raise OsmandError(MALFORMED_REQUEST, f"the multipart body could not be read ({exc})") from exc
         if part is None or not isinstance(part, aiohttp.BodyPartReader):
             raise OsmandError(MALFORMED_REQUEST, "the multipart body has no part named 'file'")
         gunzip = Gunzip(complete_or_refused(part.read_chunk))
@@ -201,7 +202,8 @@ class OsmandFilesRoutes:
         except NotGzip as exc:
             raise OsmandError(ErrorCode.GZIP_ONLY, f"File is submitted not in gzip format: {exc}") from None
         except FilesError as exc:
-            raise await self._as_osmand(exc, who.user_id, _changed(ref, "changed during the upload; upload again"))
+            changed = _changed(ref, "changed during the upload; upload again")
+            raise await self._as_osmand(exc, who.user_id, changed) from None
         log.info("version stored (osmand)", type=ref.file_type, name=ref.name, version_id=head.version_id,
                  size=head.size, zip_size=gunzip.compressed)
         return web.json_response(upload_answer(ref.file_type, ref.name, head.to_doc(), gunzip.compressed))
@@ -260,8 +262,9 @@ class OsmandFilesRoutes:
         try:
             await self.ops.remove_version(ref, version["_id"])
         except Missing:
-            raise OsmandError(ErrorCode.FILE_NOT_AVAILABLE,
-                              f"File is not available: {ref.file_type}/{ref.name} has no version {updatetime}") from None
+            raise OsmandError(
+                ErrorCode.FILE_NOT_AVAILABLE,
+                f"File is not available: {ref.file_type}/{ref.name} has no version {updatetime}") from None
         except FilesError as exc:
             raise await self._as_osmand(exc, who.user_id, _changed(ref)) from None
         return web.json_response({"status": "ok"})

@@ -41,7 +41,7 @@ def _int_param(request: web.Request, name: str) -> int | None:
     try:
         return int(raw)
     except ValueError:
-        raise BadRequest(f"query parameter '{name}' must be an integer, got '{raw}'")
+        raise BadRequest(f"query parameter '{name}' must be an integer, got '{raw}'") from None
 
 
 def device_num(request: web.Request) -> dict[str, int]:
@@ -65,7 +65,7 @@ def _byte_range(header: str, size: int) -> tuple[int, int] | None:
         else:
             start, end = int(start_s), (int(end_s) if end_s else size - 1)
     except ValueError:
-        raise BadRequest(f"unsupported Range header '{header}'; use a single 'bytes=start-end'")
+        raise BadRequest(f"unsupported Range header '{header}'; use a single 'bytes=start-end'") from None
     end = min(end, size - 1)
     if start > end or start >= size:
         raise ApiError(f"range {header} is outside the file's {size} bytes", code="range_not_satisfiable",

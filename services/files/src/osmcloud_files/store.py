@@ -106,7 +106,7 @@ class FilesStore:
                 await self.heads.insert_one(new_document_with_events(doc, events))
                 return
             except DuplicateKeyError:
-                raise HeadMoved()
+                raise HeadMoved() from None
         result = await self.heads.update_one({"_id": ref.key, "head.version_id": expected_version_id},
                                              with_events({"$set": fields}, events))
         if result.modified_count != 1:
@@ -220,8 +220,9 @@ class FilesStore:
             markers.setdefault(head_id, []).append(version_id)
         deleted = 0
         for part in id_chunks(sorted(markers)):
+            version_ids = [v for k in part for v in markers[k]]
             deleted += (await self.heads.delete_many(
-                {"_id": {"$in": part}, "head.version_id": {"$in": [v for k in part for v in markers[k]]}})).deleted_count
+                {"_id": {"$in": part}, "head.version_id": {"$in": version_ids}})).deleted_count
         return deleted
 
     async def delete_everything_of(self, user_id: str) -> None:

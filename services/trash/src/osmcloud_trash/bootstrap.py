@@ -30,4 +30,5 @@ def bootstrap(settings: TrashSettings, *, store: TrashStorePort, publisher: Even
     wall = wall_clock or SystemClock()
     purger = Purger(store, publisher, clock, settings, wall_clock=wall)
     return Trash(store=store, purger=purger, items=TrashItems(store, purger, files, wall_clock=wall),
-                 empty_trash=EmptyTrash(store, purger, files), handlers=Handlers(store, settings.retention_days, purger))
+                 empty_trash=EmptyTrash(store, purger, files),
+                 handlers=Handlers(store, settings.retention_days, purger))

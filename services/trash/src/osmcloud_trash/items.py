@@ -16,7 +16,8 @@ log = get_logger(__name__)
 
 
 class TrashItems:
-    def __init__(self, store: TrashStorePort, purger: Purger, files: FilesPort, wall_clock: Clock | None = None) -> None:
+    def __init__(self, store: TrashStorePort, purger: Purger, files: FilesPort,
+                 wall_clock: Clock | None = None) -> None:
         self.store, self.purger, self.files = store, purger, files
         self.wall: Clock = wall_clock or SystemClock()  # claims use wall time (purge.py)
 
@@ -50,7 +51,8 @@ class TrashItems:
                 restored = await self.files.restore(item)  # RestoreRefused: files' reason
             except FilesUnavailable as exc:
                 log.warning("files unreachable for a restore", error=str(exc))
-                raise RestoreUnavailable("the files service did not answer; the item stays in the trash, try again")
+                raise RestoreUnavailable(
+                    "the files service did not answer; the item stays in the trash, try again") from exc
             await self.store.remove_item(item["_id"])
         finally:
             await self.store.release(item["_id"], "restore")

@@ -45,7 +45,8 @@ class OsmandTrash:
         try:
             body = await request.json(loads=_strict_loads)
         except Exception:
-            raise OsmandError(MALFORMED_REQUEST, "the body must be a JSON array of {\"name\",\"type\",\"updatetime\"}")
+            raise OsmandError(
+                MALFORMED_REQUEST, "the body must be a JSON array of {\"name\",\"type\",\"updatetime\"}") from None
         entries = parse_entries(body)
         results = await self.empty_trash_of.answer(who.user_id, entries)
         by_entry = {id(r.entry): r for r in results}

@@ -131,8 +131,8 @@ class Purger:
         items = await self.store.of_user(user_id)
         purged = await self.purge(items, "emptied")
         batch_id = f"emptied-{uuid.uuid4().hex}"
-        await self.store.write_batches([(batch_id, user_id, [], [self.publisher.event(emptied_payload(len(purged)), user_id)])],
-                                       self.clock.now(), self.wall.now())
+        emptied = self.publisher.event(emptied_payload(len(purged)), user_id)
+        await self.store.write_batches([(batch_id, user_id, [], [emptied])], self.clock.now(), self.wall.now())
         self.publisher.events_written(self.store.batches, batch_id)
         return {"purged": len(purged), "skipped": len(items) - len(purged)}
 
@@ -163,7 +163,8 @@ class Purger:
             total += len(purged)
             if not purged:
                 break  # what is left is claimed by others (a restore, another replica): next round
-        await self.store.forget_relayed_batches(self.wall.now() - timedelta(seconds=2 * self.settings.claim_lease_seconds))
+        lease = timedelta(seconds=2 * self.settings.claim_lease_seconds)
+        await self.store.forget_relayed_batches(self.wall.now() - lease)
         await self._refresh_items_gauge()
         if self.last_pass is not None:
             self.last_pass.set(self.wall.now().timestamp())
