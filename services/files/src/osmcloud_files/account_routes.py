@@ -59,6 +59,7 @@ class AccountRoutes:
         who = identity(request)
         file_type = _known_type(who.user_id, request.match_info["file_type"])
         switch = await json_body(request, BackupSwitch)
+        assert isinstance(switch, BackupSwitch)  # json_body is typed to return any BaseModel
         await self.ledger.set_backup(who.user_id, file_type, switch.enabled)
         return web.json_response({"type": file_type, "category": str(TYPE_CATEGORIES[file_type]),
                                   "enabled": switch.enabled})

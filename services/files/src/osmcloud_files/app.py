@@ -54,6 +54,7 @@ def build_app(settings: FilesSettings | None = None) -> web.Application:
     FilesRoutes(services, settings).register(app)
     RestoreRoute(services.ops).register(app)
     OsmandFilesRoutes(services, settings).register(app)
+    assert runtime.admin is not None  # made by create_app
     FilesAdminRoutes(store, runtime.blobs, services.reconciler).register(runtime.admin)
     return app
 

@@ -34,6 +34,9 @@ class _Sink:
     def flush(self) -> None:
         pass
 
+    def close(self) -> None:
+        """zipfile never closes a stream it was given; here for the writable-stream protocol."""
+
     def take(self) -> bytes:
         data = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
         self.parts = []

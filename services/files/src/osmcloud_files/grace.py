@@ -59,7 +59,9 @@ async def _trash(ops: Operations, user_id: str, docs: list[dict[str, Any]]) -> N
 
 def register_grace_end(runtime: Runtime, store: FilesStore, ops: Operations) -> None:
     async def grace_ended(event: Event) -> None:
-        entitlement = event.payload().entitlement
+        payload = event.payload()
+        assert isinstance(payload, GracePeriodEnded)
+        entitlement = payload.entitlement
         await store.set_entitlement(event.user_id, entitlement, event.occurred_at)
         if entitlement.allowed_types is None:
             return

@@ -36,7 +36,7 @@ REASON_FILE_SIZE = "file_over_start_limit"
 REASON_OVER_ALLOWANCE = "beyond_start_allowance"
 
 
-def grace_end_order(f: LiveFile) -> tuple:
+def grace_end_order(f: LiveFile) -> tuple[int, str, str]:
     """Most recently changed first; ties by type, then name (deterministic)."""
     return (-f.changed_ms, f.file_type, f.name)
 

@@ -24,16 +24,42 @@ Fields of an account document (besides the entitlement projection, see FilesStor
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from pymongo import ReturnDocument
+from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.errors import DuplicateKeyError
+from pymongo.results import InsertOneResult, UpdateResult
 
 from osmcloud_common.outbox import with_events
 
 OP_TTL_SECONDS = 600.0  # an operation not renewed for this long is taken for dead
 
-UsageEvent = Callable[[int, int, int, int | None], dict]  # (sequence, used, files, quota) -> outbox entry
+UsageEvent = Callable[[int, int, int, int | None], dict[str, Any]]  # (sequence, used, files, quota) -> outbox entry
+# what a read-modify-write plans from the document it read (None: missing): None (no change)
+# or (guard, update), the guard being the part of the filter that must still hold
+Plan = tuple[dict[str, Any], dict[str, Any]] | None
+
+
+class AccountsCollection(Protocol):
+    """What the ledger needs of the accounts collection: osmcloud_common.mongo's
+    SerializedCollection (its `modify` is the atomic read-modify-write) over PyMongo's."""
+
+    async def find_one(self, filter: dict[str, Any], projection: dict[str, Any] | None = None, /
+                       ) -> dict[str, Any] | None: ...
+
+    def find(self, filter: dict[str, Any], projection: dict[str, Any] | None = None, /
+             ) -> AsyncCursor[dict[str, Any]]: ...
+
+    async def insert_one(self, document: dict[str, Any], /) -> InsertOneResult: ...
+
+    async def update_one(self, filter: dict[str, Any], update: dict[str, Any], /) -> UpdateResult: ...
+
+    async def find_one_and_update(self, filter: dict[str, Any], update: dict[str, Any], /, *,
+                                  return_document: bool) -> dict[str, Any] | None: ...
+
+    async def modify(self, doc_id: str, build: Callable[[dict[str, Any] | None], Plan], /
+                     ) -> dict[str, Any] | None: ...
 
 
 def _zero_usage(user_id: str) -> dict[str, Any]:
@@ -45,7 +71,8 @@ def _zero_usage(user_id: str) -> dict[str, Any]:
 
 
 class Ledger:
-    def __init__(self, accounts, now: Callable[[], float] = time.time, ttl: float = OP_TTL_SECONDS) -> None:
+    def __init__(self, accounts: AccountsCollection, now: Callable[[], float] = time.time,
+                 ttl: float = OP_TTL_SECONDS) -> None:
         # operational deadlines use the system clock, not the (test-movable) business clock:
         # moving time forward by 30 days in a test must not kill uploads in flight
         self.accounts, self.now, self.ttl = accounts, now, ttl
@@ -105,7 +132,7 @@ class Ledger:
         return doc["change_seq"] if doc else None
 
     async def finish(self, user_id: str, op_id: str, reserved_bytes: int, reserved_files: int,
-                     delta_bytes: int = 0, delta_files: int = 0, events: list[dict] | None = None,
+                     delta_bytes: int = 0, delta_files: int = 0, events: list[dict[str, Any]] | None = None,
                      usage_event: UsageEvent | None = None, stored_delta: int = 0) -> dict[str, Any] | None:
         """Ends an operation: its reservation is replaced by the usage it really changed
         (`delta_*`, 0 to just release; `stored_delta`: the change of stored_bytes), and a change
@@ -113,9 +140,9 @@ class Ledger:
         with the new absolute figures in the same write. Idempotent: once the op is gone
         nothing happens and None is returned — which is how a second finisher (the
         reconciler) knows."""
-        def build(doc):
+        def build(doc: dict[str, Any] | None) -> Plan:
             op = ((doc or {}).get("ops") or {}).get(op_id)
-            if op is None or op.get("bytes") != reserved_bytes or op.get("files") != reserved_files:
+            if doc is None or op is None or op.get("bytes") != reserved_bytes or op.get("files") != reserved_files:
                 return None
             update: dict[str, Any] = {
                 "$inc": {"committed_bytes": delta_bytes - reserved_bytes, "reserved_bytes": -reserved_bytes,
@@ -137,7 +164,7 @@ class Ledger:
         return await self.accounts.modify(user_id, build)
 
     @staticmethod
-    def _usage_entry(doc: dict[str, Any], figures: dict[str, Any], usage_event: UsageEvent) -> dict:
+    def _usage_entry(doc: dict[str, Any], figures: dict[str, Any], usage_event: UsageEvent) -> dict[str, Any]:
         quota = (doc.get("entitlement") or {}).get("quota_bytes")
         return usage_event(figures["usage_seq"], figures["used_bytes"], figures["file_count"], quota)
 
@@ -146,7 +173,7 @@ class Ledger:
         if delta:
             await self.accounts.update_one({"_id": user_id}, {"$inc": {"stored_bytes": delta}})
 
-    async def add_events(self, user_id: str, events: list[dict]) -> None:
+    async def add_events(self, user_id: str, events: list[dict[str, Any]]) -> None:
         if events:
             await self.accounts.update_one({"_id": user_id}, with_events({"$set": {"user_id": user_id}}, events))
 
@@ -170,12 +197,12 @@ class Ledger:
             {"$set": {"frozen": op_id, f"ops.{op_id}": entry}, "$inc": {"op_count": 1}})
         return result.modified_count == 1
 
-    async def clear_usage(self, user_id: str, op_id: str, events: list[dict],
+    async def clear_usage(self, user_id: str, op_id: str, events: list[dict[str, Any]],
                           usage_event: UsageEvent) -> dict[str, Any] | None:
         """Ends "delete all": usage to zero (reservations of operations still in flight stay),
         older cursors must resync, the account is open again."""
-        def build(doc):
-            if op_id not in ((doc or {}).get("ops") or {}):
+        def build(doc: dict[str, Any] | None) -> Plan:
+            if doc is None or op_id not in (doc.get("ops") or {}):
                 return None
             figures = {"used_bytes": 0, "file_count": 0, "usage_seq": doc.get("usage_seq", 0) + 1}
             # the reset takes a change number of its own: cursors below it must resync

@@ -13,7 +13,7 @@ size is kept as the version's zip size, and downloads are gzipped again on the f
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -131,7 +131,7 @@ class OsmandFilesRoutes:
         return await self.store.version_at(ref, updatetime)
 
     # ------------------------------------------------------------ list-files
-    async def list_files(self, request: web.Request) -> web.Response:
+    async def list_files(self, request: web.Request) -> web.StreamResponse:
         """Streamed: versions and heads are read a page at a time and written as they come
         (allFiles, then uniqueFiles, then the totals), so no answer holds an account's
         versions in memory. The object's members are OsmAnd's; their order is free in JSON."""
@@ -156,9 +156,9 @@ class OsmandFilesRoutes:
             versions = {v["_id"]: v for v in await find_by_ids(self.store.versions,
                                                                [h["head"]["version_id"] for h in page])}
             for head in page:
-                version = versions.get(head["head"]["version_id"])
-                if version is not None:
-                    await out.add(answer.newest(version))
+                head_version = versions.get(head["head"]["version_id"])
+                if head_version is not None:
+                    await out.add(answer.newest(head_version))
         await out.close()
         count = None if all_versions else await self.store.versions.count_documents(
             {"user_id": who.user_id, "deleted": False, "op": {"$nin": in_flight},
@@ -281,8 +281,9 @@ LIST_PAGE = 500
 WRITE_BYTES = 64 * 1024
 
 
-async def _pages(cursor, size: int = LIST_PAGE):
-    page = []
+async def _pages(cursor: AsyncIterable[dict[str, Any]], size: int = LIST_PAGE
+                 ) -> AsyncIterator[list[dict[str, Any]]]:
+    page: list[dict[str, Any]] = []
     async for doc in cursor:
         page.append(doc)
         if len(page) >= size:
@@ -297,13 +298,14 @@ class _JsonList:
     WRITE_BYTES."""
 
     def __init__(self, response: web.StreamResponse) -> None:
-        self.response, self.buffer, self.size, self.empty = response, [], 0, True
+        self.response, self.size, self.empty = response, 0, True
+        self.buffer: list[str] = []
 
     async def open(self, name: str, first: bool) -> None:
         self.buffer.append(("{" if first else ",") + json.dumps(name) + ":[")
         self.empty = True
 
-    async def add(self, entry: dict) -> None:
+    async def add(self, entry: dict[str, Any]) -> None:
         piece = ("" if self.empty else ",") + json.dumps(entry)
         self.buffer.append(piece)
         self.size += len(piece)

@@ -22,7 +22,8 @@ def file_entry(version: dict[str, Any], user_num: int) -> dict[str, Any]:
     the native API has no gzip size, so its zipSize is its size."""
     deleted = bool(version.get("deleted"))
     size = -1 if deleted else int(version["size"])
-    zip_size = -1 if deleted else int(version.get("zip_size") if version.get("zip_size") is not None else size)
+    gzip_size = version.get("zip_size")
+    zip_size = -1 if deleted else int(gzip_size if gzip_size is not None else size)
     return {"userid": user_num, "id": int(version.get("seq") or 0), "deviceid": int(version.get("device_num") or 0),
             "filesize": size, "type": version["type"], "name": version["name"],
             "updatetimems": int(version["updated_ms"]), "clienttimems": int(version.get("client_ms") or 0),

@@ -10,10 +10,13 @@ A head document: {_id: "<user>/<type>/<name>", user_id, type, name, category,
 A version document: {_id: version id, user_id, type, name, blob_key, size, checksum,
   updated_ms, client_ms, device_id, deleted, seq (change number), op, created_at}."""
 
+from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.errors import DuplicateKeyError
 
 from osmcloud_common.events import Entitlement
@@ -29,12 +32,26 @@ class HeadMoved(Exception):
     """The file's head is not the one the caller based its change on."""
 
 
+Documents = AsyncCollection[dict[str, Any]]
+
+
+def _serialized(collection: Any) -> SerializedCollection:
+    return collection if isinstance(collection, SerializedCollection) else SerializedCollection(collection)
+
+
+def _as_documents(collection: SerializedCollection) -> Documents:
+    # a SerializedCollection has PyMongo's collection interface (update_one and
+    # find_one_and_update serialized per document, every other method forwarded), so the
+    # store's queries are checked against PyMongo's types
+    return cast(Documents, collection)
+
+
 class FilesStore:
     def __init__(self, heads: Any, versions: Any, accounts: Any, ledger: Ledger | None = None) -> None:
-        def serialized(c: Any) -> SerializedCollection:
-            return c if isinstance(c, SerializedCollection) else SerializedCollection(c)
-        self.heads, self.versions, self.accounts = serialized(heads), serialized(versions), serialized(accounts)
-        self.ledger = ledger or Ledger(self.accounts)
+        serialized_accounts = _serialized(accounts)
+        self.heads, self.versions = _as_documents(_serialized(heads)), _as_documents(_serialized(versions))
+        self.accounts = _as_documents(serialized_accounts)
+        self.ledger = ledger or Ledger(serialized_accounts)
 
     async def create_indexes(self) -> None:
         await self.heads.create_index([("user_id", ASCENDING), ("type", ASCENDING), ("name", ASCENDING)])
@@ -118,7 +135,7 @@ class FilesStore:
     async def heads_with_pending(self, user_id: str, op_id: str) -> list[dict[str, Any]]:
         return await self.heads.find({"user_id": user_id, "_usage_pending.op": op_id}, {"_outbox": 0}).to_list(None)
 
-    async def drop_pending(self, key: str, entries: list[dict]) -> None:
+    async def drop_pending(self, key: str, entries: list[dict[str, Any]]) -> None:
         if entries:
             await self.heads.update_one({"_id": key}, {"$pullAll": {"_usage_pending": entries}})
 
@@ -159,14 +176,16 @@ class FilesStore:
                 top.append(live)
         return [Version.from_doc(v) for v in top]
 
-    def stream_versions(self, user_id: str, types: list[str] | None, batch: int = 500):
+    def stream_versions(self, user_id: str, types: list[str] | None, batch: int = 500
+                        ) -> AsyncCursor[dict[str, Any]]:
         """Every version of the account (of some types), newest first, read in batches."""
         query: dict[str, Any] = {"user_id": user_id}
         if types:
             query["type"] = {"$in": types}
         return self.versions.find(query).sort([("updated_ms", DESCENDING), ("seq", DESCENDING)]).batch_size(batch)
 
-    def stream_live_heads(self, user_id: str, types: list[str] | None, batch: int = 500):
+    def stream_live_heads(self, user_id: str, types: list[str] | None, batch: int = 500
+                          ) -> AsyncCursor[dict[str, Any]]:
         """Every live head of the account (of some types), newest first, read in batches."""
         query: dict[str, Any] = {"user_id": user_id, "head.deleted": False}
         if types:
@@ -194,7 +213,7 @@ class FilesStore:
         """The version documents one operation wrote (markers of a bulk delete: one per file)."""
         return await self.versions.find({"user_id": user_id, "op": op_id}, {"_id": 1}).to_list(None)
 
-    async def live_heads_newest_first(self, user_id: str, batch: int = 500):
+    async def live_heads_newest_first(self, user_id: str, batch: int = 500) -> AsyncIterator[dict[str, Any]]:
         """Every live head of the account, most recently changed first (then type, name), as
         a stream read in batches of `batch`: the order of the grace-end rule."""
         cursor = self.heads.find({"user_id": user_id, "head.deleted": False},

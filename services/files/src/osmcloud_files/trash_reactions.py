@@ -8,6 +8,8 @@ import hashlib
 from datetime import timedelta
 from typing import Any
 
+from pymongo.asynchronous.collection import AsyncCollection
+
 from osmcloud_common.blobstore import BlobStore
 from osmcloud_common.events import Event, FileVersionsPruned, TrashItemPurged
 from osmcloud_common.logging import StepTimer, get_logger
@@ -29,12 +31,12 @@ def versions_to_purge(history: list[dict[str, Any]], tombstone_id: str) -> list[
     return [v for v in history if v["updated_ms"] <= marker["updated_ms"]]
 
 
-def purge_plan(events: list[tuple[str, str, str, str]], histories: dict[tuple[str, str, str], list[dict]]
+def purge_plan(events: list[tuple[str, str, str, str]], histories: dict[tuple[str, str, str], list[dict[str, Any]]]
                ) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
     """What a batch of purges removes, per file (user, type, name): the versions each purged
     marker takes (`events` are (user, type, name, marker id)); several markers of one file
     take the union. Files whose markers are gone already (a redelivery) take nothing."""
-    plan: dict[tuple[str, str, str], dict[str, dict]] = {}
+    plan: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
     for user_id, file_type, name, marker_id in events:
         key = (user_id, file_type, name)
         for version in versions_to_purge(histories.get(key, []), marker_id):
@@ -44,7 +46,7 @@ def purge_plan(events: list[tuple[str, str, str, str]], histories: dict[tuple[st
 
 def pruned_payloads(victims: list[dict[str, Any]], chunk: int = 500) -> list[FileVersionsPruned]:
     """One file-versions-pruned per type and `chunk` versions (keeps events well under Kafka's 1 MB)."""
-    by_type: dict[str, list[dict]] = {}
+    by_type: dict[str, list[dict[str, Any]]] = {}
     for version in victims:
         by_type.setdefault(version["type"], []).append(version)
     return [FileVersionsPruned(file_type=file_type, version_ids=[v["_id"] for v in part],
@@ -57,7 +59,8 @@ HISTORY_FIELDS = {"_id": 1, "user_id": 1, "type": 1, "name": 1, "updated_ms": 1,
 
 
 class TrashReactions:
-    def __init__(self, runtime: Runtime, store: FilesStore, blobs: BlobStore, prunes) -> None:
+    def __init__(self, runtime: Runtime, store: FilesStore, blobs: BlobStore,
+                 prunes: AsyncCollection[dict[str, Any]]) -> None:
         self.rt, self.store, self.blobs, self.prunes = runtime, store, blobs, prunes
 
     async def items_purged(self, events: list[Event]) -> None:
@@ -69,12 +72,13 @@ class TrashReactions:
         timer = StepTimer()
         wanted = []
         for event in events:
-            p: TrashItemPurged = event.payload()
+            p = event.payload()
+            assert isinstance(p, TrashItemPurged)
             wanted.append((event.user_id, p.file_type, p.name, p.tombstone_version_id))
         histories = await self._histories({(u, t, n) for u, t, n, _ in wanted})
         timer.step("read")
         plan = purge_plan(wanted, histories)
-        by_user: dict[str, list[dict]] = {}
+        by_user: dict[str, list[dict[str, Any]]] = {}
         for (user_id, *_), victims in plan.items():
             by_user.setdefault(user_id, []).extend(victims)
         await self._record_pruned(by_user)
@@ -85,23 +89,23 @@ class TrashReactions:
             self.store.delete_heads_still_at([(f"{u}/{t}/{n}", marker) for u, t, n, marker in wanted]))
         timer.step("blobs and heads")
         markers = {marker for *_, marker in wanted}
-        victims = [v["_id"] for vs in plan.values() for v in vs]
-        await delete_by_ids(self.store.versions, [v for v in victims if v not in markers])
-        await delete_by_ids(self.store.versions, [v for v in victims if v in markers])
+        victim_ids = [v["_id"] for vs in plan.values() for v in vs]
+        await delete_by_ids(self.store.versions, [v for v in victim_ids if v not in markers])
+        await delete_by_ids(self.store.versions, [v for v in victim_ids if v in markers])
         # a redelivered batch finds no versions left, so nothing is taken off twice
         for user_id, gone in sorted(by_user.items()):
             await self.store.ledger.add_stored(user_id, -sum(version_cost(v.get("size")) for v in gone))
         timer.step("versions")
-        log.info("trashed files purged", files=len(plan), versions=len(victims), events=len(events),
+        log.info("trashed files purged", files=len(plan), versions=len(victim_ids), events=len(events),
                  seconds=timer.seconds)
 
-    async def _histories(self, files: set[tuple[str, str, str]]) -> dict[tuple[str, str, str], list[dict]]:
+    async def _histories(self, files: set[tuple[str, str, str]]) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
         """The versions of these files (user, type, name): one query per user and type
         naming a few hundred files, answered from the (user_id, type, name) index."""
         names: dict[tuple[str, str], list[str]] = {}
         for user_id, file_type, name in sorted(files):
             names.setdefault((user_id, file_type), []).append(name)
-        histories: dict[tuple[str, str, str], list[dict]] = {}
+        histories: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         for (user_id, file_type), all_names in names.items():
             for part in id_chunks(all_names):
                 async for version in self.store.versions.find(
@@ -109,7 +113,7 @@ class TrashReactions:
                     histories.setdefault((user_id, file_type, version["name"]), []).append(version)
         return histories
 
-    async def _record_pruned(self, by_user: dict[str, list[dict]]) -> None:
+    async def _record_pruned(self, by_user: dict[str, list[dict[str, Any]]]) -> None:
         """One record per user carrying its file-versions-pruned events, keyed by what it
         prunes: a redelivered batch finds it and adds nothing."""
         docs = []
@@ -134,6 +138,7 @@ class TrashReactions:
 
 
 def register_trash_reactions(runtime: Runtime, store: FilesStore) -> TrashReactions:
+    assert runtime.blobs is not None  # files' runtime is made with blobs
     reactions = TrashReactions(runtime, store, runtime.blobs, runtime.outbox_collection("prunes"))
     runtime.on_events(TrashItemPurged, reactions.items_purged)
     runtime.background(reactions.forget_relayed)

@@ -42,6 +42,7 @@ def build_app(settings: TrashSettings | None = None) -> web.Application:
     map_domain_errors(app, native_error, osmand_error)
     TrashRoutes(store, trash.items).register(app)
     register_osmand(app, settings, trash)
+    assert runtime.admin is not None  # made by create_app
     TrashAdminRoutes(trash.purger).register(runtime.admin)
     return app
 

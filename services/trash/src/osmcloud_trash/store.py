@@ -11,14 +11,17 @@ from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from osmcloud_common.mongo import delete_by_ids, existing_ids, insert_new
 from osmcloud_common.outbox import new_document_with_events
 
+Documents = AsyncCollection[dict[str, Any]]
+
 
 class TrashStore:
-    def __init__(self, items, claims, batches, empties=None) -> None:
+    def __init__(self, items: Documents, claims: Documents, batches: Documents, empties: Documents) -> None:
         self.items, self.claims, self.batches, self.empties = items, claims, batches, empties
 
     async def create_indexes(self) -> None:
@@ -121,7 +124,7 @@ class TrashStore:
         return await self.claims.find({"claimed_at": {"$lt": older_than}}).to_list(None)
 
     # ------------------------------------------------------------ purge batches (the events)
-    async def write_batches(self, batches: list[tuple[str, str, list[str], list[dict]]], created_at: datetime,
+    async def write_batches(self, batches: list[tuple[str, str, list[str], list[dict[str, Any]]]], created_at: datetime,
                             written_at: datetime) -> set[str]:
         """Purge batches (batch id, user id, item ids, events), each document with its events,
         in one insert; returns the ids written now (the others existed already, their events
