@@ -45,20 +45,20 @@ class AccountsCollection(Protocol):
     """What the ledger needs of the accounts collection: osmcloud_common.mongo's
     SerializedCollection (its `modify` is the atomic read-modify-write) over PyMongo's."""
 
-    async def find_one(self, filter: dict[str, Any], projection: dict[str, Any] | None = None, /
+    async def find_one(self, _filter: dict[str, Any], _projection: dict[str, Any] | None = None, /
                        ) -> dict[str, Any] | None: ...
 
-    def find(self, filter: dict[str, Any], projection: dict[str, Any] | None = None, /
+    def find(self, _filter: dict[str, Any], _projection: dict[str, Any] | None = None, /
              ) -> AsyncCursor[dict[str, Any]]: ...
 
-    async def insert_one(self, document: dict[str, Any], /) -> InsertOneResult: ...
+    async def insert_one(self, _document: dict[str, Any], /) -> InsertOneResult: ...
 
-    async def update_one(self, filter: dict[str, Any], update: dict[str, Any], /) -> UpdateResult: ...
+    async def update_one(self, _filter: dict[str, Any], _update: dict[str, Any], /) -> UpdateResult: ...
 
-    async def find_one_and_update(self, filter: dict[str, Any], update: dict[str, Any], /, *,
+    async def find_one_and_update(self, _filter: dict[str, Any], _update: dict[str, Any], /, *,
                                   return_document: bool) -> dict[str, Any] | None: ...
 
-    async def modify(self, doc_id: str, build: Callable[[dict[str, Any] | None], Plan], /
+    async def modify(self, _doc_id: str, _build: Callable[[dict[str, Any] | None], Plan], /
                      ) -> dict[str, Any] | None: ...
 
 

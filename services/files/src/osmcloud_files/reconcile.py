@@ -20,7 +20,6 @@ class Reconciler:
     def __init__(self, ops: Operations, every_seconds: float, grace_seconds: float = 30.0) -> None:
         # grace: tolerate clock differences between replicas before taking an op for dead
         self.ops, self.every, self.grace = ops, every_seconds, grace_seconds
-        self.recovered = 0
 
     async def run(self) -> None:
         while True:
@@ -41,6 +40,5 @@ class Reconciler:
                 if op.get("expires", 0) < deadline:
                     await self.ops.recover(account, op_id, op)
                     done += 1
-        self.recovered += done
         await self.ops.deferred.retry()
         return done

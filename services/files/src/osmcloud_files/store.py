@@ -145,13 +145,6 @@ class FilesStore:
             query["type"] = {"$in": types}
         return await self.heads.find(query, {"_outbox": 0}).sort([("type", 1), ("name", 1)]).to_list(None)
 
-    async def heads_of(self, user_id: str, types: list[str] | None = None) -> list[dict[str, Any]]:
-        """Every head of the account, live, deleted or emptied."""
-        query: dict[str, Any] = {"user_id": user_id}
-        if types:
-            query["type"] = {"$in": types}
-        return await self.heads.find(query, {"_outbox": 0}).to_list(None)
-
     async def history(self, ref: FileRef, limit: int, before_ms: int | None = None) -> list[dict[str, Any]]:
         """One page of the file's versions, newest first: at most `limit`, all older than
         `before_ms` when given (a version's server time is unique within its file)."""
