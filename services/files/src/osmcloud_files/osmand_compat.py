@@ -338,5 +338,6 @@ async def _drain(request: web.Request, limit: int = DRAIN_LIMIT) -> None:
 
 async def _nothing() -> AsyncIterator[bytes]:
     """No chunks: the body of an empty file."""
-    for chunk in ():
+    chunks: tuple[bytes, ...] = ()
+    for chunk in chunks:
         yield chunk
