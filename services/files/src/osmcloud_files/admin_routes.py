@@ -5,8 +5,8 @@ from aiohttp import web
 
 from osmcloud_common.admin import AdminApi
 from osmcloud_common.blobstore import BlobStore
-from osmcloud_common.errors import BadRequest, NotFound
 
+from .errors import AccountNotFound, InvalidInput
 from .export import stream_export
 from .reconcile import Reconciler
 from .store import FilesStore
@@ -25,7 +25,7 @@ class FilesAdminRoutes:
         user_id = request.match_info["user_id"]
         doc = await self.store.accounts.find_one({"_id": user_id}, {"_outbox": 0, "ops": 0})
         if doc is None:
-            raise NotFound(f"files knows no account '{user_id}'", code="unknown_account")
+            raise AccountNotFound(user_id)
         versions, stored = await self.store.count_versions(user_id)
         return web.json_response({"user_id": user_id, "used_bytes": doc.get("used_bytes", 0),
                                   "file_count": doc.get("file_count", 0), "versions": versions,
@@ -37,9 +37,9 @@ class FilesAdminRoutes:
         user_id = request.match_info["user_id"]
         versions = request.query.get("versions", "newest")
         if versions not in ("newest", "all"):
-            raise BadRequest("'versions' is newest (default) or all")
+            raise InvalidInput("'versions' is newest (default) or all")
         if await self.store.accounts.find_one({"_id": user_id}, {"_id": 1}) is None:
-            raise NotFound(f"files knows no account '{user_id}'", code="unknown_account")
+            raise AccountNotFound(user_id)
         response = web.StreamResponse(headers={
             "Content-Type": "application/zip",
             "Content-Disposition": f'attachment; filename="osmcloud-{user_id}.zip"'})

@@ -4,6 +4,7 @@ registers routes, event handlers and background jobs."""
 
 from aiohttp import web
 
+from osmcloud_common.domain_errors import map_domain_errors
 from osmcloud_common.mongo import SerializedCollection
 from osmcloud_common.runtime import Runtime, serve
 
@@ -14,7 +15,7 @@ from .bootstrap import bootstrap
 from .grace import register_grace_end
 from .handlers import register_handlers
 from .ledger import Ledger
-from .native_errors import native_errors
+from .native_errors import api_error
 from .osmand_compat import OsmandFilesRoutes
 from .ports import RuntimePublisher, S3Blobs
 from .restore import RestoreRoute
@@ -49,7 +50,8 @@ def build_app(settings: FilesSettings | None = None) -> web.Application:
     register_grace_end(runtime, store, services.ops)
     runtime.background(services.reconciler.run)
     app = runtime.create_app()
-    app.middlewares.append(native_errors)
+    # domain errors answered in our JSON shape; /userdata/ handlers map theirs to OsmAnd's themselves
+    map_domain_errors(app, api_error)
     AccountRoutes(store, services.ops).register(app)
     FilesRoutes(services, settings).register(app)
     RestoreRoute(services.ops).register(app)

@@ -1,26 +1,21 @@
 """The files service's refusals, free of HTTP: what the domain and application code raise.
 
 Each error carries what its message needs and a stable `code`. The APIs translate them in
-one place each: the native routes in `native_errors.py` (our JSON shape; the status follows
-the error's kind), OsmAnd's `/userdata/` calls in `osmand_files.osmand_error` (the protocol's
-error codes)."""
+one place each: the native and admin routes in `native_errors.py` (our JSON shape; the status
+follows the error's kind), OsmAnd's `/userdata/` calls in `osmand_files.osmand_error` (the
+protocol's error codes)."""
 
 from typing import Any
 
 from osmcloud_common.datatypes import TYPE_CATEGORIES
+from osmcloud_common.domain_errors import DomainError
 
 
-class FilesError(Exception):
-    """A refusal a person can act on: `code` names it, `message` says what to do."""
+class FilesError(DomainError):
+    """A refusal a person can act on: `code` names it, `message` says what to do, `details`
+    carries facts the answer shows."""
 
     code = "bad_request"
-
-    def __init__(self, message: str, *, code: str | None = None, details: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if code:
-            self.code = code
-        self.details: dict[str, Any] = details or {}
 
 
 # ---------------------------------------------------------------- kinds (the APIs map these)
@@ -83,6 +78,15 @@ class NotInPlan(NotAllowed):
 
 
 # ---------------------------------------------------------------- missing
+class AccountNotFound(Missing):
+    """files holds no document of this account (the admin API's lookups)."""
+
+    code = "unknown_account"
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(f"files knows no account '{user_id}'")
+
+
 class FileNotFound(Missing):
     code = "file_not_found"
 
