@@ -6,6 +6,7 @@ import asyncio
 from files_fakes import PRO, World
 
 from osmcloud_files.domain import feed_horizon
+from osmcloud_files.model import NO_USAGE, Usage
 
 
 async def ledger_of(world: World, entitlement: dict = PRO):
@@ -43,13 +44,14 @@ async def test_a_settlement_happens_once_and_records_the_new_figures_with_its_ev
     ledger = await ledger_of(world)
     services = world.process()
     await ledger.begin("u", "op", {"kind": "upload"}, quota=10_000, max_files=None, bytes_=500, files=1)
-    after = await ledger.finish("u", "op", 500, 1, 450, 1, usage_event=services.ops.usage_event("u"),
-                                stored_delta=706)
+    after = await ledger.finish("u", "op", Usage(500, 1), Usage(450, 1, 706),
+                                usage_event=services.ops.usage_event("u"))
     assert after is not None and (after["used_bytes"], after["file_count"], after["stored_bytes"]) == (450, 1, 706)
     assert (after["committed_bytes"], after["reserved_bytes"], after["usage_seq"]) == (450, 0, 1)
     assert world.events_in(world.accounts, "u") == ["storage-usage-changed"]
     # a second finisher (the reconciler after an expiry) finds nothing to do
-    assert await ledger.finish("u", "op", 500, 1, 450, 1, usage_event=services.ops.usage_event("u")) is None
+    again = await ledger.finish("u", "op", Usage(500, 1), Usage(450, 1), usage_event=services.ops.usage_event("u"))
+    assert again is None
     assert world.account("u")["used_bytes"] == 450 and len(world.events_in(world.accounts, "u")) == 1
 
 
@@ -69,7 +71,7 @@ async def test_the_feed_stops_below_a_change_number_still_being_written():
     first = await ledger.begin("u", "a", {}, quota=0, max_files=None, bytes_=0, files=0, floor=0)
     second = await ledger.begin("u", "b", {}, quota=0, max_files=None, bytes_=0, files=0, floor=first["change_seq"])
     assert (first["change_seq"], second["change_seq"]) == (1, 2)
-    await ledger.finish("u", "b", 0, 0)
+    await ledger.finish("u", "b", NO_USAGE)
     account = world.account("u")
     floors = [op["floor"] for op in account["ops"].values() if op.get("floor") is not None]
     assert feed_horizon(account["change_seq"], floors) == 0  # "a" (number 1) is not finished

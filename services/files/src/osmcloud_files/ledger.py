@@ -33,6 +33,8 @@ from pymongo.results import InsertOneResult, UpdateResult
 
 from osmcloud_common.outbox import with_events
 
+from .model import NO_USAGE, Usage
+
 OP_TTL_SECONDS = 600.0  # an operation not renewed for this long is taken for dead
 
 UsageEvent = Callable[[int, int, int, int | None], dict[str, Any]]  # (sequence, used, files, quota) -> outbox entry
@@ -131,36 +133,36 @@ class Ledger:
             return_document=ReturnDocument.AFTER)
         return doc["change_seq"] if doc else None
 
-    async def finish(self, user_id: str, op_id: str, reserved_bytes: int, reserved_files: int,
-                     delta_bytes: int = 0, delta_files: int = 0, events: list[dict[str, Any]] | None = None,
-                     usage_event: UsageEvent | None = None, stored_delta: int = 0) -> dict[str, Any] | None:
-        """Ends an operation: its reservation is replaced by the usage it really changed
-        (`delta_*`, 0 to just release; `stored_delta`: the change of stored_bytes), and a change
-        of usage records storage-usage-changed
-        with the new absolute figures in the same write. Idempotent: once the op is gone
-        nothing happens and None is returned — which is how a second finisher (the
-        reconciler) knows."""
+    async def finish(self, user_id: str, op_id: str, reserved: Usage, delta: Usage = NO_USAGE,
+                     events: list[dict[str, Any]] | None = None,
+                     usage_event: UsageEvent | None = None) -> dict[str, Any] | None:
+        """Ends an operation: its reservation (`reserved`: the bytes and files `begin` and
+        `grow` reserved) is replaced by the usage it really changed (`delta`, NO_USAGE to just
+        release; `delta.stored`: the change of stored_bytes), and a change of usage records
+        storage-usage-changed with the new absolute figures in the same write. Idempotent: once
+        the op is gone nothing happens and None is returned — which is how a second finisher
+        (the reconciler) knows."""
         def build(doc: dict[str, Any] | None) -> Plan:
             op = ((doc or {}).get("ops") or {}).get(op_id)
-            if doc is None or op is None or op.get("bytes") != reserved_bytes or op.get("files") != reserved_files:
+            if doc is None or op is None or op.get("bytes") != reserved.bytes or op.get("files") != reserved.files:
                 return None
             update: dict[str, Any] = {
-                "$inc": {"committed_bytes": delta_bytes - reserved_bytes, "reserved_bytes": -reserved_bytes,
-                         "committed_files": delta_files - reserved_files, "reserved_files": -reserved_files,
+                "$inc": {"committed_bytes": delta.bytes - reserved.bytes, "reserved_bytes": -reserved.bytes,
+                         "committed_files": delta.files - reserved.files, "reserved_files": -reserved.files,
                          "op_count": -1},
                 "$unset": {f"ops.{op_id}": ""}}
-            if stored_delta:
-                update["$inc"]["stored_bytes"] = stored_delta
+            if delta.stored:
+                update["$inc"]["stored_bytes"] = delta.stored
             entries = list(events or [])
-            if delta_bytes or delta_files:
-                update["$set"] = {"used_bytes": doc["used_bytes"] + delta_bytes,
-                                  "file_count": doc["file_count"] + delta_files,
+            if delta.bytes or delta.files:
+                update["$set"] = {"used_bytes": doc["used_bytes"] + delta.bytes,
+                                  "file_count": doc["file_count"] + delta.files,
                                   "usage_seq": doc.get("usage_seq", 0) + 1}
                 if usage_event is not None:
                     entries.append(self._usage_entry(doc, update["$set"], usage_event))
             if entries:
                 update = with_events(update, entries)
-            return {"usage_seq": doc.get("usage_seq", 0), f"ops.{op_id}.bytes": reserved_bytes}, update
+            return {"usage_seq": doc.get("usage_seq", 0), f"ops.{op_id}.bytes": reserved.bytes}, update
         return await self.accounts.modify(user_id, build)
 
     @staticmethod

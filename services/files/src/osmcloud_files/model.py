@@ -15,6 +15,18 @@ VERSION_FIELDS = ("_id", "user_id", "type", "name", "blob_key", "op", "created_a
 
 
 @dataclass(frozen=True)
+class Usage:
+    """An amount of the account's usage: bytes of live files, live files, stored bytes (what
+    the storage bound counts: every version document at its size + RECORD_BYTES)."""
+    bytes: int = 0
+    files: int = 0
+    stored: int = 0
+
+
+NO_USAGE = Usage()
+
+
+@dataclass(frozen=True)
 class Head:
     """A file's newest version as its head document holds it (`size` -1: a delete marker)."""
     version_id: str
@@ -26,11 +38,6 @@ class Head:
     deleted: bool
     seq: int | None
     extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def live_size(self) -> int:
-        """What the file takes of the quota: its size, 0 for a delete marker."""
-        return 0 if self.deleted else self.size
 
     @property
     def restored_from(self) -> str | None:

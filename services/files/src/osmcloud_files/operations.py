@@ -44,7 +44,7 @@ from .errors import (
     VersionNotFound,
 )
 from .ledger import Ledger, UsageEvent
-from .model import FileHead, Head, Version
+from .model import NO_USAGE, FileHead, Head, Usage, Version
 from .ports import BlobMissing, Blobs, Clock, EventPublisher
 from .storage_bound import StorageBound
 from .storage_rule import RECORD_BYTES, version_cost
@@ -66,14 +66,6 @@ def ref_of(user_id: str, doc: dict[str, Any]) -> FileRef:
 def as_head(version: Version | None) -> Head | None:
     """A version that becomes the head again (its successor removed): its own fields only."""
     return replace(version.head, extra={}) if version is not None else None
-
-
-@dataclass(frozen=True)
-class Usage:
-    """An amount of the account's usage: bytes of live files, live files, stored bytes."""
-    bytes: int = 0
-    files: int = 0
-    stored: int = 0
 
 
 @dataclass(frozen=True)
@@ -126,9 +118,8 @@ class Operations:
                                               "stored": change.delta.stored},
                                      keep_pending=keep, changed_seq=change.seq, reverted=change.reverted)
         self.events.head_written(ref.key)
-        after = await self.ledger.finish(ref.user_id, op_id, change.reserved.bytes, change.reserved.files,
-                                         change.delta.bytes, change.delta.files, change.finish_events or None,
-                                         self.usage_event(ref.user_id), stored_delta=change.delta.stored)
+        after = await self.ledger.finish(ref.user_id, op_id, change.reserved, change.delta,
+                                         change.finish_events or None, self.usage_event(ref.user_id))
         if after is None:  # the reconciler finished it first (the op had expired)
             after = await self.ledger.get(ref.user_id)
         self.events.account_written(ref.user_id)
@@ -230,8 +221,8 @@ class Operations:
             raise QuotaExceeded(grows, latest["committed_bytes"], quota)
         if current is None or not is_head:
             await self._drop_version(version)
-            await self.ledger.finish(ref.user_id, op_id, 0, 0, events=[pruned],
-                                     stored_delta=-version_cost(version.size))
+            await self.ledger.finish(ref.user_id, op_id, NO_USAGE, Usage(stored=-version_cost(version.size)),
+                                     events=[pruned])
             self.events.account_written(ref.user_id)
             await self.hand_to_trash([pruned])
             return current
@@ -258,7 +249,7 @@ class Operations:
                 delta=Usage(live_after - live_before, int(now_live) - int(was_live), -version_cost(version.size)),
                 seq=began["change_seq"], reverted=True, finish_events=[pruned]))
         except HeadMoved:
-            await self.ledger.finish(ref.user_id, op_id, grows, revives)
+            await self.ledger.finish(ref.user_id, op_id, Usage(grows, revives))
             raise VersionConflict(await self.store.head(ref)) from None
         # the head no longer names it: a crash before these lines is completed by the reconciler
         await self._drop_version(version)
@@ -347,7 +338,7 @@ class Operations:
         op_id = new_id()
         await self.begin_plain(user_id, op_id, {"kind": "prune", "type": file_type})
         removed, freed = await self._prune(user_id, op_id, file_type)
-        await self.ledger.finish(user_id, op_id, 0, 0)
+        await self.ledger.finish(user_id, op_id, NO_USAGE)
         return {"type": file_type, "removed_versions": removed, "freed_bytes": freed}
 
     async def _prune(self, user_id: str, op_id: str, file_type: str | None) -> tuple[int, int]:
@@ -434,7 +425,7 @@ class Operations:
         # one block of change numbers for all the markers, drawn in one atomic step
         last_seq = await self.ledger.draw(user_id, op_id, account["change_seq"], len(heads)) if heads else 0
         if last_seq is None:
-            await self.ledger.finish(user_id, op_id, 0, 0)
+            await self.ledger.finish(user_id, op_id, NO_USAGE)
             raise Busy()
         seqs = iter(range(last_seq - len(heads) + 1, last_seq + 1))
         deleted, skipped, delta_bytes, trashed = [], [], 0, []
@@ -465,8 +456,8 @@ class Operations:
             deleted.append(ref.name)
             trashed.append(event)
             delta_bytes -= last.size
-        await self.ledger.finish(user_id, op_id, 0, 0, delta_bytes, -len(deleted),
-                                 usage_event=self.usage_event(user_id), stored_delta=RECORD_BYTES * len(deleted))
+        delta = Usage(delta_bytes, -len(deleted), RECORD_BYTES * len(deleted))
+        await self.ledger.finish(user_id, op_id, NO_USAGE, delta, usage_event=self.usage_event(user_id))
         self.events.account_written(user_id)
         await self.hand_to_trash(trashed)
         return {"deleted": len(deleted), "skipped": skipped}
@@ -519,8 +510,8 @@ class Operations:
             await self.store.delete_versions(strays)
         elif kind == "prune":
             await self._prune(user_id, op_id, op.get("type"))
-        await self.ledger.finish(user_id, op_id, op.get("bytes", 0), op.get("files", 0), delta_bytes, delta_files,
-                                 events, self.usage_event(user_id), stored_delta=stored_delta)
+        await self.ledger.finish(user_id, op_id, Usage(op.get("bytes", 0), op.get("files", 0)),
+                                 Usage(delta_bytes, delta_files, stored_delta), events, self.usage_event(user_id))
         for key, entries in mine.items():
             await self.store.drop_pending(key, entries)
         self.events.account_written(user_id)

@@ -34,8 +34,8 @@ from .errors import (
     VersionConflict,
 )
 from .ledger import Ledger
-from .model import Head, Version
-from .operations import HeadChange, Operations, Usage, new_id
+from .model import Head, Usage, Version
+from .operations import HeadChange, Operations, new_id
 from .ports import Blobs, Clock, EventPublisher
 from .storage_rule import version_cost
 from .store import FilesStore, HeadMoved
