@@ -63,6 +63,11 @@ def ref_of(user_id: str, doc: dict[str, Any]) -> FileRef:
     return parse_file_ref(user_id, doc["type"], doc["name"])
 
 
+def file_key(user_id: str, version: Version) -> str:
+    """The id of the head document of the version's file (FileRef.key)."""
+    return f"{user_id}/{version.file_type}/{version.name}"
+
+
 def as_head(version: Version | None) -> Head | None:
     """A version that becomes the head again (its successor removed): its own fields only."""
     return replace(version.head, extra={}) if version is not None else None
@@ -348,32 +353,34 @@ class Operations:
         removed = freed = 0
         after = -1
         while True:
-            versions = await self.store.versions_page(user_id, types, after, PRUNE_BATCH)
+            versions = [Version.from_doc(v) for v in await self.store.versions_page(user_id, types, after,
+                                                                                     PRUNE_BATCH)]
             if not versions:
                 break
-            after = max(v.get("seq") or 0 for v in versions)
+            after = max(v.head.seq or 0 for v in versions)
             account = await self.ledger.get(user_id)
             busy_files = {op.get("file") for oid, op in (account.get("ops") or {}).items() if oid != op_id}
-            keys = sorted({f"{user_id}/{v['type']}/{v['name']}" for v in versions})
-            heads = {h["_id"]: h for h in await find_by_ids(self.store.heads, keys, {"_id": 1, "head": 1})}
+            keys = sorted({file_key(user_id, v) for v in versions})
+            heads = {h["_id"]: Head.from_doc(h["head"])
+                     for h in await find_by_ids(self.store.heads, keys, {"_id": 1, "head": 1}) if h.get("head")}
             doomed = []
             for v in versions:
-                key = f"{user_id}/{v['type']}/{v['name']}"
+                key = file_key(user_id, v)
                 head = heads.get(key)
-                if head is None or not head.get("head") or head["head"]["deleted"] or key in busy_files:
+                if head is None or head.deleted or key in busy_files:
                     continue
-                if v["_id"] != head["head"]["version_id"]:
+                if v.id != head.version_id:
                     doomed.append(v)
             if not doomed:
                 continue
-            size = sum(max(0, v["size"]) for v in doomed)
+            size = sum(max(0, v.size) for v in doomed)
             # the event first: a crash after it leaves versions the next prune removes
             await self.ledger.add_events(user_id, [self.events.event(FileVersionsPruned(
-                file_type=file_type, version_ids=[v["_id"] for v in doomed], freed_bytes=size), user_id)])
+                file_type=file_type, version_ids=[v.id for v in doomed], freed_bytes=size), user_id)])
             self.events.account_written(user_id)
-            await self.store.delete_versions([v["_id"] for v in doomed])
-            await self.blobs.delete_many([v["blob_key"] for v in doomed if v.get("blob_key")])
-            await self.ledger.add_stored(user_id, -sum(version_cost(v["size"]) for v in doomed))
+            await self.store.delete_versions([v.id for v in doomed])
+            await self.blobs.delete_many([v.blob_key for v in doomed if v.blob_key])
+            await self.ledger.add_stored(user_id, -sum(version_cost(v.size) for v in doomed))
             removed += len(doomed)
             freed += size
         return removed, freed
@@ -484,8 +491,8 @@ class Operations:
         if kind == "delete-all":
             await self._delete_all(user_id, op_id)
             return
-        heads = await self.store.heads_with_pending(user_id, op_id)
-        mine = {h["_id"]: [e for e in h.get("_usage_pending", []) if e["op"] == op_id] for h in heads}
+        heads = [FileHead.from_doc(h) for h in await self.store.heads_with_pending(user_id, op_id)]
+        mine = {h.key: [e for e in h.pending if e["op"] == op_id] for h in heads}
         delta_bytes = sum(e["bytes"] for entries in mine.values() for e in entries)
         delta_files = sum(e["files"] for entries in mine.values() for e in entries)
         stored_delta = sum(e.get("stored", 0) for entries in mine.values() for e in entries)
@@ -496,16 +503,16 @@ class Operations:
                 await self.deferred.delete_or_defer(user_id, op["blob_key"])
             events = None
         elif kind == "remove-version":
-            current = await self.store.head_doc(op["file"])
-            still_head = current and current.get("head") and current["head"]["version_id"] == op["version_id"]
-            if still_head:
+            doc = await self.store.head_doc(op["file"])
+            current = FileHead.from_doc(doc) if doc else None
+            if current is not None and current.version_id == op["version_id"]:
                 events = None
             else:
                 await self.store.remove_version(op["version_id"])
                 if op.get("blob_key"):
                     await self.blobs.delete(op["blob_key"])
         elif kind in ("delete-type", "grace-end"):
-            moved = {h["head"]["version_id"] for h in heads if h.get("head")}
+            moved = {h.version_id for h in heads if h.head is not None}
             strays = [v["_id"] for v in await self.store.versions_of_op(user_id, op_id) if v["_id"] not in moved]
             await self.store.delete_versions(strays)
         elif kind == "prune":
