@@ -1,5 +1,5 @@
-"""Hourly limits on mailed codes, per e-mail, per e-mail and client address, and per client address, kept in auth's database
-so every replica counts the same requests.
+"""Hourly limits on mailed codes, per e-mail, per e-mail and client address, and per client address,
+kept in auth's database so every replica counts the same requests.
 
 Fixed windows: each key has one document `{_id: key, started_at, count}`; the first request
 after a window ended opens a new one. Counting is a conditional update (count below the

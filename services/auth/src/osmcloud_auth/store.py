@@ -48,7 +48,8 @@ class AuthStore:
         conditional set, so two racing calls agree on the first number written)."""
         if user.get("num") is not None:
             return int(user["num"])
-        await self.users.update_one({"_id": user["_id"], "num": None}, {"$set": {"num": await self.next_number("users")}})
+        await self.users.update_one({"_id": user["_id"], "num": None},
+                                    {"$set": {"num": await self.next_number("users")}})
         return int((await self.users.find_one({"_id": user["_id"]}, {"num": 1}))["num"])
 
     async def create_indexes(self) -> None:

@@ -105,7 +105,7 @@ class VerifyPeers:
         if not peers:
             return
         confirmed = await asyncio.gather(*(self._tell(peer, body) for peer in peers))
-        unreachable = [peer for peer, ok in zip(peers, confirmed) if not ok]
+        unreachable = [peer for peer, ok in zip(peers, confirmed, strict=True) if not ok]
         if not unreachable:
             return
         await self.registry.delete_many({"_id": {"$in": [peer["_id"] for peer in unreachable]}})

@@ -68,7 +68,7 @@ class BillingStore:
         except DuplicateKeyError:
             existing = await self.orders.find_one({"_id": order_key})
             if existing["user_id"] != user_id:
-                raise OrderLinkedElsewhere()
+                raise OrderLinkedElsewhere() from None  # the duplicate key IS the refusal
         await self.orders.update_one({"_id": order_key, "expires_at": {"$lt": purchase.expires_at}},
                                      {"$set": {"expires_at": purchase.expires_at}})
         return await self.orders.find_one({"_id": order_key})
