@@ -28,9 +28,6 @@ from osmcloud_common.events import (
 from .errors import EndInPast, OperatorPlanRefused
 from .lifecycle import Plans, Subscription, Transition, activate_start, expire, grace_entitlement
 
-PLANS = ("pro", "start")
-DEFAULT_PLANS = ("none", "start", "pro")
-
 
 @dataclass(frozen=True)
 class Overrides:
