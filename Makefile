@@ -42,8 +42,7 @@ down:
 status:
 	@$(STACK) status --state-dir $(UP_STATE) $(if $(filter 1 true yes,$(JSON)),--json)
 
-# ruff (lint and import order), mypy (strict on the shared library and the domain modules) and
-# vulture (dead code) on all Python; `make test` runs the same checks (tests/contract/test_code_quality.py)
+# ruff (lint and import order), mypy (strict) and vulture (dead code) on all Python; `make test` runs the same checks (tests/contract/test_code_quality.py)
 lint: bootstrap
 	@.venv/bin/ruff check . && .venv/bin/mypy && .venv/bin/vulture
 

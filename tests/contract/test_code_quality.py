@@ -1,6 +1,7 @@
 """Lint, types and dead code are part of `make test` (issue 17): ruff (pycodestyle, pyflakes,
-import order, bugbear, pyupgrade) on all Python, mypy on every package (strict on the shared
-library and the domain modules, pyproject.toml [tool.mypy]) and vulture on the code we ship.
+import order, bugbear, pyupgrade) on all Python, mypy strict on every package (pyproject.toml
+[tool.mypy]) and vulture on the code we ship (its whitelists in tools/vulture say why each
+name it cannot see used is used).
 Each check runs as its tool would from `make lint`, and a failure shows the tool's findings."""
 
 import subprocess

@@ -47,7 +47,8 @@ def test_expiry_opens_a_year_of_grace_on_start_rules_then_grace_ends():
     expired = due_transition(active, NOW + timedelta(seconds=1), PLANS)
     assert expired.event.event_type == "subscription-expired"
     assert expired.after.status == "grace" and expired.after.grace_until == NOW + timedelta(days=365)
-    assert expired.event.entitlement.plan == "start" and expired.event.entitlement.grace_until == NOW + timedelta(days=365)
+    entitlement = expired.event.entitlement
+    assert entitlement.plan == "start" and entitlement.grace_until == NOW + timedelta(days=365)
     # uploads follow Start; restores may bring back what Pro stored, and Pro's storage limit stays
     assert expired.event.entitlement.quota_bytes == PLANS.start.quota_bytes
     assert expired.event.entitlement.grace_quota_bytes == PLANS.pro.quota_bytes

@@ -10,7 +10,8 @@ PRO = frozenset({"osmcloud.pro.annual"})
 
 
 def purchase(expires_in=timedelta(days=30), product="osmcloud.pro.annual") -> VerifiedPurchase:
-    return VerifiedPurchase(platform="google", order_id="GPA.1", product_id=product, purchased_at=NOW - timedelta(days=1),
+    return VerifiedPurchase(platform="google", order_id="GPA.1", product_id=product,
+                            purchased_at=NOW - timedelta(days=1),
                             expires_at=NOW + expires_in)
 
 

@@ -114,7 +114,8 @@ class World:
 
     def receipt(self, order_id: str = "o1", days: int = 30, product: str = PRODUCT) -> str:
         return sign_sandbox_receipt(KEY, platform="sandbox", order_id=order_id, product_id=product,
-                                    purchased_at=self.clock.now() - timedelta(days=400), expires_at=self.clock.now() + timedelta(days=days))
+                                    purchased_at=self.clock.now() - timedelta(days=400),
+                                    expires_at=self.clock.now() + timedelta(days=days))
 
     async def buy(self, user_id: str, order_id: str = "o1", days: int = 30) -> Any:
         return await self.billing.subscriptions.purchase(user_id, "sandbox", PRODUCT, order_id,

@@ -2,6 +2,8 @@
 e-mail or id with its devices and when each was last seen, log out one device or all, delete
 an account (no code: the operator decides; the same deletion as the user's, events and all)."""
 
+from typing import Any
+
 from aiohttp import web
 from pydantic import BaseModel, Field
 
@@ -33,13 +35,13 @@ class AuthAdminRoutes:
         admin.route("POST", "/accounts/{user_id}/logout", self.logout, action="devices-logged-out")
         admin.route("DELETE", "/accounts/{user_id}", self.delete, action="account-deleted-by-operator")
 
-    async def _user(self, user_id: str) -> dict:
+    async def _user(self, user_id: str) -> dict[str, Any]:
         user = await self.store.user(user_id)
         if user is None:
             raise UnknownAccount(f"no account '{user_id}'")
         return user
 
-    async def _view(self, user: dict) -> dict:
+    async def _view(self, user: dict[str, Any]) -> dict[str, Any]:
         devices = await self.store.devices_of(user["_id"])
         seen = [d["last_seen_at"] for d in devices]
         return {"user_id": user["_id"], "email": user["email"], "created_at": user["created_at"].isoformat(),
@@ -63,6 +65,7 @@ class AuthAdminRoutes:
         user_id = request.match_info["user_id"]
         await self._user(user_id)
         body = await json_body(request, LogoutRequest)
+        assert isinstance(body, LogoutRequest)
         if body.device_id:
             await self.accounts.log_out(user_id, body.device_id)  # DeviceNotFound: 404
             logged_out = [body.device_id]

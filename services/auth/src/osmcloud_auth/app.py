@@ -70,6 +70,7 @@ def build_app(settings: AuthSettings | None = None) -> web.Application:
         await auth.deletion.erase(user_id)
     runtime.on_account_deleted(erase)  # before the app: the consumer is built from the handlers
     app = runtime.create_app()
+    assert runtime.admin is not None  # create_app made it
     map_domain_errors(app, native_error, osmand_error)
     AuthRoutes(runtime.clock, store, auth.codes, auth.accounts, auth.deletion, cache,
                settings.browser_session_days * 86400).register(app)

@@ -5,8 +5,10 @@ records the action, the account, the client address and the outcome (the error's
 the e-mail of a failed sign-in — never a code, token or body."""
 
 import json
+from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from osmcloud_common.admin import client_address
 from osmcloud_common.deleted_accounts import account_key
@@ -29,10 +31,13 @@ ACTIONS = {
 }
 
 
-def _json(response: web.StreamResponse) -> dict:
+def _json(response: web.StreamResponse) -> dict[str, Any]:
+    raw = response.body if isinstance(response, web.Response) else None
+    if not raw or not isinstance(raw, bytes | bytearray):  # none, or a streamed payload: nothing to read
+        return {}
     try:
-        body = json.loads(response.body) if isinstance(response, web.Response) and response.body else {}
-    except (ValueError, TypeError):
+        body = json.loads(raw)
+    except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
 
@@ -46,27 +51,28 @@ async def _email(request: web.Request) -> str | None:
     return email[:320] if isinstance(email, str) else None
 
 
-async def _user_id(body: dict, store: AuthStore) -> str | None:
+async def _user_id(body: dict[str, Any], store: AuthStore) -> str | None:
     """The account an answer names: the native API's user_id, or OsmAnd's integer userid."""
-    if isinstance(body.get("user_id"), str):
-        return body["user_id"]
+    user_id = body.get("user_id")
+    if isinstance(user_id, str):
+        return user_id
     try:
-        num = int(body.get("userid"))
-    except (TypeError, ValueError):
+        num = int(body["userid"])
+    except (KeyError, TypeError, ValueError):
         return None
     user = await store.users.find_one({"num": num}, {"_id": 1})
-    return user["_id"] if user else None
+    return str(user["_id"]) if user else None
 
 
-def audit_middleware(runtime: Runtime, store: AuthStore):
+def audit_middleware(runtime: Runtime, store: AuthStore) -> Middleware:
     @web.middleware
-    async def audit(request: web.Request, handler):
+    async def audit(request: web.Request, handler: Handler) -> web.StreamResponse:
         resource = request.match_info.route.resource
         action = ACTIONS.get((request.method, resource.canonical if resource else ""))
         if action is None:
             return await handler(request)
         user_id = request.headers.get("X-User-Id") or None
-        detail: dict = {}
+        detail: dict[str, Any] = {}
         if "device_id" in request.match_info:
             detail["device_id"] = request.match_info["device_id"]
         try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Mapping
 from http.cookies import CookieError, SimpleCookie
 
 from aiohttp import web
@@ -50,7 +51,7 @@ def cookie_value(header: str, name: str) -> str | None:
     return morsel.value if morsel is not None and morsel.value else None
 
 
-def credential(headers, method: str) -> str:
+def credential(headers: Mapping[str, str], method: str) -> str:
     """The device token a gateway sub-request carries, after the CSRF check for a cookie.
 
     ``headers``: the sub-request's headers (nginx passes the client's, plus X-Original-Method);
@@ -58,10 +59,10 @@ def credential(headers, method: str) -> str:
     Forbidden when a state-changing call by cookie lacks the right X-CSRF-Token."""
     authorization = headers.get("Authorization", "")
     if authorization:
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        scheme, _, bearer = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not bearer.strip():
             raise Unauthorized("authentication required: send 'Authorization: Bearer <device token>'")
-        return token.strip()
+        return bearer.strip()
     token = cookie_value(headers.get("Cookie", ""), SESSION_COOKIE)
     if not token:
         raise Unauthorized("authentication required: send 'Authorization: Bearer <device token>' "

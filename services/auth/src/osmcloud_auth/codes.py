@@ -58,8 +58,9 @@ class Codes:
         """Mails a new code unless a limit says no (TooManyCodes, with when to ask again).
 
         Order: the hourly limits (this address over all e-mails; this e-mail from this address;
-        this e-mail from all unknown addresses, or from all its known ones) count the request first; if a later one or the resend
-        cooldown refuses it, the counts are given back, so only mailed codes count."""
+        this e-mail from all unknown addresses, or from all its known ones) count the request first;
+        if a later one or the resend cooldown refuses it, the counts are given back, so only mailed
+        codes count."""
         s, now = self.settings, self.clock.now()
         where = address_key(address)
         known = await self.store.is_known_address(email, where, now - timedelta(days=s.known_address_days))
@@ -94,7 +95,7 @@ class Codes:
             await self.mailer.send_code(email, code, purpose, s.code_ttl_seconds // 60)
         except Exception as exc:
             log.error("mail failed", error=repr(exc))
-            raise MailFailed("the code could not be mailed; try again shortly")
+            raise MailFailed("the code could not be mailed; try again shortly") from exc
         return {"status": "sent", "expires_in_seconds": s.code_ttl_seconds,
                 "resend_after_seconds": s.code_resend_seconds}
 

@@ -6,7 +6,7 @@ import math
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -45,7 +45,7 @@ class Purpose(StrEnum):
 
 
 class CodeVerdict(StrEnum):
-    OK = "ok"
+    """Why an offered code matched none of the e-mail's live codes."""
     WRONG = "wrong"
     EXPIRED = "expired"
     USED = "used"
@@ -102,10 +102,6 @@ def yearly_guess_probability(digits: int, codes_per_hour: int, tries_per_code: i
     judged against one code and counted first, so at most codes_per_hour * 8760 codes with
     tries_per_code tries each, each try right with probability 10**-digits (union bound)."""
     return codes_per_hour * 24 * 365 * tries_per_code / float(10 ** digits)
-
-
-def next_resend_at(sent_at: datetime, resend_seconds: int) -> datetime:
-    return sent_at + timedelta(seconds=resend_seconds)
 
 
 # ---------------------------------------------------------------- request limits

@@ -1,5 +1,5 @@
-"""Hourly limits on mailed codes, per e-mail, per e-mail and client address, and per client address, kept in auth's database
-so every replica counts the same requests.
+"""Hourly limits on mailed codes, per e-mail, per e-mail and client address, and per client address,
+kept in auth's database so every replica counts the same requests.
 
 Fixed windows: each key has one document `{_id: key, started_at, count}`; the first request
 after a window ended opens a new one. Counting is a conditional update (count below the
@@ -10,7 +10,9 @@ never pass the limit."""
 import ipaddress
 import re
 from datetime import datetime, timedelta
+from typing import Any
 
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 
@@ -45,7 +47,7 @@ def email_address_key(email: str, where: str) -> str:
 
 
 class RequestLimits:
-    def __init__(self, collection, window: timedelta = timedelta(hours=1)) -> None:
+    def __init__(self, collection: AsyncCollection[dict[str, Any]], window: timedelta = timedelta(hours=1)) -> None:
         self.collection, self.window = collection, window
 
     async def take(self, key: str, limit: int, now: datetime) -> datetime | None:
@@ -60,7 +62,8 @@ class RequestLimits:
                 pass
             current = await self.collection.find_one({"_id": key})
             if current is not None and current["count"] >= limit:
-                return current["started_at"] + self.window
+                started_at: datetime = current["started_at"]
+                return started_at + self.window
         return now + self.window
 
     async def _count_in_open_window(self, key: str, limit: int, now: datetime) -> bool:

@@ -51,8 +51,8 @@ def _field(params: dict[str, str], name: str) -> str:
 async def _json_object(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
-    except Exception:
-        raise OsmandError(MALFORMED_REQUEST, "the request body must be a JSON object")
+    except Exception:  # the parser's complaint is the client's mistake, not ours: no traceback
+        raise OsmandError(MALFORMED_REQUEST, "the request body must be a JSON object") from None
     if not isinstance(body, dict):
         raise OsmandError(MALFORMED_REQUEST, "the request body must be a JSON object")
     return body
@@ -214,7 +214,8 @@ class OsmandAccounts:
             await self.codes.check(email, Purpose.OSMAND_DELETE_ACCOUNT, token.strip(), client_address(request),
                                    use=False)
         except CodeRejected:  # unauthenticated: never says which of these it was
-            raise OsmandError(ErrorCode.TOKEN_INVALID, "the code is wrong, expired or used up; ask for a new one")
+            raise OsmandError(ErrorCode.TOKEN_INVALID,
+                              "the code is wrong, expired or used up; ask for a new one") from None
         return web.json_response({"status": "ok"})
 
     async def delete_account(self, request: web.Request) -> web.Response:

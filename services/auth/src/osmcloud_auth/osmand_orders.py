@@ -63,7 +63,7 @@ class OrderIds:
             answer = await self.billing.order(orderid, None, link=False)
         except BillingUnavailable as exc:
             log.warning("billing unreachable for an order check", error=str(exc))
-            raise unavailable()
+            raise unavailable() from exc
         error = order_error(answer)
         if error is not None:
             raise error
@@ -74,7 +74,7 @@ class OrderIds:
             answer = await self.billing.order(orderid, user_id, link=True)
         except BillingUnavailable as exc:
             log.warning("billing unreachable for an order link", error=str(exc))
-            raise unavailable()
+            raise unavailable() from exc
         error = order_error(answer)
         if error is not None:
             raise error

@@ -55,15 +55,15 @@ class AuthSettings(ServiceSettings):
     browser_session_days: int = Field(default=90, ge=1, le=400)
 
     def yearly_guess_probability(self) -> float:
-        return yearly_guess_probability(self.code_digits,
-                                        self.code_requests_per_email_hour_total + self.code_requests_per_email_hour_known,
+        codes_an_hour = self.code_requests_per_email_hour_total + self.code_requests_per_email_hour_known
+        return yearly_guess_probability(self.code_digits, codes_an_hour,
                                         self.code_max_attempts + self.code_max_attempts_elsewhere)
 
     def startup_problems(self) -> list[str]:
         problems = super().startup_problems()
         chance = self.yearly_guess_probability()
         if chance > MAX_YEARLY_GUESS_PROBABILITY:
-            problems.append(f"CODE_DIGITS / CODE_REQUESTS_PER_EMAIL_HOUR_TOTAL / _KNOWN / CODE_MAX_ATTEMPTS(_ELSEWHERE) let "
-                            f"guessing succeed on an account with probability {chance:.1e} a year (at most "
+            problems.append("CODE_DIGITS / CODE_REQUESTS_PER_EMAIL_HOUR_TOTAL / _KNOWN / CODE_MAX_ATTEMPTS(_ELSEWHERE) "
+                            f"let guessing succeed on an account with probability {chance:.1e} a year (at most "
                             f"{MAX_YEARLY_GUESS_PROBABILITY:.0e}): more digits or fewer codes or tries")
         return problems

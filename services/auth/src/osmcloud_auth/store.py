@@ -2,10 +2,12 @@
 own database."""
 
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from pymongo import ASCENDING, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from osmcloud_common.deleted_accounts import account_key
@@ -20,14 +22,22 @@ MAX_CODES_LISTED = 200
 # What verify needs of a device; never the whole document.
 VERIFY_FIELDS = {"user_id": 1, "device_id": 1, "last_seen_at": 1, "revoked_at": 1, "num": 1, "user_num": 1}
 
+Documents = AsyncCollection[dict[str, Any]]
 
-async def _nothing_cached(*, device_ids: list[str] = (), user_id: str | None = None) -> None:
+
+class Revoked(Protocol):
+    """Told the tokens a write just revoked: some devices', or a whole user's."""
+
+    async def __call__(self, *, device_ids: Sequence[str] = (), user_id: str | None = None) -> None: ...
+
+
+async def _nothing_cached(*, device_ids: Sequence[str] = (), user_id: str | None = None) -> None:
     return None
 
 
 class AuthStore:
-    def __init__(self, users, codes, devices, deleted_accounts, counters, revoked=_nothing_cached,
-                 known_addresses=None) -> None:  # (None only where codes are never checked)
+    def __init__(self, users: Documents, codes: Documents, devices: Documents, deleted_accounts: Documents,
+                 counters: Documents, revoked: Revoked = _nothing_cached, *, known_addresses: Documents) -> None:
         self.users, self.codes, self.devices = users, codes, devices
         # addresses a code of an e-mail was used from: {_id: "<email>|<address key>", email, seen_at}
         self.known_addresses = known_addresses
@@ -41,6 +51,7 @@ class AuthStore:
         integers): one atomic $inc on one document, so no two callers get the same number."""
         doc = await self.counters.find_one_and_update({"_id": counter}, {"$inc": {"value": 1}}, upsert=True,
                                                       return_document=ReturnDocument.AFTER)
+        assert doc is not None  # an upsert returning the document after the write always has one
         return int(doc["value"])
 
     async def user_num(self, user: dict[str, Any]) -> int:
@@ -48,8 +59,12 @@ class AuthStore:
         conditional set, so two racing calls agree on the first number written)."""
         if user.get("num") is not None:
             return int(user["num"])
-        await self.users.update_one({"_id": user["_id"], "num": None}, {"$set": {"num": await self.next_number("users")}})
-        return int((await self.users.find_one({"_id": user["_id"]}, {"num": 1}))["num"])
+        await self.users.update_one({"_id": user["_id"], "num": None},
+                                    {"$set": {"num": await self.next_number("users")}})
+        numbered = await self.users.find_one({"_id": user["_id"]}, {"num": 1})
+        if numbered is None:
+            raise LookupError(f"account {user['_id']} was deleted while it got its number")
+        return int(numbered["num"])
 
     async def create_indexes(self) -> None:
         await self.users.create_index([("email", ASCENDING)], unique=True)
@@ -130,7 +145,8 @@ class AuthStore:
         """The order OsmAnd's app linked (user-validate-sub shows it); billing owns the order."""
         await self.users.update_one({"_id": user_id}, {"$set": {"orderid": orderid}})
 
-    async def create_user(self, email: str, now: datetime, events_for) -> tuple[dict[str, Any], bool]:
+    async def create_user(self, email: str, now: datetime,
+                          events_for: Callable[[str], list[dict[str, Any]]]) -> tuple[dict[str, Any], bool]:
         """Creates the account unless it exists; returns (user, created). The
         `account-registered` event is written in the same document."""
         user_id = uuid.uuid4().hex
@@ -139,8 +155,10 @@ class AuthStore:
         try:
             await self.users.insert_one(new_document_with_events(doc, events_for(user_id)))
             return doc, True
-        except DuplicateKeyError:
+        except DuplicateKeyError as exc:
             existing = await self.user_by_email(email)
+            if existing is None:
+                raise LookupError(f"the account of {email} was deleted while another sign-in created it") from exc
             return existing, False
 
     # ------------------------------------------------------------ devices
@@ -180,7 +198,7 @@ class AuthStore:
     async def touch_device(self, token_digest: str, now: datetime) -> None:
         await self.devices.update_one({"_id": token_digest}, {"$set": {"last_seen_at": now}})
 
-    async def revoke_device(self, user_id: str, device_id: str, now: datetime, events: list[dict]) -> bool:
+    async def revoke_device(self, user_id: str, device_id: str, now: datetime, events: list[dict[str, Any]]) -> bool:
         """Logs one device of `user_id` out; False when it is not a live device of that user.
         `device-logged-out` is written in the same document. Every replica's verify cache drops
         the device even when nothing was modified: a retried logout whose first try died
@@ -196,7 +214,7 @@ class AuthStore:
         return await cursor.to_list(None)
 
     # ------------------------------------------------------------ account deletion
-    async def record_deletion(self, user_id: str, now: datetime, events: list[dict]) -> bool:
+    async def record_deletion(self, user_id: str, now: datetime, events: list[dict[str, Any]]) -> bool:
         """The tombstone of a deleted account, carrying `account-deleted` in its outbox: it
         outlives the user's documents, so the event survives their removal. Keyed by a digest
         of the user id (nothing that names the user stays). False if already recorded."""
@@ -207,7 +225,7 @@ class AuthStore:
         except DuplicateKeyError:
             return False
 
-    async def erase_account(self, user_id: str, forget_email) -> int:
+    async def erase_account(self, user_id: str, forget_email: Callable[[str], Awaitable[None]]) -> int:
         """Revokes every device at once (their documents go) and removes the user and every
         other document of theirs; `forget_email(email)` drops what is keyed by the e-mail.
         Idempotent."""

@@ -17,7 +17,7 @@ that logout revoked. Three rules keep a revoked token from ever being served:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -93,7 +93,7 @@ class TokenCache:
         self._entries[token_digest] = _Entry(verified, self._monotonic())
         return True
 
-    def drop(self, *, device_ids: list[str] = (), user_id: str | None = None) -> int:
+    def drop(self, *, device_ids: Sequence[str] = (), user_id: str | None = None) -> int:
         """Forget the devices' (or the whole user's) tokens; in-flight reads will not be stored."""
         self.epoch += 1
         devices = set(device_ids)

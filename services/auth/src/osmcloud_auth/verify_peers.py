@@ -20,10 +20,13 @@ import contextlib
 import socket
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import aiohttp
 from aiohttp import web
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import PyMongoError
 
 from osmcloud_common import tracing
@@ -48,7 +51,7 @@ def advertised_url(http_host: str, http_port: int) -> str:
 
 
 class VerifyPeers:
-    def __init__(self, cache: TokenCache, registry, *, url: str, gateway_secret: str,
+    def __init__(self, cache: TokenCache, registry: AsyncCollection[dict[str, Any]], *, url: str, gateway_secret: str,
                  renew_seconds: float, peer_timeout: float) -> None:
         self.cache, self.registry, self.url = cache, registry, url
         self.gateway_secret = gateway_secret
@@ -97,7 +100,7 @@ class VerifyPeers:
         self._registered = True
 
     # ------------------------------------------------------------ telling the others
-    async def drop(self, *, device_ids: list[str] = (), user_id: str | None = None) -> None:
+    async def drop(self, *, device_ids: Sequence[str] = (), user_id: str | None = None) -> None:
         """After a revocation is written: returns once no replica can serve those tokens."""
         self.cache.drop(device_ids=list(device_ids), user_id=user_id)
         body = {"device_ids": list(device_ids), "user_id": user_id}
@@ -105,7 +108,7 @@ class VerifyPeers:
         if not peers:
             return
         confirmed = await asyncio.gather(*(self._tell(peer, body) for peer in peers))
-        unreachable = [peer for peer, ok in zip(peers, confirmed) if not ok]
+        unreachable = [peer for peer, ok in zip(peers, confirmed, strict=True) if not ok]
         if not unreachable:
             return
         await self.registry.delete_many({"_id": {"$in": [peer["_id"] for peer in unreachable]}})
@@ -115,7 +118,7 @@ class VerifyPeers:
                     replicas=[peer.get("url") for peer in unreachable], wait_seconds=wait)
         await asyncio.sleep(wait)
 
-    async def _others(self) -> list[dict]:
+    async def _others(self) -> list[dict[str, Any]]:
         """The other registered replicas. The revocation is already written: a passing database
         error must not leave the others uninformed, so a few tries before giving up (the
         caller then fails, and the client's retried logout broadcasts again)."""
@@ -128,7 +131,7 @@ class VerifyPeers:
                 await asyncio.sleep(0.2)
         return []
 
-    async def _tell(self, peer: dict, body: dict) -> bool:
+    async def _tell(self, peer: dict[str, Any], body: dict[str, Any]) -> bool:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.peer_timeout),
                                                   trace_configs=tracing.client_trace_configs())
@@ -137,7 +140,7 @@ class VerifyPeers:
                                           headers={"X-Gateway-Secret": self.gateway_secret}) as response:
                 answer = await response.json() if response.status == 200 else {}
             # the address may now belong to another process: only the registered one counts
-            return answer.get("replica_id") == peer["_id"]
+            return bool(answer.get("replica_id") == peer["_id"])
         except (TimeoutError, aiohttp.ClientError, ValueError):
             return False
 

@@ -4,7 +4,7 @@ Their refusals are domain errors (errors.py), answered through the app's one map
 (routes.native_error)."""
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, Field
@@ -33,7 +33,7 @@ class OverridesRequest(BaseModel):
     max_files: int | None = Field(default=None, ge=0, le=MAX_FILES)
 
 
-def _iso(value):
+def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
@@ -46,7 +46,7 @@ class BillingAdminRoutes:
         admin.route("PUT", "/accounts/{user_id}/plan", self.plan, action="plan-set")
         admin.route("PUT", "/accounts/{user_id}/overrides", self.overrides, action="overrides-set")
 
-    async def view(self, user_id: str) -> dict:
+    async def view(self, user_id: str) -> dict[str, Any]:
         doc = await self.store.account(user_id)
         if doc is None:
             raise UnknownAccount(f"billing knows no account '{user_id}'")
@@ -65,6 +65,7 @@ class BillingAdminRoutes:
     async def plan(self, request: web.Request, operator: str) -> web.Response:
         user_id = request.match_info["user_id"]
         body = await json_body(request, PlanRequest)
+        assert isinstance(body, PlanRequest)
         if body.until is not None and body.until.tzinfo is None:
             raise BadRequest("'until' needs a UTC offset, e.g. 2027-01-01T00:00:00+00:00")
         if body.plan == "none":
@@ -79,6 +80,7 @@ class BillingAdminRoutes:
     async def overrides(self, request: web.Request, operator: str) -> web.Response:
         user_id = request.match_info["user_id"]
         body = await json_body(request, OverridesRequest)
+        assert isinstance(body, OverridesRequest)
         transition = await self.ops.set_overrides(user_id, body.quota_bytes, body.max_files)
         return web.json_response({**await self.view(user_id),
                                   "event": transition.event.event_type if transition.event else None})

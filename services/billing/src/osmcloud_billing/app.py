@@ -31,6 +31,7 @@ def build_app(settings: BillingSettings | None = None) -> web.Application:
     runtime.on_account_deleted()  # every document of the user; idempotent
     runtime.background(billing.deadlines.run)
     app = runtime.create_app()
+    assert runtime.admin is not None  # create_app made it
     map_domain_errors(app, native_error)
     BillingRoutes(billing).register(app)
     BillingAdminRoutes(store, billing.operators).register(runtime.admin)

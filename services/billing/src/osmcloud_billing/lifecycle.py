@@ -83,13 +83,17 @@ def grace_entitlement(plans: Plans, grace_until: datetime) -> Entitlement:
                                           "storage_limit_bytes": plans.pro.storage_limit})
 
 
+def expire(sub: Subscription, at: datetime, plans: Plans) -> Transition:
+    """An active Pro that ends `at`: the grace year starts there."""
+    grace_until = at + plans.grace
+    return Transition(replace(sub, status="grace", expires_at=at, grace_until=grace_until),
+                      SubscriptionExpired(entitlement=grace_entitlement(plans, grace_until), grace_until=grace_until))
+
+
 def due_transition(sub: Subscription, now: datetime, plans: Plans) -> Transition | None:
     """The deadline that has passed, if any: expiry, then the end of grace."""
     if sub.plan == "pro" and sub.status == "active" and sub.expires_at and sub.expires_at <= now:
-        grace_until = sub.expires_at + plans.grace
-        return Transition(replace(sub, status="grace", grace_until=grace_until),
-                          SubscriptionExpired(entitlement=grace_entitlement(plans, grace_until),
-                                              grace_until=grace_until))
+        return expire(sub, sub.expires_at, plans)
     if sub.plan == "pro" and sub.status == "grace" and sub.grace_until and sub.grace_until <= now:
         return Transition(replace(sub, status="expired"), GracePeriodEnded(entitlement=plans.start))
     return None

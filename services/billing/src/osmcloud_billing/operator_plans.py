@@ -26,10 +26,7 @@ from osmcloud_common.events import (
 )
 
 from .errors import EndInPast, OperatorPlanRefused
-from .lifecycle import Plans, Subscription, Transition, activate_start, due_transition, grace_entitlement
-
-PLANS = ("pro", "start")
-DEFAULT_PLANS = ("none", "start", "pro")
+from .lifecycle import Plans, Subscription, Transition, activate_start, expire, grace_entitlement
 
 
 @dataclass(frozen=True)
@@ -37,7 +34,7 @@ class Overrides:
     quota_bytes: int | None = None
     max_files: int | None = None
 
-    def as_doc(self) -> dict[str, int] | None:
+    def as_doc(self) -> dict[str, int | None] | None:
         if self.quota_bytes is None and self.max_files is None:
             return None
         return {"quota_bytes": self.quota_bytes, "max_files": self.max_files}
@@ -90,7 +87,7 @@ def revoke(sub: Subscription, store_until: datetime | None, now: datetime, plans
             return Transition(sub, None)
         after = replace(sub, expires_at=store_until)
         return Transition(after, SubscriptionRenewed(entitlement=plans.pro, expires_at=store_until))
-    return due_transition(replace(sub, expires_at=now), now, plans)
+    return expire(sub, now, plans)
 
 
 def grant_start(sub: Subscription, store_until: datetime | None, now: datetime, plans: Plans) -> Transition:

@@ -38,7 +38,8 @@ def judge_verified_order(purchase: VerifiedPurchase, existing: dict[str, Any] | 
                          now: datetime, pro_products: frozenset[str]) -> OrderVerdict | None:
     """A verified order token: why it cannot serve this account, or None when it can."""
     if purchase.product_id not in pro_products:
-        return OrderVerdict("not_eligible", f"the order's product '{purchase.product_id}' is not eligible for the cloud")
+        return OrderVerdict("not_eligible",
+                            f"the order's product '{purchase.product_id}' is not eligible for the cloud")
     if existing is not None and existing["user_id"] != user_id:
         return OrderVerdict("other_account", "this order is already linked to another account")
     latest = max([purchase.expires_at] + ([existing["expires_at"]] if existing and existing.get("expires_at") else []))

@@ -5,6 +5,7 @@ and from where is recorded as the request is answered: a user's Start or purchas
 middleware below (`plan-requested`), an operator's call by the admin API (`plan-set`)."""
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from osmcloud_common.admin import client_address
 from osmcloud_common.domain_errors import DomainError
@@ -38,9 +39,9 @@ def register_plan_audit(runtime: Runtime) -> None:
         runtime.on_event(payload_type, plan_changed)
 
 
-def plan_request_middleware(runtime: Runtime):
+def plan_request_middleware(runtime: Runtime) -> Middleware:
     @web.middleware
-    async def audit(request: web.Request, handler):
+    async def audit(request: web.Request, handler: Handler) -> web.StreamResponse:
         resource = request.match_info.route.resource
         asked = PLAN_REQUESTS.get((request.method, resource.canonical if resource else ""))
         if asked is None:

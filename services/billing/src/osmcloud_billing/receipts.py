@@ -92,8 +92,8 @@ class SandboxVerifier:
         body_part, dot, signature_part = (receipt or "").partition(".")
         try:
             body, signature = _unb64(body_part), _unb64(signature_part)
-        except (ValueError, TypeError):
-            raise ReceiptRejected("the receipt is malformed (expected <payload>.<signature>, base64url)")
+        except (ValueError, TypeError):  # the decoder's complaint adds nothing to the sentence below
+            raise ReceiptRejected("the receipt is malformed (expected <payload>.<signature>, base64url)") from None
         if not dot or not hmac.compare_digest(hmac.new(self._key, body, hashlib.sha256).digest(), signature):
             raise ReceiptRejected("the receipt's signature does not verify: it was not issued by the store")
         try:
@@ -102,8 +102,8 @@ class SandboxVerifier:
                 platform=fields["platform"], order_id=str(fields["order_id"]), product_id=fields["product_id"],
                 purchased_at=_to_storage_precision(datetime.fromisoformat(fields["purchased_at"])),
                 expires_at=_to_storage_precision(datetime.fromisoformat(fields["expires_at"])))
-        except (ValueError, KeyError, TypeError):
-            raise ReceiptRejected("the receipt's payload is malformed")
+        except (ValueError, KeyError, TypeError):  # a client's bad payload: no traceback worth keeping
+            raise ReceiptRejected("the receipt's payload is malformed") from None
         if purchase.expires_at.tzinfo is None or purchase.expires_at <= purchase.purchased_at:
             raise ReceiptRejected("the receipt's dates are inconsistent")
         return purchase

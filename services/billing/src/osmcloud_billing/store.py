@@ -4,6 +4,7 @@ from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from osmcloud_common.outbox import with_events
@@ -18,8 +19,11 @@ def subscription_of(doc: dict[str, Any]) -> Subscription:
                         grace_until=doc.get("grace_until"))
 
 
+Documents = AsyncCollection[dict[str, Any]]
+
+
 class BillingStore:
-    def __init__(self, accounts, orders) -> None:
+    def __init__(self, accounts: Documents, orders: Documents) -> None:
         self.accounts, self.orders = accounts, orders
 
     async def create_indexes(self) -> None:
@@ -39,7 +43,7 @@ class BillingStore:
     async def account(self, user_id: str) -> dict[str, Any] | None:
         return await self.accounts.find_one({"_id": user_id}, {"_outbox": 0})
 
-    async def transition(self, user_id: str, before: Subscription, after: Subscription, events: list[dict],
+    async def transition(self, user_id: str, before: Subscription, after: Subscription, events: list[dict[str, Any]],
                          also: dict[str, Any] | None = None, expect: dict[str, Any] | None = None) -> bool:
         """Moves the account from `before` to `after` with its event in one write, only if it
         is still in `before` (two replicas or two requests never apply one transition twice).
@@ -67,11 +71,14 @@ class BillingStore:
                                           "expires_at": purchase.expires_at})
         except DuplicateKeyError:
             existing = await self.orders.find_one({"_id": order_key})
-            if existing["user_id"] != user_id:
-                raise OrderLinkedElsewhere()
+            if existing is not None and existing["user_id"] != user_id:
+                raise OrderLinkedElsewhere() from None  # the duplicate key IS the refusal
         await self.orders.update_one({"_id": order_key, "expires_at": {"$lt": purchase.expires_at}},
                                      {"$set": {"expires_at": purchase.expires_at}})
-        return await self.orders.find_one({"_id": order_key})
+        linked = await self.orders.find_one({"_id": order_key})
+        if linked is None:  # its account's data was erased meanwhile
+            raise LookupError(f"order {order_key} was removed while it was being linked")
+        return linked
 
     async def order(self, platform: str, order_id: str) -> dict[str, Any] | None:
         return await self.orders.find_one({"_id": f"{platform}:{order_id}"})
