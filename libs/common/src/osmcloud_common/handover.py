@@ -104,7 +104,7 @@ def parse_events(body: object) -> list[Event]:
     try:
         return [Event.model_validate(e) for e in raw]
     except ValidationError as exc:
-        raise BadRequest(f"not an event envelope: {exc.errors()[0]['msg']}")
+        raise BadRequest(f"not an event envelope: {exc.errors()[0]['msg']}") from None
 
 
 async def apply_events(events: list[Event], *, handlers: dict[str, Handler], batch_handlers: dict[str, BatchHandler],
@@ -125,8 +125,8 @@ async def apply_events(events: list[Event], *, handlers: dict[str, Handler], bat
             seen = await processed_among(processed, run)
             fresh = [e for e in run if e.id not in seen]
             if fresh:
-                with tracing.span(f"apply {run[0].type} batch", attributes={"osmcloud.event_type": run[0].type,
-                                                                            "messaging.batch.message_count": len(fresh)}):
+                attributes = {"osmcloud.event_type": run[0].type, "messaging.batch.message_count": len(fresh)}
+                with tracing.span(f"apply {run[0].type} batch", attributes=attributes):
                     await batch_handlers[run[0].type](fresh)
                     await record_processed(processed, fresh)
             applied += len(fresh)

@@ -50,12 +50,12 @@ async def json_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
     try:
         raw = await request.json()
     except Exception:
-        raise BadRequest("the request body must be JSON")
+        raise BadRequest("the request body must be JSON") from None
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
-        raise BadRequest(f"invalid request: {problems}")
+        raise BadRequest(f"invalid request: {problems}") from None
 
 
 def error_response(error: ApiError, path: str = "") -> web.Response:
@@ -189,9 +189,9 @@ def create_app(service: str, *, gateway_secret: str = "",
         checks = request.app[CHECKS_KEY]
         # a check that hangs (a dependency that accepts connections but never answers) counts
         # as failed after READINESS_CHECK_SECONDS: /readyz itself answers quickly, always
-        results = await asyncio.gather(*(asyncio.wait_for(check(), READINESS_CHECK_SECONDS) for check in checks.values()),
-                                       return_exceptions=True)
-        status = {name: (result is True) for name, result in zip(checks, results)}
+        results = await asyncio.gather(
+            *(asyncio.wait_for(check(), READINESS_CHECK_SECONDS) for check in checks.values()), return_exceptions=True)
+        status = {name: (result is True) for name, result in zip(checks, results, strict=True)}
         ready = all(status.values())
         return web.json_response({"ready": ready, "checks": status}, status=200 if ready else 503)
 

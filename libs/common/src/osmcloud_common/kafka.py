@@ -2,6 +2,7 @@
 idempotent consumer (effect first, then remember the event id, then commit the offset)."""
 
 import asyncio
+import functools
 import json
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -306,7 +307,7 @@ class EventConsumer:
                 return
         for event in kept:
             with structlog.contextvars.bound_contextvars(event_id=event.id, event_type=event.type):
-                if await self._attempt(lambda: handler([event]), attempts=self._max_attempts, event=event):
+                if await self._attempt(functools.partial(handler, [event]), attempts=self._max_attempts, event=event):
                     self.handled += 1
 
     def _parse(self, message) -> Event | None:

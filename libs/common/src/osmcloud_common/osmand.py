@@ -76,7 +76,7 @@ async def compat_params(request: web.Request) -> dict[str, str]:
         try:
             form = await request.post()  # aiohttp caches it: later calls see the same fields
         except Exception:
-            raise OsmandError(MALFORMED_REQUEST, "the form body could not be read")
+            raise OsmandError(MALFORMED_REQUEST, "the form body could not be read") from None
         params.update({k: v for k, v in form.items() if isinstance(v, str)})
     return params
 
@@ -90,7 +90,7 @@ def device_credentials(params: dict[str, str]) -> tuple[int, str]:
         device_num = int(raw_id)
     except ValueError:
         raise OsmandError(ErrorCode.DEVICE_NOT_AUTHORIZED,
-                          "deviceid must be the integer id device-register answered, not the phone's UUID")
+                          "deviceid must be the integer id device-register answered, not the phone's UUID") from None
     return device_num, token
 
 
@@ -137,5 +137,6 @@ class CompatAuthenticator:
                     raise ApiError("authentication is unavailable right now; retry shortly",
                                    code="unavailable", status=503)
                 return CompatIdentity.from_json(await response.json())
-        except aiohttp.ClientError:
-            raise ApiError("authentication is unavailable right now; retry shortly", code="unavailable", status=503)
+        except aiohttp.ClientError as exc:
+            raise ApiError("authentication is unavailable right now; retry shortly",
+                           code="unavailable", status=503) from exc

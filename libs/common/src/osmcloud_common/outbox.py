@@ -109,7 +109,8 @@ class OutboxRelay:
             try:
                 await collection.create_index(PENDING_FIELD, sparse=True)
             except Exception as exc:  # Mongo away: the scans work without it, only slower
-                log.warning("could not index the outbox flag", collection=getattr(collection, "name", None), error=repr(exc))
+                log.warning("could not index the outbox flag", collection=getattr(collection, "name", None),
+                            error=repr(exc))
 
     async def _run_hinted(self) -> None:
         while True:

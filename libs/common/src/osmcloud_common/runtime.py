@@ -147,7 +147,7 @@ class Runtime:
         try:
             body = await request.json()
         except ValueError:
-            raise BadRequest("the body must be JSON: {\"events\": [...]}")
+            raise BadRequest("the body must be JSON: {\"events\": [...]}") from None
         return web.json_response({"applied": await self.apply_handed_over(parse_events(body))})
 
     async def apply_handed_over(self, events: list[Event]) -> int:
@@ -291,7 +291,7 @@ def serve(app: web.Application, settings: ServiceSettings) -> None:
     except ConfigurationError as exc:
         log.error("configuration refused", reason=str(exc))
         print(str(exc), file=sys.stderr, flush=True)
-        raise SystemExit(2)
+        raise SystemExit(2) from None
     log.info("listening", host=settings.http_host, port=settings.http_port, traces=tracing.enabled())
     web.run_app(app, host=settings.http_host, port=settings.http_port, print=None, access_log=None,
                 shutdown_timeout=5)
