@@ -261,6 +261,18 @@ def test_mongo_commands_are_client_spans(spans):
     assert insert.status.is_ok is False and insert.attributes["error.type"] == "DuplicateKey"
 
 
+def test_a_mongo_command_over_a_unix_socket_is_a_span_too(spans):
+    """A socket path has no port (PyMongo's connection_id is (path, None)): the span is
+    recorded without server.port rather than the listener failing on int(None)."""
+    [listener] = tracing.mongo_listeners()
+    address = ("/tmp/mongodb-27017.sock", None)
+    listener.started(SimpleNamespace(command={"find": "heads"}, command_name="find", database_name="db",
+                                     request_id=9, connection_id=address))
+    listener.succeeded(SimpleNamespace(request_id=9, connection_id=address))
+    [find] = spans.get_finished_spans()
+    assert find.attributes["server.address"] == "/tmp/mongodb-27017.sock" and "server.port" not in find.attributes
+
+
 async def test_off_by_default_nothing_is_recorded_or_added(monkeypatch):
     for variable in ("OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT",
                      "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):

@@ -11,6 +11,8 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+from .mongo import Database
+
 COLLECTION = "deleted_accounts"
 
 Erase = Callable[[str], Awaitable[None]]
@@ -21,7 +23,7 @@ def account_key(user_id: str) -> str:
 
 
 class DeletedAccounts:
-    def __init__(self, database) -> None:
+    def __init__(self, database: Database) -> None:
         self.collection = database[COLLECTION]
 
     async def remember(self, user_id: str, deleted_at: datetime) -> None:
