@@ -14,7 +14,7 @@ Each service gets these routes (services add their own with `AdminApi.route`):
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from bson import ObjectId
@@ -119,7 +119,7 @@ class AdminApi:
         return web.json_response({"service": self.rt.settings.service_name, "entries": entries})
 
     async def _health(self, request: web.Request, operator: str) -> web.Response:
-        checks = {}
+        checks: dict[str, bool] = {}
         for name, check in request.app[CHECKS_KEY].items():
             try:
                 checks[name] = await check() is True
@@ -140,7 +140,7 @@ class AdminApi:
         return web.json_response({"service": self.rt.settings.service_name,
                                   "dead_letters": [dead_letter_view(d) for d in docs]})
 
-    async def _letter(self, request: web.Request) -> dict:
+    async def _letter(self, request: web.Request) -> dict[str, Any]:
         try:
             letter_id = ObjectId(request.match_info["letter_id"])
         except (InvalidId, TypeError):
@@ -172,7 +172,7 @@ class AdminApi:
         return web.json_response({"discarded": str(doc["_id"])})
 
 
-def dead_letter_view(doc: dict) -> dict:
+def dead_letter_view(doc: dict[str, Any]) -> dict[str, Any]:
     event = doc.get("event") or {}
     return {"id": str(doc["_id"]), "at": doc["at"].isoformat() if doc.get("at") else None,
             "user_id": doc.get("user_id"), "event_type": event.get("type") or "unreadable",

@@ -15,7 +15,8 @@ from .mongo import Database
 
 COLLECTION = "deleted_accounts"
 
-Erase = Callable[[str], Awaitable[None]]
+# erases a user's data; what it returns (e.g. how many documents) is not used
+Erase = Callable[[str], Awaitable[object]]
 
 
 def account_key(user_id: str) -> str:

@@ -1,6 +1,8 @@
 """MongoDB through PyMongo's async API (Motor is end-of-life). Only features that both
 MongoDB and FerretDB support: no multi-document transactions, change streams or TTL."""
 
+from __future__ import annotations
+
 import asyncio
 import contextlib
 import weakref
@@ -19,8 +21,6 @@ DUPLICATE_KEY = 11000
 Document: TypeAlias = dict[str, Any]
 MongoClient: TypeAlias = AsyncMongoClient[Document]
 Database: TypeAlias = AsyncDatabase[Document]
-# a service's collection: PyMongo's, or one wrapped to serialize its writes (SerializedCollection)
-Collection: TypeAlias = "AsyncCollection[Document] | SerializedCollection"
 # build(doc) of SerializedCollection.modify: None (no change) or (guard, update)
 ModifyPlan: TypeAlias = tuple[Mapping[str, Any], Mapping[str, Any]] | None
 T = TypeVar("T")
@@ -162,3 +162,7 @@ class SerializedCollection:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._collection, name)
+
+
+# a service's collection: PyMongo's, or one wrapped to serialize its writes (SerializedCollection)
+Collection: TypeAlias = AsyncCollection[Document] | SerializedCollection

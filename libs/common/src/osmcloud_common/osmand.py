@@ -9,6 +9,7 @@ source of truth: no cache, so a logged-out device is refused on its very next ca
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -50,7 +51,7 @@ class OsmandError(ApiError):
         super().__init__(message, code=f"osmand_{int(error_code)}")
         self.error_code = int(error_code)
 
-    def body(self) -> dict:
+    def body(self) -> dict[str, Any]:
         return {"error": {"errorCode": self.error_code, "message": self.message}}
 
 
@@ -102,10 +103,10 @@ class CompatIdentity:
     device_num: int
 
     @classmethod
-    def from_json(cls, body: dict) -> "CompatIdentity":
+    def from_json(cls, body: dict[str, Any]) -> "CompatIdentity":
         return cls(str(body["user_id"]), str(body["device_id"]), int(body["user_num"]), int(body["device_num"]))
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"user_id": self.user_id, "device_id": self.device_id, "user_num": self.user_num,
                 "device_num": self.device_num}
 
