@@ -165,10 +165,6 @@ class BlobStore:
             raise
         return StoredBlob(key=key, size=total, sha256=sha.hexdigest())
 
-    async def put_bytes(self, key: str, data: bytes) -> StoredBlob:
-        await self._s3(self._client.put_object, self.bucket, key, io.BytesIO(data), length=len(data))
-        return StoredBlob(key=key, size=len(data), sha256=hashlib.sha256(data).hexdigest())
-
     async def stream(self, key: str, offset: int = 0, length: int = 0, chunk_size: int = DOWNLOAD_CHUNK
                      ) -> AsyncIterator[bytes]:
         """Yields the blob in chunks; the next chunk is read from S3 while the caller sends
@@ -195,9 +191,6 @@ class BlobStore:
         endpoint's host:port, which the reader must send as Host."""
         url = urlsplit(await self._run(self._client.presigned_get_object, self.bucket, key, expires=expires))
         return f"{url.path}?{url.query}"
-
-    async def get_bytes(self, key: str) -> bytes:
-        return b"".join([chunk async for chunk in self.stream(key)])
 
     async def exists(self, key: str) -> bool:
         try:

@@ -15,6 +15,8 @@ A request that comes through the gateway without a `traceparent` starts a trace 
 is its `X-Request-Id` (nginx's `$request_id`, 32 hex digits): the id the client got back
 finds the trace, and auth's verify sub-request of the same request joins it."""
 
+from __future__ import annotations
+
 import contextlib
 import contextvars
 import re
@@ -45,7 +47,7 @@ TRACEPARENT = "traceparent"
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 _tracer: trace.Tracer | None = None  # None: tracing is off
-_provider: "TracerProvider | None" = None
+_provider: TracerProvider | None = None
 _propagate: Any = None  # opentelemetry.propagate, imported when tracing is turned on (its import reads entry points)
 _trace_id_hint: contextvars.ContextVar[int | None] = contextvars.ContextVar("osmcloud_trace_id_hint", default=None)
 
@@ -85,7 +87,7 @@ def problems(*, traces_exporter: str, otlp_protocol: str, otlp_traces_protocol: 
     return found
 
 
-def _request_id_trace_ids() -> "IdGenerator":
+def _request_id_trace_ids() -> IdGenerator:
     """The SDK's random ids, except that a trace started for a request without a
     `traceparent` takes the request's id (set in `_trace_id_hint` by `server_span`)."""
     from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
@@ -136,7 +138,7 @@ def configure(service_name: str, settings: Any = None, *, exporters: Iterable[An
     return True
 
 
-def _exporters(traces_exporter: str) -> list["SpanExporter"]:
+def _exporters(traces_exporter: str) -> list[SpanExporter]:
     names = _exporter_names(traces_exporter) or ["otlp"]
     made: list[SpanExporter] = []
     if "otlp" in names:
@@ -361,7 +363,7 @@ def span(name: str, kind: SpanKind = SpanKind.INTERNAL, attributes: Mapping[str,
 
 
 # ---------------------------------------------------------------- MongoDB
-def mongo_listeners() -> list["monitoring.CommandListener"]:
+def mongo_listeners() -> list[monitoring.CommandListener]:
     """PyMongo command listeners for AsyncMongoClient(event_listeners=...): a CLIENT span per
     command (none when tracing is off, so PyMongo makes no events at all)."""
     if _tracer is None:
