@@ -39,6 +39,9 @@ if TYPE_CHECKING:  # the SDK is imported when tracing is turned on
     from opentelemetry.sdk.trace.id_generator import IdGenerator
     from pymongo import monitoring
 
+    from .events import Event
+    from .settings import ServiceSettings
+
 log = get_logger(__name__)
 
 EXPORTERS = ("otlp", "console", "none")
@@ -102,7 +105,8 @@ def _request_id_trace_ids() -> IdGenerator:
     return RequestIdTraceIds()
 
 
-def configure(service_name: str, settings: Any = None, *, exporters: Iterable[Any] | None = None,
+def configure(service_name: str, settings: ServiceSettings | None = None, *,
+              exporters: Iterable[SpanExporter] | None = None,
               simple: bool = False) -> bool:
     """Turns tracing on when `settings` (ServiceSettings: its `otel_*` fields) ask for it, or
     with the given span `exporters` (tests). Once per process; later calls change nothing.
@@ -303,7 +307,7 @@ class ProducerSpans:
         self._spans.clear()
 
 
-def _consumer_attributes(message: Any, event: Any) -> dict[str, Any]:
+def _consumer_attributes(message: Any, event: Event) -> dict[str, AttributeValue]:
     return {"messaging.system": "kafka", "messaging.operation.type": "process",
             "messaging.destination.name": getattr(message, "topic", "") or "",
             "messaging.destination.partition.id": str(getattr(message, "partition", "")),
@@ -312,7 +316,7 @@ def _consumer_attributes(message: Any, event: Any) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def consumer_span(message: Any, event: Any) -> Iterator[trace.Span | None]:
+def consumer_span(message: Any, event: Event) -> Iterator[trace.Span | None]:
     """The CONSUMER span of one event's handling, a child of the span that sent it."""
     if _tracer is None:
         yield None
