@@ -35,7 +35,7 @@ async def test_a_domain_error_is_answered_by_the_apps_mapping_and_audited_with_i
                               db={"dead_letters": None}, audit=audit)
     admin = AdminApi(runtime, app)  # type: ignore[arg-type]
 
-    async def account(request: web.Request, operator: str) -> web.Response:
+    async def account(request: web.Request, _operator: str) -> web.Response:
         raise Missing(f"no account '{request.match_info['user_id']}'")
     admin.route("GET", "/accounts/{user_id}", account, action="account-viewed")
     client = TestClient(TestServer(app))

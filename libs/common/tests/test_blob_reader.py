@@ -18,25 +18,25 @@ class FakeMinio:
         self.in_flight = 0
         self.most_in_flight = 0
 
-    def put_object(self, bucket, key, data, length, content_type=None):
+    def put_object(self, _bucket, key, data, length, content_type=None):
         self.objects[key] = data.read(length)
 
-    def _create_multipart_upload(self, bucket, key, headers):
+    def _create_multipart_upload(self, _bucket, key, headers):
         upload_id = f"up-{len(self.uploads)}"
         self.uploads[upload_id] = {}
         return upload_id
 
-    def _upload_part(self, bucket, key, data, headers, upload_id, number):
+    def _upload_part(self, _bucket, key, data, headers, upload_id, number):
         if number == self.fail_part:
             raise ConnectionError("S3 went away")
         self.uploads[upload_id][number] = bytes(data)
         return f"etag-{number}"
 
-    def _complete_multipart_upload(self, bucket, key, upload_id, parts):
+    def _complete_multipart_upload(self, _bucket, key, upload_id, parts):
         assert [p.part_number for p in parts] == sorted(self.uploads[upload_id])
         self.objects[key] = b"".join(self.uploads[upload_id][p.part_number] for p in parts)
 
-    def _abort_multipart_upload(self, bucket, key, upload_id):
+    def _abort_multipart_upload(self, _bucket, key, upload_id):
         self.aborted.append(upload_id)
 
 

@@ -158,7 +158,7 @@ async def test_an_s3_server_that_never_answers_fails_a_blob_write_in_bounded_tim
 
     held: list[asyncio.StreamWriter] = []
 
-    async def silent(reader, writer):
+    async def silent(_reader, writer):
         held.append(writer)  # read nothing, answer nothing
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)

@@ -81,14 +81,14 @@ async def test_gateway_secret_is_required_when_configured():
 async def test_userdata_errors_are_in_osmands_shape_whatever_raised_them():
     """OsmAnd's apps read only {"error": {"errorCode", "message"}} with HTTP 400: a limit, a
     failure, an unknown route or a refusal meant for the native API never answers otherwise."""
-    from osmcloud_common.errors import ApiError, TooManyRequests
+    from osmcloud_common.errors import ApiError
     from osmcloud_common.osmand import TRY_LATER
 
     app = create_app("demo", gateway_secret="s3cret")
 
     async def limited(request):
-        raise TooManyRequests("a code was sent moments ago; ask again in 23 s", code="code_recently_sent",
-                              details={"retry_after_seconds": 23})
+        raise ApiError("a code was sent moments ago; ask again in 23 s", code="code_recently_sent", status=429,
+                       details={"retry_after_seconds": 23})
 
     async def down(request):
         raise ApiError("authentication is unavailable right now", code="unavailable", status=503)

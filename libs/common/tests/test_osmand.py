@@ -41,7 +41,8 @@ async def test_query_and_form_credentials_are_checked_by_auth_each_time():
             assert reply.status == 200 and (await reply.json())["device_num"] == 7
             reply = await client.post("/userdata/whoami", data={"deviceid": "7", "accessToken": "bad"})
             assert reply.status == 400
-            assert (await reply.json()) == {"error": {"errorCode": 105, "message": (await reply.json())["error"]["message"]}}
+            body = await reply.json()
+            assert body == {"error": {"errorCode": 105, "message": body["error"]["message"]}}
             reply = await client.get("/userdata/whoami")
             assert (await reply.json())["error"]["errorCode"] == 105
         assert len(calls) == 3  # no cache: every call asked auth; a missing credential never did

@@ -211,7 +211,8 @@ async def test_a_request_carrying_a_traceparent_continues_that_trace(spans):
     client = await _serve(app)
     try:
         parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-        assert (await client.get("/api/hello", headers={"traceparent": parent, "X-Request-Id": REQUEST_ID})).status == 200
+        headers = {"traceparent": parent, "X-Request-Id": REQUEST_ID}
+        assert (await client.get("/api/hello", headers=headers)).status == 200
         assert (await client.get("/api/missing")).status == 404
     finally:
         await client.close()
@@ -246,17 +247,30 @@ async def test_a_batch_of_several_traces_is_linked_to_each_and_continues_none(sp
 def test_mongo_commands_are_client_spans(spans):
     [listener] = tracing.mongo_listeners()
     address = ("127.0.0.1", 27017)
-    started = SimpleNamespace(command={"find": "heads", "filter": {}}, command_name="find", database_name="osmcloud_files",
-                              request_id=7, connection_id=address)
+    started = SimpleNamespace(command={"find": "heads", "filter": {}}, command_name="find",
+                              database_name="osmcloud_files", request_id=7, connection_id=address)
     listener.started(started)
     listener.succeeded(SimpleNamespace(request_id=7, connection_id=address))
     listener.started(SimpleNamespace(command={"insert": "versions"}, command_name="insert", database_name="db",
                                      request_id=8, connection_id=address))
-    listener.failed(SimpleNamespace(request_id=8, connection_id=address, failure={"errmsg": "dup", "codeName": "DuplicateKey"}))
+    listener.failed(SimpleNamespace(request_id=8, connection_id=address,
+                                    failure={"errmsg": "dup", "codeName": "DuplicateKey"}))
     find, insert = spans.get_finished_spans()
     assert find.name == "find heads" and find.kind == SpanKind.CLIENT
     assert find.attributes["db.collection.name"] == "heads" and find.attributes["db.namespace"] == "osmcloud_files"
     assert insert.status.is_ok is False and insert.attributes["error.type"] == "DuplicateKey"
+
+
+def test_a_mongo_command_over_a_unix_socket_is_a_span_too(spans):
+    """A socket path has no port (PyMongo's connection_id is (path, None)): the span is
+    recorded without server.port rather than the listener failing on int(None)."""
+    [listener] = tracing.mongo_listeners()
+    address = ("/tmp/mongodb-27017.sock", None)
+    listener.started(SimpleNamespace(command={"find": "heads"}, command_name="find", database_name="db",
+                                     request_id=9, connection_id=address))
+    listener.succeeded(SimpleNamespace(request_id=9, connection_id=address))
+    [find] = spans.get_finished_spans()
+    assert find.attributes["server.address"] == "/tmp/mongodb-27017.sock" and "server.port" not in find.attributes
 
 
 async def test_off_by_default_nothing_is_recorded_or_added(monkeypatch):

@@ -14,7 +14,7 @@ Each service gets these routes (services add their own with `AdminApi.route`):
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from bson import ObjectId
@@ -49,7 +49,7 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
     try:
         value = int(raw)
     except ValueError:
-        raise BadRequest(f"'{name}' must be a whole number from {low} to {high}")
+        raise BadRequest(f"'{name}' must be a whole number from {low} to {high}") from None
     if not low <= value <= high:
         raise BadRequest(f"'{name}' must be from {low} to {high}")
     return value
@@ -62,7 +62,7 @@ def query_time(request: web.Request, name: str) -> datetime | None:
     try:
         value = datetime.fromisoformat(raw)
     except ValueError:
-        raise BadRequest(f"'{name}' must be an ISO 8601 time with its offset, e.g. 2026-01-31T12:00:00+00:00")
+        raise BadRequest(f"'{name}' must be an ISO 8601 time with its offset, e.g. 2026-01-31T12:00:00+00:00") from None
     if value.tzinfo is None:
         raise BadRequest(f"'{name}' needs a UTC offset (e.g. +00:00)")
     return value
@@ -119,14 +119,15 @@ class AdminApi:
         return web.json_response({"service": self.rt.settings.service_name, "entries": entries})
 
     async def _health(self, request: web.Request, operator: str) -> web.Response:
-        checks = {}
+        checks: dict[str, bool] = {}
         for name, check in request.app[CHECKS_KEY].items():
             try:
                 checks[name] = await check() is True
             except Exception:
                 checks[name] = False
         backlog = {name: {"documents": n, "oldest_seconds": age} for name, (n, age) in self.rt.relay.backlog().items()}
-        lag = [{"group": g, "topic": t, "partition": p, "lag": n} for (g, t, p), n in sorted(self.rt.lag_monitor.lag.items())]
+        lag = [{"group": g, "topic": t, "partition": p, "lag": n}
+               for (g, t, p), n in sorted(self.rt.lag_monitor.lag.items())]
         consumer = self.rt.consumer
         return web.json_response({"service": self.rt.settings.service_name, "ready": all(checks.values()),
                                   "checks": checks, "outbox_backlog": backlog, "consumer_lag": lag,
@@ -139,11 +140,11 @@ class AdminApi:
         return web.json_response({"service": self.rt.settings.service_name,
                                   "dead_letters": [dead_letter_view(d) for d in docs]})
 
-    async def _letter(self, request: web.Request) -> dict:
+    async def _letter(self, request: web.Request) -> dict[str, Any]:
         try:
             letter_id = ObjectId(request.match_info["letter_id"])
         except (InvalidId, TypeError):
-            raise NotFound("no such dead letter (ids are 24 hex characters)", code="dead_letter_not_found")
+            raise NotFound("no such dead letter (ids are 24 hex characters)", code="dead_letter_not_found") from None
         doc = await self.dead_letters.find_one({"_id": letter_id})
         if doc is None:
             raise NotFound("no such dead letter (replayed or discarded already?)", code="dead_letter_not_found")
@@ -160,7 +161,7 @@ class AdminApi:
         except Exception as exc:
             await self.dead_letters.update_one({"_id": doc["_id"]},
                                                {"$set": {"error": repr(exc), "replay_failed_at": self.rt.clock.now()}})
-            raise Conflict(f"the event failed again and stays set aside: {exc!r}"[:500], code="replay_failed")
+            raise Conflict(f"the event failed again and stays set aside: {exc!r}"[:500], code="replay_failed") from exc
         await self.dead_letters.delete_one({"_id": doc["_id"]})
         log.info("dead letter replayed", event_id=event.id, event_type=event.type, applied=applied, operator=operator)
         return web.json_response({"replayed": str(doc["_id"]), "event_id": event.id, "applied": applied == 1})
@@ -171,7 +172,7 @@ class AdminApi:
         return web.json_response({"discarded": str(doc["_id"])})
 
 
-def dead_letter_view(doc: dict) -> dict:
+def dead_letter_view(doc: dict[str, Any]) -> dict[str, Any]:
     event = doc.get("event") or {}
     return {"id": str(doc["_id"]), "at": doc["at"].isoformat() if doc.get("at") else None,
             "user_id": doc.get("user_id"), "event_type": event.get("type") or "unreadable",

@@ -20,6 +20,7 @@ from pymongo import ASCENDING, DESCENDING
 from .clock import Clock
 from .deleted_accounts import account_key
 from .logging import get_logger
+from .mongo import Collection
 
 log = get_logger(__name__)
 
@@ -40,7 +41,7 @@ def entry_view(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 class AuditLog:
-    def __init__(self, collection, clock: Clock, service: str, retention_days: float) -> None:
+    def __init__(self, collection: Collection, clock: Clock, service: str, retention_days: float) -> None:
         self.collection, self.clock, self.service = collection, clock, service
         self.retention = timedelta(days=retention_days)
 
@@ -86,7 +87,8 @@ class AuditLog:
 
     async def purge(self) -> int:
         result = await self.collection.delete_many({"at": {"$lt": self.clock.now() - self.retention}})
-        return result.deleted_count
+        deleted: int = result.deleted_count  # Any when the collection is a SerializedCollection
+        return deleted
 
     async def run_purge(self) -> None:
         while True:

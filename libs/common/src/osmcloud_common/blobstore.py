@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import ParamSpec, TypeVar, cast
 from urllib.parse import urlsplit
 
 import certifi
@@ -27,6 +28,9 @@ from minio.error import S3Error
 from opentelemetry.trace import SpanKind
 
 from . import tracing
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 PART_SIZE = 5 * 1024 * 1024  # S3's smallest part: less memory per part in flight
 PARTS_IN_FLIGHT = 3  # parts sent at once (hides S3's per-part latency); memory ~ (this + 1) parts
@@ -66,11 +70,11 @@ class BlobStore:
         self.bucket, self.secure = bucket, secure
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3")
 
-    async def _run(self, fn, *args, **kwargs):
+    async def _run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
 
-    async def _s3(self, fn, *args, **kwargs):
+    async def _s3(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """A call of the S3 SDK (`fn`, named after the S3 operation) in a worker thread; with
         traces on, a CLIENT span around it."""
         with tracing.span(f"S3 {fn.__name__.strip('_')}", SpanKind.CLIENT,
@@ -130,23 +134,26 @@ class BlobStore:
 
         upload_id = await self._s3(self._client._create_multipart_upload, self.bucket, key,
                                     {"Content-Type": content_type})
-        sending: list[asyncio.Future] = []  # parts in flight, oldest first
+        sending: list[asyncio.Future[str]] = []  # parts in flight, oldest first
         try:
-            hashing: asyncio.Future | None = None
+            hashing: asyncio.Future[None] | None = None
             etags: list[str] = []
             while part:
                 number = len(etags) + len(sending) + 1
                 if hashing is not None:
                     await hashing  # the running hash sees the parts in order
                 hashing = asyncio.ensure_future(self._run(sha.update, part))
+                # minio annotates `data` as bytes but only reads it: the part goes as it is,
+                # a bytes copy would hold every part in flight twice
                 sending.append(asyncio.ensure_future(self._s3(
-                    self._client._upload_part, self.bucket, key, part, None, upload_id, number)))
+                    self._client._upload_part, self.bucket, key, cast(bytes, part), None, upload_id, number)))
                 if len(sending) >= PARTS_IN_FLIGHT:
                     etags.append(await sending.pop(0))
                 part = await fill() if len(part) == PART_SIZE else bytearray()
             while sending:
                 etags.append(await sending.pop(0))
-            await hashing
+            if hashing is not None:  # always: the body had more than one part
+                await hashing
             parts = [Part(n, etag) for n, etag in enumerate(etags, start=1)]
             await self._s3(self._client._complete_multipart_upload, self.bucket, key, upload_id, parts)
         except BaseException:
@@ -157,10 +164,6 @@ class BlobStore:
                 await asyncio.shield(self._s3(self._client._abort_multipart_upload, self.bucket, key, upload_id))
             raise
         return StoredBlob(key=key, size=total, sha256=sha.hexdigest())
-
-    async def put_bytes(self, key: str, data: bytes) -> StoredBlob:
-        await self._s3(self._client.put_object, self.bucket, key, io.BytesIO(data), length=len(data))
-        return StoredBlob(key=key, size=len(data), sha256=hashlib.sha256(data).hexdigest())
 
     async def stream(self, key: str, offset: int = 0, length: int = 0, chunk_size: int = DOWNLOAD_CHUNK
                      ) -> AsyncIterator[bytes]:
@@ -188,9 +191,6 @@ class BlobStore:
         endpoint's host:port, which the reader must send as Host."""
         url = urlsplit(await self._run(self._client.presigned_get_object, self.bucket, key, expires=expires))
         return f"{url.path}?{url.query}"
-
-    async def get_bytes(self, key: str) -> bytes:
-        return b"".join([chunk async for chunk in self.stream(key)])
 
     async def exists(self, key: str) -> bool:
         try:

@@ -7,8 +7,11 @@ several services read."""
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
+
+from .mongo import MongoClient
 
 CLOCK_DB = "osmcloud_testclock"
 CLOCK_COLLECTION = "clock"
@@ -41,7 +44,7 @@ class SharedTestClock:
     """System time plus an offset shared through MongoDB, refreshed in the background; or,
     when a test freezes it, one fixed instant (so "one year minus one second" is exact)."""
 
-    def __init__(self, mongo_client, refresh_seconds: float = 0.1) -> None:
+    def __init__(self, mongo_client: MongoClient, refresh_seconds: float = 0.1) -> None:
         self._collection = mongo_client[CLOCK_DB][CLOCK_COLLECTION]
         self._refresh_seconds = refresh_seconds
         self._offset = timedelta(0)
@@ -58,7 +61,7 @@ class SharedTestClock:
         self._frozen_at = frozen.replace(tzinfo=UTC) if frozen is not None and frozen.tzinfo is None else frozen
         self.set_at = float(doc.get("set_at") or 0.0)
 
-    def report(self) -> dict:
+    def report(self) -> dict[str, Any]:
         """What this process's clock reads and which setting it applied (served on /healthz
         with TEST_CLOCK, so a test that moves the clock waits until every service has it)."""
         return {"now": self.now().isoformat(), "set_at": self.set_at}
@@ -72,18 +75,18 @@ class SharedTestClock:
             await asyncio.sleep(self._refresh_seconds)
 
 
-async def shared_offset(mongo_client) -> timedelta:
+async def shared_offset(mongo_client: MongoClient) -> timedelta:
     """Where the shared test clock stands now, relative to the system clock (tests that move
     it must move it from here, since earlier tests may have moved it already)."""
     doc = await mongo_client[CLOCK_DB][CLOCK_COLLECTION].find_one({"_id": CLOCK_ID}) or {}
     frozen = doc.get("frozen_at")
     if frozen is not None:
-        frozen = frozen if frozen.tzinfo else frozen.replace(tzinfo=UTC)
-        return frozen - datetime.now(UTC)
+        at: datetime = frozen if frozen.tzinfo else frozen.replace(tzinfo=UTC)
+        return at - datetime.now(UTC)
     return timedelta(seconds=float(doc.get("seconds", 0)))
 
 
-async def set_shared_offset(mongo_client, offset: timedelta) -> float:
+async def set_shared_offset(mongo_client: MongoClient, offset: timedelta) -> float:
     """Moves the shared test clock (used by tests; services only read it); unfreezes it.
     Returns the setting's `set_at`, which services report once they apply it."""
     set_at = time.time()
@@ -94,7 +97,8 @@ async def set_shared_offset(mongo_client, offset: timedelta) -> float:
     return set_at
 
 
-async def advance_shared_clock(mongo_client, delta: timedelta, confirm=None) -> None:
+async def advance_shared_clock(mongo_client: MongoClient, delta: timedelta,
+                               confirm: Callable[[float], Awaitable[object]] | None = None) -> None:
     """Moves the shared test clock `delta` past where it stands (earlier tests may have moved
     it already), then waits until every service has seen it: `confirm(set_at)` asks them
     (osmcloud_localstack.testing.clock_applied); without it, 0.35 s (they refresh every 0.1 s)."""
@@ -102,7 +106,7 @@ async def advance_shared_clock(mongo_client, delta: timedelta, confirm=None) -> 
     await (confirm(set_at) if confirm is not None else asyncio.sleep(0.35))
 
 
-async def freeze_shared_clock(mongo_client, at: datetime) -> float:
+async def freeze_shared_clock(mongo_client: MongoClient, at: datetime) -> float:
     """Stops the shared test clock at `at` (millisecond precision) until moved again; returns
     the setting's `set_at`."""
     set_at = time.time()

@@ -42,9 +42,5 @@ TYPE_CATEGORIES: dict[str, Category] = {
 START_TYPES: frozenset[str] = frozenset({"FAVOURITES", "GLOBAL", "PROFILE", "OSM_EDITS", "OSM_NOTES"})
 
 
-def is_known_type(file_type: str) -> bool:
-    return file_type in TYPE_CATEGORIES
-
-
 def category_of(file_type: str) -> Category:
     return TYPE_CATEGORIES[file_type]

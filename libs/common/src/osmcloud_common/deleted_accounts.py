@@ -11,9 +11,12 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+from .mongo import Database
+
 COLLECTION = "deleted_accounts"
 
-Erase = Callable[[str], Awaitable[None]]
+# erases a user's data; what it returns (e.g. how many documents) is not used
+Erase = Callable[[str], Awaitable[object]]
 
 
 def account_key(user_id: str) -> str:
@@ -21,7 +24,7 @@ def account_key(user_id: str) -> str:
 
 
 class DeletedAccounts:
-    def __init__(self, database) -> None:
+    def __init__(self, database: Database) -> None:
         self.collection = database[COLLECTION]
 
     async def remember(self, user_id: str, deleted_at: datetime) -> None:

@@ -52,15 +52,3 @@ class NotFound(ApiError):
 
 class Conflict(ApiError):
     status, code = 409, "conflict"
-
-
-class PayloadTooLarge(ApiError):
-    status, code = 413, "too_large"
-
-
-class Unprocessable(ApiError):
-    status, code = 422, "unprocessable"
-
-
-class TooManyRequests(ApiError):
-    status, code = 429, "too_many_requests"

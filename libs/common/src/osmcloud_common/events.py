@@ -6,7 +6,7 @@ stay in order. Delivery is at least once: consumers must be idempotent."""
 import json
 import uuid
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
@@ -29,7 +29,7 @@ class Event(BaseModel):
     producer: str
     user_id: str
     schema_version: int = SCHEMA_VERSION
-    data: dict
+    data: dict[str, Any]
 
     def payload(self) -> Payload:
         return CATALOGUE[self.type].model_validate(self.data)

@@ -45,7 +45,11 @@ def _classify_one(exc: BaseException) -> str | None:
             return "blob store"
         return None
     if module == "aiokafka":
-        from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable
+        from aiokafka.errors import (  # type: ignore[import-untyped]
+            KafkaConnectionError,
+            KafkaTimeoutError,
+            NoBrokersAvailable,
+        )
 
         return "event bus" if isinstance(exc, (KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable)) else None
     if module == "aiohttp":

@@ -18,6 +18,7 @@ answers too slowly for the hand-over's timeout is the one case where the lag can
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp
 from pydantic import ValidationError
@@ -27,6 +28,7 @@ from . import tracing
 from .errors import BadRequest
 from .events import Event
 from .logging import get_logger
+from .mongo import Collection
 from .service_client import ServiceClient
 
 log = get_logger(__name__)
@@ -47,7 +49,7 @@ class Handover(ServiceClient):
         self.target = target
         self.failed = 0
 
-    async def deliver(self, entries: list[dict]) -> bool:
+    async def deliver(self, entries: list[dict[str, Any]]) -> bool:
         """Hands over outbox entries (as Runtime.event made them); True once the receiver
         has applied them all."""
         values = [json.loads(e["value"]) for e in entries]
@@ -70,14 +72,14 @@ class Handover(ServiceClient):
                 return False
         return True
 
-    async def _post(self, events: list[dict]) -> None:
+    async def _post(self, events: list[dict[str, Any]]) -> None:
         async with self.session().post(f"{self.base_url}/internal/events", json={"events": events},
                                        headers=self.headers()) as reply:
             if reply.status != 200:
                 raise RuntimeError(f"{self.target} answered {reply.status}: {(await reply.text())[:300]}")
 
 
-async def processed_among(processed, events: list[Event]) -> set[str]:
+async def processed_among(processed: Collection, events: list[Event]) -> set[str]:
     """Which of these events were applied already (one query for them all)."""
     if not events:
         return set()
@@ -85,7 +87,7 @@ async def processed_among(processed, events: list[Event]) -> set[str]:
     return {doc["_id"] for doc in found}
 
 
-async def record_processed(processed, events: list[Event]) -> None:
+async def record_processed(processed: Collection, events: list[Event]) -> None:
     """Remembers a batch of applied events in one insert (those known already are skipped)."""
     if not events:
         return
@@ -104,11 +106,11 @@ def parse_events(body: object) -> list[Event]:
     try:
         return [Event.model_validate(e) for e in raw]
     except ValidationError as exc:
-        raise BadRequest(f"not an event envelope: {exc.errors()[0]['msg']}")
+        raise BadRequest(f"not an event envelope: {exc.errors()[0]['msg']}") from None
 
 
 async def apply_events(events: list[Event], *, handlers: dict[str, Handler], batch_handlers: dict[str, BatchHandler],
-                       processed, skip: Callable[[Event], Awaitable[bool]]) -> int:
+                       processed: Collection, skip: Callable[[Event], Awaitable[bool]]) -> int:
     """Applies handed-over events in their order, as the Kafka consumer would: events of
     deleted accounts skipped, single handlers only for ids not yet processed (and the id
     recorded after the effect), runs of one batch-handled type together — their ids recorded
@@ -125,8 +127,8 @@ async def apply_events(events: list[Event], *, handlers: dict[str, Handler], bat
             seen = await processed_among(processed, run)
             fresh = [e for e in run if e.id not in seen]
             if fresh:
-                with tracing.span(f"apply {run[0].type} batch", attributes={"osmcloud.event_type": run[0].type,
-                                                                            "messaging.batch.message_count": len(fresh)}):
+                attributes = {"osmcloud.event_type": run[0].type, "messaging.batch.message_count": len(fresh)}
+                with tracing.span(f"apply {run[0].type} batch", attributes=attributes):
                     await batch_handlers[run[0].type](fresh)
                     await record_processed(processed, fresh)
             applied += len(fresh)

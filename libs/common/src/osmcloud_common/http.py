@@ -7,9 +7,11 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import BaseModel, ValidationError
 
@@ -24,7 +26,7 @@ log = get_logger(__name__)
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
 REGISTRY_KEY = web.AppKey("metrics_registry", CollectorRegistry)
-CHECKS_KEY = web.AppKey("readiness_checks", dict)
+CHECKS_KEY = web.AppKey("readiness_checks", dict[str, ReadinessCheck])
 SECRET_KEY = web.AppKey("gateway_secret", str)
 
 PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics")
@@ -50,12 +52,12 @@ async def json_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
     try:
         raw = await request.json()
     except Exception:
-        raise BadRequest("the request body must be JSON")
+        raise BadRequest("the request body must be JSON") from None
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
-        raise BadRequest(f"invalid request: {problems}")
+        raise BadRequest(f"invalid request: {problems}") from None
 
 
 def error_response(error: ApiError, path: str = "") -> web.Response:
@@ -86,7 +88,7 @@ def dependency_unavailable_response(away: str, path: str) -> web.Response:
 
 
 def create_app(service: str, *, gateway_secret: str = "",
-               clock_report: Callable[[], dict] | None = None,
+               clock_report: Callable[[], dict[str, Any]] | None = None,
                serving: Callable[[], bool] | None = None) -> web.Application:
     """The app with its middleware. `serving()` False (a replica still setting up: indexes,
     bucket) answers every request but /healthz, /readyz and /metrics 503 JSON at once, so the
@@ -101,7 +103,7 @@ def create_app(service: str, *, gateway_secret: str = "",
                        registry=registry)
 
     @web.middleware
-    async def middleware(request: web.Request, handler):
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
         route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
         with tracing.server_span(request.method, route, request.path, request.headers, request_id) as span:
@@ -109,7 +111,7 @@ def create_app(service: str, *, gateway_secret: str = "",
             tracing.finish_server_span(span, response.status)
         return response
 
-    async def answer(request: web.Request, handler, request_id: str, route: str) -> web.StreamResponse:
+    async def answer(request: web.Request, handler: Handler, request_id: str, route: str) -> web.StreamResponse:
         started = time.perf_counter()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         status = 500
@@ -180,7 +182,7 @@ def create_app(service: str, *, gateway_secret: str = "",
     app[SECRET_KEY] = gateway_secret
 
     async def healthz(_: web.Request) -> web.Response:
-        body = {"status": "alive", "service": service}
+        body: dict[str, Any] = {"status": "alive", "service": service}
         if clock_report is not None:  # the settable test clock only (TEST_CLOCK=true)
             body["clock"] = clock_report()
         return web.json_response(body)
@@ -189,9 +191,9 @@ def create_app(service: str, *, gateway_secret: str = "",
         checks = request.app[CHECKS_KEY]
         # a check that hangs (a dependency that accepts connections but never answers) counts
         # as failed after READINESS_CHECK_SECONDS: /readyz itself answers quickly, always
-        results = await asyncio.gather(*(asyncio.wait_for(check(), READINESS_CHECK_SECONDS) for check in checks.values()),
-                                       return_exceptions=True)
-        status = {name: (result is True) for name, result in zip(checks, results)}
+        results = await asyncio.gather(
+            *(asyncio.wait_for(check(), READINESS_CHECK_SECONDS) for check in checks.values()), return_exceptions=True)
+        status = {name: (result is True) for name, result in zip(checks, results, strict=True)}
         ready = all(status.values())
         return web.json_response({"ready": ready, "checks": status}, status=200 if ready else 503)
 

@@ -2,22 +2,25 @@
 idempotent consumer (effect first, then remember the event id, then commit the offset)."""
 
 import asyncio
+import functools
 import json
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
-from aiokafka.structs import TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped]
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError  # type: ignore[import-untyped]
+from aiokafka.structs import ConsumerRecord, TopicPartition  # type: ignore[import-untyped]
+from opentelemetry import context as otel_context
 from pydantic import ValidationError
 
 from . import tracing
 from .events import CATALOGUE, DOMAINS, AccountDeleted, Event, topic_for
 from .handover import processed_among
 from .logging import get_logger
+from .mongo import Database
 
 log = get_logger(__name__)
 
@@ -96,7 +99,7 @@ class KafkaProducer:
                 pass
 
 
-async def ensure_topics(bootstrap: str, prefix: str, partitions: int = 4, domains=DOMAINS,
+async def ensure_topics(bootstrap: str, prefix: str, partitions: int = 4, domains: Iterable[str] = DOMAINS,
                         replication_factor: int = 1) -> None:
     """Creates the topics that are missing. Existing topics are left as they are (adding
     partitions would send a user's next events to another partition than the earlier ones,
@@ -177,7 +180,7 @@ class EventConsumer:
     files service removing the versions and blobs of thousands of purged trash items)."""
 
     def __init__(self, *, bootstrap: str, topic_prefix: str, group_id: str, handlers: dict[str, Handler],
-                 database, max_attempts: int = 8,
+                 database: Database, max_attempts: int = 8,
                  skip: Callable[[Event], Awaitable[bool]] | None = None,
                  batch_handlers: dict[str, BatchHandler] | None = None,
                  max_records: int = 2000, fetch_max_wait_ms: int = 50) -> None:
@@ -260,7 +263,7 @@ class EventConsumer:
     def _batchable(self, event: Event | None) -> bool:
         return event is not None and event.type in self._batch_handlers
 
-    async def _handle_partitions(self, fetched: dict) -> None:
+    async def _handle_partitions(self, fetched: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """Applies the messages of several partitions, each partition in its order, handing
         runs of events that have a batch handler over together — across partitions too: those
         are other users' events, with no order between them."""
@@ -272,10 +275,17 @@ class EventConsumer:
             heads = [queue for queue in queues if queue]
             if not heads:
                 break
-            event_type, run, contexts = heads[0][0][1].type, [], []
+            head = heads[0][0][1]
+            assert head is not None  # the loop above left a batchable event at every queue's head
+            event_type = head.type
+            run: list[Event] = []
+            contexts: list[otel_context.Context | None] = []
             for queue in heads:  # every partition's leading run of that type
-                while queue and self._batchable(queue[0][1]) and queue[0][1].type == event_type:
-                    message, event = queue.popleft()
+                while queue:
+                    message, event = queue[0]
+                    if event is None or event.type != event_type:
+                        break
+                    queue.popleft()
                     run.append(event)
                     contexts.append(tracing.message_context(message))
             with tracing.batch_span(event_type, contexts):  # linked to (or continuing) the messages' traces
@@ -306,16 +316,16 @@ class EventConsumer:
                 return
         for event in kept:
             with structlog.contextvars.bound_contextvars(event_id=event.id, event_type=event.type):
-                if await self._attempt(lambda: handler([event]), attempts=self._max_attempts, event=event):
+                if await self._attempt(functools.partial(handler, [event]), attempts=self._max_attempts, event=event):
                     self.handled += 1
 
-    def _parse(self, message) -> Event | None:
+    def _parse(self, message: ConsumerRecord) -> Event | None:
         try:
             return Event.from_json(message.value)
         except (ValidationError, ValueError):
             return None
 
-    async def _handle_message(self, message, event: Event | None = None) -> None:
+    async def _handle_message(self, message: ConsumerRecord, event: Event | None = None) -> None:
         if event is None:
             try:
                 event = Event.from_json(message.value)
@@ -332,7 +342,7 @@ class EventConsumer:
         with tracing.consumer_span(message, event):  # continues the trace the message's headers carry
             await self._handle_event(message, event, handler)
 
-    async def _handle_event(self, message, event: Event, handler: Handler) -> None:
+    async def _handle_event(self, message: ConsumerRecord, event: Event, handler: Handler) -> None:
         # both reads at once: they sit between the event's arrival and its effect
         seen, skip = await asyncio.gather(self._processed.find_one({"_id": event.id}, {"_id": 1}),
                                           self._skip(event) if self._skip is not None else _false())

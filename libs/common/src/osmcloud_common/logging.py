@@ -30,7 +30,8 @@ def configure_logging(service: str, level: str = "info") -> None:
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
-    return structlog.get_logger(name)
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)  # structlog answers Any
+    return logger
 
 
 def current_request_id() -> str | None:

@@ -1,24 +1,38 @@
 """MongoDB through PyMongo's async API (Motor is end-of-life). Only features that both
 MongoDB and FerretDB support: no multi-document transactions, change streams or TTL."""
 
+from __future__ import annotations
+
 import asyncio
+import contextlib
 import weakref
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from typing import Any, TypeAlias, TypeVar
 
 from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from . import tracing
 
 DUPLICATE_KEY = 11000
 
+Document: TypeAlias = dict[str, Any]
+MongoClient: TypeAlias = AsyncMongoClient[Document]
+Database: TypeAlias = AsyncDatabase[Document]
+# build(doc) of SerializedCollection.modify: None (no change) or (guard, update)
+ModifyPlan: TypeAlias = tuple[Mapping[str, Any], Mapping[str, Any]] | None
+T = TypeVar("T")
 
-def connect(url: str) -> AsyncMongoClient:
+
+def connect(url: str) -> MongoClient:
     """With traces on (tracing.configure before this), every command is a span."""
     return AsyncMongoClient(url, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000, tz_aware=True,
                             uuidRepresentation="standard", event_listeners=tracing.mongo_listeners())
 
 
-async def mongo_reachable(client: AsyncMongoClient) -> bool:
+async def mongo_reachable(client: MongoClient) -> bool:
     try:
         await asyncio.wait_for(client.admin.command("ping"), timeout=3)
         return True
@@ -29,7 +43,7 @@ async def mongo_reachable(client: AsyncMongoClient) -> bool:
 # Convention: every document that holds a user's data carries a `user_id` field (processed-
 # event records and dead letters included), so that removing an account's data is one generic
 # sweep over every collection of the service's own database.
-async def delete_user_data(database, user_id: str) -> int:
+async def delete_user_data(database: Database, user_id: str) -> int:
     """Removes every document of `user_id` from a service's database; idempotent."""
     removed = 0
     for name in await database.list_collection_names():
@@ -37,7 +51,7 @@ async def delete_user_data(database, user_id: str) -> int:
     return removed
 
 
-async def insert_new(collection, docs: list[dict]) -> list[dict]:
+async def insert_new(collection: Collection, docs: list[Document]) -> list[Document]:
     """Inserts documents in one round trip, skipping those whose _id exists already; returns
     the ones inserted now. A unique _id is how a claim or a once-only record is won: exactly one
     inserter gets each. Any error but a duplicate key is raised."""
@@ -54,7 +68,7 @@ async def insert_new(collection, docs: list[dict]) -> list[dict]:
         return [d for i, d in enumerate(docs) if i not in lost]
 
 
-def id_chunks(ids: list, size: int = 250):
+def id_chunks(ids: Sequence[T], size: int = 250) -> Iterator[Sequence[T]]:
     """`ids` in parts for `{_id: {$in: part}}`. A few hundred a round trip: FerretDB checks
     every document it reads against every id of an `$in` (quadratic in the part's size),
     MongoDB hardly cares."""
@@ -62,7 +76,7 @@ def id_chunks(ids: list, size: int = 250):
         yield ids[i:i + size]
 
 
-async def delete_by_ids(collection, ids: list) -> int:
+async def delete_by_ids(collection: Collection, ids: Sequence[Any]) -> int:
     """Deletes documents by _id; returns how many were deleted."""
     deleted = 0
     for part in id_chunks(ids):
@@ -70,12 +84,13 @@ async def delete_by_ids(collection, ids: list) -> int:
     return deleted
 
 
-async def find_by_ids(collection, ids: list, projection: dict | None = None) -> list[dict]:
+async def find_by_ids(collection: Collection, ids: Sequence[Any],
+                      projection: Mapping[str, Any] | None = None) -> list[Document]:
     """The documents with these ids that exist, in no particular order."""
     return [doc for part in id_chunks(list(ids)) async for doc in collection.find({"_id": {"$in": part}}, projection)]
 
 
-async def existing_ids(collection, ids: list) -> set:
+async def existing_ids(collection: Collection, ids: Sequence[Any]) -> set[Any]:
     """Which of `ids` exist."""
     return {doc["_id"] for doc in await find_by_ids(collection, ids, {"_id": 1})}
 
@@ -96,11 +111,11 @@ class SerializedCollection:
     The per-document lock only spares this process's own writes from losing races to each
     other (and `modify` from retrying)."""
 
-    def __init__(self, collection) -> None:
+    def __init__(self, collection: AsyncCollection[Document]) -> None:
         self._collection = collection
-        self._locks: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        self._locks: weakref.WeakValueDictionary[Hashable, asyncio.Lock] = weakref.WeakValueDictionary()
 
-    def _lock(self, filter_: dict) -> asyncio.Lock | None:
+    def _lock(self, filter_: Mapping[str, Any]) -> asyncio.Lock | None:
         key = filter_.get("_id") if isinstance(filter_, dict) else None
         if key is None or isinstance(key, dict):
             return None
@@ -110,7 +125,7 @@ class SerializedCollection:
             self._locks[key] = lock
         return lock
 
-    async def _write(self, method: str, filter_, *args, **kwargs):
+    async def _write(self, method: str, filter_: Mapping[str, Any], *args: Any, **kwargs: Any) -> Any:
         """The collection's `method`, under the document's lock when the filter names one `_id`."""
         call = getattr(self._collection, method)
         lock = self._lock(filter_)
@@ -119,20 +134,21 @@ class SerializedCollection:
         async with lock:
             return await call(filter_, *args, **kwargs)
 
-    async def update_one(self, filter_, update, *args, **kwargs):
+    async def update_one(self, filter_: Mapping[str, Any], update: Any, *args: Any, **kwargs: Any) -> Any:
         return await self._write("update_one", filter_, update, *args, **kwargs)
 
-    async def find_one_and_update(self, filter_, update, *args, **kwargs):
+    async def find_one_and_update(self, filter_: Mapping[str, Any], update: Any, *args: Any, **kwargs: Any) -> Any:
         return await self._write("find_one_and_update", filter_, update, *args, **kwargs)
 
-    async def modify(self, doc_id, build):
+    async def modify(self, doc_id: Any, build: Callable[[Document | None], ModifyPlan]) -> Document | None:
         """An atomic read-modify-write of one document; returns the document after the write,
         or None when `build` wants no change. `build(doc)` (doc is None if missing) returns
         None or (guard, update): `guard` is the part of the filter that must still hold when
         the update is written; it goes with the write, and a write that lost a race (to
         another replica) is retried from a fresh read."""
         lock = self._lock({"_id": doc_id})
-        async with lock:
+        # an _id that is a document has no lock: the guarded write and its retry alone decide
+        async with lock if lock is not None else contextlib.nullcontext():
             while True:
                 doc = await self._collection.find_one({"_id": doc_id})
                 plan = build(doc)
@@ -144,5 +160,9 @@ class SerializedCollection:
                 if after is not None:
                     return after
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._collection, name)
+
+
+# a service's collection: PyMongo's, or one wrapped to serialize its writes (SerializedCollection)
+Collection: TypeAlias = AsyncCollection[Document] | SerializedCollection

@@ -9,6 +9,7 @@ source of truth: no cache, so a logged-out device is refused on its very next ca
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -50,7 +51,7 @@ class OsmandError(ApiError):
         super().__init__(message, code=f"osmand_{int(error_code)}")
         self.error_code = int(error_code)
 
-    def body(self) -> dict:
+    def body(self) -> dict[str, Any]:
         return {"error": {"errorCode": self.error_code, "message": self.message}}
 
 
@@ -76,7 +77,7 @@ async def compat_params(request: web.Request) -> dict[str, str]:
         try:
             form = await request.post()  # aiohttp caches it: later calls see the same fields
         except Exception:
-            raise OsmandError(MALFORMED_REQUEST, "the form body could not be read")
+            raise OsmandError(MALFORMED_REQUEST, "the form body could not be read") from None
         params.update({k: v for k, v in form.items() if isinstance(v, str)})
     return params
 
@@ -90,7 +91,7 @@ def device_credentials(params: dict[str, str]) -> tuple[int, str]:
         device_num = int(raw_id)
     except ValueError:
         raise OsmandError(ErrorCode.DEVICE_NOT_AUTHORIZED,
-                          "deviceid must be the integer id device-register answered, not the phone's UUID")
+                          "deviceid must be the integer id device-register answered, not the phone's UUID") from None
     return device_num, token
 
 
@@ -102,10 +103,10 @@ class CompatIdentity:
     device_num: int
 
     @classmethod
-    def from_json(cls, body: dict) -> "CompatIdentity":
+    def from_json(cls, body: dict[str, Any]) -> "CompatIdentity":
         return cls(str(body["user_id"]), str(body["device_id"]), int(body["user_num"]), int(body["device_num"]))
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"user_id": self.user_id, "device_id": self.device_id, "user_num": self.user_num,
                 "device_num": self.device_num}
 
@@ -137,5 +138,6 @@ class CompatAuthenticator:
                     raise ApiError("authentication is unavailable right now; retry shortly",
                                    code="unavailable", status=503)
                 return CompatIdentity.from_json(await response.json())
-        except aiohttp.ClientError:
-            raise ApiError("authentication is unavailable right now; retry shortly", code="unavailable", status=503)
+        except aiohttp.ClientError as exc:
+            raise ApiError("authentication is unavailable right now; retry shortly",
+                           code="unavailable", status=503) from exc

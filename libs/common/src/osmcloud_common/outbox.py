@@ -9,11 +9,13 @@ removal publishes again: delivery is at least once and consumers are idempotent.
 import asyncio
 import json
 import time
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from . import tracing
 from .events import CATALOGUE, Event, topic_for
 from .logging import current_request_id, get_logger
+from .mongo import Collection
 
 OUTBOX_FIELD = "_outbox"
 PENDING_FIELD = "_outbox_pending"
@@ -51,6 +53,12 @@ def new_document_with_events(doc: dict[str, Any], entries: list[dict[str, Any]])
     return {**doc, OUTBOX_FIELD: list(entries), PENDING_FIELD: True}
 
 
+class Producer(Protocol):
+    """What the relay publishes through (kafka.KafkaProducer)."""
+
+    async def publish_many(self, messages: list[tuple[str, str, str, dict[str, str]]]) -> None: ...
+
+
 class OutboxRelay:
     """Publishes pending events of some collections; woken right after each write, and
     polling as well for what an outage or a crash left behind.
@@ -60,7 +68,7 @@ class OutboxRelay:
     costly where the MongoDB-protocol server cannot use an index (FerretDB on SQLite), so
     writers should name their documents."""
 
-    def __init__(self, producer, collections, poll_seconds: float = 1.0) -> None:
+    def __init__(self, producer: Producer, collections: Iterable[Collection], poll_seconds: float = 1.0) -> None:
         self._producer = producer
         self._collections = list(collections)
         self._poll_seconds = poll_seconds
@@ -68,7 +76,7 @@ class OutboxRelay:
         self._scan_wake = asyncio.Event()
         self._in_flight: set[tuple[int, Any]] = set()
         self._again: set[tuple[int, Any]] = set()
-        self._hints: dict[int, tuple[Any, set]] = {}
+        self._hints: dict[int, tuple[Collection, set[Any]]] = {}
         self.published = 0
         # the backlog as the scans see it: per collection, the pending documents and when a
         # scan first found each pending (wall time); a publish removes its document
@@ -82,13 +90,13 @@ class OutboxRelay:
                 for name, since in self._pending_since.items()}
 
     @staticmethod
-    def _name(collection) -> str:
+    def _name(collection: Collection) -> str:
         return str(getattr(collection, "name", "") or "")
 
-    def add_collection(self, collection) -> None:
+    def add_collection(self, collection: Collection) -> None:
         self._collections.append(collection)
 
-    def wake(self, collection=None, doc_id=None) -> None:
+    def wake(self, collection: Collection | None = None, doc_id: Any = None) -> None:
         if collection is not None and doc_id is not None:
             self._hints.setdefault(id(collection), (collection, set()))[1].add(doc_id)
             self._wake.set()
@@ -109,7 +117,8 @@ class OutboxRelay:
             try:
                 await collection.create_index(PENDING_FIELD, sparse=True)
             except Exception as exc:  # Mongo away: the scans work without it, only slower
-                log.warning("could not index the outbox flag", collection=getattr(collection, "name", None), error=repr(exc))
+                log.warning("could not index the outbox flag", collection=getattr(collection, "name", None),
+                            error=repr(exc))
 
     async def _run_hinted(self) -> None:
         while True:
@@ -167,7 +176,7 @@ class OutboxRelay:
                 sent += await self._flush_doc(collection, doc_id)
         return sent
 
-    async def _flush_doc(self, collection, doc_id) -> int:
+    async def _flush_doc(self, collection: Collection, doc_id: Any) -> int:
         key = (id(collection), doc_id)
         if key in self._in_flight:  # the other loop is publishing it: it looks again after
             self._again.add(key)
@@ -183,7 +192,7 @@ class OutboxRelay:
             self._in_flight.discard(key)
             self._again.discard(key)
 
-    async def _flush_doc_now(self, collection, doc_id) -> int:
+    async def _flush_doc_now(self, collection: Collection, doc_id: Any) -> int:
         # by _id alone: FerretDB uses its _id index only for exactly that filter (any other
         # condition scans the collection, which cost files' relay 100+ ms at p99)
         doc = await collection.find_one({"_id": doc_id}, {OUTBOX_FIELD: 1, PENDING_FIELD: 1})

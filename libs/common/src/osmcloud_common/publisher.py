@@ -6,6 +6,7 @@ from typing import Any, Protocol
 
 from .clock import Clock
 from .events import Payload, make_event
+from .mongo import Collection
 from .outbox import outbox_entry
 
 
@@ -14,7 +15,7 @@ class EventPublisher(Protocol):
         """An outbox entry for `payload`, to be written with the change that causes it."""
         ...
 
-    def events_written(self, collection: Any = None, doc_id: Any = None) -> None:
+    def events_written(self, collection: Collection | None = None, doc_id: Any = None) -> None:
         """After a write that carried events: the relay publishes them now."""
         ...
 
@@ -32,7 +33,7 @@ class RecordingPublisher:
         self.clock, self.producer, self.topic_prefix = clock, producer, topic_prefix
         self.handover_fails = handover_fails
         self.created: list[dict[str, Any]] = []
-        self.wakes: list[tuple[Any, Any]] = []
+        self.wakes: list[tuple[Collection | None, Any]] = []
         self.handed: list[tuple[str, list[dict[str, Any]]]] = []
 
     def event(self, payload: Payload, user_id: str) -> dict[str, Any]:
@@ -41,7 +42,7 @@ class RecordingPublisher:
         self.created.append(entry)
         return entry
 
-    def events_written(self, collection: Any = None, doc_id: Any = None) -> None:
+    def events_written(self, collection: Collection | None = None, doc_id: Any = None) -> None:
         self.wakes.append((collection, doc_id))
 
     async def hand_over(self, target: str, entries: list[dict[str, Any]]) -> bool:

@@ -8,10 +8,12 @@ in the background while /readyz answers 503: a service never crashes for want of
 import asyncio
 import contextlib
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
-from prometheus_client import Gauge
+from prometheus_client import CollectorRegistry, Gauge
+from pymongo.asynchronous.collection import AsyncCollection
 
 from . import tracing
 from .admin import AdminApi
@@ -25,8 +27,8 @@ from .handover import Handover, apply_events, parse_events
 from .http import REGISTRY_KEY, add_readiness_check, create_app
 from .kafka import BatchHandler, EventConsumer, Handler, KafkaProducer, LagMonitor, ensure_topics, kafka_reachable
 from .logging import configure_logging, get_logger
-from .metrics import counter_function, gauge_function
-from .mongo import connect, delete_user_data, mongo_reachable
+from .metrics import Samples, counter_function, gauge_function
+from .mongo import Collection, Document, connect, delete_user_data, mongo_reachable
 from .outbox import OutboxRelay, outbox_entry
 from .settings import ConfigurationError, ServiceSettings
 
@@ -72,7 +74,7 @@ class Runtime:
         return self._audit
 
     # ------------------------------------------------------------ registration
-    def outbox_collection(self, name: str):
+    def outbox_collection(self, name: str) -> AsyncCollection[Document]:
         """A collection whose documents may carry pending events."""
         collection = self.db[name]
         self.relay.add_collection(collection)
@@ -92,11 +94,11 @@ class Runtime:
         then on, other events about that user are dropped, so an event that arrives late on
         another topic cannot bring the user's data back."""
         deleted = self.deleted_accounts = DeletedAccounts(self.db)
-        erase = erase or self.erase_user_documents
+        erase_data: Erase = erase or self.erase_user_documents
 
         async def account_deleted(event: Event) -> None:
             await deleted.remember(event.user_id, event.occurred_at)
-            await erase(event.user_id)
+            await erase_data(event.user_id)
             await self.audit.erase(event.user_id)  # but for a record that the deletion happened
         self.on_event(AccountDeleted, account_deleted)
 
@@ -119,13 +121,13 @@ class Runtime:
         self._startup.append(step)
 
     # ------------------------------------------------------------ events
-    def event(self, payload: Payload, user_id: str) -> dict:
+    def event(self, payload: Payload, user_id: str) -> dict[str, Any]:
         """An outbox entry for `payload`, to be written with the change that causes it."""
         evt = make_event(payload, user_id=user_id, producer=self.settings.service_name,
                          occurred_at=self.clock.now())
         return outbox_entry(evt, self.settings.kafka_topic_prefix)
 
-    def events_written(self, collection=None, doc_id=None) -> None:
+    def events_written(self, collection: Collection | None = None, doc_id: Any = None) -> None:
         """Call after a write that carried events: the relay publishes them at once. Naming
         the written document spares the relay a scan of every outbox collection."""
         self.relay.wake(collection, doc_id)
@@ -136,7 +138,7 @@ class Runtime:
         self.handovers[target] = Handover(target, base_url, self.settings.gateway_secret,
                                           self.settings.handover_timeout_seconds)
 
-    async def hand_over(self, target: str, entries: list[dict]) -> bool:
+    async def hand_over(self, target: str, entries: list[dict[str, Any]]) -> bool:
         """Gives `target` the events just recorded (outbox entries) and waits until it has
         applied them; False (logged) when it could not, Kafka then brings them."""
         if not entries or not self.settings.handover:
@@ -147,7 +149,7 @@ class Runtime:
         try:
             body = await request.json()
         except ValueError:
-            raise BadRequest("the body must be JSON: {\"events\": [...]}")
+            raise BadRequest("the body must be JSON: {\"events\": [...]}") from None
         return web.json_response({"applied": await self.apply_handed_over(parse_events(body))})
 
     async def apply_handed_over(self, events: list[Event]) -> int:
@@ -193,7 +195,7 @@ class Runtime:
         await self._retry_forever("kafka-topics", topics)
         self._started = True
 
-    async def lifecycle(self, app: web.Application):
+    async def lifecycle(self, app: web.Application) -> AsyncIterator[None]:
         if isinstance(self.clock, SharedTestClock):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.clock.refresh(), 3)
@@ -255,7 +257,7 @@ class Runtime:
         self._bind_metrics(app[REGISTRY_KEY])
         return app
 
-    def _bind_metrics(self, registry) -> None:
+    def _bind_metrics(self, registry: CollectorRegistry) -> None:
         """What an operator watches (docs/observability.md): events relayed and applied, the
         outbox backlog, dead letters, every consumer group's lag and failed hand-overs."""
         relay, lag = self.relay, self.lag_monitor
@@ -270,10 +272,13 @@ class Runtime:
         gauge_function(registry, "outbox_oldest_pending_seconds",
                        "how long the oldest unrelayed event has waited (0: none)",
                        lambda: (((name,), age) for name, (_, age) in relay.backlog().items()), ("collection",))
+        def dead_lettered() -> Samples:
+            consumer = self.consumer
+            if consumer is None:
+                return ()
+            return (((consumer.group_id, t), n) for t, n in consumer.dead_lettered.items())
         counter_function(registry, "events_dead_lettered", "events set aside in dead_letters by this process",
-                         lambda: (((self.consumer.group_id, t), n) for t, n in
-                                  (self.consumer.dead_lettered.items() if self.consumer else ())),
-                         ("group", "event_type"))
+                         dead_lettered, ("group", "event_type"))
         gauge_function(registry, "kafka_consumer_lag", "messages of a partition its group has not yet committed",
                        lambda: (((g, t, str(p)), n) for (g, t, p), n in lag.lag.items()),
                        ("group", "topic", "partition"))
@@ -291,7 +296,7 @@ def serve(app: web.Application, settings: ServiceSettings) -> None:
     except ConfigurationError as exc:
         log.error("configuration refused", reason=str(exc))
         print(str(exc), file=sys.stderr, flush=True)
-        raise SystemExit(2)
+        raise SystemExit(2) from None
     log.info("listening", host=settings.http_host, port=settings.http_port, traces=tracing.enabled())
     web.run_app(app, host=settings.http_host, port=settings.http_port, print=None, access_log=None,
                 shutdown_timeout=5)

@@ -15,18 +15,32 @@ A request that comes through the gateway without a `traceparent` starts a trace 
 is its `X-Request-Id` (nginx's `$request_id`, 32 hex digits): the id the client got back
 finds the trace, and auth's verify sub-request of the same request joins it."""
 
+from __future__ import annotations
+
 import contextlib
 import contextvars
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+from structlog.typing import EventDict, WrappedLogger
 
 from .logging import get_logger
+
+if TYPE_CHECKING:  # the SDK is imported when tracing is turned on
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.sdk.trace.id_generator import IdGenerator
+    from pymongo import monitoring
+
+    from .events import Event
+    from .settings import ServiceSettings
 
 log = get_logger(__name__)
 
@@ -36,7 +50,7 @@ TRACEPARENT = "traceparent"
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 _tracer: trace.Tracer | None = None  # None: tracing is off
-_provider = None
+_provider: TracerProvider | None = None
 _propagate: Any = None  # opentelemetry.propagate, imported when tracing is turned on (its import reads entry points)
 _trace_id_hint: contextvars.ContextVar[int | None] = contextvars.ContextVar("osmcloud_trace_id_hint", default=None)
 
@@ -76,25 +90,23 @@ def problems(*, traces_exporter: str, otlp_protocol: str, otlp_traces_protocol: 
     return found
 
 
-class _RequestIdTraceIds:
+def _request_id_trace_ids() -> IdGenerator:
     """The SDK's random ids, except that a trace started for a request without a
     `traceparent` takes the request's id (set in `_trace_id_hint` by `server_span`)."""
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
-    def __init__(self) -> None:
-        from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-        self._random = RandomIdGenerator()
+    class RequestIdTraceIds(RandomIdGenerator):
+        def generate_trace_id(self) -> int:
+            return _trace_id_hint.get() or super().generate_trace_id()
 
-    def generate_span_id(self) -> int:
-        return self._random.generate_span_id()
+        def is_trace_id_random(self) -> bool:
+            return False  # request ids are random too, but not promised to be
 
-    def generate_trace_id(self) -> int:
-        return _trace_id_hint.get() or self._random.generate_trace_id()
-
-    def is_trace_id_random(self) -> bool:
-        return False  # request ids are random too, but not promised to be
+    return RequestIdTraceIds()
 
 
-def configure(service_name: str, settings: Any = None, *, exporters: Iterable[Any] | None = None,
+def configure(service_name: str, settings: ServiceSettings | None = None, *,
+              exporters: Iterable[SpanExporter] | None = None,
               simple: bool = False) -> bool:
     """Turns tracing on when `settings` (ServiceSettings: its `otel_*` fields) ask for it, or
     with the given span `exporters` (tests). Once per process; later calls change nothing.
@@ -120,7 +132,7 @@ def configure(service_name: str, settings: Any = None, *, exporters: Iterable[An
 
     # OTEL_SERVICE_NAME, when set, names the service (Resource.create reads it)
     own = {} if settings is not None and settings.otel_service_name else {SERVICE_NAME: service_name}
-    provider = TracerProvider(resource=Resource.create(own), id_generator=_RequestIdTraceIds())
+    provider = TracerProvider(resource=Resource.create(own), id_generator=_request_id_trace_ids())
     for exporter in exporters:
         provider.add_span_processor(SimpleSpanProcessor(exporter) if simple else BatchSpanProcessor(exporter))
     from opentelemetry import propagate
@@ -130,9 +142,9 @@ def configure(service_name: str, settings: Any = None, *, exporters: Iterable[An
     return True
 
 
-def _exporters(traces_exporter: str) -> list[Any]:
+def _exporters(traces_exporter: str) -> list[SpanExporter]:
     names = _exporter_names(traces_exporter) or ["otlp"]
-    made = []
+    made: list[SpanExporter] = []
     if "otlp" in names:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         made.append(OTLPSpanExporter())  # endpoint, headers, timeout, compression: OTEL_EXPORTER_OTLP_*
@@ -155,7 +167,7 @@ def flush() -> None:
         _provider.force_flush()
 
 
-def add_trace_ids(logger: Any, method: str, event_dict: dict) -> dict:
+def add_trace_ids(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
     """structlog processor (traces on): the current trace and span ids on every log line."""
     context = trace.get_current_span().get_span_context()
     if context.is_valid:
@@ -222,7 +234,10 @@ def finish_server_span(span: trace.Span | None, status: int) -> None:
 
 
 # ---------------------------------------------------------------- HTTP client (aiohttp)
-async def _client_start(session, ctx, params: aiohttp.TraceRequestStartParams) -> None:
+async def _client_start(session: aiohttp.ClientSession, ctx: SimpleNamespace,
+                        params: aiohttp.TraceRequestStartParams) -> None:
+    if _tracer is None:  # turned off (tests) while a session made with it was still open
+        return
     url = params.url
     span = _tracer.start_span(f"{params.method} {url.path}", kind=SpanKind.CLIENT, attributes={
         "http.request.method": params.method, "url.full": str(url.with_query(None)),
@@ -231,7 +246,8 @@ async def _client_start(session, ctx, params: aiohttp.TraceRequestStartParams) -
     _propagate.inject(params.headers, context=trace.set_span_in_context(span))
 
 
-async def _client_end(session, ctx, params: aiohttp.TraceRequestEndParams) -> None:
+async def _client_end(session: aiohttp.ClientSession, ctx: SimpleNamespace,
+                      params: aiohttp.TraceRequestEndParams) -> None:
     span = getattr(ctx, "span", None)
     if span is not None:
         span.set_attribute("http.response.status_code", params.response.status)
@@ -240,7 +256,8 @@ async def _client_end(session, ctx, params: aiohttp.TraceRequestEndParams) -> No
         span.end()
 
 
-async def _client_failed(session, ctx, params: aiohttp.TraceRequestExceptionParams) -> None:
+async def _client_failed(session: aiohttp.ClientSession, ctx: SimpleNamespace,
+                         params: aiohttp.TraceRequestExceptionParams) -> None:
     span = getattr(ctx, "span", None)
     if span is not None:
         span.set_status(Status(StatusCode.ERROR, repr(params.exception)))
@@ -290,7 +307,7 @@ class ProducerSpans:
         self._spans.clear()
 
 
-def _consumer_attributes(message: Any, event: Any) -> dict[str, Any]:
+def _consumer_attributes(message: Any, event: Event) -> dict[str, AttributeValue]:
     return {"messaging.system": "kafka", "messaging.operation.type": "process",
             "messaging.destination.name": getattr(message, "topic", "") or "",
             "messaging.destination.partition.id": str(getattr(message, "partition", "")),
@@ -299,7 +316,7 @@ def _consumer_attributes(message: Any, event: Any) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def consumer_span(message: Any, event: Any) -> Iterator[trace.Span | None]:
+def consumer_span(message: Any, event: Event) -> Iterator[trace.Span | None]:
     """The CONSUMER span of one event's handling, a child of the span that sent it."""
     if _tracer is None:
         yield None
@@ -350,7 +367,7 @@ def span(name: str, kind: SpanKind = SpanKind.INTERNAL, attributes: Mapping[str,
 
 
 # ---------------------------------------------------------------- MongoDB
-def mongo_listeners() -> list[Any]:
+def mongo_listeners() -> list[monitoring.CommandListener]:
     """PyMongo command listeners for AsyncMongoClient(event_listeners=...): a CLIENT span per
     command (none when tracing is off, so PyMongo makes no events at all)."""
     if _tracer is None:
@@ -361,14 +378,17 @@ def mongo_listeners() -> list[Any]:
 
     class CommandSpans(monitoring.CommandListener):
         def __init__(self) -> None:
-            self._open: dict[tuple, trace.Span] = {}
+            self._open: dict[tuple[int, Any], trace.Span] = {}
 
-        def started(self, event) -> None:
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
             command = event.command
             collection = command.get(event.command_name)
-            attributes = {"db.system.name": "mongodb", "db.namespace": event.database_name,
-                          "db.operation.name": event.command_name,
-                          "server.address": str(event.connection_id[0]), "server.port": int(event.connection_id[1])}
+            host, port = event.connection_id
+            attributes: dict[str, AttributeValue] = {
+                "db.system.name": "mongodb", "db.namespace": event.database_name,
+                "db.operation.name": event.command_name, "server.address": str(host)}
+            if port is not None:  # None: a unix socket
+                attributes["server.port"] = int(port)
             target = event.database_name
             if isinstance(collection, str):
                 attributes["db.collection.name"] = collection
@@ -376,12 +396,12 @@ def mongo_listeners() -> list[Any]:
             self._open[(event.request_id, event.connection_id)] = tracer.start_span(
                 f"{event.command_name} {target}", kind=SpanKind.CLIENT, attributes=attributes)
 
-        def succeeded(self, event) -> None:
+        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
             span = self._open.pop((event.request_id, event.connection_id), None)
             if span is not None:
                 span.end()
 
-        def failed(self, event) -> None:
+        def failed(self, event: monitoring.CommandFailedEvent) -> None:
             span = self._open.pop((event.request_id, event.connection_id), None)
             if span is not None:
                 failure = event.failure or {}
