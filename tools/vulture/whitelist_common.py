@@ -3,7 +3,6 @@
 Vulture is name-based and reads only the paths it is given; these are used by name from
 outside those paths (tests, a framework's interface) or are part of a published catalogue.
 Run: vulture --min-confidence 60 <pyproject [tool.vulture] paths> tools/vulture/whitelist_common.py"""
-# ruff: noqa: B018, F821  -- vulture's whitelist format: bare names and `_.attribute`, never run
 
 # pydantic: fields and config read by name
 _.schema_version  # events.Event envelope field: serialized with every event

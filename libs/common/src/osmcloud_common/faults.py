@@ -45,7 +45,7 @@ def _classify_one(exc: BaseException) -> str | None:
             return "blob store"
         return None
     if module == "aiokafka":
-        from aiokafka.errors import (  # type: ignore[import-untyped]
+        from aiokafka.errors import (
             KafkaConnectionError,
             KafkaTimeoutError,
             NoBrokersAvailable,
