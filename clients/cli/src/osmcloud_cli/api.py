@@ -82,7 +82,7 @@ class Api:
         try:
             response = await self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise self._offline(exc)
+            raise self._offline(exc) from exc
         if response.status_code not in ok:
             raise error_of(response)
         return response.json() if response.content else None
@@ -146,10 +146,10 @@ class Api:
                                            headers={"Content-Type": "application/octet-stream",
                                                     "Content-Length": str(size)})
         except httpx.TransportError as exc:
-            raise self._offline(exc)
+            raise self._offline(exc) from exc
         except httpx.LocalProtocolError as exc:  # the file shrank or grew while it was sent
             raise CliError(f"{key.path} changed while it was uploaded ({exc}); the next sync sends it again",
-                           code="changed_while_uploading")
+                           code="changed_while_uploading") from exc
         if response.status_code != 201:
             raise error_of(response)
         return response.json()
@@ -178,7 +178,7 @@ class Api:
                     out.flush()
                     os.fsync(out.fileno())
         except httpx.TransportError as exc:
-            raise self._offline(exc)
+            raise self._offline(exc) from exc
         checksum = f"sha256:{digest.hexdigest()}"
         if expected and expected != checksum:
             raise CliError(f"{path}: the bytes received do not match the server's checksum; try again",

@@ -125,7 +125,8 @@ def status_view(account: dict[str, str], last_sync: float | None, analysis: Anal
 
 def print_status(view: dict, analysis: Analysis, verbose: bool) -> None:
     out.print(f"[bold]{view['email']}[/] on {view['server']}, folder {view['folder']}")
-    out.print(f"Last sync:      {view['last_sync_ago']}" + (f" ({when(view['last_sync'])})" if view["last_sync"] else ""))
+    out.print(f"Last sync:      {view['last_sync_ago']}"
+              + (f" ({when(view['last_sync'])})" if view["last_sync"] else ""))
     out.print(f"Local changes:  {view['local_changes']}")
     out.print(f"Cloud changes:  {view['cloud_changes']}")
     out.print(f"Conflicts:      {view['conflicts']}")
