@@ -10,7 +10,7 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
@@ -63,7 +63,7 @@ def _json(reply: httpx.Response) -> Any:
         return {}
 
 
-def fail(message: str, code: int) -> None:
+def fail(message: str, code: int) -> NoReturn:
     print(f"osmcloud-admin: {message}", file=sys.stderr)
     raise typer.Exit(code)
 
@@ -75,7 +75,8 @@ def show(value: Any) -> None:
 def user_id_of(admin: Admin, who: str) -> str:
     """An account's id from its id or its e-mail address."""
     if "@" in who:
-        return admin.call("GET", "/admin/api/auth/accounts", params={"email": who})["user_id"]
+        user_id: str = admin.call("GET", "/admin/api/auth/accounts", params={"email": who})["user_id"]
+        return user_id
     return who
 
 

@@ -5,7 +5,7 @@ import asyncio
 import contextlib
 import platform
 import socket
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -52,10 +52,11 @@ def main_options(ctx: typer.Context,
 
 
 def settings(ctx: typer.Context) -> Settings:
-    return ctx.find_root().obj
+    found: Settings = ctx.find_root().obj  # set by main_options; click types `obj` as Any
+    return found
 
 
-def run(work: Awaitable[T]) -> T:
+def run(work: Coroutine[Any, Any, T]) -> T:
     """Runs a command's async work; a CliError becomes its message and exit code."""
     try:
         return asyncio.run(work)
@@ -125,7 +126,7 @@ def login(ctx: typer.Context,
     if not url.startswith(("http://", "https://")):
         raise BadInputExit(f"'{url}' is not a URL; give the server's address, e.g. https://cloud.example.org")
 
-    async def send() -> dict:
+    async def send() -> dict[str, Any]:
         async with Api(url) as api:
             return await api.send_code(email)
 
@@ -135,7 +136,7 @@ def login(ctx: typer.Context,
     device = {"name": device_name or f"osmcloud on {socket.gethostname()}"[:200], "brand": platform.system()[:100],
               "model": "osmcloud-cli", "platform": "cli"}
 
-    async def confirm(given: str) -> dict:
+    async def confirm(given: str) -> dict[str, Any]:
         async with Api(url) as api:
             return await api.create_session(email, given.strip(), device)
 
@@ -194,7 +195,7 @@ def logout(ctx: typer.Context) -> None:
 def status(ctx: typer.Context, verbose: bool = typer.Option(False, "-v", "--verbose", help="list the files"),
            json_out: bool = JSON) -> None:
     """Last sync, local changes, cloud changes and conflicts (-v: each file, sorted by type then name)."""
-    async def work() -> dict:
+    async def work() -> dict[str, Any]:
         async with session(ctx) as sess:
             analysis = await sess.engine.analyze()
             view = output.status_view(sess.account(), sess.state.last_sync, analysis, verbose)
@@ -421,11 +422,11 @@ def devices_logout(ctx: typer.Context, device_id: str = typer.Argument(..., meta
 
 
 # ==================================================================== trash
-def trash_items(page: dict) -> list[dict]:
+def trash_items(page: dict[str, Any]) -> list[dict[str, Any]]:
     return [item for month in page["months"] for item in month["items"]]
 
 
-def find_item(sess: Session, page: dict, ref: str) -> dict:
+def find_item(sess: Session, page: dict[str, Any], ref: str) -> dict[str, Any]:
     """A trash item by its id, or by the file's path in the folder (the newest deletion of it)."""
     items = trash_items(page)
     for item in items:

@@ -10,9 +10,10 @@
 
 Every change is committed at once: a sync stopped at any point keeps what it finished."""
 
+import contextlib
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,18 +160,13 @@ class State:
     def reset_cloud(self) -> None:
         self.db.execute("DELETE FROM cloud")
 
-    def transaction(self):
-        return _Transaction(self.db)
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self):
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """The changes made inside are committed together, or rolled back on any exception (re-raised)."""
         self.db.execute("BEGIN")
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
-        return False
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
