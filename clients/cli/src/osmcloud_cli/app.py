@@ -15,7 +15,18 @@ import typer
 from . import config, output
 from .api import Api
 from .engine import Engine, QuietReporter
-from .errors import EXIT_CONFLICTS, EXIT_INTERRUPTED, EXIT_REFUSED, BadInput, CliError, NotLoggedIn, Offline, Refused
+from .errors import (
+    EXIT_CONFLICTS,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_REFUSED,
+    BadInput,
+    CliError,
+    NotLoggedIn,
+    Offline,
+    Refused,
+)
 from .layout import TYPE_FOLDERS, Key, LayoutError, key_of, local_path, resolve_type
 from .output import emit_json, err, out
 from .state import FolderOwnedElsewhere, State
@@ -231,8 +242,8 @@ def sync(ctx: typer.Context,
         if any(isinstance(e, Refused) for _, e in summary.failed):
             return EXIT_REFUSED
         if summary.failed:
-            return 1
-        return EXIT_CONFLICTS if summary.conflicts else 0
+            return EXIT_FAILED
+        return EXIT_CONFLICTS if summary.conflicts else EXIT_OK
 
     async def work() -> int:
         async with session(ctx, jobs) as sess:
@@ -250,7 +261,7 @@ def sync(ctx: typer.Context,
                 err.print(f"Watching {sess.folder}: syncing on every change and at least every {interval:g} s "
                           f"(Ctrl-C stops).")
             await watch_loop(each, sess.folder, interval)
-            return 0
+            return EXIT_OK
     code = run(work())
     raise typer.Exit(code)
 

@@ -13,7 +13,7 @@ Every change is committed at once: a sync stopped at any point keeps what it fin
 import contextlib
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,9 +153,6 @@ class State:
             + ("" if force else "WHERE excluded.seq >= cloud.seq"),
             (key.type, key.name, row.seq, row.version_id, int(row.deleted), row.size, row.checksum, row.updatetime,
              row.device_id))
-
-    def drop_cloud(self, keys: Iterable[Key]) -> None:
-        self.db.executemany("DELETE FROM cloud WHERE type = ? AND name = ?", [(k.type, k.name) for k in keys])
 
     def reset_cloud(self) -> None:
         self.db.execute("DELETE FROM cloud")
