@@ -113,8 +113,9 @@ def items_table(title: str, items: list[Item]) -> Table:
 def status_view(account: dict[str, str], last_sync: float | None, analysis: Analysis,
                 verbose: bool) -> dict[str, Any]:
     view: dict[str, Any] = {**account, "last_sync": last_sync, "last_sync_ago": ago(last_sync),
-            "local_changes": len(analysis.local_changes), "cloud_changes": len(analysis.cloud_changes),
-            "conflicts": len(analysis.conflicts), "backup_switched_off": analysis.switched_off}
+                            "local_changes": len(analysis.local_changes),
+                            "cloud_changes": len(analysis.cloud_changes),
+                            "conflicts": len(analysis.conflicts), "backup_switched_off": analysis.switched_off}
     if verbose:
         view["items"] = {"local_changes": [i.view() for i in analysis.local_changes],
                          "cloud_changes": [i.view() for i in analysis.cloud_changes],
