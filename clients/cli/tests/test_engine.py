@@ -3,6 +3,7 @@ a race lost at the server (409) turns into a conflict, never an overwrite; a syn
 midway keeps what it finished."""
 
 import hashlib
+import os
 from pathlib import Path
 
 from osmcloud_cli.engine import Engine
@@ -116,3 +117,21 @@ async def test_a_sync_stopped_by_a_network_loss_keeps_what_it_finished(tmp_path)
     _, resumed = await laptop.sync()
     assert resumed.done["upload"] == 3 and resumed.fatal is None and len(laptop.state.synced()) == 5
     assert len([c for c in server.feed if c["kind"] == "uploaded"]) == 5  # nothing sent twice
+
+
+async def test_a_file_removed_here_right_after_its_download_is_a_failed_file_not_a_crash(tmp_path, monkeypatch):
+    server = FakeServer()
+    server.store(K, b"v1")
+    laptop = engine(tmp_path, server, "laptop")
+    put_in_place = os.replace
+
+    def put_in_place_then_removed(source, target):  # a person deletes the file the moment it lands
+        put_in_place(source, target)
+        Path(target).unlink()
+    monkeypatch.setattr(os, "replace", put_in_place_then_removed)
+    _, summary = await laptop.sync()
+    monkeypatch.undo()
+    assert [(i.key, e.code) for i, e in summary.failed] == [(K, "changed_here")] and summary.fatal is None
+    assert laptop.state.synced_one(K) is None  # nothing recorded: the next sync downloads it again
+    _, again = await laptop.sync()
+    assert again.done["download"] == 1 and (laptop.folder / "favorites" / "home.gpx").read_bytes() == b"v1"

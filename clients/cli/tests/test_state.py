@@ -38,3 +38,16 @@ def test_a_folder_belongs_to_one_account(tmp_path):
     with pytest.raises(FolderOwnedElsewhere):
         state.claim("http://other", "u1")
     state.close()
+
+
+def test_a_transaction_keeps_all_of_its_changes_or_none(tmp_path):
+    state = State(tmp_path)
+    with state.transaction():
+        state.set_synced(K, "v1", "sha256:x", 3, 123, 1000)
+        state.put("cursor", "7")
+    with pytest.raises(RuntimeError), state.transaction():
+        state.set_synced(K, "v2", "sha256:y", 4, 456, 2000)
+        state.put("cursor", "9")
+        raise RuntimeError("stopped midway")
+    assert state.synced_one(K).version_id == "v1" and state.get("cursor") == "7"
+    state.close()

@@ -10,7 +10,7 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
@@ -63,7 +63,7 @@ def _json(reply: httpx.Response) -> Any:
         return {}
 
 
-def fail(message: str, code: int) -> None:
+def fail(message: str, code: int) -> NoReturn:
     print(f"osmcloud-admin: {message}", file=sys.stderr)
     raise typer.Exit(code)
 
@@ -75,7 +75,8 @@ def show(value: Any) -> None:
 def user_id_of(admin: Admin, who: str) -> str:
     """An account's id from its id or its e-mail address."""
     if "@" in who:
-        return admin.call("GET", "/admin/api/auth/accounts", params={"email": who})["user_id"]
+        user_id: str = admin.call("GET", "/admin/api/auth/accounts", params={"email": who})["user_id"]
+        return user_id
     return who
 
 
@@ -95,7 +96,8 @@ def plan(who: str = typer.Argument(..., help="e-mail or user id"),
          pro: bool = typer.Option(False, "--pro", help="grant Pro"),
          start: bool = typer.Option(False, "--start", help="grant Start"),
          revoke: bool = typer.Option(False, "--revoke", help="end what an operator granted (the grace year starts)"),
-         until: datetime = typer.Option(None, "--until", help="Pro's end (ISO 8601, UTC if no offset); none: no end"),
+         until: Annotated[datetime | None, typer.Option(
+             "--until", help="Pro's end (ISO 8601, UTC if no offset); none: no end")] = None,
          server: str = SERVER, token_file: Path = TOKEN_FILE) -> None:
     """Grant Pro (with or without an end date) or Start, or revoke."""
     if [pro, start, revoke].count(True) != 1:
@@ -103,7 +105,8 @@ def plan(who: str = typer.Argument(..., help="e-mail or user id"),
     admin = Admin(server, token_file)
     body: dict[str, Any] = {"plan": "pro" if pro else "start" if start else "none"}
     if until is not None:
-        body["until"] = (until if until.tzinfo else until.replace(tzinfo=datetime.now().astimezone().tzinfo)).isoformat()
+        local_zone = datetime.now().astimezone().tzinfo
+        body["until"] = (until if until.tzinfo else until.replace(tzinfo=local_zone)).isoformat()
     show(admin.call("PUT", f"/admin/api/billing/accounts/{user_id_of(admin, who)}/plan", json=body))
 
 
@@ -149,8 +152,8 @@ def delete(who: str = typer.Argument(..., help="e-mail or user id"),
 
 
 @app.command()
-def export(who: str = typer.Argument(..., help="e-mail or user id"),
-           output: Path = typer.Option(..., "-o", "--output", help="the zip file to write"),
+def export(who: Annotated[str, typer.Argument(help="e-mail or user id")],
+           output: Annotated[Path, typer.Option("-o", "--output", help="the zip file to write")],
            all_versions: bool = typer.Option(False, "--all-versions", help="every stored version, not only the newest"),
            server: str = SERVER, token_file: Path = TOKEN_FILE) -> None:
     """Export an account's data as a zip (streamed to the file) with a manifest."""
@@ -226,7 +229,7 @@ def health(server: str = SERVER, token_file: Path = TOKEN_FILE) -> None:
 def audit(user: str = typer.Option(None, "--user", help="e-mail or user id"),
           action: str = typer.Option(None, "--action", help="e.g. login, login-refused, plan-changed"),
           service: str = typer.Option(None, "--service", help="one service; none: all, merged"),
-          since: datetime = typer.Option(None, "--since", help="ISO 8601"),
+          since: Annotated[datetime | None, typer.Option("--since", help="ISO 8601")] = None,
           limit: int = typer.Option(100, "--limit", min=1, max=500),
           server: str = SERVER, token_file: Path = TOKEN_FILE) -> None:
     """The audit log, newest first, merged across services."""
@@ -238,7 +241,8 @@ def audit(user: str = typer.Option(None, "--user", help="e-mail or user id"),
         params["action"] = action
     if since:
         params["since"] = (since if since.tzinfo else since.astimezone()).isoformat()
-    entries = [e for s in _services(service) for e in admin.call("GET", f"/admin/api/{s}/audit", params=params)["entries"]]
+    entries = [e for s in _services(service)
+               for e in admin.call("GET", f"/admin/api/{s}/audit", params=params)["entries"]]
     show(sorted(entries, key=lambda e: e["at"], reverse=True)[:limit])
 
 

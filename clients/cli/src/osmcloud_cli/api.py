@@ -18,6 +18,7 @@ from .layout import Key
 
 CHUNK = 1024 * 1024
 Progress = Callable[[int], None]
+JsonObject = dict[str, Any]  # an answer's body as the server sends it (docs/openapi.yaml)
 
 
 def _noop(_: int) -> None:
@@ -82,59 +83,65 @@ class Api:
         try:
             response = await self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise self._offline(exc)
+            raise self._offline(exc) from exc
         if response.status_code not in ok:
             raise error_of(response)
         return response.json() if response.content else None
+
+    async def call_object(self, method: str, path: str, **kwargs: Any) -> JsonObject:
+        """`call` for a route whose answer is a JSON object: every route below (docs/openapi.yaml)."""
+        answer: JsonObject = await self.call(method, path, **kwargs)  # response.json() is typed Any
+        return answer
 
     def _offline(self, exc: Exception) -> Offline:
         return Offline(f"cannot reach {self.server}: {exc.__class__.__name__} {exc}".rstrip() +
                        "; check the URL and the network, then run the command again")
 
     # ------------------------------------------------------------ auth
-    async def send_code(self, email: str) -> dict:
-        return await self.call("POST", "/api/auth/login-codes", json={"email": email})
+    async def send_code(self, email: str) -> JsonObject:
+        return await self.call_object("POST", "/api/auth/login-codes", json={"email": email})
 
-    async def create_session(self, email: str, code: str, device: dict[str, str]) -> dict:
-        return await self.call("POST", "/api/auth/sessions", json={"email": email, "code": code, "device": device})
+    async def create_session(self, email: str, code: str, device: dict[str, str]) -> JsonObject:
+        return await self.call_object("POST", "/api/auth/sessions",
+                                      json={"email": email, "code": code, "device": device})
 
-    async def account(self) -> dict:
-        return await self.call("GET", "/api/auth/account")
+    async def account(self) -> JsonObject:
+        return await self.call_object("GET", "/api/auth/account")
 
-    async def devices(self) -> dict:
-        return await self.call("GET", "/api/auth/devices")
+    async def devices(self) -> JsonObject:
+        return await self.call_object("GET", "/api/auth/devices")
 
-    async def logout_device(self, device_id: str) -> dict:
-        return await self.call("DELETE", f"/api/auth/devices/{quote(device_id, safe='')}")
+    async def logout_device(self, device_id: str) -> JsonObject:
+        return await self.call_object("DELETE", f"/api/auth/devices/{quote(device_id, safe='')}")
 
-    async def logout(self) -> dict:
-        return await self.call("POST", "/api/auth/logout")
+    async def logout(self) -> JsonObject:
+        return await self.call_object("POST", "/api/auth/logout")
 
     # ------------------------------------------------------------ files: listing and feed
-    async def changes(self, cursor: str | None, limit: int = 1000) -> dict:
+    async def changes(self, cursor: str | None, limit: int = 1000) -> JsonObject:
         params = {"limit": str(limit)}
         if cursor:
             params["cursor"] = cursor
-        return await self.call("GET", "/api/files/changes", params=params)
+        return await self.call_object("GET", "/api/files/changes", params=params)
 
-    async def live_files(self) -> list[dict]:
-        return (await self.call("GET", "/api/files"))["files"]
+    async def live_files(self) -> list[JsonObject]:
+        files: list[JsonObject] = (await self.call_object("GET", "/api/files"))["files"]
+        return files
 
-    async def history(self, key: Key) -> dict:
-        return await self.call("GET", f"/api/files/history/{quote(key.type, safe='')}/{quote(key.name, safe='/')}")
+    async def backup_types(self) -> list[JsonObject]:
+        types: list[JsonObject] = (await self.call_object("GET", "/api/files/backup-types"))["types"]
+        return types
 
-    async def backup_types(self) -> list[dict]:
-        return (await self.call("GET", "/api/files/backup-types"))["types"]
+    async def set_backup(self, file_type: str, enabled: bool) -> JsonObject:
+        return await self.call_object("PUT", f"/api/files/backup-types/{quote(file_type, safe='')}",
+                                      json={"enabled": enabled})
 
-    async def set_backup(self, file_type: str, enabled: bool) -> dict:
-        return await self.call("PUT", f"/api/files/backup-types/{quote(file_type, safe='')}", json={"enabled": enabled})
-
-    async def storage(self) -> dict:
-        return await self.call("GET", "/api/files/storage")
+    async def storage(self) -> JsonObject:
+        return await self.call_object("GET", "/api/files/storage")
 
     # ------------------------------------------------------------ files: transfers
     async def upload(self, key: Key, path: Path, size: int, base_version: str | None, clienttime: int | None,
-                     progress: Progress = _noop) -> dict:
+                     progress: Progress = _noop) -> JsonObject:
         """Streams `size` bytes of the file as a new version based on `base_version`."""
         params: dict[str, str] = {}
         if base_version:
@@ -146,13 +153,14 @@ class Api:
                                            headers={"Content-Type": "application/octet-stream",
                                                     "Content-Length": str(size)})
         except httpx.TransportError as exc:
-            raise self._offline(exc)
+            raise self._offline(exc) from exc
         except httpx.LocalProtocolError as exc:  # the file shrank or grew while it was sent
             raise CliError(f"{key.path} changed while it was uploaded ({exc}); the next sync sends it again",
-                           code="changed_while_uploading")
+                           code="changed_while_uploading") from exc
         if response.status_code != 201:
             raise error_of(response)
-        return response.json()
+        version: JsonObject = response.json()
+        return version
 
     async def download(self, key: Key, version_id: str, target: Path, progress: Progress = _noop) -> tuple[str, int]:
         """Streams one version into `target` (created); returns its ('sha256:<hex>', size),
@@ -178,29 +186,29 @@ class Api:
                     out.flush()
                     os.fsync(out.fileno())
         except httpx.TransportError as exc:
-            raise self._offline(exc)
+            raise self._offline(exc) from exc
         checksum = f"sha256:{digest.hexdigest()}"
         if expected and expected != checksum:
             raise CliError(f"{path}: the bytes received do not match the server's checksum; try again",
                            code="checksum_mismatch")
         return checksum, size
 
-    async def delete(self, key: Key, base_version: str | None) -> dict:
+    async def delete(self, key: Key, base_version: str | None) -> JsonObject:
         params = {"base_version": base_version} if base_version else None
-        return await self.call("DELETE", file_path(key), params=params)
+        return await self.call_object("DELETE", file_path(key), params=params)
 
     # ------------------------------------------------------------ trash
-    async def trash(self) -> dict:
-        return await self.call("GET", "/api/trash")
+    async def trash(self) -> JsonObject:
+        return await self.call_object("GET", "/api/trash")
 
-    async def trash_restore(self, item_id: str) -> dict:
-        return await self.call("POST", f"/api/trash/items/{quote(item_id, safe='')}/restore")
+    async def trash_restore(self, item_id: str) -> JsonObject:
+        return await self.call_object("POST", f"/api/trash/items/{quote(item_id, safe='')}/restore")
 
-    async def trash_delete(self, item_id: str) -> dict:
-        return await self.call("DELETE", f"/api/trash/items/{quote(item_id, safe='')}")
+    async def trash_delete(self, item_id: str) -> JsonObject:
+        return await self.call_object("DELETE", f"/api/trash/items/{quote(item_id, safe='')}")
 
-    async def trash_empty(self) -> dict:
-        return await self.call("DELETE", "/api/trash")
+    async def trash_empty(self) -> JsonObject:
+        return await self.call_object("DELETE", "/api/trash")
 
     async def trash_download(self, item_id: str, target: Path, progress: Progress = _noop) -> tuple[str, int]:
         return await self.download_url(f"/api/trash/items/{quote(item_id, safe='')}/download", None, target, progress)

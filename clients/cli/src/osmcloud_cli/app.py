@@ -5,17 +5,28 @@ import asyncio
 import contextlib
 import platform
 import socket
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from . import config, output
 from .api import Api
 from .engine import Engine, QuietReporter
-from .errors import EXIT_CONFLICTS, EXIT_INTERRUPTED, EXIT_REFUSED, BadInput, CliError, NotLoggedIn, Offline, Refused
+from .errors import (
+    EXIT_CONFLICTS,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_REFUSED,
+    BadInput,
+    CliError,
+    NotLoggedIn,
+    Offline,
+    Refused,
+)
 from .layout import TYPE_FOLDERS, Key, LayoutError, key_of, local_path, resolve_type
 from .output import emit_json, err, out
 from .state import FolderOwnedElsewhere, State
@@ -42,30 +53,33 @@ class Settings:
 
 @app.callback()
 def main_options(ctx: typer.Context,
-                 config_dir: Path = typer.Option(None, "--config-dir", envvar="OSMCLOUD_CONFIG_DIR",
-                                                 help="where the login is kept (default ~/.config/osmcloud)"),
-                 folder: Path = typer.Option(None, "--folder", envvar="OSMCLOUD_FOLDER",
-                                             help="the synced folder (default: the one chosen at login)")) -> None:
+                 config_dir: Annotated[Path | None, typer.Option(
+                     "--config-dir", envvar="OSMCLOUD_CONFIG_DIR",
+                     help="where the login is kept (default ~/.config/osmcloud)")] = None,
+                 folder: Annotated[Path | None, typer.Option(
+                     "--folder", envvar="OSMCLOUD_FOLDER",
+                     help="the synced folder (default: the one chosen at login)")] = None) -> None:
     ctx.obj = Settings(config_dir or config.default_config_dir(), folder)
 
 
 def settings(ctx: typer.Context) -> Settings:
-    return ctx.find_root().obj
+    found: Settings = ctx.find_root().obj  # set by main_options; click types `obj` as Any
+    return found
 
 
-def run(work: Awaitable[T]) -> T:
+def run(work: Coroutine[Any, Any, T]) -> T:
     """Runs a command's async work; a CliError becomes its message and exit code."""
     try:
         return asyncio.run(work)
     except CliError as exc:
         err.print(f"[red]error:[/] {exc.message}")
-        raise typer.Exit(exc.exit_code)
+        raise typer.Exit(exc.exit_code) from None  # the message is all a person needs; the exit is no error
     except (LayoutError, FolderOwnedElsewhere) as exc:
         err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2 if isinstance(exc, LayoutError) else 1)
+        raise typer.Exit(2 if isinstance(exc, LayoutError) else 1) from None
     except KeyboardInterrupt:
         err.print("interrupted: every file finished so far is recorded; the next sync resumes")
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 @dataclass
@@ -108,10 +122,13 @@ def key_arg(sess: Session, path: str) -> Key:
 
 # ==================================================================== login / logout
 @app.command()
-def login(ctx: typer.Context, url: str = typer.Argument(..., help="the server's gateway URL, e.g. https://cloud.example.org"),
+def login(ctx: typer.Context,
+          url: str = typer.Argument(..., help="the server's gateway URL, e.g. https://cloud.example.org"),
           email: str = typer.Argument(...),
-          folder: Path = typer.Option(None, "--folder", help="the folder to sync (default: the current directory)"),
-          device_name: str = typer.Option(None, "--device-name", help="how this device is listed (default: osmcloud on HOST)"),
+          folder: Annotated[Path | None, typer.Option(
+              "--folder", help="the folder to sync (default: the current directory)")] = None,
+          device_name: str = typer.Option(None, "--device-name",
+                                          help="how this device is listed (default: osmcloud on HOST)"),
           code: str = typer.Option(None, "--code", help="the mailed code (asked for when not given)")) -> None:
     """Log this computer in with the code mailed to EMAIL; the device token is stored user-only."""
     s = settings(ctx)
@@ -120,7 +137,7 @@ def login(ctx: typer.Context, url: str = typer.Argument(..., help="the server's 
     if not url.startswith(("http://", "https://")):
         raise BadInputExit(f"'{url}' is not a URL; give the server's address, e.g. https://cloud.example.org")
 
-    async def send() -> dict:
+    async def send() -> dict[str, Any]:
         async with Api(url) as api:
             return await api.send_code(email)
 
@@ -130,7 +147,7 @@ def login(ctx: typer.Context, url: str = typer.Argument(..., help="the server's 
     device = {"name": device_name or f"osmcloud on {socket.gethostname()}"[:200], "brand": platform.system()[:100],
               "model": "osmcloud-cli", "platform": "cli"}
 
-    async def confirm(given: str) -> dict:
+    async def confirm(given: str) -> dict[str, Any]:
         async with Api(url) as api:
             return await api.create_session(email, given.strip(), device)
 
@@ -142,10 +159,10 @@ def login(ctx: typer.Context, url: str = typer.Argument(..., help="the server's 
         except BadInput as exc:
             err.print(f"[red]{exc.message}[/]")
             if code is not None or attempt == 2 or exc.code not in ("code_wrong",):
-                raise typer.Exit(exc.exit_code)
+                raise typer.Exit(exc.exit_code) from None
         except CliError as exc:
             err.print(f"[red]error:[/] {exc.message}")
-            raise typer.Exit(exc.exit_code)
+            raise typer.Exit(exc.exit_code) from None
     creds = config.Credentials(server=url, email=email, token=created["token"], user_id=created["user_id"],
                                device_id=created["device_id"], folder=str(target))
     target.mkdir(parents=True, exist_ok=True)
@@ -155,7 +172,7 @@ def login(ctx: typer.Context, url: str = typer.Argument(..., help="the server's 
         state.put("email", email)
     except FolderOwnedElsewhere as exc:
         err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     finally:
         state.close()
     path = config.save(s.config_dir, creds)
@@ -189,7 +206,7 @@ def logout(ctx: typer.Context) -> None:
 def status(ctx: typer.Context, verbose: bool = typer.Option(False, "-v", "--verbose", help="list the files"),
            json_out: bool = JSON) -> None:
     """Last sync, local changes, cloud changes and conflicts (-v: each file, sorted by type then name)."""
-    async def work() -> dict:
+    async def work() -> dict[str, Any]:
         async with session(ctx) as sess:
             analysis = await sess.engine.analyze()
             view = output.status_view(sess.account(), sess.state.last_sync, analysis, verbose)
@@ -203,8 +220,10 @@ def status(ctx: typer.Context, verbose: bool = typer.Option(False, "-v", "--verb
 
 @app.command()
 def sync(ctx: typer.Context,
-         watch: bool = typer.Option(False, "--watch", help="keep running: sync when files change and at least every --interval"),
-         interval: float = typer.Option(3600, "--interval", min=1, help="seconds between syncs in --watch mode when nothing changes"),
+         watch: bool = typer.Option(False, "--watch",
+                                    help="keep running: sync when files change and at least every --interval"),
+         interval: float = typer.Option(3600, "--interval", min=1,
+                                        help="seconds between syncs in --watch mode when nothing changes"),
          jobs: int = typer.Option(8, "--jobs", "-j", min=1, max=32, help="files transferred at once"),
          json_out: bool = JSON,
          quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars")) -> None:
@@ -223,8 +242,8 @@ def sync(ctx: typer.Context,
         if any(isinstance(e, Refused) for _, e in summary.failed):
             return EXIT_REFUSED
         if summary.failed:
-            return 1
-        return EXIT_CONFLICTS if summary.conflicts else 0
+            return EXIT_FAILED
+        return EXIT_CONFLICTS if summary.conflicts else EXIT_OK
 
     async def work() -> int:
         async with session(ctx, jobs) as sess:
@@ -242,7 +261,7 @@ def sync(ctx: typer.Context,
                 err.print(f"Watching {sess.folder}: syncing on every change and at least every {interval:g} s "
                           f"(Ctrl-C stops).")
             await watch_loop(each, sess.folder, interval)
-            return 0
+            return EXIT_OK
     code = run(work())
     raise typer.Exit(code)
 
@@ -263,9 +282,11 @@ def resolve(ctx: typer.Context, path: str = typer.Argument(..., help="the file, 
             if json_out:
                 emit_json(result)
             else:
-                out.print(f"{result['path']}: {result['result']}" +
-                          (f"; the local version was kept as {result['local_copy']}" if result.get("local_copy") else "") +
-                          ("; the cloud version stays in the file's history" if result.get("replaced_cloud_version") else ""))
+                kept = result.get("local_copy")
+                out.print(f"{result['path']}: {result['result']}"
+                          + (f"; the local version was kept as {kept}" if kept else "")
+                          + ("; the cloud version stays in the file's history"
+                             if result.get("replaced_cloud_version") else ""))
     run(work())
 
 
@@ -281,28 +302,29 @@ def diff(ctx: typer.Context, path: str = typer.Argument(...), json_out: bool = J
             cloud = sess.state.cloud_one(key)
             local = local_path(sess.folder, key)
             stat = local.stat() if local.is_file() else None
+            lv: dict[str, Any] | None = None if stat is None else {
+                "size": stat.st_size, "modified_ms": stat.st_mtime_ns // 1_000_000,
+                "checksum": item.local_checksum if item else (synced.checksum if synced else None)}
+            cv: dict[str, Any] | None = None if cloud is None or cloud.version_id is None else {
+                "version_id": cloud.version_id, "deleted": cloud.deleted, "size": cloud.size,
+                "updatetime": cloud.updatetime, "device_id": cloud.device_id, "checksum": cloud.checksum}
+            sv: dict[str, Any] | None = None if synced is None else {
+                "version_id": synced.version_id, "at": synced.synced_at, "checksum": synced.checksum}
+            if cv is not None and cv["device_id"]:
+                names = {d["id"]: d.get("name") or d["id"] for d in (await sess.api.devices())["devices"]}
+                cv["device"] = names.get(cv["device_id"], "a device logged out since")
             view = {
                 "path": key.path, "type": key.type, "name": key.name,
                 "state": "in sync" if item is None else (str(item.decision.conflict) if item.decision.conflict
                                                          else output.CHANGE_WORDS[item.decision.action]),
-                "local": None if stat is None else {"size": stat.st_size, "modified_ms": stat.st_mtime_ns // 1_000_000,
-                                                    "checksum": item.local_checksum if item else (synced.checksum if synced else None)},
-                "cloud": None if cloud is None or cloud.version_id is None else {
-                    "version_id": cloud.version_id, "deleted": cloud.deleted, "size": cloud.size,
-                    "updatetime": cloud.updatetime, "device_id": cloud.device_id, "checksum": cloud.checksum},
-                "last_synced": None if synced is None else {"version_id": synced.version_id, "at": synced.synced_at,
-                                                            "checksum": synced.checksum},
+                "local": lv, "cloud": cv, "last_synced": sv,
             }
-            if view["cloud"] is not None and cloud.device_id:
-                names = {d["id"]: d.get("name") or d["id"] for d in (await sess.api.devices())["devices"]}
-                view["cloud"]["device"] = names.get(cloud.device_id, "a device logged out since")
             if json_out:
                 emit_json(view)
                 return
             table = output.new_table(f"{key.path}: {view['state']}")
             for column in ("", "here", "cloud", "last synced"):
                 table.add_column(column, overflow="fold")
-            lv, cv, sv = view["local"], view["cloud"], view["last_synced"]
             table.add_row("time", output.when_ms(lv["modified_ms"]) + " (modified)" if lv else "missing",
                           (output.when_ms(cv["updatetime"]) + (" (deleted)" if cv["deleted"] else " (uploaded)"))
                           if cv else "none", output.when(sv["at"]) if sv else "never")
@@ -315,10 +337,11 @@ def diff(ctx: typer.Context, path: str = typer.Argument(...), json_out: bool = J
 
 
 # ==================================================================== backup switches, storage
-@app.command()
-def select(ctx: typer.Context, file_type: str = typer.Argument(None, metavar="TYPE", help="a type (GPX) or its folder (tracks)"),
+@app.command(help="Switch backup of a type on or off for the account (off: not synced, stored files stay). "
+                  "Without arguments: list.")
+def select(ctx: typer.Context,
+           file_type: str = typer.Argument(None, metavar="TYPE", help="a type (GPX) or its folder (tracks)"),
            switch: str = typer.Argument(None, metavar="on|off"), json_out: bool = JSON) -> None:
-    """Switch backup of a type on or off for the account (off: not synced, stored files stay). Without arguments: list."""
     if (file_type is None) != (switch is None) or (switch is not None and switch.lower() not in ("on", "off")):
         raise BadInputExit("use: osmcloud select TYPE on|off   (or osmcloud select, to list)")
 
@@ -399,7 +422,8 @@ def devices(ctx: typer.Context, json_out: bool = JSON) -> None:
 
 
 @devices_app.command("logout")
-def devices_logout(ctx: typer.Context, device_id: str = typer.Argument(..., metavar="ID"), json_out: bool = JSON) -> None:
+def devices_logout(ctx: typer.Context, device_id: str = typer.Argument(..., metavar="ID"),
+                   json_out: bool = JSON) -> None:
     """Log one device of the account out (its token stops working at once)."""
     async def work() -> None:
         async with session(ctx) as sess:
@@ -409,11 +433,11 @@ def devices_logout(ctx: typer.Context, device_id: str = typer.Argument(..., meta
 
 
 # ==================================================================== trash
-def trash_items(page: dict) -> list[dict]:
+def trash_items(page: dict[str, Any]) -> list[dict[str, Any]]:
     return [item for month in page["months"] for item in month["items"]]
 
 
-def find_item(sess: Session, page: dict, ref: str) -> dict:
+def find_item(sess: Session, page: dict[str, Any], ref: str) -> dict[str, Any]:
     """A trash item by its id, or by the file's path in the folder (the newest deletion of it)."""
     items = trash_items(page)
     for item in items:
@@ -470,7 +494,8 @@ def trash_restore(ctx: typer.Context, item: str = typer.Argument(..., help="the 
 @trash_app.command("download")
 def trash_download(ctx: typer.Context, item: str = typer.Argument(..., help="the item's id or the file's path"),
                    replace: bool = typer.Option(False, "--replace", help="overwrite a local file of that name"),
-                   keep_both: bool = typer.Option(False, "--keep-both", help="save as 'name (1).ext' when the name is taken"),
+                   keep_both: bool = typer.Option(False, "--keep-both",
+                                                  help="save as 'name (1).ext' when the name is taken"),
                    json_out: bool = JSON) -> None:
     """Download a trashed file's last version into the folder (it stays in the trash)."""
     if replace and keep_both:
@@ -495,7 +520,8 @@ def trash_download(ctx: typer.Context, item: str = typer.Argument(..., help="the
             finally:
                 partial.unlink(missing_ok=True)
             result = {"id": found["id"], "saved_as": str(target), "size": nbytes, "checksum": checksum}
-            emit_json(result) if json_out else out.print(f"Saved {target} ({output.size(nbytes)}); the next sync uploads it.")
+            emit_json(result) if json_out else out.print(
+                f"Saved {target} ({output.size(nbytes)}); the next sync uploads it.")
     run(work())
 
 

@@ -57,14 +57,14 @@ def load(config_dir: Path) -> Credentials:
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        raise NotLoggedIn(f"not logged in (no {path}); run: osmcloud login URL EMAIL")
+        raise NotLoggedIn(f"not logged in (no {path}); run: osmcloud login URL EMAIL") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise CliError(f"{path} is readable by other users (mode {stat.S_IMODE(mode):04o}); it holds a device "
                        f"token: run 'chmod 600 {path}' (or log in again)", code="insecure_credentials")
     try:
         return Credentials(**json.loads(path.read_text()))
     except (ValueError, TypeError) as exc:
-        raise NotLoggedIn(f"{path} is damaged ({exc}); run: osmcloud login URL EMAIL")
+        raise NotLoggedIn(f"{path} is damaged ({exc}); run: osmcloud login URL EMAIL") from exc
 
 
 def remove(config_dir: Path) -> None:

@@ -328,20 +328,24 @@ class Engine:
         return before.size
 
     async def _download(self, item: Item, progress: Callable[[int], None]) -> int:
+        head = item.cloud
+        # rules.decide downloads a live cloud version only, and resolve() downloads its live head
+        assert head is not None and head.version_id is not None, f"{item.key.path}: no cloud version to download"
         path = local_path(self.folder, item.key)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.parent / f"{PARTIAL_PREFIX}{secrets.token_hex(6)}"
         try:
-            checksum, size = await self.api.download(item.key, item.cloud.version_id, partial, progress)
+            checksum, size = await self.api.download(item.key, head.version_id, partial, progress)
             if stat_of(path) != item.local:  # edited here while the cloud version came in
                 raise LocalMoved(f"{item.key.path} changed here during the download")
             os.replace(partial, path)
         finally:
             partial.unlink(missing_ok=True)
         after = stat_of(path)
+        if after is None:  # removed here the moment it landed: record nothing, decide again
+            raise LocalMoved(f"{item.key.path} was removed here right after its download")
         with self.state.transaction():
-            self.state.set_synced(item.key, item.cloud.version_id, checksum, after.size, after.mtime_ns,
-                                  item.cloud.updatetime)
+            self.state.set_synced(item.key, head.version_id, checksum, after.size, after.mtime_ns, head.updatetime)
         return size
 
     async def _delete_cloud(self, item: Item) -> None:
@@ -363,9 +367,10 @@ class Engine:
         self._prune_empty_dirs(path.parent)
 
     def _agree(self, item: Item) -> None:
-        if item.cloud is not None and item.cloud.live and item.local is not None:
-            self.state.set_synced(item.key, item.cloud.version_id, item.cloud.checksum, item.local.size,
-                                  item.local.mtime_ns, item.cloud.updatetime)
+        cloud = item.cloud
+        if cloud is not None and cloud.version_id is not None and not cloud.deleted and item.local is not None:
+            self.state.set_synced(item.key, cloud.version_id, cloud.checksum, item.local.size,
+                                  item.local.mtime_ns, cloud.updatetime)
         else:
             self.state.forget(item.key)
 
@@ -400,7 +405,9 @@ class Engine:
         head = item.cloud if item.cloud is not None and item.cloud.version_id is not None else None
         if keep == "local":
             if item.local is None:
-                await self._delete_cloud(Item(key, Decision(Action.DELETE_CLOUD, base_version=head.version_id),
+                # a conflict with the local file gone has a live cloud head (rules.decide: DELETED_HERE)
+                await self._delete_cloud(Item(key, Decision(Action.DELETE_CLOUD,
+                                                            base_version=head.version_id if head else None),
                                               item.synced, head, None))
                 return {"path": key.path, "kept": "local", "result": "deleted in the cloud"}
             await self._upload(item, head.version_id if head else None, progress)

@@ -110,10 +110,12 @@ def items_table(title: str, items: list[Item]) -> Table:
     return table
 
 
-def status_view(account: dict[str, str], last_sync: float | None, analysis: Analysis, verbose: bool) -> dict:
-    view = {**account, "last_sync": last_sync, "last_sync_ago": ago(last_sync),
-            "local_changes": len(analysis.local_changes), "cloud_changes": len(analysis.cloud_changes),
-            "conflicts": len(analysis.conflicts), "backup_switched_off": analysis.switched_off}
+def status_view(account: dict[str, str], last_sync: float | None, analysis: Analysis,
+                verbose: bool) -> dict[str, Any]:
+    view: dict[str, Any] = {**account, "last_sync": last_sync, "last_sync_ago": ago(last_sync),
+                            "local_changes": len(analysis.local_changes),
+                            "cloud_changes": len(analysis.cloud_changes),
+                            "conflicts": len(analysis.conflicts), "backup_switched_off": analysis.switched_off}
     if verbose:
         view["items"] = {"local_changes": [i.view() for i in analysis.local_changes],
                          "cloud_changes": [i.view() for i in analysis.cloud_changes],
@@ -123,9 +125,10 @@ def status_view(account: dict[str, str], last_sync: float | None, analysis: Anal
     return view
 
 
-def print_status(view: dict, analysis: Analysis, verbose: bool) -> None:
+def print_status(view: dict[str, Any], analysis: Analysis, verbose: bool) -> None:
     out.print(f"[bold]{view['email']}[/] on {view['server']}, folder {view['folder']}")
-    out.print(f"Last sync:      {view['last_sync_ago']}" + (f" ({when(view['last_sync'])})" if view["last_sync"] else ""))
+    out.print(f"Last sync:      {view['last_sync_ago']}"
+              + (f" ({when(view['last_sync'])})" if view["last_sync"] else ""))
     out.print(f"Local changes:  {view['local_changes']}")
     out.print(f"Cloud changes:  {view['cloud_changes']}")
     out.print(f"Conflicts:      {view['conflicts']}")
@@ -193,7 +196,8 @@ class BarReporter:
         own = self.progress.add_task(item.key.path, total=item.transfer_bytes) if item.transfer_bytes >= LARGE else None
 
         def advance(n: int) -> None:
-            self.progress.advance(self.total, n)
+            if self.total is not None:  # begin() made it: a sync with files to transfer
+                self.progress.advance(self.total, n)
             if own is not None:
                 self.progress.advance(own, n)
         if own is not None:

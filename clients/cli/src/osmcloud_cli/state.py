@@ -10,9 +10,10 @@
 
 Every change is committed at once: a sync stopped at any point keeps what it finished."""
 
+import contextlib
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,8 +85,8 @@ class State:
         if value is None:
             self.db.execute("DELETE FROM meta WHERE key = ?", (key,))
         else:
-            self.db.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                            (key, value))
+            self.db.execute("INSERT INTO meta(key, value) VALUES(?, ?) "
+                            "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
 
     def claim(self, server: str, user_id: str) -> None:
         """Binds the folder to one account on one server; refuses another."""
@@ -153,24 +154,16 @@ class State:
             (key.type, key.name, row.seq, row.version_id, int(row.deleted), row.size, row.checksum, row.updatetime,
              row.device_id))
 
-    def drop_cloud(self, keys: Iterable[Key]) -> None:
-        self.db.executemany("DELETE FROM cloud WHERE type = ? AND name = ?", [(k.type, k.name) for k in keys])
-
     def reset_cloud(self) -> None:
         self.db.execute("DELETE FROM cloud")
 
-    def transaction(self):
-        return _Transaction(self.db)
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self):
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """The changes made inside are committed together, or rolled back on any exception (re-raised)."""
         self.db.execute("BEGIN")
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
-        return False
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
