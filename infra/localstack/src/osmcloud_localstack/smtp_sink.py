@@ -109,7 +109,8 @@ class SinkHandler:
     def __init__(self, store: MailStore) -> None:
         self.store = store
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]) -> str:
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

@@ -45,7 +45,8 @@ class BackoffPolicy:
 
     def __post_init__(self) -> None:
         if not (0 <= self.initial <= self.cap) or self.cap <= 0 or self.stable_seconds < 0:
-            raise ValueError(f"restart backoff needs 0 <= initial <= cap, cap > 0 (got initial {self.initial}, cap {self.cap})")
+            raise ValueError("restart backoff needs 0 <= initial <= cap, cap > 0 "
+                             f"(got initial {self.initial}, cap {self.cap})")
 
     def delay(self, quick_deaths: int) -> float:
         """The wait before a restart, after `quick_deaths` deaths in a row (1 = the first)."""
@@ -132,7 +133,8 @@ class Supervisor:
             "error": self.error,
             "updated_at": self.clock(),
             "backoff": asdict(self.policy),
-            "processes": {name: {k: v for k, v in asdict(s).items() if k != "env"} for name, s in self.processes.items()},
+            "processes": {name: {k: v for k, v in asdict(s).items() if k != "env"}
+                          for name, s in self.processes.items()},
         }
         path = status_path(self.state_dir)
         tmp = path.with_suffix(".json.tmp")

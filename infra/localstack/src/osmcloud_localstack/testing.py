@@ -293,7 +293,8 @@ def local_stack(say: Callable[[str], None]) -> Iterator[StackHandle]:
         stack.down()
 
 
-def testcontainers_stack(say: Callable[[str], None], on_death: Callable[[Any], None] | None = None) -> Iterator[StackHandle]:
+def testcontainers_stack(say: Callable[[str], None],
+                         on_death: Callable[[Any], None] | None = None) -> Iterator[StackHandle]:
     """Kafka, the MongoDB-protocol server and the S3 server as containers (osmcloud_localstack.containers:
     host network, 127.0.0.1, the local layout's ports; official images where they can be had, our local
     builds otherwise); the SMTP sink, the services and nginx as local processes against them.
@@ -311,16 +312,18 @@ def testcontainers_stack(say: Callable[[str], None], on_death: Callable[[Any], N
         wipe_state_dir(state_dir)
         services = services_present()
         stack = Stack(
-            StackConfig(state_dir=state_dir, base_port=LOCAL_BASE_PORT, test_clock=True, services=services, external=external,
-                        sandbox_store=True, admin_api=True, trusted_proxies=TEST_TRUSTED_PROXIES),
+            StackConfig(state_dir=state_dir, base_port=LOCAL_BASE_PORT, test_clock=True, services=services,
+                        external=external, sandbox_store=True, admin_api=True,
+                        trusted_proxies=TEST_TRUSTED_PROXIES),
             log=say,
         )
         try:
             endpoints = stack.up()  # waits for the containers' Kafka/Mongo/S3 first
         except StackError as exc:
             raise StackUnavailable(f"the test stack did not start:\n{exc}") from exc
-        yield _handle("testcontainers", endpoints, services, _stop_kafka=infra.stop_kafka, _start_kafka=infra.start_kafka,
-                      _stop_process=stack.stop_process, _start_process=stack.start_process, local=stack)
+        yield _handle("testcontainers", endpoints, services, _stop_kafka=infra.stop_kafka,
+                      _start_kafka=infra.start_kafka, _stop_process=stack.stop_process,
+                      _start_process=stack.start_process, local=stack)
     finally:
         if stack is not None:
             say("stopping the local processes of the test stack")
@@ -476,7 +479,7 @@ async def service_replica(stack: StackHandle, service: str, log_path: Path,
                     return bool(await ready(session, url))
                 except aiohttp.ClientError:
                     if proc.poll() is not None:
-                        raise RuntimeError(f"{service} replica exited: {log_path.read_text()}")
+                        raise RuntimeError(f"{service} replica exited: {log_path.read_text()}") from None
                     return False
             await eventually(started, timeout=60, what=f"a second {service} replica ready")
         yield url
