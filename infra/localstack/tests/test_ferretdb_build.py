@@ -68,7 +68,8 @@ def test_an_added_file_may_not_replace_an_upstream_file(tmp_path):
 def test_the_binarys_cache_key_covers_every_patch_and_added_file_as_bootstrap_computes_it():
     sources = paths.ferretdb_sources(REPO)
     assert set(SRC.glob("patches/*.patch")) <= set(sources) and set(SRC.glob("_added/**/*.go")) <= set(sources)
-    line = next(l for l in (REPO / "infra" / "bootstrap.sh").read_text().splitlines() if l.startswith("FERRET_HASH="))
+    line = next(text for text in (REPO / "infra" / "bootstrap.sh").read_text().splitlines()
+                if text.startswith("FERRET_HASH="))
     command = line.removeprefix("FERRET_HASH=$(").removesuffix(")")
     bootstrap_key = subprocess.run(["bash", "-c", command], env={"REPO": str(REPO), "PATH": "/usr/bin:/bin"},
                                    capture_output=True, text=True, check=True).stdout.strip()

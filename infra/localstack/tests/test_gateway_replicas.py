@@ -89,7 +89,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
     text = rendered.read_text()
     files_block = re.search(r"upstream osmcloud_files \{\n(    server 127\.0\.0\.1:\d+ ([^;]*);\n)", text)
     assert files_block, "the files upstream has one server line with its parameters"
-    line, params = files_block.group(1), files_block.group(2)
+    params = files_block.group(2)
     assert "max_fails=" in params and "fail_timeout=" in params
     at = files_block.end(1)
     rendered.write_text(text[:at] + f"    server 127.0.0.1:{b.port} {params};\n" + text[at:])

@@ -29,7 +29,7 @@ async def test_versions_history_download_and_deleting_one_version(files):
     assert [v["size"] for v in history] == [len(b) for b in bodies[::-1]]
     times = [v["updatetime"] for v in history]
     assert times == sorted(times, reverse=True) and len(set(times)) == 3
-    for version_id, body in zip(ids, bodies):
+    for version_id, body in zip(ids, bodies, strict=True):
         got = await me.call("GET", PATH, params={"version": version_id})
         assert got.status == 200 and got.body == body
     assert (await me.call("GET", PATH)).body == bodies[2]
