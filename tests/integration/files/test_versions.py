@@ -129,7 +129,8 @@ async def test_two_devices_racing_on_one_file_exactly_one_wins(files):
         assert loser.error_code() == "version_conflict"
         assert loser.body["error"]["head"]["version_id"] == winner.body["version_id"]
         head = winner.body["version_id"]
-        assert (await phone.call("GET", PATH)).body == bodies[phone if winner.body["size"] == len(bodies[phone]) else tablet]
+        winning_device = phone if winner.body["size"] == len(bodies[phone]) else tablet
+        assert (await phone.call("GET", PATH)).body == bodies[winning_device]
     history = (await phone.call("GET", "/api/files/history/FAVOURITES/favourites.gpx")).body["versions"]
     assert len(history) == 16  # the base and one winner per round: losers stored nothing
     assert len(await files.blob_keys(user)) == 16
