@@ -45,7 +45,7 @@ def parse_message(raw: bytes, mail_from: str | None, rcpt_tos: list[str]) -> dic
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     body_part = msg.get_body(preferencelist=("plain", "html")) if msg.is_multipart() else msg
     try:
-        body = body_part.get_content() if body_part is not None else ""  # type: ignore[union-attr]
+        body = body_part.get_content() if body_part is not None else ""
     except (KeyError, LookupError):
         payload = body_part.get_payload(decode=True) if body_part is not None else b""
         body = payload.decode(errors="replace") if isinstance(payload, bytes) else str(payload)

@@ -276,7 +276,8 @@ class Stack:
     @staticmethod
     def _read_meta(state_dir: Path) -> dict[str, Any] | None:
         try:
-            return json.loads((state_dir / "stack.json").read_text())
+            meta: dict[str, Any] = json.loads((state_dir / "stack.json").read_text())
+            return meta
         except (OSError, ValueError):
             return None
 
@@ -503,7 +504,7 @@ class Stack:
     def supervised(self) -> bool:
         """Whether a supervisor watches this stack's processes right now."""
         status = read_status(self.state)
-        return bool(self.procs.running(SUPERVISOR)) and bool(status) and status.get("phase") == "running"
+        return bool(self.procs.running(SUPERVISOR)) and status is not None and status.get("phase") == "running"
 
     def stop_process(self, name: str) -> str:
         """Stop one process on purpose: the supervisor holds it (no restart) until
@@ -697,7 +698,7 @@ class Stack:
     def _wait_external(self) -> None:
         ext = self.external
         assert ext is not None
-        checks = {
+        checks: dict[str, Callable[[], str | None]] = {
             "kafka": lambda: readiness.kafka(ext.kafka_bootstrap),
             "mongo": lambda: readiness.mongo(ext.mongo_url),
             "s3": lambda: readiness.http_answers(f"{'https' if ext.s3_secure else 'http'}://{ext.s3_endpoint}/"),

@@ -52,7 +52,7 @@ class BackoffPolicy:
         """The wait before a restart, after `quick_deaths` deaths in a row (1 = the first)."""
         if quick_deaths <= 1:
             return self.initial
-        return min(self.cap, max(self.initial, 0.25) * 2 ** (quick_deaths - 1))
+        return min(self.cap, max(self.initial, 0.25) * 2.0 ** (quick_deaths - 1))
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -88,7 +88,8 @@ def status_path(state_dir: Path) -> Path:
 def read_status(state_dir: Path) -> dict[str, Any] | None:
     """The supervisor's last written status (see the module docstring), or None."""
     try:
-        return json.loads(status_path(state_dir).read_text())
+        status: dict[str, Any] = json.loads(status_path(state_dir).read_text())
+        return status
     except (OSError, ValueError):
         return None
 

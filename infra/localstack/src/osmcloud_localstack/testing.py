@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,7 +167,7 @@ _MODE: tuple[str, str] | None = None
 
 def _docker_answers() -> tuple[bool, str]:
     try:
-        import docker  # comes with testcontainers
+        import docker  # type: ignore[import-untyped]  # comes with testcontainers; its stubs are types-docker
 
         client = docker.from_env(timeout=3)
         try:
@@ -344,7 +344,8 @@ class SmtpSinkClient:
         params = {"to": to} if to else {}
         async with self.session.get(f"{self.base_url}/messages", params=params) as resp:
             resp.raise_for_status()
-            return await resp.json()
+            mails: list[dict[str, Any]] = await resp.json()
+            return mails
 
     async def wait_for(self, to: str, timeout: float = 30.0, count: int = 1) -> dict[str, Any]:
         """The newest mail to ``to`` once at least ``count`` arrived (AssertionError on timeout)."""
@@ -372,14 +373,14 @@ async def advance_clock(stack: StackHandle, seconds: float) -> None:
 
     from osmcloud_common.clock import advance_shared_clock
 
-    mongo = AsyncMongoClient(stack.mongo_url)
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_url)
     try:
         await advance_shared_clock(mongo, timedelta(seconds=seconds), confirm=clock_confirmer(stack))
     finally:
         await mongo.close()
 
 
-def clock_confirmer(stack: StackHandle):
+def clock_confirmer(stack: StackHandle) -> Callable[[float], Awaitable[None]] | None:
     """`confirm(set_at)` for osmcloud_common.clock: waits until every service reports (on its
     /healthz) that it applied the clock setting written at `set_at` — a confirmation, not a
     guess of how long they take. None when the services' addresses are unknown (mode env
@@ -409,21 +410,21 @@ def clock_confirmer(stack: StackHandle):
 
 
 async def events_of(stack: StackHandle, domain: str, user_id: str, *,
-                    until: Callable[[list[dict]], Any] = bool, types: set[str] | None = None,
-                    timeout: float = 30, settle_polls: int = 0) -> list[dict]:
+                    until: Callable[[list[dict[str, Any]]], Any] = bool, types: set[str] | None = None,
+                    timeout: float = 30, settle_polls: int = 0) -> list[dict[str, Any]]:
     """One user's events on a domain's topic (optionally only some types), read from the
     start until `until(events)` holds. `settle_polls` more polls after that let duplicates show."""
     import json
     import uuid
 
-    from aiokafka import AIOKafkaConsumer
+    from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]  # aiokafka ships no types
 
     from .client import eventually
 
     consumer = AIOKafkaConsumer(f"{stack.topic_prefix}{domain}", bootstrap_servers=stack.kafka_bootstrap,
                                 auto_offset_reset="earliest", group_id=f"test-{uuid.uuid4().hex}")
     await consumer.start()
-    found: list[dict] = []
+    found: list[dict[str, Any]] = []
     try:
         async def probe() -> bool:
             batches = await consumer.getmany(timeout_ms=200)
@@ -445,13 +446,14 @@ def free_port() -> int:
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]  # typeshed: getsockname() -> Any (its shape depends on the family)
+        return port
 
 
 @contextlib.asynccontextmanager
 async def service_replica(stack: StackHandle, service: str, log_path: Path,
                           ready: Callable[[aiohttp.ClientSession, str], Any],
-                          extra_env: dict[str, str] | None = None):
+                          extra_env: dict[str, str] | None = None) -> AsyncIterator[str]:
     """Another process of one of our services on the same database and Kafka (what a scaled
     deployment runs), on a free port; yields its URL once `ready(session, url)` holds, stops it
     after. The process's output goes to `log_path`, shown if it dies before it is ready."""
