@@ -201,14 +201,6 @@ class Bench:
     async def _in_thread(self, fn, *a):
         return await asyncio.get_running_loop().run_in_executor(self.pool, lambda: fn(*a))
 
-    def _get_all(self, key: str) -> int:
-        response = self.s3.get_object(self.bucket, key)
-        try:
-            return sum(len(c) for c in response.stream(1 * MIB))
-        finally:
-            response.close()
-            response.release_conn()
-
     async def big_files(self) -> int:
         """[1] one big body up and down, through the gateway and straight to S3."""
         args, me = self.args, self.me

@@ -109,12 +109,13 @@ class SinkHandler:
     def __init__(self, store: MailStore) -> None:
         self.store = store
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
-                          rcpt_options: list[str]) -> str:
+    # aiosmtpd calls the hooks and the authenticator with positional arguments: the ones unused here are `_`-named
+    async def handle_RCPT(self, _server: SMTP, session: Session, envelope: Envelope, address: str,
+                          _rcpt_options: list[str]) -> str:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def handle_DATA(self, _server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or (
             envelope.content if isinstance(envelope.content, bytes) else str(envelope.content or "").encode()
         )
@@ -124,7 +125,8 @@ class SinkHandler:
         return "250 Message accepted for delivery"
 
 
-def _accept_any_login(server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any) -> AuthResult:
+def _accept_any_login(_server: SMTP, session: Session, envelope: Envelope, _mechanism: str,
+                      _auth_data: Any) -> AuthResult:
     return AuthResult(success=True)
 
 
