@@ -52,7 +52,9 @@ class BackoffPolicy:
         """The wait before a restart, after `quick_deaths` deaths in a row (1 = the first)."""
         if quick_deaths <= 1:
             return self.initial
-        return min(self.cap, max(self.initial, 0.25) * 2.0 ** (quick_deaths - 1))
+        # 64 doublings pass any cap (0.25 s * 2**64 is centuries) and stop before the float overflows at 2.0 ** 1024
+        doublings = min(quick_deaths - 1, 64)
+        return min(self.cap, max(self.initial, 0.25) * 2.0 ** doublings)
 
 
 def describe_exit(returncode: int | None) -> str:
