@@ -185,7 +185,7 @@ def wrk(url: str, *, seconds: float, connections: int, headers: dict[str, str] |
     try:
         return _parse(out, seconds)
     except (AttributeError, ValueError):
-        raise SystemExit(f"could not read wrk's output for {url}:\n{out}")
+        raise SystemExit(f"could not read wrk's output for {url}:\n{out}") from None
 
 
 def _parse(out: str, seconds: float) -> Run:
@@ -355,7 +355,8 @@ async def compare(route: str, what: str, token: str, auth_port: int, noauth_port
             f"{n} {per_request[kind].get(n, 0.0):.3f}" for n in shown))
     cpu_ratio = (sum(per_request["off"][n] for n in shown) / sum(per_request["on"][n] for n in shown))
     print(f"    CPU-bound throughput ratio on/off = {cpu_ratio:.2f}  (what the ratio tends to when CPU is the limit)")
-    print(f"  latency, 1 connection, best p50 of {args.latency_rounds} alternating rounds x {args.latency_seconds:g} s:")
+    print(f"  latency, 1 connection, best p50 of {args.latency_rounds} alternating rounds "
+          f"x {args.latency_seconds:g} s:")
     for kind in ("off", "on"):
         run = latency[kind]
         print(f"    auth {kind:3}: p50 {run.p50_ms:6.3f} ms   p99 {run.p99_ms:6.3f} ms   ({run.per_second:.0f} req/s)"

@@ -67,7 +67,7 @@ async def pro_account(gateway_url: str, sink_url: str, sandbox_key: str, homes: 
             await asyncio.sleep(31)
             _, more = await login(gateway, sink_url, email)
             sessions.append(more)
-        for home, s in zip(homes, sessions):
+        for home, s in zip(homes, sessions, strict=True):
             config.save(home / "config", config.Credentials(server=gateway_url, email=email, token=s["token"],
                                                             user_id=s["user_id"], device_id=s["device_id"],
                                                             folder=str(home / "OsmAnd")))

@@ -201,14 +201,6 @@ class Bench:
     async def _in_thread(self, fn, *a):
         return await asyncio.get_running_loop().run_in_executor(self.pool, lambda: fn(*a))
 
-    def _get_all(self, key: str) -> int:
-        response = self.s3.get_object(self.bucket, key)
-        try:
-            return sum(len(c) for c in response.stream(1 * MIB))
-        finally:
-            response.close()
-            response.release_conn()
-
     async def big_files(self) -> int:
         """[1] one big body up and down, through the gateway and straight to S3."""
         args, me = self.args, self.me
@@ -239,7 +231,8 @@ class Bench:
         print(f"\n[1] {mb} MiB, median of {args.repeat}:")
         print(f"    upload   gateway {mb / median(ours_up):8.1f} MiB/s   direct S3 {mb / median(direct_up):8.1f} MiB/s"
               f"   ratio {up_ratio:.2f}x (target >= 0.9x: {verdict(up_ratio >= 0.9)})")
-        print(f"    download gateway {mb / median(ours_down):8.1f} MiB/s   direct S3 {mb / median(direct_down):8.1f} MiB/s"
+        print(f"    download gateway {mb / median(ours_down):8.1f} MiB/s   "
+              f"direct S3 {mb / median(direct_down):8.1f} MiB/s"
               f"   ratio {down_ratio:.2f}x (target >= 0.9x: {verdict(down_ratio >= 0.9)})")
         return (up_ratio < 0.9) + (down_ratio < 0.9)
 
@@ -298,7 +291,8 @@ class Bench:
         print(f"\n[3] {args.rss_mib} MiB streamed through files (pid {self.files_pid}, baseline RSS "
               f"{up_rss.baseline / MIB:.0f} MiB):")
         print(f"    upload   {args.rss_mib / elapsed_up:8.1f} MiB/s, peak RSS growth {up_rss.growth / MIB:6.1f} MiB")
-        print(f"    download {args.rss_mib / elapsed_down:8.1f} MiB/s, peak RSS growth {down_rss.growth / MIB:6.1f} MiB")
+        print(f"    download {args.rss_mib / elapsed_down:8.1f} MiB/s, "
+              f"peak RSS growth {down_rss.growth / MIB:6.1f} MiB")
         print(f"    worst growth {worst / MIB:.1f} MiB (target < 64 MiB: {verdict(worst < 64 * MIB)})")
         return worst >= 64 * MIB
 

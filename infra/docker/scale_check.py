@@ -49,10 +49,13 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 def replicas(client: docker.DockerClient, service: str) -> list[tuple[str, str]]:
     """(container name, /metrics text) of every running replica of a compose service."""
-    found = client.containers.list(filters={"label": [f"com.docker.compose.project={PROJECT}", f"com.docker.compose.service={service}"]})
+    found = client.containers.list(filters={"label": [f"com.docker.compose.project={PROJECT}",
+                                                      f"com.docker.compose.service={service}"]})
     out = []
     for c in sorted(found, key=lambda c: int(c.labels.get("com.docker.compose.container-number", "0"))):
-        code = "import os, urllib.request; print(urllib.request.urlopen('http://127.0.0.1:%s/metrics' % os.environ['HTTP_PORT']).read().decode())"
+        code = ("import os, urllib.request; "
+                "url = 'http://127.0.0.1:%s/metrics' % os.environ['HTTP_PORT']; "
+                "print(urllib.request.urlopen(url).read().decode())")
         res = c.exec_run(["python", "-c", code])
         if res.exit_code != 0:
             raise SystemExit(f"cannot read /metrics of {c.name}: {res.output.decode(errors='replace')[-300:]}")

@@ -605,7 +605,9 @@ def _mutations():
 
     S = "services"
     return {
-        "app publishes a port": (put([S, "files", "ports"], [{"host_ip": "127.0.0.1", "target": 8082, "published": "8082"}]), "files: publishes"),
+        "app publishes a port": (put([S, "files", "ports"],
+                                     [{"host_ip": "127.0.0.1", "target": 8082, "published": "8082"}]),
+                                 "files: publishes"),
         "gateway on all interfaces": (put([S, GATEWAY, "ports", 0, "host_ip"], ""), "not bound to 127.0.0.1"),
         "container name": (put([S, "files", "container_name"], "files"), "container_name"),
         "no restart": (drop([S, "kafka", "restart"]), "kafka: restart is None"),
@@ -626,9 +628,12 @@ def _mutations():
         "wrong upstream": (put([S, GATEWAY, "environment", "FILES_UPSTREAM"], "files:9999"), "FILES_UPSTREAM"),
         "template not mounted": (put([S, GATEWAY, "volumes"], []), "does not mount the template"),
         "gateway does not wait": (drop([S, GATEWAY, "depends_on", "billing"]), "does not wait for billing"),
-        "template variable unset": (drop([S, GATEWAY, "environment", "GATEWAY_SECRET"]), "template uses ['GATEWAY_SECRET']"),
-        "gateway health elsewhere": (put([S, GATEWAY, "healthcheck", "test"], ["CMD", "wget", "-qO-", "http://127.0.0.1:8080/ping"]), "/ping"),
-        "dependency on nothing": (put([S, "auth", "depends_on", "smtp"], {"condition": "service_started"}), "smtp, which is not a service"),
+        "template variable unset": (drop([S, GATEWAY, "environment", "GATEWAY_SECRET"]),
+                                    "template uses ['GATEWAY_SECRET']"),
+        "gateway health elsewhere": (put([S, GATEWAY, "healthcheck", "test"],
+                                         ["CMD", "wget", "-qO-", "http://127.0.0.1:8080/ping"]), "/ping"),
+        "dependency on nothing": (put([S, "auth", "depends_on", "smtp"], {"condition": "service_started"}),
+                                  "smtp, which is not a service"),
     }
 
 

@@ -41,7 +41,8 @@ def _variables_in_code() -> dict[str, list[str]]:
         prefix = cls.model_config.get("env_prefix", "")
         for name, field in cls.model_fields.items():
             alias = field.validation_alias if isinstance(field.validation_alias, str) else field.alias
-            variables.setdefault((alias or prefix + name).upper(), []).append(f"{cls.__module__}.{cls.__qualname__}.{name}")
+            reader = f"{cls.__module__}.{cls.__qualname__}.{name}"
+            variables.setdefault((alias or prefix + name).upper(), []).append(reader)
     return variables
 
 

@@ -152,7 +152,8 @@ async def test_grant_pro_allows_the_next_upload_at_once_and_revoke_starts_grace(
 async def test_quota_and_file_count_overrides_are_enforced_exactly(stack, gateway, operator):
     me, session = await login(gateway, stack.smtp_sink_url)
     user_id = session["user_id"]
-    assert (await operator.call("PUT", f"/admin/api/billing/accounts/{user_id}/plan", json={"plan": "pro"})).status == 200
+    assert (await operator.call("PUT", f"/admin/api/billing/accounts/{user_id}/plan",
+                                json={"plan": "pro"})).status == 200
     set_ = await operator.call("PUT", f"/admin/api/billing/accounts/{user_id}/overrides",
                                json={"quota_bytes": 10_000, "max_files": 3})
     assert set_.status == 200 and set_.body["event"] == "entitlement-changed", set_
@@ -278,7 +279,8 @@ async def test_lookup_logout_delete_and_the_audit_trail_of_an_account(stack, gat
     found = await operator.call("GET", "/admin/api/auth/accounts", params={"email": email.upper()})
     assert found.status == 200 and found.body["user_id"] == user_id and len(found.body["devices"]) == 2
     assert found.body["last_seen_at"]
-    assert (await operator.call("GET", "/admin/api/auth/accounts", params={"email": "nobody@example.com"})).status == 404
+    assert (await operator.call("GET", "/admin/api/auth/accounts",
+                                params={"email": "nobody@example.com"})).status == 404
 
     one = found.body["devices"][0]["id"]
     out = await operator.call("POST", f"/admin/api/auth/accounts/{user_id}/logout", json={"device_id": one})

@@ -44,7 +44,9 @@ def forged_receipt(order_id: str) -> str:
 
 
 def osmand_error(reply) -> int | None:
-    return reply.body.get("error", {}).get("errorCode") if reply.status == 400 and isinstance(reply.body, dict) else None
+    if reply.status == 400 and isinstance(reply.body, dict):
+        return reply.body.get("error", {}).get("errorCode")
+    return None
 
 
 async def osmand_sign_in(gateway: GatewayClient, sink_url: str, email: str) -> dict:
@@ -84,7 +86,8 @@ async def test_an_osmand_login_code_never_yields_a_native_session(stack, gateway
         "email": email, "login": "true", "lang": "en", "deviceid": str(uuid.uuid4())})
     assert reply.status == 200, reply
     osmand_code = await read_code(gateway.session, stack.smtp_sink_url, email, after=before)
-    reply = await gateway.with_token(None).call("POST", "/api/auth/sessions", json={"email": email, "code": osmand_code})
+    reply = await gateway.with_token(None).call("POST", "/api/auth/sessions",
+                                                json={"email": email, "code": osmand_code})
     assert reply.status == 400 and reply.error_code() == "code_unknown", reply
     assert len((await victim.call("GET", "/api/auth/devices")).body["devices"]) == 1
 

@@ -112,7 +112,7 @@ async def test_expiry_grace_end_renewal_and_purge(stack, gateway, clock, receipt
     for me in (renewer, lapsed):
         await wait_status(me, "expired")
 
-        async def tracks_trashed():
+        async def tracks_trashed(me: GatewayClient = me) -> bool:  # this iteration's account
             return await trash_names(me) == {"tracks/ride.gpx"}
         await eventually(tracks_trashed, timeout=90, what="Pro-only files reaching the trash at the end of grace")
         live = (await me.call("GET", "/api/files")).body["files"]

@@ -13,7 +13,8 @@ SESSION = "__Host-osmcloud_session"
 CSRF = "__Host-osmcloud_csrf"
 
 
-async def browser_login(stack, http: aiohttp.ClientSession, email: str) -> tuple[dict, dict[str, str], aiohttp.ClientResponse]:
+async def browser_login(stack, http: aiohttp.ClientSession,
+                        email: str) -> tuple[dict, dict[str, str], aiohttp.ClientResponse]:
     before = await count_mails(http, stack.smtp_sink_url, email)
     async with http.post(stack.url("/api/auth/login-codes"), json={"email": email}) as r:
         assert r.status == 202

@@ -253,7 +253,8 @@ async def test_trash_download_replace_or_keep_both_and_selecting_types(stack, ga
     assert taken.exit_code == EXIT_USAGE and "--replace" in taken.stderr and "--keep-both" in taken.stderr
     both = await a.json("trash", "download", "favorites/work.gpx", "--keep-both")
     assert Path(both["saved_as"]).name == "work (1).gpx"
-    assert a.read("favorites/work (1).gpx") == b"<gpx>work</gpx>" and a.read("favorites/work.gpx") == b"<gpx>new work</gpx>"
+    assert a.read("favorites/work (1).gpx") == b"<gpx>work</gpx>"
+    assert a.read("favorites/work.gpx") == b"<gpx>new work</gpx>"
     await a.json("trash", "download", "favorites/work.gpx", "--replace")
     assert a.read("favorites/work.gpx") == b"<gpx>work</gpx>"
     synced = await a.sync()  # both are new local files: uploaded (the deleted name is live again)
@@ -270,7 +271,8 @@ async def test_trash_download_replace_or_keep_both_and_selecting_types(stack, ga
     assert (await b.json("select", "favorites", "off"))["enabled"] is False
     b.write("favorites/private.gpx", b"<gpx>not for the cloud</gpx>")
     skipped = await b.status()
-    assert skipped["backup_switched_off"] == ["FAVOURITES"] and skipped["local_changes"] == skipped["cloud_changes"] == 0
+    assert skipped["backup_switched_off"] == ["FAVOURITES"]
+    assert skipped["local_changes"] == skipped["cloud_changes"] == 0
     assert (await b.sync())["downloaded"] == 0
     switches = {t["type"]: t for t in (await b.json("select"))["types"]}
     assert switches["FAVOURITES"]["enabled"] is False and switches["FAVOURITES"]["folder"] == "favorites"
@@ -282,7 +284,8 @@ async def test_trash_download_replace_or_keep_both_and_selecting_types(stack, ga
     assert fav["file_count"] == 2 and page["plan"] == "start"
 
     # bad input is refused with a usable message, never a traceback
-    for args, words in ((("select", "maps", "on"), "unknown type"), (("resolve", "top.txt", "--upload-local"), "not inside"),
+    for args, words in ((("select", "maps", "on"), "unknown type"),
+                        (("resolve", "top.txt", "--upload-local"), "not inside"),
                         (("resolve", "favorites/x.gpx"), "choose one")):
         refused = await b(*args)
         assert refused.exit_code == EXIT_USAGE and words in refused.stderr, (args, refused)

@@ -66,7 +66,8 @@ async def test_devices_are_listed_and_logged_out_one_by_one(stack, gateway, uniq
     assert again.status == 404 and again.error_code() == "device_not_found"
     assert (await phone.call("DELETE", "/api/auth/devices/no-such-device")).status == 404
 
-    logged_out = await events_of(stack, "auth", s1["user_id"], types={"device-logged-out"}, until=lambda es: len(es) >= 2)
+    logged_out = await events_of(stack, "auth", s1["user_id"], types={"device-logged-out"},
+                                 until=lambda es: len(es) >= 2)
     assert sorted(e["data"]["device_id"] for e in logged_out) == sorted([s2["device_id"], s3["device_id"]])
     assert {e["producer"] for e in logged_out} == {"auth"}
 
@@ -108,7 +109,8 @@ async def test_a_token_of_one_user_never_reaches_another_users_data(stack, gatew
         account = (await bob.call("GET", "/api/auth/account", headers=headers)).body
         assert account["user_id"] == bob_session["user_id"] and account["email"] == bob_session["email"]
         assert [d["id"] for d in account["devices"]] == [bob_session["device_id"]]
-        for method, path in [("GET", "/api/files/FAVOURITES/home.gpx"), ("GET", "/api/files/history/FAVOURITES/home.gpx"),
+        for method, path in [("GET", "/api/files/FAVOURITES/home.gpx"),
+                             ("GET", "/api/files/history/FAVOURITES/home.gpx"),
                              ("DELETE", "/api/files/FAVOURITES/home.gpx")]:
             reply = await bob.call(method, path, headers=headers)
             assert reply.status == 404, (method, path, reply)

@@ -80,7 +80,8 @@ async def test_mongo_insert_find_and_unique_index(stack: StackHandle) -> None:
 
 
 def _s3_roundtrip(stack: StackHandle) -> None:
-    client = Minio(stack.s3_endpoint, access_key=stack.s3_access_key, secret_key=stack.s3_secret_key, secure=stack.s3_secure)
+    client = Minio(stack.s3_endpoint, access_key=stack.s3_access_key, secret_key=stack.s3_secret_key,
+                   secure=stack.s3_secure)
     bucket = f"test-localstack-{uuid.uuid4().hex[:10]}"
     client.make_bucket(bucket)
     try:
@@ -170,7 +171,8 @@ async def test_kafka_survives_a_restart(stack: StackHandle) -> None:
     await asyncio.to_thread(stack.stop_kafka)
     await asyncio.to_thread(stack.start_kafka)
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=stack.kafka_bootstrap, group_id=f"test-{uuid.uuid4().hex[:8]}", auto_offset_reset="earliest"
+        topic, bootstrap_servers=stack.kafka_bootstrap, group_id=f"test-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest"
     )
     await consumer.start()
     values: list[bytes] = []

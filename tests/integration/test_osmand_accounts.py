@@ -137,7 +137,8 @@ async def test_send_code_confirm_code_and_delete_account(stack, gateway, unique_
 
     wrong = "0000" if code != "0000" else "1111"
     confirm = {"username": unique_email, "password": None}
-    assert osmand_error(await app.gw.call("POST", "/userdata/auth/confirm-code", json={**confirm, "token": wrong})) == 104
+    assert osmand_error(await app.gw.call("POST", "/userdata/auth/confirm-code",
+                                          json={**confirm, "token": wrong})) == 104
     reply = await app.gw.call("POST", "/userdata/auth/confirm-code", json={**confirm, "token": code})
     assert reply.status == 200, reply
     # confirm-code does not use the code up: delete-account takes the same one
@@ -175,7 +176,8 @@ async def test_bad_input_answers_the_documented_codes(stack, gateway, unique_ema
         "device-register malformed e-mail": (await app.device_register("a@b", "1234"), 101),
         "device-register unknown user": (await app.device_register(unique_email, "1234"), 103),
         "validate-sub without credentials": (await gw.call("GET", "/userdata/user-validate-sub"), 105),
-        "validate-sub with the phone UUID": (await app.validate_sub({"id": str(uuid.uuid4()), "accesstoken": "x"}), 105),
+        "validate-sub with the phone UUID": (await app.validate_sub({"id": str(uuid.uuid4()), "accesstoken": "x"}),
+                                             105),
         "validate-sub with a wrong token": (await app.validate_sub({"id": "1", "accesstoken": "nope"}), 105),
         "send-code without credentials": (await gw.call("POST", "/userdata/send-code",
                                                         json={"email": unique_email, "action": "delete"}), 105),

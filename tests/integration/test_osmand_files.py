@@ -327,7 +327,8 @@ async def test_bad_uploads_store_nothing_and_errors_are_the_protocols(stack, gat
                   {**creds, "name": "x.gpx", "type": "FAVOURITES", "clienttime": "yesterday"}):
         reply = await phone.upload("FAVOURITES", "x.gpx", b"x", query=query)
         assert reply.status == 400 and osmand_error(reply) is not None, (query, reply)
-    reply = await phone.gw.call("POST", "/userdata/upload-file", params={**creds, "name": "x.gpx", "type": "FAVOURITES"},
+    reply = await phone.gw.call("POST", "/userdata/upload-file",
+                                params={**creds, "name": "x.gpx", "type": "FAVOURITES"},
                                 data=b"plain body", headers={"Content-Type": "application/octet-stream"})
     assert osmand_error(reply) == 400, reply
     status, _, _ = await phone.download("FAVOURITES", "one.gpx", 12345)

@@ -9,6 +9,7 @@ hourly cap of the address the rest of the suite uses."""
 
 import asyncio
 import contextlib
+import functools
 import gzip
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -173,7 +174,7 @@ async def test_plan_changes_allow_the_very_next_upload(stack, client, client_at,
     async def expire_all() -> None:
         await advance_clock(stack, 2 * 3600)
         for i in range(LOOPS):
-            await eventually(lambda: in_grace(i), timeout=30, what=f"account {i} in grace")
+            await eventually(functools.partial(in_grace, i), timeout=30, what=f"account {i} in grace")
         refused = await put(accounts[0]["me"], "GPX", "in-grace.gpx")
         assert refused.status == 403, refused  # grace follows Start's rules: what follows proves a change
 

@@ -351,7 +351,8 @@ async def test_bad_trash_requests_are_4xx(stack, gateway):
     await upload(me, "GLOBAL", "settings.json", b"{}")
     await delete_file(me, "GLOBAL", "settings.json")
     item = (await wait_trashed(me, {"settings.json"}))["settings.json"]
-    for method, path in [("POST", f"/api/trash/items/{item['id']}/restore"), ("DELETE", f"/api/trash/items/{item['id']}"),
+    for method, path in [("POST", f"/api/trash/items/{item['id']}/restore"),
+                         ("DELETE", f"/api/trash/items/{item['id']}"),
                          ("GET", f"/api/trash/items/{item['id']}/download")]:
         assert (await other.call(method, path)).status == 404, "another account's item is not found"
     assert "settings.json" in await trash_items(me)

@@ -35,7 +35,8 @@ def test_every_patched_package_passes_its_go_tests():
     packages = _patched_packages()
     assert "github.com/FerretDB/FerretDB/internal/handler/sjson" in packages
     for package in packages:  # "ok" with tests, "?" when the package has none (then it is only compiled)
-        assert re.search(rf"^(ok|\?)\s+{re.escape(package)}\s", run.stdout, re.M), f"{package} not tested:\n{run.stdout}"
+        assert re.search(rf"^(ok|\?)\s+{re.escape(package)}\s", run.stdout, re.M), \
+            f"{package} not tested:\n{run.stdout}"
     assert re.search(r"^ok\s+github.com/FerretDB/FerretDB/internal/handler/sjson\s", run.stdout, re.M)
 
 
@@ -50,7 +51,8 @@ def test_a_patch_that_does_not_apply_stops_the_build_naming_it(tmp_path):
     copy = _copy_of_build(tmp_path)
     patch = sorted(copy.glob("patches/*.patch"))[0]
     patch.write_text(patch.read_text().replace("\n \t", "\n \tchanged upstream ", 1))
-    run = subprocess.run(["bash", str(copy / "build.sh"), str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    run = subprocess.run(["bash", str(copy / "build.sh"), str(tmp_path / "out")], capture_output=True, text=True,
+                         timeout=300)
     assert run.returncode != 0
     assert f"patches/{patch.name} does not apply cleanly to FerretDB v1.24.2" in run.stderr, run.stderr
     assert not (tmp_path / "out").exists()
@@ -60,7 +62,8 @@ def test_an_added_file_may_not_replace_an_upstream_file(tmp_path):
     _need_go()
     copy = _copy_of_build(tmp_path)
     (copy / "_added" / "internal" / "handler" / "msg_delete.go").write_text("package handler\n")
-    run = subprocess.run(["bash", str(copy / "build.sh"), str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    run = subprocess.run(["bash", str(copy / "build.sh"), str(tmp_path / "out")], capture_output=True, text=True,
+                         timeout=300)
     assert run.returncode != 0
     assert "_added/internal/handler/msg_delete.go exists in FerretDB v1.24.2" in run.stderr, run.stderr
 
@@ -68,7 +71,8 @@ def test_an_added_file_may_not_replace_an_upstream_file(tmp_path):
 def test_the_binarys_cache_key_covers_every_patch_and_added_file_as_bootstrap_computes_it():
     sources = paths.ferretdb_sources(REPO)
     assert set(SRC.glob("patches/*.patch")) <= set(sources) and set(SRC.glob("_added/**/*.go")) <= set(sources)
-    line = next(l for l in (REPO / "infra" / "bootstrap.sh").read_text().splitlines() if l.startswith("FERRET_HASH="))
+    line = next(text for text in (REPO / "infra" / "bootstrap.sh").read_text().splitlines()
+                if text.startswith("FERRET_HASH="))
     command = line.removeprefix("FERRET_HASH=$(").removesuffix(")")
     bootstrap_key = subprocess.run(["bash", "-c", command], env={"REPO": str(REPO), "PATH": "/usr/bin:/bin"},
                                    capture_output=True, text=True, check=True).stdout.strip()

@@ -40,7 +40,8 @@ PROXIED_ROUTES = [
     ("GET", "/api/trash", "trash", True),
     ("GET", "/api/billing/account", "billing", True),
     *[("POST", f"/userdata/{e}", "auth", False) for e in ("user-register", "send-code", "device-register",
-                                                           "auth/confirm-code", "delete-account", "user-update-orderid")],
+                                                           "auth/confirm-code", "delete-account",
+                                                           "user-update-orderid")],
     ("GET", "/userdata/user-validate-sub", "auth", False),
     ("POST", "/userdata/empty-trash", "trash", False),
     *[("POST", f"/userdata/{e}", "files", False) for e in ("delete-file", "delete-file-version", "upload-file")],
@@ -73,7 +74,8 @@ def _fake_service(name: str, seen: Seen) -> web.Application:
         size = 0
         async for chunk in request.content.iter_chunked(64 * 1024):
             size += len(chunk)
-        seen.requests.append({"service": name, "path": request.path_qs, "headers": request.headers.copy(), "size": size})
+        seen.requests.append({"service": name, "path": request.path_qs, "headers": request.headers.copy(),
+                              "size": size})
         return web.json_response({"service": name, "size": size})
 
     async def blob_redirect(request: web.Request) -> web.Response:
@@ -87,7 +89,8 @@ def _fake_service(name: str, seen: Seen) -> web.Application:
     async def s3_object(request: web.Request) -> web.Response:
         seen.requests.append({"service": name, "path": request.path_qs, "headers": request.headers.copy(), "size": 0})
         if request.path.endswith("/gone"):
-            return web.Response(status=404, text="<Error><Code>NoSuchKey</Code></Error>", content_type="application/xml")
+            return web.Response(status=404, text="<Error><Code>NoSuchKey</Code></Error>",
+                                content_type="application/xml")
         body, headers = b"0123456789", {"ETag": '"md5-of-s3"', "Last-Modified": "Mon, 01 Jan 2024 00:00:00 GMT",
                                          "x-amz-request-id": "s3-request", "Content-Type": "application/octet-stream"}
         if request.headers.get("Range") == "bytes=2-5":
@@ -131,7 +134,8 @@ async def gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gat
         trusted_proxies=("127.0.0.1/32",),  # so a test can act as another client (X-Forwarded-For)
     )
     pm = ProcessManager(tmp / "run", tmp / "logs")
-    pm.start("gateway", [NGINX, "-c", str(conf), "-p", f"{tmp / 'nginx'}/", "-e", str(tmp / "logs" / "e.log")], match=str(conf))
+    pm.start("gateway", [NGINX, "-c", str(conf), "-p", f"{tmp / 'nginx'}/", "-e", str(tmp / "logs" / "e.log")],
+             match=str(conf))
     url = f"http://127.0.0.1:{gw_port}"
     try:
         for _ in range(100):
@@ -150,7 +154,8 @@ async def test_healthz(gateway: Gateway) -> None:
         assert r.status == 200
 
 
-@pytest.mark.parametrize("path", ["/api/files/FAVOURITES/x.gpx", "/api/files", "/api/trash", "/api/billing/account", "/api/auth/account"])
+@pytest.mark.parametrize("path", ["/api/files/FAVOURITES/x.gpx", "/api/files", "/api/trash", "/api/billing/account",
+                                  "/api/auth/account"])
 async def test_without_a_valid_token_every_api_is_401_json(gateway: Gateway, path: str) -> None:
     before = len(gateway.seen.requests)
     async with aiohttp.ClientSession() as http:
@@ -163,7 +168,8 @@ async def test_without_a_valid_token_every_api_is_401_json(gateway: Gateway, pat
 
 
 async def test_authenticated_request_carries_verified_identity(gateway: Gateway) -> None:
-    headers = {"Authorization": f"Bearer {GOOD_TOKEN}", "X-User-Id": "forged", "X-Device-Id": "forged", "X-Gateway-Secret": "forged"}
+    headers = {"Authorization": f"Bearer {GOOD_TOKEN}", "X-User-Id": "forged", "X-Device-Id": "forged",
+               "X-Gateway-Secret": "forged"}
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{gateway.url}/api/files?x=1", headers=headers) as r:
             assert r.status == 200
@@ -191,7 +197,8 @@ async def test_each_service_is_routed(gateway: Gateway, service: str) -> None:
 async def test_public_auth_endpoints_need_no_token_and_get_no_identity(gateway: Gateway) -> None:
     verify_before = len(gateway.seen.verify_calls)
     async with aiohttp.ClientSession() as http:
-        async with http.post(f"{gateway.url}/api/auth/login-codes", json={"email": "a@b.c"}, headers={"X-User-Id": "forged"}) as r:
+        async with http.post(f"{gateway.url}/api/auth/login-codes", json={"email": "a@b.c"},
+                             headers={"X-User-Id": "forged"}) as r:
             assert r.status == 200
     got = gateway.seen.requests[-1]
     assert got["service"] == "auth" and got["path"] == "/api/auth/login-codes"
@@ -265,7 +272,8 @@ async def test_large_upload_streams_to_files(gateway: Gateway) -> None:
 async def test_small_json_apis_refuse_large_bodies(gateway: Gateway) -> None:
     async with aiohttp.ClientSession() as http:
         async with http.post(
-            f"{gateway.url}/api/billing/x", data=b"x" * (2 * 1024 * 1024), headers={"Authorization": f"Bearer {GOOD_TOKEN}"}
+            f"{gateway.url}/api/billing/x", data=b"x" * (2 * 1024 * 1024),
+            headers={"Authorization": f"Bearer {GOOD_TOKEN}"}
         ) as r:
             assert r.status == 413
             assert (await r.json())["error"]["code"] == "payload_too_large"
@@ -301,7 +309,8 @@ async def test_a_download_files_redirects_is_streamed_from_s3_with_our_headers(g
 
 async def test_a_whole_blob_is_asked_without_a_range(gateway: Gateway) -> None:
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{gateway.url}/api/files/REDIRECT/all/v123", headers={"Authorization": f"Bearer {GOOD_TOKEN}"}) as r:
+        async with http.get(f"{gateway.url}/api/files/REDIRECT/all/v123",
+                            headers={"Authorization": f"Bearer {GOOD_TOKEN}"}) as r:
             assert r.status == 200 and await r.read() == b"0123456789"
             assert r.headers["ETag"] == '"v123"'
     assert "Range" not in gateway.seen.requests[-1]["headers"]
@@ -313,6 +322,7 @@ async def test_blob_location_is_internal_and_s3_errors_become_ours(gateway: Gate
         async with http.get(f"{gateway.url}/_blob/v123/none/all/bucket/users/u1/v123") as r:
             assert r.status == 404
         assert len(gateway.seen.requests) == before  # never proxied from outside
-        async with http.get(f"{gateway.url}/api/files/REDIRECT/all/gone", headers={"Authorization": f"Bearer {GOOD_TOKEN}"}) as r:
+        async with http.get(f"{gateway.url}/api/files/REDIRECT/all/gone",
+                            headers={"Authorization": f"Bearer {GOOD_TOKEN}"}) as r:
             assert r.status == 404 and r.content_type == "application/json"
             assert (await r.json())["error"]["code"] == "file_not_found"

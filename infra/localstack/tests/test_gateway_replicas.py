@@ -89,12 +89,13 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
     text = rendered.read_text()
     files_block = re.search(r"upstream osmcloud_files \{\n(    server 127\.0\.0\.1:\d+ ([^;]*);\n)", text)
     assert files_block, "the files upstream has one server line with its parameters"
-    line, params = files_block.group(1), files_block.group(2)
+    params = files_block.group(2)
     assert "max_fails=" in params and "fail_timeout=" in params
     at = files_block.end(1)
     rendered.write_text(text[:at] + f"    server 127.0.0.1:{b.port} {params};\n" + text[at:])
     pm = ProcessManager(tmp_path / "run", tmp_path / "logs")
-    pm.start("gateway", [NGINX, "-c", str(conf), "-p", f"{tmp_path / 'nginx'}/", "-e", str(tmp_path / "logs" / "e.log")],
+    pm.start("gateway",
+             [NGINX, "-c", str(conf), "-p", f"{tmp_path / 'nginx'}/", "-e", str(tmp_path / "logs" / "e.log")],
              match=str(conf))
     url = f"http://127.0.0.1:{port}"
     try:
@@ -150,7 +151,8 @@ async def test_a_replica_that_is_not_ready_is_skipped_and_then_left_out(gateway:
 async def test_a_post_is_never_sent_to_a_second_replica(gateway: Gateway) -> None:
     gateway.b.ready = False
     answers = await _calls(gateway, "POST", 4)
-    sent = gateway.a.seen[("POST", "/api/files/OSM_NOTES/x.osn")] + gateway.b.seen[("POST", "/api/files/OSM_NOTES/x.osn")]
+    key = ("POST", "/api/files/OSM_NOTES/x.osn")
+    sent = gateway.a.seen[key] + gateway.b.seen[key]
     assert sent == 4, (gateway.a.seen, gateway.b.seen)  # each POST reached exactly one replica
     # those that met b got its 503 JSON (the client may retry); the others a's answer
     assert {a for a in answers} <= {(200, "a"), (503, "unavailable")}

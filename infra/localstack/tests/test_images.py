@@ -23,9 +23,11 @@ def repo(tmp_path: Path) -> Path:
     for d in ("infra/images", "infra/kafka", "infra/ferretdb", "infra/localstack/src", "libs/common/src"):
         shutil.copytree(REPO / d, r / d, ignore=shutil.ignore_patterns("__pycache__"))
     for s in images.SERVICES:
-        shutil.copytree(REPO / "services" / s / "src", r / "services" / s / "src", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(REPO / "services" / s / "src", r / "services" / s / "src",
+                        ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy2(REPO / "services" / s / "pyproject.toml", r / "services" / s / "pyproject.toml")
-    for f in ("pyproject.toml", "uv.lock", ".dockerignore", "Dockerfile", "libs/common/pyproject.toml", "infra/localstack/pyproject.toml"):
+    for f in ("pyproject.toml", "uv.lock", ".dockerignore", "Dockerfile", "libs/common/pyproject.toml",
+              "infra/localstack/pyproject.toml"):
         shutil.copy2(REPO / f, r / f)
     return r
 
@@ -104,7 +106,8 @@ def _fake_docker(tmp_path: Path, script: str) -> None:
     os.environ["PATH"] = f"{bindir}{os.pathsep}{os.environ['PATH']}"
 
 
-def test_a_failed_build_names_the_image_and_its_step(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_build_names_the_image_and_its_step(repo: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", os.environ["PATH"])  # restored after the test
     monkeypatch.setenv("OSMCLOUD_CACHE", str(tmp_path / "cache"))
     _fake_docker(tmp_path, 'echo "Step 1/3 : FROM osmcloud-local/debian:bookworm"\n'
@@ -118,11 +121,14 @@ def test_a_failed_build_names_the_image_and_its_step(repo: Path, tmp_path: Path,
     assert "Unable to locate package" in msg
 
 
-def test_no_engine_is_reported_with_where_it_was_looked_for(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_engine_is_reported_with_where_it_was_looked_for(repo: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", os.environ["PATH"])
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    _fake_docker(tmp_path, 'echo "Cannot connect to the Docker daemon at unix:///nonexistent/docker.sock" >&2\nexit 1\n')
-    with pytest.raises(ImageBuildError, match="no Docker engine answers at unix:///nonexistent/docker.sock.*dockerd.sh start"):
+    _fake_docker(tmp_path,
+                 'echo "Cannot connect to the Docker daemon at unix:///nonexistent/docker.sock" >&2\nexit 1\n')
+    with pytest.raises(ImageBuildError,
+                       match="no Docker engine answers at unix:///nonexistent/docker.sock.*dockerd.sh start"):
         builder(repo).build(["kafka"])
 
 
@@ -139,7 +145,8 @@ def test_skip_pullable_builds_only_what_has_no_official_image(repo: Path, monkey
     monkeypatch.setattr(b, "check_engine", lambda: None)
     monkeypatch.setattr(b, "label_of", lambda ref: None)
     monkeypatch.setattr(b, "prune_untagged", lambda: None)
-    monkeypatch.setattr(b, "obtain_official", lambda ref: (ref == "mongo:7", "present" if ref == "mongo:7" else "no registry"))
+    monkeypatch.setattr(b, "obtain_official",
+                        lambda ref: (ref == "mongo:7", "present" if ref == "mongo:7" else "no registry"))
     built: list[str] = []
     monkeypatch.setattr(b, "_build_one", built.append)
     b.build(["testcontainers"], skip_pullable=True)

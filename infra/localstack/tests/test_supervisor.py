@@ -69,6 +69,12 @@ def test_backoff_doubles_up_to_the_cap() -> None:
         BackoffPolicy(initial=5, cap=1)
 
 
+def test_backoff_stays_at_the_cap_however_long_a_process_keeps_dying() -> None:
+    # a broken service left to crash-loop for hours: ~1,025 quick deaths at a 30 s cap (2.0 ** 1024 overflows)
+    policy = BackoffPolicy(initial=0.25, cap=30.0)
+    assert [policy.delay(n) for n in (1_025, 1_100, 10**6)] == [30.0, 30.0, 30.0]
+
+
 def test_exits_are_described_by_code_or_signal() -> None:
     assert describe_exit(3) == "code 3"
     assert describe_exit(-9) == "signal 9 (SIGKILL)"

@@ -116,10 +116,12 @@ async def test_s3_disk_full_upload_is_refused_cleanly_and_succeeds_once_there_is
         async def ready(http, url):
             async with http.get(f"{url}/readyz") as reply:
                 return reply.status == 200
-        env = {"S3_ENDPOINT": endpoint, "AUTH_URL": stack.service_urls["auth"], "TRASH_URL": stack.service_urls["trash"]}
+        env = {"S3_ENDPOINT": endpoint, "AUTH_URL": stack.service_urls["auth"],
+               "TRASH_URL": stack.service_urls["trash"]}
         async with service_replica(stack, "files", tmp_path / "files.log", ready, extra_env=env) as url, \
                 aiohttp.ClientSession() as http:
-            as_gateway = {"X-Gateway-Secret": stack.gateway_secret, "X-User-Id": user, "X-Device-Id": session["device_id"]}
+            as_gateway = {"X-Gateway-Secret": stack.gateway_secret, "X-User-Id": user,
+                          "X-Device-Id": session["device_id"]}
 
             async def put(name: str, size: int):
                 async with http.put(f"{url}/api/files/OSM_NOTES/{name}", data=b"z" * size, headers=as_gateway) as r:

@@ -29,7 +29,7 @@ async def test_versions_history_download_and_deleting_one_version(files):
     assert [v["size"] for v in history] == [len(b) for b in bodies[::-1]]
     times = [v["updatetime"] for v in history]
     assert times == sorted(times, reverse=True) and len(set(times)) == 3
-    for version_id, body in zip(ids, bodies):
+    for version_id, body in zip(ids, bodies, strict=True):
         got = await me.call("GET", PATH, params={"version": version_id})
         assert got.status == 200 and got.body == body
     assert (await me.call("GET", PATH)).body == bodies[2]
@@ -129,7 +129,8 @@ async def test_two_devices_racing_on_one_file_exactly_one_wins(files):
         assert loser.error_code() == "version_conflict"
         assert loser.body["error"]["head"]["version_id"] == winner.body["version_id"]
         head = winner.body["version_id"]
-        assert (await phone.call("GET", PATH)).body == bodies[phone if winner.body["size"] == len(bodies[phone]) else tablet]
+        winning_device = phone if winner.body["size"] == len(bodies[phone]) else tablet
+        assert (await phone.call("GET", PATH)).body == bodies[winning_device]
     history = (await phone.call("GET", "/api/files/history/FAVOURITES/favourites.gpx")).body["versions"]
     assert len(history) == 16  # the base and one winner per round: losers stored nothing
     assert len(await files.blob_keys(user)) == 16

@@ -97,7 +97,8 @@ class WebApp:
     async def axe(self, screen: str) -> list[dict]:
         """axe-core on the page as it is; returns the serious and critical violations."""
         await self.page.evaluate(AXE.read_text())  # evaluated by the DevTools protocol: no CSP applies
-        result = await self.page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations")
+        result = await self.page.evaluate(
+            "async () => (await axe.run(document, {resultTypes: ['violations']})).violations")
         bad = [v for v in result if v.get("impact") in ("serious", "critical")]
         return [{"screen": screen, "id": v["id"], "impact": v["impact"], "help": v["help"],
                  "nodes": [n["target"] for n in v["nodes"]][:5]} for v in bad]

@@ -1,6 +1,7 @@
 """osmcloud-stack: start, stop and inspect the local osmcloud stack.
 
-    osmcloud-stack up     [--state-dir D] [--base-port B] [--test-clock] [--infra-only] [--sandbox-store] [--admin-api] [external infra options]
+    osmcloud-stack up     [--state-dir D] [--base-port B] [--test-clock] [--infra-only] [--sandbox-store]
+                          [--admin-api] [external infra options]
     osmcloud-stack down   [--state-dir D]
     osmcloud-stack status [--state-dir D] [--json]   # per process: state, restarts, last exit
     osmcloud-stack env    [--state-dir D]     # prints OSMCLOUD_* exports so tests can use this running stack
@@ -37,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def state_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--state-dir", type=Path, default=None, help="data, logs and PID files (default: REPO/.state/up)")
+        p.add_argument("--state-dir", type=Path, default=None,
+                       help="data, logs and PID files (default: REPO/.state/up)")
 
     up = sub.add_parser("up", help="start everything and wait until it is ready")
     state_arg(up)
@@ -47,15 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--trusted-proxy", action="append", default=[], metavar="CIDR",
                     help="a proxy in front of the gateway whose X-Forwarded-For is believed (repeatable; default none)")
     up.add_argument("--admin-api", action="store_true",
-                    help="turn the admin API on with a random operator token (printed by `env` as OSMCLOUD_OPERATOR_TOKEN)")
+                    help="turn the admin API on with a random operator token "
+                         "(printed by `env` as OSMCLOUD_OPERATOR_TOKEN)")
     up.add_argument("--sandbox-store", action="store_true",
                     help="billing accepts receipts signed with the stack's random sandbox key (dev and tests only)")
     up.add_argument("--log-level", default="info")
     up.add_argument("--no-supervise", action="store_true",
                     help="no supervisor: nothing restarts a process that dies")
     up.add_argument("--restart-backoff", type=float, nargs=2, metavar=("FIRST", "CAP"), default=None,
-                    help="seconds before the first restart of a process that died, and the longest wait (default 0.25 30)")
-    up.add_argument("--kafka-bootstrap", default=None, help="use this Kafka instead of starting one (with --mongo-url, --s3-endpoint)")
+                    help="seconds before the first restart of a process that died, and the longest wait "
+                         "(default 0.25 30)")
+    up.add_argument("--kafka-bootstrap", default=None,
+                    help="use this Kafka instead of starting one (with --mongo-url, --s3-endpoint)")
     up.add_argument("--mongo-url", default=None, help="use this MongoDB-protocol server instead of FerretDB")
     up.add_argument("--s3-endpoint", default=None, help="use this S3 server (host:port) instead of versitygw")
     up.add_argument("--s3-access-key", default=None)
@@ -67,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     state_arg(down)
     status = sub.add_parser("status", help="show what runs, whether it is ready, its restarts and last exit")
     state_arg(status)
-    status.add_argument("--json", action="store_true", help="one JSON object: {\"state_dir\", \"gateway\", \"processes\": [...]}")
+    status.add_argument("--json", action="store_true",
+                        help="one JSON object: {\"state_dir\", \"gateway\", \"processes\": [...]}")
     env = sub.add_parser("env", help="print shell exports of the running stack's endpoints (OSMCLOUD_*)")
     state_arg(env)
     return parser
@@ -78,7 +84,8 @@ def _external(args: argparse.Namespace) -> ExternalInfra | None:
     if any(given):
         if not all(given):
             raise StackError("--kafka-bootstrap, --mongo-url and --s3-endpoint go together")
-        ext = ExternalInfra(kafka_bootstrap=args.kafka_bootstrap, mongo_url=args.mongo_url, s3_endpoint=args.s3_endpoint)
+        ext = ExternalInfra(kafka_bootstrap=args.kafka_bootstrap, mongo_url=args.mongo_url,
+                            s3_endpoint=args.s3_endpoint)
         if args.s3_access_key:
             ext.s3_access_key = args.s3_access_key
         if args.s3_secret_key:
@@ -145,13 +152,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 1
     rows = stack.status()
     if args.json:
-        print(json.dumps({"state_dir": str(state_dir), "gateway": stack.endpoints().gateway_url, "processes": rows}, indent=1))
+        print(json.dumps({"state_dir": str(state_dir), "gateway": stack.endpoints().gateway_url, "processes": rows},
+                         indent=1))
     else:
         print(f"state: {state_dir}   gateway: {stack.endpoints().gateway_url}")
         print(f"  {'process':<10} {'pid':<8} {'ports':<12} {'restarts':>8}  {'last exit':<20} state")
         for r in rows:
             ports = ",".join(str(p) for p in r["ports"]) or "-"
-            print(f"  {r['name']:<10} {str(r['pid'] or '-'):<8} {ports:<12} {r['restarts']:>8}  {r['last_exit'] or '-':<20} {r['state']}")
+            pid, last_exit = str(r["pid"] or "-"), r["last_exit"] or "-"
+            print(f"  {r['name']:<10} {pid:<8} {ports:<12} {r['restarts']:>8}  {last_exit:<20} {r['state']}")
     return 0 if all(r["state"] == "ready" for r in rows) else 3
 
 

@@ -5,12 +5,14 @@ import asyncio
 import re
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
 CODE_PATTERN = re.compile(r"\b(\d{4,18})\b")
+T = TypeVar("T")
 
 
 @dataclass
@@ -80,10 +82,11 @@ async def login(client: GatewayClient, sink_url: str, email: str | None = None,
     return client.with_token(reply.body["token"]), {**reply.body, "email": email}
 
 
-async def eventually(probe, *, timeout: float = 30, interval: float = 0.1, what: str = "condition"):
+async def eventually(probe: Callable[[], Awaitable[T]], *, timeout: float = 30, interval: float = 0.1,
+                     what: str = "condition") -> T:
     """Polls `probe` (async, returns a truthy value when done) until it holds."""
     deadline = time.monotonic() + timeout
-    last = None
+    last: T | None = None
     while time.monotonic() < deadline:
         last = await probe()
         if last:

@@ -95,7 +95,8 @@ class ContainerInfra:
     ROLES = ("kafka", "mongo", "s3")
     LOCAL = {"kafka": "kafka", "mongo": "ferretdb", "s3": "versitygw"}  # role -> images.CATALOG name
 
-    def __init__(self, ports: PortLayout, say: Callable[[str], None], on_death: Callable[[Death], None] | None = None) -> None:
+    def __init__(self, ports: PortLayout, say: Callable[[str], None],
+                 on_death: Callable[[Death], None] | None = None) -> None:
         self.ports = ports
         self.say = say
         self.on_death = on_death
@@ -120,11 +121,13 @@ class ContainerInfra:
             if ok:
                 choice = Choice(role, local.official, "official", f"official image, {how}")
             elif builder.present(local.tag):
-                fresh = "" if builder.up_to_date(local.name) else "; OUT OF DATE, rebuild with: python -m osmcloud_localstack.images build testcontainers"
+                fresh = ("" if builder.up_to_date(local.name) else
+                         "; OUT OF DATE, rebuild with: python -m osmcloud_localstack.images build testcontainers")
                 choice = Choice(role, local.tag, "local", f"local build; {local.official}: {how}{fresh}")
             else:
                 raise ContainerError(
-                    f"no image for {role}: {local.official} cannot be had ({how}) and the local build {local.tag} is missing; "
+                    f"no image for {role}: {local.official} cannot be had ({how}) "
+                    f"and the local build {local.tag} is missing; "
                     "build it with: python -m osmcloud_localstack.images build testcontainers"
                 )
             self.choices[role] = choice
@@ -171,7 +174,8 @@ class ContainerInfra:
             kwargs["entrypoint"] = [
                 "/bin/sh", "-c",
                 "mkdir -p /tmp/vgw/data /tmp/vgw/meta && exec /app/versitygw "
-                f"--port {HOST}:{p.versitygw} --health /healthz --keep-alive posix --sidecar /tmp/vgw/meta /tmp/vgw/data",
+                f"--port {HOST}:{p.versitygw} --health /healthz --keep-alive "
+                "posix --sidecar /tmp/vgw/meta /tmp/vgw/data",
             ]
         c.with_kwargs(**kwargs)
         c.waiting_for(_ProbeWait(role, self.probe(role)))
@@ -230,7 +234,8 @@ class ContainerInfra:
         wrapped = self.containers["kafka"].get_wrapped_container()
         try:
             wrapped.start()
-            _ProbeWait("kafka", self.probe("kafka")).with_startup_timeout(120).wait_until_ready(self.containers["kafka"])
+            wait = _ProbeWait("kafka", self.probe("kafka")).with_startup_timeout(120)
+            wait.wait_until_ready(self.containers["kafka"])
         except ContainerError:
             # Kafka stays down: every later test would fail on it, so stop the run like a death.
             self._died("kafka", wrapped, None)
@@ -252,7 +257,7 @@ class ContainerInfra:
 
     def remove_leftovers(self, run_only: bool = False) -> int:
         """Remove containers of ours on this base port (of this run only, or of any earlier run)."""
-        import docker
+        import docker  # type: ignore[import-untyped]  # stubs are types-docker, not in the dev group
 
         label = f"{LABEL_RUN}={self.run_id}" if run_only else f"{LABEL_BASE_PORT}={self.ports.base}"
         client = docker.from_env(timeout=30)
@@ -272,7 +277,8 @@ class ContainerInfra:
         import docker
 
         client = docker.from_env(timeout=None)
-        self._events = client.events(decode=True, filters={"label": f"{LABEL_RUN}={self.run_id}", "event": ["die", "oom"]})
+        self._events = client.events(decode=True,
+                                     filters={"label": f"{LABEL_RUN}={self.run_id}", "event": ["die", "oom"]})
         self._watchdog = threading.Thread(target=self._watch, args=(client,), name="container-watchdog", daemon=True)
         self._watchdog.start()
 
@@ -332,7 +338,7 @@ class _ProbeWait(WaitStrategy):
                 return
             if time.monotonic() > deadline:
                 raise ContainerError(
-                    f"container {self.role} ({container.image}) not ready within {self._startup_timeout:.0f} s ({reason}); "
-                    f"its last log lines:\n{_logs(wrapped)}"
+                    f"container {self.role} ({container.image}) not ready within {self._startup_timeout:.0f} s "
+                    f"({reason}); its last log lines:\n{_logs(wrapped)}"
                 )
             time.sleep(0.5)

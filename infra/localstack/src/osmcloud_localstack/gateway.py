@@ -39,7 +39,8 @@ def render_template(text: str, values: dict[str, str], known: tuple[str, ...] = 
     ``$http_authorization`` or an unknown ``${OTHER}`` are kept verbatim.
     Raises KeyError when a known placeholder occurs in the text but has no value.
     """
-    missing = sorted({m.group(1) for m in _PLACEHOLDER.finditer(text) if m.group(1) in known and m.group(1) not in values})
+    missing = sorted({m.group(1) for m in _PLACEHOLDER.finditer(text)
+                      if m.group(1) in known and m.group(1) not in values})
     if missing:
         raise KeyError(f"no value for template variable(s): {', '.join(missing)}")
     for name, value in values.items():

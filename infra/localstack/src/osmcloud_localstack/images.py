@@ -85,10 +85,14 @@ CATALOG: dict[str, Image] = {
     i.name: i
     for i in (
         Image("debian", f"{NAMESPACE}/debian:{DEBIAN_SUITE}", None, None, "Debian 12 minbase from mmdebstrap"),
-        Image("python", f"{NAMESPACE}/python:3.11-{DEBIAN_SUITE}", "debian", "python:3.11-slim", "Debian's Python 3.11 + pip"),
-        Image("kafka", f"{NAMESPACE}/kafka:{paths.KAFKA_VERSION}", "debian", f"apache/kafka:{paths.KAFKA_VERSION}", "Kafka jars + Debian JRE 17"),
-        Image("ferretdb", f"{NAMESPACE}/ferretdb:{paths.FERRETDB_VERSION}", "debian", "mongo:7", "FerretDB (SQLite), MongoDB protocol"),
-        Image("versitygw", f"{NAMESPACE}/versitygw:{paths.VERSITYGW_VERSION}", "debian", f"versity/versitygw:v{paths.VERSITYGW_VERSION}", "versitygw S3 server"),
+        Image("python", f"{NAMESPACE}/python:3.11-{DEBIAN_SUITE}", "debian", "python:3.11-slim",
+              "Debian's Python 3.11 + pip"),
+        Image("kafka", f"{NAMESPACE}/kafka:{paths.KAFKA_VERSION}", "debian", f"apache/kafka:{paths.KAFKA_VERSION}",
+              "Kafka jars + Debian JRE 17"),
+        Image("ferretdb", f"{NAMESPACE}/ferretdb:{paths.FERRETDB_VERSION}", "debian", "mongo:7",
+              "FerretDB (SQLite), MongoDB protocol"),
+        Image("versitygw", f"{NAMESPACE}/versitygw:{paths.VERSITYGW_VERSION}", "debian",
+              f"versity/versitygw:v{paths.VERSITYGW_VERSION}", "versitygw S3 server"),
         Image("nginx", f"{NAMESPACE}/nginx:1.22", "debian", "nginx:1.28-alpine", "Debian nginx-light (gateway)"),
         Image("smtp-sink", f"{NAMESPACE}/smtp-sink:latest", "python", None, "our SMTP sink with its read API"),
         *(Image(s, f"{NAMESPACE}/{s}:latest", "python", None, f"the {s} service (repo Dockerfile)") for s in SERVICES),
@@ -165,7 +169,8 @@ def docker_env() -> dict[str, str]:
 def go_binary() -> str:
     go = shutil.which("go") or ("/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK) else None)
     if not go:
-        raise ImageBuildError("go not found (needed for the static FerretDB and versitygw builds); run bash infra/bootstrap.sh")
+        raise ImageBuildError("go not found (needed for the static FerretDB and versitygw builds); "
+                              "run bash infra/bootstrap.sh")
     return go
 
 
@@ -183,14 +188,16 @@ class ImageBuilder:
 
     # ---- docker -----------------------------------------------------------------------------
     def _docker(self, *args: str, check: bool = False, timeout: float | None = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["docker", *args], capture_output=True, text=True, env=docker_env(), check=check, timeout=timeout)
+        return subprocess.run(["docker", *args], capture_output=True, text=True, env=docker_env(), check=check,
+                              timeout=timeout)
 
     def check_engine(self) -> None:
         """ImageBuildError naming DOCKER_HOST when no engine answers."""
         try:
             res = self._docker("version", "--format", "{{.Server.Version}}", timeout=30)
         except FileNotFoundError as exc:
-            raise ImageBuildError("the docker CLI is not installed; bash infra/docker/dockerd.sh start installs it") from exc
+            raise ImageBuildError(
+                "the docker CLI is not installed; bash infra/docker/dockerd.sh start installs it") from exc
         if res.returncode != 0:
             where = os.environ.get("DOCKER_HOST", "the default socket")
             raise ImageBuildError(
@@ -226,7 +233,8 @@ class ImageBuilder:
             official = CATALOG["python"].official
             assert official
             ok, how = self.obtain_official(official)
-            self._python_base = (official, f"official, {how}") if ok else (CATALOG["python"].tag, f"local build; {official}: {how}")
+            self._python_base = ((official, f"official, {how}") if ok else
+                                 (CATALOG["python"].tag, f"local build; {official}: {how}"))
         return self._python_base
 
     def recipe(self, name: str) -> str:
@@ -252,7 +260,8 @@ class ImageBuilder:
                 h.update(str(f.relative_to(self.repo)).encode() + b"\0" + f.read_bytes() + b"\0")
         if name in SERVICES or name == "smtp-sink":
             base, _ = self.python_base()
-            h.update(f"base {base} {self._image_id(base) if base != CATALOG['python'].tag else self.recipe('python')}".encode())
+            base_id = self._image_id(base) if base != CATALOG["python"].tag else self.recipe("python")
+            h.update(f"base {base} {base_id}".encode())
         elif img.base:
             h.update(f"base {self.recipe(img.base)}".encode())
         self._recipes[name] = h.hexdigest()[:16]
@@ -394,7 +403,8 @@ class ImageBuilder:
             for cert in certs:
                 shutil.copy2(cert, ctx / "local-ca" / cert.name)
             if certs:
-                self.say(f"  adding this machine's CA certificates from {LOCAL_CA_DIR}: {', '.join(c.name for c in certs)}")
+                cert_names = ", ".join(c.name for c in certs)
+                self.say(f"  adding this machine's CA certificates from {LOCAL_CA_DIR}: {cert_names}")
         elif name == "ferretdb":
             shutil.copy2(self._static_ferretdb(log), ctx / "osmcloud-ferretdb")
         elif name == "versitygw":
@@ -471,7 +481,8 @@ class ImageBuilder:
         if shutil.which("mmdebstrap"):
             return
         if not shutil.which("apt-get"):
-            raise ImageBuildError("image debian failed at step 'install mmdebstrap': no mmdebstrap and no apt-get; install mmdebstrap")
+            raise ImageBuildError("image debian failed at step 'install mmdebstrap': no mmdebstrap and no apt-get; "
+                                  "install mmdebstrap")
         sudo = [] if os.geteuid() == 0 else ["sudo"]
         self.say("  apt-get install mmdebstrap")
         with open(log, "w") as out:
@@ -501,10 +512,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m osmcloud_localstack.images", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build what is missing or changed")
-    b.add_argument("names", nargs="*", default=["all"], help=f"images or groups: {', '.join([*CATALOG, *GROUPS, 'all'])}")
-    b.add_argument("--rebuild", action="append", default=[], metavar="NAME", help="build NAME even if its recipe is unchanged")
+    b.add_argument("names", nargs="*", default=["all"],
+                   help=f"images or groups: {', '.join([*CATALOG, *GROUPS, 'all'])}")
+    b.add_argument("--rebuild", action="append", default=[], metavar="NAME",
+                   help="build NAME even if its recipe is unchanged")
     b.add_argument("--skip-pullable", action="store_true",
-                   help="leave out images whose official counterpart is here or can be pulled (testcontainers prefers those)")
+                   help="leave out images whose official counterpart is here or can be pulled "
+                        "(testcontainers prefers those)")
     sub.add_parser("list", help="every image, its tag, and whether it is up to date")
     args = parser.parse_args(argv)
     builder = ImageBuilder()
@@ -514,7 +528,8 @@ def main(argv: list[str] | None = None) -> int:
             builder.build(names, rebuild=args.rebuild, skip_pullable=args.skip_pullable)
         else:
             for r in builder.rows():
-                print(f"{r['name']:10} {r['tag']:38} {r['state']:12} {r['recipe']}  (stands in for {r['stands in for']})")
+                print(f"{r['name']:10} {r['tag']:38} {r['state']:12} {r['recipe']}  "
+                      f"(stands in for {r['stands in for']})")
     except ImageBuildError as exc:
         print(f"[images] FAILED: {exc}", file=sys.stderr)
         return 1
@@ -522,7 +537,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[images] FAILED: {exc}", file=sys.stderr)
         return 1
     except (FileNotFoundError, subprocess.SubprocessError) as exc:
-        print(f"[images] FAILED: {exc} (is the docker CLI installed and DOCKER_HOST set? bash infra/docker/dockerd.sh start)", file=sys.stderr)
+        print(f"[images] FAILED: {exc} (is the docker CLI installed and DOCKER_HOST set? "
+              "bash infra/docker/dockerd.sh start)", file=sys.stderr)
         return 1
     return 0
 

@@ -82,7 +82,8 @@ def ferretdb_binary(repo: Path) -> Path:
     """The binary bootstrap built from infra/ferretdb (named after a hash of its sources)."""
     binary = cache_dir() / "bin" / f"osmcloud-ferretdb-{ferretdb_key(repo)}"
     if not os.access(binary, os.X_OK):
-        raise ToolMissing(f"FerretDB {FERRETDB_VERSION} binary {binary} not built (or infra/ferretdb changed); {_hint()}")
+        raise ToolMissing(
+            f"FerretDB {FERRETDB_VERSION} binary {binary} not built (or infra/ferretdb changed); {_hint()}")
     return binary
 
 

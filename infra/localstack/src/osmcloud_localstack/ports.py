@@ -128,7 +128,8 @@ def port_is_free(port: int, host: str = HOST) -> bool:
 
 def find_conflicts(ports: dict[str, int], host: str = HOST) -> list[PortConflict]:
     """Every port in ``ports`` (role -> port) that is not free, with who holds it if we can tell."""
-    return [PortConflict(role, port, describe_listener(port)) for role, port in ports.items() if not port_is_free(port, host)]
+    return [PortConflict(role, port, describe_listener(port)) for role, port in ports.items()
+            if not port_is_free(port, host)]
 
 
 def describe_listener(port: int) -> str:

@@ -226,7 +226,8 @@ class ProcessManager:
             self._reap(rec.pid)
             if leader and record_matches(rec):
                 return True
-            return any(is_running(p) and (proc_starttime(p) or 0) >= rec.starttime for p in group_members(rec) + targets)
+            return any(is_running(p) and (proc_starttime(p) or 0) >= rec.starttime
+                       for p in group_members(rec) + targets)
 
         signal_all(signal.SIGTERM)
         deadline = time.monotonic() + timeout

@@ -25,7 +25,8 @@ def http_status(url: str, timeout: float = 2.0) -> int | None:
     """HTTP status of a GET (any status, 4xx/5xx included), None if no HTTP answer."""
     try:
         with urllib.request.urlopen(urllib.request.Request(url, method="GET"), timeout=timeout) as resp:
-            return resp.status
+            status: int = resp.status  # urlopen is typed as returning Any (it may be any opener's response)
+            return status
     except urllib.error.HTTPError as exc:
         return exc.code
     except (OSError, ValueError):
@@ -62,7 +63,7 @@ def kafka(bootstrap: str, timeout: float = 5.0) -> str | None:
         return reason
 
     async def probe() -> str | None:
-        from aiokafka.admin import AIOKafkaAdminClient
+        from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]  # aiokafka ships no types
 
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
         try:

@@ -45,7 +45,7 @@ def parse_message(raw: bytes, mail_from: str | None, rcpt_tos: list[str]) -> dic
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     body_part = msg.get_body(preferencelist=("plain", "html")) if msg.is_multipart() else msg
     try:
-        body = body_part.get_content() if body_part is not None else ""  # type: ignore[union-attr]
+        body = body_part.get_content() if body_part is not None else ""
     except (KeyError, LookupError):
         payload = body_part.get_payload(decode=True) if body_part is not None else b""
         body = payload.decode(errors="replace") if isinstance(payload, bytes) else str(payload)
@@ -109,11 +109,13 @@ class SinkHandler:
     def __init__(self, store: MailStore) -> None:
         self.store = store
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]) -> str:
+    # aiosmtpd calls the hooks and the authenticator with positional arguments: the ones unused here are `_`-named
+    async def handle_RCPT(self, _server: SMTP, session: Session, envelope: Envelope, address: str,
+                          _rcpt_options: list[str]) -> str:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def handle_DATA(self, _server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or (
             envelope.content if isinstance(envelope.content, bytes) else str(envelope.content or "").encode()
         )
@@ -123,7 +125,8 @@ class SinkHandler:
         return "250 Message accepted for delivery"
 
 
-def _accept_any_login(server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any) -> AuthResult:
+def _accept_any_login(_server: SMTP, session: Session, envelope: Envelope, _mechanism: str,
+                      _auth_data: Any) -> AuthResult:
     return AuthResult(success=True)
 
 

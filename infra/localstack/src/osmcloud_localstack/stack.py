@@ -101,11 +101,13 @@ class ExternalInfra:
         """OSMCLOUD_EXTERNAL_KAFKA / OSMCLOUD_EXTERNAL_MONGO_URL / OSMCLOUD_EXTERNAL_S3_ENDPOINT (all three),
         with OSMCLOUD_EXTERNAL_S3_ACCESS_KEY / _SECRET_KEY (no defaults: the S3 server's own keys)."""
         env = dict(os.environ if env is None else env)
-        k, m, s = (env.get(n, "") for n in ("OSMCLOUD_EXTERNAL_KAFKA", "OSMCLOUD_EXTERNAL_MONGO_URL", "OSMCLOUD_EXTERNAL_S3_ENDPOINT"))
+        k, m, s = (env.get(n, "") for n in ("OSMCLOUD_EXTERNAL_KAFKA", "OSMCLOUD_EXTERNAL_MONGO_URL",
+                                            "OSMCLOUD_EXTERNAL_S3_ENDPOINT"))
         if not (k or m or s):
             return None
         if not (k and m and s):
-            raise StackError("set all of OSMCLOUD_EXTERNAL_KAFKA, OSMCLOUD_EXTERNAL_MONGO_URL and OSMCLOUD_EXTERNAL_S3_ENDPOINT, or none")
+            raise StackError("set all of OSMCLOUD_EXTERNAL_KAFKA, OSMCLOUD_EXTERNAL_MONGO_URL and "
+                             "OSMCLOUD_EXTERNAL_S3_ENDPOINT, or none")
         return cls(
             kafka_bootstrap=k,
             mongo_url=m,
@@ -274,7 +276,8 @@ class Stack:
     @staticmethod
     def _read_meta(state_dir: Path) -> dict[str, Any] | None:
         try:
-            return json.loads((state_dir / "stack.json").read_text())
+            meta: dict[str, Any] = json.loads((state_dir / "stack.json").read_text())
+            return meta
         except (OSError, ValueError):
             return None
 
@@ -415,7 +418,8 @@ class Stack:
         try:
             first = [n for n in ("ferretdb", "versitygw", "smtp-sink") if n in self.process_names()]
             if self.external:
-                self._log(f"using external Kafka {self.external.kafka_bootstrap}, Mongo {self.external.mongo_url}, S3 {self.external.s3_endpoint}")
+                ext = self.external
+                self._log(f"using external Kafka {ext.kafka_bootstrap}, Mongo {ext.mongo_url}, S3 {ext.s3_endpoint}")
                 self._wait_external()
             started = [self._spawn(n) for n in first]
             if "kafka" in self.process_names():
@@ -471,7 +475,8 @@ class Stack:
                     raise StackError(status.get("error") or f"the start failed; see {log}")
                 if not self.procs.running(SUPERVISOR):
                     forward()
-                    raise StackError(f"the supervisor exited while starting the stack; last lines of {log}:\n{tail(log)}")
+                    raise StackError(
+                        f"the supervisor exited while starting the stack; last lines of {log}:\n{tail(log)}")
                 time.sleep(0.1)
         except BaseException:
             self.down()
@@ -485,7 +490,8 @@ class Stack:
     def _stop_all(self, supervisor: bool) -> dict[str, str]:
         results = {}
         if supervisor and self.procs.read(SUPERVISOR) is not None:
-            results[SUPERVISOR] = self.procs.stop(SUPERVISOR, timeout=STOP_TIMEOUTS.get(SUPERVISOR, 15.0), on_kill=self._log)
+            results[SUPERVISOR] = self.procs.stop(SUPERVISOR, timeout=STOP_TIMEOUTS.get(SUPERVISOR, 15.0),
+                                                  on_kill=self._log)
             self._log(f"{SUPERVISOR}: {results[SUPERVISOR]}")
         names = [n for n in self.procs.recorded_names() if n != SUPERVISOR]
         order = [n for n in reversed(ALL_PROCESSES) if n in names] + [n for n in names if n not in ALL_PROCESSES]
@@ -498,7 +504,7 @@ class Stack:
     def supervised(self) -> bool:
         """Whether a supervisor watches this stack's processes right now."""
         status = read_status(self.state)
-        return bool(self.procs.running(SUPERVISOR)) and bool(status) and status.get("phase") == "running"
+        return bool(self.procs.running(SUPERVISOR)) and status is not None and status.get("phase") == "running"
 
     def stop_process(self, name: str) -> str:
         """Stop one process on purpose: the supervisor holds it (no restart) until
@@ -550,14 +556,16 @@ class Stack:
         log = self.procs.log_path(name)
         raise StackError(f"{name} not ready within {timeout:.0f} s ({reason}); last lines of {log}:\n{tail(log)}")
 
-    def _wait_supervisor(self, done: Callable[[dict[str, Any]], bool], name: str, what: str, timeout: float = 10.0) -> None:
+    def _wait_supervisor(self, done: Callable[[dict[str, Any]], bool], name: str, what: str,
+                         timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         while True:
             status = read_status(self.state) or {}
             if done((status.get("processes") or {}).get(name) or {}):
                 return
             if time.monotonic() > deadline:
-                raise StackError(f"the supervisor did not {what} of {name} within {timeout:.0f} s; see {self.procs.log_path(SUPERVISOR)}")
+                raise StackError(f"the supervisor did not {what} of {name} within {timeout:.0f} s; "
+                                 f"see {self.procs.log_path(SUPERVISOR)}")
             time.sleep(0.05)
 
     def spawn(self, name: str, env: dict[str, str] | None = None) -> PidRecord:
@@ -614,7 +622,8 @@ class Stack:
 
     def _check_state_dir(self) -> None:
         meta = self._read_meta(self.state)
-        if meta and meta.get("base_port") != self.config.base_port and (self.state / "kafka" / "data" / "meta.properties").exists():
+        kafka_formatted = (self.state / "kafka" / "data" / "meta.properties").exists()
+        if meta and meta.get("base_port") != self.config.base_port and kafka_formatted:
             raise StackError(
                 f"{self.state} was created for base port {meta.get('base_port')} (Kafka's metadata names its ports); "
                 f"use --base-port {meta.get('base_port')} or remove that directory"
@@ -654,7 +663,8 @@ class Stack:
             lines = "\n  ".join(str(c) for c in conflicts)
             raise StackError(
                 f"cannot start: {len(conflicts)} port(s) in use (base port {self.config.base_port}):\n  {lines}\n"
-                "stop whatever holds them (osmcloud-stack down --state-dir <dir> for an old stack) or choose another --base-port"
+                "stop whatever holds them (osmcloud-stack down --state-dir <dir> for an old stack) "
+                "or choose another --base-port"
             )
 
     def _spawn(self, name: str, env: dict[str, str] | None = None) -> tuple[str, PidRecord, _Spec]:
@@ -680,14 +690,15 @@ class Stack:
                 return
             if time.monotonic() > deadline:
                 raise StackError(
-                    f"{name} not ready within {spec.timeout:.0f} s ({reason}); last lines of {rec.log}:\n{tail(rec.log)}"
+                    f"{name} not ready within {spec.timeout:.0f} s ({reason}); "
+                    f"last lines of {rec.log}:\n{tail(rec.log)}"
                 )
             time.sleep(0.25)
 
     def _wait_external(self) -> None:
         ext = self.external
         assert ext is not None
-        checks = {
+        checks: dict[str, Callable[[], str | None]] = {
             "kafka": lambda: readiness.kafka(ext.kafka_bootstrap),
             "mongo": lambda: readiness.mongo(ext.mongo_url),
             "s3": lambda: readiness.http_answers(f"{'https' if ext.s3_secure else 'http'}://{ext.s3_endpoint}/"),
@@ -707,7 +718,8 @@ class Stack:
             "kafka": lambda: readiness.kafka(f"{HOST}:{p.kafka}"),
             "ferretdb": lambda: readiness.mongo(f"mongodb://{HOST}:{p.ferretdb}/"),
             "versitygw": lambda: readiness.http_ok(f"http://{HOST}:{p.versitygw}/healthz"),
-            "smtp-sink": lambda: readiness.http_ok(f"http://{HOST}:{p.smtp_http}/healthz") or readiness.tcp(HOST, p.smtp),
+            "smtp-sink": lambda: (readiness.http_ok(f"http://{HOST}:{p.smtp_http}/healthz")
+                                  or readiness.tcp(HOST, p.smtp)),
             "gateway": lambda: readiness.http_ok(f"http://{HOST}:{p.gateway}/healthz"),
             "prometheus": lambda: readiness.http_ok(f"http://{HOST}:{p.port('prometheus')}/-/ready"),
         }
@@ -732,7 +744,8 @@ class Stack:
             data = self.state / "ferretdb"
             data.mkdir(parents=True, exist_ok=True)
             return _Spec(
-                argv=[str(paths.ferretdb_binary(self.repo)), "-listen-addr", f"{HOST}:{p.ferretdb}", "-sqlite-dir", str(data)],
+                argv=[str(paths.ferretdb_binary(self.repo)), "-listen-addr", f"{HOST}:{p.ferretdb}",
+                      "-sqlite-dir", str(data)],
                 env={},
                 match=str(data),
                 ready=self._ready(name),
@@ -764,7 +777,8 @@ class Stack:
             return _Spec(
                 argv=[
                     paths.venv_python(self.repo), "-m", "osmcloud_localstack.smtp_sink",
-                    "--host", HOST, "--smtp-port", str(p.smtp), "--http-port", str(p.smtp_http), "--mail-dir", str(mail),
+                    "--host", HOST, "--smtp-port", str(p.smtp), "--http-port", str(p.smtp_http),
+                    "--mail-dir", str(mail),
                 ],
                 env={"PYTHONUNBUFFERED": "1"},
                 match=str(mail),
@@ -923,11 +937,14 @@ class Stack:
         self._log("formatting Kafka storage")
         log = self.state / "logs" / "kafka-format.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        argv = self._kafka_java_argv("kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(props))
+        argv = self._kafka_java_argv("kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
+                                     "-c", str(props))
         with open(log, "ab") as out:
-            res = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=kdir, timeout=120)
+            res = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=kdir,
+                                 timeout=120)
         if res.returncode != 0:
-            raise StackError(f"formatting Kafka storage failed (exit {res.returncode}); last lines of {log}:\n{tail(log)}")
+            raise StackError(
+                f"formatting Kafka storage failed (exit {res.returncode}); last lines of {log}:\n{tail(log)}")
 
 
 def wipe_state_dir(state_dir: Path) -> None:

@@ -13,12 +13,12 @@ from .stack import Stack
 from .supervisor import Supervisor
 
 
-def _interrupt(signum: int, frame: object) -> None:
+def _interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"stopped by signal {signum} while starting")
 
 
 def _install_stop_handlers(supervisor: Supervisor) -> None:
-    def stop(signum: int, frame: object) -> None:
+    def stop(_signum: int, _frame: object) -> None:
         supervisor.stopping = True  # the loop ends after the current step; nothing is half-started
 
     signal.signal(signal.SIGTERM, stop)

@@ -45,13 +45,16 @@ class BackoffPolicy:
 
     def __post_init__(self) -> None:
         if not (0 <= self.initial <= self.cap) or self.cap <= 0 or self.stable_seconds < 0:
-            raise ValueError(f"restart backoff needs 0 <= initial <= cap, cap > 0 (got initial {self.initial}, cap {self.cap})")
+            raise ValueError("restart backoff needs 0 <= initial <= cap, cap > 0 "
+                             f"(got initial {self.initial}, cap {self.cap})")
 
     def delay(self, quick_deaths: int) -> float:
         """The wait before a restart, after `quick_deaths` deaths in a row (1 = the first)."""
         if quick_deaths <= 1:
             return self.initial
-        return min(self.cap, max(self.initial, 0.25) * 2 ** (quick_deaths - 1))
+        # 64 doublings pass any cap (0.25 s * 2**64 is centuries) and stop before the float overflows at 2.0 ** 1024
+        doublings = min(quick_deaths - 1, 64)
+        return min(self.cap, max(self.initial, 0.25) * 2.0 ** doublings)
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -87,7 +90,8 @@ def status_path(state_dir: Path) -> Path:
 def read_status(state_dir: Path) -> dict[str, Any] | None:
     """The supervisor's last written status (see the module docstring), or None."""
     try:
-        return json.loads(status_path(state_dir).read_text())
+        status: dict[str, Any] = json.loads(status_path(state_dir).read_text())
+        return status
     except (OSError, ValueError):
         return None
 
@@ -132,7 +136,8 @@ class Supervisor:
             "error": self.error,
             "updated_at": self.clock(),
             "backoff": asdict(self.policy),
-            "processes": {name: {k: v for k, v in asdict(s).items() if k != "env"} for name, s in self.processes.items()},
+            "processes": {name: {k: v for k, v in asdict(s).items() if k != "env"}
+                          for name, s in self.processes.items()},
         }
         path = status_path(self.state_dir)
         tmp = path.with_suffix(".json.tmp")

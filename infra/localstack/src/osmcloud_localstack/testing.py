@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,7 +167,7 @@ _MODE: tuple[str, str] | None = None
 
 def _docker_answers() -> tuple[bool, str]:
     try:
-        import docker  # comes with testcontainers
+        import docker  # type: ignore[import-untyped]  # comes with testcontainers; its stubs are types-docker
 
         client = docker.from_env(timeout=3)
         try:
@@ -293,7 +293,8 @@ def local_stack(say: Callable[[str], None]) -> Iterator[StackHandle]:
         stack.down()
 
 
-def testcontainers_stack(say: Callable[[str], None], on_death: Callable[[Any], None] | None = None) -> Iterator[StackHandle]:
+def testcontainers_stack(say: Callable[[str], None],
+                         on_death: Callable[[Any], None] | None = None) -> Iterator[StackHandle]:
     """Kafka, the MongoDB-protocol server and the S3 server as containers (osmcloud_localstack.containers:
     host network, 127.0.0.1, the local layout's ports; official images where they can be had, our local
     builds otherwise); the SMTP sink, the services and nginx as local processes against them.
@@ -311,16 +312,18 @@ def testcontainers_stack(say: Callable[[str], None], on_death: Callable[[Any], N
         wipe_state_dir(state_dir)
         services = services_present()
         stack = Stack(
-            StackConfig(state_dir=state_dir, base_port=LOCAL_BASE_PORT, test_clock=True, services=services, external=external,
-                        sandbox_store=True, admin_api=True, trusted_proxies=TEST_TRUSTED_PROXIES),
+            StackConfig(state_dir=state_dir, base_port=LOCAL_BASE_PORT, test_clock=True, services=services,
+                        external=external, sandbox_store=True, admin_api=True,
+                        trusted_proxies=TEST_TRUSTED_PROXIES),
             log=say,
         )
         try:
             endpoints = stack.up()  # waits for the containers' Kafka/Mongo/S3 first
         except StackError as exc:
             raise StackUnavailable(f"the test stack did not start:\n{exc}") from exc
-        yield _handle("testcontainers", endpoints, services, _stop_kafka=infra.stop_kafka, _start_kafka=infra.start_kafka,
-                      _stop_process=stack.stop_process, _start_process=stack.start_process, local=stack)
+        yield _handle("testcontainers", endpoints, services, _stop_kafka=infra.stop_kafka,
+                      _start_kafka=infra.start_kafka, _stop_process=stack.stop_process,
+                      _start_process=stack.start_process, local=stack)
     finally:
         if stack is not None:
             say("stopping the local processes of the test stack")
@@ -341,7 +344,8 @@ class SmtpSinkClient:
         params = {"to": to} if to else {}
         async with self.session.get(f"{self.base_url}/messages", params=params) as resp:
             resp.raise_for_status()
-            return await resp.json()
+            mails: list[dict[str, Any]] = await resp.json()
+            return mails
 
     async def wait_for(self, to: str, timeout: float = 30.0, count: int = 1) -> dict[str, Any]:
         """The newest mail to ``to`` once at least ``count`` arrived (AssertionError on timeout)."""
@@ -369,14 +373,14 @@ async def advance_clock(stack: StackHandle, seconds: float) -> None:
 
     from osmcloud_common.clock import advance_shared_clock
 
-    mongo = AsyncMongoClient(stack.mongo_url)
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_url)
     try:
         await advance_shared_clock(mongo, timedelta(seconds=seconds), confirm=clock_confirmer(stack))
     finally:
         await mongo.close()
 
 
-def clock_confirmer(stack: StackHandle):
+def clock_confirmer(stack: StackHandle) -> Callable[[float], Awaitable[None]] | None:
     """`confirm(set_at)` for osmcloud_common.clock: waits until every service reports (on its
     /healthz) that it applied the clock setting written at `set_at` — a confirmation, not a
     guess of how long they take. None when the services' addresses are unknown (mode env
@@ -406,21 +410,21 @@ def clock_confirmer(stack: StackHandle):
 
 
 async def events_of(stack: StackHandle, domain: str, user_id: str, *,
-                    until: Callable[[list[dict]], Any] = bool, types: set[str] | None = None,
-                    timeout: float = 30, settle_polls: int = 0) -> list[dict]:
+                    until: Callable[[list[dict[str, Any]]], Any] = bool, types: set[str] | None = None,
+                    timeout: float = 30, settle_polls: int = 0) -> list[dict[str, Any]]:
     """One user's events on a domain's topic (optionally only some types), read from the
     start until `until(events)` holds. `settle_polls` more polls after that let duplicates show."""
     import json
     import uuid
 
-    from aiokafka import AIOKafkaConsumer
+    from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]  # aiokafka ships no types
 
     from .client import eventually
 
     consumer = AIOKafkaConsumer(f"{stack.topic_prefix}{domain}", bootstrap_servers=stack.kafka_bootstrap,
                                 auto_offset_reset="earliest", group_id=f"test-{uuid.uuid4().hex}")
     await consumer.start()
-    found: list[dict] = []
+    found: list[dict[str, Any]] = []
     try:
         async def probe() -> bool:
             batches = await consumer.getmany(timeout_ms=200)
@@ -442,13 +446,14 @@ def free_port() -> int:
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]  # typeshed: getsockname() -> Any (its shape depends on the family)
+        return port
 
 
 @contextlib.asynccontextmanager
 async def service_replica(stack: StackHandle, service: str, log_path: Path,
                           ready: Callable[[aiohttp.ClientSession, str], Any],
-                          extra_env: dict[str, str] | None = None):
+                          extra_env: dict[str, str] | None = None) -> AsyncIterator[str]:
     """Another process of one of our services on the same database and Kafka (what a scaled
     deployment runs), on a free port; yields its URL once `ready(session, url)` holds, stops it
     after. The process's output goes to `log_path`, shown if it dies before it is ready."""
@@ -476,7 +481,7 @@ async def service_replica(stack: StackHandle, service: str, log_path: Path,
                     return bool(await ready(session, url))
                 except aiohttp.ClientError:
                     if proc.poll() is not None:
-                        raise RuntimeError(f"{service} replica exited: {log_path.read_text()}")
+                        raise RuntimeError(f"{service} replica exited: {log_path.read_text()}") from None
                     return False
             await eventually(started, timeout=60, what=f"a second {service} replica ready")
         yield url
