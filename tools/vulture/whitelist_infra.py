@@ -5,7 +5,6 @@ tests/helm and the unit tests, which vulture does not read. `_.name` marks a nam
 name-based); this file is never imported or run.
 Run: .venv/bin/vulture --min-confidence 60 infra/localstack/src benchmarks tools/vulture/whitelist_infra.py
 """
-# ruff: noqa: B018  -- vulture's whitelist format is bare attribute reads
 
 _ = object()
 

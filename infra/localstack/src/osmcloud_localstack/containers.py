@@ -257,7 +257,7 @@ class ContainerInfra:
 
     def remove_leftovers(self, run_only: bool = False) -> int:
         """Remove containers of ours on this base port (of this run only, or of any earlier run)."""
-        import docker  # type: ignore[import-untyped]  # stubs are types-docker, not in the dev group
+        import docker
 
         label = f"{LABEL_RUN}={self.run_id}" if run_only else f"{LABEL_BASE_PORT}={self.ports.base}"
         client = docker.from_env(timeout=30)

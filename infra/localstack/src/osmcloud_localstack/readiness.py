@@ -63,7 +63,7 @@ def kafka(bootstrap: str, timeout: float = 5.0) -> str | None:
         return reason
 
     async def probe() -> str | None:
-        from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]  # aiokafka ships no types
+        from aiokafka.admin import AIOKafkaAdminClient
 
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
         try:

@@ -167,7 +167,7 @@ _MODE: tuple[str, str] | None = None
 
 def _docker_answers() -> tuple[bool, str]:
     try:
-        import docker  # type: ignore[import-untyped]  # comes with testcontainers; its stubs are types-docker
+        import docker
 
         client = docker.from_env(timeout=3)
         try:
@@ -417,7 +417,7 @@ async def events_of(stack: StackHandle, domain: str, user_id: str, *,
     import json
     import uuid
 
-    from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]  # aiokafka ships no types
+    from aiokafka import AIOKafkaConsumer
 
     from .client import eventually
 
