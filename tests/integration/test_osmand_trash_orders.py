@@ -9,13 +9,12 @@ native trash page (`tombstone_update_ms`) and cross-checked against files' own h
 
 import re
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from pymongo import AsyncMongoClient
 
-from osmcloud_common.clock import shared_offset
 from osmcloud_localstack.client import GatewayClient, Reply, count_mails, eventually, login, read_code
-from osmcloud_localstack.testing import events_of
+from osmcloud_localstack.testing import events_of, service_now
 
 PRO_PRODUCT = "osmcloud.pro.annual"
 
@@ -120,15 +119,6 @@ async def make_deleted(me: GatewayClient, names: list[str], file_type: str = "FA
 
 def entry(item: dict) -> dict:
     return {"name": item["name"], "type": item["type"], "updatetime": item["tombstone_update_ms"]}
-
-
-async def service_now(stack) -> datetime:
-    """What the services' clock reads (tests may have moved the shared clock)."""
-    mongo = AsyncMongoClient(stack.mongo_url)
-    try:
-        return datetime.now(UTC) + await shared_offset(mongo)
-    finally:
-        await mongo.close()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,15 +12,13 @@ import contextlib
 import functools
 import gzip
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import aiohttp
 import pytest
-from pymongo import AsyncMongoClient
 
-from osmcloud_common.clock import shared_offset
 from osmcloud_localstack.client import GatewayClient, Reply, count_mails, eventually, login, read_code
-from osmcloud_localstack.testing import advance_clock, events_of
+from osmcloud_localstack.testing import advance_clock, events_of, service_now
 
 LOOPS = 50
 PARALLEL = 5  # accounts worked on at once (each account's pairs stay strictly in order)
@@ -61,14 +59,6 @@ async def each(count: int, work) -> list:
 
 async def put(me: GatewayClient, file_type: str, name: str, body: bytes = b"<gpx/>") -> Reply:
     return await me.call("PUT", f"/api/files/{file_type}/{name}", data=body, params={"overwrite": "true"})
-
-
-async def service_now(stack) -> datetime:
-    mongo = AsyncMongoClient(stack.mongo_url)
-    try:
-        return datetime.now(UTC) + await shared_offset(mongo)
-    finally:
-        await mongo.close()
 
 
 # ---------------------------------------------------------------- OsmAnd's side

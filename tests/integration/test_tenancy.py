@@ -24,17 +24,15 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 from minio import Minio
-from pymongo import AsyncMongoClient
 
-from osmcloud_common.clock import shared_offset
 from osmcloud_localstack.client import GatewayClient, Reply, count_mails, eventually, login, osmand_sign_up, read_code
-from osmcloud_localstack.testing import advance_clock
+from osmcloud_localstack.testing import advance_clock, service_now
 
 SPEC = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 METHODS = ("get", "put", "post", "delete", "patch")
@@ -88,14 +86,6 @@ async def upload_osmand(user: User, file_type: str, name: str, data: bytes) -> R
         "POST", "/userdata/upload-file", data=body,
         params={**user.creds(), "name": name, "type": file_type, "clienttime": "1700000000000"},
         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-
-
-async def service_now(stack) -> datetime:
-    mongo = AsyncMongoClient(stack.mongo_url)
-    try:
-        return datetime.now(UTC) + await shared_offset(mongo)
-    finally:
-        await mongo.close()
 
 
 @dataclass

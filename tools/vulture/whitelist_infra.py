@@ -26,6 +26,7 @@ _.start_service  # testing.StackHandle: the same tests and benchmarks/read_your_
 _.SmtpSinkClient  # testing: conftest's `smtp` fixture
 _.advance_clock  # testing: tests that pass a cooldown or an expiry
 _.events_of  # testing: tests that read a domain's events from Kafka
+_.service_now  # testing: tests that date receipts and deadlines in the services' time
 _.service_replica  # testing: a second replica of a service (files/test_quota, test_trash, test_verify_cache)
 _.error_code  # client.Reply: the tests' check of an error's code
 _.osmand_sign_up  # client: tests/integration (test_tenancy, test_admin_api, test_api_conformance, ...)

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from playwright.async_api import expect
-from pymongo import AsyncMongoClient
 
-from osmcloud_common.clock import shared_offset
 from osmcloud_localstack.client import GatewayClient, count_mails, eventually, login, read_code
-from osmcloud_localstack.testing import advance_clock
+from osmcloud_localstack.testing import advance_clock, service_now
 
 RESEND_SECONDS = 30  # auth's CODE_RESEND_SECONDS: one code per e-mail per 30 s
 
@@ -47,11 +45,7 @@ def new_email() -> str:
 
 async def buy_pro(stack, receipts, phone: GatewayClient) -> None:
     """Test set-up: Pro through the sandbox store, then until files has the entitlement."""
-    mongo = AsyncMongoClient(stack.mongo_url)
-    try:
-        now = datetime.now(UTC) + await shared_offset(mongo)  # the services' time (earlier tests move it)
-    finally:
-        await mongo.close()
+    now = await service_now(stack)  # earlier tests move the services' clock
     order_id = f"GPA.{uuid.uuid4().hex[:10]}"
     receipt = receipts.sign(order_id, now - timedelta(days=1), now + timedelta(days=30))
     reply = await phone.call("POST", "/api/billing/purchases", json={

@@ -21,6 +21,7 @@ import os
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -376,6 +377,20 @@ async def advance_clock(stack: StackHandle, seconds: float) -> None:
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_url)
     try:
         await advance_shared_clock(mongo, timedelta(seconds=seconds), confirm=clock_confirmer(stack))
+    finally:
+        await mongo.close()
+
+
+async def service_now(stack: StackHandle) -> datetime:
+    """What the services' clock reads now: the wall clock plus the shared offset that tests
+    move (so a receipt or a deadline is dated in the services' time)."""
+    from pymongo import AsyncMongoClient
+
+    from osmcloud_common.clock import shared_offset
+
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_url)
+    try:
+        return datetime.now(UTC) + await shared_offset(mongo)
     finally:
         await mongo.close()
 
