@@ -33,12 +33,10 @@ import aiohttp
 from osmcloud_billing.receipts import sign_sandbox_receipt
 from osmcloud_cli import config
 from osmcloud_localstack.client import GatewayClient, eventually, login
-from osmcloud_localstack.stack import Stack, StackConfig
+from osmcloud_localstack.own_stack import attached_or_own
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from files_vs_s3 import free_base_port  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 OSMCLOUD = Path(sys.executable).parent / "osmcloud"
 MIB = 1024 * 1024
 
@@ -149,28 +147,10 @@ def main() -> int:
     parser.add_argument("--small-kib", type=int, default=10)
     parser.add_argument("--big-mib", type=int, default=200)
     args = parser.parse_args()
-    if args.attach:
-        state = Path(args.attach).absolute()
-        stack = Stack.from_state_dir(state)  # its generated secrets, the sandbox key among them
-        owned = False
-    else:
-        base = free_base_port()
-        state = REPO / ".state" / f"bench-{base}"
-        print(f"starting a local stack on base port {base} (state {state})")
-        stack = Stack(StackConfig(state_dir=state, base_port=base, sandbox_store=True), log=lambda m: print(f"  {m}"))
-        stack.up()
-        owned = True
-    try:
-        endpoints = stack.endpoints().as_dict()
-        if not endpoints["sandbox_receipt_key"]:
+    with attached_or_own(args.attach, "bench-cli-sync", sandbox_store=True) as (_, endpoints):
+        if not endpoints.sandbox_receipt_key:
             raise SystemExit("the stack runs no sandbox store: start it with `make up SANDBOX_STORE=1`")
-        return run(endpoints["gateway_url"], endpoints["smtp_sink_url"], endpoints["sandbox_receipt_key"], args)
-    finally:
-        if owned:
-            print("stopping the benchmark stack")
-            stack.down()
-            shutil.rmtree(state, ignore_errors=True)
-
+        return run(endpoints.gateway_url, endpoints.smtp_sink_url, endpoints.sandbox_receipt_key, args)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -23,7 +23,6 @@ import asyncio
 import io
 import json
 import os
-import socket
 import statistics
 import sys
 import threading
@@ -40,29 +39,9 @@ from osmcloud_billing.plans import pro_entitlement
 from osmcloud_billing.settings import BillingSettings
 from osmcloud_common.events import SubscriptionActivated, make_event
 from osmcloud_localstack.client import GatewayClient, eventually, login
-from osmcloud_localstack.ports import PORT_OFFSETS
-from osmcloud_localstack.stack import Stack, StackConfig
+from osmcloud_localstack.own_stack import attached_or_own
 
-REPO = Path(__file__).resolve().parents[1]
 MIB = 1024 * 1024
-
-
-def free_base_port() -> int:
-    """A base port whose whole layout (B .. B+15) is free right now."""
-    span = max(PORT_OFFSETS.values()) + 1
-    for _ in range(200):
-        base = 20000 + int.from_bytes(os.urandom(2), "big") % 20000
-        ok = True
-        for port in range(base, base + span):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free base port found")
 
 
 def rss_bytes(pid: int) -> int:
@@ -309,31 +288,9 @@ def main() -> int:
     parser.add_argument("--only", choices=["big", "small", "rss"], help="run one part only (for profiling)")
     args = parser.parse_args()
 
-    stack = None
-    if args.attach:
-        state = Path(args.attach).absolute()
-        meta = json.loads((state / "stack.json").read_text())
-        stack = Stack(StackConfig(state_dir=state, base_port=meta["base_port"], test_clock=meta["test_clock"],
-                                  gateway_secret=meta["gateway_secret"]))
-        endpoints = stack.endpoints().as_dict()
-        owned = False
-    else:
-        base = free_base_port()
-        state = REPO / ".state" / f"bench-{base}"
-        print(f"starting a local stack on base port {base} (state {state})")
-        stack = Stack(StackConfig(state_dir=state, base_port=base), log=lambda m: print(f"  {m}"))
-        endpoints = stack.up().as_dict()
-        owned = True
-    try:
-        files_pid = json.loads((state / "run" / "files.pid").read_text())["pid"]
-        return asyncio.run(run(endpoints, files_pid, args))
-    finally:
-        if owned:
-            print("stopping the benchmark stack")
-            stack.down()
-            import shutil
-            shutil.rmtree(state, ignore_errors=True)
-
+    with attached_or_own(args.attach, "bench-files-vs-s3") as (stack, endpoints):
+        files_pid = json.loads((stack.state / "run" / "files.pid").read_text())["pid"]
+        return asyncio.run(run(endpoints.as_dict(), files_pid, args))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -22,22 +22,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import statistics
 import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import aiohttp
 
 from osmcloud_billing.receipts import sign_sandbox_receipt
 from osmcloud_localstack.client import GatewayClient, login
-from osmcloud_localstack.own_stack import free_base_port
-from osmcloud_localstack.stack import SERVICES, Stack, StackConfig
+from osmcloud_localstack.own_stack import own_stack
+from osmcloud_localstack.stack import SERVICES, Stack
 
-REPO = Path(__file__).resolve().parents[1]
 BODY = b"x" * 1024
 
 
@@ -150,30 +147,23 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1, help="before/after pairs of phases (default 1)")
     args = parser.parse_args()
 
-    base = free_base_port()
-    state = REPO / ".state" / f"bench-{base}"
-    print(f"starting a local stack on base port {base} (state {state})")
     os.environ["HANDOVER"] = "false"
-    stack = Stack(StackConfig(state_dir=state, base_port=base, sandbox_store=True), log=lambda m: None)
-    endpoints = stack.up()
     before, after = Timings(), Timings()
     try:
-        for r in range(args.rounds):
-            for handover, timings in ((False, before), (True, after)):
-                if r or handover:
-                    restart_services(stack, handover)
-                label = "after (hand-over on)" if handover else "before (HANDOVER=false)"
-                started = time.monotonic()
-                asyncio.run(phase(endpoints.gateway_url, endpoints.smtp_sink_url, endpoints.sandbox_receipt_key,
-                                  args.count, args.accounts, timings))
-                print(f"  round {r + 1}, {label}: {time.monotonic() - started:.1f} s")
+        with own_stack("bench-ryw", sandbox_store=True) as (stack, endpoints):
+            print(f"a stack of its own on base port {stack.config.base_port} (state {stack.state})")
+            for r in range(args.rounds):
+                for handover, timings in ((False, before), (True, after)):
+                    if r or handover:
+                        restart_services(stack, handover)
+                    label = "after (hand-over on)" if handover else "before (HANDOVER=false)"
+                    started = time.monotonic()
+                    asyncio.run(phase(endpoints.gateway_url, endpoints.smtp_sink_url, endpoints.sandbox_receipt_key,
+                                      args.count, args.accounts, timings))
+                    print(f"  round {r + 1}, {label}: {time.monotonic() - started:.1f} s")
         return 0 if report(before, after) else 1
     finally:
-        print("stopping the benchmark stack")
         os.environ.pop("HANDOVER", None)
-        stack.down()
-        shutil.rmtree(state, ignore_errors=True)
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,4 +1,4 @@
-"""Trash benchmark, on its own local stack (free base port, state in .state/bench-trash):
+"""Trash benchmark, on its own local stack (free base port, state in .state/bench-trash-<port>, removed at the end):
 
 1. event lag: from a DELETE's HTTP response to the item being listed by GET /api/trash
    (p50/p99 over --deletes deletes; target p99 < 200 ms on loopback);
@@ -15,7 +15,6 @@ import asyncio
 import io
 import json
 import os
-import socket
 import statistics
 import sys
 import time
@@ -29,22 +28,8 @@ from minio import Minio
 from pymongo import AsyncMongoClient
 
 from osmcloud_common.clock import set_shared_offset
-from osmcloud_localstack import Stack, StackConfig
 from osmcloud_localstack.client import GatewayClient, login
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def free_base_port() -> int:
-    for base in range(36080, 60000, 100):
-        try:
-            for port in range(base, base + 16):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise SystemExit("no free block of 16 ports")
+from osmcloud_localstack.own_stack import own_stack
 
 
 def pct(values: list[float], p: float) -> float:
@@ -272,24 +257,16 @@ async def main() -> None:
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--deletes", type=int, default=1000)
     parser.add_argument("--timeout", type=float, default=900)
-    parser.add_argument("--base-port", type=int, default=0, help="default: a free block from 36080 on")
+    parser.add_argument("--base-port", type=int, default=0, help="default: a free block")
     args = parser.parse_args()
-    base = args.base_port or free_base_port()
-    state_dir = REPO / ".state" / "bench-trash"
-    stack = Stack(StackConfig(state_dir=state_dir, base_port=base, test_clock=True),
-                  log=lambda m: print(f"[stack] {m}", file=sys.stderr))
-    from osmcloud_localstack.stack import wipe_state_dir
-    wipe_state_dir(state_dir)
-    endpoints = stack.up()
-    try:
-        print(f"local stack on base port {base} (Kafka, FerretDB 1.24/SQLite, versitygw, 4 services, nginx)")
+    with own_stack("bench-trash", base_port=args.base_port or None, test_clock=True,
+                   log=lambda m: print(f"[stack] {m}", file=sys.stderr)) as (stack, endpoints):
+        print(f"local stack on base port {stack.config.base_port} (Kafka, FerretDB 1.24/SQLite, versitygw, "
+              "4 services, nginx)")
         if args.deletes:
             await event_lag(endpoints, args.deletes)
         if args.items:
-            await purge_throughput(endpoints, args.items, args.timeout, state_dir)
-    finally:
-        stack.down()
-
+            await purge_throughput(endpoints, args.items, args.timeout, stack.state)
 
 if __name__ == "__main__":
     asyncio.run(main())

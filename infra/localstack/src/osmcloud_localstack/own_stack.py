@@ -56,3 +56,16 @@ def own_stack(name: str, base_port: int | None = None, log: Callable[[str], None
         if keep_logs is not None and (state / "logs").is_dir():
             shutil.copytree(state / "logs", keep_logs, dirs_exist_ok=True)
         shutil.rmtree(state, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def attached_or_own(attach: str | Path | None, name: str, **config: Any) -> Iterator[tuple[Stack, Endpoints]]:
+    """A benchmark's stack: the running one of state directory `attach` (left running), or
+    else one of its own, as own_stack starts and removes it (its progress printed)."""
+    if attach:
+        stack = Stack.from_state_dir(Path(attach))  # its generated secrets, the sandbox key among them
+        yield stack, stack.endpoints()
+        return
+    with own_stack(name, log=lambda m: print(f"  {m}"), **config) as (stack, endpoints):
+        print(f"started a stack of its own (state {stack.state}); it is removed at the end")
+        yield stack, endpoints
