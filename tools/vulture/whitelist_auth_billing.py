@@ -10,4 +10,4 @@ _ = object()
 
 # pydantic settings fields read by name in osmcloud_common (ServiceSettings, Runtime: service
 # names in tracing, Kafka client ids, the admin API's prefix, audit entries)
-_.service_name  # noqa: B018 — AuthSettings.service_name, BillingSettings.service_name
+_.service_name  # AuthSettings.service_name, BillingSettings.service_name
