@@ -55,12 +55,14 @@ class RssSampler:
     def __init__(self, pid: int, every: float = 0.1) -> None:
         self.pid, self.every = pid, every
         self.baseline = self.peak = rss_bytes(pid)
+        self.samples: list[int] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
-            self.peak = max(self.peak, rss_bytes(self.pid))
+            self.samples.append(rss_bytes(self.pid))
+            self.peak = max(self.peak, self.samples[-1])
 
     def __enter__(self) -> RssSampler:
         self._thread.start()
@@ -74,6 +76,12 @@ class RssSampler:
     @property
     def growth(self) -> int:
         return self.peak - self.baseline
+
+    def growth_by_quarter(self) -> list[int]:
+        """The peak growth reached by the end of each quarter of the samples: flat memory stops
+        rising after the first; memory that follows the size rises in every one."""
+        n = len(self.samples)
+        return [max(self.samples[:max(1, n * q // 4)], default=self.baseline) - self.baseline for q in (1, 2, 3, 4)]
 
 
 def verdict(ok: bool) -> str:
@@ -228,6 +236,8 @@ async def run(endpoints: dict, files_pid: int, args: argparse.Namespace) -> int:
     print(f"  zip         {zip_bytes:,} bytes ({zip_bytes - total:,} over the content)")
     print(f"  files RSS   +{rss.growth / MIB:.1f} MiB (baseline {rss.baseline / MIB:.0f} MiB, peak "
           f"{rss.peak / MIB:.0f} MiB, pid {files_pid}; target < {RSS_TARGET // MIB} MiB: {verdict(rss_ok)})")
+    print("              peak growth by the end of each quarter of the export: "
+          + ", ".join(f"+{g / MIB:.1f}" for g in rss.growth_by_quarter()) + f" MiB ({len(rss.samples)} samples)")
     print(f"  content     {'every entry and the manifest match the upload' if content_ok else 'WRONG'}")
     for problem in problems[:20]:
         print(f"    {problem}")
