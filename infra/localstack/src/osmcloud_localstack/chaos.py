@@ -29,6 +29,7 @@ from typing import Any
 
 import aiohttp
 
+from .chaos_replica import second_files_replica
 from .client import count_mails, read_code
 from .invariants import (
     Book,
@@ -46,7 +47,14 @@ from .invariants import (
 from .procs import group_members, is_running, record_matches
 from .stack import SERVICES, Stack
 
-FAULTS = (*SERVICES, "kafka", "ferretdb", "versitygw", "gateway")
+PROCESSES = (*SERVICES, "kafka", "ferretdb", "versitygw", "gateway")
+# `files-replica`: files killed while a second files replica serves behind the gateway
+# (chaos_replica.py); nginx must pass idempotent calls on to the replica that lives
+REPLICA = "files-replica"
+FAULTS = (*SERVICES, REPLICA, "kafka", "ferretdb", "versitygw", "gateway")
+# what nginx passes on to another replica when one fails (proxy_next_upstream): idempotent
+# methods; a PUT's streamed body is never sent twice, so only those without a body count
+RETRIED_METHODS = frozenset({"GET", "HEAD", "DELETE"})
 # what the chaos stack shortens so that recovery from a crash fits a run: an operation of a
 # killed files process is taken for dead after OPERATION_TTL_SECONDS (+ a quarter of it),
 # looked for every RECONCILE_SECONDS; a purge claim of a killed trash process is taken over
@@ -516,15 +524,31 @@ class Chaos:
         return self.rows
 
     async def fault(self, name: str, http: Http, running: asyncio.Event, s3, tokens) -> FaultRow:
+        if name != REPLICA:
+            return await self._fault(name, name, http, running, s3, tokens)
+        running.clear()  # no call in flight while nginx takes the second replica
+        await self._idle(http)
+        replica = second_files_replica(self.control.stack)
+        address = await asyncio.to_thread(replica.__enter__)
+        self.say(f"{REPLICA}: a second files replica on {address} behind the gateway")
+        try:
+            return await self._fault(name, "files", http, running, s3, tokens)
+        finally:
+            running.clear()
+            await self._idle(http)
+            await asyncio.to_thread(replica.__exit__, None, None, None)
+
+    async def _fault(self, name: str, process: str, http: Http, running: asyncio.Event, s3, tokens) -> FaultRow:
+        """Kills `process`; the row is called `name`."""
         plan, row = self.plan, FaultRow(name)
         died = await self._died_unprompted()
         first = len(self.book.requests)
         running.set()
         await asyncio.sleep(plan.warm)
         t_kill = time.monotonic()
-        old_pid = await asyncio.to_thread(self.control.kill, name)
-        self.say(f"killed {name} (pid {old_pid}) with SIGKILL")
-        row.restarted_by = await self._bring_back(name, old_pid, t_kill)
+        old_pid = await asyncio.to_thread(self.control.kill, process)
+        self.say(f"killed {process} (pid {old_pid}) with SIGKILL")
+        row.restarted_by = await self._bring_back(process, old_pid, t_kill)
         await self._gateway_answers(http, tokens)
         t_back = time.monotonic()
         row.recover_s = t_back - t_kill
@@ -540,6 +564,8 @@ class Chaos:
         # no answer, a 5xx, or OsmAnd's form of one (400 with errorCode 6)
         row.errors_during = sum(1 for r in during if r.status == 0 or (r.osmand_equivalent or r.status) >= 500)
         statuses = Counter(r.status or f"none ({r.error})" for r in during)
+        failed = Counter(f"{r.method} {'/'.join(r.path.split('/')[:3])} {r.status or r.error}" for r in during
+                         if r.status == 0 or (r.osmand_equivalent or r.status) >= 500)
         if self.failures:
             self.say(f"{name}: failed client steps so far: {dict(self.failures.most_common(6))}")
         refusals = sum((c.refusals for c in self.clients), Counter())
@@ -547,6 +573,9 @@ class Chaos:
             self.say(f"{name}: refusals (4xx) so far: {dict(refusals.most_common(8))}")
         self.say(f"{name}: answers during the fault window: "
                  + ", ".join(f"{k} x{v}" for k, v in sorted(statuses.items(), key=str)))
+        if failed:
+            self.say(f"{name}: failed during the fault window: "
+                     + ", ".join(f"{k} x{v}" for k, v in sorted(failed.items())))
         t_settle = time.monotonic()
         violations: dict[str, list[str]] = {}
         snap = Snapshot()
@@ -560,6 +589,11 @@ class Chaos:
         violations["answers (5xx only inside a fault, 503 JSON)"] = answers_outside_faults(
             Book(requests=phase), self.windows)
         violations["no process dies unprompted"] = died
+        if name == REPLICA:
+            violations["idempotent calls passed on to the live replica"] = [
+                f"{r.method} {r.path}: {r.status or r.error} during the fault"
+                for r in during if r.method in RETRIED_METHODS and r.path.startswith("/api/files")
+                and (r.status == 0 or (r.osmand_equivalent or r.status) >= 500)]
         row.violations = violations
         row.lost = len(violations["acknowledged outcomes"]) + len(violations["deleted accounts erased"])
         row.orphans = len(violations["versions ↔ blobs"]) + len(violations["deletes ↔ trash items"])
@@ -578,7 +612,7 @@ class Chaos:
         """Processes that are not running though nobody killed them since the last check:
         reported, and started again (by a supervisor, or here)."""
         died = []
-        for name in FAULTS:
+        for name in PROCESSES:
             if self.control.pid(name) is None:
                 await asyncio.sleep(self.plan.restart_after)
                 if self.control.pid(name) is None:
@@ -658,11 +692,11 @@ class Chaos:
 
 
 def table(rows: list[FaultRow]) -> str:
-    head = (f"{'fault':<10} {'requests':>8} {'errors during':>13} {'recover s':>9} {'restarted by':>12} "
+    head = (f"{'fault':<13} {'requests':>8} {'errors during':>13} {'recover s':>9} {'restarted by':>12} "
             f"{'settle s':>8} {'lost':>5} {'orphans':>7} {'duplicates':>10} {'other':>5} {'redelivered':>11}")
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r.fault:<10} {r.requests:>8} {r.errors_during:>13} {r.recover_s:>9.1f} {r.restarted_by:>12} "
+        lines.append(f"{r.fault:<13} {r.requests:>8} {r.errors_during:>13} {r.recover_s:>9.1f} {r.restarted_by:>12} "
                      f"{r.settle_s:>8.1f} {r.lost:>5} {r.orphans:>7} {r.duplicates:>10} {r.other:>5} "
                      f"{r.redelivered:>11}")
     return "\n".join(lines)
@@ -678,4 +712,5 @@ def markdown_table(rows: list[FaultRow]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["CHAOS_SERVICE_ENV", "Chaos", "FAULTS", "FaultRow", "LocalControl", "Plan", "markdown_table", "table"]
+__all__ = ["CHAOS_SERVICE_ENV", "Chaos", "FAULTS", "PROCESSES", "REPLICA", "FaultRow", "LocalControl", "Plan",
+           "markdown_table", "table"]
