@@ -1,5 +1,6 @@
 """Chaos: kill every process of a local stack with SIGKILL, in turn, under a mix of clients on
-both APIs, and check after each fault that nothing acknowledged was lost (issue 21).
+both APIs (files also as one of two replicas behind the gateway: fault `files-replica`), and
+check after each fault that nothing acknowledged was lost (issue 21).
 
     make chaos                                   # the full run: every process, twice
     .venv/bin/python benchmarks/chaos.py --kills 1 --clients 4 --faults files,kafka

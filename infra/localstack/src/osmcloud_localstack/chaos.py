@@ -1,6 +1,7 @@
 """Chaos: a mix of clients on both APIs while each process of a local stack is killed with
-SIGKILL in turn; after each fault, once it is back and the system has settled, the
-invariants (invariants.py) are checked against the databases, the bucket and Kafka.
+SIGKILL in turn (files also as one of two replicas behind the gateway: chaos_replica.py);
+after each fault, once it is back and the system has settled, the invariants (invariants.py)
+are checked against the databases, the bucket and Kafka.
 
 Used by benchmarks/chaos.py (`make chaos`, its own stack) and its short version in
 tests/integration/test_chaos.py. Loopback only: every address is the stack's 127.0.0.1.
