@@ -2,9 +2,9 @@
 four services, files as one of two replicas behind the gateway, Kafka, the MongoDB-protocol
 server, the S3 server and nginx — is killed once with SIGKILL under a small mix of clients on
 both APIs; after each fault, once it is back (restarted by a supervisor, or by the chaos run
-itself after a few seconds) and the system has settled, every invariant holds: nothing acknowledged lost, usage exact, reservations
-drained, no orphan, every delete in the trash, no effect twice, outboxes drained, no 5xx
-outside a fault and only 503 JSON inside one. The full run is `make chaos` (docs/faults.md)."""
+itself after a few seconds) and the system has settled, every invariant holds: nothing
+acknowledged lost, usage exact, reservations drained, no orphan, every delete in the trash, no
+effect twice, outboxes drained, no 5xx outside a fault and only 503 JSON inside one. The full run is `make chaos` (docs/faults.md)."""
 
 import asyncio
 import os
