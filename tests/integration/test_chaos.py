@@ -4,7 +4,8 @@ server, the S3 server and nginx — is killed once with SIGKILL under a small mi
 both APIs; after each fault, once it is back (restarted by a supervisor, or by the chaos run
 itself after a few seconds) and the system has settled, every invariant holds: nothing
 acknowledged lost, usage exact, reservations drained, no orphan, every delete in the trash, no
-effect twice, outboxes drained, no 5xx outside a fault and only 503 JSON inside one. The full run is `make chaos` (docs/faults.md)."""
+effect twice, outboxes drained, no 5xx outside a fault and only 503 JSON inside one. The full
+run is `make chaos` (docs/faults.md)."""
 
 import asyncio
 import os
