@@ -32,5 +32,6 @@ def test_every_process_killed_once_loses_nothing():
     assert [r.fault for r in rows] == list(FAULTS), report
     assert all(r.requests > 0 for r in rows), report
     assert all(r.restarted_by in ("chaos", "supervisor") for r in rows), report
+    assert all(r.events > 0 for r in rows), report  # the checks of Kafka's events read some
     violations = {r.fault: {k: v for k, v in r.violations.items() if v} for r in rows if not r.ok}
     assert not violations, report

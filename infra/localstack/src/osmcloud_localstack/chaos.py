@@ -96,6 +96,7 @@ class FaultRow:
     duplicates: int = 0
     other: int = 0
     redelivered: int = 0
+    events: int = 0  # events read from Kafka for the last snapshot (0: the event checks saw nothing)
     violations: dict[str, list[str]] = field(default_factory=dict)
 
     @property
@@ -601,6 +602,7 @@ class Chaos:
         row.duplicates = len(violations["effects once"])
         row.other = sum(len(v) for k, v in violations.items()) - row.lost - row.orphans - row.duplicates
         row.redelivered = redelivered(snap)
+        row.events = len(snap.events)
         self.say(f"{name}: back in {row.recover_s:.1f} s (restarted by {row.restarted_by}), settled in "
                  f"{row.settle_s:.1f} s, {row.requests} requests, {row.errors_during} failed during the fault, "
                  f"violations: {sum(len(v) for v in violations.values())}")

@@ -376,23 +376,45 @@ async def _remains_of(mongo, db_prefix: str, user_id: str) -> list[str]:
     return where
 
 
-async def read_events(bootstrap: str, topic_prefix: str) -> list[tuple[str, bytes]]:
-    """Every message of the domains' topics as (event id, value), from the start."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+async def read_events(bootstrap: str, topic_prefix: str, timeout: float = 120.0) -> list[tuple[str, bytes]]:
+    """Every message of the domains' topics as (event id, value), from the start (each
+    topic's partitions as the admin API describes them; a consumer without a group knows only
+    what it was assigned)."""
+    import time
 
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = sorted(t for t in await admin.list_topics() if t.startswith(topic_prefix))
+        described = await admin.describe_topics(names) if names else []
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(d["topic"], p["partition"]) for d in described
+                  for p in sorted(d["partitions"], key=lambda p: p["partition"])]
+    found: list[tuple[str, bytes]] = []
+    if not partitions:
+        return found
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     await consumer.start()
-    found: list[tuple[str, bytes]] = []
     try:
-        topics = sorted(t for t in await consumer.topics() if t.startswith(topic_prefix))
-        partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
-        if not partitions:
-            return found
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
-        while any((await consumer.position(tp)) < end for tp, end in ends.items()):
+        deadline = time.monotonic() + timeout
+
+        async def behind() -> bool:
+            for tp, end in ends.items():
+                if await consumer.position(tp) < end:
+                    return True
+            return False
+
+        while await behind():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {len(partitions)} partitions of Kafka took over {timeout:.0f} s")
             for messages in (await consumer.getmany(timeout_ms=1000, max_records=5000)).values():
                 for m in messages:
                     try:
