@@ -196,7 +196,8 @@ def test_failures_outside_a_fault_window_and_non_503_inside_are_reported():
 def test_osmand_try_later_is_read_as_the_status_it_stands_for():
     def answer(message):
         return {"error": {"errorCode": 6, "message": message}}
-    assert osmand_status("/userdata/upload-file", 400, answer("the service is not reachable right now; retry in 5 s")) == 503
+    upload = "/userdata/upload-file"
+    assert osmand_status(upload, 400, answer("the service is not reachable right now; retry in 5 s")) == 503
     assert osmand_status("/userdata/upload-file", 400, answer("authentication is unavailable right now; retry")) == 503
     assert osmand_status("/userdata/upload-file", 400, answer("internal error (request 1); retry shortly")) == 500
     assert osmand_status("/userdata/upload-file", 400, answer("too many requests from this address")) == 429

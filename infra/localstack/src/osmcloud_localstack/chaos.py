@@ -24,6 +24,7 @@ import signal
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -62,6 +63,8 @@ RETRIED_METHODS = frozenset({"GET", "HEAD", "DELETE"})
 # after CLAIM_LEASE_SECONDS
 CHAOS_SERVICE_ENV = {"OPERATION_TTL_SECONDS": "8", "RECONCILE_SECONDS": "1", "CLAIM_LEASE_SECONDS": "8"}
 BOUNDARY = "CowMooCowMooCowCowCow"
+# the signed-in clients' tokens by user id, as they are now
+Tokens = Callable[[], dict[str, str]]
 START_TYPES = ("FAVOURITES", "GLOBAL", "PROFILE", "OSM_NOTES")
 PRO_TYPES = ("GPX", "FAVOURITES", "PROFILE")
 
@@ -204,7 +207,7 @@ class Client:
         self.pro = False
         self.files: dict[str, FileState] = {}
         self.counter = 0
-        self.refusals: Counter = Counter()  # 4xx answers (nothing changed), by call and reason
+        self.refusals: Counter[str] = Counter()  # 4xx answers (nothing changed), by call and reason
 
     # -------------------------------------------------------- bookkeeping
     def _claim(self, f: FileState, outcomes: list[Outcome]) -> None:
@@ -352,7 +355,7 @@ class Client:
         if body is None:
             return
         f.marker = marker
-        if marker != "?":
+        if marker and marker != "?":
             f.versions.add(marker)
         self._claim(f, [Outcome("deleted", version_id=None if marker == "?" else marker)])
 
@@ -469,7 +472,7 @@ class Client:
 
 
 async def run_clients(clients: list[Client], running: asyncio.Event, stop: asyncio.Event,
-                      failures: Counter) -> None:
+                      failures: Counter[str]) -> None:
     """Each client steps while `running` is set, until `stop`; a failed step (no answer) is
     retried after a short pause — the client's book already says what it may have done."""
     async def loop(c: Client) -> None:
@@ -489,12 +492,12 @@ async def run_clients(clients: list[Client], running: asyncio.Event, stop: async
 
 # ---------------------------------------------------------------- the run
 class Chaos:
-    def __init__(self, control: LocalControl, endpoints: Any, plan: Plan, say=print) -> None:
+    def __init__(self, control: LocalControl, endpoints: Any, plan: Plan, say: Callable[[str], None] = print) -> None:
         self.control, self.e, self.plan, self.say = control, endpoints, plan, say
         self.book = Book()
         self.windows: list[tuple[float, float]] = []
         self.rows: list[FaultRow] = []
-        self.failures: Counter = Counter()  # client steps that failed, by reason
+        self.failures: Counter[str] = Counter()  # client steps that failed, by reason
         self.clients: list[Client] = []
 
     async def run(self) -> list[FaultRow]:
@@ -525,7 +528,7 @@ class Chaos:
                 await workers
         return self.rows
 
-    async def fault(self, name: str, http: Http, running: asyncio.Event, s3, tokens) -> FaultRow:
+    async def fault(self, name: str, http: Http, running: asyncio.Event, s3: Any, tokens: Tokens) -> FaultRow:
         if name != REPLICA:
             return await self._fault(name, name, http, running, s3, tokens)
         running.clear()  # no call in flight while nginx takes the second replica
@@ -540,7 +543,8 @@ class Chaos:
             await self._idle(http)
             await asyncio.to_thread(replica.__exit__, None, None, None)
 
-    async def _fault(self, name: str, process: str, http: Http, running: asyncio.Event, s3, tokens) -> FaultRow:
+    async def _fault(self, name: str, process: str, http: Http, running: asyncio.Event, s3: Any,
+                     tokens: Tokens) -> FaultRow:
         """Kills `process`; the row is called `name`."""
         plan, row = self.plan, FaultRow(name)
         died = await self._died_unprompted()
@@ -649,7 +653,7 @@ class Chaos:
             await asyncio.sleep(0.1)
         return "chaos" if started_here else "supervisor"
 
-    async def _gateway_answers(self, http: Http, tokens) -> None:
+    async def _gateway_answers(self, http: Http, tokens: Tokens) -> None:
         """Recovered: a signed-in call through the gateway answers 200 again (not recorded)."""
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -675,7 +679,7 @@ class Chaos:
                 if len(self.book.requests) == n:
                     return
 
-    async def _snapshot(self, http: Http, s3, tokens) -> Snapshot:
+    async def _snapshot(self, http: Http, s3: Any, tokens: Tokens) -> Snapshot:
         e = self.e
         held = tokens()
 
@@ -685,7 +689,7 @@ class Chaos:
                 return None
             status, body = await http.call("GET", f"/api/files/{claim.file_type}/{claim.name}", token=token,
                                            record=False, raw=True)
-            if status != 200:
+            if status != 200 or not isinstance(body, bytes):
                 raise RuntimeError(f"download answered {status}")
             return body
 

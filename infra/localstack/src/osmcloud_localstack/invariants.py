@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+Doc = dict[str, Any]  # a document as read from the database
+
 SERVICES = ("auth", "files", "trash", "billing")
 
 
@@ -101,11 +103,11 @@ def sha256_of(data: bytes) -> str:
 # ---------------------------------------------------------------- what the system holds
 @dataclass
 class Snapshot:
-    heads: list[dict] = field(default_factory=list)  # files.heads (without outboxes)
-    versions: list[dict] = field(default_factory=list)  # files.versions
-    accounts: list[dict] = field(default_factory=list)  # files.accounts (the ledger)
-    trash_items: list[dict] = field(default_factory=list)  # trash.items
-    billing_accounts: list[dict] = field(default_factory=list)  # billing.accounts
+    heads: list[Doc] = field(default_factory=list)  # files.heads (without outboxes)
+    versions: list[Doc] = field(default_factory=list)  # files.versions
+    accounts: list[Doc] = field(default_factory=list)  # files.accounts (the ledger)
+    trash_items: list[Doc] = field(default_factory=list)  # trash.items
+    billing_accounts: list[Doc] = field(default_factory=list)  # billing.accounts
     blobs: dict[str, int] = field(default_factory=dict)  # bucket: key -> size
     pending_outbox: list[str] = field(default_factory=list)  # "<db>.<collection>/<_id>" still flagged
     events: list[tuple[str, bytes]] = field(default_factory=list)  # Kafka: (event id, value) per message
@@ -118,7 +120,7 @@ def acknowledged_outcomes(snap: Snapshot, book: Book) -> list[str]:
     """Every acknowledged upload is there with its checksum and downloadable; nothing
     acknowledged as deleted came back; what was purged is gone with its versions and blobs."""
     heads = {h["_id"]: h for h in snap.heads}
-    versions_by_file: dict[str, list[dict]] = defaultdict(list)
+    versions_by_file: dict[str, list[Doc]] = defaultdict(list)
     for v in snap.versions:
         versions_by_file[f"{v['user_id']}/{v['type']}/{v['name']}"].append(v)
     out = []
@@ -139,7 +141,7 @@ def acknowledged_outcomes(snap: Snapshot, book: Book) -> list[str]:
     return out
 
 
-def _outcome_fails(o: Outcome, head: dict | None, versions: list[dict], claim: FileClaim, snap: Snapshot,
+def _outcome_fails(o: Outcome, head: Doc | None, versions: list[Doc], claim: FileClaim, snap: Snapshot,
                    key: str) -> str | None:
     if o.kind == "live":
         if not head or head.get("deleted"):
@@ -314,7 +316,7 @@ def check_all(snap: Snapshot, book: Book) -> dict[str, list[str]]:
 
 
 # ---------------------------------------------------------------- reading the system
-async def read_snapshot(*, mongo_url: str, db_prefix: str, s3, bucket: str, kafka_bootstrap: str,
+async def read_snapshot(*, mongo_url: str, db_prefix: str, s3: Any, bucket: str, kafka_bootstrap: str,
                         topic_prefix: str, book: Book, download: Callable[[FileClaim], Any] | None = None
                         ) -> Snapshot:
     """Everything the invariants look at, read directly (not through the services).
@@ -323,7 +325,7 @@ async def read_snapshot(*, mongo_url: str, db_prefix: str, s3, bucket: str, kafk
     from pymongo import AsyncMongoClient
 
     snap = Snapshot()
-    mongo = AsyncMongoClient(mongo_url, tz_aware=True)
+    mongo: AsyncMongoClient[Doc] = AsyncMongoClient(mongo_url, tz_aware=True)
     try:
         files, trash, billing = (mongo[f"{db_prefix}{s}"] for s in ("files", "trash", "billing"))
         snap.heads = await files["heads"].find({}, {"_outbox": 0}).to_list(None)
@@ -365,7 +367,7 @@ USER_COLLECTIONS = {"auth": ("users", "devices"), "files": ("heads", "versions",
                     "trash": ("items", "claims"), "billing": ("accounts", "orders")}
 
 
-async def _remains_of(mongo, db_prefix: str, user_id: str) -> list[str]:
+async def _remains_of(mongo: Any, db_prefix: str, user_id: str) -> list[str]:
     where = []
     for service, names in USER_COLLECTIONS.items():
         for name in names:
