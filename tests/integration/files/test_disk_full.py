@@ -17,6 +17,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from minio import Minio
 
 from osmcloud_common.events import Entitlement
 from osmcloud_localstack.client import GatewayClient, osmand_sign_up
@@ -61,8 +62,6 @@ def s3_on_small_disk(stack: StackHandle, size: str, carried: Path):
             mount_small(path, size)
             mounted.append(path)
         stack.start_service("versitygw")
-        from minio import Minio
-
         Minio(stack.s3_endpoint, access_key=stack.s3_access_key, secret_key=stack.s3_secret_key,
               secure=stack.s3_secure).make_bucket(stack.s3_bucket)
         yield data
