@@ -41,6 +41,7 @@ from .invariants import (
     Snapshot,
     answers_outside_faults,
     check_all,
+    idempotent_calls_retried,
     osmand_status,
     read_snapshot,
     redelivered,
@@ -54,9 +55,6 @@ PROCESSES = (*SERVICES, "kafka", "ferretdb", "versitygw", "gateway")
 # (chaos_replica.py); nginx must pass idempotent calls on to the replica that lives
 REPLICA = "files-replica"
 FAULTS = (*SERVICES, REPLICA, "kafka", "ferretdb", "versitygw", "gateway")
-# what nginx passes on to another replica when one fails (proxy_next_upstream): idempotent
-# methods; a PUT's streamed body is never sent twice, so only those without a body count
-RETRIED_METHODS = frozenset({"GET", "HEAD", "DELETE"})
 # what the chaos stack shortens so that recovery from a crash fits a run: an operation of a
 # killed files process is taken for dead after OPERATION_TTL_SECONDS (+ a quarter of it),
 # looked for every RECONCILE_SECONDS; a purge claim of a killed trash process is taken over
@@ -596,10 +594,8 @@ class Chaos:
             Book(requests=phase), self.windows)
         violations["no process dies unprompted"] = died
         if name == REPLICA:
-            violations["idempotent calls passed on to the live replica"] = [
-                f"{r.method} {r.path}: {r.status or r.error} during the fault"
-                for r in during if r.method in RETRIED_METHODS and r.path.startswith("/api/files")
-                and (r.status == 0 or (r.osmand_equivalent or r.status) >= 500)]
+            violations["idempotent calls passed on to the live replica"] = idempotent_calls_retried(
+                Book(requests=phase), window)
         row.violations = violations
         row.lost = len(violations["acknowledged outcomes"]) + len(violations["deleted accounts erased"])
         row.orphans = len(violations["versions ↔ blobs"]) + len(violations["deletes ↔ trash items"])

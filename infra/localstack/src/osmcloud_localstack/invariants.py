@@ -279,6 +279,21 @@ def account_erasure(snap: Snapshot, book: Book) -> list[str]:
             if where]
 
 
+# what nginx passes on to another replica when one fails (proxy_next_upstream): idempotent
+# methods; a PUT's streamed body is never sent twice, so only methods without a body count
+RETRIED_METHODS = frozenset({"GET", "HEAD", "DELETE"})
+
+
+def idempotent_calls_retried(book: Book, window: tuple[float, float], prefix: str = "/api/files") -> list[str]:
+    """With a second replica alive: no GET, HEAD or DELETE under `prefix` failed (no answer, a
+    5xx) during the fault window — the gateway passed it on to the replica that lives."""
+    start, end = window
+    return [f"{r.method} {r.path}: {r.status or f'no answer ({r.error})'} during the fault, not retried on the "
+            f"live replica" for r in book.requests
+            if r.method in RETRIED_METHODS and r.path.startswith(prefix) and r.started <= end and r.ended >= start
+            and (r.status == 0 or (r.osmand_equivalent or r.status) >= 500)]
+
+
 def answers_outside_faults(book: Book, windows: list[tuple[float, float]]) -> list[str]:
     """No 5xx (and no call without an answer) outside a fault window; inside one, a failing
     call is a 503 with JSON — on /userdata/, OsmAnd's form of it (400, errorCode 6) — or no
