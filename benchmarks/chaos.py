@@ -1,5 +1,6 @@
 """Chaos: kill every process of a local stack with SIGKILL, in turn, under a mix of clients on
-both APIs, and check after each fault that nothing acknowledged was lost (issue 21).
+both APIs (files also as one of two replicas behind the gateway: fault `files-replica`), and
+check after each fault that nothing acknowledged was lost (issue 21).
 
     make chaos                                   # the full run: every process, twice
     .venv/bin/python benchmarks/chaos.py --kills 1 --clients 4 --faults files,kafka
@@ -31,13 +32,16 @@ from osmcloud_localstack.own_stack import own_stack
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--faults", default=",".join(FAULTS), help=f"processes to kill, in order (default {','.join(FAULTS)})")
+    parser.add_argument("--faults", default=",".join(FAULTS),
+                        help=f"processes to kill, in order (default {','.join(FAULTS)})")
     parser.add_argument("--kills", type=int, default=2, help="rounds: kills of each process (default 2)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
     parser.add_argument("--warm", type=float, default=4.0, help="seconds of traffic before each kill (default 4)")
     parser.add_argument("--after", type=float, default=4.0, help="seconds of traffic after recovery (default 4)")
-    parser.add_argument("--settle", type=float, default=90.0, help="at most this long for invariants to hold (default 90)")
-    parser.add_argument("--deadline", type=float, default=1500.0, help="no new fault after this many seconds (default 1500)")
+    parser.add_argument("--settle", type=float, default=90.0,
+                        help="at most this long for invariants to hold (default 90)")
+    parser.add_argument("--deadline", type=float, default=1500.0,
+                        help="no new fault after this many seconds (default 1500)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--markdown", type=Path, help="also write the table as Markdown to this file")
     args = parser.parse_args()
@@ -58,7 +62,8 @@ def main() -> int:
     print(table(rows))
     bad = [r for r in rows if not r.ok]
     print(f"\n{len(rows)} faults in {time.monotonic() - started:.0f} s; "
-          + (f"VIOLATIONS after {', '.join(r.fault for r in bad)}" if bad else "every invariant held after every fault"))
+          + (f"VIOLATIONS after {', '.join(r.fault for r in bad)}" if bad
+             else "every invariant held after every fault"))
     print(f"the stack's logs: {logs}")
     if args.markdown:
         args.markdown.write_text(markdown_table(rows) + "\n")

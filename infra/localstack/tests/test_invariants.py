@@ -17,6 +17,7 @@ from osmcloud_localstack.invariants import (
     blobs_match_versions,
     check_all,
     effects_once,
+    idempotent_calls_retried,
     osmand_status,
     outboxes_drained,
     redelivered,
@@ -193,10 +194,25 @@ def test_failures_outside_a_fault_window_and_non_503_inside_are_reported():
     assert "500 outside" in found[2] and "no answer (timeout) outside" in found[3]
 
 
+def test_an_idempotent_call_that_failed_beside_a_live_replica_is_reported():
+    book = Book(requests=[
+        RequestRecord("GET", "/api/files/GPX/a.gpx", 11, 12, 503, True),       # not passed on
+        RequestRecord("DELETE", "/api/files/GPX/b.gpx", 12, 13, 0, False, "reset"),  # no answer
+        RequestRecord("PUT", "/api/files/GPX/c.gpx", 12, 13, 503, True),       # a streamed body: allowed
+        RequestRecord("POST", "/api/trash/items/x/restore", 12, 13, 503, True),  # not files, a POST
+        RequestRecord("GET", "/api/files", 13, 14, 200, True),                 # answered
+        RequestRecord("GET", "/api/files", 30, 31, 503, True),                 # outside the window
+    ])
+    found = idempotent_calls_retried(book, (10.0, 20.0))
+    assert len(found) == 2, found
+    assert found[0].startswith("GET /api/files/GPX/a.gpx: 503") and "no answer (reset)" in found[1]
+
+
 def test_osmand_try_later_is_read_as_the_status_it_stands_for():
     def answer(message):
         return {"error": {"errorCode": 6, "message": message}}
-    assert osmand_status("/userdata/upload-file", 400, answer("the service is not reachable right now; retry in 5 s")) == 503
+    upload = "/userdata/upload-file"
+    assert osmand_status(upload, 400, answer("the service is not reachable right now; retry in 5 s")) == 503
     assert osmand_status("/userdata/upload-file", 400, answer("authentication is unavailable right now; retry")) == 503
     assert osmand_status("/userdata/upload-file", 400, answer("internal error (request 1); retry shortly")) == 500
     assert osmand_status("/userdata/upload-file", 400, answer("too many requests from this address")) == 429

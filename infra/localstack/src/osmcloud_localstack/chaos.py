@@ -1,6 +1,7 @@
 """Chaos: a mix of clients on both APIs while each process of a local stack is killed with
-SIGKILL in turn; after each fault, once it is back and the system has settled, the
-invariants (invariants.py) are checked against the databases, the bucket and Kafka.
+SIGKILL in turn (files also as one of two replicas behind the gateway: chaos_replica.py);
+after each fault, once it is back and the system has settled, the invariants (invariants.py)
+are checked against the databases, the bucket and Kafka.
 
 Used by benchmarks/chaos.py (`make chaos`, its own stack) and its short version in
 tests/integration/test_chaos.py. Loopback only: every address is the stack's 127.0.0.1.
@@ -23,12 +24,14 @@ import signal
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 
+from .chaos_replica import second_files_replica
 from .client import count_mails, read_code
 from .invariants import (
     Book,
@@ -38,6 +41,7 @@ from .invariants import (
     Snapshot,
     answers_outside_faults,
     check_all,
+    idempotent_calls_retried,
     osmand_status,
     read_snapshot,
     redelivered,
@@ -46,13 +50,19 @@ from .invariants import (
 from .procs import group_members, is_running, record_matches
 from .stack import SERVICES, Stack
 
-FAULTS = (*SERVICES, "kafka", "ferretdb", "versitygw", "gateway")
+PROCESSES = (*SERVICES, "kafka", "ferretdb", "versitygw", "gateway")
+# `files-replica`: files killed while a second files replica serves behind the gateway
+# (chaos_replica.py); nginx must pass idempotent calls on to the replica that lives
+REPLICA = "files-replica"
+FAULTS = (*SERVICES, REPLICA, "kafka", "ferretdb", "versitygw", "gateway")
 # what the chaos stack shortens so that recovery from a crash fits a run: an operation of a
 # killed files process is taken for dead after OPERATION_TTL_SECONDS (+ a quarter of it),
 # looked for every RECONCILE_SECONDS; a purge claim of a killed trash process is taken over
 # after CLAIM_LEASE_SECONDS
 CHAOS_SERVICE_ENV = {"OPERATION_TTL_SECONDS": "8", "RECONCILE_SECONDS": "1", "CLAIM_LEASE_SECONDS": "8"}
 BOUNDARY = "CowMooCowMooCowCowCow"
+# the signed-in clients' tokens by user id, as they are now
+Tokens = Callable[[], dict[str, str]]
 START_TYPES = ("FAVOURITES", "GLOBAL", "PROFILE", "OSM_NOTES")
 PRO_TYPES = ("GPX", "FAVOURITES", "PROFILE")
 
@@ -87,6 +97,7 @@ class FaultRow:
     duplicates: int = 0
     other: int = 0
     redelivered: int = 0
+    events: int = 0  # events read from Kafka for the last snapshot (0: the event checks saw nothing)
     violations: dict[str, list[str]] = field(default_factory=dict)
 
     @property
@@ -194,7 +205,7 @@ class Client:
         self.pro = False
         self.files: dict[str, FileState] = {}
         self.counter = 0
-        self.refusals: Counter = Counter()  # 4xx answers (nothing changed), by call and reason
+        self.refusals: Counter[str] = Counter()  # 4xx answers (nothing changed), by call and reason
 
     # -------------------------------------------------------- bookkeeping
     def _claim(self, f: FileState, outcomes: list[Outcome]) -> None:
@@ -342,7 +353,7 @@ class Client:
         if body is None:
             return
         f.marker = marker
-        if marker != "?":
+        if marker and marker != "?":
             f.versions.add(marker)
         self._claim(f, [Outcome("deleted", version_id=None if marker == "?" else marker)])
 
@@ -459,7 +470,7 @@ class Client:
 
 
 async def run_clients(clients: list[Client], running: asyncio.Event, stop: asyncio.Event,
-                      failures: Counter) -> None:
+                      failures: Counter[str]) -> None:
     """Each client steps while `running` is set, until `stop`; a failed step (no answer) is
     retried after a short pause — the client's book already says what it may have done."""
     async def loop(c: Client) -> None:
@@ -479,12 +490,12 @@ async def run_clients(clients: list[Client], running: asyncio.Event, stop: async
 
 # ---------------------------------------------------------------- the run
 class Chaos:
-    def __init__(self, control: LocalControl, endpoints: Any, plan: Plan, say=print) -> None:
+    def __init__(self, control: LocalControl, endpoints: Any, plan: Plan, say: Callable[[str], None] = print) -> None:
         self.control, self.e, self.plan, self.say = control, endpoints, plan, say
         self.book = Book()
         self.windows: list[tuple[float, float]] = []
         self.rows: list[FaultRow] = []
-        self.failures: Counter = Counter()  # client steps that failed, by reason
+        self.failures: Counter[str] = Counter()  # client steps that failed, by reason
         self.clients: list[Client] = []
 
     async def run(self) -> list[FaultRow]:
@@ -515,16 +526,33 @@ class Chaos:
                 await workers
         return self.rows
 
-    async def fault(self, name: str, http: Http, running: asyncio.Event, s3, tokens) -> FaultRow:
+    async def fault(self, name: str, http: Http, running: asyncio.Event, s3: Any, tokens: Tokens) -> FaultRow:
+        if name != REPLICA:
+            return await self._fault(name, name, http, running, s3, tokens)
+        running.clear()  # no call in flight while nginx takes the second replica
+        await self._idle(http)
+        replica = second_files_replica(self.control.stack)
+        address = await asyncio.to_thread(replica.__enter__)
+        self.say(f"{REPLICA}: a second files replica on {address} behind the gateway")
+        try:
+            return await self._fault(name, "files", http, running, s3, tokens)
+        finally:
+            running.clear()
+            await self._idle(http)
+            await asyncio.to_thread(replica.__exit__, None, None, None)
+
+    async def _fault(self, name: str, process: str, http: Http, running: asyncio.Event, s3: Any,
+                     tokens: Tokens) -> FaultRow:
+        """Kills `process`; the row is called `name`."""
         plan, row = self.plan, FaultRow(name)
         died = await self._died_unprompted()
         first = len(self.book.requests)
         running.set()
         await asyncio.sleep(plan.warm)
         t_kill = time.monotonic()
-        old_pid = await asyncio.to_thread(self.control.kill, name)
-        self.say(f"killed {name} (pid {old_pid}) with SIGKILL")
-        row.restarted_by = await self._bring_back(name, old_pid, t_kill)
+        old_pid = await asyncio.to_thread(self.control.kill, process)
+        self.say(f"killed {process} (pid {old_pid}) with SIGKILL")
+        row.restarted_by = await self._bring_back(process, old_pid, t_kill)
         await self._gateway_answers(http, tokens)
         t_back = time.monotonic()
         row.recover_s = t_back - t_kill
@@ -540,6 +568,8 @@ class Chaos:
         # no answer, a 5xx, or OsmAnd's form of one (400 with errorCode 6)
         row.errors_during = sum(1 for r in during if r.status == 0 or (r.osmand_equivalent or r.status) >= 500)
         statuses = Counter(r.status or f"none ({r.error})" for r in during)
+        failed = Counter(f"{r.method} {'/'.join(r.path.split('/')[:3])} {r.status or r.error}" for r in during
+                         if r.status == 0 or (r.osmand_equivalent or r.status) >= 500)
         if self.failures:
             self.say(f"{name}: failed client steps so far: {dict(self.failures.most_common(6))}")
         refusals = sum((c.refusals for c in self.clients), Counter())
@@ -547,6 +577,9 @@ class Chaos:
             self.say(f"{name}: refusals (4xx) so far: {dict(refusals.most_common(8))}")
         self.say(f"{name}: answers during the fault window: "
                  + ", ".join(f"{k} x{v}" for k, v in sorted(statuses.items(), key=str)))
+        if failed:
+            self.say(f"{name}: failed during the fault window: "
+                     + ", ".join(f"{k} x{v}" for k, v in sorted(failed.items())))
         t_settle = time.monotonic()
         violations: dict[str, list[str]] = {}
         snap = Snapshot()
@@ -560,12 +593,16 @@ class Chaos:
         violations["answers (5xx only inside a fault, 503 JSON)"] = answers_outside_faults(
             Book(requests=phase), self.windows)
         violations["no process dies unprompted"] = died
+        if name == REPLICA:
+            violations["idempotent calls passed on to the live replica"] = idempotent_calls_retried(
+                Book(requests=phase), window)
         row.violations = violations
         row.lost = len(violations["acknowledged outcomes"]) + len(violations["deleted accounts erased"])
         row.orphans = len(violations["versions ↔ blobs"]) + len(violations["deletes ↔ trash items"])
         row.duplicates = len(violations["effects once"])
         row.other = sum(len(v) for k, v in violations.items()) - row.lost - row.orphans - row.duplicates
         row.redelivered = redelivered(snap)
+        row.events = len(snap.events)
         self.say(f"{name}: back in {row.recover_s:.1f} s (restarted by {row.restarted_by}), settled in "
                  f"{row.settle_s:.1f} s, {row.requests} requests, {row.errors_during} failed during the fault, "
                  f"violations: {sum(len(v) for v in violations.values())}")
@@ -578,7 +615,7 @@ class Chaos:
         """Processes that are not running though nobody killed them since the last check:
         reported, and started again (by a supervisor, or here)."""
         died = []
-        for name in FAULTS:
+        for name in PROCESSES:
             if self.control.pid(name) is None:
                 await asyncio.sleep(self.plan.restart_after)
                 if self.control.pid(name) is None:
@@ -612,7 +649,7 @@ class Chaos:
             await asyncio.sleep(0.1)
         return "chaos" if started_here else "supervisor"
 
-    async def _gateway_answers(self, http: Http, tokens) -> None:
+    async def _gateway_answers(self, http: Http, tokens: Tokens) -> None:
         """Recovered: a signed-in call through the gateway answers 200 again (not recorded)."""
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -638,7 +675,7 @@ class Chaos:
                 if len(self.book.requests) == n:
                     return
 
-    async def _snapshot(self, http: Http, s3, tokens) -> Snapshot:
+    async def _snapshot(self, http: Http, s3: Any, tokens: Tokens) -> Snapshot:
         e = self.e
         held = tokens()
 
@@ -648,7 +685,7 @@ class Chaos:
                 return None
             status, body = await http.call("GET", f"/api/files/{claim.file_type}/{claim.name}", token=token,
                                            record=False, raw=True)
-            if status != 200:
+            if status != 200 or not isinstance(body, bytes):
                 raise RuntimeError(f"download answered {status}")
             return body
 
@@ -658,11 +695,11 @@ class Chaos:
 
 
 def table(rows: list[FaultRow]) -> str:
-    head = (f"{'fault':<10} {'requests':>8} {'errors during':>13} {'recover s':>9} {'restarted by':>12} "
+    head = (f"{'fault':<13} {'requests':>8} {'errors during':>13} {'recover s':>9} {'restarted by':>12} "
             f"{'settle s':>8} {'lost':>5} {'orphans':>7} {'duplicates':>10} {'other':>5} {'redelivered':>11}")
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r.fault:<10} {r.requests:>8} {r.errors_during:>13} {r.recover_s:>9.1f} {r.restarted_by:>12} "
+        lines.append(f"{r.fault:<13} {r.requests:>8} {r.errors_during:>13} {r.recover_s:>9.1f} {r.restarted_by:>12} "
                      f"{r.settle_s:>8.1f} {r.lost:>5} {r.orphans:>7} {r.duplicates:>10} {r.other:>5} "
                      f"{r.redelivered:>11}")
     return "\n".join(lines)
@@ -678,4 +715,5 @@ def markdown_table(rows: list[FaultRow]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["CHAOS_SERVICE_ENV", "Chaos", "FAULTS", "FaultRow", "LocalControl", "Plan", "markdown_table", "table"]
+__all__ = ["CHAOS_SERVICE_ENV", "Chaos", "FAULTS", "PROCESSES", "REPLICA", "FaultRow", "LocalControl", "Plan",
+           "markdown_table", "table"]

@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+Doc = dict[str, Any]  # a document as read from the database
+
 SERVICES = ("auth", "files", "trash", "billing")
 
 
@@ -101,11 +103,11 @@ def sha256_of(data: bytes) -> str:
 # ---------------------------------------------------------------- what the system holds
 @dataclass
 class Snapshot:
-    heads: list[dict] = field(default_factory=list)  # files.heads (without outboxes)
-    versions: list[dict] = field(default_factory=list)  # files.versions
-    accounts: list[dict] = field(default_factory=list)  # files.accounts (the ledger)
-    trash_items: list[dict] = field(default_factory=list)  # trash.items
-    billing_accounts: list[dict] = field(default_factory=list)  # billing.accounts
+    heads: list[Doc] = field(default_factory=list)  # files.heads (without outboxes)
+    versions: list[Doc] = field(default_factory=list)  # files.versions
+    accounts: list[Doc] = field(default_factory=list)  # files.accounts (the ledger)
+    trash_items: list[Doc] = field(default_factory=list)  # trash.items
+    billing_accounts: list[Doc] = field(default_factory=list)  # billing.accounts
     blobs: dict[str, int] = field(default_factory=dict)  # bucket: key -> size
     pending_outbox: list[str] = field(default_factory=list)  # "<db>.<collection>/<_id>" still flagged
     events: list[tuple[str, bytes]] = field(default_factory=list)  # Kafka: (event id, value) per message
@@ -118,7 +120,7 @@ def acknowledged_outcomes(snap: Snapshot, book: Book) -> list[str]:
     """Every acknowledged upload is there with its checksum and downloadable; nothing
     acknowledged as deleted came back; what was purged is gone with its versions and blobs."""
     heads = {h["_id"]: h for h in snap.heads}
-    versions_by_file: dict[str, list[dict]] = defaultdict(list)
+    versions_by_file: dict[str, list[Doc]] = defaultdict(list)
     for v in snap.versions:
         versions_by_file[f"{v['user_id']}/{v['type']}/{v['name']}"].append(v)
     out = []
@@ -139,7 +141,7 @@ def acknowledged_outcomes(snap: Snapshot, book: Book) -> list[str]:
     return out
 
 
-def _outcome_fails(o: Outcome, head: dict | None, versions: list[dict], claim: FileClaim, snap: Snapshot,
+def _outcome_fails(o: Outcome, head: Doc | None, versions: list[Doc], claim: FileClaim, snap: Snapshot,
                    key: str) -> str | None:
     if o.kind == "live":
         if not head or head.get("deleted"):
@@ -277,6 +279,21 @@ def account_erasure(snap: Snapshot, book: Book) -> list[str]:
             if where]
 
 
+# what nginx passes on to another replica when one fails (proxy_next_upstream): idempotent
+# methods; a PUT's streamed body is never sent twice, so only methods without a body count
+RETRIED_METHODS = frozenset({"GET", "HEAD", "DELETE"})
+
+
+def idempotent_calls_retried(book: Book, window: tuple[float, float], prefix: str = "/api/files") -> list[str]:
+    """With a second replica alive: no GET, HEAD or DELETE under `prefix` failed (no answer, a
+    5xx) during the fault window — the gateway passed it on to the replica that lives."""
+    start, end = window
+    return [f"{r.method} {r.path}: {r.status or f'no answer ({r.error})'} during the fault, not retried on the "
+            f"live replica" for r in book.requests
+            if r.method in RETRIED_METHODS and r.path.startswith(prefix) and r.started <= end and r.ended >= start
+            and (r.status == 0 or (r.osmand_equivalent or r.status) >= 500)]
+
+
 def answers_outside_faults(book: Book, windows: list[tuple[float, float]]) -> list[str]:
     """No 5xx (and no call without an answer) outside a fault window; inside one, a failing
     call is a 503 with JSON — on /userdata/, OsmAnd's form of it (400, errorCode 6) — or no
@@ -314,7 +331,7 @@ def check_all(snap: Snapshot, book: Book) -> dict[str, list[str]]:
 
 
 # ---------------------------------------------------------------- reading the system
-async def read_snapshot(*, mongo_url: str, db_prefix: str, s3, bucket: str, kafka_bootstrap: str,
+async def read_snapshot(*, mongo_url: str, db_prefix: str, s3: Any, bucket: str, kafka_bootstrap: str,
                         topic_prefix: str, book: Book, download: Callable[[FileClaim], Any] | None = None
                         ) -> Snapshot:
     """Everything the invariants look at, read directly (not through the services).
@@ -323,7 +340,7 @@ async def read_snapshot(*, mongo_url: str, db_prefix: str, s3, bucket: str, kafk
     from pymongo import AsyncMongoClient
 
     snap = Snapshot()
-    mongo = AsyncMongoClient(mongo_url, tz_aware=True)
+    mongo: AsyncMongoClient[Doc] = AsyncMongoClient(mongo_url, tz_aware=True)
     try:
         files, trash, billing = (mongo[f"{db_prefix}{s}"] for s in ("files", "trash", "billing"))
         snap.heads = await files["heads"].find({}, {"_outbox": 0}).to_list(None)
@@ -365,7 +382,7 @@ USER_COLLECTIONS = {"auth": ("users", "devices"), "files": ("heads", "versions",
                     "trash": ("items", "claims"), "billing": ("accounts", "orders")}
 
 
-async def _remains_of(mongo, db_prefix: str, user_id: str) -> list[str]:
+async def _remains_of(mongo: Any, db_prefix: str, user_id: str) -> list[str]:
     where = []
     for service, names in USER_COLLECTIONS.items():
         for name in names:
@@ -376,23 +393,45 @@ async def _remains_of(mongo, db_prefix: str, user_id: str) -> list[str]:
     return where
 
 
-async def read_events(bootstrap: str, topic_prefix: str) -> list[tuple[str, bytes]]:
-    """Every message of the domains' topics as (event id, value), from the start."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+async def read_events(bootstrap: str, topic_prefix: str, timeout: float = 120.0) -> list[tuple[str, bytes]]:
+    """Every message of the domains' topics as (event id, value), from the start (each
+    topic's partitions as the admin API describes them; a consumer without a group knows only
+    what it was assigned)."""
+    import time
 
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = sorted(t for t in await admin.list_topics() if t.startswith(topic_prefix))
+        described = await admin.describe_topics(names) if names else []
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(d["topic"], p["partition"]) for d in described
+                  for p in sorted(d["partitions"], key=lambda p: p["partition"])]
+    found: list[tuple[str, bytes]] = []
+    if not partitions:
+        return found
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     await consumer.start()
-    found: list[tuple[str, bytes]] = []
     try:
-        topics = sorted(t for t in await consumer.topics() if t.startswith(topic_prefix))
-        partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
-        if not partitions:
-            return found
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
-        while any((await consumer.position(tp)) < end for tp, end in ends.items()):
+        deadline = time.monotonic() + timeout
+
+        async def behind() -> bool:
+            for tp, end in ends.items():
+                if await consumer.position(tp) < end:
+                    return True
+            return False
+
+        while await behind():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {len(partitions)} partitions of Kafka took over {timeout:.0f} s")
             for messages in (await consumer.getmany(timeout_ms=1000, max_records=5000)).values():
                 for m in messages:
                     try:
