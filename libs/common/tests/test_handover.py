@@ -113,3 +113,32 @@ async def test_a_lost_connection_is_tried_once_more_and_a_second_loss_falls_back
     finally:
         await handover.close()
         await server.close()
+
+
+async def test_two_deliveries_of_one_batch_never_run_side_by_side():
+    """A hand-over and Kafka's delivery of the same purge batch at once: with the process's
+    batch locks the second finds the events applied and skips them; without, both ran the
+    handler interleaved (and files recorded two prune events for one purge)."""
+    import asyncio
+
+    from osmcloud_common.handover import BatchLocks
+
+    async def deliver_twice(locks: BatchLocks | None) -> list[str]:
+        trace: list[str] = []
+
+        async def on_purged(events: list[Event]) -> None:
+            trace.append("start")
+            await asyncio.sleep(0.01)  # the handler's database round trips
+            trace.append("end")
+
+        async def skip(e: Event) -> bool:
+            return False
+
+        batch = [event(TrashItemPurged(file_type="GPX", name="a", tombstone_version_id="t", reason="deleted"))]
+        processed = Processed()
+        await asyncio.gather(*(apply_events(batch, handlers={}, batch_handlers={"trash-item-purged": on_purged},
+                                            processed=processed, skip=skip, batch_locks=locks) for _ in range(2)))
+        return trace
+
+    assert await deliver_twice(BatchLocks()) == ["start", "end"]
+    assert await deliver_twice(None) == ["start", "start", "end", "end"]  # what the locks prevent

@@ -15,6 +15,8 @@ write has happened and still answers success, and the reader catches up from Kaf
 reader is down its own pages fail too, so a client sees no contradiction; a reader that
 answers too slowly for the hand-over's timeout is the one case where the lag can show."""
 
+import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -98,6 +100,20 @@ async def record_processed(processed: Collection, events: list[Event]) -> None:
         pass  # some were recorded already: by a Kafka delivery or an earlier hand-over
 
 
+class BatchLocks:
+    """One lock per batch-handled event type in a process. The Kafka consumer and a hand-over
+    (or a replayed dead letter) apply a batch of one type only while holding its lock, so two
+    deliveries of the same events never run side by side: a batch handler is idempotent as a
+    whole when applied twice in turn, not when two runs interleave (two purges of one file
+    read each other's half-removed versions and recorded two prune events)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def __call__(self, event_type: str) -> asyncio.Lock:
+        return self._locks.setdefault(event_type, asyncio.Lock())
+
+
 def parse_events(body: object) -> list[Event]:
     """The body of a hand-over: {"events": [event envelope, ...]}; 400 for anything else."""
     raw = body.get("events") if isinstance(body, dict) else None
@@ -110,27 +126,29 @@ def parse_events(body: object) -> list[Event]:
 
 
 async def apply_events(events: list[Event], *, handlers: dict[str, Handler], batch_handlers: dict[str, BatchHandler],
-                       processed: Collection, skip: Callable[[Event], Awaitable[bool]]) -> int:
+                       processed: Collection, skip: Callable[[Event], Awaitable[bool]],
+                       batch_locks: BatchLocks | None = None) -> int:
     """Applies handed-over events in their order, as the Kafka consumer would: events of
     deleted accounts skipped, single handlers only for ids not yet processed (and the id
     recorded after the effect), runs of one batch-handled type together — their ids recorded
     too, so that the Kafka delivery, which comes later, skips them rather than applying them
     again after newer events (an upload's "take it out of the trash" after the delete marker
-    that came back). Returns how many were applied; a handler's exception propagates (the
-    sender falls back to Kafka)."""
+    that came back). `batch_locks`: the process's (the consumer holds the same). Returns how
+    many were applied; a handler's exception propagates (the sender falls back to Kafka)."""
     applied = 0
     run: list[Event] = []
 
     async def flush() -> None:
         nonlocal applied
         if run:
-            seen = await processed_among(processed, run)
-            fresh = [e for e in run if e.id not in seen]
-            if fresh:
-                attributes = {"osmcloud.event_type": run[0].type, "messaging.batch.message_count": len(fresh)}
-                with tracing.span(f"apply {run[0].type} batch", attributes=attributes):
-                    await batch_handlers[run[0].type](fresh)
-                    await record_processed(processed, fresh)
+            async with batch_locks(run[0].type) if batch_locks else contextlib.nullcontext():
+                seen = await processed_among(processed, run)
+                fresh = [e for e in run if e.id not in seen]
+                if fresh:
+                    attributes = {"osmcloud.event_type": run[0].type, "messaging.batch.message_count": len(fresh)}
+                    with tracing.span(f"apply {run[0].type} batch", attributes=attributes):
+                        await batch_handlers[run[0].type](fresh)
+                        await record_processed(processed, fresh)
             applied += len(fresh)
             run.clear()
 

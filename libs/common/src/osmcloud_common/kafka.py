@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from . import tracing
 from .events import CATALOGUE, DOMAINS, AccountDeleted, Event, topic_for
-from .handover import processed_among
+from .handover import BatchLocks, processed_among
 from .logging import get_logger
 from .mongo import Database
 
@@ -183,8 +183,9 @@ class EventConsumer:
                  database: Database, max_attempts: int = 8,
                  skip: Callable[[Event], Awaitable[bool]] | None = None,
                  batch_handlers: dict[str, BatchHandler] | None = None,
-                 max_records: int = 2000, fetch_max_wait_ms: int = 50) -> None:
+                 max_records: int = 2000, fetch_max_wait_ms: int = 50, batch_locks: BatchLocks | None = None) -> None:
         batch_handlers = dict(batch_handlers or {})
+        self._batch_locks = batch_locks or BatchLocks()
         unknown = (set(handlers) | set(batch_handlers)) - set(CATALOGUE)
         if unknown:
             raise ValueError(f"handlers for unknown event types: {sorted(unknown)}")
@@ -296,6 +297,10 @@ class EventConsumer:
         write per event would cost more than the batched effect); one query for the whole
         batch skips those a hand-over applied already (osmcloud_common.handover). A batch
         that keeps failing is split into single events, so one bad event is set aside alone."""
+        async with self._batch_locks(event_type):  # never beside a hand-over of the same type
+            await self._apply_batch_locked(event_type, events)
+
+    async def _apply_batch_locked(self, event_type: str, events: list[Event]) -> None:
         skipped: dict[str, bool] = {}
         kept = []
         handed_over = await processed_among(self._processed, events)

@@ -23,7 +23,7 @@ from .clock import Clock, SharedTestClock, SystemClock
 from .deleted_accounts import DeletedAccounts, Erase
 from .errors import BadRequest
 from .events import AccountDeleted, Event, Payload, make_event
-from .handover import Handover, apply_events, parse_events
+from .handover import BatchLocks, Handover, apply_events, parse_events
 from .http import REGISTRY_KEY, add_readiness_check, create_app
 from .kafka import BatchHandler, EventConsumer, Handler, KafkaProducer, LagMonitor, ensure_topics, kafka_reachable
 from .logging import configure_logging, get_logger
@@ -52,6 +52,7 @@ class Runtime:
                                 read_timeout=settings.s3_read_timeout_seconds) if uses_blobs else None)
         self._handlers: dict[str, Handler] = {}
         self._batch_handlers: dict[str, BatchHandler] = {}
+        self._batch_locks = BatchLocks()  # the consumer's and the hand-overs' (handover.BatchLocks)
         self._jobs: list[Callable[[], Awaitable[None]]] = []
         self._startup: list[Callable[[], Awaitable[None]]] = []
         self._topics_ready = False
@@ -155,7 +156,8 @@ class Runtime:
     async def apply_handed_over(self, events: list[Event]) -> int:
         """Applies events as the consumer would (a hand-over, a dead letter replayed): each once."""
         return await apply_events(events, handlers=self._handlers, batch_handlers=self._batch_handlers,
-                                  processed=self.db["processed_events"], skip=self._of_deleted_account)
+                                  processed=self.db["processed_events"], skip=self._of_deleted_account,
+                                  batch_locks=self._batch_locks)
 
     # ------------------------------------------------------------ lifecycle
     async def _retry_forever(self, name: str, step: Callable[[], Awaitable[None]]) -> None:
@@ -213,7 +215,7 @@ class Runtime:
                     group_id=f"{self.settings.kafka_topic_prefix}{self.settings.service_name}",
                     handlers=self._handlers, database=self.db, skip=self._of_deleted_account,
                     batch_handlers=self._batch_handlers, max_records=self.settings.consumer_max_records,
-                    fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms)
+                    fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms, batch_locks=self._batch_locks)
                 runners.append(self._keep_running("consumer", self.consumer.run))
             runners += [self._keep_running(getattr(j, "__name__", "job"), j) for j in self._jobs]
             await asyncio.gather(*runners)
