@@ -216,3 +216,61 @@ async def test_crash_in_the_middle_of_a_bulk_delete_settles_the_files_it_moved()
     live = [k for k, d in world.heads.docs.items() if not d["head"]["deleted"]]
     assert live == ["u/GPX/c.gpx"]
     assert len(world.versions.docs) == 5  # three files, two markers; the third marker went
+
+
+# ---------------------------------------------------------------- a stall, not a crash
+def stalling(data: bytes, during_stall: Any) -> Any:
+    """An upload body whose first read stalls past the operation's time-to-live, while
+    `during_stall` runs (another replica's reconciler taking the operation for dead)."""
+    reads = {"n": 0}
+
+    async def read(n: int) -> bytes:
+        reads["n"] += 1
+        if reads["n"] == 1:
+            await during_stall()
+            return data
+        return b""
+    return read
+
+
+async def test_an_upload_that_stalls_past_its_time_to_live_is_refused_not_acknowledged_and_lost():
+    """Chaos finding 6: another replica's reconciler undid a stalled upload (removed its
+    version, deleted its blob) and the upload then moved the head and answered 201 — an
+    acknowledged file whose bytes were gone. Now the move holds the operation's lease first:
+    taken over, the upload answers ChangeAbandoned and removes what it wrote since."""
+    from osmcloud_files.errors import ChangeAbandoned
+
+    world = World()
+    await world.give_plan("u", PRO)
+    kept = await upload(world.process(), b"a" * 100)
+
+    async def other_replica_reconciles() -> None:
+        assert await reconcile(world) == 1  # the stalled upload's operation, undone
+
+    data = b"b" * 300
+    with pytest.raises(ChangeAbandoned):
+        await world.process().uploader.upload(
+            UploadRequest(GPX, "dev", stalling(data, other_replica_reconciles), len(data), overwrite=True))
+    account = world.account("u")
+    assert clean(account) and (account["used_bytes"], account["file_count"]) == (100, 1)
+    assert world.heads.docs[GPX.key]["head"]["version_id"] == kept.version_id
+    assert list(world.versions.docs) == [kept.version_id]
+    assert list(world.blobs.objects) == [blob_key("u", kept.version_id)]
+
+
+async def test_an_upload_within_its_time_to_live_moves_the_head_without_an_extra_write():
+    """The lease check costs nothing on the fast path: an operation begun (or renewed) within
+    the last quarter of its time-to-live is not renewed again before its head moves."""
+    world = World()
+    await world.give_plan("u", PRO)
+    services = world.process()
+    writes: list[str] = []
+    original = world.accounts.update_one
+
+    async def counting(filter_: dict[str, Any], update: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        writes.append(",".join(update.get("$set", {})))
+        return await original(filter_, update, *args, **kwargs)
+
+    world.accounts.update_one = counting  # type: ignore[method-assign]
+    await upload(services, b"x" * 10)
+    assert not [w for w in writes if w.endswith(".expires")], writes  # no renewal

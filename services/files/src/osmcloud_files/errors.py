@@ -135,6 +135,13 @@ class BackupDisabled(Refused):
                          details={"type": file_type})
 
 
+class ChangeAbandoned(Refused):
+    code = "change_abandoned"
+
+    def __init__(self) -> None:
+        super().__init__("the change took too long and was undone, nothing changed; try again")
+
+
 class UploadAbandoned(Refused):
     code = "upload_abandoned"
 

@@ -78,6 +78,8 @@ class Ledger:
         # operational deadlines use the system clock, not the (test-movable) business clock:
         # moving time forward by 30 days in a test must not kill uploads in flight
         self.accounts, self.now, self.ttl = accounts, now, ttl
+        # when this process last extended each of its operations' leases (see `hold`)
+        self._leased: dict[str, float] = {}
 
     async def get(self, user_id: str) -> dict[str, Any]:
         doc = await self.accounts.find_one({"_id": user_id}, {"_outbox": 0})
@@ -103,9 +105,12 @@ class Ledger:
                "reserved_files": files, "op_count": 1}
         if floor is not None:
             inc["change_seq"] = 1
-        return await self.accounts.find_one_and_update(
+        began = await self.accounts.find_one_and_update(
             condition, {"$inc": inc, "$set": {f"ops.{op_id}": entry}},
             return_document=ReturnDocument.AFTER)
+        if began is not None:
+            self._leased[op_id] = entry["expires"] - self.ttl
+        return began
 
     async def grow(self, user_id: str, op_id: str, quota: int, more: int) -> bool:
         """Reserves `more` bytes for a streaming upload, within the quota; renews the op."""
@@ -114,13 +119,36 @@ class Ledger:
              "entitlement.quota_bytes": quota, "committed_bytes": {"$lte": quota - more}},
             {"$inc": {"committed_bytes": more, "reserved_bytes": more, f"ops.{op_id}.bytes": more},
              "$set": {f"ops.{op_id}.expires": self.now() + self.ttl}})
-        return result.modified_count == 1
+        return self._extended(op_id, result.modified_count == 1)
 
     async def renew(self, user_id: str, op_id: str) -> bool:
+        now = self.now()
         result = await self.accounts.update_one(
-            {"_id": user_id, f"ops.{op_id}.expires": {"$gt": self.now()}},
-            {"$set": {f"ops.{op_id}.expires": self.now() + self.ttl}})
-        return result.modified_count == 1
+            {"_id": user_id, f"ops.{op_id}.expires": {"$gt": now}},
+            {"$set": {f"ops.{op_id}.expires": now + self.ttl}})
+        return self._extended(op_id, result.modified_count == 1, now)
+
+    async def hold(self, user_id: str, op_id: str) -> bool:
+        """Before an operation moves a head: makes sure it is still alive and stays so for
+        longer than the move takes, so the reconciler cannot undo it (remove its version and
+        blob) while the head moves to them. Renews it unless this process extended it within
+        the last quarter of its time-to-live (then most of it is left: no database command).
+        False when it expired and was taken over — the caller must give up, not move the head."""
+        leased = self._leased.get(op_id)
+        if leased is not None and self.now() - leased < self.ttl / 4:
+            return True
+        if await self.renew(user_id, op_id):
+            return True
+        self._leased.pop(op_id, None)
+        return False
+
+    def _extended(self, op_id: str, done: bool, at: float | None = None) -> bool:
+        if done:
+            now = self.now() if at is None else at
+            if len(self._leased) >= 10_000:  # ops finished elsewhere (another replica's reconciler)
+                self._leased = {k: t for k, t in self._leased.items() if now - t < self.ttl}
+            self._leased[op_id] = now
+        return done
 
     async def draw(self, user_id: str, op_id: str, floor: int, count: int = 1) -> int | None:
         """Draws `count` change numbers for a live operation (renewing it) and returns the
@@ -131,7 +159,10 @@ class Ledger:
             {"$inc": {"change_seq": count},
              "$set": {f"ops.{op_id}.floor": floor, f"ops.{op_id}.expires": self.now() + self.ttl}},
             return_document=ReturnDocument.AFTER)
-        return doc["change_seq"] if doc else None
+        if doc is None:
+            return None
+        self._extended(op_id, True)
+        return int(doc["change_seq"])
 
     async def finish(self, user_id: str, op_id: str, reserved: Usage, delta: Usage = NO_USAGE,
                      events: list[dict[str, Any]] | None = None,
@@ -142,6 +173,8 @@ class Ledger:
         storage-usage-changed with the new absolute figures in the same write. Idempotent: once
         the op is gone nothing happens and None is returned — which is how a second finisher
         (the reconciler) knows."""
+        self._leased.pop(op_id, None)
+
         def build(doc: dict[str, Any] | None) -> Plan:
             op = ((doc or {}).get("ops") or {}).get(op_id)
             if doc is None or op is None or op.get("bytes") != reserved.bytes or op.get("files") != reserved.files:

@@ -34,6 +34,7 @@ from .domain import (
 )
 from .errors import (
     Busy,
+    ChangeAbandoned,
     FileChanged,
     FileCountExceeded,
     FileNotFound,
@@ -117,6 +118,11 @@ class Operations:
         """Steps 2b and 3: moves the head (HeadMoved if it moved meanwhile) and settles;
         returns the account document after the settlement."""
         ref, op_id = change.ref, change.op_id
+        if not await self.ledger.hold(ref.user_id, op_id):
+            # taken for dead and undone meanwhile (a stall longer than its time-to-live): the
+            # reconciler removed what it had written then; what it wrote since goes now
+            await self._discard_written(ref, op_id, change.head)
+            raise ChangeAbandoned()
         keep = change.current.pending_of(change.in_flight, but=op_id) if change.current else []
         await self.store.change_head(ref, change.expected, change.head, change.events,
                                      pending={"op": op_id, "bytes": change.delta.bytes, "files": change.delta.files,
@@ -129,6 +135,15 @@ class Operations:
             after = await self.ledger.get(ref.user_id)
         self.events.account_written(ref.user_id)
         return after
+
+    async def _discard_written(self, ref: FileRef, op_id: str, head: Head | None) -> None:
+        """The version (and its blob) an abandoned operation wrote for the head it did not move."""
+        version = await self.store.find_version(ref, head.version_id) if head is not None else None
+        if version is None or version.op != op_id:
+            return
+        if version.blob_key:
+            await self.deferred.delete_or_defer(ref.user_id, version.blob_key)
+        await self.store.remove_version(version.id)
 
     async def begin_plain(self, user_id: str, op_id: str, op: dict[str, Any], floor: int | None = None
                           ) -> dict[str, Any]:
