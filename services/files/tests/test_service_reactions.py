@@ -1,8 +1,8 @@
 """Service-layer tests of files' reactions to other services' events on fakes (files_fakes.py):
 trash-item-purged (trash_reactions.py) — a batch, its redelivery, and a process dying at each
-point the crash-order comment of `items_purged` names —, grace-period-ended (grace.py) and
-billing's entitlement events (handlers.py). The handlers are called as the Runtime would
-call them, with the events it would deliver."""
+point the crash-order comment of `items_purged` names —, grace-period-ended (grace.py),
+billing's entitlement events (handlers.py) and account-deleted (account_deletion.py). The
+handlers are called as the Runtime would call them, with the events it would deliver."""
 
 import copy
 import json
@@ -22,6 +22,7 @@ from osmcloud_common.events import (
     make_event,
 )
 from osmcloud_common.outbox import OUTBOX_FIELD
+from osmcloud_files.account_deletion import AccountErasure
 from osmcloud_files.domain import FileRef, blob_key, parse_file_ref
 from osmcloud_files.model import Head
 from osmcloud_files.storage_rule import version_cost
@@ -224,3 +225,25 @@ async def test_an_entitlement_event_stores_billings_word_and_an_older_one_does_n
     await handlers.entitlement_changed(newer)
     await handlers.entitlement_changed(older)
     assert world.account("u")["entitlement"] == pro.model_dump()
+
+
+# ---------------------------------------------------------------- account-deleted
+async def test_account_erasure_removes_the_users_blobs_before_its_documents_and_no_one_elses():
+    world = World()
+    for user in ("u", "w"):
+        await world.give_plan(user, PRO)
+    await put(world, A, 300)
+    kept = await put(world, C, 200)
+    seen: list[set[str]] = []
+
+    async def erase_documents(user_id: str) -> None:  # the Runtime's sweep of every collection
+        seen.append(set(world.blobs.objects))
+        for collection in (world.heads, world.versions, world.accounts):
+            await collection.delete_many({"user_id": user_id})
+
+    erasure = AccountErasure(world.process().blobs, erase_documents)
+    await erasure.erase("u")
+    assert seen == [{blob_key("w", kept.version_id)}]  # u's blobs were gone when the documents went
+    assert set(world.heads.docs) == {C.key} and set(world.accounts.docs) == {"w"}
+    await erasure.erase("u")  # again: nothing left to remove
+    assert set(world.blobs.objects) == {blob_key("w", kept.version_id)}

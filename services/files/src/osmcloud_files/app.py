@@ -9,7 +9,7 @@ from osmcloud_common.events import GracePeriodEnded, TrashItemPurged
 from osmcloud_common.mongo import SerializedCollection
 from osmcloud_common.runtime import Runtime, serve
 
-from .account_deletion import register_account_deletion
+from .account_deletion import AccountErasure
 from .account_routes import AccountRoutes
 from .admin_routes import FilesAdminRoutes
 from .bootstrap import bootstrap
@@ -48,7 +48,7 @@ def build_app(settings: FilesSettings | None = None) -> web.Application:
     for payload_type in ENTITLEMENT_EVENTS:
         runtime.on_event(payload_type, services.entitlements.entitlement_changed)
     runtime.on_event(GracePeriodEnded, services.grace_end.grace_ended)
-    register_account_deletion(runtime)
+    runtime.on_account_deleted(AccountErasure(services.blobs, runtime.erase_user_documents).erase)
     runtime.on_events(TrashItemPurged, services.trash_reactions.items_purged)
     runtime.background(services.trash_reactions.forget_relayed)
     runtime.background(services.reconciler.run)
