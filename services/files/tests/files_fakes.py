@@ -19,7 +19,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from osmcloud_common.blobstore import BodyTooLarge, StoredBlob
 from osmcloud_common.clock import FixedClock
@@ -206,6 +206,20 @@ class MemoryCollection:
         self.docs[doc["_id"]] = copy.deepcopy(doc)
         return SimpleNamespace(inserted_id=doc["_id"])
 
+    async def insert_many(self, docs: list[dict[str, Any]], ordered: bool = True) -> SimpleNamespace:
+        """As MongoDB's unordered insert: every new document goes in, the duplicates are
+        reported together (BulkWriteError, code 11000 with the index of each)."""
+        assert not ordered, "the fake knows only unordered inserts (osmcloud_common.mongo.insert_new)"
+        errors = []
+        for index, doc in enumerate(docs):
+            if doc["_id"] in self.docs:
+                errors.append({"index": index, "code": 11000, "errmsg": f"duplicate _id {doc['_id']}"})
+            else:
+                self.docs[doc["_id"]] = copy.deepcopy(doc)
+        if errors:
+            raise BulkWriteError({"writeErrors": errors})
+        return SimpleNamespace(inserted_ids=[d["_id"] for d in docs])
+
     async def update_one(self, filter_: dict[str, Any], update: dict[str, Any],
                          upsert: bool = False) -> SimpleNamespace:
         found = self._found(filter_)
@@ -301,6 +315,9 @@ class RecordingPublisher:
     def account_written(self, user_id: str) -> None:
         self.woken.append(f"accounts/{user_id}")
 
+    def prune_written(self, doc_id: str) -> None:
+        self.woken.append(f"prunes/{doc_id}")
+
     async def hand_to_trash(self, entries: list[dict[str, Any]]) -> None:
         self.handed_to_trash.extend(entries)
 
@@ -353,22 +370,23 @@ class World:
         self.heads, self.versions, self.accounts = (MemoryCollection("heads"), MemoryCollection("versions"),
                                                     MemoryCollection("accounts"))
         self.blobs = MemoryBlobs()
-        self.blob_deletions = MemoryCollection("blob_deletions")
+        self.blob_deletions, self.prunes = MemoryCollection("blob_deletions"), MemoryCollection("prunes")
         self.clock = FixedClock(datetime(2026, 1, 1, tzinfo=UTC))
         self.system_time = 1_000_000.0  # the ledger's operational clock (op time-to-live)
         self.publisher = RecordingPublisher(self.clock)
 
     def process(self, plan: CrashPlan | None = None, max_upload_bytes: int = 50_000_000) -> FilesServices:
         """The services of one process; with a plan, a process that dies where the plan says."""
-        heads, versions, accounts, blobs = (self.heads, self.versions, self.accounts, self.blobs)
+        heads, versions, accounts, prunes, blobs = (self.heads, self.versions, self.accounts, self.prunes,
+                                                    self.blobs)
         if plan is not None:
-            heads, versions, accounts = (Mortal(c, c.name, plan) for c in (heads, versions, accounts))
+            heads, versions, accounts, prunes = (Mortal(c, c.name, plan) for c in (heads, versions, accounts, prunes))
             blobs = Mortal(blobs, "blobs", plan)
         accounts_ = SerializedCollection(accounts)
         ledger = Ledger(accounts_, now=lambda: self.system_time)
         store = FilesStore(SerializedCollection(heads), SerializedCollection(versions), accounts_, ledger)
         return bootstrap(clock=self.clock, events=self.publisher, store=store, ledger=ledger, blobs=blobs,
-                         blob_deletions=self.blob_deletions,
+                         blob_deletions=self.blob_deletions, prunes=prunes,
                          max_upload_bytes=max_upload_bytes, reconcile_seconds=10.0)
 
     def later(self) -> None:

@@ -5,15 +5,15 @@ registers routes, event handlers and background jobs."""
 from aiohttp import web
 
 from osmcloud_common.domain_errors import map_domain_errors
+from osmcloud_common.events import GracePeriodEnded, TrashItemPurged
 from osmcloud_common.mongo import SerializedCollection
 from osmcloud_common.runtime import Runtime, serve
 
-from .account_deletion import register_account_deletion
+from .account_deletion import AccountErasure
 from .account_routes import AccountRoutes
 from .admin_routes import FilesAdminRoutes
 from .bootstrap import bootstrap
-from .grace import register_grace_end
-from .handlers import register_handlers
+from .handlers import ENTITLEMENT_EVENTS
 from .ledger import Ledger
 from .native_errors import api_error
 from .osmand_compat import OsmandFilesRoutes
@@ -22,7 +22,6 @@ from .restore import RestoreRoute
 from .routes import FilesRoutes
 from .settings import FilesSettings
 from .store import FilesStore
-from .trash_reactions import register_trash_reactions
 
 
 def build_app(settings: FilesSettings | None = None) -> web.Application:
@@ -37,17 +36,21 @@ def build_app(settings: FilesSettings | None = None) -> web.Application:
     ledger = Ledger(accounts, ttl=settings.operation_ttl_seconds)
     store = FilesStore(heads=heads, versions=SerializedCollection(runtime.db["versions"]), accounts=accounts,
                        ledger=ledger)
-    services = bootstrap(clock=runtime.clock, events=RuntimePublisher(runtime, heads, accounts), store=store,
+    prunes = runtime.outbox_collection("prunes")
+    services = bootstrap(clock=runtime.clock, events=RuntimePublisher(runtime, heads, accounts, prunes), store=store,
                          ledger=ledger, blobs=S3Blobs(runtime.blobs), blob_deletions=runtime.db["blob_deletions"],
+                         prunes=prunes,
                          max_upload_bytes=settings.max_upload_bytes,
                          reconcile_seconds=settings.reconcile_seconds,
                          reconcile_grace_seconds=min(30.0, settings.operation_ttl_seconds / 4))
     runtime.on_startup(store.create_indexes)
     runtime.on_startup(runtime.blobs.ensure_bucket)
-    register_handlers(runtime, store)
-    register_account_deletion(runtime)
-    register_trash_reactions(runtime, store)
-    register_grace_end(runtime, store, services.ops)
+    for payload_type in ENTITLEMENT_EVENTS:
+        runtime.on_event(payload_type, services.entitlements.entitlement_changed)
+    runtime.on_event(GracePeriodEnded, services.grace_end.grace_ended)
+    runtime.on_account_deleted(AccountErasure(services.blobs, runtime.erase_user_documents).erase)
+    runtime.on_events(TrashItemPurged, services.trash_reactions.items_purged)
+    runtime.background(services.trash_reactions.forget_relayed)
     runtime.background(services.reconciler.run)
     app = runtime.create_app()
     # domain errors answered in our JSON shape; /userdata/ handlers map theirs to OsmAnd's themselves

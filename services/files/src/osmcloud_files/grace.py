@@ -13,7 +13,6 @@ from typing import Any
 
 from osmcloud_common.events import Entitlement, Event, GracePeriodEnded
 from osmcloud_common.logging import get_logger
-from osmcloud_common.runtime import Runtime
 
 from .grace_rule import GraceEndJudge, LiveFile, StartAllowance
 from .operations import Operations
@@ -57,15 +56,18 @@ async def _trash(ops: Operations, user_id: str, docs: list[dict[str, Any]]) -> N
     log.info("grace ended: files sent to the trash", deleted=result["deleted"], skipped=len(result["skipped"]))
 
 
-def register_grace_end(runtime: Runtime, store: FilesStore, ops: Operations) -> None:
-    async def grace_ended(event: Event) -> None:
+class GraceEnd:
+    """The grace-period-ended handler, on the ports; the composition root (app.py) subscribes it."""
+
+    def __init__(self, store: FilesStore, ops: Operations) -> None:
+        self.store, self.ops = store, ops
+
+    async def grace_ended(self, event: Event) -> None:
         payload = event.payload()
         assert isinstance(payload, GracePeriodEnded)
         entitlement = payload.entitlement
-        await store.set_entitlement(event.user_id, entitlement, event.occurred_at)
+        await self.store.set_entitlement(event.user_id, entitlement, event.occurred_at)
         if entitlement.allowed_types is None:
             return
-        counts = await apply_grace_end(store, ops, event.user_id, entitlement)
+        counts = await apply_grace_end(self.store, self.ops, event.user_id, entitlement)
         log.info("grace-end rule applied", user_id=event.user_id, **counts)
-
-    runtime.on_event(GracePeriodEnded, grace_ended)

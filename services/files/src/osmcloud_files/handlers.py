@@ -1,4 +1,5 @@
-"""How files reacts to other services' events. Every handler is idempotent."""
+"""How files reacts to billing's entitlement events. Every handler is idempotent; the
+composition root (app.py) subscribes them."""
 
 from osmcloud_common.events import (
     EntitlementChanged,
@@ -7,7 +8,6 @@ from osmcloud_common.events import (
     SubscriptionExpired,
     SubscriptionRenewed,
 )
-from osmcloud_common.runtime import Runtime
 
 from .store import FilesStore
 
@@ -15,12 +15,13 @@ from .store import FilesStore
 ENTITLEMENT_EVENTS = (SubscriptionActivated, SubscriptionRenewed, SubscriptionExpired, EntitlementChanged)
 
 
-def register_handlers(runtime: Runtime, store: FilesStore) -> None:
-    async def entitlement_changed(event: Event) -> None:
+class EntitlementHandlers:
+    def __init__(self, store: FilesStore) -> None:
+        self.store = store
+
+    async def entitlement_changed(self, event: Event) -> None:
+        """For each of ENTITLEMENT_EVENTS (grace-period-ended also sends files to the trash:
+        see grace.py)."""
         payload = event.payload()
         assert isinstance(payload, ENTITLEMENT_EVENTS)
-        await store.set_entitlement(event.user_id, payload.entitlement, event.occurred_at)
-
-    # grace-period-ended also sends files to the trash: see grace.py
-    for payload_type in ENTITLEMENT_EVENTS:
-        runtime.on_event(payload_type, entitlement_changed)
+        await self.store.set_entitlement(event.user_id, payload.entitlement, event.occurred_at)

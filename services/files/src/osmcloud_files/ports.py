@@ -47,8 +47,9 @@ class Blobs(Protocol):
 class EventPublisher(Protocol):
     """The outbox's side the application sees: `event` makes an entry to record in the same
     write as the change that causes it; `*_written` wake the relay for a document that just
-    got entries; `hand_to_trash` gives trash the entries the client's next read depends on
-    (read-your-writes; Kafka still carries them)."""
+    got entries (a head, an account, a prune record of trash_reactions.py); `hand_to_trash`
+    gives trash the entries the client's next read depends on (read-your-writes; Kafka still
+    carries them)."""
 
     def event(self, payload: Payload, user_id: str) -> dict[str, Any]: ...
 
@@ -56,14 +57,16 @@ class EventPublisher(Protocol):
 
     def account_written(self, user_id: str) -> None: ...
 
+    def prune_written(self, doc_id: str) -> None: ...
+
     async def hand_to_trash(self, entries: list[dict[str, Any]]) -> None: ...
 
 
 class RuntimePublisher:
     """The EventPublisher of a running service: the Runtime's outbox relay and hand-over."""
 
-    def __init__(self, runtime: Runtime, heads: Any, accounts: Any) -> None:
-        self.runtime, self.heads, self.accounts = runtime, heads, accounts
+    def __init__(self, runtime: Runtime, heads: Any, accounts: Any, prunes: Any) -> None:
+        self.runtime, self.heads, self.accounts, self.prunes = runtime, heads, accounts, prunes
 
     def event(self, payload: Payload, user_id: str) -> dict[str, Any]:
         return self.runtime.event(payload, user_id)
@@ -73,6 +76,9 @@ class RuntimePublisher:
 
     def account_written(self, user_id: str) -> None:
         self.runtime.events_written(self.accounts, user_id)
+
+    def prune_written(self, doc_id: str) -> None:
+        self.runtime.events_written(self.prunes, doc_id)
 
     async def hand_to_trash(self, entries: list[dict[str, Any]]) -> None:
         await self.runtime.hand_over("trash", entries)

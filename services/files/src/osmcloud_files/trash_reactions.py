@@ -8,15 +8,12 @@ import hashlib
 from datetime import timedelta
 from typing import Any
 
-from pymongo.asynchronous.collection import AsyncCollection
-
-from osmcloud_common.blobstore import BlobStore
 from osmcloud_common.events import Event, FileVersionsPruned, TrashItemPurged
 from osmcloud_common.logging import StepTimer, get_logger
 from osmcloud_common.mongo import delete_by_ids, id_chunks, insert_new
 from osmcloud_common.outbox import new_document_with_events
-from osmcloud_common.runtime import Runtime
 
+from .ports import Blobs, Clock, EventPublisher
 from .storage_rule import version_cost
 from .store import FilesStore
 
@@ -59,9 +56,12 @@ HISTORY_FIELDS = {"_id": 1, "user_id": 1, "type": 1, "name": 1, "updated_ms": 1,
 
 
 class TrashReactions:
-    def __init__(self, runtime: Runtime, store: FilesStore, blobs: BlobStore,
-                 prunes: AsyncCollection[dict[str, Any]]) -> None:
-        self.rt, self.store, self.blobs, self.prunes = runtime, store, blobs, prunes
+    """Files' side of trash's decisions, on the ports; the composition root (app.py) subscribes
+    `items_purged` to trash-item-purged and runs `forget_relayed` in the background. `prunes`
+    is the outbox collection of prune records (their events' carriers)."""
+
+    def __init__(self, clock: Clock, events: EventPublisher, store: FilesStore, blobs: Blobs, prunes: Any) -> None:
+        self.clock, self.events, self.store, self.blobs, self.prunes = clock, events, store, blobs, prunes
 
     async def items_purged(self, events: list[Event]) -> None:
         """A batch of trash-item-purged: the versions of every purged file up to its marker,
@@ -120,26 +120,20 @@ class TrashReactions:
         for user_id, victims in sorted(by_user.items()):
             ids = sorted(v["_id"] for v in victims)
             doc = {"_id": "purge:" + hashlib.sha256(" ".join(ids).encode()).hexdigest(), "user_id": user_id,
-                   "versions": len(ids), "created_at": self.rt.clock.now()}
-            docs.append(new_document_with_events(doc, [self.rt.event(p, user_id) for p in pruned_payloads(victims)]))
+                   "versions": len(ids), "created_at": self.clock.now()}
+            entries = [self.events.event(p, user_id) for p in pruned_payloads(victims)]
+            docs.append(new_document_with_events(doc, entries))
         await insert_new(self.prunes, docs)  # those recorded by an earlier delivery are kept as they are
-        for doc in docs:
-            self.rt.events_written(self.prunes, doc["_id"])
+        for record in docs:
+            self.events.prune_written(record["_id"])
 
     async def forget_relayed(self, keep: timedelta = timedelta(minutes=10)) -> None:
         """Prune records are only the carriers of their events; drop them once relayed."""
         while True:
             try:
                 await self.prunes.delete_many({"_outbox_pending": {"$exists": False},
-                                               "created_at": {"$lt": self.rt.clock.now() - keep}})
+                                               "created_at": {"$lt": self.clock.now() - keep}})
             except Exception as exc:  # Mongo away: next time
                 log.warning("could not drop relayed prune records", error=repr(exc))
             await asyncio.sleep(30)
 
-
-def register_trash_reactions(runtime: Runtime, store: FilesStore) -> TrashReactions:
-    assert runtime.blobs is not None  # files' runtime is made with blobs
-    reactions = TrashReactions(runtime, store, runtime.blobs, runtime.outbox_collection("prunes"))
-    runtime.on_events(TrashItemPurged, reactions.items_purged)
-    runtime.background(reactions.forget_relayed)
-    return reactions
