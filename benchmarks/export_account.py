@@ -27,7 +27,6 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
 import zipfile
 from pathlib import Path
@@ -36,52 +35,11 @@ import aiohttp
 
 from osmcloud_localstack.client import GatewayClient, login
 from osmcloud_localstack.own_stack import attached_or_own
+from osmcloud_localstack.rss import RssSampler, process_id
 
 MIB = 1024 * 1024
 RSS_TARGET = 64 * MIB
 FILE_TYPE = "FILE"
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-class RssSampler:
-    """A process's resident set from /proc every `every` seconds, in a thread: baseline and peak."""
-
-    def __init__(self, pid: int, every: float = 0.1) -> None:
-        self.pid, self.every = pid, every
-        self.baseline = self.peak = rss_bytes(pid)
-        self.samples: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            self.samples.append(rss_bytes(self.pid))
-            self.peak = max(self.peak, self.samples[-1])
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, rss_bytes(self.pid))
-
-    @property
-    def growth(self) -> int:
-        return self.peak - self.baseline
-
-    def growth_by_quarter(self) -> list[int]:
-        """The peak growth reached by the end of each quarter of the samples: flat memory stops
-        rising after the first; memory that follows the size rises in every one."""
-        n = len(self.samples)
-        return [max(self.samples[:max(1, n * q // 4)], default=self.baseline) - self.baseline for q in (1, 2, 3, 4)]
 
 
 def verdict(ok: bool) -> str:
@@ -220,7 +178,7 @@ async def run(endpoints: dict, files_pid: int, args: argparse.Namespace) -> int:
 
         with tempfile.TemporaryDirectory(prefix="osmcloud-export-bench-") as work:
             target = Path(work) / "export.zip"
-            with RssSampler(files_pid) as rss:
+            with RssSampler(files_pid, every=0.1) as rss:
                 export_s, zip_bytes = await export_to(operator, user_id, target)
             problems = await asyncio.to_thread(check_zip, target, sums)
 
@@ -257,7 +215,7 @@ def main() -> int:
     if args.files < 1 or args.size_mib < 1 or args.concurrency < 1 or args.size_mib * MIB < args.files:
         parser.error("--size-mib, --files and --concurrency are positive, and a file holds at least a byte")
     with attached_or_own(args.attach, "bench-export", admin_api=True) as (stack, endpoints):
-        files_pid = json.loads((stack.state / "run" / "files.pid").read_text())["pid"]
+        files_pid = process_id(stack.state, "files")
         return asyncio.run(run(endpoints.as_dict(), files_pid, args))
 
 

@@ -25,7 +25,6 @@ import json
 import os
 import statistics
 import sys
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -40,44 +39,9 @@ from osmcloud_billing.settings import BillingSettings
 from osmcloud_common.events import SubscriptionActivated, make_event
 from osmcloud_localstack.client import GatewayClient, eventually, login
 from osmcloud_localstack.own_stack import attached_or_own
+from osmcloud_localstack.rss import RssSampler, process_id
 
 MIB = 1024 * 1024
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-class RssSampler:
-    """Samples a process's resident set from /proc every few milliseconds, in a thread."""
-
-    def __init__(self, pid: int, every: float = 0.02) -> None:
-        self.pid, self.every = pid, every
-        self.baseline = rss_bytes(pid)
-        self.peak = self.baseline
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, rss_bytes(self.pid))
-            time.sleep(self.every)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, rss_bytes(self.pid))
-
-    @property
-    def growth(self) -> int:
-        return self.peak - self.baseline
 
 
 def cpu_seconds(state: Path) -> dict[str, float]:
@@ -260,10 +224,10 @@ class Bench:
         async def generate():
             for _ in range(args.rss_mib):
                 yield block
-        with RssSampler(self.files_pid) as up_rss:
+        with RssSampler(self.files_pid, every=0.02) as up_rss:
             elapsed_up = await timed_upload(me, "/api/files/FILE/bench/huge.bin", generate(),
                                             headers={"Content-Length": str(total)})
-        with RssSampler(self.files_pid) as down_rss:
+        with RssSampler(self.files_pid, every=0.02) as down_rss:
             elapsed_down = await timed_download(me.session, f"{me.base}/api/files/FILE/bench/huge.bin",
                                                 me.token, total)
         worst = max(up_rss.growth, down_rss.growth)
@@ -289,7 +253,7 @@ def main() -> int:
     args = parser.parse_args()
 
     with attached_or_own(args.attach, "bench-files-vs-s3") as (stack, endpoints):
-        files_pid = json.loads((stack.state / "run" / "files.pid").read_text())["pid"]
+        files_pid = process_id(stack.state, "files")
         return asyncio.run(run(endpoints.as_dict(), files_pid, args))
 
 if __name__ == "__main__":
