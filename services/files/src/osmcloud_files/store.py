@@ -113,17 +113,19 @@ class FilesStore:
         if pending is not None:
             fields["_usage_pending"] = [*(keep_pending or []), pending]
         if expected_version_id is None:
-            # a new file, or one whose last version was deleted permanently
-            result = await self.heads.update_one({"_id": ref.key, "head": None}, with_events({"$set": fields}, events))
-            if result.modified_count == 1:
-                return
+            # a new file (the insert, one command), or one whose last version was deleted
+            # permanently (its head document is still there with no head: the update)
             doc = {"_id": ref.key, "user_id": ref.user_id, "type": ref.file_type, "name": ref.name,
                    "category": ref.category, **fields}
             try:
                 await self.heads.insert_one(new_document_with_events(doc, events))
                 return
             except DuplicateKeyError:
-                raise HeadMoved() from None
+                pass
+            result = await self.heads.update_one({"_id": ref.key, "head": None}, with_events({"$set": fields}, events))
+            if result.modified_count != 1:
+                raise HeadMoved()
+            return
         result = await self.heads.update_one({"_id": ref.key, "head.version_id": expected_version_id},
                                              with_events({"$set": fields}, events))
         if result.modified_count != 1:
