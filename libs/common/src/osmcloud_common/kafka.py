@@ -183,7 +183,7 @@ class EventConsumer:
                  database: Database, max_attempts: int = 8,
                  skip: Callable[[Event], Awaitable[bool]] | None = None,
                  batch_handlers: dict[str, BatchHandler] | None = None,
-                 max_records: int = 2000, fetch_max_wait_ms: int = 50, batch_locks: BatchLocks | None = None) -> None:
+                 max_records: int = 2000, fetch_max_wait_ms: int = 500, batch_locks: BatchLocks | None = None) -> None:
         batch_handlers = dict(batch_handlers or {})
         self._batch_locks = batch_locks or BatchLocks()
         unknown = (set(handlers) | set(batch_handlers)) - set(CATALOGUE)

@@ -77,7 +77,7 @@ class ServiceSettings(BaseSettings):
     # consumers: most events one poll hands over (a batch handler gets them together), and
     # how long the broker holds a fetch open when nothing is new (new events end it at once)
     consumer_max_records: int = 2000
-    consumer_fetch_max_wait_ms: int = 50
+    consumer_fetch_max_wait_ms: int = 500
     # read-your-writes: how long a write waits for another service to apply the events it
     # hands over before answering anyway (Kafka then brings them; see handover.py)
     handover_timeout_seconds: float = 5.0
