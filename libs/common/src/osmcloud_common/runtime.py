@@ -128,10 +128,12 @@ class Runtime:
                          occurred_at=self.clock.now())
         return outbox_entry(evt, self.settings.kafka_topic_prefix)
 
-    def events_written(self, collection: Collection | None = None, doc_id: Any = None) -> None:
+    def events_written(self, collection: Collection | None = None, doc_id: Any = None,
+                       outbox: list[dict[str, Any]] | None = None) -> None:
         """Call after a write that carried events: the relay publishes them at once. Naming
-        the written document spares the relay a scan of every outbox collection."""
-        self.relay.wake(collection, doc_id)
+        the written document spares the relay a scan of every outbox collection; giving its
+        outbox as the write left it (OutboxRelay.wake) spares it reading the document."""
+        self.relay.wake(collection, doc_id, outbox)
 
     # ------------------------------------------------------------ read-your-writes (handover.py)
     def hand_over_to(self, target: str, base_url: str) -> None:
