@@ -233,17 +233,13 @@ class MemoryCollection:
         return SimpleNamespace(modified_count=1 if found else 0, matched_count=len(found[:1]))
 
     async def find_one_and_update(self, filter_: dict[str, Any], update: dict[str, Any],
-                                  projection: dict[str, Any] | None = None,
                                   return_document: bool = ReturnDocument.BEFORE) -> dict[str, Any] | None:
         found = self._found(filter_)
         if not found:
             return None
         before = copy.deepcopy(found[0])
         apply_update(found[0], update)
-        doc = copy.deepcopy(found[0]) if return_document == ReturnDocument.AFTER else before
-        if projection:  # inclusion only, as the store asks
-            doc = {k: v for k, v in doc.items() if k == "_id" or projection.get(k)}
-        return doc
+        return copy.deepcopy(found[0]) if return_document == ReturnDocument.AFTER else before
 
     async def delete_one(self, filter_: dict[str, Any]) -> SimpleNamespace:
         found = self._found(filter_)[:1]

@@ -128,8 +128,9 @@ class FilesStore:
 
     async def _move_head(self, condition: dict[str, Any], fields: dict[str, Any], events: list[dict[str, Any]]
                          ) -> list[dict[str, Any]]:
+        # the whole document: FerretDB 1.24's findAndModify takes no projection ("fields")
         after = await self.heads.find_one_and_update(condition, with_events({"$set": fields}, events),
-                                                     projection={OUTBOX_FIELD: 1}, return_document=ReturnDocument.AFTER)
+                                                     return_document=ReturnDocument.AFTER)
         if after is None:
             raise HeadMoved()
         return list(after.get(OUTBOX_FIELD) or [])
