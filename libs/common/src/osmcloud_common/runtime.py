@@ -217,7 +217,8 @@ class Runtime:
                     group_id=f"{self.settings.kafka_topic_prefix}{self.settings.service_name}",
                     handlers=self._handlers, database=self.db, skip=self._of_deleted_account,
                     batch_handlers=self._batch_handlers, max_records=self.settings.consumer_max_records,
-                    fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms, batch_locks=self._batch_locks)
+                    fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms, batch_locks=self._batch_locks,
+                    commit_seconds=self.settings.consumer_commit_seconds)
                 runners.append(self._keep_running("consumer", self.consumer.run))
             runners += [self._keep_running(getattr(j, "__name__", "job"), j) for j in self._jobs]
             await asyncio.gather(*runners)
