@@ -209,3 +209,33 @@ async def test_a_wake_up_whose_document_a_scan_flushed_first_publishes_nothing_a
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_the_documents_named_in_one_round_are_published_side_by_side():
+    entries = {doc_id: _entry("u1") for doc_id in ("a", "b", "c")}
+    collection = CountingCollection([new_document_with_events({"_id": d}, [e]) for d, e in entries.items()])
+
+    class TogetherProducer:
+        """Acknowledges only once every document's send is in flight, as one request would."""
+        def __init__(self):
+            self.sent, self.calls, self.all_in = [], 0, asyncio.Event()
+
+        async def publish_many(self, messages):
+            self.calls += 1
+            if self.calls == len(entries):
+                self.all_in.set()
+            await asyncio.wait_for(self.all_in.wait(), timeout=1)
+            self.sent += [headers["event_id"] for _, _, _, headers in messages]
+
+    producer = TogetherProducer()
+    relay = OutboxRelay(producer, [collection], poll_seconds=60)
+    for doc_id, entry in entries.items():
+        relay.wake(collection, doc_id, [entry])
+    task = asyncio.create_task(relay._run_hinted())
+    try:
+        await _until(lambda: len(producer.sent) == 3)
+        assert sorted(producer.sent) == sorted(e["id"] for e in entries.values())
+        assert all(not collection.docs[d].get(OUTBOX_FIELD) for d in entries)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

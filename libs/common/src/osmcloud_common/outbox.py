@@ -83,6 +83,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._scan_wake = asyncio.Event()
         self._in_flight: set[tuple[int, Any]] = set()
+        self._round_slots = asyncio.Semaphore(64)  # named documents flushed at once
         self._again: set[tuple[int, Any]] = set()
         # per collection: the named documents, each with its outbox as written (None: unknown, read it)
         self._hints: dict[int, tuple[Collection, dict[Any, list[dict[str, Any]] | None]]] = {}
@@ -138,17 +139,25 @@ class OutboxRelay:
             await self._wake.wait()
             self._wake.clear()
             self._taken, self._hints = self._hints, {}
-            for collection, docs in self._taken.values():
-                for doc_id, outbox in docs.items():
-                    if outbox is _COVERED:
-                        continue
-                    try:
-                        await self._flush_doc(collection, doc_id, outbox)
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception as exc:  # Kafka or Mongo away: the scan retries it
-                        log.warning("outbox relay failed; will retry", error=repr(exc))
-                        self._scan_wake.set()
+            # the round's documents side by side: their sends reach Kafka together, one produce
+            # request for many (a request costs the broker ~1.9 ms of CPU, a message in a shared
+            # one ~0.2 ms); each document's events keep their order
+            await asyncio.gather(*(self._flush_named(collection, docs, doc_id)
+                                   for collection, docs in self._taken.values() for doc_id in list(docs)))
+
+    async def _flush_named(self, collection: Collection, docs: dict[Any, list[dict[str, Any]] | None],
+                           doc_id: Any) -> None:
+        async with self._round_slots:
+            outbox = docs.get(doc_id)
+            if outbox is _COVERED:
+                return
+            try:
+                await self._flush_doc(collection, doc_id, outbox)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Kafka or Mongo away: the scan retries it
+                log.warning("outbox relay failed; will retry", error=repr(exc))
+                self._scan_wake.set()
 
     async def _run_scans(self) -> None:
         loop = asyncio.get_running_loop()
