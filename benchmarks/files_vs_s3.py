@@ -7,7 +7,8 @@ What it measures (targets from the files issue):
   1. one 64 MiB upload and download through the gateway vs a direct minio PUT/GET of the
      same bytes (target >= 0.9x);
   2. 1,000 uploads of 10 KiB by 16 concurrent clients vs 1,000 direct small PUTs with 16
-     threads (target >= 0.5x);
+     threads (target >= 0.2x), and the CPU all the stack's processes spend per upload
+     (target <= 8 ms; printed per process too);
   3. peak RSS growth of the files process while a 1 GiB file streams up and back down
      (target < 64 MiB).
 
@@ -42,6 +43,8 @@ from osmcloud_localstack.own_stack import attached_or_own
 from osmcloud_localstack.rss import RssSampler, process_id
 
 MIB = 1024 * 1024
+SMALL_RATIO = 0.2        # one file per request, as the OsmAnd app uploads (issue 18 point 1)
+SMALL_CPU_MS = 8.0       # CPU per small upload, all processes of the stack together
 
 
 def cpu_seconds(state: Path) -> dict[str, float]:
@@ -131,7 +134,7 @@ async def run(endpoints: dict, files_pid: int, args) -> int:
         reply = await me.call("DELETE", "/api/files")  # "delete all my data" cleans up after the run
         assert reply.status == 200, reply
     print(f"\n{'all targets met' if not missed else f'{missed} target(s) missed'}")
-    return 0
+    return 1 if missed else 0
 
 
 class Bench:
@@ -208,12 +211,14 @@ class Bench:
         print(f"\n[2] {n} uploads of {args.small_kib} KiB, {c} concurrent clients:")
         print(f"    gateway {ours_rate:8.1f} uploads/s (p50 {latencies[len(latencies) // 2] * 1000:.0f} ms, "
               f"p99 {latencies[int(len(latencies) * 0.99)] * 1000:.0f} ms)   direct S3 {direct_rate:8.1f} PUTs/s"
-              f"   ratio {small_ratio:.2f}x (target >= 0.5x: {verdict(small_ratio >= 0.5)})")
+              f"   ratio {small_ratio:.2f}x (target >= {SMALL_RATIO}x: {verdict(small_ratio >= SMALL_RATIO)})")
         spent = {name: (cpu_after[name] - cpu_before.get(name, 0)) * 1000 / n for name in cpu_after}
-        print("    CPU per upload through the gateway (ms): " + ", ".join(
-            f"{name} {ms:.1f}" for name, ms in sorted(spent.items(), key=lambda kv: -kv[1]) if ms >= 0.05))
+        total = sum(spent.values())
+        print(f"    CPU per upload through the gateway {total:.1f} ms (target <= {SMALL_CPU_MS:g} ms: "
+              f"{verdict(total <= SMALL_CPU_MS)}): " + ", ".join(
+                  f"{name} {ms:.1f}" for name, ms in sorted(spent.items(), key=lambda kv: -kv[1]) if ms >= 0.05))
         await self._in_thread(lambda: [self.s3.remove_object(self.bucket, f"bench/small/{i}") for i in range(n)])
-        return small_ratio < 0.5
+        return (small_ratio < SMALL_RATIO) + (total > SMALL_CPU_MS)
 
     async def streaming_memory(self) -> int:
         """[3] the files process's resident memory while a big body streams up and down."""

@@ -142,3 +142,100 @@ async def test_a_named_document_is_published_at_once_even_while_a_scan_is_slow()
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+class CountingCollection(FakeCollection):
+    def __init__(self, docs):
+        super().__init__(docs)
+        self.reads = 0
+
+    async def find_one(self, query, projection=None):
+        self.reads += 1
+        return await super().find_one(query, projection)
+
+
+async def _until(condition):
+    for _ in range(200):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("not reached")
+
+
+async def test_a_document_named_with_its_outbox_is_published_without_a_read_and_in_order():
+    first, second = _entry("u1"), _entry("u1")
+    collection = CountingCollection([])
+    producer = FlakyProducer(fail_first=0)
+    relay = OutboxRelay(producer, [collection], poll_seconds=60)
+    task = asyncio.create_task(relay.run())
+    try:
+        await asyncio.sleep(0.02)  # the start-up scan found nothing
+        collection.docs["d"] = new_document_with_events({"_id": "d"}, [first])
+        relay.wake(collection, "d", [first])  # what the insert wrote
+        await _until(lambda: producer.sent)
+        assert collection.reads == 0 and PENDING_FIELD not in collection.docs["d"]
+        # an entry written after the writer's outbox was taken: the clearing write's
+        # condition fails, only the given entries go, the later one waits for its own wake
+        collection.docs["d"] = new_document_with_events({"_id": "d"}, [first, second])
+        relay.wake(collection, "d", [first])
+        await _until(lambda: len(producer.sent) == 2)
+        assert collection.docs["d"][OUTBOX_FIELD] == [second] and collection.docs["d"][PENDING_FIELD]
+        relay.wake(collection, "d", [second])
+        await _until(lambda: len(producer.sent) == 3)
+        assert [s[2] for s in producer.sent] == [first["id"], first["id"], second["id"]]
+        assert not collection.docs["d"].get(OUTBOX_FIELD) and PENDING_FIELD not in collection.docs["d"]
+        # named twice before the relay ran: the first outbox may be out of date, so it reads
+        collection.docs["e"] = new_document_with_events({"_id": "e"}, [first, second])
+        relay.wake(collection, "e", [first])
+        relay.wake(collection, "e", [first, second])
+        await _until(lambda: len(producer.sent) == 5)
+        assert collection.reads == 1 and not collection.docs["e"].get(OUTBOX_FIELD)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_wake_up_whose_document_a_scan_flushed_first_publishes_nothing_again():
+    entry = _entry("u1")
+    collection = CountingCollection([new_document_with_events({"_id": "d"}, [entry])])
+    producer = FlakyProducer(fail_first=0)
+    relay = OutboxRelay(producer, [collection], poll_seconds=60)
+    relay.wake(collection, "d", [entry])
+    assert await relay.flush() == 1  # the scan got there before the named flush
+    task = asyncio.create_task(relay._run_hinted())
+    try:
+        await asyncio.sleep(0.05)
+        assert [s[2] for s in producer.sent] == [entry["id"]]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_the_documents_named_in_one_round_are_published_side_by_side():
+    entries = {doc_id: _entry("u1") for doc_id in ("a", "b", "c")}
+    collection = CountingCollection([new_document_with_events({"_id": d}, [e]) for d, e in entries.items()])
+
+    class TogetherProducer:
+        """Acknowledges only once every document's send is in flight, as one request would."""
+        def __init__(self):
+            self.sent, self.calls, self.all_in = [], 0, asyncio.Event()
+
+        async def publish_many(self, messages):
+            self.calls += 1
+            if self.calls == len(entries):
+                self.all_in.set()
+            await asyncio.wait_for(self.all_in.wait(), timeout=1)
+            self.sent += [headers["event_id"] for _, _, _, headers in messages]
+
+    producer = TogetherProducer()
+    relay = OutboxRelay(producer, [collection], poll_seconds=60)
+    for doc_id, entry in entries.items():
+        relay.wake(collection, doc_id, [entry])
+    task = asyncio.create_task(relay._run_hinted())
+    try:
+        await _until(lambda: len(producer.sent) == 3)
+        assert sorted(producer.sent) == sorted(e["id"] for e in entries.values())
+        assert all(not collection.docs[d].get(OUTBOX_FIELD) for d in entries)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -309,7 +309,7 @@ class RecordingPublisher:
         return outbox_entry(make_event(payload, user_id=user_id, producer="files", occurred_at=self.clock.now()),
                             "test.")
 
-    def head_written(self, key: str) -> None:
+    def head_written(self, key: str, outbox: list[dict[str, Any]] | None = None) -> None:
         self.woken.append(f"heads/{key}")
 
     def account_written(self, user_id: str) -> None:

@@ -100,7 +100,7 @@ async def test_crash_between_two_uploads_of_one_file_undoes_the_second_and_keeps
     await world.give_plan("u", PRO)
     first = await upload(world.process(), b"a" * 100)
     with pytest.raises(Crash):
-        await upload(world.process(head_move("update_one")), b"b" * 300)
+        await upload(world.process(head_move("find_one_and_update")), b"b" * 300)
     assert await reconcile(world) == 1
     account = world.account("u")
     assert clean(account) and account["used_bytes"] == 100
@@ -114,7 +114,7 @@ async def test_crash_before_a_delete_marker_becomes_the_head_the_delete_is_undon
     await world.give_plan("u", PRO)
     live = await upload(world.process(), b"x" * 100)
     with pytest.raises(Crash):
-        await world.process(head_move("update_one")).ops.delete_file(GPX, None, "dev", None)
+        await world.process(head_move("find_one_and_update")).ops.delete_file(GPX, None, "dev", None)
     assert len(world.versions.docs) == 2
     assert await reconcile(world) == 1
     assert list(world.versions.docs) == [live.version_id] and clean(world.account("u"))
@@ -169,7 +169,7 @@ async def test_crash_after_the_restored_copy_is_written_before_the_head_moves_th
     await world.give_plan("u", PRO)
     live, marker = await trashed(world, GPX)
     with pytest.raises(Crash):
-        await world.process(head_move("update_one")).ops.restore(GPX, marker.version_id, live.version_id, "d")
+        await world.process(head_move("find_one_and_update")).ops.restore(GPX, marker.version_id, live.version_id, "d")
     assert len(world.blobs.objects) == 2 and world.account("u")["reserved_bytes"] == 700
     assert await reconcile(world) == 1
     assert list(world.blobs.objects) == [blob_key("u", live.version_id)]
@@ -205,7 +205,7 @@ async def test_crash_in_the_middle_of_a_bulk_delete_settles_the_files_it_moved()
 
     def third_move(collection: str, method: str, args: tuple[Any, ...]) -> bool:
         nonlocal moves
-        if collection == "heads" and method == "update_one":
+        if collection == "heads" and method == "find_one_and_update":
             moves += 1
         return moves == 3
     with pytest.raises(Crash):

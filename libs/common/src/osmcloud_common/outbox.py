@@ -22,6 +22,10 @@ PENDING_FIELD = "_outbox_pending"
 
 log = get_logger(__name__)
 
+# a named document's outbox that a read of the document made after the wake-up covered
+# already (the scan flushed it): nothing is left to publish for that wake-up
+_COVERED: list[dict[str, Any]] = []
+
 
 def outbox_entry(event: Event, topic_prefix: str) -> dict[str, Any]:
     """A pending event as stored: plain strings only, so it can be removed by equality
@@ -66,7 +70,11 @@ class OutboxRelay:
     A wake-up that names the written document (`wake(collection, doc_id)`) flushes just that
     document by _id; a bare `wake()` and the periodic poll scan every collection. Scans are
     costly where the MongoDB-protocol server cannot use an index (FerretDB on SQLite), so
-    writers should name their documents."""
+    writers should name their documents. A writer whose write returned the document's outbox
+    as written (an insert's entries, or an update that returned the document after it) passes
+    it along (`wake(collection, doc_id, outbox)`): the relay then publishes those entries
+    without reading the document first — the same entries, in the same order, it would have
+    read; what was added since is caught by the clearing write's condition, as after a read."""
 
     def __init__(self, producer: Producer, collections: Iterable[Collection], poll_seconds: float = 1.0) -> None:
         self._producer = producer
@@ -75,8 +83,11 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._scan_wake = asyncio.Event()
         self._in_flight: set[tuple[int, Any]] = set()
+        self._round_slots = asyncio.Semaphore(64)  # named documents flushed at once
         self._again: set[tuple[int, Any]] = set()
-        self._hints: dict[int, tuple[Collection, set[Any]]] = {}
+        # per collection: the named documents, each with its outbox as written (None: unknown, read it)
+        self._hints: dict[int, tuple[Collection, dict[Any, list[dict[str, Any]] | None]]] = {}
+        self._taken: dict[int, tuple[Collection, dict[Any, list[dict[str, Any]] | None]]] = {}  # being flushed
         self.published = 0
         # the backlog as the scans see it: per collection, the pending documents and when a
         # scan first found each pending (wall time); a publish removes its document
@@ -96,9 +107,12 @@ class OutboxRelay:
     def add_collection(self, collection: Collection) -> None:
         self._collections.append(collection)
 
-    def wake(self, collection: Collection | None = None, doc_id: Any = None) -> None:
+    def wake(self, collection: Collection | None = None, doc_id: Any = None,
+             outbox: list[dict[str, Any]] | None = None) -> None:
         if collection is not None and doc_id is not None:
-            self._hints.setdefault(id(collection), (collection, set()))[1].add(doc_id)
+            docs = self._hints.setdefault(id(collection), (collection, {}))[1]
+            # named twice before a flush: the first outbox is out of date, so the document is read
+            docs[doc_id] = None if doc_id in docs else outbox
             self._wake.set()
         else:
             self._scan_wake.set()
@@ -124,16 +138,26 @@ class OutboxRelay:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            hints, self._hints = self._hints, {}
-            for collection, ids in hints.values():
-                for doc_id in ids:
-                    try:
-                        await self._flush_doc(collection, doc_id)
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception as exc:  # Kafka or Mongo away: the scan retries it
-                        log.warning("outbox relay failed; will retry", error=repr(exc))
-                        self._scan_wake.set()
+            self._taken, self._hints = self._hints, {}
+            # the round's documents side by side: their sends reach Kafka together, one produce
+            # request for many (a request costs the broker ~1.9 ms of CPU, a message in a shared
+            # one ~0.2 ms); each document's events keep their order
+            await asyncio.gather(*(self._flush_named(collection, docs, doc_id)
+                                   for collection, docs in self._taken.values() for doc_id in list(docs)))
+
+    async def _flush_named(self, collection: Collection, docs: dict[Any, list[dict[str, Any]] | None],
+                           doc_id: Any) -> None:
+        async with self._round_slots:
+            outbox = docs.get(doc_id)
+            if outbox is _COVERED:
+                return
+            try:
+                await self._flush_doc(collection, doc_id, outbox)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Kafka or Mongo away: the scan retries it
+                log.warning("outbox relay failed; will retry", error=repr(exc))
+                self._scan_wake.set()
 
     async def _run_scans(self) -> None:
         loop = asyncio.get_running_loop()
@@ -176,14 +200,15 @@ class OutboxRelay:
                 sent += await self._flush_doc(collection, doc_id)
         return sent
 
-    async def _flush_doc(self, collection: Collection, doc_id: Any) -> int:
+    async def _flush_doc(self, collection: Collection, doc_id: Any,
+                         outbox: list[dict[str, Any]] | None = None) -> int:
         key = (id(collection), doc_id)
         if key in self._in_flight:  # the other loop is publishing it: it looks again after
             self._again.add(key)
             return 0
         self._in_flight.add(key)
         try:
-            sent = await self._flush_doc_now(collection, doc_id)
+            sent = await self._flush_doc_now(collection, doc_id, outbox)
             while key in self._again:  # events written meanwhile
                 self._again.discard(key)
                 sent += await self._flush_doc_now(collection, doc_id)
@@ -192,14 +217,19 @@ class OutboxRelay:
             self._in_flight.discard(key)
             self._again.discard(key)
 
-    async def _flush_doc_now(self, collection: Collection, doc_id: Any) -> int:
-        # by _id alone: FerretDB uses its _id index only for exactly that filter (any other
-        # condition scans the collection, which cost files' relay 100+ ms at p99)
-        doc = await collection.find_one({"_id": doc_id}, {OUTBOX_FIELD: 1, PENDING_FIELD: 1})
-        if doc is None or not doc.get(PENDING_FIELD):
-            self._pending_since.get(self._name(collection), {}).pop(doc_id, None)
-            return 0
-        entries = doc.get(OUTBOX_FIELD) or []
+    async def _flush_doc_now(self, collection: Collection, doc_id: Any,
+                             outbox: list[dict[str, Any]] | None = None) -> int:
+        if outbox is not None:  # as the writer's write left it: no read
+            entries = outbox
+        else:
+            self._cover(collection, doc_id)
+            # by _id alone: FerretDB uses its _id index only for exactly that filter (any other
+            # condition scans the collection, which cost files' relay 100+ ms at p99)
+            doc = await collection.find_one({"_id": doc_id}, {OUTBOX_FIELD: 1, PENDING_FIELD: 1})
+            if doc is None or not doc.get(PENDING_FIELD):
+                self._pending_since.get(self._name(collection), {}).pop(doc_id, None)
+                return 0
+            entries = doc.get(OUTBOX_FIELD) or []
         # all in flight at once: a purge batch carries thousands of events
         await self._producer.publish_many([
             (entry["topic"], entry["key"], entry["value"], _headers(entry))
@@ -215,6 +245,16 @@ class OutboxRelay:
         self.published += len(entries)
         self._pending_since.get(self._name(collection), {}).pop(doc_id, None)
         return len(entries)
+
+
+    def _cover(self, collection: Collection, doc_id: Any) -> None:
+        """The document is about to be read: the outboxes of its earlier wake-ups are in what
+        the read finds, so those wake-ups publish nothing again (a scan that got there first
+        would otherwise have them published twice)."""
+        for hints in (self._hints, self._taken):
+            named = hints.get(id(collection))
+            if named is not None and doc_id in named[1]:
+                named[1][doc_id] = _COVERED
 
 
 def _headers(entry: dict[str, Any]) -> dict[str, str]:

@@ -15,8 +15,10 @@ class EventPublisher(Protocol):
         """An outbox entry for `payload`, to be written with the change that causes it."""
         ...
 
-    def events_written(self, collection: Collection | None = None, doc_id: Any = None) -> None:
-        """After a write that carried events: the relay publishes them now."""
+    def events_written(self, collection: Collection | None = None, doc_id: Any = None,
+                       outbox: list[dict[str, Any]] | None = None) -> None:
+        """After a write that carried events: the relay publishes them now (`outbox`: the
+        document's outbox as the write left it, if the write returned it)."""
         ...
 
     async def hand_over(self, target: str, entries: list[dict[str, Any]]) -> bool:
@@ -42,7 +44,8 @@ class RecordingPublisher:
         self.created.append(entry)
         return entry
 
-    def events_written(self, collection: Collection | None = None, doc_id: Any = None) -> None:
+    def events_written(self, collection: Collection | None = None, doc_id: Any = None,
+                       outbox: list[dict[str, Any]] | None = None) -> None:
         self.wakes.append((collection, doc_id))
 
     async def hand_over(self, target: str, entries: list[dict[str, Any]]) -> bool:

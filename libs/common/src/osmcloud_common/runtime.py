@@ -128,10 +128,12 @@ class Runtime:
                          occurred_at=self.clock.now())
         return outbox_entry(evt, self.settings.kafka_topic_prefix)
 
-    def events_written(self, collection: Collection | None = None, doc_id: Any = None) -> None:
+    def events_written(self, collection: Collection | None = None, doc_id: Any = None,
+                       outbox: list[dict[str, Any]] | None = None) -> None:
         """Call after a write that carried events: the relay publishes them at once. Naming
-        the written document spares the relay a scan of every outbox collection."""
-        self.relay.wake(collection, doc_id)
+        the written document spares the relay a scan of every outbox collection; giving its
+        outbox as the write left it (OutboxRelay.wake) spares it reading the document."""
+        self.relay.wake(collection, doc_id, outbox)
 
     # ------------------------------------------------------------ read-your-writes (handover.py)
     def hand_over_to(self, target: str, base_url: str) -> None:
@@ -215,7 +217,8 @@ class Runtime:
                     group_id=f"{self.settings.kafka_topic_prefix}{self.settings.service_name}",
                     handlers=self._handlers, database=self.db, skip=self._of_deleted_account,
                     batch_handlers=self._batch_handlers, max_records=self.settings.consumer_max_records,
-                    fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms, batch_locks=self._batch_locks)
+                    fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms, batch_locks=self._batch_locks,
+                    commit_seconds=self.settings.consumer_commit_seconds)
                 runners.append(self._keep_running("consumer", self.consumer.run))
             runners += [self._keep_running(getattr(j, "__name__", "job"), j) for j in self._jobs]
             await asyncio.gather(*runners)

@@ -124,11 +124,12 @@ class Operations:
             await self._discard_written(ref, op_id, change.head)
             raise ChangeAbandoned()
         keep = change.current.pending_of(change.in_flight, but=op_id) if change.current else []
-        await self.store.change_head(ref, change.expected, change.head, change.events,
-                                     pending={"op": op_id, "bytes": change.delta.bytes, "files": change.delta.files,
-                                              "stored": change.delta.stored},
-                                     keep_pending=keep, changed_seq=change.seq, reverted=change.reverted)
-        self.events.head_written(ref.key)
+        outbox = await self.store.change_head(
+            ref, change.expected, change.head, change.events,
+            pending={"op": op_id, "bytes": change.delta.bytes, "files": change.delta.files,
+                     "stored": change.delta.stored},
+            keep_pending=keep, changed_seq=change.seq, reverted=change.reverted)
+        self.events.head_written(ref.key, outbox)
         after = await self.ledger.finish(ref.user_id, op_id, change.reserved, change.delta,
                                          change.finish_events or None, self.usage_event(ref.user_id))
         if after is None:  # the reconciler finished it first (the op had expired)
@@ -466,15 +467,15 @@ class Operations:
                                                   last_version_id=last.version_id, size=last.size,
                                                   deleted_at=now, tombstone_update_ms=head.updated_ms), user_id)
             try:
-                await self.store.change_head(ref, last.version_id, head, [event],
-                                             pending={"op": op_id, "bytes": -last.size, "files": -1,
-                                                      "stored": RECORD_BYTES},
-                                             keep_pending=current.pending_of(in_flight), changed_seq=seq)
+                outbox = await self.store.change_head(ref, last.version_id, head, [event],
+                                                      pending={"op": op_id, "bytes": -last.size, "files": -1,
+                                                               "stored": RECORD_BYTES},
+                                                      keep_pending=current.pending_of(in_flight), changed_seq=seq)
             except HeadMoved:  # changed meanwhile by another device: left as it is now
                 await self.store.remove_version(tombstone_id)
                 skipped.append(ref.name)
                 continue
-            self.events.head_written(ref.key)
+            self.events.head_written(ref.key, outbox)
             deleted.append(ref.name)
             trashed.append(event)
             delta_bytes -= last.size

@@ -53,7 +53,7 @@ class EventPublisher(Protocol):
 
     def event(self, payload: Payload, user_id: str) -> dict[str, Any]: ...
 
-    def head_written(self, key: str) -> None: ...
+    def head_written(self, key: str, outbox: list[dict[str, Any]] | None = None) -> None: ...
 
     def account_written(self, user_id: str) -> None: ...
 
@@ -71,8 +71,8 @@ class RuntimePublisher:
     def event(self, payload: Payload, user_id: str) -> dict[str, Any]:
         return self.runtime.event(payload, user_id)
 
-    def head_written(self, key: str) -> None:
-        self.runtime.events_written(self.heads, key)
+    def head_written(self, key: str, outbox: list[dict[str, Any]] | None = None) -> None:
+        self.runtime.events_written(self.heads, key, outbox)
 
     def account_written(self, user_id: str) -> None:
         self.runtime.events_written(self.accounts, user_id)

@@ -14,14 +14,14 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, cast
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.errors import DuplicateKeyError
 
 from osmcloud_common.events import Entitlement
 from osmcloud_common.mongo import SerializedCollection, id_chunks
-from osmcloud_common.outbox import new_document_with_events, with_events
+from osmcloud_common.outbox import OUTBOX_FIELD, new_document_with_events, with_events
 
 from .domain import FileRef
 from .ledger import Ledger
@@ -101,33 +101,39 @@ class FilesStore:
     async def change_head(self, ref: FileRef, expected_version_id: str | None, head: Head | None,
                           events: list[dict[str, Any]], *, pending: dict[str, Any] | None = None,
                           keep_pending: list[dict[str, Any]] | None = None, changed_seq: int | None = None,
-                          reverted: bool = False) -> None:
+                          reverted: bool = False) -> list[dict[str, Any]]:
         """Points the file at a new head version if its head is still `expected_version_id`
         (None: the file must not exist yet, or has no version left), and records `events` in
         the same write; HeadMoved otherwise. `pending` is the ledger operation's usage change,
         recorded until the operation settles; `keep_pending` are the entries of operations
-        still in flight (settled ones are dropped here, sparing a write)."""
+        still in flight (settled ones are dropped here, sparing a write). Returns the head
+        document's outbox as this write left it (for the relay, which then need not read it)."""
         fields: dict[str, Any] = {"head": head.to_doc() if head else None, "reverted": reverted}
         if changed_seq is not None:
             fields["changed_seq"] = changed_seq
         if pending is not None:
             fields["_usage_pending"] = [*(keep_pending or []), pending]
         if expected_version_id is None:
-            # a new file, or one whose last version was deleted permanently
-            result = await self.heads.update_one({"_id": ref.key, "head": None}, with_events({"$set": fields}, events))
-            if result.modified_count == 1:
-                return
+            # a new file (the insert, one command), or one whose last version was deleted
+            # permanently (its head document is still there with no head: the update)
             doc = {"_id": ref.key, "user_id": ref.user_id, "type": ref.file_type, "name": ref.name,
                    "category": ref.category, **fields}
             try:
                 await self.heads.insert_one(new_document_with_events(doc, events))
-                return
+                return list(events)
             except DuplicateKeyError:
-                raise HeadMoved() from None
-        result = await self.heads.update_one({"_id": ref.key, "head.version_id": expected_version_id},
-                                             with_events({"$set": fields}, events))
-        if result.modified_count != 1:
+                pass
+            return await self._move_head({"_id": ref.key, "head": None}, fields, events)
+        return await self._move_head({"_id": ref.key, "head.version_id": expected_version_id}, fields, events)
+
+    async def _move_head(self, condition: dict[str, Any], fields: dict[str, Any], events: list[dict[str, Any]]
+                         ) -> list[dict[str, Any]]:
+        # the whole document: FerretDB 1.24's findAndModify takes no projection ("fields")
+        after = await self.heads.find_one_and_update(condition, with_events({"$set": fields}, events),
+                                                     return_document=ReturnDocument.AFTER)
+        if after is None:
             raise HeadMoved()
+        return list(after.get(OUTBOX_FIELD) or [])
 
     async def head_doc(self, key: str) -> dict[str, Any] | None:
         return await self.heads.find_one({"_id": key}, {"_outbox": 0})
