@@ -32,6 +32,12 @@ class FakeCollection:
             del self.docs[k]
         return SimpleNamespace(deleted_count=len(gone))
 
+    async def delete_one(self, query):
+        doc = await self.find_one(query)
+        if doc is not None:
+            del self.docs[doc["_id"]]
+        return SimpleNamespace(deleted_count=int(doc is not None))
+
     async def update_one(self, query, update, upsert=False):
         doc = await self.find_one(query)
         if doc is None and upsert:
@@ -104,3 +110,17 @@ async def test_late_events_of_a_deleted_account_are_dropped_before_any_handler()
         await consumer._handle_message(SimpleNamespace(value=late.to_json().encode(), headers=[], offset=0))
     assert applied == ["stays"]
     assert not await runtime._of_deleted_account(_event(AccountDeleted()))  # never skips the deletion itself
+
+
+async def test_an_audit_entry_about_an_account_written_after_its_erase_goes_at_once():
+    """An operator's lookup of a deleted id, or a call whose record lands after account-deleted
+    came back from Kafka: only the minimal deletion record may stay."""
+    runtime, db = _service_with_data()
+    await runtime.audit.record("account-viewed", actor="operator:x", user_id="gone")  # before: erased with the rest
+    await runtime._handlers["account-deleted"](_event(AccountDeleted()))
+    await runtime.audit.record("account-deleted-by-operator", actor="operator:x", user_id="gone",
+                               detail={"path": "/admin/api/auth/accounts/gone"})
+    await runtime.audit.record("account-viewed", actor="operator:x", user_id="stays")
+    entries = sorted((d["action"], d.get("user_id") or d.get("account")) for d in db["audit_log"].docs.values())
+    assert entries == [("account-deleted", account_key("gone")), ("account-viewed", "stays")]
+    assert "gone" not in repr(db["audit_log"].docs)

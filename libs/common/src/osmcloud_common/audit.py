@@ -8,7 +8,9 @@ address, the outcome and a few named fields (never a token, code or receipt). En
 kept AUDIT_RETENTION_DAYS and then purged by a periodic delete (no TTL index: the local
 MongoDB-protocol server has none). When an account is deleted its entries go, but for one
 minimal record that a deletion happened: keyed, like deleted_accounts.py, by a digest of the
-user id (no id, no e-mail kept), so the operator who knows the id can still find it."""
+user id (no id, no e-mail kept), so the operator who knows the id can still find it. An entry
+about an account written after its erase (an operator's lookup of the deleted id, a call whose
+record lands after `account-deleted` came back from Kafka) goes the same way at once."""
 
 import asyncio
 import uuid
@@ -18,7 +20,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING
 
 from .clock import Clock
-from .deleted_accounts import account_key
+from .deleted_accounts import DeletedAccounts, account_key
 from .logging import get_logger
 from .mongo import Collection
 
@@ -41,8 +43,9 @@ def entry_view(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 class AuditLog:
-    def __init__(self, collection: Collection, clock: Clock, service: str, retention_days: float) -> None:
-        self.collection, self.clock, self.service = collection, clock, service
+    def __init__(self, collection: Collection, clock: Clock, service: str, retention_days: float,
+                 deleted: DeletedAccounts | None = None) -> None:
+        self.collection, self.clock, self.service, self.deleted = collection, clock, service, deleted
         self.retention = timedelta(days=retention_days)
 
     async def create_indexes(self) -> None:
@@ -58,6 +61,10 @@ class AuditLog:
             doc["user_id"] = user_id
         try:
             await self.collection.update_one({"_id": doc["_id"]}, {"$setOnInsert": doc}, upsert=True)
+            # checked after the write: a deletion remembered before this check is seen here, one
+            # remembered after it is followed by the erase, which finds this entry
+            if user_id and self.deleted is not None and await self.deleted.contains(user_id):
+                await self.collection.delete_one({"_id": doc["_id"]})
         except asyncio.CancelledError:
             raise
         except Exception as exc:

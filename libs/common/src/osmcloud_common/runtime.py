@@ -71,7 +71,7 @@ class Runtime:
         """This service's audit log (audit.py), in its own database."""
         if self._audit is None:
             self._audit = AuditLog(self.db["audit_log"], self.clock, self.settings.service_name,
-                                   self.settings.audit_retention_days)
+                                   self.settings.audit_retention_days, DeletedAccounts(self.db))
         return self._audit
 
     # ------------------------------------------------------------ registration
