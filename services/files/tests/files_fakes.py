@@ -232,6 +232,12 @@ class MemoryCollection:
             self.docs[doc["_id"]] = doc
         return SimpleNamespace(modified_count=1 if found else 0, matched_count=len(found[:1]))
 
+    async def update_many(self, filter_: dict[str, Any], update: dict[str, Any]) -> SimpleNamespace:
+        found = self._found(filter_)
+        for doc in found:
+            apply_update(doc, update)
+        return SimpleNamespace(modified_count=len(found), matched_count=len(found))
+
     async def find_one_and_update(self, filter_: dict[str, Any], update: dict[str, Any],
                                   return_document: bool = ReturnDocument.BEFORE) -> dict[str, Any] | None:
         found = self._found(filter_)

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from files_fakes import PRO, Crash, CrashPlan, World, body, trashed
 
+from osmcloud_common.events import TrashItemPurged, make_event
 from osmcloud_common.outbox import OutboxRelay
 from osmcloud_files.domain import blob_key, parse_file_ref
 from osmcloud_files.uploads import UploadRequest
@@ -132,6 +133,26 @@ async def test_crash_after_the_delete_marker_became_the_head_before_usage_is_set
     account = world.account("u")
     assert clean(account) and (account["used_bytes"], account["file_count"]) == (0, 0)
     assert world.events_in(world.heads, GPX.key)[-1] == "file-deleted"  # trash learns it through Kafka
+
+
+async def test_a_delete_marker_purged_before_its_crashed_delete_is_settled_still_takes_the_file_off_usage():
+    """Finding 7 (docs/faults.md): the marker's file-deleted reaches trash (the relay of the next
+    process), the user empties the trash, files purges the file — all before the reconciler
+    takes the dead delete. The head it moved is gone; its usage change must not go with it."""
+    world = World()
+    await world.give_plan("u", PRO)
+    await upload(world.process(), b"x" * 100)
+    with pytest.raises(Crash):
+        await world.process(at("accounts", "find_one_and_update", settling)).ops.delete_file(GPX, None, "dev", None)
+    marker = world.heads.docs[GPX.key]["head"]
+    await world.process().trash_reactions.items_purged([make_event(
+        TrashItemPurged(file_type="GPX", name="a.gpx", tombstone_version_id=marker["version_id"], reason="emptied"),
+        user_id="u", producer="trash", occurred_at=world.clock.now())])
+    assert world.versions.docs == {} and world.blobs.objects == {}
+    assert await reconcile(world) == 1
+    account = world.account("u")
+    assert clean(account) and (account["used_bytes"], account["file_count"], account["stored_bytes"]) == (0, 0, 0)
+    assert not any(h.get("head") for h in world.heads.docs.values())
 
 
 async def test_crash_after_a_removed_head_moved_before_its_version_is_dropped_the_version_goes():

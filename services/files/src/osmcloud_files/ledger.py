@@ -251,6 +251,11 @@ class Ledger:
         return await self.accounts.modify(user_id, build)
 
     # ------------------------------------------------------------ reconciliation
+    async def operations_of(self, user_ids: list[str]) -> frozenset[str]:
+        """The ids of the operations in flight in these accounts (one query)."""
+        docs = await self.accounts.find({"_id": {"$in": user_ids}, "op_count": {"$gt": 0}}, {"ops": 1}).to_list(None)
+        return frozenset(op_id for doc in docs for op_id in (doc.get("ops") or {}))
+
     async def with_operations(self) -> list[dict[str, Any]]:
         return await self.accounts.find({"op_count": {"$gt": 0}}, {"_outbox": 0}).to_list(None)
 

@@ -227,20 +227,25 @@ class FilesStore:
         if version_ids:
             await self.versions.delete_many({"_id": {"$in": version_ids}})
 
-    async def delete_heads_still_at(self, pairs: list[tuple[str, str]]) -> int:
+    async def delete_heads_still_at(self, pairs: list[tuple[str, str]], in_flight: frozenset[str] = frozenset()) -> int:
         """Deletes each head that still points at a version named for it ((head id, version
         id) pairs; a head may be named with several), a few hundred heads per command;
         returns how many went. One delete names the ids and the versions together: a version
         id belongs to one file only, so a head matches only its own pairs, and each command is
-        atomic — a head an upload moved meanwhile stays."""
+        atomic — a head an upload moved meanwhile stays. A head that carries the pending usage
+        of an operation in `in_flight` (one that moved it and died before settling) keeps its
+        document with no head: the reconciler settles that operation from the entry there, and
+        without it would take the move for never made (docs/faults.md, finding 7)."""
         markers: dict[str, list[str]] = {}
         for head_id, version_id in pairs:
             markers.setdefault(head_id, []).append(version_id)
         deleted = 0
         for part in id_chunks(sorted(markers)):
-            version_ids = [v for k in part for v in markers[k]]
-            deleted += (await self.heads.delete_many(
-                {"_id": {"$in": part}, "head.version_id": {"$in": version_ids}})).deleted_count
+            at_marker = {"_id": {"$in": part}, "head.version_id": {"$in": [v for k in part for v in markers[k]]}}
+            if in_flight:
+                await self.heads.update_many({**at_marker, "_usage_pending.op": {"$in": sorted(in_flight)}},
+                                             {"$set": {"head": None}})
+            deleted += (await self.heads.delete_many(at_marker)).deleted_count
         return deleted
 
     async def delete_everything_of(self, user_id: str) -> None:

@@ -83,10 +83,13 @@ class TrashReactions:
             by_user.setdefault(user_id, []).extend(victims)
         await self._record_pruned(by_user)
         timer.step("events")
+        # a marker a dead delete moved to the head still carries that delete's usage change,
+        # which the reconciler needs: such a head stays, with no version (delete_heads_still_at)
+        in_flight = await self.store.ledger.operations_of(sorted({u for u, *_ in wanted}))
         # blobs (the S3 server) and heads (the database) at once: both go before the versions
         await asyncio.gather(
             self.blobs.delete_many([v["blob_key"] for vs in plan.values() for v in vs if v.get("blob_key")]),
-            self.store.delete_heads_still_at([(f"{u}/{t}/{n}", marker) for u, t, n, marker in wanted]))
+            self.store.delete_heads_still_at([(f"{u}/{t}/{n}", marker) for u, t, n, marker in wanted], in_flight))
         timer.step("blobs and heads")
         markers = {marker for *_, marker in wanted}
         victim_ids = [v["_id"] for vs in plan.values() for v in vs]

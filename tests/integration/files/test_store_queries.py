@@ -1,0 +1,59 @@
+"""The files store's less common queries on the stack's real database server (our FerretDB
+build locally, MongoDB in the compose mode): what the fakes of the service tests assume of
+the server holds there too. Each test works in a scratch database of its own, dropped after."""
+
+import uuid
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from osmcloud_files.ledger import Ledger
+from osmcloud_files.store import FilesStore
+
+
+@pytest.fixture
+async def store(stack):
+    client = AsyncMongoClient(stack.mongo_url, tz_aware=True)
+    name = f"store_test_{uuid.uuid4().hex[:12]}"
+    db = client[name]
+    store = FilesStore(db["heads"], db["versions"], db["accounts"])
+    yield store
+    await client.drop_database(name)
+    await client.close()
+
+
+def head_doc(key: str, version_id: str, pending_ops: list[str]) -> dict:
+    user_id, file_type, name = key.split("/")
+    return {"_id": key, "user_id": user_id, "type": file_type, "name": name, "category": "tracks",
+            "head": {"version_id": version_id, "deleted": True, "size": -1},
+            "_usage_pending": [{"op": op, "bytes": -10, "files": -1, "stored": 256} for op in pending_ops]}
+
+
+async def test_a_purged_marker_that_carries_an_unsettled_delete_keeps_its_document_without_a_head(store):
+    """trash-item-purged (trash_reactions.py): heads still at their marker go, but one whose
+    pending usage names an operation in flight stays with no head for the reconciler; a head
+    that moved on stays as it is."""
+    await store.heads.insert_many([
+        head_doc("u/GPX/settled.gpx", "m1", ["finished-op"]),
+        head_doc("u/GPX/unsettled.gpx", "m2", ["finished-op", "dead-op"]),
+        head_doc("u/GPX/moved.gpx", "m4", ["dead-op"]),
+    ])
+    pairs = [("u/GPX/settled.gpx", "m1"), ("u/GPX/unsettled.gpx", "m2"), ("u/GPX/moved.gpx", "m3")]
+    assert await store.delete_heads_still_at(pairs, frozenset({"dead-op", "other-op"})) == 1
+    left = {d["_id"]: d async for d in store.heads.find({})}
+    assert sorted(left) == ["u/GPX/moved.gpx", "u/GPX/unsettled.gpx"]
+    assert left["u/GPX/unsettled.gpx"]["head"] is None
+    assert [e["op"] for e in left["u/GPX/unsettled.gpx"]["_usage_pending"]] == ["finished-op", "dead-op"]
+    assert left["u/GPX/moved.gpx"]["head"]["version_id"] == "m4"
+    assert sorted(h["_id"] for h in await store.heads_with_pending("u", "dead-op")) == sorted(left)
+
+
+async def test_the_operations_in_flight_of_some_accounts_in_one_query(store):
+    ledger = Ledger(store.accounts)
+    await store.accounts.insert_many([
+        {"_id": "a", "ops": {"op1": {"kind": "delete"}, "op2": {"kind": "upload"}}, "op_count": 2},
+        {"_id": "b", "ops": {}, "op_count": 0},
+        {"_id": "c", "ops": {"op3": {"kind": "delete"}}, "op_count": 1},
+    ])
+    assert await ledger.operations_of(["a", "b"]) == {"op1", "op2"}
+    assert await ledger.operations_of(["b", "nobody"]) == frozenset()
