@@ -69,18 +69,29 @@ class FakeCollection:
 class FlakyProducer:
     def __init__(self, fail_first: int):
         self.fail_first, self.sent = fail_first, []
+        self._more = asyncio.Event()
 
     async def publish(self, topic, key, value, headers=None):
         if self.fail_first:
             self.fail_first -= 1
             raise ConnectionError("kafka away")
         self.sent.append((topic, key, headers["event_id"]))
+        self._more.set()
 
     async def publish_many(self, messages):
         if self.fail_first:
             self.fail_first -= 1
             raise ConnectionError("kafka away")
         self.sent += [(topic, key, headers["event_id"]) for topic, key, _, headers in messages]
+        self._more.set()
+
+    async def sent_at_least(self, count: int) -> None:
+        """Returns once `count` events were sent (by a loop running in the background)."""
+        async def wait() -> None:
+            while len(self.sent) < count:
+                self._more.clear()
+                await self._more.wait()
+        await asyncio.wait_for(wait(), timeout=5)
 
 
 async def test_relay_publishes_then_clears_and_keeps_events_while_kafka_is_away():
@@ -105,12 +116,13 @@ class SlowScanCollection(FakeCollection):
 
     def __init__(self, docs):
         super().__init__(docs)
-        self.scan_release = asyncio.Event()
+        self.scan_started, self.scan_release = asyncio.Event(), asyncio.Event()
 
     def find(self, query, projection=None):
         parent = super().find(query, projection)
 
         async def gen():
+            self.scan_started.set()
             await self.scan_release.wait()
             async for d in parent:
                 yield d
@@ -124,20 +136,14 @@ async def test_a_named_document_is_published_at_once_even_while_a_scan_is_slow()
     relay = OutboxRelay(producer, [collection], poll_seconds=0.05)
     task = asyncio.create_task(relay.run())
     try:
-        await asyncio.sleep(0.05)  # the start-up scan is now stuck
+        await collection.scan_started.wait()  # the start-up scan is now stuck
         fresh = _entry("u1")
         collection.docs["new"] = new_document_with_events({"_id": "new"}, [fresh])
         relay.wake(collection, "new")
-        for _ in range(100):
-            if producer.sent:
-                break
-            await asyncio.sleep(0.01)
+        await producer.sent_at_least(1)
         assert [s[2] for s in producer.sent] == [fresh["id"]]
         collection.scan_release.set()  # the scan ends and finds the leftover
-        for _ in range(100):
-            if len(producer.sent) == 2:
-                break
-            await asyncio.sleep(0.01)
+        await producer.sent_at_least(2)
         assert [s[2] for s in producer.sent] == [fresh["id"], old["id"]]
     finally:
         task.cancel()
@@ -154,45 +160,33 @@ class CountingCollection(FakeCollection):
         return await super().find_one(query, projection)
 
 
-async def _until(condition):
-    for _ in range(200):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("not reached")
-
-
 async def test_a_document_named_with_its_outbox_is_published_without_a_read_and_in_order():
     first, second = _entry("u1"), _entry("u1")
     collection = CountingCollection([])
     producer = FlakyProducer(fail_first=0)
     relay = OutboxRelay(producer, [collection], poll_seconds=60)
-    task = asyncio.create_task(relay.run())
-    try:
-        await asyncio.sleep(0.02)  # the start-up scan found nothing
-        collection.docs["d"] = new_document_with_events({"_id": "d"}, [first])
-        relay.wake(collection, "d", [first])  # what the insert wrote
-        await _until(lambda: producer.sent)
-        assert collection.reads == 0 and PENDING_FIELD not in collection.docs["d"]
-        # an entry written after the writer's outbox was taken: the clearing write's
-        # condition fails, only the given entries go, the later one waits for its own wake
-        collection.docs["d"] = new_document_with_events({"_id": "d"}, [first, second])
-        relay.wake(collection, "d", [first])
-        await _until(lambda: len(producer.sent) == 2)
-        assert collection.docs["d"][OUTBOX_FIELD] == [second] and collection.docs["d"][PENDING_FIELD]
-        relay.wake(collection, "d", [second])
-        await _until(lambda: len(producer.sent) == 3)
-        assert [s[2] for s in producer.sent] == [first["id"], first["id"], second["id"]]
-        assert not collection.docs["d"].get(OUTBOX_FIELD) and PENDING_FIELD not in collection.docs["d"]
-        # named twice before the relay ran: the first outbox may be out of date, so it reads
-        collection.docs["e"] = new_document_with_events({"_id": "e"}, [first, second])
-        relay.wake(collection, "e", [first])
-        relay.wake(collection, "e", [first, second])
-        await _until(lambda: len(producer.sent) == 5)
-        assert collection.reads == 1 and not collection.docs["e"].get(OUTBOX_FIELD)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    assert await relay.flush() == 0  # the start-up scan finds nothing
+    collection.docs["d"] = new_document_with_events({"_id": "d"}, [first])
+    relay.wake(collection, "d", [first])  # what the insert wrote
+    await relay._flush_round()
+    assert len(producer.sent) == 1 and collection.reads == 0 and PENDING_FIELD not in collection.docs["d"]
+    # an entry written after the writer's outbox was taken: the clearing write's
+    # condition fails, only the given entries go, the later one waits for its own wake
+    collection.docs["d"] = new_document_with_events({"_id": "d"}, [first, second])
+    relay.wake(collection, "d", [first])
+    await relay._flush_round()
+    assert len(producer.sent) == 2
+    assert collection.docs["d"][OUTBOX_FIELD] == [second] and collection.docs["d"][PENDING_FIELD]
+    relay.wake(collection, "d", [second])
+    await relay._flush_round()
+    assert [s[2] for s in producer.sent] == [first["id"], first["id"], second["id"]]
+    assert not collection.docs["d"].get(OUTBOX_FIELD) and PENDING_FIELD not in collection.docs["d"]
+    # named twice before the relay ran: the first outbox may be out of date, so it reads
+    collection.docs["e"] = new_document_with_events({"_id": "e"}, [first, second])
+    relay.wake(collection, "e", [first])
+    relay.wake(collection, "e", [first, second])
+    await relay._flush_round()
+    assert len(producer.sent) == 5 and collection.reads == 1 and not collection.docs["e"].get(OUTBOX_FIELD)
 
 
 async def test_a_wake_up_whose_document_a_scan_flushed_first_publishes_nothing_again():
@@ -202,13 +196,8 @@ async def test_a_wake_up_whose_document_a_scan_flushed_first_publishes_nothing_a
     relay = OutboxRelay(producer, [collection], poll_seconds=60)
     relay.wake(collection, "d", [entry])
     assert await relay.flush() == 1  # the scan got there before the named flush
-    task = asyncio.create_task(relay._run_hinted())
-    try:
-        await asyncio.sleep(0.05)
-        assert [s[2] for s in producer.sent] == [entry["id"]]
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    await relay._flush_round()
+    assert [s[2] for s in producer.sent] == [entry["id"]]
 
 
 async def test_the_documents_named_in_one_round_are_published_side_by_side():
@@ -231,11 +220,6 @@ async def test_the_documents_named_in_one_round_are_published_side_by_side():
     relay = OutboxRelay(producer, [collection], poll_seconds=60)
     for doc_id, entry in entries.items():
         relay.wake(collection, doc_id, [entry])
-    task = asyncio.create_task(relay._run_hinted())
-    try:
-        await _until(lambda: len(producer.sent) == 3)
-        assert sorted(producer.sent) == sorted(e["id"] for e in entries.values())
-        assert all(not collection.docs[d].get(OUTBOX_FIELD) for d in entries)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    await relay._flush_round()  # TogetherProducer times out unless the three sends overlap
+    assert sorted(producer.sent) == sorted(e["id"] for e in entries.values())
+    assert all(not collection.docs[d].get(OUTBOX_FIELD) for d in entries)
