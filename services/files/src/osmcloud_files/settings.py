@@ -14,7 +14,7 @@ class FilesSettings(ServiceSettings):
     trash_url: str = "http://127.0.0.1:8083"
     # hard cap of one upload whatever the plan says (the reference server allows 50 MB)
     max_upload_bytes: int = 4 * 1024 * 1024 * 1024
-    # how often the reconciler looks for abandoned operations and unpublished usage
+    # how often the reconciler looks for abandoned operations (and retries deferred blob deletions)
     reconcile_seconds: float = 10.0
     # an operation (upload, delete, ...) whose process stopped renewing it for this long is
     # taken for dead and finished or undone by the reconciler; its reservation drains then.
