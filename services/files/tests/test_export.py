@@ -27,13 +27,13 @@ class FakeVersions:
     def __init__(self, docs):
         self.docs = {d["_id"]: d for d in docs}
 
-    async def find_one(self, query):
-        return self.docs.get(query["_id"])
-
 
 class FakeStore:
     def __init__(self, versions, heads):
         self.versions, self.heads = FakeVersions(versions), heads
+
+    async def versions_by_ids(self, user_id, ids):
+        return {i: self.versions.docs[i] for i in ids if i in self.versions.docs}
 
     def stream_live_heads(self, user_id, types):
         return Cursor(self.heads)
