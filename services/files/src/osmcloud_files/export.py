@@ -8,9 +8,12 @@ that cannot seek, with data descriptors; ZIP64 for large members); nothing is bu
 disk. What grows with the number of files (never with their bytes) is the zip's central
 directory and the manifest, each entry kept as its JSON line (a few hundred bytes a file)."""
 
+import asyncio
+import contextlib
 import json
 import zipfile
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +25,8 @@ from .store import FilesStore
 # a zip member: its path in the zip and the version document whose bytes it holds
 Member = tuple[str, dict[str, Any]]
 VERSIONS_PER_READ = 200  # newest versions read by id in one command
+SMALL_BLOB = 256 * 1024  # a blob up to this size is read whole, ahead of its turn
+READ_AHEAD = 16  # members whose small blobs are being read while the current one is zipped
 
 
 class _Sink:
@@ -106,29 +111,62 @@ async def stream_zip(blobs: Blobs | BlobStore, members: AsyncIterable[Member], a
     sink = _Sink()
     lines: list[bytes] = []  # the manifest's entries, each as its JSON line
     total = 0
-    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-        async for path, version in members:
-            info = zipfile.ZipInfo(path, date_time=_zip_time(version.get("updated_ms")))
-            with archive.open(info, "w", force_zip64=True) as member:
-                if version.get("size") and version.get("blob_key"):
-                    async for chunk in blobs.stream(version["blob_key"]):
-                        member.write(chunk)
+    # closed as soon as the zip ends or stops (the reads ahead cancelled), not when collected
+    async with contextlib.aclosing(_read_ahead(blobs, members)) as ahead:
+        with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+            async for path, version, early in ahead:
+                info = zipfile.ZipInfo(path, date_time=_zip_time(version.get("updated_ms")))
+                with archive.open(info, "w", force_zip64=True) as member:
+                    if early is not None:
+                        member.write(await early)
+                    elif version.get("size") and version.get("blob_key"):
+                        async for chunk in blobs.stream(version["blob_key"]):
+                            member.write(chunk)
+                            await send(sink.take())
+                await send(sink.take())
+                total += max(0, version.get("size") or 0)
+                lines.append(json.dumps({"path": path, "type": version["type"], "name": version["name"],
+                                         "version_id": version["_id"], "size": version.get("size"),
+                                         "checksum": version.get("checksum"),
+                                         "updated_ms": version.get("updated_ms"),
+                                         "client_ms": version.get("client_ms")}).encode())
+            with archive.open("manifest.json", "w") as manifest:
+                manifest.write(json.dumps({**about, "files": []})[:-2].encode() + b"\n")  # all but "]}"
+                for i, line in enumerate(lines):
+                    manifest.write(line + (b",\n" if i < len(lines) - 1 else b"\n"))
+                    if len(sink.parts) >= 256:
                         await send(sink.take())
-            await send(sink.take())
-            total += max(0, version.get("size") or 0)
-            lines.append(json.dumps({"path": path, "type": version["type"], "name": version["name"],
-                                     "version_id": version["_id"], "size": version.get("size"),
-                                     "checksum": version.get("checksum"), "updated_ms": version.get("updated_ms"),
-                                     "client_ms": version.get("client_ms")}).encode())
-        with archive.open("manifest.json", "w") as manifest:
-            manifest.write(json.dumps({**about, "files": []})[:-2].encode() + b"\n")  # all but "]}"
-            for i, line in enumerate(lines):
-                manifest.write(line + (b",\n" if i < len(lines) - 1 else b"\n"))
-                if len(sink.parts) >= 256:
-                    await send(sink.take())
-            manifest.write(b"]}\n")
+                manifest.write(b"]}\n")
     await send(sink.take())
     return {"files": len(lines), "bytes": total}
+
+
+async def _read_ahead(blobs: Blobs | BlobStore, members: AsyncIterable[Member]
+                      ) -> AsyncGenerator[tuple[str, dict[str, Any], "asyncio.Future[bytes] | None"], None]:
+    """The members in order, each small blob's bytes already being read (a read of its own for
+    each, up to READ_AHEAD members ahead: many small files cost one S3 round trip each, and
+    these overlap); a large member's bytes (None here) are streamed when its turn comes.
+    Holds at most READ_AHEAD x SMALL_BLOB bytes; reads not yet used are cancelled when the
+    zip stops (the client went away)."""
+    ahead: deque[tuple[str, dict[str, Any], asyncio.Future[bytes] | None]] = deque()
+    try:
+        async for path, version in members:
+            small = 0 < (version.get("size") or 0) <= SMALL_BLOB and version.get("blob_key")
+            ahead.append((path, version, asyncio.ensure_future(_whole(blobs, version["blob_key"])) if small else None))
+            if len(ahead) > READ_AHEAD:
+                yield ahead.popleft()
+        while ahead:
+            yield ahead.popleft()
+    finally:
+        for _, _, early in ahead:
+            if early is not None and not early.done():
+                early.cancel()
+            elif early is not None and not early.cancelled():
+                early.exception()  # read: a failed read no one awaits is not reported as unretrieved
+
+
+async def _whole(blobs: Blobs | BlobStore, key: str) -> bytes:
+    return b"".join([chunk async for chunk in blobs.stream(key)])
 
 
 def _zip_time(updated_ms: int | None) -> tuple[int, int, int, int, int, int]:
