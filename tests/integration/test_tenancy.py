@@ -19,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+import io
 import json
 import re
 import uuid
+import zipfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -397,6 +399,37 @@ async def _(w: World):
 async def _(w: World):
     return [await call(w.b.api, "changes after A's cursor", "GET", "/api/files/changes", {200},
                        params={"cursor": w.cursor})]
+
+
+def zip_members(reply: Reply) -> dict[str, bytes]:
+    """A zip answer's members but the manifest (nothing when the answer is no zip)."""
+    if reply.status != 200 or not isinstance(reply.body, bytes):
+        return {}
+    with zipfile.ZipFile(io.BytesIO(reply.body)) as archive:
+        return {n: archive.read(n) for n in archive.namelist() if n != "manifest.json"}
+
+
+@case("GET", "/api/files/backup")
+async def _(w: World):
+    # B's backup holds B's own track (same type and name as A's), never A's
+    outcome = await call(w.b.api, "B's backup, with A's identity header", "GET", "/api/files/backup", {200},
+                         params={"types": "GPX,FAVOURITES"}, headers={"X-User-Id": w.a.user_id})
+    assert zip_members(outcome.reply) == {f"files/GPX/{w.track}": b"<gpx>B</gpx>"}, outcome.reply
+    return [outcome]
+
+
+@case("POST", "/api/files/download")
+async def _(w: World):
+    t, name, head, first = a_ref(w)
+    asked = [{"type": t, "name": name, "version_id": v["version_id"]} for v in (head, first)] + [
+        {"type": "FAVOURITES", "name": w.fav}, {"type": "FAVOURITES", "name": w.fav,
+                                                "version_id": w.trash_item["last_version_id"]}]
+    refused = [await call(w.b.api, f"download {f}", "POST", "/api/files/download", {404}, json={"files": [f]})
+               for f in asked]
+    own = await call(w.b.api, "B's own track, with A's identity header", "POST", "/api/files/download", {200},
+                     json={"files": [{"type": t, "name": name}]}, headers={"X-User-Id": w.a.user_id})
+    assert zip_members(own.reply) == {f"files/GPX/{name}": b"<gpx>B</gpx>"}, own.reply
+    return [*refused, own]
 
 
 @case("GET", "/api/files/history/{file_type}/{name}")

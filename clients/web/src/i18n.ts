@@ -107,6 +107,8 @@ const en = {
   // backup
   backupTitle: "Backup types",
   backupIntro: "Switched off, a type is no longer backed up; what is stored stays.",
+  downloadBackup: "Download backup",
+  downloadBackupIntro: "The newest version of every file in the cloud, as one zip.",
   notInPlan: "not in your plan",
   // devices
   devicesTitle: "Devices",
@@ -270,6 +272,8 @@ const nl: Dictionary = {
   allDeleted: "Al je gegevens in de cloud zijn verwijderd.",
   backupTitle: "Back-uptypes",
   backupIntro: "Een uitgeschakeld type wordt niet meer geback-upt; wat er al staat, blijft.",
+  downloadBackup: "Back-up downloaden",
+  downloadBackupIntro: "De nieuwste versie van elk bestand in de cloud, als één zip.",
   notInPlan: "niet in je abonnement",
   devicesTitle: "Apparaten",
   thisDevice: "deze browser",

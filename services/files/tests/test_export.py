@@ -1,12 +1,16 @@
 """The export's zip on fakes: a valid archive whatever the sink (it cannot seek), members as
-stored, a manifest with checksums, and bytes sent chunk by chunk rather than at the end."""
+stored, a manifest with checksums, bytes sent chunk by chunk rather than at the end, and small
+blobs read ahead in a bounded window."""
 
+import asyncio
 import hashlib
 import io
 import json
 import zipfile
 
-from osmcloud_files.export import stream_export
+import pytest
+
+from osmcloud_files.export import READ_AHEAD, member_name, stream_export, stream_zip
 
 CHUNK = 64 * 1024
 
@@ -27,13 +31,13 @@ class FakeVersions:
     def __init__(self, docs):
         self.docs = {d["_id"]: d for d in docs}
 
-    async def find_one(self, query):
-        return self.docs.get(query["_id"])
-
 
 class FakeStore:
     def __init__(self, versions, heads):
         self.versions, self.heads = FakeVersions(versions), heads
+
+    async def versions_by_ids(self, user_id, ids):
+        return {i: self.versions.docs[i] for i in ids if i in self.versions.docs}
 
     def stream_live_heads(self, user_id, types):
         return Cursor(self.heads)
@@ -92,3 +96,58 @@ async def test_all_versions_skip_delete_markers():
     await stream_export(FakeStore(versions, []), blobs, "u1", True, send)
     archive = zipfile.ZipFile(io.BytesIO(b"".join(sent)))
     assert sorted(archive.read(n) for n in archive.namelist() if n != "manifest.json") == [b"one", b"two"]
+
+
+class SlowBlobs:
+    """Blobs whose reads wait for the test: how many run at once, and which were cancelled."""
+
+    def __init__(self, blobs, ready=()):
+        self.blobs, self.running, self.most, self.cancelled = blobs, 0, 0, []
+        self.go, self.ready = asyncio.Event(), set(ready)  # reads of `ready` keys need no go
+
+    async def stream(self, key):
+        self.running += 1
+        self.most = max(self.most, self.running)
+        try:
+            if key not in self.ready:
+                await self.go.wait()
+            yield self.blobs[key]
+        except asyncio.CancelledError:
+            self.cancelled.append(key)
+            raise
+        finally:
+            self.running -= 1
+
+
+async def _members(versions):
+    for v in versions:
+        yield member_name(v, False), v
+
+
+async def test_small_blobs_are_read_ahead_in_a_bounded_window():
+    versions = [version(f"v{i}", "FAVOURITES", f"f{i}.gpx", b"x" * 100, i) for i in range(40)]
+    blobs = SlowBlobs({f"b/v{i}": b"x" * 100 for i in range(40)})
+    sent: list[bytes] = []
+
+    async def send(data):
+        sent.append(data)
+    zipping = asyncio.ensure_future(stream_zip(blobs, _members(versions), {}, send))
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert blobs.most == READ_AHEAD + 1  # the current member and the window ahead, no more
+    blobs.go.set()
+    assert (await zipping)["files"] == 40
+    assert len(zipfile.ZipFile(io.BytesIO(b"".join(sent))).namelist()) == 41
+
+
+async def test_reads_ahead_are_cancelled_when_the_zip_stops():
+    versions = [version(f"v{i}", "FAVOURITES", f"f{i}.gpx", b"x" * 100, i) for i in range(40)]
+    blobs = SlowBlobs({f"b/v{i}": b"x" * 100 for i in range(40)}, ready={"b/v0"})
+
+    async def send(data):
+        raise ConnectionResetError("the client went away")
+    with pytest.raises(ConnectionResetError):
+        await stream_zip(blobs, _members(versions), {}, send)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert blobs.running == 0 and len(blobs.cancelled) == READ_AHEAD  # every read ahead, none left

@@ -7,8 +7,10 @@ the check would fail."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
+import zipfile
 from datetime import timedelta
 
 from playwright.async_api import expect
@@ -229,6 +231,17 @@ async def test_sign_in_files_versions_trash_storage_map_devices_and_account_dele
     assert [s["enabled"] for s in switches if s["type"] == "VOICE"] == [False]
     violations += await web.axe("backup")
     await web.shot("backup")
+    # "Download backup": the zip the browser saves holds what the phone has just uploaded
+    reply = await phone.call("PUT", "/api/files/FAVOURITES/favourites.gpx", data=FAVOURITES)
+    assert reply.status == 201, reply
+    async with page.expect_download() as downloading:
+        await page.get_by_role("link", name="Download backup").click()
+    download = await downloading.value
+    assert re.fullmatch(r"osmcloud-backup-\d{4}-\d\d-\d\d\.zip", download.suggested_filename)
+    with zipfile.ZipFile(await download.path()) as backup:
+        assert backup.read("files/FAVOURITES/favourites.gpx") == FAVOURITES
+        assert [f["path"] for f in json.loads(backup.read("manifest.json"))["files"]] == [
+            "files/FAVOURITES/favourites.gpx"]
 
     # ---- plan -------------------------------------------------------------------------------------
     await page.get_by_role("navigation").get_by_role("link", name="Plan").click()

@@ -25,6 +25,13 @@ export function Backup() {
   return (
     <section>
       <Title>{t("backupTitle")}</Title>
+      <p className="buttons">
+        {/* the zip streams straight to the browser's downloads: a plain link (GET, the session cookie) */}
+        <a className="button" href="/api/files/backup" download>
+          {t("downloadBackup")}
+        </a>
+        <span className="muted">{t("downloadBackupIntro")}</span>
+      </p>
       <p className="muted">{t("backupIntro")}</p>
       <NoticeLine notice={notice} />
       <Loaded state={state}>

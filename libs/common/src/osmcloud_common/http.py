@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from aiohttp import web
@@ -24,6 +24,7 @@ from .osmand import OsmandError, as_osmand_error
 log = get_logger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 REGISTRY_KEY = web.AppKey("metrics_registry", CollectorRegistry)
 CHECKS_KEY = web.AppKey("readiness_checks", dict[str, ReadinessCheck])
@@ -53,6 +54,11 @@ async def json_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
         raw = await request.json()
     except Exception:
         raise BadRequest("the request body must be JSON") from None
+    return validated(raw, model)
+
+
+def validated(raw: Any, model: type[ModelT]) -> ModelT:
+    """`raw` (a decoded JSON body) as `model`; BadRequest naming each problem otherwise."""
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

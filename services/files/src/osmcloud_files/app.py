@@ -12,6 +12,7 @@ from osmcloud_common.runtime import Runtime, serve
 from .account_deletion import AccountErasure
 from .account_routes import AccountRoutes
 from .admin_routes import FilesAdminRoutes
+from .backup_routes import BackupRoutes
 from .bootstrap import bootstrap
 from .handlers import ENTITLEMENT_EVENTS
 from .ledger import Ledger
@@ -56,6 +57,7 @@ def build_app(settings: FilesSettings | None = None) -> web.Application:
     # domain errors answered in our JSON shape; /userdata/ handlers map theirs to OsmAnd's themselves
     map_domain_errors(app, api_error)
     AccountRoutes(store, services.ops).register(app)
+    BackupRoutes(store, services.blobs, runtime.clock).register(app)
     FilesRoutes(services, settings).register(app)
     RestoreRoute(services.ops).register(app)
     OsmandFilesRoutes(services, settings).register(app)

@@ -36,7 +36,7 @@ class Refused(FilesError):
 
 
 class OverLimit(FilesError):
-    """Beyond a limit of the plan: quota, file count, size of one file."""
+    """Beyond a limit of the plan (quota, file count, size of one file) or of one request."""
 
 
 # ---------------------------------------------------------------- input
@@ -60,6 +60,18 @@ class InvalidCursor(InvalidInput):
 
 class UploadIncomplete(InvalidInput):
     code = "upload_incomplete"
+
+
+class TooManyChosen(InvalidInput):
+    """More entries than one download takes: the request's own shape (its schema's maxItems),
+    so 400 like any other malformed request; RequestTooLarge is the body's bytes."""
+
+    code = "too_many_files"
+
+    def __init__(self, asked: int, most: int) -> None:
+        super().__init__(f"a download takes at most {most} files and this one lists {asked}; split it into "
+                         f"several, or download the whole backup (GET /api/files/backup)",
+                         details={"max_files": most, "files": asked})
 
 
 # ---------------------------------------------------------------- plan
@@ -89,6 +101,22 @@ class AccountNotFound(Missing):
 
 class FileNotFound(Missing):
     code = "file_not_found"
+
+
+class ChosenFilesMissing(Missing):
+    """Files a download names that are not there (no live file, no such version of it):
+    `missing` holds each as the request named it ({type, name, version_id})."""
+
+    code = "files_not_found"
+    SHOWN = 10  # names the message spells out; details list them all
+
+    def __init__(self, missing: list[dict[str, str | None]]) -> None:
+        names = [f"{m['type']}/{m['name']}" + (f" version {m['version_id']}" if m.get("version_id") else "")
+                 for m in missing[:self.SHOWN]]
+        more = f" and {len(missing) - self.SHOWN} more" if len(missing) > self.SHOWN else ""
+        super().__init__(f"{len(missing)} of the files asked for are not there (no live file, or no such version "
+                         f"of it): {', '.join(names)}{more}; nothing was sent - leave them out and ask again",
+                         details={"missing": missing})
 
 
 class VersionNotFound(Missing):
@@ -169,3 +197,11 @@ class FileCountExceeded(OverLimit):
 
 class FileTooLarge(OverLimit):
     code = "file_too_large"
+
+
+class RequestTooLarge(OverLimit):
+    code = "request_too_large"
+
+    def __init__(self, most: int) -> None:
+        super().__init__(f"the request body is larger than {most} bytes; list fewer files in one request",
+                         details={"max_bytes": most})

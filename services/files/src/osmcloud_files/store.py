@@ -183,6 +183,23 @@ class FilesStore:
             query["type"] = {"$in": types}
         return self.versions.find(query).sort([("updated_ms", DESCENDING), ("seq", DESCENDING)]).batch_size(batch)
 
+    async def versions_by_ids(self, user_id: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The account's versions of these ids, by id, a few hundred a command (another
+        account's version is not found)."""
+        found: dict[str, dict[str, Any]] = {}
+        for part in id_chunks(ids):
+            async for version in self.versions.find({"_id": {"$in": list(part)}, "user_id": user_id}):
+                found[version["_id"]] = version
+        return found
+
+    async def heads_by_refs(self, refs: list[FileRef]) -> dict[str, dict[str, Any]]:
+        """The head documents of these files that exist, by key, a few hundred a command."""
+        found: dict[str, dict[str, Any]] = {}
+        for part in id_chunks([ref.key for ref in refs]):
+            async for head in self.heads.find({"_id": {"$in": list(part)}}, {"_outbox": 0}):
+                found[head["_id"]] = head
+        return found
+
     def stream_live_heads(self, user_id: str, types: list[str] | None, batch: int = 500
                           ) -> AsyncCursor[dict[str, Any]]:
         """Every live head of the account (of some types), newest first, read in batches."""
