@@ -47,6 +47,7 @@ from pymongo import AsyncMongoClient
 from osmcloud_billing.plans import pro_entitlement
 from osmcloud_billing.settings import BillingSettings
 from osmcloud_files.domain import blob_key, parse_file_ref
+from osmcloud_files.feed_blocks import feed_block
 from osmcloud_files.model import Head, Version
 from osmcloud_files.storage_rule import version_cost
 from osmcloud_files.store import FilesStore
@@ -122,13 +123,13 @@ async def seed(store: FilesStore, user_id: str, args: argparse.Namespace) -> dic
         seq += 1
         add(i, Head(uuid.uuid4().hex, -1, None, base_ms + seq * 7, None, device, deleted=True, seq=seq))
 
-    heads = []
+    heads: list[dict[str, Any]] = []
     for i, ref in enumerate(refs):
         top = history[i][-1]
         changed = removed.get(i, top.seq)
         heads.append({"_id": ref.key, "user_id": user_id, "type": ref.file_type, "name": ref.name,
                       "category": ref.category, "head": top.to_doc(), "reverted": i in removed,
-                      "changed_seq": changed, "_usage_pending": []})
+                      "changed_seq": changed, "changed_block": feed_block(changed), "_usage_pending": []})
     for start in range(0, len(docs), 5000):
         await store.versions.insert_many(docs[start:start + 5000], ordered=False)
     for start in range(0, len(heads), 5000):
@@ -240,7 +241,7 @@ async def recent_cursor(me: GatewayClient, seq: int) -> str:
 
 
 async def run(endpoints: dict[str, Any], args: argparse.Namespace) -> int:
-    mongo = AsyncMongoClient(endpoints["mongo_url"], tz_aware=True)
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(endpoints["mongo_url"], tz_aware=True)
     db = mongo[f"{endpoints['db_prefix']}files"]
     store = FilesStore(db["heads"], db["versions"], db["accounts"])
     try:
