@@ -249,7 +249,7 @@ async def run(endpoints: dict[str, Any], args: argparse.Namespace) -> int:
             gateway = GatewayClient(session, endpoints["gateway_url"])
             me, account = await login(gateway, endpoints["smtp_sink_url"])
             user_id = account["user_id"]
-            print(f"user {user_id}")
+            print(f"user {user_id}" + (f", token {me.token}" if args.keep else ""))
             seeded = await seed(store, user_id, args)
             # the service takes the seeded ledger as its own: a new upload draws the next number
             reply = await me.call("PUT", "/api/files/GPX/bench/after-seeding.gpx", data=b"<gpx/>")
@@ -259,7 +259,7 @@ async def run(endpoints: dict[str, Any], args: argparse.Namespace) -> int:
             seeded = {"change_seq": seeded["change_seq"] + 1, "live": seeded["live"] + 1,
                       "changes": seeded["changes"] + 1}
             missed = await measure(me, seeded, args)
-            if args.attach:
+            if args.attach and not args.keep:
                 await store.delete_everything_of(user_id)
                 await store.accounts.delete_one({"_id": user_id})
     finally:
@@ -285,6 +285,7 @@ def main() -> int:
     parser.add_argument("--polls", type=int, default=50, help="'nothing new' calls")
     parser.add_argument("--listings", type=int, default=5)
     parser.add_argument("--seed", type=int, default=18)
+    parser.add_argument("--keep", action="store_true", help="with --attach: leave the account (for profiling)")
     args = parser.parse_args()
     with attached_or_own(args.attach, "bench-changes-feed") as (_, endpoints):
         return asyncio.run(run(endpoints.as_dict(), args))
