@@ -33,12 +33,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
 import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -52,6 +54,7 @@ from osmcloud_files.model import Head, Version
 from osmcloud_files.storage_rule import version_cost
 from osmcloud_files.store import FilesStore
 from osmcloud_localstack.client import GatewayClient, login
+from osmcloud_localstack.cpu import cpu_seconds, spent_ms
 from osmcloud_localstack.own_stack import attached_or_own
 
 PAGE_P95_MS = 50.0      # GET /api/files/changes, each page
@@ -126,7 +129,7 @@ async def seed(store: FilesStore, user_id: str, args: argparse.Namespace) -> dic
     heads: list[dict[str, Any]] = []
     for i, ref in enumerate(refs):
         top = history[i][-1]
-        changed = removed.get(i, top.seq)
+        changed = removed.get(i, top.seq or 0)
         heads.append({"_id": ref.key, "user_id": user_id, "type": ref.file_type, "name": ref.name,
                       "category": ref.category, "head": top.to_doc(), "reverted": i in removed,
                       "changed_seq": changed, "changed_block": feed_block(changed), "_usage_pending": []})
@@ -184,26 +187,44 @@ def describe(label: str, latencies: list[float], sizes: list[int]) -> str:
             f"max {max(latencies):.1f} ms")
 
 
-async def measure(me: GatewayClient, seeded: dict[str, Any], args: argparse.Namespace) -> int:
+class CpuMeter:
+    """The stack's CPU per request between `start` and `report` (the machine's other load
+    moves latency far more than it moves this)."""
+
+    def __init__(self, state: Path) -> None:
+        self.state, self.before = state, cpu_seconds(state)
+
+    def report(self, requests: int) -> str:
+        spent = spent_ms(self.before, cpu_seconds(self.state), requests)
+        parts = ", ".join(f"{name} {ms:.1f}" for name, ms in sorted(spent.items(), key=lambda kv: -kv[1]) if ms >= 0.1)
+        return f"CPU per request {sum(spent.values()):.1f} ms ({parts}); load average {os.getloadavg()[0]:.1f}"
+
+
+async def measure(me: GatewayClient, seeded: dict[str, Any], args: argparse.Namespace, state: Path) -> int:
     missed = 0
     print("\n[1] the whole feed from cursor 0")
     for limit in args.limits:
+        meter = CpuMeter(state)
         latencies, sizes, _, count = await page_feed(me, None, limit, args.max_pages)
         assert args.max_pages or count == seeded["changes"], (count, seeded["changes"])
         p95 = pct(latencies, 95)
         print(f"    {describe(f'limit {limit}', latencies, sizes)} "
               f"(target p95 < {PAGE_P95_MS:g} ms: {verdict(p95 < PAGE_P95_MS)})")
+        print(f"      {meter.report(len(latencies))}")
         missed += p95 >= PAGE_P95_MS
 
     print("\n[2] from a recent cursor, and the 'nothing new' call")
     recent = await recent_cursor(me, seeded["change_seq"] - args.recent)
+    meter = CpuMeter(state)
     latencies, sizes, _, count = await page_feed(me, recent, 200, args.max_pages)
     end_cursor = await recent_cursor(me, seeded["change_seq"])
     p95 = pct(latencies, 95)
     print(f"    {describe(f'the last {args.recent} changes, limit 200', latencies, sizes)} "
           f"(target p95 < {PAGE_P95_MS:g} ms: {verdict(p95 < PAGE_P95_MS)})")
+    print(f"      {meter.report(len(latencies))}")
     missed += p95 >= PAGE_P95_MS
     idle = []
+    meter = CpuMeter(state)
     for _ in range(args.polls):
         t = time.perf_counter()
         reply = await me.call("GET", "/api/files/changes", params={"cursor": end_cursor})
@@ -212,10 +233,12 @@ async def measure(me: GatewayClient, seeded: dict[str, Any], args: argparse.Name
     p95 = pct(idle, 95)
     print(f"    nothing new, {args.polls} calls at the end cursor: p50 {statistics.median(idle):.1f} ms, "
           f"p95 {p95:.1f} ms, max {max(idle):.1f} ms (target p95 < {PAGE_P95_MS:g} ms: {verdict(p95 < PAGE_P95_MS)})")
+    print(f"      {meter.report(args.polls)}")
     missed += p95 >= PAGE_P95_MS
 
     print(f"\n[3] the listing of every live file (GET /api/files, one answer), {args.listings} times")
     listing, size = [], 0
+    meter = CpuMeter(state)
     for _ in range(args.listings):
         t = time.perf_counter()
         async with me.session.get(f"{me.base}/api/files", headers={"Authorization": f"Bearer {me.token}"}) as r:
@@ -223,12 +246,14 @@ async def measure(me: GatewayClient, seeded: dict[str, Any], args: argparse.Name
             assert r.status == 200, r.status
         listing.append((time.perf_counter() - t) * 1000)
         size = len(raw)
+    cpu = meter.report(args.listings)
     files = len((await me.call("GET", "/api/files")).body["files"])
     assert files == seeded["live"], (files, seeded["live"])
     median = statistics.median(listing)
     print(f"    {files} files, {size / 1024 / 1024:.1f} MiB of JSON: median {median:.0f} ms, "
           f"min {min(listing):.0f} ms, max {max(listing):.0f} ms "
           f"(target < {LISTING_MS:g} ms: {verdict(median < LISTING_MS)})")
+    print(f"      {cpu}")
     missed += median >= LISTING_MS
     return missed
 
@@ -258,7 +283,7 @@ async def run(endpoints: dict[str, Any], args: argparse.Namespace) -> int:
             assert reply.body["usage"]["file_count"] == seeded["live"] + 1, reply.body["usage"]
             seeded = {"change_seq": seeded["change_seq"] + 1, "live": seeded["live"] + 1,
                       "changes": seeded["changes"] + 1}
-            missed = await measure(me, seeded, args)
+            missed = await measure(me, seeded, args, Path(endpoints["state_dir"]))
             if args.attach and not args.keep:
                 await store.delete_everything_of(user_id)
                 await store.accounts.delete_one({"_id": user_id})
