@@ -196,7 +196,7 @@ def test_documents_survive_a_round_trip_through_the_typed_values_with_fields_the
     version = {"_id": "v1", "version_id": "v1", "user_id": "u", "type": "GPX", "name": "a.gpx",
                "blob_key": "users/u/v1", "size": 5, "checksum": "sha256:00", "updated_ms": 7, "client_ms": None,
                "device_id": "d", "deleted": False, "seq": 3, "op": "o", "created_at": datetime(2026, 1, 1, tzinfo=UTC),
-               "device_num": 4, "zip_size": 3}
+               "device_num": 4, "zip_size": 3, "seq_block": "0"}
     assert Version.from_doc(version).to_doc() == version
     head_doc = {"_id": "u/GPX/a.gpx", "user_id": "u", "type": "GPX", "name": "a.gpx", "category": "my_places",
                 "head": {"version_id": "v2", "size": 5, "checksum": None, "updated_ms": 8, "client_ms": None,
@@ -205,3 +205,11 @@ def test_documents_survive_a_round_trip_through_the_typed_values_with_fields_the
     typed = FileHead.from_doc(head_doc)
     assert typed.to_doc() == head_doc and typed.head is not None and typed.head.restored_from == "m1"
     assert typed.pending_of(frozenset({"o"})) == head_doc["_usage_pending"] and typed.pending_of(frozenset()) == []
+
+
+def test_feed_blocks_name_every_change_number_of_a_window_and_no_more():
+    from osmcloud_files.feed_blocks import FEED_BLOCK, feed_block, feed_blocks
+    for after, upto in ((0, 0), (0, 1), (0, 99), (0, 100), (99, 100), (100, 101), (5, 250), (199, 1000), (7, 3)):
+        assert feed_blocks(after, upto) == sorted({feed_block(s) for s in range(after + 1, upto + 1)},
+                                                  key=int), (after, upto)
+    assert feed_block(FEED_BLOCK - 1) == "0" and feed_block(FEED_BLOCK) == "1"

@@ -177,3 +177,31 @@ async def test_changes_feed_between_two_devices(files):
         ("head_changed", "a.gpx", a1["version_id"])]
     assert (await tablet.call("GET", "/api/files/changes", params={"cursor": "garbage"})).status == 400
     assert (await tablet.call("GET", "/api/files/changes", params={"limit": "0"})).status == 400
+
+
+async def test_the_feed_pages_over_change_numbers_left_without_a_change(files):
+    """Versions deleted for good leave their change numbers empty: a call reads a bounded
+    window of numbers (widened while it is sparse), so a page may be short while `more` is
+    true, but paging still brings every remaining change once, in order, and stops."""
+    me, _ = await files.user_with(PRO)
+    first = await put(me, "/api/files/GPX/a.gpx", b"a0")
+    kept, removed, base = [first], [], first["version_id"]
+    for i in range(1, 12):
+        version = await put(me, "/api/files/GPX/a.gpx", f"a{i}".encode(), base_version=base)
+        base = version["version_id"]
+        (removed if 1 <= i <= 9 else kept).append(version)
+    for version in removed:  # old versions, not the head: removed without a change of their own
+        reply = await me.call("DELETE", "/api/files/GPX/a.gpx", params={"version": version["version_id"]})
+        assert reply.status == 200, reply
+    cursor, seen, pages = None, [], 0
+    while True:
+        page = (await me.call("GET", "/api/files/changes",
+                              params={"limit": "1", **({"cursor": cursor} if cursor else {})})).body
+        assert len(page["changes"]) <= 1
+        seen += [c["version_id"] for c in page["changes"]]
+        cursor, pages = page["cursor"], pages + 1
+        if not page["more"]:
+            break
+        assert pages < 20
+    assert seen == [v["version_id"] for v in kept]
+    assert (await me.call("GET", "/api/files/changes", params={"cursor": cursor})).body["changes"] == []

@@ -57,3 +57,39 @@ async def test_the_operations_in_flight_of_some_accounts_in_one_query(store):
     ])
     assert await ledger.operations_of(["a", "b"]) == {"op1", "op2"}
     assert await ledger.operations_of(["b", "nobody"]) == frozenset()
+
+
+def version_doc(user_id: str, seq: int, **fields) -> dict:
+    from datetime import UTC, datetime
+
+    from osmcloud_files.model import Head, Version
+    head = Head(f"{user_id}-v{seq}", 1, None, seq, None, "d", deleted=False, seq=seq)
+    return {**Version(user_id, "GPX", f"f{seq % 7}.gpx", head, None, "op", datetime(2026, 1, 1, tzinfo=UTC)).to_doc(),
+            **fields}
+
+
+async def test_a_window_of_the_feed_is_every_version_numbered_in_it_across_blocks_and_no_other(store):
+    """The feed reads (after, upto] by its feed blocks (feed_blocks.py): a window that starts
+    or ends inside a block, or spans several, brings exactly its versions, in order; another
+    account's versions with the same numbers stay out."""
+    await store.versions.insert_many([version_doc("u", s) for s in (*range(1, 250), 260, 399, 400, 401)]
+                                     + [version_doc("other", s) for s in range(95, 105)])
+    for after, upto in ((0, 0), (0, 99), (99, 100), (95, 105), (0, 1000), (150, 399), (399, 401), (401, 500)):
+        got = [v["seq"] for v in await store.versions_after("u", after, upto)]
+        assert got == [s for s in (*range(1, 250), 260, 399, 400, 401) if after < s <= upto], (after, upto)
+
+
+async def test_documents_written_before_feed_blocks_get_theirs_once(store):
+    """A store written before feed blocks: add_feed_blocks gives each version its seq_block
+    and each head its changed_block, after which the feed finds them; a version without a
+    change number gets none and is not read again."""
+    old = [version_doc("u", s) for s in (5, 150)]
+    for doc in old:
+        del doc["seq_block"]
+    await store.versions.insert_many([*old, {"_id": "no-seq", "user_id": "u", "seq": None}])
+    await store.heads.insert_one({**head_doc("u/GPX/a.gpx", "v7", []), "reverted": True, "changed_seq": 120})
+    assert await store.versions_after("u", 0, 200) == []
+    assert await store.add_feed_blocks(batch=1) == 4
+    assert [v["seq"] for v in await store.versions_after("u", 0, 200)] == [5, 150]
+    assert [h["changed_seq"] for h in await store.reverted_heads_after("u", 100, 200)] == [120]
+    assert await store.add_feed_blocks() == 0

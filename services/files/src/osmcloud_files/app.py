@@ -36,7 +36,7 @@ def build_app(settings: FilesSettings | None = None) -> web.Application:
     runtime.relay.add_collection(accounts)
     ledger = Ledger(accounts, ttl=settings.operation_ttl_seconds)
     store = FilesStore(heads=heads, versions=SerializedCollection(runtime.db["versions"]), accounts=accounts,
-                       ledger=ledger)
+                       ledger=ledger, migrations=runtime.db["migrations"])
     prunes = runtime.outbox_collection("prunes")
     services = bootstrap(clock=runtime.clock, events=RuntimePublisher(runtime, heads, accounts, prunes), store=store,
                          ledger=ledger, blobs=S3Blobs(runtime.blobs), blob_deletions=runtime.db["blob_deletions"],
@@ -45,6 +45,10 @@ def build_app(settings: FilesSettings | None = None) -> web.Application:
                          reconcile_seconds=settings.reconcile_seconds,
                          reconcile_grace_seconds=min(30.0, settings.operation_ttl_seconds / 4))
     runtime.on_startup(store.create_indexes)
+
+    async def add_feed_blocks() -> None:  # before the feed answers from blocks
+        await store.add_feed_blocks()
+    runtime.on_startup(add_feed_blocks)
     runtime.on_startup(runtime.blobs.ensure_bucket)
     for payload_type in ENTITLEMENT_EVENTS:
         runtime.on_event(payload_type, services.entitlements.entitlement_changed)

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .feed_blocks import feed_block
+
 HEAD_FIELDS = ("version_id", "size", "checksum", "updated_ms", "client_ms", "device_id", "deleted", "seq")
 HEAD_EXTRA = ("restored_from", "grace_end")  # fields a head may carry besides, into its version document
-VERSION_FIELDS = ("_id", "user_id", "type", "name", "blob_key", "op", "created_at")
+VERSION_FIELDS = ("_id", "user_id", "type", "name", "blob_key", "op", "created_at", "seq_block")
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,7 @@ class Version:
 
     def to_doc(self) -> dict[str, Any]:
         """As stored: the head's fields (`version_id` repeats `_id`) plus the file's and the version's own."""
+        seq = self.head.seq
         return {"_id": self.id, "user_id": self.user_id, "type": self.file_type, "name": self.name,
                 "blob_key": self.blob_key, **self.head.to_doc(), "op": self.op, "created_at": self.created_at,
-                **self.extra}
+                **self.extra, "seq_block": feed_block(seq) if seq is not None else None}

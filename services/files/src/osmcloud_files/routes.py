@@ -170,7 +170,7 @@ class FilesRoutes:
         types = [t for t in request.query.get("types", "").split(",") if t] or None
         for t in types or ():
             parse_file_ref(who.user_id, t, "x")  # 400 for an unknown type
-        heads = await self.store.live_heads(who.user_id, types)
+        heads = await self.store.listed_heads(who.user_id, types)
         return web.json_response({"files": [head_view(h) for h in heads]})
 
     async def history(self, request: web.Request) -> web.Response:

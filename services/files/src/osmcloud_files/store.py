@@ -3,12 +3,18 @@ entitlement projection and usage (the ledger, see ledger.py) — all in files' o
 
 A head document: {_id: "<user>/<type>/<name>", user_id, type, name, category,
   head: the newest version (None once its last version was deleted permanently),
-  changed_seq: change number of the head's last change,
+  changed_seq: change number of the head's last change, changed_block: its feed block,
   reverted: true when that change was not a new version (a version deleted permanently),
   _usage_pending: [{op, bytes, files}] usage changes of operations that moved this head and
                   may not have settled yet (the reconciler settles them after a crash)}
 A version document: {_id: version id, user_id, type, name, blob_key, size, checksum,
-  updated_ms, client_ms, device_id, deleted, seq (change number), op, created_at}."""
+  updated_ms, client_ms, device_id, deleted, seq (change number), seq_block (its feed block), op,
+  created_at}.
+
+The changes feed reads change numbers in windows, each named by its feed blocks (`feed_block`:
+a string per FEED_BLOCK numbers), because the local server answers only string conditions
+from an index: {user_id, seq_block: {$in: [...]}} is an index lookup there, where a range of
+seq decoded every version of the account (docs/benchmarks.md, the changes feed)."""
 
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -24,8 +30,11 @@ from osmcloud_common.mongo import SerializedCollection, id_chunks
 from osmcloud_common.outbox import OUTBOX_FIELD, new_document_with_events, with_events
 
 from .domain import FileRef
+from .feed_blocks import feed_block, feed_blocks
 from .ledger import Ledger
 from .model import FileHead, Head, Version
+
+FEED_BLOCKS_DONE = "feed-blocks"  # the migration record of add_feed_blocks
 
 
 class HeadMoved(Exception):
@@ -47,8 +56,11 @@ def _as_documents(collection: SerializedCollection) -> Documents:
 
 
 class FilesStore:
-    def __init__(self, heads: Any, versions: Any, accounts: Any, ledger: Ledger | None = None) -> None:
+    def __init__(self, heads: Any, versions: Any, accounts: Any, ledger: Ledger | None = None,
+                 migrations: Any = None) -> None:
         serialized_accounts = _serialized(accounts)
+        # records of one-off data changes (add_feed_blocks); without it they run on each call
+        self.migrations = _as_documents(_serialized(migrations)) if migrations is not None else None
         self.heads, self.versions = _as_documents(_serialized(heads)), _as_documents(_serialized(versions))
         self.accounts = _as_documents(serialized_accounts)
         self.ledger = ledger or Ledger(serialized_accounts)
@@ -59,6 +71,11 @@ class FilesStore:
         await self.versions.create_index([("user_id", ASCENDING), ("type", ASCENDING), ("name", ASCENDING),
                                           ("updated_ms", DESCENDING)])
         await self.versions.create_index([("user_id", ASCENDING), ("seq", ASCENDING)])
+        await self.versions.create_index([("user_id", ASCENDING), ("seq_block", ASCENDING), ("seq", ASCENDING)])
+        # every field of the feed's head query in one index: the local server's lookup for it
+        # also names the documents holding an array in each field, from an index per field it
+        # adds beside each index (a field in none would make that a scan of every head)
+        await self.heads.create_index([("user_id", ASCENDING), ("changed_block", ASCENDING), ("reverted", ASCENDING)])
         await self.versions.create_index([("user_id", ASCENDING), ("updated_ms", DESCENDING)])
         await self.accounts.create_index([("op_count", ASCENDING)])
 
@@ -110,7 +127,7 @@ class FilesStore:
         document's outbox as this write left it (for the relay, which then need not read it)."""
         fields: dict[str, Any] = {"head": head.to_doc() if head else None, "reverted": reverted}
         if changed_seq is not None:
-            fields["changed_seq"] = changed_seq
+            fields["changed_seq"], fields["changed_block"] = changed_seq, feed_block(changed_seq)
         if pending is not None:
             fields["_usage_pending"] = [*(keep_pending or []), pending]
         if expected_version_id is None:
@@ -150,6 +167,19 @@ class FilesStore:
         if types:
             query["type"] = {"$in": types}
         return await self.heads.find(query, {"_outbox": 0}).sort([("type", 1), ("name", 1)]).to_list(None)
+
+    async def listed_heads(self, user_id: str, types: list[str] | None) -> list[dict[str, Any]]:
+        """The live head documents as the listing and the storage page show them, by type and
+        name. No projection and no sort on the server: the local server spends more CPU
+        copying each document for a projection and sorting them than PyMongo spends on the
+        fields or Python on the sort (docs/benchmarks.md, the listing); Python orders strings
+        by code point, as MongoDB does by UTF-8 bytes."""
+        query: dict[str, Any] = {"user_id": user_id, "head.deleted": False}
+        if types:
+            query["type"] = {"$in": types}
+        heads = await self.heads.find(query).to_list(None)
+        heads.sort(key=lambda h: (h["type"], h["name"]))
+        return heads
 
     async def history(self, ref: FileRef, limit: int, before_ms: int | None = None) -> list[dict[str, Any]]:
         """One page of the file's versions, newest first: at most `limit`, all older than
@@ -270,11 +300,38 @@ class FilesStore:
         await self.heads.delete_many({"user_id": user_id})
 
     # ------------------------------------------------------------ changes feed
-    async def versions_after(self, user_id: str, after: int, upto: int, limit: int) -> list[dict[str, Any]]:
-        return await self.versions.find({"user_id": user_id, "seq": {"$gt": after, "$lte": upto}}
-                                        ).sort("seq", 1).limit(limit).to_list(None)
+    async def versions_after(self, user_id: str, after: int, upto: int) -> list[dict[str, Any]]:
+        """The account's versions numbered in (after, upto], in change order: a window of the
+        feed, read by its blocks; ordered here, not by the server (see listed_heads)."""
+        versions = await self.versions.find({"user_id": user_id, "seq_block": {"$in": feed_blocks(after, upto)},
+                                             "seq": {"$gt": after, "$lte": upto}}).to_list(None)
+        versions.sort(key=lambda v: v["seq"])
+        return versions
 
-    async def reverted_heads_after(self, user_id: str, after: int, upto: int, limit: int) -> list[dict[str, Any]]:
-        return await self.heads.find({"user_id": user_id, "reverted": True,
-                                      "changed_seq": {"$gt": after, "$lte": upto}}, {"_outbox": 0}
-                                     ).sort("changed_seq", 1).limit(limit).to_list(None)
+    async def reverted_heads_after(self, user_id: str, after: int, upto: int) -> list[dict[str, Any]]:
+        """Heads whose last change, numbered in (after, upto], was not a new version."""
+        return await self.heads.find({"user_id": user_id, "changed_block": {"$in": feed_blocks(after, upto)},
+                                      "reverted": True, "changed_seq": {"$gt": after, "$lte": upto}},
+                                     {"_outbox": 0, "_usage_pending": 0}).sort("changed_seq", 1).to_list(None)
+
+    async def add_feed_blocks(self, batch: int = 1000) -> int:
+        """Gives documents written before feed blocks existed theirs (versions: seq_block,
+        heads: changed_block); how many it changed. Once done it records so, and later calls
+        cost one read."""
+        if self.migrations is not None and await self.migrations.find_one({"_id": FEED_BLOCKS_DONE}):
+            return 0
+        changed = 0
+        for collection, number, block in ((self.versions, "seq", "seq_block"),
+                                          (self.heads, "changed_seq", "changed_block")):
+            while True:
+                docs = await collection.find({block: {"$exists": False}}, {number: 1}).limit(batch).to_list(None)
+                if not docs:
+                    break
+                for doc in docs:
+                    seq = doc.get(number)
+                    await collection.update_one({"_id": doc["_id"], number: seq},
+                                                {"$set": {block: feed_block(seq) if isinstance(seq, int) else None}})
+                changed += len(docs)
+        if self.migrations is not None:
+            await self.migrations.update_one({"_id": FEED_BLOCKS_DONE}, {"$set": {"done": True}}, upsert=True)
+        return changed
