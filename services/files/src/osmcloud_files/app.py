@@ -13,6 +13,8 @@ from .account_deletion import AccountErasure
 from .account_routes import AccountRoutes
 from .admin_routes import FilesAdminRoutes
 from .bootstrap import bootstrap
+from .bulk import BulkUploads
+from .bulk_routes import BulkRoutes
 from .handlers import ENTITLEMENT_EVENTS
 from .ledger import Ledger
 from .native_errors import api_error
@@ -57,6 +59,7 @@ def build_app(settings: FilesSettings | None = None) -> web.Application:
     map_domain_errors(app, api_error)
     AccountRoutes(store, services.ops).register(app)
     FilesRoutes(services, settings).register(app)
+    BulkRoutes(BulkUploads(services.uploader, settings.bulk_max_files), store).register(app)
     RestoreRoute(services.ops).register(app)
     OsmandFilesRoutes(services, settings).register(app)
     assert runtime.admin is not None  # made by create_app
