@@ -6,7 +6,6 @@ import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -19,6 +18,7 @@ from osmcloud_files.bulk_routes import BulkRoutes
 from osmcloud_files.domain import parse_file_ref
 from osmcloud_files.native_errors import api_error
 from osmcloud_files.uploads import UploadRequest
+from osmcloud_localstack.client import bulk_body
 
 USER = {"X-User-Id": "u", "X-Device-Id": "dev", "X-Device-Num": "7"}
 SMALL = {**START, "quota_bytes": 6_000, "max_file_bytes": 4_000}
@@ -28,26 +28,14 @@ async def client_for(world: World, max_files: int = 50) -> TestClient:  # type: 
     app = create_app("files")
     map_domain_errors(app, api_error)
     services = world.process()
-    BulkRoutes(BulkUploads(services.uploader, max_files), services.store).register(app)
+    BulkRoutes(BulkUploads(services.uploader, max_files, services.batches), services.store).register(app)
     client: TestClient = TestClient(TestServer(app))  # type: ignore[type-arg]
     await client.start_server()
     return client
 
 
 def multipart(*files: tuple[str | None, bytes, dict[str, str]]) -> tuple[bytes, str]:
-    """A multipart/form-data body (built here: aiohttp's writer refuses per-part headers it
-    does not know) and its Content-Type."""
-    boundary = uuid.uuid4().hex
-    out = bytearray()
-    for target, data, headers in files:
-        # ASCII names as a quoted string, others as RFC 5987's filename* (percent-encoded UTF-8)
-        named = "" if target is None else f'; filename="{target}"' if target.isascii() else \
-            f"; filename*=utf-8''{quote(target, safe='')}"
-        lines = [f"--{boundary}", f'Content-Disposition: form-data; name="file"{named}',
-                 *(f"{k}: {v}" for k, v in headers.items())]
-        out += ("\r\n".join(lines) + "\r\n\r\n").encode() + data + b"\r\n"
-    out += f"--{boundary}--\r\n".encode()
-    return bytes(out), f"multipart/form-data; boundary={boundary}"
+    return bulk_body(files)
 
 
 async def post(client: TestClient, body: Any, params: dict[str, str] | None = None,  # type: ignore[type-arg]
@@ -89,7 +77,7 @@ async def test_each_file_is_judged_on_its_own_with_a_result_per_file(world: Worl
             ("FAVOURITES/quota.gpx", b"q" * 3950, {"X-File-Size": "3950"}),  # over the quota of 6,000
             ("FAVOURITES/home.gpx", b"h" * 300, {"X-Base-Version": old.version_id}),  # based on the head
             ("NOPE/x", b"x", {}),                                        # unknown type
-            (None, b"x", {}),                                            # names no file
+            ("notype.gpx", b"x", {}),                                    # no TYPE/ in the name
         ))
     finally:
         await client.close()
@@ -166,6 +154,8 @@ async def test_a_body_that_is_not_multipart_is_400_and_stores_nothing(world: Wor
         assert "multipart/form-data" in answer["error"]["message"]
         status, answer = await post(client, b"no boundary", headers={"Content-Type": "multipart/form-data"})
         assert status == 400 and answer["error"]["code"] == "malformed_body", answer
+        status, answer = await post(client, multipart())
+        assert status == 400 and "carries no file" in answer["error"]["message"], answer
     finally:
         await client.close()
     assert world.versions.docs == {} and world.blobs.objects == {}
@@ -204,3 +194,50 @@ async def test_names_with_folders_and_non_ascii_characters(world: World) -> None
     finally:
         await client.close()
     assert answer["results"][0]["name"] == "trips/2024/Zürich ★.gpx" and answer["results"][0]["status"] == 201
+
+
+async def test_a_part_that_is_no_file_stops_the_request_after_the_files_before(world: World) -> None:
+    client = await client_for(world)
+    try:
+        status, answer = await post(client, multipart(("FAVOURITES/a.gpx", b"a", {}), (None, b"a form field", {}),
+                                                      ("FAVOURITES/b.gpx", b"b", {})))
+    finally:
+        await client.close()
+    assert status == 400 and answer["error"]["code"] == "malformed_body"
+    assert "part 2 is not a file" in answer["error"]["message"]
+    assert [(r["name"], r["status"]) for r in answer["error"]["results"]] == [("a.gpx", 201)]
+    assert clean(world)["file_count"] == 1
+
+
+async def test_small_files_are_written_in_batches_and_large_ones_one_by_one(world: World) -> None:
+    await world.give_plan("u", {"plan": "pro", "quota_bytes": 10_000_000})
+    client = await client_for(world)
+    big = b"L" * 300_000  # over bulk.SMALL_FILE: streamed through the single upload
+    try:
+        _, answer = await post(client, multipart(
+            *((f"FAVOURITES/s{i}.gpx", b"s" * 10, {"X-File-Size": "10"}) for i in range(5)),
+            ("FAVOURITES/big.gpx", big, {}), ("FAVOURITES/t.gpx", b"t", {}),
+            ("FAVOURITES/t.gpx", b"tt", {"X-Overwrite": "true"})))  # the same name twice: two batches
+    finally:
+        await client.close()
+    assert [r["status"] for r in answer["results"]] == [201] * 8
+    assert [r["seq"] for r in answer["results"]] == list(range(1, 9))  # effects in the order of the parts
+    account = clean(world)
+    assert (account["used_bytes"], account["file_count"]) == (50 + len(big) + 2, 7)
+    # one storage-usage-changed per batch (5 small files), per single upload (big) and per batch after
+    assert world.events_in(world.accounts, "u") == ["storage-usage-changed"] * 4
+    assert {world.blobs.objects[v["blob_key"]] for v in world.versions.docs.values() if v["name"] == "big.gpx"} \
+        == {big}
+    assert await world.process().uploader.store.file_head(parse_file_ref("u", "FAVOURITES", "t.gpx")) is not None
+
+
+async def test_a_declared_size_that_does_not_match_refuses_that_file_only(world: World) -> None:
+    client = await client_for(world)
+    try:
+        _, answer = await post(client, multipart(("FAVOURITES/a.gpx", b"abc", {"X-File-Size": "5"}),
+                                                 ("FAVOURITES/b.gpx", b"b", {})))
+    finally:
+        await client.close()
+    assert [(r["status"], r.get("error", {}).get("code")) for r in answer["results"]] == [
+        (400, "upload_incomplete"), (201, None)]
+    assert clean(world)["used_bytes"] == 1

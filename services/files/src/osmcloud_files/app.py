@@ -59,7 +59,7 @@ def build_app(settings: FilesSettings | None = None) -> web.Application:
     map_domain_errors(app, api_error)
     AccountRoutes(store, services.ops).register(app)
     FilesRoutes(services, settings).register(app)
-    BulkRoutes(BulkUploads(services.uploader, settings.bulk_max_files), store).register(app)
+    BulkRoutes(BulkUploads(services.uploader, settings.bulk_max_files, services.batches), store).register(app)
     RestoreRoute(services.ops).register(app)
     OsmandFilesRoutes(services, settings).register(app)
     assert runtime.admin is not None  # made by create_app

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from osmcloud_common.errors import ApiError
+from osmcloud_common.errors import ApiError, BadRequest
 from osmcloud_common.http import identity
 
 from .bodies import CUT_OFF
@@ -27,6 +27,15 @@ HOW = ("send the files as multipart/form-data, one part per file, each naming it
 
 def _truthy(raw: str | None) -> bool:
     return (raw or "").strip().lower() in ("1", "true", "yes")
+
+
+def _query_flag(request: web.Request, name: str) -> bool:
+    raw = (request.query.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise BadRequest(f"query parameter '{name}' must be true or false, got '{raw}'")
 
 
 def _int_or_none(raw: str | None) -> int | None:
@@ -83,6 +92,9 @@ async def _parts(request: web.Request, overwrite: bool) -> AsyncIterator[BulkPar
                 return
             if not isinstance(part, BodyPartReader):
                 raise BulkBodyMalformed(f"part {index + 1} is itself multipart: {HOW}")
+            if part.filename is None:
+                raise BulkBodyMalformed(f"part {index + 1} is not a file (its Content-Disposition has no "
+                                        f"filename): {HOW}")
             yield _part(part, index, overwrite)
             index += 1
     except MALFORMED as exc:
@@ -112,7 +124,7 @@ class BulkRoutes:
     async def upload(self, request: web.Request) -> web.Response:
         who = identity(request)
         outcome = await self.bulk.upload(who.user_id, who.device_id,
-                                         _parts(request, _truthy(request.query.get("overwrite"))),
+                                         _parts(request, _query_flag(request, "overwrite")),
                                          extra=lambda: device_num(request))
         results = [result_view(r) for r in outcome.results]
         stored = sum(1 for r in outcome.results if r.head is not None)
