@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from files_fakes import PRO, Crash, CrashPlan, World, body
+from test_service_crashes import clean, reconcile, settling
 
 from osmcloud_files.bulk_batch import SmallFile
 from osmcloud_files.domain import blob_key, parse_file_ref
@@ -25,23 +26,6 @@ def at(collection: str, method: str, nth: int = 1) -> CrashPlan:
             calls += 1
         return calls >= nth
     return CrashPlan(when)
-
-
-def settling(c: str, m: str, args: tuple[Any, ...]) -> bool:
-    update = args[1] if len(args) > 1 else {}
-    return c == "accounts" and m == "find_one_and_update" and any(
-        k.startswith("ops.") for k in update.get("$unset", {}))
-
-
-def clean(account: dict[str, Any]) -> bool:
-    return (account["ops"] == {} and account["op_count"] == 0 and account["reserved_bytes"] == 0
-            and account["reserved_files"] == 0 and account["committed_bytes"] == account["used_bytes"]
-            and account["committed_files"] == account["file_count"])
-
-
-async def reconcile(world: World) -> int:
-    world.later()
-    return await world.process().reconciler.once()
 
 
 def batch(*files: tuple[Any, bytes]) -> list[SmallFile]:
@@ -129,7 +113,8 @@ async def test_crash_at_the_settlement_every_moved_file_is_settled():
     await world.give_plan("u", PRO)
     await existing(world, A)
     with pytest.raises(Crash):
-        await world.process(CrashPlan(settling)).batches.upload(
+        await world.process(CrashPlan(lambda c, m, args: c == "accounts" and m == "find_one_and_update"
+                                                 and settling(args))).batches.upload(
             "u", "dev", batch((A, b"a" * 10), (B, b"b" * 20)), {})
     assert world.account("u")["used_bytes"] == 100
     assert await reconcile(world) == 1
