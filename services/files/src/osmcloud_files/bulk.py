@@ -2,16 +2,19 @@
 docs/adr/0012-bulk-upload.md).
 
 The files arrive one after the other as a stream (`BulkPart`s from the API's multipart
-reader); each goes through the single upload (uploads.Uploader: plan, backup switch, conflict
-rule, per-file size, quota reserved before bytes are accepted, the same version, usage and
-events), and its refusal becomes that file's result while the next file goes on. What a
-refused file had written is undone by the single upload itself; the rest of its bytes are
-read and dropped (`BulkPart.skip`) to reach the next file. Nothing of a request is held in
-memory but the part being read and the results.
+reader). Small ones are gathered into batches, each batch one ledger operation
+(bulk_batch.py); larger ones go through the single upload (uploads.Uploader). Either way each
+file is judged by the single upload's rules (plan, backup switch, conflict rule, per-file
+size, quota reserved before its bytes are stored) with the same version, usage and events,
+and its refusal becomes that file's result while the next file goes on. Nothing of a refused
+file is kept; the rest of its bytes are read and dropped (`BulkPart.skip`) to reach the next
+file. Nothing of a request is held in memory but the batch being gathered, the part being
+read and the results.
 
 A request stops early (its files so far keep their results) when it has more files than the
-bound, when its body is malformed, or when a refused file's rest is larger than any file may
-be: `BulkOutcome.stopped` says why."""
+bound, when its body is malformed or carries no file, or when a refused file's rest is larger
+than any file may be: `BulkOutcome.stopped` says why.
+"""
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
