@@ -33,7 +33,16 @@ from typing import Any
 import yaml
 from minio import Minio
 
-from osmcloud_localstack.client import GatewayClient, Reply, count_mails, eventually, login, osmand_sign_up, read_code
+from osmcloud_localstack.client import (
+    GatewayClient,
+    Reply,
+    bulk_body,
+    count_mails,
+    eventually,
+    login,
+    osmand_sign_up,
+    read_code,
+)
 from osmcloud_localstack.testing import advance_clock, service_now
 
 SPEC = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
@@ -446,6 +455,22 @@ async def _(w: World):
             await call(w.b.api, "upload onto A's trashed file's name, based on its last version", "PUT",
                        f"/api/files/FAVOURITES/{w.fav}", {409},
                        params={"base_version": w.trash_item["last_version_id"]}, data=b"<gpx>B</gpx>")]
+
+
+@case("POST", "/api/files/bulk")
+async def _(w: World):
+    # one request: a file on A's track name based on A's head, one on A's trashed file's name
+    # based on its last version; each file's own result must be a refusal (the request is 200)
+    t, name, head, _ = a_ref(w)
+    body, content_type = bulk_body([
+        (f"{t}/{name}", b"<gpx>B over A</gpx>", {"X-Base-Version": head["version_id"]}),
+        (f"FAVOURITES/{w.fav}", b"<gpx>B</gpx>", {"X-Base-Version": w.trash_item["last_version_id"]})])
+    outcome = await call(w.b.api, "bulk upload based on A's versions", "POST", "/api/files/bulk", {200},
+                         data=body, headers={"Content-Type": content_type})
+    results = outcome.reply.body.get("results", []) if outcome.reply.status == 200 else []
+    assert outcome.reply.status != 200 or len(results) == 2, outcome.reply
+    return [outcome, *(Outcome(f"{outcome.what}: file {r['index']}", Reply(r["status"], r), outcome.sent, REFUSED)
+                       for r in results)]
 
 
 @case("GET", "/api/files/{file_type}/{name}")

@@ -5,9 +5,10 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import aiohttp
 
@@ -112,3 +113,19 @@ async def osmand_sign_up(client: GatewayClient, sink_url: str, email: str | None
         "email": email, "token": code, "deviceid": phone_id, "brand": "Google", "model": "Pixel", "lang": "en"})
     assert reply.status == 200, reply
     return client.with_token(reply.body["accesstoken"]), {**reply.body, "email": email}
+
+
+def bulk_body(files: Iterable[tuple[str | None, bytes, dict[str, str]]]) -> tuple[bytes, str]:
+    """A bulk upload's body (POST /api/files/bulk, docs/bulk-upload.md) and its Content-Type:
+    one multipart/form-data part per (TYPE/name, content, part headers); ASCII names as a
+    quoted filename, others as RFC 5987's filename* (percent-encoded UTF-8); None names no file."""
+    boundary = uuid.uuid4().hex
+    out = bytearray()
+    for target, data, headers in files:
+        named = "" if target is None else f'; filename="{target}"' if target.isascii() else \
+            f"; filename*=utf-8''{quote(target, safe='')}"
+        lines = [f"--{boundary}", f'Content-Disposition: form-data; name="file"{named}',
+                 *(f"{k}: {v}" for k, v in headers.items())]
+        out += ("\r\n".join(lines) + "\r\n\r\n").encode() + data + b"\r\n"
+    out += f"--{boundary}--\r\n".encode()
+    return bytes(out), f"multipart/form-data; boundary={boundary}"

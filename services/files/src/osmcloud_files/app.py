@@ -14,6 +14,8 @@ from .account_routes import AccountRoutes
 from .admin_routes import FilesAdminRoutes
 from .backup_routes import BackupRoutes
 from .bootstrap import bootstrap
+from .bulk import BulkUploads
+from .bulk_routes import BulkRoutes
 from .handlers import ENTITLEMENT_EVENTS
 from .ledger import Ledger
 from .native_errors import api_error
@@ -63,6 +65,7 @@ def build_app(settings: FilesSettings | None = None) -> web.Application:
     AccountRoutes(store, services.ops).register(app)
     BackupRoutes(store, services.blobs, runtime.clock).register(app)
     FilesRoutes(services, settings).register(app)
+    BulkRoutes(BulkUploads(services.uploader, settings.bulk_max_files, services.batches), store).register(app)
     RestoreRoute(services.ops).register(app)
     OsmandFilesRoutes(services, settings).register(app)
     assert runtime.admin is not None  # made by create_app

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .blob_cleanup import DeferredBlobDeletions
+from .bulk_batch import BatchUploader
 from .grace import GraceEnd
 from .handlers import EntitlementHandlers
 from .ledger import Ledger
@@ -30,6 +31,7 @@ class FilesServices:
     bound: StorageBound
     ops: Operations
     uploader: Uploader
+    batches: BatchUploader
     reconciler: Reconciler
     entitlements: EntitlementHandlers
     grace_end: GraceEnd
@@ -46,7 +48,9 @@ def bootstrap(*, clock: Clock, events: EventPublisher, store: FilesStore, ledger
     deferred = DeferredBlobDeletions(blob_deletions, blobs, clock)
     ops = Operations(clock, events, store, ledger, blobs, bound, deferred, max_upload_bytes)
     uploader = Uploader(clock, events, store, ledger, blobs, ops, max_upload_bytes)
+    batches = BatchUploader(clock, events, store, ledger, blobs, ops, max_upload_bytes)
     return FilesServices(clock=clock, events=events, store=store, ledger=ledger, blobs=blobs, bound=bound, ops=ops,
-                         uploader=uploader, reconciler=Reconciler(ops, reconcile_seconds, reconcile_grace_seconds),
+                         uploader=uploader, batches=batches,
+                         reconciler=Reconciler(ops, reconcile_seconds, reconcile_grace_seconds),
                          entitlements=EntitlementHandlers(store), grace_end=GraceEnd(store, ops),
                          trash_reactions=TrashReactions(clock, events, store, blobs, prunes))

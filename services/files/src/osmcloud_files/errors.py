@@ -205,3 +205,19 @@ class RequestTooLarge(OverLimit):
     def __init__(self, most: int) -> None:
         super().__init__(f"the request body is larger than {most} bytes; list fewer files in one request",
                          details={"max_bytes": most})
+
+
+# ---------------------------------------------------------------- bulk upload (bulk.py)
+class BulkBodyMalformed(InvalidInput):
+    """A bulk upload's body cannot be read on (not multipart, a broken boundary or part)."""
+
+    code = "malformed_body"
+
+
+class TooManyFiles(OverLimit):
+    code = "too_many_files"
+
+    def __init__(self, max_files: int) -> None:
+        super().__init__(f"a bulk upload takes at most {max_files} files; the first {max_files} were handled "
+                         f"(see results) and the request was not read further: send the rest in another request",
+                         details={"max_files_per_request": max_files})

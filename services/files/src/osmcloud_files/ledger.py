@@ -11,7 +11,8 @@ Fields of an account document (besides the entitlement projection, see FilesStor
                                     storage bound compares (docs/adr/0005-storage-bound.md); a crash
                                     between a removal and its decrement leaves it high, never low
   ops.<op_id>                       an unfinished operation: {kind, bytes, files, expires, file,
-                                    version_id, blob_key, floor}; the reconciler finishes or undoes
+                                    version_id, blob_key, floor} (a bulk upload: `targets`, its
+                                    files' {key, version_id}); the reconciler finishes or undoes
                                     operations whose owner stopped renewing them (crash)
   op_count                          number of entries in ops (cheap "anything in flight?" query)
   change_seq                        last number drawn for the changes feed
@@ -64,6 +65,19 @@ class AccountsCollection(Protocol):
                      ) -> dict[str, Any] | None: ...
 
 
+def busy_files(account: dict[str, Any], but: str | None = None) -> set[str]:
+    """The keys of the files that operations in flight (except `but`) are changing: an
+    operation's `file`, or each of a bulk upload's `targets` ({key, version_id})."""
+    busy: set[str] = set()
+    for op_id, op in (account.get("ops") or {}).items():
+        if op_id == but:
+            continue
+        if op.get("file"):
+            busy.add(op["file"])
+        busy.update(t["key"] for t in op.get("targets") or ())
+    return busy
+
+
 def _zero_usage(user_id: str) -> dict[str, Any]:
     return {"_id": user_id, "user_id": user_id, "entitlement": None, "entitlement_as_of": None,
             "used_bytes": 0, "file_count": 0, "reserved_bytes": 0, "reserved_files": 0,
@@ -88,12 +102,13 @@ class Ledger:
     # ------------------------------------------------------------ operations
     async def begin(self, user_id: str, op_id: str, op: dict[str, Any], *, quota: int, max_files: int | None,
                     bytes_: int, files: int, floor: int | None = None,
-                    quota_field: str = "quota_bytes") -> dict[str, Any] | None:
+                    quota_field: str = "quota_bytes", draws: int = 1) -> dict[str, Any] | None:
         """Records an operation and reserves `bytes_` and `files` for it, atomically and only
         if the account stays within `quota` (the entitlement's `quota_field`) / `max_files` and
         no "delete all" runs. With
         `floor` (the change_seq the caller last saw) it also draws one change number, which
-        is the returned document's change_seq. None when refused."""
+        is the returned document's change_seq (`draws` numbers: the returned one is the last).
+        None when refused."""
         condition: dict[str, Any] = {"_id": user_id, "frozen": None}
         if bytes_:
             condition[f"entitlement.{quota_field}"] = quota
@@ -104,7 +119,7 @@ class Ledger:
         inc = {"committed_bytes": bytes_, "reserved_bytes": bytes_, "committed_files": files,
                "reserved_files": files, "op_count": 1}
         if floor is not None:
-            inc["change_seq"] = 1
+            inc["change_seq"] = draws
         began = await self.accounts.find_one_and_update(
             condition, {"$inc": inc, "$set": {f"ops.{op_id}": entry}},
             return_document=ReturnDocument.AFTER)

@@ -44,7 +44,7 @@ from .errors import (
     VersionInFlight,
     VersionNotFound,
 )
-from .ledger import Ledger, UsageEvent
+from .ledger import Ledger, UsageEvent, busy_files
 from .model import NO_USAGE, FileHead, Head, Usage, Version
 from .ports import BlobMissing, Blobs, Clock, EventPublisher
 from .storage_bound import StorageBound
@@ -375,7 +375,7 @@ class Operations:
                 break
             after = max(v.head.seq or 0 for v in versions)
             account = await self.ledger.get(user_id)
-            busy_files = {op.get("file") for oid, op in (account.get("ops") or {}).items() if oid != op_id}
+            busy = busy_files(account, but=op_id)
             keys = sorted({file_key(user_id, v) for v in versions})
             heads = {h["_id"]: Head.from_doc(h["head"])
                      for h in await find_by_ids(self.store.heads, keys, {"_id": 1, "head": 1}) if h.get("head")}
@@ -383,7 +383,7 @@ class Operations:
             for v in versions:
                 key = file_key(user_id, v)
                 head = heads.get(key)
-                if head is None or head.deleted or key in busy_files:
+                if head is None or head.deleted or key in busy:
                     continue
                 if v.id != head.version_id:
                     doomed.append(v)
@@ -527,6 +527,14 @@ class Operations:
                 await self.store.remove_version(op["version_id"])
                 if op.get("blob_key"):
                     await self.blobs.delete(op["blob_key"])
+        elif kind == "bulk-upload":
+            # a file whose head carries the pending entry was moved (whatever its head is now);
+            # the versions of the others are strays, and so are their blobs, written or not
+            moved_files = {h.key for h in heads}
+            strays = [t["version_id"] for t in op.get("targets") or () if t["key"] not in moved_files]
+            await self.store.remove_versions_of(user_id, op_id, strays)
+            for version_id in strays:
+                await self.deferred.delete_or_defer(user_id, blob_key(user_id, version_id))
         elif kind in ("delete-type", "grace-end"):
             moved = {h.version_id for h in heads if h.head is not None}
             strays = [v["_id"] for v in await self.store.versions_of_op(user_id, op_id) if v["_id"] not in moved]

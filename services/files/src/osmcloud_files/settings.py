@@ -1,5 +1,7 @@
 from typing import ClassVar
 
+from pydantic import Field
+
 from osmcloud_common.settings import ServiceSettings
 
 
@@ -14,6 +16,9 @@ class FilesSettings(ServiceSettings):
     trash_url: str = "http://127.0.0.1:8083"
     # hard cap of one upload whatever the plan says (the reference server allows 50 MB)
     max_upload_bytes: int = 4 * 1024 * 1024 * 1024
+    # most files one bulk upload (POST /api/files/bulk) may carry; a request with more is
+    # answered 413 after the first this many (docs/bulk-upload.md)
+    bulk_max_files: int = Field(default=1000, ge=1, le=100_000)
     # how often the reconciler looks for abandoned operations (and retries deferred blob deletions)
     reconcile_seconds: float = 10.0
     # an operation (upload, delete, ...) whose process stopped renewing it for this long is

@@ -15,7 +15,7 @@ from osmcloud_common.logging import get_logger
 from osmcloud_common.mongo import delete_by_ids, find_by_ids
 
 from .domain import FileRef
-from .ledger import Ledger
+from .ledger import Ledger, busy_files
 from .ports import Blobs, EventPublisher
 from .storage_rule import bytes_to_free, protected_ids, take_oldest, version_cost
 from .store import FilesStore
@@ -60,7 +60,7 @@ class StorageBound:
         need = bytes_to_free(account.get("stored_bytes", 0), limit, added)
         if need <= 0:
             return 0
-        busy = {op.get("file") for op in (account.get("ops") or {}).values()}
+        busy = busy_files(account)
         in_flight = set(account.get("ops") or {})
         freed = 0
         if ref.key not in busy:

@@ -26,7 +26,7 @@ from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.errors import DuplicateKeyError
 
 from osmcloud_common.events import Entitlement
-from osmcloud_common.mongo import SerializedCollection, id_chunks
+from osmcloud_common.mongo import SerializedCollection, find_by_ids, id_chunks, insert_new
 from osmcloud_common.outbox import OUTBOX_FIELD, new_document_with_events, with_events
 
 from .domain import FileRef
@@ -103,6 +103,29 @@ class FilesStore:
 
     async def add_version(self, version: Version) -> None:
         await self.versions.insert_one(version.to_doc())
+
+    async def add_versions(self, versions: list[Version]) -> None:
+        """Several new version documents in one command (a bulk upload's batch)."""
+        if versions:
+            await self.versions.insert_many([v.to_doc() for v in versions], ordered=False)
+
+    async def file_heads(self, refs: list[FileRef]) -> dict[str, FileHead]:
+        """The head documents of these files that have a head, by FileRef.key (one query per
+        few hundred files)."""
+        docs = await find_by_ids(self.heads, [r.key for r in refs], {"_outbox": 0})
+        return {d["_id"]: FileHead.from_doc(d) for d in docs if d.get("head")}
+
+    async def insert_heads(self, new: list[tuple[FileRef, Head, list[dict[str, Any]], dict[str, Any], int]]
+                           ) -> set[str]:
+        """New files' head documents in one command, each as `change_head` would write it for
+        a file that does not exist yet: (file, head, events, pending usage entry, change
+        number). Returns the keys inserted; a file whose document exists already (created
+        meanwhile, or left with no head) is not, and goes through `change_head`."""
+        docs = [new_document_with_events(
+            {"_id": ref.key, "user_id": ref.user_id, "type": ref.file_type, "name": ref.name,
+             "category": ref.category, "head": head.to_doc(), "reverted": False, "changed_seq": seq,
+             "_usage_pending": [pending]}, events) for ref, head, events, pending, seq in new]
+        return {d["_id"] for d in await insert_new(self.heads, docs)}
 
     async def remove_version(self, version_id: str) -> None:
         await self.versions.delete_one({"_id": version_id})
@@ -254,6 +277,14 @@ class FilesStore:
             count += 1
             size += max(0, v.get("size") or 0)
         return count, size
+
+    async def remove_versions_of(self, user_id: str, op_id: str, version_ids: list[str]) -> list[str]:
+        """Removes those of these versions that the operation wrote; returns their blob keys."""
+        docs = [d for d in await find_by_ids(self.versions, version_ids, {"_id": 1, "op": 1, "blob_key": 1,
+                                                                            "user_id": 1})
+                if d.get("op") == op_id and d.get("user_id") == user_id]
+        await self.delete_versions([d["_id"] for d in docs])
+        return [d["blob_key"] for d in docs if d.get("blob_key")]
 
     async def versions_of_op(self, user_id: str, op_id: str) -> list[dict[str, Any]]:
         """The version documents one operation wrote (markers of a bulk delete: one per file)."""
