@@ -4,13 +4,16 @@
     .venv/bin/python benchmarks/files_vs_s3.py --attach .state/up   # use a running stack instead
 
 What it measures (targets from the files issue):
-  1. one 64 MiB upload and download through the gateway vs a direct minio PUT/GET of the
-     same bytes (target >= 0.9x);
+  1. 64 MiB uploads and downloads through the gateway vs direct minio PUTs / presigned GETs of
+     the same bytes, the median of --repeat (5) interleaved rounds after a warm-up (target >= 0.9x
+     each way), with the CPU each process spends per transfer;
   2. 1,000 uploads of 10 KiB by 16 concurrent clients vs 1,000 direct small PUTs with 16
      threads (target >= 0.2x), and the CPU all the stack's processes spend per upload
      (target <= 8 ms; printed per process too);
   3. peak RSS growth of the files process while a 1 GiB file streams up and back down
      (target < 64 MiB).
+
+Each ratio is printed with its target; the exit status is 1 when any target is missed.
 
 The user needs a quota big enough for this, and billing cannot sell Pro yet: the benchmark
 publishes a `subscription-activated` event with billing's Pro entitlement for its user straight
