@@ -105,3 +105,25 @@ async def test_a_failing_source_or_part_leaves_nothing():
 
 def test_part_size_is_valid_for_s3():
     assert blobstore.PART_SIZE >= 5 * 1024 * 1024
+
+
+@pytest.mark.parametrize("secure", [False, True])
+def test_a_body_goes_to_s3_unsigned_and_the_sdk_hashes_none(monkeypatch, secure):
+    """put_stream hashes the body (the version's SHA-256); the SDK must not hash it again for
+    the signature (plain HTTP: SHA-256) or for a Content-MD5 (HTTPS)."""
+    import minio.api
+    from minio.credentials.credentials import Credentials
+
+    def no_hash_of_a_body(data):
+        assert not data, "the SDK hashed a request body"
+        return hashlib.sha256(b"").hexdigest() if data is not None else None
+    monkeypatch.setattr(minio.api, "sha256_hash", no_hash_of_a_body)
+    monkeypatch.setattr(minio.api, "md5sum_hash", no_hash_of_a_body)
+    client = BlobStore("127.0.0.1:9", "k", "s", "bucket", secure=secure)._client
+    body = b"p" * 1000
+    headers, _ = client._build_headers("127.0.0.1:9", {}, body, Credentials("k", "s"))
+    assert headers["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+    assert headers["Content-Length"] == "1000" and "Content-MD5" not in headers
+    # a Content-MD5 the caller sets itself (S3 requires one on DeleteObjects) is kept
+    headers, _ = client._build_headers("127.0.0.1:9", {"Content-MD5": "given"}, body, Credentials("k", "s"))
+    assert headers["Content-MD5"] == "given"

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
+from osmcloud_common.blobstore import PART_SIZE
 from osmcloud_common.events import Entitlement
 from osmcloud_localstack.client import eventually
 
@@ -98,6 +99,37 @@ async def test_ranges_of_a_stored_file(files):
     assert tail.status == 206 and tail.body == body[-10:]
     outside = await me.call("GET", "/api/files/GLOBAL/settings.json", headers={"Range": f"bytes={len(body)}-"})
     assert outside.status == 416
+
+
+async def test_a_body_of_several_parts_comes_back_whole_and_in_ranges_with_its_checksum(files):
+    """A body over one part goes to S3 as a multipart upload, its parts sent unsigned (files
+    hashes the body once): what comes back is what went in, whole, across a part's edge and
+    at the end, under the checksum of the body; the newest version's download is read from
+    its head, an older one's by its id."""
+    me, _ = await files.user_with(BIG)
+    body = os.urandom(2 * PART_SIZE + 12345)
+    first = await me.call("PUT", "/api/files/FILE/big/parts.bin", data=body)
+    assert first.status == 201, first
+    assert first.body["checksum"] == "sha256:" + hashlib.sha256(body).hexdigest()
+    whole = await me.call("GET", "/api/files/FILE/big/parts.bin")
+    assert whole.status == 200 and whole.body == body
+    assert whole.headers["X-Checksum"] == first.body["checksum"]
+    assert whole.headers["X-Version-Id"] == first.body["version_id"]
+    edge = await me.call("GET", "/api/files/FILE/big/parts.bin",
+                         headers={"Range": f"bytes={PART_SIZE - 100}-{PART_SIZE + 99}"})
+    assert edge.status == 206 and edge.body == body[PART_SIZE - 100:PART_SIZE + 100]
+    assert edge.headers["Content-Range"] == f"bytes {PART_SIZE - 100}-{PART_SIZE + 99}/{len(body)}"
+    tail = await me.call("GET", "/api/files/FILE/big/parts.bin", headers={"Range": "bytes=-7"})
+    assert tail.status == 206 and tail.body == body[-7:]
+
+    newer = body[::-1]
+    second = await me.call("PUT", "/api/files/FILE/big/parts.bin", data=newer, params={"overwrite": "true"})
+    assert second.status == 201, second
+    assert (await me.call("GET", "/api/files/FILE/big/parts.bin")).body == newer
+    old = await me.call("GET", "/api/files/FILE/big/parts.bin", params={"version": first.body["version_id"]},
+                        headers={"Range": f"bytes={PART_SIZE}-{PART_SIZE + 9}"})
+    assert old.status == 206 and old.body == body[PART_SIZE:PART_SIZE + 10]
+    assert old.headers["X-Checksum"] == first.body["checksum"]
 
 
 async def test_a_body_of_unknown_length(files):

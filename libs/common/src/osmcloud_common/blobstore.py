@@ -4,7 +4,11 @@ worker thread; uploads stream from an async source without holding the body whol
 An upload is read in parts of PART_SIZE on the event loop; while up to PARTS_IN_FLIGHT parts
 travel to S3 in worker threads the next is read from the source, so at most that many parts
 plus one are in memory. Bodies
-that fit in one part are a single PUT, larger ones a multipart upload (aborted on failure)."""
+that fit in one part are a single PUT, larger ones a multipart upload (aborted on failure).
+
+The body is hashed once, by us (the SHA-256 the version keeps): requests carry it to S3 as
+UNSIGNED-PAYLOAD, so the SDK does not hash every part a second time for the signature (nor the
+server a third time to check it); see _UnsignedBodies."""
 
 import asyncio
 import contextlib
@@ -14,7 +18,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import ParamSpec, TypeVar, cast
 from urllib.parse import urlsplit
 
@@ -22,9 +26,11 @@ import certifi
 import urllib3
 from minio import Minio
 from minio.commonconfig import CopySource
+from minio.credentials.credentials import Credentials
 from minio.datatypes import Part
 from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
+from minio.helpers import DictType
 from opentelemetry.trace import SpanKind
 
 from . import tracing
@@ -37,6 +43,27 @@ PARTS_IN_FLIGHT = 3  # parts sent at once (hides S3's per-part latency); memory 
 DOWNLOAD_CHUNK = 4 * 1024 * 1024
 # below this, hashing on the event loop is cheaper than a hop to a thread
 _HASH_INLINE = 256 * 1024
+
+
+class _UnsignedBodies(Minio):
+    """The SDK's client, but a request's body is sent as UNSIGNED-PAYLOAD (SigV4 signs the
+    method, path, query and headers, not the body) and the SDK computes no Content-MD5 for it:
+    over plain HTTP the SDK would otherwise hash every body with SHA-256 for the signature,
+    over HTTPS with MD5, and the server would hash it again to check. An upload's body is
+    hashed once, by put_stream. What that gives up: over plain HTTP the bytes themselves are
+    not authenticated on the way to S3 (TCP's checksum still guards against corruption): the
+    S3 endpoint must be on the deployment's private network or use HTTPS (TLS authenticates
+    the bytes), docs/benchmarks.md. A Content-MD5 the caller sets (S3 requires one on some
+    calls, e.g. DeleteObjects) is kept."""
+
+    def _build_headers(self, host: str, headers: DictType | None = None, body: bytes | None = None,
+                       creds: Credentials | None = None) -> tuple[DictType, datetime]:
+        built, date = super()._build_headers(host, headers, None, creds)
+        if body:
+            built["Content-Length"] = str(len(body))
+            if creds:
+                built["x-amz-content-sha256"] = "UNSIGNED-PAYLOAD"
+        return built, date
 
 
 class BodyTooLarge(Exception):
@@ -66,7 +93,8 @@ class BlobStore:
             ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
             retries=urllib3.Retry(total=1, connect=1, read=0, backoff_factor=0.2, status_forcelist=[502, 503, 504]),
         )
-        self._client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, http_client=http)
+        self._client = _UnsignedBodies(endpoint, access_key=access_key, secret_key=secret_key, secure=secure,
+                                       http_client=http)
         self.bucket, self.secure = bucket, secure
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3")
 

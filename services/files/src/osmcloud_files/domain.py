@@ -81,7 +81,8 @@ def blob_prefix(user_id: str) -> str:
 
 
 def blob_key(user_id: str, version_id: str) -> str:
-    """The blob of one version: a new key per version, so no blob is shared by two."""
+    """The blob of one version: a new key per version, so no blob is shared by two. Every
+    version's blob is here (a download of the newest version derives it from the head)."""
     return blob_prefix(user_id) + version_id
 
 

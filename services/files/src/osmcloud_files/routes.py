@@ -16,7 +16,7 @@ from osmcloud_common.logging import get_logger
 
 from .bodies import complete_or_refused
 from .bootstrap import FilesServices
-from .domain import FileRef, parse_file_ref
+from .domain import FileRef, blob_key, parse_file_ref
 from .errors import FileNotFound
 from .ports import Blobs
 from .settings import FilesSettings
@@ -71,6 +71,13 @@ def _byte_range(header: str, size: int) -> tuple[int, int] | None:
         raise ApiError(f"range {header} is outside the file's {size} bytes", code="range_not_satisfiable",
                        status=416)
     return start, end
+
+
+def newest_version(ref: FileRef, head: dict[str, Any]) -> dict[str, Any]:
+    """What a download reads of a version document, from the head that points at it: the
+    version's blob is at blob_key(user, version id) (domain.blob_key: every version's is)."""
+    return {"_id": head["version_id"], "size": head["size"], "checksum": head.get("checksum"),
+            "deleted": head.get("deleted"), "blob_key": blob_key(ref.user_id, head["version_id"])}
 
 
 PLAIN_ID = re.compile(r"^[0-9A-Za-z_-]+$")
@@ -132,10 +139,9 @@ class FilesRoutes:
         wanted = request.query.get("version")
         if wanted:
             version = await self.store.version(ref, wanted)
-        else:
+        else:  # the newest version: its head says all a download needs, one read fewer
             head = await self.store.head(ref)
-            version = (await self.store.version(ref, head["head"]["version_id"])
-                       if head and not head["head"]["deleted"] else None)
+            version = newest_version(ref, head["head"]) if head else None
         if version is None or version.get("deleted"):
             raise FileNotFound(f"no such file or version: {ref.file_type}/{ref.name}")
         size = version["size"]
