@@ -124,7 +124,8 @@ class FilesStore:
         docs = [new_document_with_events(
             {"_id": ref.key, "user_id": ref.user_id, "type": ref.file_type, "name": ref.name,
              "category": ref.category, "head": head.to_doc(), "reverted": False, "changed_seq": seq,
-             "changed_block": feed_block(seq), "_usage_pending": [pending]}, events) for ref, head, events, pending, seq in new]
+             "changed_block": feed_block(seq), "_usage_pending": [pending]}, events)
+            for ref, head, events, pending, seq in new]
         return {d["_id"] for d in await insert_new(self.heads, docs)}
 
     async def remove_version(self, version_id: str) -> None:
