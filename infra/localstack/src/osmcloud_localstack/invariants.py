@@ -353,7 +353,8 @@ async def read_snapshot(*, mongo_url: str, db_prefix: str, s3: Any, bucket: str,
             for name in await db.list_collection_names():
                 async for doc in db[name].find({"_outbox_pending": True}, {"_id": 1}):
                     snap.pending_outbox.append(f"{service}.{name}/{doc['_id']}")
-        for uid in book.deleted_users:
+        # copies: a client may still be finishing its last step (an account deletion's calls)
+        for uid in sorted(book.deleted_users):
             snap.remains[uid] = await _remains_of(mongo, db_prefix, uid)
     finally:
         await mongo.close()
@@ -361,13 +362,13 @@ async def read_snapshot(*, mongo_url: str, db_prefix: str, s3: Any, bucket: str,
     def list_blobs() -> dict[str, int]:
         return {o.object_name: o.size for o in s3.list_objects(bucket, prefix="users/", recursive=True)}
     snap.blobs = await asyncio.to_thread(list_blobs)
-    for uid in book.deleted_users:
+    for uid in sorted(book.deleted_users):
         left = [k for k in snap.blobs if k.startswith(f"users/{uid}/")]
         if left:
             snap.remains.setdefault(uid, []).append(f"{len(left)} blob(s)")
     snap.events = await read_events(kafka_bootstrap, topic_prefix)
     if download is not None:
-        for key, claim in book.claims.items():
+        for key, claim in list(book.claims.items()):
             if claim.user_id in book.deleted_users or not any(o.kind == "live" for o in claim.outcomes):
                 continue
             try:
