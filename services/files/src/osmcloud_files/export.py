@@ -158,11 +158,12 @@ async def _read_ahead(blobs: Blobs | BlobStore, members: AsyncIterable[Member]
         while ahead:
             yield ahead.popleft()
     finally:
-        for _, _, early in ahead:
-            if early is not None and not early.done():
-                early.cancel()
-            elif early is not None and not early.cancelled():
-                early.exception()  # read: a failed read no one awaits is not reported as unretrieved
+        unused = [early for _, _, early in ahead if early is not None]
+        for early in unused:
+            early.cancel()
+        # ended before the zip returns (their S3 connections released); a failure is retrieved
+        # here, so one no one awaited is not reported as unretrieved
+        await asyncio.gather(*unused, return_exceptions=True)
 
 
 async def _whole(blobs: Blobs | BlobStore, key: str) -> bytes:
