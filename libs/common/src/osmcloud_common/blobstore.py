@@ -53,7 +53,7 @@ class _UnsignedBodies(Minio):
     hashed once, by put_stream. What that gives up: over plain HTTP the bytes themselves are
     not authenticated on the way to S3 (TCP's checksum still guards against corruption): the
     S3 endpoint must be on the deployment's private network or use HTTPS (TLS authenticates
-    the bytes), docs/benchmarks.md. A Content-MD5 the caller sets (S3 requires one on some
+    the bytes), docs/configuration.md (S3_SECURE). A Content-MD5 the caller sets (S3 requires one on some
     calls, e.g. DeleteObjects) is kept."""
 
     def _build_headers(self, host: str, headers: DictType | None = None, body: bytes | None = None,

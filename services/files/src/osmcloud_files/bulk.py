@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .bulk_batch import BatchUploader, SmallFile
+from .bulk_batch import BatchUploader, SmallFile, memory_reader
 from .domain import FileRef, parse_file_ref
 from .errors import BulkBodyMalformed, FilesError, InvalidName, TooManyFiles, UploadIncomplete
 from .model import Head
@@ -205,12 +205,8 @@ class BulkUploads:
                 req.results[f.index] = FileResult(f.index, f.ref.file_type, f.ref.name, error=out.refused[f.index])
         req.account = out.account or req.account
         for f in out.retry:  # the plan or the usage changed since the batch was judged: one by one
-            await self._single(req, f.index, f.ref, _prefixed(f.data, _nothing), len(f.data), f.base, f.overwrite,
+            await self._single(req, f.index, f.ref, memory_reader(f.data), len(f.data), f.base, f.overwrite,
                                f.client_ms)
-
-
-async def _nothing(_: int) -> bytes:
-    return b""
 
 
 async def _read_up_to(read: Callable[[int], Awaitable[bytes]], limit: int) -> tuple[bytes, bool]:

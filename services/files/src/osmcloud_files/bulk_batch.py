@@ -19,6 +19,7 @@ or the usage changed since the judging) the batch is handed back, and each of it
 through the single upload."""
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,7 +82,9 @@ class BatchOutcome:
     retry: list[SmallFile] = field(default_factory=list)
 
 
-def _reader(data: bytes) -> Any:
+def memory_reader(data: bytes) -> Callable[[int], Awaitable[bytes]]:
+    """A file's content held in memory, as the upload paths read a body: `read(n)` gives the
+    next at most n bytes, b"" at the end."""
     offset = 0
 
     async def read(n: int) -> bytes:
@@ -171,7 +174,7 @@ class BatchUploader:
 
         async def put(a: _Accepted) -> StoredBlob:
             async with gate:
-                return await self.blobs.put_stream(blob_key(user_id, a.version_id), _reader(a.file.data),
+                return await self.blobs.put_stream(blob_key(user_id, a.version_id), memory_reader(a.file.data),
                                                    limit=a.limit)
         # every PUT ends before a failure is raised: the undo must not race a PUT still running
         stored = await asyncio.gather(*(put(a) for a in accepted), return_exceptions=True)

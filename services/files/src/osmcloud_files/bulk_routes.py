@@ -16,7 +16,7 @@ from .bulk import BulkPart, BulkUploads, FileResult
 from .errors import BulkBodyMalformed
 from .native_errors import api_error
 from .routes import device_num
-from .views import version_view
+from .views import usage_view, version_view
 
 SKIP_CHUNK = 256 * 1024  # what a refused file's rest is read (and dropped) in
 MALFORMED = (ValueError, AssertionError, HttpProcessingError)  # what aiohttp's multipart reader raises
@@ -133,6 +133,5 @@ class BulkRoutes:
             error = api_error(outcome.stopped)
             raise ApiError(error.message, code=error.code, status=error.status, details={**error.details, **answer})
         account = outcome.account or await self.accounts.account(who.user_id)
-        answer["usage"] = {"used_bytes": account["used_bytes"], "file_count": account["file_count"],
-                           "quota_bytes": (account.get("entitlement") or {}).get("quota_bytes")}
+        answer["usage"] = usage_view(account)
         return web.json_response(answer)

@@ -21,7 +21,7 @@ from .errors import FileNotFound
 from .ports import Blobs
 from .settings import FilesSettings
 from .uploads import UploadRequest
-from .views import head_view, stored_version_view, version_view
+from .views import head_view, stored_version_view, usage_view, version_view
 
 log = get_logger(__name__)
 
@@ -128,10 +128,8 @@ class FilesRoutes:
             ref, who.device_id, complete_or_refused(request.content.read), request.content_length, base, overwrite,
             client_ms, extra=lambda: device_num(request)))
         log.info("version stored", type=ref.file_type, name=ref.name, version_id=head.version_id, size=head.size)
-        usage = {"used_bytes": account["used_bytes"], "file_count": account["file_count"],
-                 "quota_bytes": (account.get("entitlement") or {}).get("quota_bytes")}
         return web.json_response({**version_view(ref.file_type, ref.name, head.to_doc()), "category": ref.category,
-                                  "usage": usage}, status=201)
+                                  "usage": usage_view(account)}, status=201)
 
     # ------------------------------------------------------------ download, list, history, usage
     async def download(self, request: web.Request) -> web.StreamResponse:

@@ -110,10 +110,8 @@ class FilesStore:
             await self.versions.insert_many([v.to_doc() for v in versions], ordered=False)
 
     async def file_heads(self, refs: list[FileRef]) -> dict[str, FileHead]:
-        """The head documents of these files that have a head, by FileRef.key (one query per
-        few hundred files)."""
-        docs = await find_by_ids(self.heads, [r.key for r in refs], {"_outbox": 0})
-        return {d["_id"]: FileHead.from_doc(d) for d in docs if d.get("head")}
+        """The head documents of these files that have a head, by FileRef.key, typed."""
+        return {key: FileHead.from_doc(d) for key, d in (await self.heads_by_refs(refs)).items() if d.get("head")}
 
     async def insert_heads(self, new: list[tuple[FileRef, Head, list[dict[str, Any]], dict[str, Any], int]]
                            ) -> set[str]:
@@ -248,11 +246,7 @@ class FilesStore:
 
     async def heads_by_refs(self, refs: list[FileRef]) -> dict[str, dict[str, Any]]:
         """The head documents of these files that exist, by key, a few hundred a command."""
-        found: dict[str, dict[str, Any]] = {}
-        for part in id_chunks([ref.key for ref in refs]):
-            async for head in self.heads.find({"_id": {"$in": list(part)}}, {"_outbox": 0}):
-                found[head["_id"]] = head
-        return found
+        return {d["_id"]: d for d in await find_by_ids(self.heads, [ref.key for ref in refs], {"_outbox": 0})}
 
     def stream_live_heads(self, user_id: str, types: list[str] | None, batch: int = 500
                           ) -> AsyncCursor[dict[str, Any]]:

@@ -15,3 +15,9 @@ def head_view(doc: dict[str, Any]) -> dict[str, Any]:
 
 def stored_version_view(doc: dict[str, Any]) -> dict[str, Any]:
     return version_view(doc["type"], doc["name"], {**doc, "version_id": doc["_id"]})
+
+
+def usage_view(account: dict[str, Any]) -> dict[str, Any]:
+    """An upload's answer's `usage`: the account's figures after it."""
+    return {"used_bytes": account["used_bytes"], "file_count": account["file_count"],
+            "quota_bytes": (account.get("entitlement") or {}).get("quota_bytes")}
