@@ -128,3 +128,68 @@ async def test_userdata_errors_are_in_osmands_shape_whatever_raised_them():
         assert 'status="500"' in metrics  # still counted as the failure it was
     finally:
         await client.close()
+
+
+async def test_a_limit_answers_429_with_retry_after():
+    from osmcloud_common.errors import ApiError
+
+    app = create_app("demo")
+
+    async def limited(request):
+        raise ApiError("two at once at most; ask again in 30 s", code="too_many", status=429,
+                       details={"retry_after_seconds": 30})
+    app.router.add_get("/api/limited", limited)
+    client = await _client(app)
+    try:
+        reply = await client.get("/api/limited")
+        assert reply.status == 429 and reply.headers["Retry-After"] == "30"
+        assert (await reply.json())["error"]["code"] == "too_many"
+    finally:
+        await client.close()
+
+
+async def test_a_failure_after_the_answer_started_cuts_the_connection_and_a_client_gone_is_no_fault():
+    """An error cannot follow bytes already sent: the client sees an incomplete answer at once
+    (never a hang, never an error document inside the body). A client that went away mid-answer
+    is counted as 499, not as a 503 of a dependency."""
+    import asyncio
+
+    import aiohttp
+    import pytest
+
+    app = create_app("demo")
+    go_on, ended = asyncio.Event(), asyncio.Event()
+
+    async def cut(request):
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(b"the first part")
+        raise ConnectionError("the blob store went away")
+
+    async def slow(request):  # writes until its client is found gone
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await go_on.wait()
+        try:
+            while True:
+                await response.write(b"x" * 65536)
+        finally:
+            ended.set()
+    app.router.add_get("/api/cut", cut)
+    app.router.add_get("/api/slow", slow)
+    client = await _client(app)
+    try:
+        reply = await client.get("/api/cut")
+        assert reply.status == 200
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await reply.read()
+        gone = await client.get("/api/slow")
+        gone.close()
+        go_on.set()
+        await ended.wait()
+        metrics = await (await client.get("/metrics")).text()
+        assert 'route="/api/cut",status="503"' in metrics
+        assert 'route="/api/slow",status="499"' in metrics and 'route="/api/slow",status="503"' not in metrics
+    finally:
+        await client.close()

@@ -20,6 +20,7 @@ from osmcloud_files.errors import ChosenFilesMissing, InvalidName, TooManyChosen
 from osmcloud_files.export import stream_zip
 from osmcloud_files.native_errors import api_error
 from osmcloud_files.uploads import UploadRequest
+from osmcloud_files.zip_slots import ZipSlots
 
 BIG_PRO = {**PRO, "quota_bytes": 10_000_000}
 
@@ -152,7 +153,7 @@ async def client():
     world, ids = await accounts()
     app = create_app("files")
     map_domain_errors(app, api_error)
-    BackupRoutes(world.process().store, world.blobs, world.clock).register(app)
+    BackupRoutes(world.process().store, world.blobs, world.clock, ZipSlots(4, 2)).register(app)
     client = TestClient(TestServer(app), headers={"X-User-Id": "u"})
     await client.start_server()
     client.ids = ids

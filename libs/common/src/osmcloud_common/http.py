@@ -73,6 +73,8 @@ def error_response(error: ApiError, path: str = "") -> web.Response:
     return web.json_response(error.body(), status=error.status)
 
 
+# the status a request whose client went away mid-answer is counted with (nginx's "client closed request")
+CLIENT_GONE = 499
 # the longest one readiness check may take before it counts as failed
 READINESS_CHECK_SECONDS = 4.0
 # seconds a client is told to wait before retrying while a dependency is away
@@ -134,7 +136,7 @@ def create_app(service: str, *, gateway_secret: str = "",
         except ApiError as exc:
             response = error_response(exc, request.path)
             status = response.status
-            if exc.status == 503 and isinstance(exc.details.get("retry_after_seconds"), int):
+            if exc.status in (429, 503) and isinstance(exc.details.get("retry_after_seconds"), int):
                 response.headers["Retry-After"] = str(exc.details["retry_after_seconds"])
             if exc.status < 500:  # OsmAnd's shape answers 400 for everything: count by the error's own
                 refusals.labels(request.method, route, exc.reason).inc()
@@ -159,7 +161,12 @@ def create_app(service: str, *, gateway_secret: str = "",
             raise
         except Exception as exc:
             away = unavailable_dependency(exc)
-            if away is not None:  # not the request's fault, nor a bug: the client may retry
+            if isinstance(exc, ConnectionError) and (request.transport is None or request.transport.is_closing()):
+                # the client went away mid-answer (a download cancelled): no one to answer, no fault
+                log.info("client went away", path=request.path, error=f"{type(exc).__name__}: {str(exc)[:300]}")
+                response = web.Response(status=CLIENT_GONE)
+                status = CLIENT_GONE
+            elif away is not None:  # not the request's fault, nor a bug: the client may retry
                 log.warning("dependency unavailable", path=request.path, dependency=away,
                             error=f"{type(exc).__name__}: {str(exc)[:300]}")
                 response = dependency_unavailable_response(away, request.path)
@@ -179,6 +186,11 @@ def create_app(service: str, *, gateway_secret: str = "",
             latency.labels(request.method, route).observe(time.perf_counter() - started)
             structlog.contextvars.unbind_contextvars("request_id")
         if not response.prepared:
+            if request.writer.output_size and request.transport is not None:
+                # the handler failed after its answer had started (a stream cut by S3, ...): no
+                # error can follow the bytes already sent, so the connection is cut and the
+                # client sees an incomplete answer, never one that looks whole
+                request.transport.abort()
             response.headers["X-Request-Id"] = request_id
         return response
 

@@ -3,9 +3,11 @@ the Kafka outbox through the shared Runtime), hands them as ports to bootstrap.p
 registers routes, event handlers and background jobs."""
 
 from aiohttp import web
+from prometheus_client import Gauge
 
 from osmcloud_common.domain_errors import map_domain_errors
 from osmcloud_common.events import GracePeriodEnded, TrashItemPurged
+from osmcloud_common.http import REGISTRY_KEY
 from osmcloud_common.mongo import SerializedCollection
 from osmcloud_common.runtime import Runtime, serve
 
@@ -25,6 +27,7 @@ from .restore import RestoreRoute
 from .routes import FilesRoutes
 from .settings import FilesSettings
 from .store import FilesStore
+from .zip_slots import ZipSlots
 
 
 def build_app(settings: FilesSettings | None = None) -> web.Application:
@@ -63,7 +66,10 @@ def build_app(settings: FilesSettings | None = None) -> web.Application:
     # domain errors answered in our JSON shape; /userdata/ handlers map theirs to OsmAnd's themselves
     map_domain_errors(app, api_error)
     AccountRoutes(store, services.ops).register(app)
-    BackupRoutes(store, services.blobs, runtime.clock).register(app)
+    zips = ZipSlots(settings.zip_downloads_max, settings.zip_downloads_per_account)
+    Gauge("zip_downloads_in_flight", "zips (backups, chosen files) this process is streaming",
+          registry=app[REGISTRY_KEY]).set_function(lambda: zips.in_flight)
+    BackupRoutes(store, services.blobs, runtime.clock, zips).register(app)
     FilesRoutes(services, settings).register(app)
     BulkRoutes(BulkUploads(services.uploader, settings.bulk_max_files, services.batches), store).register(app)
     RestoreRoute(services.ops).register(app)

@@ -1,7 +1,8 @@
 """A user's own files as one streamed zip (docs/backup-download.md): `GET /api/files/backup`
 (the newest version of every live file, or of chosen types) and `POST /api/files/download`
-(a chosen set). Everything that can be refused is refused before the answer starts; then the
-zip streams with flat memory (export.py)."""
+(a chosen set). Everything that can be refused is refused before the answer starts - first
+a zip over the process's or the account's limit of zips at once (zip_slots.py) - then the
+zip streams with flat memory (export.py), its slot held until it ends however it ends."""
 
 import json
 from collections.abc import AsyncIterable, AsyncIterator
@@ -19,6 +20,7 @@ from .errors import RequestTooLarge, TooManyChosen
 from .export import Member, stream_zip
 from .ports import Blobs, Clock
 from .store import FilesStore
+from .zip_slots import ZipSlots
 
 log = get_logger(__name__)
 
@@ -40,8 +42,8 @@ class ChosenFiles(BaseModel):
 
 
 class BackupRoutes:
-    def __init__(self, store: FilesStore, blobs: Blobs, clock: Clock) -> None:
-        self.store, self.blobs, self.clock = store, blobs, clock
+    def __init__(self, store: FilesStore, blobs: Blobs, clock: Clock, slots: ZipSlots) -> None:
+        self.store, self.blobs, self.clock, self.slots = store, blobs, clock, slots
 
     def register(self, app: web.Application) -> None:
         app.router.add_get("/api/files/backup", self.backup)
@@ -49,21 +51,23 @@ class BackupRoutes:
 
     async def backup(self, request: web.Request) -> web.StreamResponse:
         who = identity(request)
-        types = backup_types(who.user_id, request.query.get("types"))
-        return await self._zip(request, "osmcloud-backup", backup_members(self.store, who.user_id, types),
-                               {"user_id": who.user_id, "selection": "backup", "types": types})
+        with self.slots.taken(who.user_id):
+            types = backup_types(who.user_id, request.query.get("types"))
+            return await self._zip(request, "osmcloud-backup", backup_members(self.store, who.user_id, types),
+                                   {"user_id": who.user_id, "selection": "backup", "types": types})
 
     async def download(self, request: web.Request) -> web.StreamResponse:
         who = identity(request)
-        chosen = await _chosen_files(request)
-        wanted = wanted_files(who.user_id, [(f.type, f.name, f.version_id) for f in chosen.files])
-        members = await chosen_members(self.store, who.user_id, wanted)
+        with self.slots.taken(who.user_id):  # before the body is read: a refused request costs nothing
+            chosen = await _chosen_files(request)
+            wanted = wanted_files(who.user_id, [(f.type, f.name, f.version_id) for f in chosen.files])
+            members = await chosen_members(self.store, who.user_id, wanted)
 
-        async def listed() -> AsyncIterator[Member]:
-            for member in members:
-                yield member
-        return await self._zip(request, "osmcloud-files", listed(),
-                               {"user_id": who.user_id, "selection": "chosen"})
+            async def listed() -> AsyncIterator[Member]:
+                for member in members:
+                    yield member
+            return await self._zip(request, "osmcloud-files", listed(),
+                                   {"user_id": who.user_id, "selection": "chosen"})
 
     async def _zip(self, request: web.Request, stem: str, members: AsyncIterable[Member], about: dict[str, Any]
                    ) -> web.StreamResponse:

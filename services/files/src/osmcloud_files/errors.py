@@ -39,6 +39,11 @@ class OverLimit(FilesError):
     """Beyond a limit of the plan (quota, file count, size of one file) or of one request."""
 
 
+class TryLater(FilesError):
+    """Beyond what runs at once: the same request succeeds once others have finished
+    (`details["retry_after_seconds"]` says when to ask again)."""
+
+
 # ---------------------------------------------------------------- input
 class UnknownType(InvalidInput):
     code = "unknown_type"
@@ -205,6 +210,25 @@ class RequestTooLarge(OverLimit):
     def __init__(self, most: int) -> None:
         super().__init__(f"the request body is larger than {most} bytes; list fewer files in one request",
                          details={"max_bytes": most})
+
+
+class TooManyDownloads(TryLater):
+    """A zip (backup or chosen files) over zip_slots.ZipSlots' limits: the account's own
+    (`limit` "account") or the process's (`limit` "server")."""
+
+    code = "too_many_downloads"
+    RETRY_AFTER = {"account": 30, "server": 10}  # seconds; an account's own zips end when it reads them
+
+    def __init__(self, limit: str, most: int) -> None:
+        zips = f"{most} zip download{'s' if most != 1 else ''} (backup or chosen files)"
+        if limit == "account":
+            message = (f"this account already has {zips} running, the most one account may have at once; "
+                       f"nothing was sent - let one finish (or cancel it), then ask again")
+        else:
+            message = (f"the server is streaming {zips}, the most it streams at once; nothing was sent - "
+                       f"ask again in {self.RETRY_AFTER[limit]} s")
+        super().__init__(message, details={"limit": limit, "max_downloads": most,
+                                           "retry_after_seconds": self.RETRY_AFTER[limit]})
 
 
 # ---------------------------------------------------------------- bulk upload (bulk.py)

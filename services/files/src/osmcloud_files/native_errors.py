@@ -5,11 +5,11 @@ errors (installed by app.py with osmcloud_common.domain_errors.map_domain_errors
 from osmcloud_common.domain_errors import DomainError
 from osmcloud_common.errors import ApiError
 
-from .errors import FilesError, InvalidInput, Missing, NotAllowed, OverLimit, Refused, VersionConflict
+from .errors import FilesError, InvalidInput, Missing, NotAllowed, OverLimit, Refused, TryLater, VersionConflict
 from .views import head_view
 
 STATUS: tuple[tuple[type[FilesError], int], ...] = (
-    (InvalidInput, 400), (NotAllowed, 403), (Missing, 404), (Refused, 409), (OverLimit, 413))
+    (InvalidInput, 400), (NotAllowed, 403), (Missing, 404), (Refused, 409), (OverLimit, 413), (TryLater, 429))
 
 
 def api_error(error: DomainError) -> ApiError:

@@ -19,6 +19,11 @@ class FilesSettings(ServiceSettings):
     # most files one bulk upload (POST /api/files/bulk) may carry; a request with more is
     # answered 413 after the first this many (docs/bulk-upload.md)
     bulk_max_files: int = Field(default=1000, ge=1, le=100_000)
+    # zips (GET /api/files/backup, POST /api/files/download) this process streams at once, and
+    # of them one account's; each holds a few MiB, an S3 stream and a database cursor while
+    # its client reads. One over either is answered 429 too_many_downloads (docs/backup-download.md)
+    zip_downloads_max: int = Field(default=4, ge=1, le=1000)
+    zip_downloads_per_account: int = Field(default=2, ge=1, le=1000)
     # how often the reconciler looks for abandoned operations (and retries deferred blob deletions)
     reconcile_seconds: float = 10.0
     # an operation (upload, delete, ...) whose process stopped renewing it for this long is
