@@ -216,7 +216,8 @@ class BatchUploader:
             await self.blobs.delete_many(keys)
         delta = Usage(sum(m.bytes for m in moved.values()), sum(m.files for m in moved.values()),
                       sum(m.stored for m in moved.values()))
-        after = await self.ledger.finish(user_id, op_id, total, delta, usage_event=self.ops.usage_event(user_id))
+        after = await self.ledger.finish(user_id, op_id, total, delta, usage_event=self.ops.usage_event(user_id),
+                                         began=began)
         if after is None:  # the reconciler finished it first (the op had expired)
             after = await self.ledger.get(user_id)
         self.events.account_written(user_id)
