@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import structlog
-from files_fakes import START, World, body
+from files_fakes import START, CrashPlan, World, body
 
 from osmcloud_common.blobstore import StoredBlob
 from osmcloud_files.bootstrap import FilesServices
@@ -254,3 +254,26 @@ async def test_each_grouped_uploads_event_names_its_own_request(world: World) ->
         doc = world.heads.docs[parse_file_ref("u", "FAVOURITES", name).key]
         entry = doc["_outbox"][0]
         assert entry["request_id"] == request_id and json.loads(entry["value"])["type"] == "file-uploaded"
+
+
+async def test_a_batch_of_many_uploads_costs_the_database_commands_of_one(world: World) -> None:
+    calls: list[tuple[str, str]] = []
+    services = world.process(CrashPlan(lambda c, m, _: calls.append((c, m)) is not None))  # records, never kills
+    groups = services.groups
+    await groups.upload(request("alone.gpx", b"a" * 10))
+    one = list(calls)
+    held = Held(world)
+    calls.clear()
+    first = asyncio.create_task(groups.upload(request("first.gpx", b"f")))
+    await held.started.wait()
+    rest = [asyncio.create_task(groups.upload(request(f"{i}.gpx", b"r" * 10))) for i in range(6)]
+    await queued(groups, 6)
+    held.release()
+    await asyncio.gather(first, *rest)
+    # two batches (one file, then six): twice the commands of the lone upload, none per file
+    database = sorted(c for c in calls if c[0] != "blobs")
+    assert database == sorted(2 * [c for c in one if c[0] != "blobs"])
+    # per batch the account is read once (judging), begun and finished (no read of its own)
+    assert sorted(c for c in one if c[0] == "accounts") == [
+        ("accounts", "find_one"), ("accounts", "find_one_and_update"), ("accounts", "find_one_and_update")]
+    assert clean(world)["file_count"] == 8
