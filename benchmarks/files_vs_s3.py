@@ -333,7 +333,8 @@ def main() -> int:
     parser.add_argument("--big-mib", type=int, default=64)
     parser.add_argument("--small-count", type=int, default=1000)
     parser.add_argument("--small-kib", type=int, default=10)
-    parser.add_argument("--small-warmup", type=int, default=300, help="small uploads (and PUTs) before the measured ones")
+    parser.add_argument("--small-warmup", type=int, default=300,
+                        help="small uploads (and PUTs) before the measured ones")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rss-mib", type=int, default=1024)
     parser.add_argument("--only", choices=["big", "small", "rss"], help="run one part only (for profiling)")

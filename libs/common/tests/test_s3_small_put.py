@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from minio.credentials.credentials import Credentials
 from minio.error import S3Error, ServerError
 
 from osmcloud_common.faults import DISK_FULL, BlobStoreUnreachable, unavailable_dependency
@@ -38,7 +37,7 @@ async def s3() -> AsyncIterator[tuple[S3Stub, SmallPuts]]:
     app.router.add_route("*", "/{tail:.*}", stub.handle)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
-    puts = SmallPuts(f"127.0.0.1:{server.port}", Credentials("AKID", "secret"), "bucket", False,
+    puts = SmallPuts(f"127.0.0.1:{server.port}", "AKID", "secret", "bucket", False,
                      connect_timeout=1.0, read_timeout=5.0, connections=4)
     yield stub, puts
     await puts.close()
@@ -74,7 +73,7 @@ async def test_an_s3_error_answer_is_the_sdks_error_with_its_code(s3: Any) -> No
 
 
 async def test_an_s3_that_cannot_be_reached_is_the_blob_store_away_after_one_retry() -> None:
-    puts = SmallPuts("127.0.0.1:1", Credentials("AKID", "secret"), "bucket", False,
+    puts = SmallPuts("127.0.0.1:1", "AKID", "secret", "bucket", False,
                      connect_timeout=1.0, read_timeout=1.0, connections=1)
     try:
         with pytest.raises(BlobStoreUnreachable) as away:

@@ -98,7 +98,7 @@ class BlobStore:
                                        http_client=http)
         self.bucket, self.secure = bucket, secure
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3")
-        self._small = SmallPuts(endpoint, Credentials(access_key, secret_key), bucket, secure,
+        self._small = SmallPuts(endpoint, access_key, secret_key, bucket, secure,
                                 connect_timeout=connect_timeout, read_timeout=read_timeout, connections=threads)
         self._region: str | None = None
 

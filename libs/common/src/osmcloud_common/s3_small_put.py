@@ -26,11 +26,12 @@ from .faults import BlobStoreUnreachable
 
 
 class SmallPuts:
-    def __init__(self, endpoint: str, credentials: Credentials, bucket: str, secure: bool, *,
+    def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str, secure: bool, *,
                  connect_timeout: float, read_timeout: float, connections: int) -> None:
         self._base = f"{'https' if secure else 'http'}://{endpoint}"
         self._host = endpoint
-        self._credentials, self.bucket = credentials, bucket
+        self._keys, self.bucket = (access_key, secret_key), bucket
+        self._credentials: Credentials | None = None  # made at the first PUT (the SDK refuses empty keys)
         self._timeout = aiohttp.ClientTimeout(sock_connect=connect_timeout, sock_read=read_timeout)
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
@@ -45,6 +46,8 @@ class SmallPuts:
     async def put(self, key: str, data: bytes, content_type: str, region: str) -> None:
         """Stores `data` as `key`; one retry when the connection fails (the body is in memory)."""
         path = f"/{self.bucket}/{quote(key, safe='/~')}"
+        if self._credentials is None:
+            self._credentials = Credentials(*self._keys)
         for attempt in (1, 2):
             date = datetime.now(UTC)
             signed = sign_v4_s3(
