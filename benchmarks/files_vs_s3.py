@@ -255,24 +255,36 @@ class Bench:
         """[2] many small new files by concurrent clients, and as many direct small PUTs."""
         args, me = self.args, self.me
         small = os.urandom(args.small_kib * 1024)
-        n, c = args.small_count, args.concurrency
-        t = time.perf_counter()
-        await asyncio.gather(*(self._in_thread(self.s3.put_object, self.bucket, f"bench/small/{i}",
-                                               io.BytesIO(small), len(small)) for i in range(n)))
-        direct_rate = n / (time.perf_counter() - t)
+        n, c, warm = args.small_count, args.concurrency, args.small_warmup
 
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        for i in range(n):
-            queue.put_nowait(i)
+        async def direct(names: range) -> None:
+            await asyncio.gather(*(self._in_thread(self.s3.put_object, self.bucket, f"bench/small/{i}",
+                                                   io.BytesIO(small), len(small)) for i in names))
+
         latencies: list[float] = []
 
-        async def client() -> None:
-            while not queue.empty():
-                i = queue.get_nowait()
-                latencies.append(await timed_upload(me, f"/api/files/FILE/bench/small/{i}.bin", small))
+        async def ours(names: range) -> None:
+            queue: asyncio.Queue[int] = asyncio.Queue()
+            for i in names:
+                queue.put_nowait(i)
+
+            async def client() -> None:
+                while not queue.empty():
+                    i = queue.get_nowait()
+                    latencies.append(await timed_upload(me, f"/api/files/FILE/bench/small/{i}.bin", small))
+            await asyncio.gather(*(client() for _ in range(c)))
+
+        # unmeasured first: the JVM (Kafka) compiles its hot paths in the first seconds of load,
+        # which a running service has long done
+        await direct(range(n, n + warm))
+        await ours(range(n, n + warm))
+        latencies.clear()
+        t = time.perf_counter()
+        await direct(range(n))
+        direct_rate = n / (time.perf_counter() - t)
         cpu_before = cpu_seconds(self.state)
         t = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(c)))
+        await ours(range(n))
         ours_rate = n / (time.perf_counter() - t)
         cpu_after = cpu_seconds(self.state)
         latencies.sort()
@@ -286,7 +298,7 @@ class Bench:
         print(f"    CPU per upload through the gateway {total:.1f} ms (target <= {SMALL_CPU_MS:g} ms: "
               f"{verdict(total <= SMALL_CPU_MS)}): " + ", ".join(
                   f"{name} {ms:.1f}" for name, ms in sorted(spent.items(), key=lambda kv: -kv[1]) if ms >= 0.05))
-        await self._in_thread(lambda: [self.s3.remove_object(self.bucket, f"bench/small/{i}") for i in range(n)])
+        await self._in_thread(lambda: [self.s3.remove_object(self.bucket, f"bench/small/{i}") for i in range(n + warm)])
         return (small_ratio < SMALL_RATIO) + (total > SMALL_CPU_MS)
 
     async def streaming_memory(self) -> int:
@@ -321,6 +333,8 @@ def main() -> int:
     parser.add_argument("--big-mib", type=int, default=64)
     parser.add_argument("--small-count", type=int, default=1000)
     parser.add_argument("--small-kib", type=int, default=10)
+    parser.add_argument("--small-warmup", type=int, default=300,
+                        help="small uploads (and PUTs) before the measured ones")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rss-mib", type=int, default=1024)
     parser.add_argument("--only", choices=["big", "small", "rss"], help="run one part only (for profiling)")

@@ -40,9 +40,24 @@ class FakeMinio:
         self.aborted.append(upload_id)
 
 
+class FakeSmallPuts:
+    """Stands in for the event loop's PUT of a small body (s3_small_put.py) with the same fake."""
+
+    def __init__(self, fake: FakeMinio) -> None:
+        self.fake = fake
+
+    async def put(self, key: str, data: bytes, content_type: str, region: str) -> None:
+        self.fake.objects[key] = data
+
+    async def close(self) -> None:
+        pass
+
+
 def store_with(fake: FakeMinio) -> BlobStore:
     store = BlobStore("127.0.0.1:1", "k", "s", "bucket")
     store._client = fake
+    store._small = FakeSmallPuts(fake)  # type: ignore[assignment]
+    store._region = "us-east-1"
     return store
 
 

@@ -68,3 +68,29 @@ async def test_modify_sends_its_guard_and_retries_a_race_lost_to_another_replica
     assert after["done"] is True and seen == [0, 5]
     writes = [f for kind, f in raw.sent if kind == "find_one_and_update"]
     assert writes == [{"_id": "k", "n": 0}, {"_id": "k", "n": 5}]
+
+
+async def test_modify_with_a_current_guess_writes_without_reading():
+    raw = RecordingCollection()
+    serialized = SerializedCollection(raw)
+    after = await serialized.modify("k", lambda doc: ({"n": doc["n"]}, {"$set": {"done": True}}),
+                                    {"_id": "k", "n": 0})
+    assert after["done"] is True
+    assert raw.sent == [("find_one_and_update", {"_id": "k", "n": 0})]
+
+
+async def test_modify_reads_afresh_when_the_guess_is_stale_or_wants_no_change():
+    raw = RecordingCollection()
+    raw.docs["k"]["n"] = 3
+    serialized = SerializedCollection(raw)
+    # stale: the guard refuses the guess, the write is retried from a read
+    after = await serialized.modify("k", lambda doc: ({"n": doc["n"]}, {"$set": {"done": True}}),
+                                    {"_id": "k", "n": 1})
+    assert after["done"] is True
+    assert raw.sent == [("find_one_and_update", {"_id": "k", "n": 1}), ("find_one", {"_id": "k"}),
+                        ("find_one_and_update", {"_id": "k", "n": 3})]
+    # a guess `build` wants no change of is not believed: the document is read
+    raw.sent.clear()
+    after = await serialized.modify("k", lambda doc: None if doc["n"] != 3 else ({"n": 3}, {"$set": {"again": 1}}),
+                                    {"_id": "k", "n": 0})
+    assert after["again"] == 1 and raw.sent[0] == ("find_one", {"_id": "k"})

@@ -29,7 +29,7 @@ def at(collection: str, method: str, nth: int = 1) -> CrashPlan:
 
 
 def batch(*files: tuple[Any, bytes]) -> list[SmallFile]:
-    return [SmallFile(i, ref, data, None, True, None) for i, (ref, data) in enumerate(files)]
+    return [SmallFile(i, ref, data, None, True, None, "dev", {}) for i, (ref, data) in enumerate(files)]
 
 
 async def existing(world: World, *refs: Any) -> dict[str, str]:
@@ -48,7 +48,7 @@ def live_blobs(world: World) -> set[str]:
 async def test_a_batch_is_one_operation_with_one_usage_event():
     world = World()
     await world.give_plan("u", PRO)
-    out = await world.process().batches.upload("u", "dev", batch((A, b"a" * 10), (B, b"b" * 20), (C, b"c" * 30)), {})
+    out = await world.process().batches.upload("u", batch((A, b"a" * 10), (B, b"b" * 20), (C, b"c" * 30)))
     assert sorted(out.heads) == [0, 1, 2] and not out.refused
     account = world.account("u")
     assert clean(account) and (account["used_bytes"], account["file_count"]) == (60, 3)
@@ -63,8 +63,7 @@ async def test_crash_after_the_blobs_before_the_versions_and_heads_the_batch_is_
     world = World()
     await world.give_plan("u", PRO)
     with pytest.raises(Crash):
-        await world.process(at("versions", "insert_many")).batches.upload(
-            "u", "dev", batch((A, b"a" * 10), (B, b"b" * 20)), {})
+        await world.process(at("versions", "insert_many")).batches.upload("u", batch((A, b"a" * 10), (B, b"b" * 20)))
     assert len(world.blobs.objects) == 2 and world.account("u")["reserved_bytes"] == 30  # left behind
     assert await reconcile(world) == 1
     account = world.account("u")
@@ -77,8 +76,7 @@ async def test_crash_after_the_versions_before_the_heads_the_batch_is_undone():
     await world.give_plan("u", PRO)
     before = await existing(world, A)
     with pytest.raises(Crash):
-        await world.process(at("heads", "insert_many")).batches.upload(
-            "u", "dev", batch((A, b"a" * 10), (B, b"b" * 20)), {})
+        await world.process(at("heads", "insert_many")).batches.upload("u", batch((A, b"a" * 10), (B, b"b" * 20)))
     assert len(world.versions.docs) == 3
     assert await reconcile(world) == 1
     account = world.account("u")
@@ -94,7 +92,7 @@ async def test_crash_after_some_heads_moved_before_the_finish_the_moved_ones_are
     # C is new (inserted), A moves, the process dies moving B
     with pytest.raises(Crash):
         await world.process(at("heads", "find_one_and_update", nth=2)).batches.upload(
-            "u", "dev", batch((A, b"a" * 1000), (B, b"b" * 2000), (C, b"c" * 300)), {})
+            "u", batch((A, b"a" * 1000), (B, b"b" * 2000), (C, b"c" * 300)))
     assert world.heads.docs[C.key]["head"]["size"] == 300 and world.heads.docs[A.key]["head"]["size"] == 1000
     assert world.heads.docs[B.key]["head"]["version_id"] == before[B.key]
     assert await reconcile(world) == 1
@@ -115,7 +113,7 @@ async def test_crash_at_the_settlement_every_moved_file_is_settled():
     with pytest.raises(Crash):
         await world.process(CrashPlan(lambda c, m, args: c == "accounts" and m == "find_one_and_update"
                                                  and settling(args))).batches.upload(
-            "u", "dev", batch((A, b"a" * 10), (B, b"b" * 20)), {})
+            "u", batch((A, b"a" * 10), (B, b"b" * 20)))
     assert world.account("u")["used_bytes"] == 100
     assert await reconcile(world) == 1
     account = world.account("u")
@@ -128,14 +126,15 @@ async def test_a_head_moved_by_another_device_meanwhile_is_a_conflict_and_leaves
     await world.give_plan("u", PRO)
     await existing(world, A)
     services = world.process()
-    files = [SmallFile(0, A, b"a" * 10, None, True, None), SmallFile(1, B, b"b" * 20, None, False, None)]
+    files = [SmallFile(0, A, b"a" * 10, None, True, None, "dev", {}),
+             SmallFile(1, B, b"b" * 20, None, False, None, "dev", {})]
     original = services.store.add_versions
 
     async def and_another_device_uploads(versions: Any) -> None:
         await original(versions)
         await world.process().uploader.upload(UploadRequest(A, "tablet", body(b"t" * 50), 50, overwrite=True))
     services.store.add_versions = and_another_device_uploads  # type: ignore[method-assign]
-    out = await services.batches.upload("u", "dev", files, {})
+    out = await services.batches.upload("u", files)
     assert list(out.heads) == [1] and out.refused[0].code == "version_conflict"
     account = world.account("u")
     assert clean(account) and (account["used_bytes"], account["file_count"]) == (50 + 20, 2)
@@ -157,7 +156,7 @@ async def test_a_blob_that_cannot_be_written_undoes_the_batch_at_once_after_ever
         return await put(key, read, limit)
     world.blobs.put_stream = flaky  # type: ignore[method-assign]
     with pytest.raises(OSError):
-        await world.process().batches.upload("u", "dev", batch((A, b"a"), (B, b"b"), (C, b"c")), {})
+        await world.process().batches.upload("u", batch((A, b"a"), (B, b"b"), (C, b"c")))
     account = world.account("u")
     assert clean(account) and (account["used_bytes"], account["file_count"]) == (0, 0)
     assert world.blobs.objects == {} and world.versions.docs == {} and world.heads.docs == {}

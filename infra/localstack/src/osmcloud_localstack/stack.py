@@ -876,8 +876,12 @@ class Stack:
             paths.java_binary(),
             f"-Xmx{self.config.kafka_heap}",
             "-Xms128m",
-            "-XX:+UseG1GC",
-            "-XX:MaxGCPauseMillis=20",
+            # a small broker on few cores: its optimizing JIT (C2) and G1's threads cost more CPU
+            # than they save — JFR put most of the broker's CPU under load in its compiler
+            # threads; C1 alone and the serial collector took its CPU per small upload from
+            # 2.4-3.5 ms to 1.0-1.3 ms (docs/benchmarks.md)
+            "-XX:TieredStopAtLevel=1",
+            "-XX:+UseSerialGC",
             "-XX:+ExitOnOutOfMemoryError",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={paths.kafka_log4j_config(self.repo)}",

@@ -34,6 +34,7 @@ from minio.helpers import DictType
 from opentelemetry.trace import SpanKind
 
 from . import tracing
+from .s3_small_put import SmallPuts
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -97,6 +98,9 @@ class BlobStore:
                                        http_client=http)
         self.bucket, self.secure = bucket, secure
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3")
+        self._small = SmallPuts(endpoint, access_key, secret_key, bucket, secure,
+                                connect_timeout=connect_timeout, read_timeout=read_timeout, connections=threads)
+        self._region: str | None = None
 
     async def _run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
@@ -109,6 +113,17 @@ class BlobStore:
                           {"rpc.system": "aws-api", "rpc.service": "S3", "rpc.method": fn.__name__.strip("_"),
                            "aws.s3.bucket": self.bucket}):
             return await self._run(fn, *args, **kwargs)
+
+    async def _put_small(self, key: str, data: bytes, content_type: str) -> None:
+        if self._region is None:  # the SDK's answer (configured, or asked of S3 once)
+            self._region = await self._run(self._client._get_region, self.bucket)
+        with tracing.span("S3 put_object", SpanKind.CLIENT,
+                          {"rpc.system": "aws-api", "rpc.service": "S3", "rpc.method": "put_object",
+                           "aws.s3.bucket": self.bucket}):
+            await self._small.put(key, data, content_type, self._region)
+
+    async def close(self) -> None:
+        await self._small.close()
 
     async def ensure_bucket(self) -> None:
         if not await self._s3(self._client.bucket_exists, self.bucket):
@@ -152,12 +167,13 @@ class BlobStore:
 
         part = await fill()
         if len(part) < PART_SIZE:  # the whole body fits in one part: a single PUT
-            if len(part) <= _HASH_INLINE:
+            if len(part) <= _HASH_INLINE:  # small: hashed and sent from the event loop
                 sha.update(part)
+                await self._put_small(key, bytes(part), content_type)
             else:
                 await self._run(sha.update, part)
-            await self._s3(self._client.put_object, self.bucket, key, io.BytesIO(part), len(part),
-                            content_type=content_type)
+                await self._s3(self._client.put_object, self.bucket, key, io.BytesIO(part), len(part),
+                                content_type=content_type)
             return StoredBlob(key=key, size=total, sha256=sha.hexdigest())
 
         upload_id = await self._s3(self._client._create_multipart_upload, self.bucket, key,

@@ -22,7 +22,13 @@ DISK_FULL = "storage (disk full)"
 _DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
+class BlobStoreUnreachable(ConnectionError):
+    """The blob store could not be reached or did not answer in time (s3_small_put.py)."""
+
+
 def _classify_one(exc: BaseException) -> str | None:
+    if isinstance(exc, BlobStoreUnreachable):
+        return "blob store"
     module = type(exc).__module__.split(".")[0]
     if module == "pymongo":
         from pymongo.errors import ConnectionFailure, ExecutionTimeout, WaitQueueTimeoutError

@@ -140,18 +140,28 @@ class SerializedCollection:
     async def find_one_and_update(self, filter_: Mapping[str, Any], update: Any, *args: Any, **kwargs: Any) -> Any:
         return await self._write("find_one_and_update", filter_, update, *args, **kwargs)
 
-    async def modify(self, doc_id: Any, build: Callable[[Document | None], ModifyPlan]) -> Document | None:
+    async def modify(self, doc_id: Any, build: Callable[[Document | None], ModifyPlan],
+                     guess: Document | None = None) -> Document | None:
         """An atomic read-modify-write of one document; returns the document after the write,
         or None when `build` wants no change. `build(doc)` (doc is None if missing) returns
         None or (guard, update): `guard` is the part of the filter that must still hold when
         the update is written; it goes with the write, and a write that lost a race (to
-        another replica) is retried from a fresh read."""
+        another replica) is retried from a fresh read. `guess`: the document as the caller's
+        last write left it, tried first instead of a read — a guess the guard refuses, or
+        one `build` wants no change of, is read afresh, so it saves a read and never decides."""
         lock = self._lock({"_id": doc_id})
         # an _id that is a document has no lock: the guarded write and its retry alone decide
         async with lock if lock is not None else contextlib.nullcontext():
             while True:
-                doc = await self._collection.find_one({"_id": doc_id})
-                plan = build(doc)
+                doc: Document | None
+                if guess is not None:
+                    doc, guess = guess, None
+                    plan = build(doc)
+                    if plan is None:
+                        continue
+                else:
+                    doc = await self._collection.find_one({"_id": doc_id})
+                    plan = build(doc)
                 if plan is None:
                     return None
                 guard, update = plan

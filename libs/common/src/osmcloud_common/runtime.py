@@ -229,6 +229,8 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.producer.close()
+        if self.blobs is not None:
+            await self.blobs.close()
         for handover in self.handovers.values():
             await handover.close()
         await self.mongo.close()

@@ -18,6 +18,7 @@ from .reconcile import Reconciler
 from .storage_bound import StorageBound
 from .store import FilesStore
 from .trash_reactions import TrashReactions
+from .upload_groups import UploadGroups
 from .uploads import Uploader
 
 
@@ -32,6 +33,7 @@ class FilesServices:
     ops: Operations
     uploader: Uploader
     batches: BatchUploader
+    groups: UploadGroups
     reconciler: Reconciler
     entitlements: EntitlementHandlers
     grace_end: GraceEnd
@@ -50,7 +52,7 @@ def bootstrap(*, clock: Clock, events: EventPublisher, store: FilesStore, ledger
     uploader = Uploader(clock, events, store, ledger, blobs, ops, max_upload_bytes)
     batches = BatchUploader(clock, events, store, ledger, blobs, ops, max_upload_bytes)
     return FilesServices(clock=clock, events=events, store=store, ledger=ledger, blobs=blobs, bound=bound, ops=ops,
-                         uploader=uploader, batches=batches,
+                         uploader=uploader, batches=batches, groups=UploadGroups(uploader, batches),
                          reconciler=Reconciler(ops, reconcile_seconds, reconcile_grace_seconds),
                          entitlements=EntitlementHandlers(store), grace_end=GraceEnd(store, ops),
                          trash_reactions=TrashReactions(clock, events, store, blobs, prunes))

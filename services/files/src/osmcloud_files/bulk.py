@@ -20,10 +20,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .bulk_batch import BatchUploader, SmallFile, memory_reader
+from .bulk_batch import BATCH_BYTES, BATCH_FILES, SMALL_FILE, BatchUploader, SmallFile
 from .domain import FileRef, parse_file_ref
 from .errors import BulkBodyMalformed, FilesError, InvalidName, TooManyFiles, UploadIncomplete
 from .model import Head
+from .readers import memory_reader, prefixed, read_up_to
 from .uploads import Uploader, UploadRequest
 
 
@@ -69,11 +70,6 @@ def split_target(target: str | None) -> tuple[str | None, str | None]:
     return file_type, name
 
 
-SMALL_FILE = 256 * 1024        # a file up to this size is gathered into a batch (bulk_batch.py)
-BATCH_FILES = 200              # most files of one batch
-BATCH_BYTES = 4 * 1024 * 1024  # most bytes a batch holds in memory
-
-
 @dataclass
 class _Request:
     """One bulk request's state: results by part index, the batch being gathered."""
@@ -87,20 +83,6 @@ class _Request:
 
     def outcome(self, stopped: FilesError | None = None) -> BulkOutcome:
         return BulkOutcome([self.results[i] for i in sorted(self.results)], self.account, stopped)
-
-
-def _prefixed(prefix: bytes, rest: Callable[[int], Awaitable[bytes]]) -> Callable[[int], Awaitable[bytes]]:
-    """A reader that gives `prefix` first, then what `rest` gives."""
-    given = 0
-
-    async def read(n: int) -> bytes:
-        nonlocal given
-        if given < len(prefix):
-            chunk = prefix[given:given + n]
-            given += len(chunk)
-            return chunk
-        return await rest(n)
-    return read
 
 
 class BulkUploads:
@@ -150,14 +132,15 @@ class BulkUploads:
             ref = parse_file_ref(req.user_id, file_type, name)
             read = part.read
             if self.batches is not None and (part.declared_size is None or part.declared_size <= SMALL_FILE):
-                data, whole = await _read_up_to(read, SMALL_FILE)
+                data, whole = await read_up_to(read, SMALL_FILE)
                 if whole:
                     if part.declared_size is not None and part.declared_size != len(data):
                         raise UploadIncomplete(f"the file has {len(data)} bytes but X-File-Size said "
                                                f"{part.declared_size}")
-                    await self._gather(req, SmallFile(index, ref, data, part.base, part.overwrite, part.client_ms))
+                    await self._gather(req, SmallFile(index, ref, data, part.base, part.overwrite, part.client_ms,
+                                                      req.device_id, req.extra()))
                     return
-                read = _prefixed(data, read)  # larger: streamed, what was read first included
+                read = prefixed(data, read)  # larger: streamed, what was read first included
             await self._flush(req)
             await self._single(req, index, ref, read, part.declared_size, part.base, part.overwrite, part.client_ms)
         except BulkBodyMalformed:
@@ -192,7 +175,7 @@ class BulkUploads:
             return
         assert self.batches is not None
         try:
-            out = await self.batches.upload(req.user_id, req.device_id, batch, req.extra())
+            out = await self.batches.upload(req.user_id, batch)
         except FilesError as exc:  # the whole batch was undone (e.g. it stalled past its time-to-live)
             for f in batch:
                 req.results[f.index] = FileResult(f.index, f.ref.file_type, f.ref.name, error=exc)
@@ -208,13 +191,3 @@ class BulkUploads:
             await self._single(req, f.index, f.ref, memory_reader(f.data), len(f.data), f.base, f.overwrite,
                                f.client_ms)
 
-
-async def _read_up_to(read: Callable[[int], Awaitable[bytes]], limit: int) -> tuple[bytes, bool]:
-    """Reads a part up to `limit` bytes: (what was read, whether that is all of it)."""
-    buf = bytearray()
-    while len(buf) <= limit:
-        chunk = await read(limit + 1 - len(buf))
-        if not chunk:
-            return bytes(buf), True
-        buf += chunk
-    return bytes(buf), False

@@ -19,7 +19,8 @@ or the usage changed since the judging) the batch is handed back, and each of it
 through the single upload."""
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextvars
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,21 +41,31 @@ from .ledger import Ledger
 from .model import FileHead, Head, Usage, Version
 from .operations import Operations, new_id
 from .ports import Blobs, Clock, EventPublisher
+from .readers import memory_reader
 from .storage_rule import version_cost
 from .store import FilesStore, HeadMoved
 
 PARALLEL_PUTS = 8
+SMALL_FILE = 256 * 1024        # a file up to this size may go in a batch, whole in memory
+BATCH_FILES = 200              # most files of one batch
+BATCH_BYTES = 4 * 1024 * 1024  # most bytes a batch holds in memory
 
 
 @dataclass(frozen=True)
 class SmallFile:
-    """A file of a batch, its content in memory (bounded by the batch's byte limit)."""
+    """A file of a batch, its content in memory (bounded by the batch's byte limit), with the
+    device that sent it and `extra` fields for its version document. `context`: the request's
+    context variables, when the batch is written outside that request (upload_groups.py), so
+    the file's event names its own request."""
     index: int
     ref: FileRef
     data: bytes
     base: str | None
     overwrite: bool
     client_ms: int | None
+    device_id: str
+    extra: Mapping[str, Any]
+    context: contextvars.Context | None = None
 
 
 @dataclass
@@ -82,28 +93,14 @@ class BatchOutcome:
     retry: list[SmallFile] = field(default_factory=list)
 
 
-def memory_reader(data: bytes) -> Callable[[int], Awaitable[bytes]]:
-    """A file's content held in memory, as the upload paths read a body: `read(n)` gives the
-    next at most n bytes, b"" at the end."""
-    offset = 0
-
-    async def read(n: int) -> bytes:
-        nonlocal offset
-        chunk = data[offset:offset + n]
-        offset += len(chunk)
-        return chunk
-    return read
-
-
 class BatchUploader:
     def __init__(self, clock: Clock, events: EventPublisher, store: FilesStore, ledger: Ledger, blobs: Blobs,
                  ops: Operations, max_upload_bytes: int) -> None:
         self.clock, self.events, self.store, self.ledger, self.blobs = clock, events, store, ledger, blobs
         self.ops, self.max_upload_bytes = ops, max_upload_bytes
 
-    async def upload(self, user_id: str, device_id: str, files: list[SmallFile], extra: dict[str, Any]
-                     ) -> BatchOutcome:
-        """`files` name distinct files; `extra`: more fields for each version document."""
+    async def upload(self, user_id: str, files: list[SmallFile]) -> BatchOutcome:
+        """`files`: distinct files of this account, with distinct indexes."""
         outcome = BatchOutcome()
         account = await self.ledger.get(user_id)
         accepted = self._judge(account, files, await self.store.file_heads([f.ref for f in files]), outcome)
@@ -121,7 +118,7 @@ class BatchUploader:
             outcome.retry = [a.file for a in accepted]
             return outcome
         try:
-            after = await self._write(user_id, device_id, op_id, began, accepted, total, extra, outcome)
+            after = await self._write(user_id, op_id, began, accepted, total, outcome)
         except BaseException:
             await self.ops.settle_or_undo(user_id, op_id)
             raise
@@ -167,9 +164,8 @@ class BatchUploader:
                                       revives=last is not None and last.deleted))
         return accepted
 
-    async def _write(self, user_id: str, device_id: str, op_id: str, began: dict[str, Any],
-                     accepted: list[_Accepted], total: Usage, extra: dict[str, Any], outcome: BatchOutcome
-                     ) -> dict[str, Any]:
+    async def _write(self, user_id: str, op_id: str, began: dict[str, Any], accepted: list[_Accepted],
+                     total: Usage, outcome: BatchOutcome) -> dict[str, Any]:
         gate = asyncio.Semaphore(PARALLEL_PUTS)
 
         async def put(a: _Accepted) -> StoredBlob:
@@ -189,13 +185,15 @@ class BatchUploader:
         for i, (a, blob) in enumerate(zip(accepted, blobs, strict=True)):
             last = a.current.head if a.current is not None else None
             checksum = f"sha256:{blob.sha256}"
+            device_id = a.file.device_id
             a.head = Head(a.version_id, blob.size, checksum, next_update_ms(now_ms, last.updated_ms if last else None),
                           a.file.client_ms, device_id, deleted=False, seq=first_seq + i)
-            a.event = self.events.event(FileUploaded(
-                file_type=a.file.ref.file_type, name=a.file.ref.name, version_id=a.version_id, size=blob.size,
-                checksum=checksum, device_id=device_id, updated_at=now), user_id)
+            uploaded = FileUploaded(file_type=a.file.ref.file_type, name=a.file.ref.name, version_id=a.version_id,
+                                    size=blob.size, checksum=checksum, device_id=device_id, updated_at=now)
+            a.event = (a.file.context.run(self.events.event, uploaded, user_id) if a.file.context is not None
+                       else self.events.event(uploaded, user_id))
             versions.append(Version(user_id, a.file.ref.file_type, a.file.ref.name, a.head,
-                                    blob_key(user_id, a.version_id), op_id, now, dict(extra)))
+                                    blob_key(user_id, a.version_id), op_id, now, dict(a.file.extra)))
         await self.store.add_versions(versions)
 
         if not await self.ledger.hold(user_id, op_id):
@@ -218,7 +216,8 @@ class BatchUploader:
             await self.blobs.delete_many(keys)
         delta = Usage(sum(m.bytes for m in moved.values()), sum(m.files for m in moved.values()),
                       sum(m.stored for m in moved.values()))
-        after = await self.ledger.finish(user_id, op_id, total, delta, usage_event=self.ops.usage_event(user_id))
+        after = await self.ledger.finish(user_id, op_id, total, delta, usage_event=self.ops.usage_event(user_id),
+                                         began=began)
         if after is None:  # the reconciler finished it first (the op had expired)
             after = await self.ledger.get(user_id)
         self.events.account_written(user_id)

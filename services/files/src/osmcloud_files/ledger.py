@@ -61,8 +61,8 @@ class AccountsCollection(Protocol):
     async def find_one_and_update(self, _filter: dict[str, Any], _update: dict[str, Any], /, *,
                                   return_document: bool) -> dict[str, Any] | None: ...
 
-    async def modify(self, _doc_id: str, _build: Callable[[dict[str, Any] | None], Plan], /
-                     ) -> dict[str, Any] | None: ...
+    async def modify(self, _doc_id: str, _build: Callable[[dict[str, Any] | None], Plan],
+                     _guess: dict[str, Any] | None = None, /) -> dict[str, Any] | None: ...
 
 
 def busy_files(account: dict[str, Any], but: str | None = None) -> set[str]:
@@ -181,13 +181,15 @@ class Ledger:
 
     async def finish(self, user_id: str, op_id: str, reserved: Usage, delta: Usage = NO_USAGE,
                      events: list[dict[str, Any]] | None = None,
-                     usage_event: UsageEvent | None = None) -> dict[str, Any] | None:
+                     usage_event: UsageEvent | None = None, began: dict[str, Any] | None = None
+                     ) -> dict[str, Any] | None:
         """Ends an operation: its reservation (`reserved`: the bytes and files `begin` and
         `grow` reserved) is replaced by the usage it really changed (`delta`, NO_USAGE to just
         release; `delta.stored`: the change of stored_bytes), and a change of usage records
         storage-usage-changed with the new absolute figures in the same write. Idempotent: once
         the op is gone nothing happens and None is returned — which is how a second finisher
-        (the reconciler) knows."""
+        (the reconciler) knows. `began`: the account as `begin` returned it, tried before a
+        read (usually nothing changed the usage since: one command instead of two)."""
         self._leased.pop(op_id, None)
 
         def build(doc: dict[str, Any] | None) -> Plan:
@@ -211,7 +213,7 @@ class Ledger:
             if entries:
                 update = with_events(update, entries)
             return {"usage_seq": doc.get("usage_seq", 0), f"ops.{op_id}.bytes": reserved.bytes}, update
-        return await self.accounts.modify(user_id, build)
+        return await self.accounts.modify(user_id, build, began)
 
     @staticmethod
     def _usage_entry(doc: dict[str, Any], figures: dict[str, Any], usage_event: UsageEvent) -> dict[str, Any]:

@@ -79,7 +79,8 @@ class HeadChange:
     """One ledger operation's move of one file's head (steps 2b and 3 of the module doc):
     `current` is the head document it was based on and `expected` the head version it
     replaces (None: no file yet); `reserved` is what `begin` reserved, `delta` the usage it
-    really changes; `events` go with the head's move, `finish_events` with the settlement."""
+    really changes; `events` go with the head's move, `finish_events` with the settlement;
+    `began`: the account as `begin` returned it (Ledger.finish tries it before a read)."""
     ref: FileRef
     op_id: str
     current: FileHead | None
@@ -92,6 +93,7 @@ class HeadChange:
     seq: int | None
     reverted: bool = False
     finish_events: list[dict[str, Any]] = field(default_factory=list)
+    began: dict[str, Any] | None = None
 
 
 class Operations:
@@ -131,7 +133,7 @@ class Operations:
             keep_pending=keep, changed_seq=change.seq, reverted=change.reverted)
         self.events.head_written(ref.key, outbox)
         after = await self.ledger.finish(ref.user_id, op_id, change.reserved, change.delta,
-                                         change.finish_events or None, self.usage_event(ref.user_id))
+                                         change.finish_events or None, self.usage_event(ref.user_id), change.began)
         if after is None:  # the reconciler finished it first (the op had expired)
             after = await self.ledger.get(ref.user_id)
         self.events.account_written(ref.user_id)

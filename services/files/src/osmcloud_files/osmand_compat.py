@@ -85,7 +85,7 @@ def _truthy(raw: str | None) -> bool:
 class OsmandFilesRoutes:
     def __init__(self, services: FilesServices, settings: FilesSettings) -> None:
         self.store, self.blobs, self.settings = services.store, services.blobs, settings
-        self.ops, self.uploader = services.ops, services.uploader
+        self.ops, self.uploads = services.ops, services.groups
 
     def register(self, app: web.Application) -> None:
         app.cleanup_ctx.append(self._authenticator)
@@ -196,7 +196,7 @@ class OsmandFilesRoutes:
             raise OsmandError(MALFORMED_REQUEST, "the multipart body has no part named 'file'")
         gunzip = Gunzip(complete_or_refused(part.read_chunk))
         try:
-            head, _ = await self.uploader.upload(UploadRequest(
+            head, _ = await self.uploads.upload(UploadRequest(
                 ref, who.device_id, gunzip.read, None, overwrite=True, client_ms=client_ms,
                 extra=lambda: {"device_num": who.device_num, "zip_size": gunzip.compressed}))
         except NotGzip as exc:

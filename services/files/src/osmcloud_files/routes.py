@@ -103,7 +103,7 @@ async def blob_redirect(blobs: Blobs, version: dict[str, Any], span: tuple[int, 
 class FilesRoutes:
     def __init__(self, services: FilesServices, settings: FilesSettings) -> None:
         self.store, self.blobs, self.settings = services.store, services.blobs, settings
-        self.ops, self.uploader = services.ops, services.uploader
+        self.ops, self.uploads = services.ops, services.groups
 
     def register(self, app: web.Application) -> None:
         app.router.add_get("/api/files", self.list_files)
@@ -124,7 +124,7 @@ class FilesRoutes:
         base = request.query.get("base_version") or request.headers.get("If-Match", "").strip('"') or None
         overwrite = request.query.get("overwrite", "").lower() in ("1", "true", "yes")
         client_ms = _int_param(request, "clienttime")
-        head, account = await self.uploader.upload(UploadRequest(
+        head, account = await self.uploads.upload(UploadRequest(
             ref, who.device_id, complete_or_refused(request.content.read), request.content_length, base, overwrite,
             client_ms, extra=lambda: device_num(request)))
         log.info("version stored", type=ref.file_type, name=ref.name, version_id=head.version_id, size=head.size)

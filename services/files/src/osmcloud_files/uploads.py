@@ -128,7 +128,7 @@ class Uploader:
             after = await self.ops.commit(HeadChange(
                 ref, op_id, current, frozenset(began["ops"]), expected, head, [event],
                 reserved=Usage(reservation.bytes, need.files),
-                delta=Usage(blob.size - need.old_size, need.files, version_cost(blob.size)), seq=seq))
+                delta=Usage(blob.size - need.old_size, need.files, version_cost(blob.size)), seq=seq, began=began))
         except HeadMoved:
             await self.ops.settle_or_undo(ref.user_id, op_id)
             raise VersionConflict(await self.store.head(ref)) from None
