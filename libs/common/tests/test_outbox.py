@@ -328,3 +328,25 @@ async def test_a_document_the_scan_named_while_a_round_held_it_is_flushed_after_
     assert [s[2] for s in producer.sent].count(later["id"]) == 1
     assert all(OUTBOX_FIELD not in d and PENDING_FIELD not in d for d in collection.docs.values())
     assert relay._in_flight == set() and relay._again == set()
+
+
+async def test_a_held_document_the_scan_listed_is_not_read_again_when_the_round_cleared_it():
+    entry = _entry("u1")
+    collection = CountingCollection([new_document_with_events({"_id": d}, [entry]) for d in ("a", "b")])
+    relay: OutboxRelay
+
+    class ScanMeanwhile(FlakyProducer):
+        """While the round publishes, the scan lists both pending documents (nothing new)."""
+        async def publish_many(self, messages):
+            await super().publish_many(messages)
+            if len(self.sent) == 2:
+                assert await relay.flush() == 0  # both held by the round: marked to look again
+
+    producer = ScanMeanwhile(fail_first=0)
+    relay = OutboxRelay(producer, [collection], poll_seconds=60)
+    relay.wake(collection, "a", [entry])
+    relay.wake(collection, "b", [entry])
+    await relay._flush_round()
+    # the round's clear matched what it published, which is all the scan saw: no read, no resend
+    assert len(producer.sent) == 2 and collection.reads == 0 and collection.commands == [("bulk_write", 2)]
+    assert relay._in_flight == set() and relay._again == set()

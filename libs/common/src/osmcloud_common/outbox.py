@@ -167,7 +167,9 @@ class OutboxRelay:
                                                   for doc_id in list(docs)))
                 if h is not None]
         try:
-            await self._clear_round(held)
+            # a scan that listed a document the round held saw the events the round published:
+            # where the round's clear matched the outbox as published, it has nothing to add
+            self._again.difference_update((id(c), doc_id) for c, doc_id in await self._clear_round(held))
             await asyncio.gather(*(self._flush_again(collection, doc_id) for collection, doc_id, _ in held))
         finally:
             for collection, doc_id, _ in held:
@@ -199,10 +201,13 @@ class OutboxRelay:
                 self._scan_wake.set()
                 return None
 
-    async def _clear_round(self, held: list[tuple[Collection, Any, list[dict[str, Any]] | None]]) -> None:
+    async def _clear_round(self, held: list[tuple[Collection, Any, list[dict[str, Any]] | None]]
+                           ) -> list[tuple[Collection, Any]]:
         """Clears the published outboxes of a round, CLEAR_BATCH documents a command, one
-        collection after another. A command that fails leaves its documents pending: the
-        scan publishes them again (at least once)."""
+        collection after another; returns the documents whose outbox was exactly what was
+        published (now empty). A command that fails leaves its documents pending: the scan
+        publishes them again (at least once)."""
+        emptied: list[tuple[Collection, Any]] = []
         published: dict[int, tuple[Collection, list[tuple[Any, list[dict[str, Any]]]]]] = {}
         for collection, doc_id, entries in held:
             if entries is not None:
@@ -211,7 +216,7 @@ class OutboxRelay:
             for start in range(0, len(cleared), CLEAR_BATCH):
                 part = cleared[start:start + CLEAR_BATCH]
                 try:
-                    await self._clear(collection, part)
+                    emptied += [(collection, doc_id) for doc_id in await self._clear(collection, part)]
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # Mongo away: the scan retries them
@@ -220,6 +225,7 @@ class OutboxRelay:
                     continue
                 for doc_id, entries in part:
                     self._published(collection, doc_id, entries)
+        return emptied
 
     async def _flush_again(self, collection: Collection, doc_id: Any) -> None:
         """A document the scan was asked to flush while the round held it: flushed now."""
@@ -324,20 +330,22 @@ class OutboxRelay:
             for entry in entries])
         return entries
 
-    async def _clear(self, collection: Collection, published: list[tuple[Any, list[dict[str, Any]]]]) -> None:
+    async def _clear(self, collection: Collection, published: list[tuple[Any, list[dict[str, Any]]]]) -> list[Any]:
         """Removes published events from their documents (document id, entries published), in
         one write: usually nothing was added meanwhile, and each statement clears its outbox and
-        flag. Its condition is the outbox as published, so an event added meanwhile stays."""
+        flag. Its condition is the outbox as published, so an event added meanwhile stays.
+        Returns the ids of the documents that statement cleared."""
         if len(published) == 1:
             doc_id, entries = published[0]
             done = await collection.update_one({"_id": doc_id, OUTBOX_FIELD: entries}, _CLEAR)
-            if done.modified_count != 1:
-                await self._clear_leftover(collection, doc_id, entries)
-            return
+            if done.modified_count == 1:
+                return [doc_id]
+            await self._clear_leftover(collection, doc_id, entries)
+            return []
         done = await collection.bulk_write([UpdateOne({"_id": doc_id, OUTBOX_FIELD: entries}, _CLEAR)
                                             for doc_id, entries in published], ordered=False)
         if done.modified_count == len(published):
-            return
+            return [doc_id for doc_id, _ in published]
         # the reply counts, it does not say which statement matched nothing: those documents are
         # still flagged (one the statement cleared and a new event flagged again is too, and
         # its leftover clear changes nothing)
@@ -346,6 +354,7 @@ class OutboxRelay:
         for doc_id, entries in published:
             if doc_id in still:
                 await self._clear_leftover(collection, doc_id, entries)
+        return [doc_id for doc_id, _ in published if doc_id not in still]
 
     @staticmethod
     async def _clear_leftover(collection: Collection, doc_id: Any, entries: list[dict[str, Any]]) -> None:
