@@ -3,6 +3,7 @@ from datetime import UTC, datetime
 
 from osmcloud_common.events import AccountRegistered, make_event
 from osmcloud_common.outbox import (
+    CLEAR_BATCH,
     OUTBOX_FIELD,
     PENDING_FIELD,
     OutboxRelay,
@@ -34,23 +35,38 @@ def test_events_ride_in_the_same_write_as_the_change():
 
 
 class FakeCollection:
-    """Just enough of a collection for the relay: find by the pending flag, $pullAll, $unset."""
+    """Just enough of a collection for the relay: find by the pending flag (and _id $in),
+    $pullAll, $unset, and bulk writes of UpdateOne (each statement as update_one)."""
 
     def __init__(self, docs):
         self.docs = {d["_id"]: d for d in docs}
+        self.commands: list[tuple[str, int]] = []  # (name, statements) of each write
 
     def find(self, query, projection=None):
+        ids = query.get("_id", {}).get("$in") if isinstance(query.get("_id"), dict) else None
+
         async def gen():
             for d in list(self.docs.values()):
-                if d.get(PENDING_FIELD) is True:
+                if d.get(PENDING_FIELD) is True and (ids is None or d["_id"] in ids):
                     yield d
         return gen()
+
+    async def bulk_write(self, requests, ordered=True):
+        self.commands.append(("bulk_write", len(requests)))
+        modified = 0
+        for op in requests:
+            modified += self._update(op._filter, op._doc).modified_count
+        return type("R", (), {"modified_count": modified})()
 
     async def find_one(self, query, projection=None):
         doc = self.docs.get(query["_id"])
         return doc if doc is not None and doc.get(PENDING_FIELD) is True else None
 
     async def update_one(self, query, update):
+        self.commands.append(("update_one", 1))
+        return self._update(query, update)
+
+    def _update(self, query, update):
         doc = self.docs[query["_id"]]
         if OUTBOX_FIELD in query and query[OUTBOX_FIELD] != doc.get(OUTBOX_FIELD) and not isinstance(
                 query[OUTBOX_FIELD], dict):
@@ -223,3 +239,114 @@ async def test_the_documents_named_in_one_round_are_published_side_by_side():
     await relay._flush_round()  # TogetherProducer times out unless the three sends overlap
     assert sorted(producer.sent) == sorted(e["id"] for e in entries.values())
     assert all(not collection.docs[d].get(OUTBOX_FIELD) for d in entries)
+
+
+async def test_a_round_clears_its_documents_outboxes_in_one_write_per_collection_and_batch():
+    heads = CountingCollection([new_document_with_events({"_id": f"h{i}"}, [_entry("u1")]) for i in range(20)])
+    accounts = CountingCollection([new_document_with_events({"_id": "u1"}, [_entry("u1")])])
+    producer = FlakyProducer(fail_first=0)
+    relay = OutboxRelay(producer, [heads, accounts], poll_seconds=60)
+    for doc_id, doc in heads.docs.items():
+        relay.wake(heads, doc_id, list(doc[OUTBOX_FIELD]))
+    relay.wake(accounts, "u1")  # outbox unknown: read
+    await relay._flush_round()
+    assert len(producer.sent) == 21 and relay.published == 21
+    assert heads.commands == [("bulk_write", CLEAR_BATCH), ("bulk_write", 20 - CLEAR_BATCH)]
+    assert accounts.commands == [("update_one", 1)]  # one document: the plain update, as before
+    docs = [*heads.docs.values(), *accounts.docs.values()]
+    assert all(OUTBOX_FIELD not in d and PENDING_FIELD not in d for d in docs)
+    assert relay._in_flight == set()
+
+
+async def test_an_event_added_between_publish_and_clear_stays_and_is_published_later():
+    first = {d: _entry("u1") for d in ("a", "b", "c")}
+    later = _entry("u1")
+    collection = CountingCollection([new_document_with_events({"_id": d}, [e]) for d, e in first.items()])
+
+    class AddingProducer(FlakyProducer):
+        """Kafka acknowledges; meanwhile a writer adds an event to "b"."""
+        async def publish_many(self, messages):
+            await super().publish_many(messages)
+            doc = collection.docs["b"]
+            if later not in doc[OUTBOX_FIELD]:
+                doc[OUTBOX_FIELD] = [*doc[OUTBOX_FIELD], later]
+
+    producer = AddingProducer(fail_first=0)
+    relay = OutboxRelay(producer, [collection], poll_seconds=60)
+    for doc_id, entry in first.items():
+        relay.wake(collection, doc_id, [entry])
+    await relay._flush_round()
+    # one bulk write; its "b" statement matched nothing, so "b" alone fell back: the published
+    # entry pulled, the flag kept for the event added meanwhile
+    assert collection.commands == [("bulk_write", 3), ("update_one", 1), ("update_one", 1)]
+    assert collection.docs["b"][OUTBOX_FIELD] == [later] and collection.docs["b"][PENDING_FIELD] is True
+    assert all(OUTBOX_FIELD not in collection.docs[d] for d in ("a", "c"))
+    relay.wake(collection, "b", [later])  # the writer's own wake-up
+    await relay._flush_round()
+    assert sorted(s[2] for s in producer.sent) == sorted([*(e["id"] for e in first.values()), later["id"]])
+    assert OUTBOX_FIELD not in collection.docs["b"] and PENDING_FIELD not in collection.docs["b"]
+
+
+async def test_a_failed_clear_leaves_the_round_pending_for_the_scan_which_publishes_again():
+    entries = {d: _entry("u1") for d in ("a", "b")}
+    collection = CountingCollection([new_document_with_events({"_id": d}, [e]) for d, e in entries.items()])
+
+    async def bulk_write_down(requests, ordered=True):
+        raise ConnectionError("mongo away")
+    collection.bulk_write = bulk_write_down
+    producer = FlakyProducer(fail_first=0)
+    relay = OutboxRelay(producer, [collection], poll_seconds=60)
+    for doc_id, entry in entries.items():
+        relay.wake(collection, doc_id, [entry])
+    await relay._flush_round()
+    assert len(producer.sent) == 2 and relay._scan_wake.is_set() and relay._in_flight == set()
+    assert all(collection.docs[d][PENDING_FIELD] for d in entries)  # nothing lost
+    del collection.bulk_write  # Mongo back: the scan publishes them again (at least once)
+    assert await relay.flush() == 2
+    assert sorted(s[2] for s in producer.sent) == sorted([e["id"] for e in entries.values()] * 2)
+    assert all(OUTBOX_FIELD not in collection.docs[d] for d in entries)
+
+
+async def test_a_document_the_scan_named_while_a_round_held_it_is_flushed_after_the_clear():
+    entry, later = _entry("u1"), _entry("u1")
+    collection = CountingCollection([new_document_with_events({"_id": d}, [entry]) for d in ("a", "b")])
+    relay: OutboxRelay
+
+    class ScanMeanwhile(FlakyProducer):
+        """While the round publishes, a writer adds to "a" and the scan reaches it."""
+        async def publish_many(self, messages):
+            await super().publish_many(messages)
+            if not any(s[2] == later["id"] for s in self.sent) and later not in collection.docs["a"][OUTBOX_FIELD]:
+                collection.docs["a"][OUTBOX_FIELD] = [*collection.docs["a"][OUTBOX_FIELD], later]
+                assert await relay._flush_doc(collection, "a") == 0  # held by the round: looks again after
+
+    producer = ScanMeanwhile(fail_first=0)
+    relay = OutboxRelay(producer, [collection], poll_seconds=60)
+    relay.wake(collection, "a", [entry])
+    relay.wake(collection, "b", [entry])
+    await relay._flush_round()
+    assert [s[2] for s in producer.sent].count(later["id"]) == 1
+    assert all(OUTBOX_FIELD not in d and PENDING_FIELD not in d for d in collection.docs.values())
+    assert relay._in_flight == set() and relay._again == set()
+
+
+async def test_a_held_document_the_scan_listed_is_not_read_again_when_the_round_cleared_it():
+    entry = _entry("u1")
+    collection = CountingCollection([new_document_with_events({"_id": d}, [entry]) for d in ("a", "b")])
+    relay: OutboxRelay
+
+    class ScanMeanwhile(FlakyProducer):
+        """While the round publishes, the scan lists both pending documents (nothing new)."""
+        async def publish_many(self, messages):
+            await super().publish_many(messages)
+            if len(self.sent) == 2:
+                assert await relay.flush() == 0  # both held by the round: marked to look again
+
+    producer = ScanMeanwhile(fail_first=0)
+    relay = OutboxRelay(producer, [collection], poll_seconds=60)
+    relay.wake(collection, "a", [entry])
+    relay.wake(collection, "b", [entry])
+    await relay._flush_round()
+    # the round's clear matched what it published, which is all the scan saw: no read, no resend
+    assert len(producer.sent) == 2 and collection.reads == 0 and collection.commands == [("bulk_write", 2)]
+    assert relay._in_flight == set() and relay._again == set()

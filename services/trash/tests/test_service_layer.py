@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from osmcloud_common.clock import FixedClock
-from osmcloud_common.events import FileDeleted, make_event
+from osmcloud_common.events import FileDeleted, FileUploaded, make_event
 from osmcloud_common.outbox import decode_value
 from osmcloud_common.publisher import RecordingPublisher
 from osmcloud_trash.bootstrap import Trash, bootstrap
@@ -44,12 +44,9 @@ class FakeTrashStore:
     async def add(self, item: dict[str, Any]) -> None:
         self.items.setdefault(item["_id"], dict(item))
 
-    async def remove_file(self, user_id: str, file_type: str, name: str, before: datetime) -> int:
-        gone = [k for k, i in self.items.items() if (i["user_id"], i["type"], i["name"]) == (user_id, file_type, name)
-                and i["deleted_at"] <= before]
-        for key in gone:
-            del self.items[key]
-        return len(gone)
+    async def items_named(self, user_id: str, file_type: str, names: list[str]) -> list[dict[str, Any]]:
+        return [dict(i) for i in self.items.values()
+                if (i["user_id"], i["type"]) == (user_id, file_type) and i["name"] in names]
 
     async def of_user(self, user_id: str) -> list[dict[str, Any]]:
         return sorted((dict(i) for i in self.items.values() if i["user_id"] == user_id),
@@ -291,3 +288,43 @@ async def test_a_refused_or_unanswered_restore_leaves_the_item_in_the_trash(worl
 def test_domain_errors_answer_as_the_api_always_did() -> None:
     for error, status in ((ItemNotFound("x"), 404), (RestoreInProgress("x"), 409), (RestoreUnavailable("x"), 503)):
         assert (native_error(error).status, native_error(error).code) == (status, error.code)
+
+
+def _uploaded(user_id: str, name: str, at: datetime, file_type: str = "GPX") -> Any:
+    return make_event(FileUploaded(file_type=file_type, name=name, version_id=f"v-{name}-{at.isoformat()}", size=1,
+                                   checksum="c", updated_at=at), user_id=user_id, producer="files", occurred_at=at)
+
+
+async def test_a_batch_of_uploads_takes_revived_files_out_of_the_trash_with_one_lookup_per_user_and_type(
+        world: World) -> None:
+    await world.delete_files("u1", 3)  # track0..2.gpx, deleted at DELETED_AT
+    await world.delete_files("u2", 1)
+    looked_up: list[tuple[str, str, list[str]]] = []
+    removed: list[list[str]] = []
+    items_named, remove_items = world.store.items_named, world.store.remove_items
+
+    async def counting_lookup(user_id: str, file_type: str, names: list[str]) -> list[dict[str, Any]]:
+        looked_up.append((user_id, file_type, names))
+        return await items_named(user_id, file_type, names)
+
+    async def counting_remove(item_ids: list[str]) -> None:
+        removed.append(sorted(item_ids))
+        await remove_items(item_ids)
+    world.store.items_named, world.store.remove_items = counting_lookup, counting_remove  # type: ignore[method-assign]
+    later, earlier = DELETED_AT + timedelta(minutes=1), DELETED_AT - timedelta(minutes=1)
+    await world.trash.handlers.files_uploaded([
+        _uploaded("u1", "track0.gpx", later),      # revives track0
+        _uploaded("u1", "track1.gpx", earlier),    # uploaded before its delete: stays in the trash
+        _uploaded("u1", "track0.gpx", earlier),    # an older upload of the same name in the batch
+        _uploaded("u1", "new.gpx", later),         # a new file: nothing to take out
+        _uploaded("u1", "track2.gpx", later, file_type="FAVOURITES"),  # another type of that name
+        _uploaded("u2", "track0.gpx", later),      # another user
+    ])
+    assert sorted(looked_up) == [("u1", "FAVOURITES", ["track2.gpx"]),
+                                 ("u1", "GPX", ["new.gpx", "track0.gpx", "track1.gpx"]),
+                                 ("u2", "GPX", ["track0.gpx"])]
+    assert sorted(removed) == [["u1-t0"], ["u2-t0"]]
+    assert sorted(world.store.items) == ["u1-t1", "u1-t2"]
+    removed.clear()
+    await world.trash.handlers.files_uploaded([_uploaded("u1", "new.gpx", later)])  # revives nothing: no delete
+    assert removed == [] and sorted(world.store.items) == ["u1-t1", "u1-t2"]

@@ -12,6 +12,8 @@ import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from pymongo import UpdateOne
+
 from . import tracing
 from .events import CATALOGUE, Event, topic_for
 from .logging import current_request_id, get_logger
@@ -25,6 +27,19 @@ log = get_logger(__name__)
 # a named document's outbox that a read of the document made after the wake-up covered
 # already (the scan flushed it): nothing is left to publish for that wake-up
 _COVERED: list[dict[str, Any]] = []
+
+# the write that clears a published outbox (its filter: the document's _id and the outbox as published)
+_CLEAR = {"$unset": {OUTBOX_FIELD: "", PENDING_FIELD: ""}}
+
+# A round clears its documents' outboxes with one update command of many statements (a command
+# costs FerretDB ~1 ms of CPU, a statement in a shared one ~0.45 ms; measured with the _id + outbox
+# filter at 2,000 and 20,000 documents: the _id index answers each statement). At most this many
+# statements a command and one command at a time per relay: FerretDB 1.24 keeps each matched
+# statement's read open until the whole command ends (msg_update.go defers every statement's
+# iterator close), from a pool of 100 SQLite connections — one update of 200 matched statements
+# waited for a connection forever, holding the collection's write lock. 16 leave room for six
+# relays' commands at once.
+CLEAR_BATCH = 16
 
 
 def outbox_entry(event: Event, topic_prefix: str) -> dict[str, Any]:
@@ -140,28 +155,94 @@ class OutboxRelay:
             await self._flush_round()
 
     async def _flush_round(self) -> None:
-        """Flushes the documents named since the last round."""
+        """Flushes the documents named since the last round: their events are published side
+        by side, then their outboxes cleared together."""
         self._wake.clear()
         self._taken, self._hints = self._hints, {}
         # the round's documents side by side: their sends reach Kafka together, one produce
         # request for many (a request costs the broker ~1.9 ms of CPU, a message in a shared
         # one ~0.2 ms); each document's events keep their order
-        await asyncio.gather(*(self._flush_named(collection, docs, doc_id)
-                               for collection, docs in self._taken.values() for doc_id in list(docs)))
+        held = [h for h in await asyncio.gather(*(self._publish_named(collection, docs, doc_id)
+                                                  for collection, docs in self._taken.values()
+                                                  for doc_id in list(docs)))
+                if h is not None]
+        try:
+            # a scan that listed a document the round held saw the events the round published:
+            # where the round's clear matched the outbox as published, it has nothing to add
+            self._again.difference_update((id(c), doc_id) for c, doc_id in await self._clear_round(held))
+            await asyncio.gather(*(self._flush_again(collection, doc_id) for collection, doc_id, _ in held))
+        finally:
+            for collection, doc_id, _ in held:
+                self._release((id(collection), doc_id))
 
-    async def _flush_named(self, collection: Collection, docs: dict[Any, list[dict[str, Any]] | None],
-                           doc_id: Any) -> None:
+    async def _publish_named(self, collection: Collection, docs: dict[Any, list[dict[str, Any]] | None],
+                             doc_id: Any) -> tuple[Collection, Any, list[dict[str, Any]] | None] | None:
+        """Publishes a named document's events and keeps the document in flight for the round's
+        clear: returns (collection, id, the entries published, None if nothing was pending), or
+        None when the document is not this round's to clear (covered, being flushed by the scan,
+        or its publish failed: the scan retries it)."""
         async with self._round_slots:
             outbox = docs.get(doc_id)
             if outbox is _COVERED:
-                return
+                return None
+            key = (id(collection), doc_id)
+            if key in self._in_flight:  # the scan is publishing it: it looks again after
+                self._again.add(key)
+                return None
+            self._in_flight.add(key)
             try:
-                await self._flush_doc(collection, doc_id, outbox)
+                return collection, doc_id, await self._publish(collection, doc_id, outbox)
             except asyncio.CancelledError:
+                self._release(key)
                 raise
             except Exception as exc:  # Kafka or Mongo away: the scan retries it
+                self._release(key)
                 log.warning("outbox relay failed; will retry", error=repr(exc))
                 self._scan_wake.set()
+                return None
+
+    async def _clear_round(self, held: list[tuple[Collection, Any, list[dict[str, Any]] | None]]
+                           ) -> list[tuple[Collection, Any]]:
+        """Clears the published outboxes of a round, CLEAR_BATCH documents a command, one
+        collection after another; returns the documents whose outbox was exactly what was
+        published (now empty). A command that fails leaves its documents pending: the scan
+        publishes them again (at least once)."""
+        emptied: list[tuple[Collection, Any]] = []
+        published: dict[int, tuple[Collection, list[tuple[Any, list[dict[str, Any]]]]]] = {}
+        for collection, doc_id, entries in held:
+            if entries is not None:
+                published.setdefault(id(collection), (collection, []))[1].append((doc_id, entries))
+        for collection, cleared in published.values():
+            for start in range(0, len(cleared), CLEAR_BATCH):
+                part = cleared[start:start + CLEAR_BATCH]
+                try:
+                    emptied += [(collection, doc_id) for doc_id in await self._clear(collection, part)]
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # Mongo away: the scan retries them
+                    log.warning("outbox relay failed; will retry", error=repr(exc))
+                    self._scan_wake.set()
+                    continue
+                for doc_id, entries in part:
+                    self._published(collection, doc_id, entries)
+        return emptied
+
+    async def _flush_again(self, collection: Collection, doc_id: Any) -> None:
+        """A document the scan was asked to flush while the round held it: flushed now."""
+        key = (id(collection), doc_id)
+        try:
+            while key in self._again:  # events written meanwhile
+                self._again.discard(key)
+                await self._flush_doc_now(collection, doc_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # Kafka or Mongo away: the scan retries it
+            log.warning("outbox relay failed; will retry", error=repr(exc))
+            self._scan_wake.set()
+
+    def _release(self, key: tuple[int, Any]) -> None:
+        self._in_flight.discard(key)
+        self._again.discard(key)
 
     async def _run_scans(self) -> None:
         loop = asyncio.get_running_loop()
@@ -218,11 +299,20 @@ class OutboxRelay:
                 sent += await self._flush_doc_now(collection, doc_id)
             return sent
         finally:
-            self._in_flight.discard(key)
-            self._again.discard(key)
+            self._release(key)
 
     async def _flush_doc_now(self, collection: Collection, doc_id: Any,
                              outbox: list[dict[str, Any]] | None = None) -> int:
+        entries = await self._publish(collection, doc_id, outbox)
+        if entries is None:
+            return 0
+        await self._clear(collection, [(doc_id, entries)])
+        return self._published(collection, doc_id, entries)
+
+    async def _publish(self, collection: Collection, doc_id: Any,
+                       outbox: list[dict[str, Any]] | None = None) -> list[dict[str, Any]] | None:
+        """Publishes the document's pending events (`outbox`, or else read); returns them, or
+        None when nothing was pending."""
         if outbox is not None:  # as the writer's write left it: no read
             entries = outbox
         else:
@@ -232,24 +322,52 @@ class OutboxRelay:
             doc = await collection.find_one({"_id": doc_id}, {OUTBOX_FIELD: 1, PENDING_FIELD: 1})
             if doc is None or not doc.get(PENDING_FIELD):
                 self._pending_since.get(self._name(collection), {}).pop(doc_id, None)
-                return 0
+                return None
             entries = doc.get(OUTBOX_FIELD) or []
         # all in flight at once: a purge batch carries thousands of events
         await self._producer.publish_many([
             (entry["topic"], entry["key"], entry["value"], _headers(entry))
             for entry in entries])
-        # usually nothing was added meanwhile: one write clears the outbox and the flag
-        done = await collection.update_one({"_id": doc_id, OUTBOX_FIELD: entries},
-                                           {"$unset": {OUTBOX_FIELD: "", PENDING_FIELD: ""}})
-        if done.modified_count != 1:
-            if entries:
-                await collection.update_one({"_id": doc_id}, {"$pullAll": {OUTBOX_FIELD: entries}})
-            # clear the flag only if no new event was pushed meanwhile
-            await collection.update_one({"_id": doc_id, OUTBOX_FIELD: {"$size": 0}}, {"$unset": {PENDING_FIELD: ""}})
+        return entries
+
+    async def _clear(self, collection: Collection, published: list[tuple[Any, list[dict[str, Any]]]]) -> list[Any]:
+        """Removes published events from their documents (document id, entries published), in
+        one write: usually nothing was added meanwhile, and each statement clears its outbox and
+        flag. Its condition is the outbox as published, so an event added meanwhile stays.
+        Returns the ids of the documents that statement cleared."""
+        if len(published) == 1:
+            doc_id, entries = published[0]
+            done = await collection.update_one({"_id": doc_id, OUTBOX_FIELD: entries}, _CLEAR)
+            if done.modified_count == 1:
+                return [doc_id]
+            await self._clear_leftover(collection, doc_id, entries)
+            return []
+        done = await collection.bulk_write([UpdateOne({"_id": doc_id, OUTBOX_FIELD: entries}, _CLEAR)
+                                            for doc_id, entries in published], ordered=False)
+        if done.modified_count == len(published):
+            return [doc_id for doc_id, _ in published]
+        # the reply counts, it does not say which statement matched nothing: those documents are
+        # still flagged (one the statement cleared and a new event flagged again is too, and
+        # its leftover clear changes nothing)
+        still = {doc["_id"] async for doc in collection.find(
+            {"_id": {"$in": [doc_id for doc_id, _ in published]}, PENDING_FIELD: True}, {"_id": 1})}
+        for doc_id, entries in published:
+            if doc_id in still:
+                await self._clear_leftover(collection, doc_id, entries)
+        return [doc_id for doc_id, _ in published if doc_id not in still]
+
+    @staticmethod
+    async def _clear_leftover(collection: Collection, doc_id: Any, entries: list[dict[str, Any]]) -> None:
+        """An outbox that changed after it was published: only the published events go."""
+        if entries:
+            await collection.update_one({"_id": doc_id}, {"$pullAll": {OUTBOX_FIELD: entries}})
+        # clear the flag only if no new event was pushed meanwhile
+        await collection.update_one({"_id": doc_id, OUTBOX_FIELD: {"$size": 0}}, {"$unset": {PENDING_FIELD: ""}})
+
+    def _published(self, collection: Collection, doc_id: Any, entries: list[dict[str, Any]]) -> int:
         self.published += len(entries)
         self._pending_since.get(self._name(collection), {}).pop(doc_id, None)
         return len(entries)
-
 
     def _cover(self, collection: Collection, doc_id: Any) -> None:
         """The document is about to be read: the outboxes of its earlier wake-ups are in what

@@ -38,13 +38,28 @@ class Handlers:
             "expires_at": expires_at(p.deleted_at, self.retention_days)}, event.occurred_at)
 
     async def files_uploaded(self, events: list[Event]) -> None:
-        """Idempotent as a whole (an item deleted after an upload is never taken by that
-        upload's event, however often it comes), so no processed-event bookkeeping: one
-        delete per upload instead of three commands."""
+        """A new upload to a trashed name takes it out of the trash: the items of that user,
+        type and name deleted at or before the upload. Idempotent as a whole (an item deleted
+        after an upload is never taken by that upload's event, however often it comes), so no
+        processed-event bookkeeping.
+
+        Per batch, not per upload: one index lookup per user and type for all the batch's
+        names, and a delete by id only of what it found — usually nothing, as few uploads revive
+        a trashed file. Every upload is still checked, not only those files saw reviving: an
+        upload also takes out an item that a delete's late event put back (its hand-over failed,
+        the reviving upload's was applied and recorded, so Kafka skips that upload's event and
+        the next upload of the name is what removes it)."""
+        newest: dict[tuple[str, str], dict[str, datetime]] = {}  # (user, type) -> name -> last upload
         for event in events:
             p = event.payload()
             assert isinstance(p, FileUploaded)
-            await self.store.remove_file(event.user_id, p.file_type, p.name, p.updated_at)
+            names = newest.setdefault((event.user_id, p.file_type), {})
+            names[p.name] = max(p.updated_at, names.get(p.name, p.updated_at))
+        for (user_id, file_type), names in newest.items():
+            found = await self.store.items_named(user_id, file_type, sorted(names))
+            revived = [item["_id"] for item in found if item["deleted_at"] <= names[item["name"]]]
+            if revived:
+                await self.store.remove_items(revived)
 
     async def file_restored(self, event: Event) -> None:
         """The restore's HTTP answer normally removes the item; this covers a trash replica

@@ -14,7 +14,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from osmcloud_common.mongo import delete_by_ids, existing_ids, insert_new
+from osmcloud_common.mongo import delete_by_ids, existing_ids, id_chunks, insert_new
 from osmcloud_common.outbox import new_document_with_events
 
 Documents = AsyncCollection[dict[str, Any]]
@@ -39,11 +39,12 @@ class TrashStore:
         except DuplicateKeyError:
             pass
 
-    async def remove_file(self, user_id: str, file_type: str, name: str, before: datetime) -> int:
-        """A new upload to a trashed name takes it out of the trash."""
-        result = await self.items.delete_many({"user_id": user_id, "type": file_type, "name": name,
-                                               "deleted_at": {"$lte": before}})
-        return result.deleted_count
+    async def items_named(self, user_id: str, file_type: str, names: list[str]) -> list[dict[str, Any]]:
+        """The user's trash items of these names of one type (id, name, deleted_at): a lookup in
+        the (user_id, type, name) index, also on FerretDB, which pushes down equality and `$in`
+        of strings (a `$or` of conditions it does not: that reads every item in the trash)."""
+        return [doc for part in id_chunks(names) async for doc in self.items.find(
+            {"user_id": user_id, "type": file_type, "name": {"$in": list(part)}}, {"name": 1, "deleted_at": 1})]
 
     async def of_user(self, user_id: str) -> list[dict[str, Any]]:
         return await self.items.find({"user_id": user_id}).sort("deleted_at", -1).to_list(None)
