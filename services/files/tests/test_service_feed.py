@@ -75,6 +75,14 @@ async def test_a_dense_feed_is_read_in_whole_blocks_and_reads_no_heads():
     assert store.head_reads == []  # every number of every window had its version
 
 
+async def test_a_wide_window_read_in_two_halves_brings_every_version_once_in_order():
+    world = World()
+    for seq in (*range(1, 640), *range(650, 1400)):
+        add_version(world, seq)
+    page = await feed_page(RecordingStore(world), "u", 0, 1399, 1000)
+    assert [e["seq"] for e in page.entries] == [*range(1, 640), *range(650, 1011)] and page.more
+
+
 async def test_a_head_change_is_found_in_a_window_with_a_number_left_without_a_version():
     world = World()
     for seq in (*range(1, 150), *range(151, 300)):

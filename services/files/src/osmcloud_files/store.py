@@ -16,6 +16,7 @@ a string per FEED_BLOCK numbers), because the local server answers only string c
 from an index: {user_id, seq_block: {$in: [...]}} is an index lookup there, where a range of
 seq decoded every version of the account (docs/benchmarks.md, the changes feed)."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, cast
@@ -30,7 +31,7 @@ from osmcloud_common.mongo import SerializedCollection, find_by_ids, id_chunks, 
 from osmcloud_common.outbox import OUTBOX_FIELD, new_document_with_events, with_events
 
 from .domain import FileRef
-from .feed_blocks import feed_block, feed_blocks
+from .feed_blocks import FEED_BLOCK, feed_block, feed_blocks
 from .ledger import Ledger
 from .model import FileHead, Head, Version
 
@@ -339,13 +340,23 @@ class FilesStore:
     async def versions_after(self, user_id: str, after: int, upto: int) -> list[dict[str, Any]]:
         """The account's versions numbered in (after, upto], in change order, with the fields
         a feed entry shows: a window of the feed, read by its blocks in one round trip (at
-        most upto - after versions: one batch); ordered here, not by the server (see
-        listed_heads)."""
-        versions = await self.versions.find({"user_id": user_id, "seq_block": {"$in": feed_blocks(after, upto)},
-                                             "seq": {"$gt": after, "$lte": upto}},
-                                            NOT_IN_FEED).batch_size(upto - after + 1).to_list(None)
+        most upto - after versions: one batch), a wide one as two halves side by side (the
+        local server decodes them on two cores: a 1000-change page p50 79–107 ms against
+        94–134, the same CPU); ordered here, not by the server (see listed_heads)."""
+        if upto - after >= 4 * FEED_BLOCK:
+            middle = ((after + upto) // 2 + 1) // FEED_BLOCK * FEED_BLOCK - 1
+            first, second = await asyncio.gather(self._versions_in(user_id, after, middle),
+                                                 self._versions_in(user_id, middle, upto))
+            versions = first + second
+        else:
+            versions = await self._versions_in(user_id, after, upto)
         versions.sort(key=lambda v: v["seq"])
         return versions
+
+    async def _versions_in(self, user_id: str, after: int, upto: int) -> list[dict[str, Any]]:
+        return await self.versions.find({"user_id": user_id, "seq_block": {"$in": feed_blocks(after, upto)},
+                                         "seq": {"$gt": after, "$lte": upto}},
+                                        NOT_IN_FEED).batch_size(upto - after + 1).to_list(None)
 
     async def reverted_heads_after(self, user_id: str, after: int, upto: int) -> list[dict[str, Any]]:
         """Heads whose last change, numbered in (after, upto], was not a new version."""
