@@ -213,3 +213,15 @@ def test_feed_blocks_name_every_change_number_of_a_window_and_no_more():
         assert feed_blocks(after, upto) == sorted({feed_block(s) for s in range(after + 1, upto + 1)},
                                                   key=int), (after, upto)
     assert feed_block(FEED_BLOCK - 1) == "0" and feed_block(FEED_BLOCK) == "1"
+
+
+def test_a_feed_window_ends_at_a_block_end_when_that_keeps_half_of_its_numbers_or_more():
+    from osmcloud_files.feed_blocks import FEED_BLOCK, window_end
+    assert window_end(0, 200) == 199 and window_end(199, 200) == 399 and window_end(199, 1000) == 1199
+    assert window_end(250, 200) == 399  # a cursor inside a block: the next window ends at a block's end
+    assert window_end(150, 100) == 250 and window_end(0, 1) == 1  # a block's end would keep too few
+    for after in (0, 1, 98, 99, 100, 150, 199, 1234):
+        for width in (1, 2, 50, 99, 100, 101, 150, 200, 1000, 2000):
+            end = window_end(after, width)
+            assert after + width / 2 <= end <= after + width, (after, width)
+            assert end == after + width or (end + 1) % FEED_BLOCK == 0, (after, width)

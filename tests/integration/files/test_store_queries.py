@@ -5,7 +5,7 @@ the server holds there too. Each test works in a scratch database of its own, dr
 import uuid
 
 import pytest
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 
 from osmcloud_files.ledger import Ledger
 from osmcloud_files.store import FilesStore
@@ -93,3 +93,49 @@ async def test_documents_written_before_feed_blocks_get_theirs_once(store):
     assert [v["seq"] for v in await store.versions_after("u", 0, 200)] == [5, 150]
     assert [h["changed_seq"] for h in await store.reverted_heads_after("u", 100, 200)] == [120]
     assert await store.add_feed_blocks() == 0
+
+
+class CommandNames(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_a_feed_window_and_the_listing_come_in_one_round_trip_with_the_fields_the_views_show(stack):
+    """The feed's window and the listing read without the fields their views do not show, a
+    window in one command whatever its size (the server's default first batch is 101
+    documents, then a getMore), the listing in batches of LISTING_BATCH."""
+    from osmcloud_files.views import change_view, head_view
+    commands = CommandNames()
+    client = AsyncMongoClient(stack.mongo_url, tz_aware=True, event_listeners=[commands])
+    name = f"store_test_{uuid.uuid4().hex[:12]}"
+    db = client[name]
+    store = FilesStore(db["heads"], db["versions"], db["accounts"])
+    try:
+        await store.versions.insert_many([version_doc("u", s, device_num=3) for s in range(1, 301)])
+        await store.heads.insert_many([
+            {**head_doc(f"u/GPX/f{i}.gpx", f"v{i}", ["op"]), "changed_seq": i, "changed_block": "0", "reverted": False,
+             "head": {"version_id": f"v{i}", "size": 4, "checksum": None, "updated_ms": 2**40 + i, "client_ms": 7,
+                      "device_id": "d", "deleted": i % 10 == 0, "seq": i}} for i in range(250)])
+        commands.names.clear()
+        window = await store.versions_after("u", 0, 299)
+        listed = await store.listed_heads("u", None)
+        assert commands.names == ["find", "find"]
+        assert [v["seq"] for v in window] == list(range(1, 300)) and len(listed) == 225
+        assert set(window[0]) == {"_id", "type", "name", "size", "checksum", "updated_ms", "client_ms", "device_id",
+                                  "deleted", "seq"}
+        assert set(listed[0]) == {"type", "name", "category", "head"}
+        entry, view = change_view(window[0]), head_view(listed[0])
+        assert (entry["version_id"], entry["kind"], entry["seq"]) == ("u-v1", "uploaded", 1)
+        assert view["updatetime"] == 2**40 + int(listed[0]["name"][1:-4]) and type(view["updatetime"]) is int
+    finally:
+        await client.drop_database(name)
+        await client.close()

@@ -1,23 +1,20 @@
 """Account-wide calls of the files API: the storage page, per-type backup switches, "delete
 old versions", "delete all my data", "delete a type from the cloud", and the changes feed."""
 
-from typing import Any
-
 from aiohttp import web
 from pydantic import BaseModel, StrictBool
 
 from osmcloud_common.datatypes import TYPE_CATEGORIES
 from osmcloud_common.errors import BadRequest
-from osmcloud_common.http import identity, json_body
+from osmcloud_common.http import identity, json_answer, json_body
 
 from .domain import decode_cursor, encode_cursor, feed_horizon, parse_file_ref, storage_breakdown
+from .feed import feed_page
 from .operations import Operations
 from .store import FilesStore
-from .views import head_view, stored_version_view
 
 TYPE = "{file_type:[A-Za-z_]+}"
 MAX_CHANGES = 1000
-WINDOW_READS = 4  # reads of the feed per call at most (each window twice the last)
 
 
 class BackupSwitch(BaseModel):
@@ -85,28 +82,6 @@ class AccountRoutes:
         return web.json_response(await self.ops.delete_type(who.user_id, file_type, who.device_id))
 
     # ------------------------------------------------------------ changes feed
-    async def _window(self, user_id: str, after: int, horizon: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-        """The feed's entries numbered in (after, upto], in order, and `upto`: a window of
-        `limit` numbers, widened (doubling, at most WINDOW_READS reads) while it brought fewer
-        than `limit` entries and the horizon is not reached — numbers without an entry (a
-        version removed for good, an operation that failed) make windows sparse. Each read
-        costs about the entries it brings: the store reads a window by its feed blocks."""
-        entries: list[dict[str, Any]] = []
-        upto, width = after, limit
-        for _ in range(WINDOW_READS):
-            if len(entries) >= limit or upto >= horizon:
-                break
-            start, upto = upto, min(horizon, upto + width)
-            entries += [{"seq": v["seq"], "kind": "deleted" if v.get("deleted") else "uploaded",
-                         **stored_version_view(v)} for v in await self.store.versions_after(user_id, start, upto)]
-            heads = await self.store.reverted_heads_after(user_id, start, upto)
-            if heads:
-                entries += [{"seq": h["changed_seq"], "kind": "head_changed", "type": h["type"], "name": h["name"],
-                             "head": head_view(h) if h.get("head") else None} for h in heads]
-                entries.sort(key=lambda e: e["seq"])
-            width *= 2
-        return entries, upto
-
     async def changes(self, request: web.Request) -> web.Response:
         """Every new version and delete marker after the cursor, in order, plus heads that
         changed without a new version (a version deleted permanently). `reset: true` means
@@ -122,9 +97,6 @@ class AccountRoutes:
                                [op["floor"] for op in account["ops"].values() if op.get("floor") is not None])
         if after < account.get("reset_seq", 0):
             return web.json_response({"changes": [], "cursor": encode_cursor(horizon), "more": False, "reset": True})
-        entries, upto = await self._window(who.user_id, after, horizon, limit)
-        more = len(entries) > limit or upto < horizon
-        if len(entries) > limit:
-            entries, upto = entries[:limit], entries[limit - 1]["seq"]
-        cursor = encode_cursor(max(upto, after))
-        return web.json_response({"changes": entries, "cursor": cursor, "more": more, "reset": False})
+        page = await feed_page(self.store, who.user_id, after, horizon, limit)
+        return json_answer({"changes": page.entries, "cursor": encode_cursor(page.upto), "more": page.more,
+                            "reset": False})

@@ -15,3 +15,12 @@ def feed_block(seq: int) -> str:
 def feed_blocks(after: int, upto: int) -> list[str]:
     """The feed blocks of the change numbers in (after, upto]."""
     return [str(b) for b in range((after + 1) // FEED_BLOCK, upto // FEED_BLOCK + 1)] if upto > after else []
+
+
+def window_end(after: int, width: int) -> int:
+    """The end of a window of about `width` numbers after `after`: the last number of a block
+    when that keeps at least half of them, so that a read brings whole blocks (every
+    document of a block is decoded by the local server, the ones outside the window too)."""
+    end = after + width
+    aligned = (end + 1) // FEED_BLOCK * FEED_BLOCK - 1
+    return aligned if 2 * (aligned - after) >= width else end

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from osmcloud_common.errors import ApiError, BadRequest
 from osmcloud_common.events import Entitlement
-from osmcloud_common.http import identity
+from osmcloud_common.http import identity, json_answer
 from osmcloud_common.logging import get_logger
 
 from .bodies import complete_or_refused
@@ -175,7 +175,7 @@ class FilesRoutes:
         for t in types or ():
             parse_file_ref(who.user_id, t, "x")  # 400 for an unknown type
         heads = await self.store.listed_heads(who.user_id, types)
-        return web.json_response({"files": [head_view(h) for h in heads]})
+        return json_answer({"files": [head_view(h) for h in heads]})
 
     async def history(self, request: web.Request) -> web.Response:
         """A page of the file's versions, newest first: `limit` (1-1000, default 100) versions
