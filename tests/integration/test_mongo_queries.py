@@ -206,3 +206,27 @@ async def test_delete_by_date_range_removes_exactly_the_matches(dated):
     assert "year-1999" in expected and "array" in expected and "number" not in expected
     assert (await collection.delete_many(filter_)).deleted_count == len(expected)
     assert {d["_id"] async for d in collection.find({})} == {d["_id"] for d in all_docs} - expected
+
+
+async def test_deleting_an_accounts_documents_beyond_the_servers_variable_limit(stack):
+    """Our FerretDB build names every matched document in one SQL statement, and SQLite takes
+    at most 32,766 variables: a `delete_many` of a large account's versions failed ("too many
+    SQL variables"), and with it "delete all my data" and the account's erasure.
+    `delete_user_data` deletes in chunks; another user's documents stay."""
+    from osmcloud_common.mongo import delete_user_data
+
+    client = AsyncMongoClient(stack.mongo_url)
+    db = client[f"{stack.db_prefix}delete_test_{uuid.uuid4().hex[:8]}"]
+    try:
+        many = 33_000
+        for start in range(0, many, 5_000):
+            await db["versions"].insert_many([{"_id": f"big-{i}", "user_id": "big", "seq": i}
+                                              for i in range(start, min(start + 5_000, many))])
+        await db["versions"].insert_many([{"_id": f"other-{i}", "user_id": "other"} for i in range(10)])
+        await db["heads"].insert_one({"_id": "big/h", "user_id": "big"})
+        assert await delete_user_data(db, "big") == many + 1
+        assert await db["versions"].count_documents({}) == 10
+        assert await db["heads"].count_documents({}) == 0
+    finally:
+        await client.drop_database(db.name)
+        await client.close()

@@ -22,7 +22,7 @@ from pymongo import ASCENDING, DESCENDING
 from .clock import Clock
 from .deleted_accounts import DeletedAccounts, account_key
 from .logging import get_logger
-from .mongo import Collection
+from .mongo import Collection, delete_all
 
 log = get_logger(__name__)
 
@@ -84,7 +84,7 @@ class AuditLog:
 
     async def erase(self, user_id: str) -> None:
         """The account's entries go; a minimal record that it was deleted stays (idempotent)."""
-        await self.collection.delete_many({"user_id": user_id})
+        await delete_all(self.collection, {"user_id": user_id})
         key = account_key(user_id)
         await self.collection.update_one(
             {"_id": f"deleted:{key}"},

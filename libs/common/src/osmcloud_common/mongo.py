@@ -43,11 +43,27 @@ async def mongo_reachable(client: MongoClient) -> bool:
 # Convention: every document that holds a user's data carries a `user_id` field (processed-
 # event records and dead letters included), so that removing an account's data is one generic
 # sweep over every collection of the service's own database.
+DELETE_CHUNK = 10_000  # documents one delete names at most (see delete_all)
+
+
+async def delete_all(collection: Collection, filter_: Mapping[str, Any], chunk: int = DELETE_CHUNK) -> int:
+    """Deletes every document `filter_` matches, at most `chunk` a command: our FerretDB build
+    deletes by naming each matched document in one SQL statement, and SQLite takes at most
+    32,766 variables, so one `delete_many` of a large account's versions failed ("too many
+    SQL variables"). Returns how many went."""
+    removed = 0
+    while True:
+        ids = [doc["_id"] async for doc in collection.find(dict(filter_), {"_id": 1}).limit(chunk)]
+        if not ids:
+            return removed
+        removed += (await collection.delete_many({**filter_, "_id": {"$in": ids}})).deleted_count
+
+
 async def delete_user_data(database: Database, user_id: str) -> int:
     """Removes every document of `user_id` from a service's database; idempotent."""
     removed = 0
     for name in await database.list_collection_names():
-        removed += (await database[name].delete_many({"user_id": user_id})).deleted_count
+        removed += await delete_all(database[name], {"user_id": user_id})
     return removed
 
 

@@ -27,7 +27,7 @@ from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.errors import DuplicateKeyError
 
 from osmcloud_common.events import Entitlement
-from osmcloud_common.mongo import SerializedCollection, find_by_ids, id_chunks, insert_new
+from osmcloud_common.mongo import SerializedCollection, delete_all, find_by_ids, id_chunks, insert_new
 from osmcloud_common.outbox import OUTBOX_FIELD, new_document_with_events, with_events
 
 from .domain import FileRef
@@ -333,8 +333,8 @@ class FilesStore:
         return deleted
 
     async def delete_everything_of(self, user_id: str) -> None:
-        await self.versions.delete_many({"user_id": user_id})
-        await self.heads.delete_many({"user_id": user_id})
+        await delete_all(self.versions, {"user_id": user_id})
+        await delete_all(self.heads, {"user_id": user_id})
 
     # ------------------------------------------------------------ changes feed
     async def versions_after(self, user_id: str, after: int, upto: int) -> list[dict[str, Any]]:

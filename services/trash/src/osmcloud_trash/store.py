@@ -14,7 +14,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from osmcloud_common.mongo import delete_by_ids, existing_ids, id_chunks, insert_new
+from osmcloud_common.mongo import delete_all, delete_by_ids, existing_ids, id_chunks, insert_new
 from osmcloud_common.outbox import new_document_with_events
 
 Documents = AsyncCollection[dict[str, Any]]
@@ -75,8 +75,8 @@ class TrashStore:
         await delete_by_ids(self.items, item_ids)
 
     async def remove_user(self, user_id: str) -> int:
-        removed = (await self.items.delete_many({"user_id": user_id})).deleted_count
-        await self.claims.delete_many({"user_id": user_id})
+        removed = await delete_all(self.items, {"user_id": user_id})
+        await delete_all(self.claims, {"user_id": user_id})
         return removed
 
     async def existing(self, item_ids: list[str]) -> set[str]:
