@@ -16,7 +16,21 @@ AT = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def _matches(doc, query):
-    return all(doc.get(k) == v for k, v in query.items())
+    return all(doc.get(k) in v["$in"] if isinstance(v, dict) else doc.get(k) == v for k, v in query.items())
+
+
+class FakeCursor:
+    def __init__(self, docs):
+        self.docs = docs
+
+    def limit(self, n):
+        return FakeCursor(self.docs[:n])
+
+    def __aiter__(self):
+        async def each():
+            for doc in self.docs:
+                yield doc
+        return each()
 
 
 class FakeCollection:
@@ -25,6 +39,9 @@ class FakeCollection:
 
     async def find_one(self, query, projection=None):
         return next((d for d in self.docs.values() if _matches(d, query)), None)
+
+    def find(self, query, projection=None):
+        return FakeCursor([d for d in self.docs.values() if _matches(d, query)])
 
     async def delete_many(self, query):
         gone = [k for k, d in self.docs.items() if _matches(d, query)]
