@@ -877,9 +877,9 @@ class Stack:
             f"-Xmx{self.config.kafka_heap}",
             "-Xms128m",
             # a small broker on few cores: its optimizing JIT (C2) and G1's threads cost more CPU
-            # than they save — JFR put most of the broker's CPU under load in its compiler
+            # than they save — JFR put about half of the broker's CPU under load in its compiler
             # threads; C1 alone and the serial collector took its CPU per small upload from
-            # 2.4-3.5 ms to 1.0-1.3 ms (docs/benchmarks.md)
+            # 2.3-2.9 ms to 0.9-1.5 ms (docs/benchmarks.md)
             "-XX:TieredStopAtLevel=1",
             "-XX:+UseSerialGC",
             "-XX:+ExitOnOutOfMemoryError",
