@@ -414,6 +414,16 @@ class World:
         return [json.loads(e["value"])["type"] for e in doc.get(OUTBOX_FIELD, [])]
 
 
+def settled(world: World, user: str = "u") -> dict[str, Any]:
+    """The account with no operation in flight and nothing reserved, its committed usage its
+    used one (asserted); returned for further checks."""
+    account = world.account(user)
+    assert account["ops"] == {} and account["reserved_bytes"] == 0 and account["reserved_files"] == 0
+    assert account["committed_bytes"] == account["used_bytes"]
+    assert account["committed_files"] == account["file_count"]
+    return account
+
+
 def body(data: bytes, piece: int = 1000) -> Callable[[int], Awaitable[bytes]]:
     """An upload source giving `data` in pieces."""
     view = memoryview(data)

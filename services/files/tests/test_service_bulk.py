@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from files_fakes import START, World, body, trashed
+from files_fakes import START, World, body, settled, trashed
 
 from osmcloud_common.domain_errors import map_domain_errors
 from osmcloud_common.http import create_app
@@ -45,14 +45,6 @@ async def post(client: TestClient, body: Any, params: dict[str, str] | None = No
         headers = {"Content-Type": content_type, **(headers or {})}
     reply = await client.post("/api/files/bulk", data=body, params=params or {}, headers={**USER, **(headers or {})})
     return reply.status, await reply.json()
-
-
-def clean(world: World, user: str = "u") -> dict[str, Any]:
-    account = world.account(user)
-    assert account["ops"] == {} and account["reserved_bytes"] == 0 and account["reserved_files"] == 0
-    assert account["committed_bytes"] == account["used_bytes"]
-    assert account["committed_files"] == account["file_count"]
-    return account
 
 
 @pytest.fixture
@@ -92,7 +84,7 @@ async def test_each_file_is_judged_on_its_own_with_a_result_per_file(world: Worl
     assert results[4]["clienttime"] == 1700000000000 and results[4]["category"] == "my_places"
     assert results[1]["error"]["head"]["version_id"] == old.version_id  # the conflict shows the head now
     assert results[6]["size"] == 300
-    account = clean(world)
+    account = settled(world)
     assert (account["used_bytes"], account["file_count"]) == (1000 + 2000 + 300, 3)
     assert answer["usage"] == {"used_bytes": 3300, "file_count": 3, "quota_bytes": 6_000}
     # the refused files left nothing: one version each for the stored, two for home.gpx
@@ -118,7 +110,7 @@ async def test_overwrite_for_every_part_and_per_part(world: World) -> None:
         assert answer["results"][0]["size"] == 4
     finally:
         await client.close()
-    assert clean(world)["used_bytes"] == 4
+    assert settled(world)["used_bytes"] == 4
 
 
 async def test_an_upload_over_a_trashed_file_takes_it_out_of_the_trash_as_a_single_upload_does(world: World) -> None:
@@ -143,7 +135,7 @@ async def test_more_files_than_the_bound_are_refused_after_the_first_ones(world:
     assert status == 413 and answer["error"]["code"] == "too_many_files"
     assert answer["error"]["max_files_per_request"] == 2 and "at most 2 files" in answer["error"]["message"]
     assert [r["status"] for r in answer["error"]["results"]] == [201, 201]
-    assert clean(world)["file_count"] == 2
+    assert settled(world)["file_count"] == 2
 
 
 async def test_a_body_that_is_not_multipart_is_400_and_stores_nothing(world: World) -> None:
@@ -182,7 +174,7 @@ async def test_a_body_broken_in_the_middle_keeps_the_files_before_and_undoes_the
         await client.close()
     assert status == 400 and answer["error"]["code"] == "malformed_body", answer
     assert [r["name"] for r in answer["error"]["results"]] == ["ok.gpx"], answer
-    account = clean(world)
+    account = settled(world)
     assert (account["used_bytes"], account["file_count"]) == (4, 1)
     assert [v["name"] for v in world.versions.docs.values()] == ["ok.gpx"] and len(world.blobs.objects) == 1
 
@@ -206,7 +198,7 @@ async def test_a_part_that_is_no_file_stops_the_request_after_the_files_before(w
     assert status == 400 and answer["error"]["code"] == "malformed_body"
     assert "part 2 is not a file" in answer["error"]["message"]
     assert [(r["name"], r["status"]) for r in answer["error"]["results"]] == [("a.gpx", 201)]
-    assert clean(world)["file_count"] == 1
+    assert settled(world)["file_count"] == 1
 
 
 async def test_small_files_are_written_in_batches_and_large_ones_one_by_one(world: World) -> None:
@@ -222,7 +214,7 @@ async def test_small_files_are_written_in_batches_and_large_ones_one_by_one(worl
         await client.close()
     assert [r["status"] for r in answer["results"]] == [201] * 8
     assert [r["seq"] for r in answer["results"]] == list(range(1, 9))  # effects in the order of the parts
-    account = clean(world)
+    account = settled(world)
     assert (account["used_bytes"], account["file_count"]) == (50 + len(big) + 2, 7)
     # one storage-usage-changed per batch (5 small files), per single upload (big) and per batch after
     assert world.events_in(world.accounts, "u") == ["storage-usage-changed"] * 4
@@ -240,4 +232,4 @@ async def test_a_declared_size_that_does_not_match_refuses_that_file_only(world:
         await client.close()
     assert [(r["status"], r.get("error", {}).get("code")) for r in answer["results"]] == [
         (400, "upload_incomplete"), (201, None)]
-    assert clean(world)["used_bytes"] == 1
+    assert settled(world)["used_bytes"] == 1

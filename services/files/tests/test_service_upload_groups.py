@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import structlog
-from files_fakes import START, CrashPlan, World, body
+from files_fakes import START, CrashPlan, World, body, settled
 
 from osmcloud_common.blobstore import StoredBlob
 from osmcloud_files.bootstrap import FilesServices
@@ -77,13 +77,6 @@ async def queued(groups: UploadGroups, n: int) -> None:
     raise AssertionError(f"{n} uploads did not reach the queue")
 
 
-def clean(world: World) -> dict[str, Any]:
-    account = world.account("u")
-    assert account["ops"] == {} and account["reserved_bytes"] == 0 and account["reserved_files"] == 0
-    assert account["committed_bytes"] == account["used_bytes"]
-    return account
-
-
 @pytest.fixture
 async def world() -> World:
     world = World()
@@ -110,7 +103,7 @@ async def test_uploads_arriving_while_a_batch_is_written_share_the_next_one(worl
     for name, head in zip(["first.gpx"] + [f"{i}.gpx" for i in range(5)], heads, strict=True):
         stored = await services.store.head(parse_file_ref("u", "FAVOURITES", name))
         assert stored is not None and stored["head"]["version_id"] == head.version_id
-    account = clean(world)
+    account = settled(world)
     assert account["used_bytes"] == 160 and account["file_count"] == 6
     # each answer's account already counts its own file (read-your-writes)
     assert answers[0][1]["file_count"] >= 1 and all(after["file_count"] == 6 for _, after in answers[1:])
@@ -142,7 +135,7 @@ async def test_two_uploads_of_one_file_keep_their_order_in_separate_batches(worl
     assert seen == [["other.gpx"], ["x.gpx", "y.gpx"], ["x.gpx"]]
     stored = await services.store.head(parse_file_ref("u", "FAVOURITES", "x.gpx"))
     assert stored is not None and stored["head"]["version_id"] == h3.version_id and h3.seq > h2.seq
-    assert clean(world)["used_bytes"] == 1 + 30 + 5
+    assert settled(world)["used_bytes"] == 1 + 30 + 5
 
 
 async def test_a_refusal_is_the_one_uploads_own_and_keeps_nothing_of_it(world: World) -> None:
@@ -164,7 +157,7 @@ async def test_a_refusal_is_the_one_uploads_own_and_keeps_nothing_of_it(world: W
     assert isinstance(results[1], VersionConflict)
     assert isinstance(results[3], QuotaExceeded)  # 100 + 1 + 19,000 + 19,000 > the quota of 30,000
     assert not any(isinstance(r, BaseException) for i, r in enumerate(results) if i not in (1, 3))
-    account = clean(world)
+    account = settled(world)
     assert account["used_bytes"] == 1 + 19_000 + 50 + 10 and account["file_count"] == 4
     assert len(world.blobs.objects) == 5  # home's old and new version, first, big, fine: no blob of the refused
 
@@ -178,7 +171,7 @@ async def test_a_body_larger_than_a_small_file_goes_alone(world: World) -> None:
     head2, after = await groups.upload(undeclared)
     assert seen == [] and head.size == 1001 and head2.size == 5000 and after["file_count"] == 2
     assert b"c" * 5000 in world.blobs.objects.values()  # what was read ahead is stored with the rest
-    clean(world)
+    settled(world)
 
 
 async def test_an_upload_whose_request_left_before_its_batch_began_is_never_written(world: World) -> None:
@@ -198,7 +191,7 @@ async def test_an_upload_whose_request_left_before_its_batch_began_is_never_writ
         await gone
     assert seen == [["first.gpx"], ["stays.gpx"]]
     assert await services.store.head(parse_file_ref("u", "FAVOURITES", "gone.gpx")) is None
-    assert clean(world)["file_count"] == 2
+    assert settled(world)["file_count"] == 2
 
 
 async def test_a_failed_batch_is_every_uploads_failure_and_leaves_nothing(world: World) -> None:
@@ -214,7 +207,7 @@ async def test_a_failed_batch_is_every_uploads_failure_and_leaves_nothing(world:
     held.release()
     results = await asyncio.gather(first, failing, beside, return_exceptions=True)
     assert isinstance(results[1], OSError) and isinstance(results[2], OSError)
-    account = clean(world)
+    account = settled(world)
     assert account["file_count"] == 1 and account["used_bytes"] == 1
     assert await services.store.head(parse_file_ref("u", "FAVOURITES", "y.gpx")) is None
 
@@ -232,7 +225,7 @@ async def test_a_full_queue_sends_the_next_upload_alone(world: World) -> None:
     assert alone.size == 20 and seen == [["first.gpx"]]
     held.release()
     await asyncio.gather(first, waits)
-    assert seen == [["first.gpx"], ["waits.gpx"]] and clean(world)["file_count"] == 3
+    assert seen == [["first.gpx"], ["waits.gpx"]] and settled(world)["file_count"] == 3
 
 
 async def test_each_grouped_uploads_event_names_its_own_request(world: World) -> None:
@@ -276,4 +269,4 @@ async def test_a_batch_of_many_uploads_costs_the_database_commands_of_one(world:
     # per batch the account is read once (judging), begun and finished (no read of its own)
     assert sorted(c for c in one if c[0] == "accounts") == [
         ("accounts", "find_one"), ("accounts", "find_one_and_update"), ("accounts", "find_one_and_update")]
-    assert clean(world)["file_count"] == 8
+    assert settled(world)["file_count"] == 8
