@@ -169,16 +169,11 @@ class SerializedCollection:
         # an _id that is a document has no lock: the guarded write and its retry alone decide
         async with lock if lock is not None else contextlib.nullcontext():
             while True:
-                doc: Document | None
-                if guess is not None:
-                    doc, guess = guess, None
-                    plan = build(doc)
-                    if plan is None:
-                        continue
-                else:
-                    doc = await self._collection.find_one({"_id": doc_id})
-                    plan = build(doc)
+                guessed, guess = guess, None
+                plan = build(guessed if guessed is not None else await self._collection.find_one({"_id": doc_id}))
                 if plan is None:
+                    if guessed is not None:  # a guess never decides: read the document
+                        continue
                     return None
                 guard, update = plan
                 after = await self._collection.find_one_and_update(

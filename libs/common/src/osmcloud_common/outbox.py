@@ -197,8 +197,7 @@ class OutboxRelay:
                 raise
             except Exception as exc:  # Kafka or Mongo away: the scan retries it
                 self._release(key)
-                log.warning("outbox relay failed; will retry", error=repr(exc))
-                self._scan_wake.set()
+                self._retry_later(exc)
                 return None
 
     async def _clear_round(self, held: list[tuple[Collection, Any, list[dict[str, Any]] | None]]
@@ -220,8 +219,7 @@ class OutboxRelay:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # Mongo away: the scan retries them
-                    log.warning("outbox relay failed; will retry", error=repr(exc))
-                    self._scan_wake.set()
+                    self._retry_later(exc)
                     continue
                 for doc_id, entries in part:
                     self._published(collection, doc_id, entries)
@@ -229,16 +227,27 @@ class OutboxRelay:
 
     async def _flush_again(self, collection: Collection, doc_id: Any) -> None:
         """A document the scan was asked to flush while the round held it: flushed now."""
-        key = (id(collection), doc_id)
         try:
-            while key in self._again:  # events written meanwhile
-                self._again.discard(key)
-                await self._flush_doc_now(collection, doc_id)
+            await self._flush_while_asked_again(collection, doc_id)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # Kafka or Mongo away: the scan retries it
-            log.warning("outbox relay failed; will retry", error=repr(exc))
-            self._scan_wake.set()
+            self._retry_later(exc)
+
+    async def _flush_while_asked_again(self, collection: Collection, doc_id: Any) -> int:
+        """Flushes an in-flight document again for as long as the other loop asked for it
+        meanwhile (events written since its outbox was taken); returns the events published."""
+        key = (id(collection), doc_id)
+        sent = 0
+        while key in self._again:
+            self._again.discard(key)
+            sent += await self._flush_doc_now(collection, doc_id)
+        return sent
+
+    def _retry_later(self, exc: Exception) -> None:
+        """Kafka or Mongo was away: what could not be published or cleared is left pending, for the scan."""
+        log.warning("outbox relay failed; will retry", error=repr(exc))
+        self._scan_wake.set()
 
     def _release(self, key: tuple[int, Any]) -> None:
         self._in_flight.discard(key)
@@ -294,10 +303,7 @@ class OutboxRelay:
         self._in_flight.add(key)
         try:
             sent = await self._flush_doc_now(collection, doc_id, outbox)
-            while key in self._again:  # events written meanwhile
-                self._again.discard(key)
-                sent += await self._flush_doc_now(collection, doc_id)
-            return sent
+            return sent + await self._flush_while_asked_again(collection, doc_id)
         finally:
             self._release(key)
 
