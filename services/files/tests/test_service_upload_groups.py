@@ -26,7 +26,7 @@ PLAN = {**START, "quota_bytes": 50_000, "max_file_bytes": 20_000}
 
 class Held:
     """Holds the first blob PUT (so its batch is being written) until `release()`;
-    `fail` makes every later PUT of a key in it fail."""
+    a later PUT of a body in `fail` fails."""
 
     def __init__(self, world: World) -> None:
         self.started, self.gate = asyncio.Event(), asyncio.Event()
@@ -46,6 +46,12 @@ class Held:
                 raise OSError("S3 is away")
             return await original(key, body(data), limit, content_type)
         world.blobs.put_stream = put  # type: ignore[method-assign]
+
+    async def batch_of(self, groups: UploadGroups, name: str, data: bytes) -> "asyncio.Task[Any]":
+        """Starts an upload and returns once its batch is being written (its PUT held)."""
+        task = asyncio.create_task(groups.upload(request(name, data)))
+        await self.started.wait()
+        return task
 
     def release(self) -> None:
         self.gate.set()
@@ -89,8 +95,7 @@ async def test_uploads_arriving_while_a_batch_is_written_share_the_next_one(worl
     services = world.process()
     seen = batches_of(services)
     groups = services.groups
-    first = asyncio.create_task(groups.upload(request("first.gpx", b"f" * 100)))
-    await held.started.wait()
+    first = await held.batch_of(groups, "first.gpx", b"f" * 100)
     rest = [asyncio.create_task(groups.upload(request(f"{i}.gpx", bytes([i]) * (10 + i)))) for i in range(5)]
     await queued(groups, 5)
     held.release()
@@ -123,8 +128,7 @@ async def test_two_uploads_of_one_file_keep_their_order_in_separate_batches(worl
     services = world.process()
     seen = batches_of(services)
     groups = services.groups
-    first = asyncio.create_task(groups.upload(request("other.gpx", b"o")))
-    await held.started.wait()
+    first = await held.batch_of(groups, "other.gpx", b"o")
     second = asyncio.create_task(groups.upload(request("x.gpx", b"2" * 20, overwrite=True)))
     await queued(groups, 1)
     third = asyncio.create_task(groups.upload(request("x.gpx", b"3" * 30, overwrite=True)))
@@ -144,8 +148,7 @@ async def test_a_refusal_is_the_one_uploads_own_and_keeps_nothing_of_it(world: W
     existing, _ = await services.groups.upload(request("home.gpx", b"h" * 100))
     held = Held(world)
     groups = services.groups
-    first = asyncio.create_task(groups.upload(request("first.gpx", b"f")))
-    await held.started.wait()
+    first = await held.batch_of(groups, "first.gpx", b"f")
     conflict = asyncio.create_task(groups.upload(request("home.gpx", b"c" * 10)))  # exists: no base
     over = asyncio.create_task(groups.upload(request("big.gpx", b"b" * 19_000)))
     over2 = asyncio.create_task(groups.upload(request("big2.gpx", b"b" * 19_000)))
@@ -179,8 +182,7 @@ async def test_an_upload_whose_request_left_before_its_batch_began_is_never_writ
     services = world.process()
     seen = batches_of(services)
     groups = services.groups
-    first = asyncio.create_task(groups.upload(request("first.gpx", b"f")))
-    await held.started.wait()
+    first = await held.batch_of(groups, "first.gpx", b"f")
     gone = asyncio.create_task(groups.upload(request("gone.gpx", b"g" * 10)))
     stays = asyncio.create_task(groups.upload(request("stays.gpx", b"s" * 10)))
     await queued(groups, 2)
@@ -199,8 +201,7 @@ async def test_a_failed_batch_is_every_uploads_failure_and_leaves_nothing(world:
     held.fail.add(b"x" * 10)
     services = world.process()
     groups = services.groups
-    first = asyncio.create_task(groups.upload(request("first.gpx", b"f")))
-    await held.started.wait()
+    first = await held.batch_of(groups, "first.gpx", b"f")
     failing = asyncio.create_task(groups.upload(request("x.gpx", b"x" * 10)))
     beside = asyncio.create_task(groups.upload(request("y.gpx", b"y" * 10)))
     await queued(groups, 2)
@@ -217,8 +218,7 @@ async def test_a_full_queue_sends_the_next_upload_alone(world: World) -> None:
     services = world.process()
     seen = batches_of(services)
     groups = UploadGroups(services.uploader, services.batches, queued_bytes=100)
-    first = asyncio.create_task(groups.upload(request("first.gpx", b"f")))
-    await held.started.wait()
+    first = await held.batch_of(groups, "first.gpx", b"f")
     waits = asyncio.create_task(groups.upload(request("waits.gpx", b"w" * 90)))
     await queued(groups, 1)
     alone, _ = await groups.upload(request("alone.gpx", b"a" * 20))  # 90 + 20 > 100: not queued
@@ -257,8 +257,7 @@ async def test_a_batch_of_many_uploads_costs_the_database_commands_of_one(world:
     one = list(calls)
     held = Held(world)
     calls.clear()
-    first = asyncio.create_task(groups.upload(request("first.gpx", b"f")))
-    await held.started.wait()
+    first = await held.batch_of(groups, "first.gpx", b"f")
     rest = [asyncio.create_task(groups.upload(request(f"{i}.gpx", b"r" * 10))) for i in range(6)]
     await queued(groups, 6)
     held.release()
