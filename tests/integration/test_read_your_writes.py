@@ -231,6 +231,7 @@ async def test_delete_and_restore_show_at_once_through_both_apis(stack, client):
         else:
             assert (await me.call("DELETE", f"/api/files/FAVOURITES/{name}")).status == 200
         assert name in trash_names((await me.call("GET", "/api/trash")).body), f"loop {i}: not in the trash"
+        assert name not in await native_names(me), f"loop {i}: still listed"
         listing = await phone.list_files()
         newest = next(f for f in listing["allFiles"] if f["name"] == name)
         assert newest["filesize"] < 0 and name not in {f["name"] for f in listing["uniqueFiles"]}, f"loop {i}"
@@ -276,7 +277,14 @@ async def test_upload_over_a_trashed_file_takes_it_out_of_the_trash(stack, clien
 # =============================================================================================
 # delete now, empty trash (both APIs), delete a type, delete all, prune → gone from every view
 # =============================================================================================
+async def native_names(me: GatewayClient) -> set[str]:
+    """The names GET /api/files lists (a listing kept by the files process and caught up: the
+    first call of a loop reads every head, later ones what changed)."""
+    return {f["name"] for f in (await me.call("GET", "/api/files")).body["files"]}
+
+
 async def gone_everywhere(me: GatewayClient, phone: Phone | None, file_type: str, name: str, loop: int) -> None:
+    assert name not in await native_names(me), f"loop {loop}: still listed"
     history = await me.call("GET", f"/api/files/history/{file_type}/{name}")
     assert history.status == 404, f"loop {loop}: history still lists {history.body}"
     changes = (await me.call("GET", "/api/files/changes")).body
@@ -294,6 +302,7 @@ async def test_delete_now_and_empty_trash_remove_everything_at_once(stack, clien
         name = f"p/{i}.gpx"
         assert (await put(me, "FAVOURITES", name, b"one")).status == 201
         assert (await put(me, "FAVOURITES", name, b"two")).status == 201
+        assert name in await native_names(me), f"loop {i}: not listed"
         assert (await me.call("DELETE", f"/api/files/FAVOURITES/{name}")).status == 200
         way = i % 3
         if way == 0:
@@ -318,6 +327,7 @@ async def test_delete_a_type_delete_all_and_prune_show_at_once(stack, client):
         way = i % 3
         assert (await put(me, "OSM_NOTES", name, b"old")).status == 201
         assert (await put(me, "OSM_NOTES", name, b"new")).status == 201
+        assert name in await native_names(me), f"loop {i}: not listed"
         if way == 0:  # delete a type: in the trash, marker listed, nothing counted
             assert (await me.call("DELETE", "/api/files/types/OSM_NOTES")).status == 200
             assert name in trash_names((await me.call("GET", "/api/trash")).body), f"loop {i}"

@@ -10,6 +10,7 @@ from osmcloud_common.http import identity, json_answer, json_body
 
 from .domain import decode_cursor, encode_cursor, feed_horizon, parse_file_ref, storage_breakdown
 from .feed import feed_page
+from .listing import Listings
 from .operations import Operations
 from .store import FilesStore
 
@@ -26,8 +27,8 @@ def _known_type(user_id: str, file_type: str) -> str:
 
 
 class AccountRoutes:
-    def __init__(self, store: FilesStore, ops: Operations) -> None:
-        self.store, self.ops, self.ledger = store, ops, store.ledger
+    def __init__(self, store: FilesStore, ops: Operations, listings: Listings) -> None:
+        self.store, self.ops, self.ledger, self.listings = store, ops, store.ledger, listings
 
     def register(self, app: web.Application) -> None:
         """Register before FilesRoutes: /api/files/types/{type} would otherwise match {type}/{name}."""
@@ -43,9 +44,9 @@ class AccountRoutes:
     async def storage(self, request: web.Request) -> web.Response:
         who = identity(request)
         account = await self.ledger.get(who.user_id)
-        heads = await self.store.listed_heads(who.user_id, None)
+        files = await self.listings.live_files(who.user_id)
         return web.json_response(storage_breakdown(
-            [(h["type"], h["head"]["size"]) for h in heads], account["used_bytes"], account["file_count"],
+            [(f.file_type, f.size) for f in files], account["used_bytes"], account["file_count"],
             account.get("entitlement"), account.get("backup_off") or []))
 
     async def backup_types(self, request: web.Request) -> web.Response:

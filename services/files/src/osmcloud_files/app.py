@@ -48,7 +48,8 @@ def build_app(settings: FilesSettings | None = None) -> web.Application:
                          prunes=prunes,
                          max_upload_bytes=settings.max_upload_bytes,
                          reconcile_seconds=settings.reconcile_seconds,
-                         reconcile_grace_seconds=min(30.0, settings.operation_ttl_seconds / 4))
+                         reconcile_grace_seconds=min(30.0, settings.operation_ttl_seconds / 4),
+                         listing_cache_files=settings.listing_cache_files)
     runtime.on_startup(store.create_indexes)
 
     async def add_feed_blocks() -> None:  # before the feed answers from blocks
@@ -65,10 +66,12 @@ def build_app(settings: FilesSettings | None = None) -> web.Application:
     app = runtime.create_app()
     # domain errors answered in our JSON shape; /userdata/ handlers map theirs to OsmAnd's themselves
     map_domain_errors(app, api_error)
-    AccountRoutes(store, services.ops).register(app)
+    AccountRoutes(store, services.ops, services.listings).register(app)
     zips = ZipSlots(settings.zip_downloads_max, settings.zip_downloads_per_account)
     Gauge("zip_downloads_in_flight", "zips (backups, chosen files) this process is streaming",
           registry=app[REGISTRY_KEY]).set_function(lambda: zips.in_flight)
+    Gauge("listing_cache_files", "files whose listing entries this process keeps (LISTING_CACHE_FILES bounds them)",
+          registry=app[REGISTRY_KEY]).set_function(lambda: services.listings.cache.files_held)
     BackupRoutes(store, services.blobs, runtime.clock, zips).register(app)
     FilesRoutes(services, settings).register(app)
     BulkRoutes(BulkUploads(services.uploader, settings.bulk_max_files, services.batches), store).register(app)

@@ -12,6 +12,7 @@ from .bulk_batch import BatchUploader
 from .grace import GraceEnd
 from .handlers import EntitlementHandlers
 from .ledger import Ledger
+from .listing import ListingCache, Listings
 from .operations import Operations
 from .ports import Blobs, Clock, EventPublisher
 from .reconcile import Reconciler
@@ -34,6 +35,7 @@ class FilesServices:
     uploader: Uploader
     batches: BatchUploader
     groups: UploadGroups
+    listings: Listings
     reconciler: Reconciler
     entitlements: EntitlementHandlers
     grace_end: GraceEnd
@@ -42,8 +44,9 @@ class FilesServices:
 
 def bootstrap(*, clock: Clock, events: EventPublisher, store: FilesStore, ledger: Ledger, blobs: Blobs,
               blob_deletions: Any, prunes: Any, max_upload_bytes: int, reconcile_seconds: float,
-              reconcile_grace_seconds: float = 30.0) -> FilesServices:
-    """`blob_deletions` is the collection of blob keys whose deletion waits for S3 (blob_cleanup.py);
+              reconcile_grace_seconds: float = 30.0, listing_cache_files: int = 50_000) -> FilesServices:
+    """`listing_cache_files` bounds the entries the listing keeps (listing.py); `blob_deletions`
+    is the collection of blob keys whose deletion waits for S3 (blob_cleanup.py);
     `prunes` the outbox collection of prune records (trash_reactions.py), whose written
     documents `events.prune_written` names."""
     bound = StorageBound(events, store, ledger, blobs)
@@ -53,6 +56,7 @@ def bootstrap(*, clock: Clock, events: EventPublisher, store: FilesStore, ledger
     batches = BatchUploader(clock, events, store, ledger, blobs, ops, max_upload_bytes)
     return FilesServices(clock=clock, events=events, store=store, ledger=ledger, blobs=blobs, bound=bound, ops=ops,
                          uploader=uploader, batches=batches, groups=UploadGroups(uploader, batches),
+                         listings=Listings(store, ListingCache(listing_cache_files)),
                          reconciler=Reconciler(ops, reconcile_seconds, reconcile_grace_seconds),
                          entitlements=EntitlementHandlers(store), grace_end=GraceEnd(store, ops),
                          trash_reactions=TrashReactions(clock, events, store, blobs, prunes))

@@ -11,13 +11,14 @@ from aiohttp import web
 
 from osmcloud_common.errors import ApiError, BadRequest
 from osmcloud_common.events import Entitlement
-from osmcloud_common.http import identity, json_answer
+from osmcloud_common.http import identity
 from osmcloud_common.logging import get_logger
 
 from .bodies import complete_or_refused
 from .bootstrap import FilesServices
 from .domain import FileRef, blob_key, parse_file_ref
 from .errors import FileNotFound
+from .listing import listing_json
 from .ports import Blobs
 from .settings import FilesSettings
 from .uploads import UploadRequest
@@ -103,7 +104,7 @@ async def blob_redirect(blobs: Blobs, version: dict[str, Any], span: tuple[int, 
 class FilesRoutes:
     def __init__(self, services: FilesServices, settings: FilesSettings) -> None:
         self.store, self.blobs, self.settings = services.store, services.blobs, settings
-        self.ops, self.uploads = services.ops, services.groups
+        self.ops, self.uploads, self.listings = services.ops, services.groups, services.listings
 
     def register(self, app: web.Application) -> None:
         app.router.add_get("/api/files", self.list_files)
@@ -174,8 +175,8 @@ class FilesRoutes:
         types = [t for t in request.query.get("types", "").split(",") if t] or None
         for t in types or ():
             parse_file_ref(who.user_id, t, "x")  # 400 for an unknown type
-        heads = await self.store.listed_heads(who.user_id, types)
-        return json_answer({"files": [head_view(h) for h in heads]})
+        entries = await self.listings.live_files(who.user_id, types)
+        return web.Response(body=listing_json(entries), content_type="application/json", charset="utf-8")
 
     async def history(self, request: web.Request) -> web.Response:
         """A page of the file's versions, newest first: `limit` (1-1000, default 100) versions

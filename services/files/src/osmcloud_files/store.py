@@ -214,6 +214,15 @@ class FilesStore:
         heads.sort(key=lambda h: (h["type"], h["name"]))
         return heads
 
+    async def heads_changed_after(self, user_id: str, after: int, upto: int) -> list[dict[str, Any]]:
+        """The head documents of the feed blocks of (after, upto] — every head whose last
+        change is numbered there, and others of those blocks — as listed_heads reads them."""
+        blocks = feed_blocks(after, upto)
+        if not blocks:
+            return []
+        return await self.heads.find({"user_id": user_id, "changed_block": {"$in": blocks}},
+                                     NOT_LISTED).batch_size(LISTING_BATCH).to_list(None)
+
     async def history(self, ref: FileRef, limit: int, before_ms: int | None = None) -> list[dict[str, Any]]:
         """One page of the file's versions, newest first: at most `limit`, all older than
         `before_ms` when given (a version's server time is unique within its file)."""
