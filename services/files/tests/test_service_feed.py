@@ -2,6 +2,7 @@
 change once and in order whatever the limit and the gaps, whole feed blocks read, and heads
 read only for windows with numbers left without a version."""
 
+import itertools
 import random
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +12,7 @@ from files_fakes import World
 from osmcloud_files.feed import feed_page
 from osmcloud_files.feed_blocks import feed_block
 from osmcloud_files.model import Head, Version
-from osmcloud_files.store import FilesStore
+from osmcloud_files.store import FEED_READ_PARTS, FilesStore
 
 
 class RecordingStore(FilesStore):
@@ -75,12 +76,39 @@ async def test_a_dense_feed_is_read_in_whole_blocks_and_reads_no_heads():
     assert store.head_reads == []  # every number of every window had its version
 
 
-async def test_a_wide_window_read_in_two_halves_brings_every_version_once_in_order():
+async def test_a_wide_window_read_in_parts_brings_every_version_once_in_order():
     world = World()
     for seq in (*range(1, 640), *range(650, 1400)):
         add_version(world, seq)
     page = await feed_page(RecordingStore(world), "u", 0, 1399, 1000)
     assert [e["seq"] for e in page.entries] == [*range(1, 640), *range(650, 1011)] and page.more
+
+
+class PartsStore(RecordingStore):
+    """Records the parts one window is read in."""
+
+    def __init__(self, world: World) -> None:
+        super().__init__(world)
+        self.parts: list[tuple[int, int]] = []
+
+    async def _versions_in(self, user_id: str, after: int, upto: int) -> list[dict[str, Any]]:
+        self.parts.append((after, upto))
+        return await super()._versions_in(user_id, after, upto)
+
+
+async def test_windows_of_any_width_and_start_are_read_in_whole_block_parts_that_tile_them():
+    world = World()
+    for seq in range(1, 2101):
+        add_version(world, seq)
+    store = PartsStore(world)
+    for after, upto in ((0, 1000), (150, 550), (99, 1099), (37, 2100), (1000, 1399), (5, 205)):
+        store.parts.clear()
+        versions = await store.versions_after("u", after, upto)
+        assert [v["seq"] for v in versions] == list(range(after + 1, upto + 1)), (after, upto)
+        assert store.parts[0][0] == after and store.parts[-1][1] == upto
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(store.parts)), store.parts  # no gap, no overlap
+        assert all(high % 100 == 99 for _, high in store.parts[:-1])  # inner cuts at a block's end
+        assert len(store.parts) == max(1, min(FEED_READ_PARTS, (upto - after) // 200)), (after, upto, store.parts)
 
 
 async def test_a_head_change_is_found_in_a_window_with_a_number_left_without_a_version():
