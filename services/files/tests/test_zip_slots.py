@@ -193,3 +193,28 @@ async def test_s3_failing_mid_zip_cuts_the_answer_and_gives_the_slot_back(zips):
     blobs.fail = False
     again = await client.get("/api/files/backup", headers=as_user("u"))
     assert again.status == 200 and "manifest.json" in zipfile.ZipFile(io.BytesIO(await again.read())).namelist()
+
+
+async def test_a_client_that_stops_reading_is_cut_off_after_the_stall_time_and_gives_its_slot_back():
+    """The client takes the headers and then nothing: once the sockets' buffers are full the
+    zip's writes wait, and after the stall time the zip is cut off (499) and its slot given
+    back - not held until the gateway's hour-long timeout."""
+    world, _ = await accounts()
+    await world.give_plan("u", {"plan": "pro", "quota_bytes": 100 * 1024 * 1024})
+    await put(world, "u", "FILE", "huge.bin", os.urandom(24 * 1024 * 1024))  # more than loopback buffers hold
+    slots = WatchedSlots(most=1, per_account=1)
+    app = create_app("files")
+    map_domain_errors(app, api_error)
+    BackupRoutes(world.process().store, world.blobs, world.clock, slots, stall_seconds=0.5).register(app)
+    client = TestClient(ServedLikeRunApp(app))
+    await client.start_server()
+    try:
+        stalled = await held(client, "u")  # and never read
+        await asyncio.wait_for(slots.returned.wait(), timeout=30)
+        assert slots.in_flight == 0
+        metrics = await (await client.get("/metrics")).text()
+        assert 'route="/api/files/backup",status="499"' in metrics, metrics
+        with pytest.raises(aiohttp.ClientError):  # what it reads now ends cut, never as a whole zip
+            await stalled.read()
+    finally:
+        await client.close()

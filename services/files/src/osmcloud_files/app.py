@@ -72,7 +72,7 @@ def build_app(settings: FilesSettings | None = None) -> web.Application:
           registry=app[REGISTRY_KEY]).set_function(lambda: zips.in_flight)
     Gauge("listing_cache_files", "files whose listing entries this process keeps (LISTING_CACHE_FILES bounds them)",
           registry=app[REGISTRY_KEY]).set_function(lambda: services.listings.cache.files_held)
-    BackupRoutes(store, services.blobs, runtime.clock, zips).register(app)
+    BackupRoutes(store, services.blobs, runtime.clock, zips, settings.zip_stall_seconds).register(app)
     FilesRoutes(services, settings).register(app)
     BulkRoutes(BulkUploads(services.uploader, settings.bulk_max_files, services.batches), store).register(app)
     RestoreRoute(services.ops).register(app)

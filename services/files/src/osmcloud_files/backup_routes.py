@@ -2,8 +2,10 @@
 (the newest version of every live file, or of chosen types) and `POST /api/files/download`
 (a chosen set). Everything that can be refused is refused before the answer starts - first
 a zip over the process's or the account's limit of zips at once (zip_slots.py) - then the
-zip streams with flat memory (export.py), its slot held until it ends however it ends."""
+zip streams with flat memory (export.py), its slot held until it ends however it ends - also
+when its client stops reading: a write that waits longer than the stall time cuts the zip off."""
 
+import asyncio
 import json
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Annotated, Any
@@ -42,8 +44,10 @@ class ChosenFiles(BaseModel):
 
 
 class BackupRoutes:
-    def __init__(self, store: FilesStore, blobs: Blobs, clock: Clock, slots: ZipSlots) -> None:
+    def __init__(self, store: FilesStore, blobs: Blobs, clock: Clock, slots: ZipSlots,
+                 stall_seconds: float = 120.0) -> None:
         self.store, self.blobs, self.clock, self.slots = store, blobs, clock, slots
+        self.stall_seconds = stall_seconds
 
     def register(self, app: web.Application) -> None:
         app.router.add_get("/api/files/backup", self.backup)
@@ -80,11 +84,27 @@ class BackupRoutes:
         if request.method != "HEAD":
             async def send(data: bytes) -> None:
                 if data:
-                    await response.write(data)
+                    await _write_unless_stalled(request, response, data, self.stall_seconds)
             summary = await stream_zip(self.blobs, members, about, send)
             log.info("zip sent", selection=about["selection"], files=summary["files"], bytes=summary["bytes"])
         await response.write_eof()
         return response
+
+
+async def _write_unless_stalled(request: web.Request, response: web.StreamResponse, data: bytes,
+                                seconds: float) -> None:
+    """Writes, or cuts the connection when the client has taken nothing for `seconds` (the
+    write waits while the gateway's buffers and the sockets are full): a client that stops
+    reading would hold its zip slot, an S3 stream and a cursor until the gateway's own
+    timeout (an hour). Counted as a client gone (499)."""
+    try:
+        async with asyncio.timeout(seconds):
+            await response.write(data)
+    except TimeoutError:
+        log.info("zip client stalled; cut off", path=request.path, seconds=seconds)
+        if request.transport is not None:
+            request.transport.abort()
+        raise ConnectionResetError(f"the client took nothing for {seconds:g} s") from None
 
 
 async def _chosen_files(request: web.Request) -> ChosenFiles:

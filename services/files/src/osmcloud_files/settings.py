@@ -24,6 +24,9 @@ class FilesSettings(ServiceSettings):
     # its client reads. One over either is answered 429 too_many_downloads (docs/backup-download.md)
     zip_downloads_max: int = Field(default=4, ge=1, le=1000)
     zip_downloads_per_account: int = Field(default=2, ge=1, le=1000)
+    # a zip whose client has taken nothing for this long (the gateway's buffers full) is cut
+    # off and its slot given back; a client reading slower than ~5 KiB/s may be cut too
+    zip_stall_seconds: float = Field(default=120.0, gt=0, le=3600)
     # files whose listing entries this process keeps, over all accounts (~0.5 KiB each), so
     # that a listing reads only the heads changed since the last one (listing.py; 0: none)
     listing_cache_files: int = Field(default=50_000, ge=0, le=10_000_000)
