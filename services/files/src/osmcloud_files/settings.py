@@ -27,8 +27,9 @@ class FilesSettings(ServiceSettings):
     # a zip whose client has taken nothing for this long (the gateway's buffers full) is cut
     # off and its slot given back; a client reading slower than ~5 KiB/s may be cut too
     zip_stall_seconds: float = Field(default=120.0, gt=0, le=3600)
-    # files whose listing entries this process keeps, over all accounts (~0.5 KiB each), so
-    # that a listing reads only the heads changed since the last one (listing.py; 0: none)
+    # files whose listing entries this process keeps, over all accounts (~0.6 KiB each: ~29 MiB
+    # at the default), so that a listing reads only the heads changed since the last one
+    # (listing.py; 0: none)
     listing_cache_files: int = Field(default=50_000, ge=0, le=10_000_000)
     # how often the reconciler looks for abandoned operations (and retries deferred blob deletions)
     reconcile_seconds: float = 10.0
