@@ -17,6 +17,9 @@ Fields of an account document (besides the entitlement projection, see FilesStor
   op_count                          number of entries in ops (cheap "anything in flight?" query)
   change_seq                        last number drawn for the changes feed
   reset_seq                         change_seq when all data was deleted: older cursors must resync
+  heads_purged                      grows before head documents are deleted without a change number
+                                    (a trashed file purged, store.delete_heads_still_at): listings
+                                    kept in memory read every head again (listing.py)
   usage_seq                         grows with every change of usage; storage-usage-changed with
                                     the new absolute figures is written in the same update
   backup_off                        types whose backup the user switched off

@@ -9,16 +9,17 @@ the changes feed — and the account document. Why that is enough (docs/adr/0014
   version removed for good) gives the head a change number newer than any the listing has
   passed: numbers are drawn under a floor, and a listing passes only the feed's horizon
   (domain.feed_horizon), below every operation in flight;
-- the one change without a number, the trash's purge, deletes head documents, and only of files
-  in the trash — which left the listing with a numbered change (their delete marker). Should a
-  listing miss that marker (another process saw it), it holds one file more than the account's
-  settled file count: with no operation in flight, a count that differs sends it to a full read;
-- "delete all my data" moves the account's reset number: a full read.
+- the one change without a number, the purge of a trashed file, deletes head documents, and
+  the account's `heads_purged` grows first (store.delete_heads_still_at): a snapshot taken at
+  another value is read again whole;
+- "delete all my data" moves the account's reset number, and an erased account's change
+  number starts again from 0: a full read.
+As a last check, with no operation in flight a listing whose count differs from the account's
+settled file count is read again whole.
 
-A full read happens at the first call, when an operation is in flight and the counts cannot be
-compared, when the catch-up would span more than CATCH_UP_NUMBERS numbers, and when the entries
-kept would pass the process's bound (LISTING_CACHE_FILES); the least recently listed accounts
-leave first."""
+A full read happens at the first call, when the catch-up would span more than
+CATCH_UP_NUMBERS numbers, and when the entries kept would pass the process's bound
+(LISTING_CACHE_FILES); the least recently listed accounts leave first."""
 
 import asyncio
 import weakref
@@ -49,6 +50,7 @@ class Snapshot:
     """An account's live files as of change number `horizon` (entries whose head changed
     after it may be newer: they are read again at the next catch-up)."""
     reset_seq: int
+    heads_purged: int
     horizon: int
     entries: dict[FileKey, Entry]
     _order: list[FileKey] | None = field(default=None, repr=False)
@@ -139,14 +141,14 @@ class Listings:
         ops = account.get("ops") or {}
         horizon = feed_horizon(account["change_seq"], [op["floor"] for op in ops.values()
                                                        if op.get("floor") is not None])
-        reset_seq = account.get("reset_seq", 0)
+        reset_seq, purged = account.get("reset_seq", 0), account.get("heads_purged", 0)
         snapshot = self.cache.get(user_id)
-        if snapshot is not None and snapshot.reset_seq == reset_seq and \
-                account["change_seq"] - snapshot.horizon <= CATCH_UP_NUMBERS:
+        if snapshot is not None and (snapshot.reset_seq, snapshot.heads_purged) == (reset_seq, purged) and \
+                0 <= account["change_seq"] - snapshot.horizon <= CATCH_UP_NUMBERS:
             snapshot.apply(await self.store.heads_changed_after(user_id, snapshot.horizon, account["change_seq"]))
             snapshot.horizon = horizon
-            # with an operation in flight the settled count says nothing of the heads
-            if not ops and len(snapshot.entries) == account["file_count"]:
+            # the settled count says nothing of the heads while an operation is in flight
+            if ops or len(snapshot.entries) == account["file_count"]:
                 self.cache.put(user_id, snapshot)
                 return snapshot.ordered(types)
         self.cache.drop(user_id)
@@ -154,7 +156,7 @@ class Listings:
             # one type's listing reads that type only, and keeps nothing
             return [entry_of(doc) for doc in await self.store.listed_heads(user_id, types)]
         self.full_reads += 1
-        snapshot = Snapshot(reset_seq, horizon, {})
+        snapshot = Snapshot(reset_seq, purged, horizon, {})
         snapshot.apply(await self.store.listed_heads(user_id, None))
         self.cache.put(user_id, snapshot)
         return snapshot.ordered(types)

@@ -330,10 +330,16 @@ class FilesStore:
         atomic — a head an upload moved meanwhile stays. A head that carries the pending usage
         of an operation in `in_flight` (one that moved it and died before settling) keeps its
         document with no head: the reconciler settles that operation from the entry there, and
-        without it would take the move for never made (docs/faults.md, finding 7)."""
+        without it would take the move for never made (docs/faults.md, finding 7).
+
+        First each account's `heads_purged` grows: the only change of heads without a change
+        number, which the listing kept by each process (listing.py) must learn of."""
         markers: dict[str, list[str]] = {}
         for head_id, version_id in pairs:
             markers.setdefault(head_id, []).append(version_id)
+        users = sorted({head_id.split("/", 1)[0] for head_id in markers})  # a key is user/type/name
+        if users:
+            await self.accounts.update_many({"_id": {"$in": users}}, {"$inc": {"heads_purged": 1}})
         deleted = 0
         for part in id_chunks(sorted(markers)):
             at_marker = {"_id": {"$in": part}, "head.version_id": {"$in": [v for k in part for v in markers[k]]}}
