@@ -128,6 +128,8 @@ async def test_a_redelivered_purged_batch_changes_nothing_and_emits_nothing():
     before = copy.deepcopy([c.docs for c in collections])
     blobs, woken = dict(world.blobs.objects), len(world.publisher.woken)
     await world.process().trash_reactions.items_purged(p.events)
+    for user, account in world.accounts.docs.items():  # only the listings' signal grows again (listing.py)
+        assert account.pop("heads_purged") == before[2][user].pop("heads_purged") + 1
     assert [c.docs for c in collections] == before
     assert world.blobs.objects == blobs and len(world.publisher.woken) == woken
 
