@@ -38,6 +38,18 @@ def listings_of(world: World, max_files: int = 10_000) -> Listings:
     return Listings(world.process().store, ListingCache(max_files))
 
 
+async def listed_once(*names: str) -> tuple[World, Listings]:
+    """A world whose account holds these GPX files (each name's bytes its own name), and a
+    process that has listed them once (its snapshot taken)."""
+    world = World()
+    await world.give_plan("u", PRO)
+    for name in names:
+        await upload(world, name, name.encode())
+    mine = listings_of(world)
+    await listed(mine)
+    return world, mine
+
+
 async def purge(world: World, name: str, file_type: str = "GPX") -> None:
     """The trash's purge of a trashed file: its head document and versions go, without a change number."""
     marker = world.heads.docs[parse_file_ref("u", file_type, name).key]["head"]
@@ -69,12 +81,7 @@ async def test_a_second_listing_catches_up_with_each_kind_of_change_made_by_anot
 async def test_a_file_trashed_and_purged_between_two_listings_leaves_the_listing():
     """The purge deletes head documents without a change number; the account's heads_purged
     grows first, and the listing reads everything again."""
-    world = World()
-    await world.give_plan("u", PRO)
-    await upload(world, "a.gpx", b"aaa")
-    await upload(world, "b.gpx", b"bbb")
-    mine = listings_of(world)
-    await listed(mine)
+    world, mine = await listed_once("a.gpx", "b.gpx")
     await world.process().ops.delete_file(parse_file_ref("u", "GPX", "a.gpx"), None, "dev", None)
     await purge(world, "a.gpx")
     assert parse_file_ref("u", "GPX", "a.gpx").key not in world.heads.docs
@@ -83,11 +90,7 @@ async def test_a_file_trashed_and_purged_between_two_listings_leaves_the_listing
 
 
 async def test_delete_all_empties_the_listing():
-    world = World()
-    await world.give_plan("u", PRO)
-    await upload(world, "a.gpx", b"aaa")
-    mine = listings_of(world)
-    await listed(mine)
+    world, mine = await listed_once("a.gpx")
     services = world.process()
     await services.ledger.freeze("u", "op-all", {"kind": "delete-all"})
     await services.ops._delete_all("u", "op-all")
@@ -106,12 +109,7 @@ async def stuck_operation(world: World) -> None:
 
 
 async def test_with_an_operation_in_flight_the_listing_still_catches_up_and_sees_a_purge():
-    world = World()
-    await world.give_plan("u", PRO)
-    await upload(world, "a.gpx", b"aaa")
-    await upload(world, "b.gpx", b"bbb")
-    mine = listings_of(world)
-    await listed(mine)
+    world, mine = await listed_once("a.gpx", "b.gpx")
     await stuck_operation(world)
     await upload(world, "c.gpx", b"ccc")
     assert await listed(mine) == await truth(world) and b"c.gpx" in await listed(mine) and mine.full_reads == 1
@@ -135,11 +133,7 @@ async def test_one_types_listing_reads_that_type_only_when_nothing_is_kept_and_f
 
 
 async def test_a_catch_up_wider_than_its_bound_is_a_full_read():
-    world = World()
-    await world.give_plan("u", PRO)
-    await upload(world, "a.gpx", b"aaa")
-    mine = listings_of(world)
-    await listed(mine)
+    world, mine = await listed_once("a.gpx")
     world.accounts.docs["u"]["change_seq"] += CATCH_UP_NUMBERS + 1  # numbers drawn by failed operations
     assert await listed(mine) == await truth(world) and mine.full_reads == 2
 
@@ -217,11 +211,7 @@ async def test_the_storage_entries_carry_each_files_type_and_size(kept: bool):
 async def test_a_listing_taken_while_a_new_version_is_written_catches_that_version_up_later():
     """The snapshot taken during the upload holds the old version; the catch-up after it must
     read the number the upload drew (the horizon stays below an operation in flight)."""
-    world = World()
-    await world.give_plan("u", PRO)
-    await upload(world, "a.gpx", b"old")
-    mine = listings_of(world)
-    await listed(mine)
+    world, mine = await listed_once("a.gpx")
     during: list[bytes] = []
     source = body(b"the new version")
 
@@ -231,18 +221,14 @@ async def test_a_listing_taken_while_a_new_version_is_written_catches_that_versi
         return await source(n)
     ref = parse_file_ref("u", "GPX", "a.gpx")
     await world.process().uploader.upload(UploadRequest(ref, "dev", read, 15, overwrite=True))
-    assert during and b'"size":3' in during[0]  # the old version, while the new one streamed
+    assert during and b'"size":5' in during[0]  # the old version ("a.gpx"), while the new one streamed
     assert await listed(mine) == await truth(world) and b'"size":15' in await listed(mine)
 
 
 async def test_an_erased_account_lists_nothing():
     """Account deletion erases the account's documents, its ledger with them: the change
     number starts again from 0, below the snapshot's."""
-    world = World()
-    await world.give_plan("u", PRO)
-    await upload(world, "a.gpx", b"aaa")
-    mine = listings_of(world)
-    await listed(mine)
+    world, mine = await listed_once("a.gpx")
     for collection in (world.heads, world.versions):
         collection.docs.clear()
     del world.accounts.docs["u"]
@@ -253,12 +239,7 @@ async def test_a_head_gone_by_a_path_that_forgot_heads_purged_is_caught_by_the_c
     """The last check: with no operation in flight, a listing holding more files than the
     account's settled count is read again whole (a future path deleting heads without growing
     heads_purged, or a document removed by hand)."""
-    world = World()
-    await world.give_plan("u", PRO)
-    await upload(world, "a.gpx", b"aaa")
-    await upload(world, "b.gpx", b"bbb")
-    mine = listings_of(world)
-    await listed(mine)
+    world, mine = await listed_once("a.gpx", "b.gpx")
     del world.heads.docs[parse_file_ref("u", "GPX", "a.gpx").key]
     world.accounts.docs["u"]["file_count"] -= 1
     assert await listed(mine) == await truth(world) and b"a.gpx" not in await listed(mine)
