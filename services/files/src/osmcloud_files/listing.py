@@ -123,7 +123,7 @@ class Listings:
 
     def __init__(self, store: FilesStore, cache: ListingCache) -> None:
         self.store, self.cache = store, cache
-        self.full_reads = 0  # how many calls read every head (for tests and the benchmark)
+        self.full_reads = 0  # how many calls read every head (the service tests check it)
         # one call at a time per account brings its snapshot up to date: two catch-ups
         # applying their reads out of order would leave older heads under a newer horizon
         self._turns: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
