@@ -377,6 +377,7 @@ class World:
                                                     MemoryCollection("accounts"))
         self.blobs = MemoryBlobs()
         self.blob_deletions, self.prunes = MemoryCollection("blob_deletions"), MemoryCollection("prunes")
+        self.listings = MemoryCollection("listings")  # the listings processes saved (listing.py)
         self.clock = FixedClock(datetime(2026, 1, 1, tzinfo=UTC))
         self.system_time = 1_000_000.0  # the ledger's operational clock (op time-to-live)
         self.publisher = RecordingPublisher(self.clock)
@@ -390,7 +391,8 @@ class World:
             blobs = Mortal(blobs, "blobs", plan)
         accounts_ = SerializedCollection(accounts)
         ledger = Ledger(accounts_, now=lambda: self.system_time)
-        store = FilesStore(SerializedCollection(heads), SerializedCollection(versions), accounts_, ledger)
+        store = FilesStore(SerializedCollection(heads), SerializedCollection(versions), accounts_, ledger,
+                           listings=SerializedCollection(self.listings))
         return bootstrap(clock=self.clock, events=self.publisher, store=store, ledger=ledger, blobs=blobs,
                          blob_deletions=self.blob_deletions, prunes=prunes,
                          max_upload_bytes=max_upload_bytes, reconcile_seconds=10.0)

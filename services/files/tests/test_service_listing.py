@@ -8,6 +8,7 @@ import pytest
 from files_fakes import PRO, World, body
 
 from osmcloud_common.events import TrashItemPurged, make_event
+from osmcloud_files import listing
 from osmcloud_files.domain import parse_file_ref
 from osmcloud_files.listing import CATCH_UP_NUMBERS, Entry, ListingCache, Listings, Snapshot, listing_json
 from osmcloud_files.uploads import UploadRequest
@@ -188,13 +189,71 @@ def test_the_cache_keeps_at_most_its_bound_least_recently_listed_out_first():
     assert cache.files_held == 5
 
 
-async def test_no_cache_at_all_still_lists():
+async def test_a_process_that_keeps_nothing_still_lists_from_the_saved_copy():
     world = World()
     await world.give_plan("u", PRO)
     await upload(world, "a.gpx", b"aaa")
     mine = listings_of(world, max_files=0)
     assert await listed(mine) == await truth(world)
-    assert await listed(mine) == await truth(world) and mine.full_reads == 2
+    await upload(world, "b.gpx", b"bbb")
+    assert await listed(mine) == await truth(world) and mine.full_reads == 1 and mine.cache.files_held == 0
+
+
+# ---------------------------------------------------------------- the saved copy
+async def test_a_restarted_process_or_another_replica_starts_from_the_saved_listing():
+    world, first = await listed_once("a.gpx", "b.gpx")
+    assert set(world.listings.docs) == {"u"} and world.listings.docs["u"]["user_id"] == "u"
+    await upload(world, "c.gpx", b"ccc")
+    another = listings_of(world)  # nothing in its memory
+    assert await listed(another) == await truth(world) and another.full_reads == 0
+
+
+async def test_every_call_from_a_fresh_process_lists_as_a_full_read():
+    """Random changes, and each listing from a process that just started: what it answers from
+    the saved copy and its catch-up is always the full read's."""
+    world = World()
+    await world.give_plan("u", {"plan": "pro", "quota_bytes": 10_000_000})
+    rng = random.Random(7)
+    names = [f"f{i}.gpx" for i in range(10)]
+    full_reads = 0
+    for step in range(120):
+        name = rng.choice(names)
+        ref = parse_file_ref("u", "GPX", name)
+        head = (world.heads.docs.get(ref.key) or {}).get("head")
+        if head and not head["deleted"] and rng.random() < 0.3:
+            await world.process().ops.delete_file(ref, None, "dev", None)
+        elif head and head["deleted"] and rng.random() < 0.3:
+            await purge(world, name)
+        else:
+            await upload(world, name, bytes([step % 250]) * rng.randint(1, 40))
+        fresh = listings_of(world)
+        assert await listed(fresh) == await truth(world), f"step {step}"
+        full_reads += fresh.full_reads
+    assert full_reads < 40  # the first, and after each purge
+
+
+async def test_delete_all_and_a_purge_take_the_saved_listing_with_them():
+    world, _ = await listed_once("a.gpx", "b.gpx")
+    await world.process().ops.delete_file(parse_file_ref("u", "GPX", "a.gpx"), None, "dev", None)
+    await purge(world, "a.gpx")
+    assert world.listings.docs == {}  # it named a.gpx
+    await listed(listings_of(world))
+    services = world.process()
+    await services.ledger.freeze("u", "op-all", {"kind": "delete-all"})
+    await services.ops._delete_all("u", "op-all")
+    assert world.listings.docs == {}
+
+
+async def test_an_unreadable_or_too_large_saved_listing_means_a_full_read(monkeypatch: pytest.MonkeyPatch):
+    world, _ = await listed_once("a.gpx")
+    world.listings.docs["u"]["data"] = b"not zlib"
+    fresh = listings_of(world)
+    assert await listed(fresh) == await truth(world) and fresh.full_reads == 1
+    monkeypatch.setattr(listing, "SAVED_MAX_BYTES", 10)
+    world.listings.docs.clear()
+    await upload(world, "b.gpx", b"bbb")
+    big = listings_of(world)
+    assert await listed(big) == await truth(world) and big.full_reads == 1 and world.listings.docs == {}
 
 
 @pytest.mark.parametrize("kept", [True, False])

@@ -41,7 +41,7 @@ def build_app(settings: FilesSettings | None = None) -> web.Application:
     runtime.relay.add_collection(accounts)
     ledger = Ledger(accounts, ttl=settings.operation_ttl_seconds)
     store = FilesStore(heads=heads, versions=SerializedCollection(runtime.db["versions"]), accounts=accounts,
-                       ledger=ledger, migrations=runtime.db["migrations"])
+                       ledger=ledger, migrations=runtime.db["migrations"], listings=runtime.db["listings"])
     prunes = runtime.outbox_collection("prunes")
     services = bootstrap(clock=runtime.clock, events=RuntimePublisher(runtime, heads, accounts, prunes), store=store,
                          ledger=ledger, blobs=S3Blobs(runtime.blobs), blob_deletions=runtime.db["blob_deletions"],

@@ -23,6 +23,7 @@ CATCH_UP_NUMBERS numbers, and when the entries kept would pass the process's bou
 
 import asyncio
 import weakref
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -30,11 +31,17 @@ from typing import Any
 
 import pydantic_core
 
+from osmcloud_common.logging import get_logger
+
 from .domain import feed_horizon
 from .store import FilesStore
 from .views import head_view
 
+log = get_logger(__name__)
+
 CATCH_UP_NUMBERS = 5000  # change numbers one catch-up may span (50 feed blocks); beyond: a full read
+SAVE_AFTER_NUMBERS = 1000  # a snapshot caught up this far past its saved copy is saved again
+SAVED_MAX_BYTES = 8 * 1024 * 1024  # a saved copy (compressed) larger than this is not kept (~50,000 files)
 FileKey = tuple[str, str]  # (type, name)
 
 
@@ -53,6 +60,7 @@ class Snapshot:
     heads_purged: int
     horizon: int
     entries: dict[FileKey, Entry]
+    saved_horizon: int | None = None  # the horizon of the copy in the database, if this process knows one
     _order: list[FileKey] | None = field(default=None, repr=False)
 
     def apply(self, heads: Iterable[dict[str, Any]]) -> None:
@@ -78,6 +86,22 @@ class Snapshot:
 
 def entry_of(doc: dict[str, Any]) -> Entry:
     return Entry(doc["type"], int(doc["head"]["size"]), pydantic_core.to_json(head_view(doc)))
+
+
+def saved_form(snapshot: Snapshot) -> dict[str, Any] | None:
+    """The snapshot as saved in the database: its numbers and its entries as one compressed
+    listing answer (each entry holds its type, name and size); None when that is too large."""
+    data = zlib.compress(listing_json(snapshot.ordered()), 1)
+    if len(data) > SAVED_MAX_BYTES:
+        return None
+    return {"reset_seq": snapshot.reset_seq, "heads_purged": snapshot.heads_purged, "horizon": snapshot.horizon,
+            "files": len(snapshot.entries), "data": data}
+
+
+def from_saved(doc: dict[str, Any]) -> Snapshot:
+    views = pydantic_core.from_json(zlib.decompress(doc["data"]))["files"]
+    entries = {(v["type"], v["name"]): Entry(v["type"], v["size"], pydantic_core.to_json(v)) for v in views}
+    return Snapshot(doc["reset_seq"], doc["heads_purged"], doc["horizon"], entries, saved_horizon=doc["horizon"])
 
 
 class ListingCache:
@@ -142,14 +166,21 @@ class Listings:
         horizon = feed_horizon(account["change_seq"], [op["floor"] for op in ops.values()
                                                        if op.get("floor") is not None])
         reset_seq, purged = account.get("reset_seq", 0), account.get("heads_purged", 0)
+
+        def usable(snapshot: Snapshot | None) -> bool:
+            return snapshot is not None and (snapshot.reset_seq, snapshot.heads_purged) == (reset_seq, purged) \
+                and 0 <= account["change_seq"] - snapshot.horizon <= CATCH_UP_NUMBERS
         snapshot = self.cache.get(user_id)
-        if snapshot is not None and (snapshot.reset_seq, snapshot.heads_purged) == (reset_seq, purged) and \
-                0 <= account["change_seq"] - snapshot.horizon <= CATCH_UP_NUMBERS:
+        if not usable(snapshot):
+            snapshot = await self._saved(user_id) or snapshot
+        if snapshot is not None and usable(snapshot):
             snapshot.apply(await self.store.heads_changed_after(user_id, snapshot.horizon, account["change_seq"]))
             snapshot.horizon = horizon
             # the settled count says nothing of the heads while an operation is in flight
             if ops or len(snapshot.entries) == account["file_count"]:
                 self.cache.put(user_id, snapshot)
+                if snapshot.saved_horizon is None or snapshot.horizon - snapshot.saved_horizon >= SAVE_AFTER_NUMBERS:
+                    await self._save(user_id, snapshot)
                 return snapshot.ordered(types)
         self.cache.drop(user_id)
         if types and snapshot is None:
@@ -159,7 +190,28 @@ class Listings:
         snapshot = Snapshot(reset_seq, purged, horizon, {})
         snapshot.apply(await self.store.listed_heads(user_id, None))
         self.cache.put(user_id, snapshot)
+        await self._save(user_id, snapshot)
         return snapshot.ordered(types)
+
+    async def _saved(self, user_id: str) -> Snapshot | None:
+        """The account's listing as a process last saved it, if any (a restart, another replica)."""
+        doc = await self.store.saved_listing(user_id)
+        if doc is None:
+            return None
+        try:
+            return from_saved(doc)
+        except (ValueError, TypeError, KeyError, zlib.error) as exc:  # not a form this code wrote: read anew
+            log.warning("saved listing unreadable; reading every head", user_id=user_id, error=repr(exc))
+            return None
+
+    async def _save(self, user_id: str, snapshot: Snapshot) -> None:
+        """Saves the snapshot for processes that have none (after a full read, and after
+        SAVE_AFTER_NUMBERS changes caught up); any saved copy whose purge and reset numbers
+        are the account's is a valid start, an older one only a longer catch-up."""
+        form = saved_form(snapshot)
+        if form is not None:
+            await self.store.save_listing(user_id, form)
+        snapshot.saved_horizon = snapshot.horizon  # too large to save: not tried again before then either
 
 
 def listing_json(entries: list[Entry]) -> bytes:

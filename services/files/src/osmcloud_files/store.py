@@ -69,8 +69,10 @@ def _as_documents(collection: SerializedCollection) -> Documents:
 
 class FilesStore:
     def __init__(self, heads: Any, versions: Any, accounts: Any, ledger: Ledger | None = None,
-                 migrations: Any = None) -> None:
+                 migrations: Any = None, listings: Any = None) -> None:
         serialized_accounts = _serialized(accounts)
+        # each account's listing as a files process last saved it (listing.py); none: not kept
+        self.listings = _as_documents(_serialized(listings)) if listings is not None else None
         # records of one-off data changes (add_feed_blocks); without it they run on each call
         self.migrations = _as_documents(_serialized(migrations)) if migrations is not None else None
         self.heads, self.versions = _as_documents(_serialized(heads)), _as_documents(_serialized(versions))
@@ -340,6 +342,7 @@ class FilesStore:
         users = sorted({head_id.split("/", 1)[0] for head_id in markers})  # a key is user/type/name
         if users:
             await self.accounts.update_many({"_id": {"$in": users}}, {"$inc": {"heads_purged": 1}})
+            await self.drop_saved_listings(users)
         deleted = 0
         for part in id_chunks(sorted(markers)):
             at_marker = {"_id": {"$in": part}, "head.version_id": {"$in": [v for k in part for v in markers[k]]}}
@@ -350,8 +353,23 @@ class FilesStore:
         return deleted
 
     async def delete_everything_of(self, user_id: str) -> None:
+        await self.drop_saved_listings([user_id])  # it names files: it goes with them
         await delete_all(self.versions, {"user_id": user_id})
         await delete_all(self.heads, {"user_id": user_id})
+
+    # ------------------------------------------------------------ saved listings (listing.py)
+    async def saved_listing(self, user_id: str) -> dict[str, Any] | None:
+        return await self.listings.find_one({"_id": user_id}) if self.listings is not None else None
+
+    async def save_listing(self, user_id: str, fields: dict[str, Any]) -> None:
+        """One document per account, every field written at once (a single-document write is
+        atomic): whichever process saved last."""
+        if self.listings is not None:
+            await self.listings.update_one({"_id": user_id}, {"$set": {"user_id": user_id, **fields}}, upsert=True)
+
+    async def drop_saved_listings(self, user_ids: list[str]) -> None:
+        if self.listings is not None and user_ids:
+            await self.listings.delete_many({"_id": {"$in": user_ids}})
 
     # ------------------------------------------------------------ changes feed
     async def versions_after(self, user_id: str, after: int, upto: int) -> list[dict[str, Any]]:
