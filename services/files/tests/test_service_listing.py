@@ -303,3 +303,27 @@ async def test_a_head_gone_by_a_path_that_forgot_heads_purged_is_caught_by_the_c
     world.accounts.docs["u"]["file_count"] -= 1
     assert await listed(mine) == await truth(world) and b"a.gpx" not in await listed(mine)
     assert mine.full_reads == 2
+
+
+@pytest.mark.parametrize("meanwhile", ["delete-all", "erasure", "purge"])
+async def test_a_copy_saved_after_a_deletion_began_is_not_left_behind(meanwhile: str):
+    """A listing reads the heads, then "delete all", the account's erasure or a purge begins
+    (each marks the account or removes it first, then drops the saved copy), then the listing
+    saves what it read — naming files being deleted. The listing sees the mark and drops it."""
+    world, _ = await listed_once("a.gpx")
+    world.listings.docs.clear()
+    store = world.process().store
+    save = store.save_listing
+
+    async def save_after_the_deletion_began(user_id: str, fields: dict) -> None:
+        if meanwhile == "delete-all":
+            await world.process().ledger.freeze("u", "op-all", {"kind": "delete-all"})
+        elif meanwhile == "erasure":
+            del world.accounts.docs["u"]
+        else:
+            world.accounts.docs["u"]["heads_purged"] = world.accounts.docs["u"].get("heads_purged", 0) + 1
+        await save(user_id, fields)
+    store.save_listing = save_after_the_deletion_began  # type: ignore[method-assign]
+    fresh = Listings(store, ListingCache(100))
+    await fresh.live_files("u")
+    assert world.listings.docs == {}

@@ -211,6 +211,14 @@ class Listings:
         form = saved_form(snapshot)
         if form is not None:
             await self.store.save_listing(user_id, form)
+            # a "delete all", a purge or the account's erasure that began since this snapshot was
+            # read deletes the saved copy before its data, or marks the account first (frozen,
+            # heads_purged, gone): a copy saved after that mark, naming what is being deleted,
+            # is deleted here
+            now = await self.store.account_marks(user_id)
+            if now is None or now.get("frozen") or (now.get("reset_seq", 0), now.get("heads_purged", 0)) != (
+                    snapshot.reset_seq, snapshot.heads_purged):
+                await self.store.drop_saved_listings([user_id])
         snapshot.saved_horizon = snapshot.horizon  # too large to save: not tried again before then either
 
 

@@ -367,6 +367,11 @@ class FilesStore:
         if self.listings is not None:
             await self.listings.update_one({"_id": user_id}, {"$set": {"user_id": user_id, **fields}}, upsert=True)
 
+    async def account_marks(self, user_id: str) -> dict[str, Any] | None:
+        """What says whether the account's data is being deleted: its reset and purge numbers
+        and "delete all" in progress (None: no account document, erased)."""
+        return await self.accounts.find_one({"_id": user_id}, {"reset_seq": 1, "heads_purged": 1, "frozen": 1})
+
     async def drop_saved_listings(self, user_ids: list[str]) -> None:
         if self.listings is not None and user_ids:
             await self.listings.delete_many({"_id": {"$in": user_ids}})
