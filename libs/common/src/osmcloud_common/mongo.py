@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import weakref
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeAlias, TypeVar
 
 from pymongo import AsyncMongoClient, ReturnDocument
@@ -15,6 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from . import tracing
+from .keyed_locks import KeyedLocks
 
 DUPLICATE_KEY = 11000
 
@@ -129,17 +129,13 @@ class SerializedCollection:
 
     def __init__(self, collection: AsyncCollection[Document]) -> None:
         self._collection = collection
-        self._locks: weakref.WeakValueDictionary[Hashable, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._locks = KeyedLocks()
 
     def _lock(self, filter_: Mapping[str, Any]) -> asyncio.Lock | None:
         key = filter_.get("_id") if isinstance(filter_, dict) else None
         if key is None or isinstance(key, dict):
             return None
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._locks[key] = lock
-        return lock
+        return self._locks(key)
 
     async def _write(self, method: str, filter_: Mapping[str, Any], *args: Any, **kwargs: Any) -> Any:
         """The collection's `method`, under the document's lock when the filter names one `_id`."""

@@ -21,8 +21,6 @@ A full read happens at the first call, when the catch-up would span more than
 CATCH_UP_NUMBERS numbers, and when the entries kept would pass the process's bound
 (LISTING_CACHE_FILES); the least recently listed accounts leave first."""
 
-import asyncio
-import weakref
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -31,6 +29,7 @@ from typing import Any
 
 import pydantic_core
 
+from osmcloud_common.keyed_locks import KeyedLocks
 from osmcloud_common.logging import get_logger
 
 from .domain import feed_horizon
@@ -95,7 +94,7 @@ def saved_form(snapshot: Snapshot) -> dict[str, Any] | None:
     if len(data) > SAVED_MAX_BYTES:
         return None
     return {"reset_seq": snapshot.reset_seq, "heads_purged": snapshot.heads_purged, "horizon": snapshot.horizon,
-            "files": len(snapshot.entries), "data": data}
+            "data": data}
 
 
 def from_saved(doc: dict[str, Any]) -> Snapshot:
@@ -150,14 +149,11 @@ class Listings:
         self.full_reads = 0  # how many calls read every head (the service tests check it)
         # one call at a time per account brings its snapshot up to date: two catch-ups
         # applying their reads out of order would leave older heads under a newer horizon
-        self._turns: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._turns = KeyedLocks()
 
     async def live_files(self, user_id: str, types: list[str] | None = None) -> list[Entry]:
         """The account's live files by type and name (of `types` only, when given)."""
-        turn = self._turns.get(user_id)
-        if turn is None:
-            turn = self._turns[user_id] = asyncio.Lock()
-        async with turn:
+        async with self._turns(user_id):
             return await self._live_files(user_id, types)
 
     async def _live_files(self, user_id: str, types: list[str] | None) -> list[Entry]:
